@@ -1,0 +1,84 @@
+use serde::{Deserialize, Serialize};
+
+use crate::spec::TaskSpec;
+use crate::status::StopReason;
+use crate::time::Timestamp;
+
+/// The schema version written with every event. Bump it when an event's shape changes, and teach
+/// the store's decoder to upgrade the older shape: old journals must stay readable.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// Something that happened to a task. A task's journal is the ordered list of its events, and the
+/// journal alone determines the task's state (see [`crate::fold`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// Always the first event (seq 0). The base commit is resolved once, so the task is pinned to
+    /// it even if the base ref moves later.
+    TaskCreated { spec: TaskSpec, base_commit: String, branch: String },
+    /// Work begins for the first time.
+    Started,
+    /// Work continues after a pause, a decision, a failed verification or a review.
+    Resumed { detail: String },
+    /// A decision point: the task waits for a human, spending nothing.
+    WaitingForHuman { question: String },
+    /// The harness runs the acceptance checks.
+    VerificationStarted,
+    /// The checks passed and a reviewer reads the diff.
+    ReviewStarted,
+    /// Stopped with everything saved; resumable.
+    Paused { reason: StopReason, detail: String },
+    /// Ended for good: `verified` means done, any other reason means failed.
+    Finished { reason: StopReason, detail: String },
+    /// Ended for good by a user.
+    Cancelled { detail: String },
+}
+
+impl Event {
+    /// The event's type name, as written in the journal's `kind` column and in its JSON `type` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::TaskCreated { .. } => "task_created",
+            Event::Started => "started",
+            Event::Resumed { .. } => "resumed",
+            Event::WaitingForHuman { .. } => "waiting_for_human",
+            Event::VerificationStarted => "verification_started",
+            Event::ReviewStarted => "review_started",
+            Event::Paused { .. } => "paused",
+            Event::Finished { .. } => "finished",
+            Event::Cancelled { .. } => "cancelled",
+        }
+    }
+}
+
+/// An event as the journal holds it: its position in the task's journal and when it was appended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub seq: u64,
+    pub at: Timestamp,
+    pub event: Event,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_matches_the_serialised_tag() {
+        let events = [
+            Event::Started,
+            Event::Resumed { detail: "x".into() },
+            Event::WaitingForHuman { question: "q".into() },
+            Event::VerificationStarted,
+            Event::ReviewStarted,
+            Event::Paused { reason: StopReason::Stuck, detail: "d".into() },
+            Event::Finished { reason: StopReason::ModelError, detail: "d".into() },
+            Event::Cancelled { detail: "d".into() },
+        ];
+        for event in events {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["type"], event.kind());
+            assert_eq!(serde_json::from_value::<Event>(json).unwrap(), event);
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! The pure domain of baton: what a task is, the events of its journal, and the state machine that
+//! folds those events into the task's state.
+//!
+//! Nothing here does IO, reads the clock or draws random numbers: timestamps and entropy come in as
+//! arguments, so every function can be replayed and property-tested.
+
+mod event;
+mod id;
+mod money;
+mod spec;
+mod state;
+mod status;
+mod time;
+
+pub use event::{EVENT_SCHEMA_VERSION, Event, Recorded};
+pub use id::{InvalidTaskId, TaskId};
+pub use money::{Credits, InvalidCredits};
+pub use spec::{Budget, CheckSpec, SpecError, TaskSpec, branch_name, slug};
+pub use state::{FoldError, Stop, TaskState, fold};
+pub use status::{Lifecycle, Status, StopReason, TransitionError, UnknownName};
+pub use time::Timestamp;

@@ -1,0 +1,192 @@
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::TaskId;
+use crate::money::Credits;
+
+/// What a user asks for: the unit of work before anything has happened to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    pub request: String,
+    /// The user's repository (an absolute path). baton reads it and never writes its checkout.
+    pub repo: PathBuf,
+    /// The ref the task starts from, as the user wrote it (`HEAD`, `main`, a commit).
+    pub base_ref: String,
+    pub checks: Vec<CheckSpec>,
+    /// Paths, relative to the repository root, that the task is meant to change. Empty: anywhere.
+    pub scope: Vec<String>,
+    pub budget: Budget,
+}
+
+/// An acceptance command that the harness itself runs in the task's sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckSpec {
+    pub name: String,
+    pub command: String,
+    pub timeout_secs: u64,
+}
+
+/// Limits on what a task may spend. `None` means no limit of that kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Budget {
+    pub credits: Option<Credits>,
+    pub wall_clock_secs: Option<u64>,
+    pub steps: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("the request is empty")]
+    EmptyRequest,
+    #[error("the repository path `{0}` is not absolute")]
+    RelativeRepo(PathBuf),
+    #[error("the base ref is empty")]
+    EmptyBaseRef,
+    #[error("check `{0}` has an empty command")]
+    EmptyCheckCommand(String),
+    #[error("a check has an empty name")]
+    EmptyCheckName,
+    #[error("two checks are named `{0}`; check names must be unique")]
+    DuplicateCheck(String),
+    #[error("check `{0}` has a zero timeout")]
+    ZeroCheckTimeout(String),
+    #[error("scope path `{0}` must be relative to the repository root and stay inside it")]
+    ScopeOutsideRepo(String),
+    #[error("the {0} budget is zero or negative; omit it for no limit")]
+    NonPositiveBudget(&'static str),
+}
+
+impl TaskSpec {
+    /// Checks what can be checked without touching the filesystem or git.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.request.trim().is_empty() {
+            return Err(SpecError::EmptyRequest);
+        }
+        if !self.repo.is_absolute() {
+            return Err(SpecError::RelativeRepo(self.repo.clone()));
+        }
+        if self.base_ref.trim().is_empty() {
+            return Err(SpecError::EmptyBaseRef);
+        }
+        for (i, check) in self.checks.iter().enumerate() {
+            if check.name.trim().is_empty() {
+                return Err(SpecError::EmptyCheckName);
+            }
+            if check.command.trim().is_empty() {
+                return Err(SpecError::EmptyCheckCommand(check.name.clone()));
+            }
+            if check.timeout_secs == 0 {
+                return Err(SpecError::ZeroCheckTimeout(check.name.clone()));
+            }
+            if self.checks[..i].iter().any(|earlier| earlier.name == check.name) {
+                return Err(SpecError::DuplicateCheck(check.name.clone()));
+            }
+        }
+        if let Some(path) = self.scope.iter().find(|path| !stays_inside(path)) {
+            return Err(SpecError::ScopeOutsideRepo(path.clone()));
+        }
+        let budget = &self.budget;
+        if budget.credits.is_some_and(|c| c.micros() <= 0) {
+            return Err(SpecError::NonPositiveBudget("credits"));
+        }
+        if budget.wall_clock_secs == Some(0) {
+            return Err(SpecError::NonPositiveBudget("wall-clock"));
+        }
+        if budget.steps == Some(0) {
+            return Err(SpecError::NonPositiveBudget("steps"));
+        }
+        Ok(())
+    }
+}
+
+/// True for a non-empty relative path with no `..`, root or prefix component.
+fn stays_inside(path: &str) -> bool {
+    let path = Path::new(path);
+    !path.as_os_str().is_empty() && path.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+}
+
+/// A short, branch-safe summary of a request: lowercase ASCII words joined by `-`, at most 32
+/// characters, cut at a word boundary; `task` when nothing usable remains.
+pub fn slug(request: &str) -> String {
+    const MAX: usize = 32;
+    let mut slug = String::new();
+    let words = request
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .map(str::to_ascii_lowercase);
+    for word in words {
+        let extra = word.len() + usize::from(!slug.is_empty());
+        if slug.len() + extra > MAX {
+            if slug.is_empty() {
+                slug.push_str(&word[..MAX]);
+            }
+            break;
+        }
+        if !slug.is_empty() {
+            slug.push('-');
+        }
+        slug.push_str(&word);
+    }
+    if slug.is_empty() { "task".to_owned() } else { slug }
+}
+
+/// The task's own branch: `baton/<slug>-<short id>`.
+pub fn branch_name(request: &str, id: &TaskId) -> String {
+    format!("baton/{}-{}", slug(request), id.short())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> TaskSpec {
+        TaskSpec {
+            request: "Fix the parser".into(),
+            repo: PathBuf::from("/repo"),
+            base_ref: "HEAD".into(),
+            checks: vec![CheckSpec { name: "test".into(), command: "cargo test".into(), timeout_secs: 600 }],
+            scope: vec!["src".into()],
+            budget: Budget::default(),
+        }
+    }
+
+    #[test]
+    fn a_sound_spec_validates() {
+        assert_eq!(spec().validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_defect_is_named() {
+        let cases: Vec<(fn(&mut TaskSpec), SpecError)> = vec![
+            (|s| s.request = "  \n".into(), SpecError::EmptyRequest),
+            (|s| s.repo = "repo".into(), SpecError::RelativeRepo("repo".into())),
+            (|s| s.base_ref = "".into(), SpecError::EmptyBaseRef),
+            (|s| s.checks[0].command = " ".into(), SpecError::EmptyCheckCommand("test".into())),
+            (|s| s.checks[0].name = "".into(), SpecError::EmptyCheckName),
+            (|s| s.checks.push(s.checks[0].clone()), SpecError::DuplicateCheck("test".into())),
+            (|s| s.checks[0].timeout_secs = 0, SpecError::ZeroCheckTimeout("test".into())),
+            (|s| s.scope.push("../etc".into()), SpecError::ScopeOutsideRepo("../etc".into())),
+            (|s| s.scope.push("/etc".into()), SpecError::ScopeOutsideRepo("/etc".into())),
+            (|s| s.scope.push("src/../../x".into()), SpecError::ScopeOutsideRepo("src/../../x".into())),
+            (|s| s.budget.credits = Some(Credits::ZERO), SpecError::NonPositiveBudget("credits")),
+            (|s| s.budget.steps = Some(0), SpecError::NonPositiveBudget("steps")),
+        ];
+        for (break_it, expected) in cases {
+            let mut spec = spec();
+            break_it(&mut spec);
+            assert_eq!(spec.validate(), Err(expected));
+        }
+    }
+
+    #[test]
+    fn slugs_are_short_and_branch_safe() {
+        assert_eq!(slug("Fix the parser: handle `..` paths!"), "fix-the-parser-handle-paths");
+        assert_eq!(slug("日本語 only"), "only");
+        assert_eq!(slug("¿?"), "task");
+        assert_eq!(slug(&"a".repeat(100)), "a".repeat(32));
+        assert_eq!(slug("one two three four five six seven eight"), "one-two-three-four-five-six");
+        let id = TaskId::from_entropy(0xfeed_beef);
+        assert_eq!(branch_name("Add tests", &id), format!("baton/add-tests-{}", id.short()));
+    }
+}

@@ -1,0 +1,250 @@
+use serde::{Deserialize, Serialize};
+
+use crate::event::{Event, Recorded};
+use crate::id::TaskId;
+use crate::spec::TaskSpec;
+use crate::status::{Lifecycle, Status, StopReason, TransitionError};
+use crate::time::Timestamp;
+
+/// Everything known about a task, derived from its journal alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskState {
+    pub id: TaskId,
+    pub spec: TaskSpec,
+    pub base_commit: String,
+    pub branch: String,
+    pub lifecycle: Lifecycle,
+    /// Why the task stopped, with the human-readable detail; `None` while it is not stopped.
+    pub stop: Option<Stop>,
+    /// The open question while the task waits for a human.
+    pub question: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    /// The seq the next appended event must have.
+    pub next_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stop {
+    pub reason: StopReason,
+    pub detail: String,
+}
+
+/// A journal that does not describe a valid task.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FoldError {
+    #[error("the journal is empty")]
+    Empty,
+    #[error("the journal starts with `{0}` instead of `task_created`")]
+    NotCreatedFirst(&'static str),
+    #[error("expected event seq {expected}, found {found}")]
+    Gap { expected: u64, found: u64 },
+    #[error("event {seq}: {source}")]
+    Transition { seq: u64, source: TransitionError },
+}
+
+impl TaskState {
+    /// The state right after the journal's first event, which must be `task_created` at seq 0.
+    pub fn created(id: TaskId, first: &Recorded) -> Result<TaskState, FoldError> {
+        let Event::TaskCreated { spec, base_commit, branch } = &first.event else {
+            return Err(FoldError::NotCreatedFirst(first.event.kind()));
+        };
+        if first.seq != 0 {
+            return Err(FoldError::Gap { expected: 0, found: first.seq });
+        }
+        Ok(TaskState {
+            id,
+            spec: spec.clone(),
+            base_commit: base_commit.clone(),
+            branch: branch.clone(),
+            lifecycle: Lifecycle::CREATED,
+            stop: None,
+            question: None,
+            created_at: first.at,
+            updated_at: first.at,
+            next_seq: 1,
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        self.lifecycle.status
+    }
+
+    /// Applies the next event of the journal, or says why it cannot follow.
+    pub fn apply(&mut self, recorded: &Recorded) -> Result<(), FoldError> {
+        if recorded.seq != self.next_seq {
+            return Err(FoldError::Gap { expected: self.next_seq, found: recorded.seq });
+        }
+        let event = &recorded.event;
+        self.lifecycle =
+            self.lifecycle.apply(event).map_err(|source| FoldError::Transition { seq: recorded.seq, source })?;
+        self.stop = match (event, self.lifecycle.stop_reason) {
+            (
+                Event::Paused { detail, .. } | Event::Finished { detail, .. } | Event::Cancelled { detail },
+                Some(reason),
+            ) => Some(Stop { reason, detail: detail.clone() }),
+            _ => None,
+        };
+        self.question = match event {
+            Event::WaitingForHuman { question } => Some(question.clone()),
+            _ => None,
+        };
+        self.updated_at = recorded.at;
+        self.next_seq += 1;
+        Ok(())
+    }
+}
+
+/// Rebuilds a task's state from its journal.
+pub fn fold<'a>(id: TaskId, journal: impl IntoIterator<Item = &'a Recorded>) -> Result<TaskState, FoldError> {
+    let mut journal = journal.into_iter();
+    let first = journal.next().ok_or(FoldError::Empty)?;
+    let mut state = TaskState::created(id, first)?;
+    for recorded in journal {
+        state.apply(recorded)?;
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::spec::Budget;
+
+    fn created() -> Event {
+        Event::TaskCreated {
+            spec: TaskSpec {
+                request: "do it".into(),
+                repo: PathBuf::from("/repo"),
+                base_ref: "HEAD".into(),
+                checks: vec![],
+                scope: vec![],
+                budget: Budget::default(),
+            },
+            base_commit: "0".repeat(40),
+            branch: "baton/do-it-00000000".into(),
+        }
+    }
+
+    fn any_reason() -> impl Strategy<Value = StopReason> {
+        proptest::sample::select(StopReason::ALL.to_vec())
+    }
+
+    /// Any event but creation, valid or not for the moment it lands in.
+    fn any_event() -> impl Strategy<Value = Event> {
+        prop_oneof![
+            Just(Event::Started),
+            "[a-z ]{0,8}".prop_map(|detail| Event::Resumed { detail }),
+            "[a-z ?]{0,8}".prop_map(|question| Event::WaitingForHuman { question }),
+            Just(Event::VerificationStarted),
+            Just(Event::ReviewStarted),
+            (any_reason(), "[a-z]{0,4}").prop_map(|(reason, detail)| Event::Paused { reason, detail }),
+            (any_reason(), "[a-z]{0,4}").prop_map(|(reason, detail)| Event::Finished { reason, detail }),
+            "[a-z]{0,4}".prop_map(|detail| Event::Cancelled { detail }),
+        ]
+    }
+
+    /// Keeps only the candidates that the state machine accepts, so the result is a valid journal.
+    fn valid_journal(candidates: Vec<(Event, i64)>) -> Vec<Recorded> {
+        let mut journal = vec![Recorded { seq: 0, at: Timestamp(1_000), event: created() }];
+        let mut lifecycle = Lifecycle::CREATED;
+        let mut at = 1_000;
+        for (event, step) in candidates {
+            if let Ok(next) = lifecycle.apply(&event) {
+                lifecycle = next;
+                at += step;
+                journal.push(Recorded { seq: journal.len() as u64, at: Timestamp(at), event });
+            }
+        }
+        journal
+    }
+
+    fn assert_consistent(state: &TaskState) {
+        let Lifecycle { status, stop_reason } = state.lifecycle;
+        assert_eq!(stop_reason.is_some(), status.is_stopped(), "{status} with {stop_reason:?}");
+        assert_eq!(state.stop.as_ref().map(|s| s.reason), stop_reason);
+        assert_eq!(state.question.is_some(), status == Status::Waiting);
+        match status {
+            Status::Done => assert_eq!(stop_reason, Some(StopReason::Verified)),
+            Status::Cancelled => assert_eq!(stop_reason, Some(StopReason::Cancelled)),
+            Status::Failed | Status::Paused => {
+                assert!(!matches!(stop_reason, Some(StopReason::Verified | StopReason::Cancelled)))
+            }
+            _ => {}
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn fold_is_deterministic_and_equals_stepwise_application(
+            candidates in proptest::collection::vec((any_event(), 0i64..10_000), 0..60)
+        ) {
+            let journal = valid_journal(candidates);
+            let id = TaskId::from_entropy(7);
+            let folded = fold(id.clone(), &journal).unwrap();
+            prop_assert_eq!(&fold(id.clone(), &journal).unwrap(), &folded);
+
+            let mut stepwise = TaskState::created(id, &journal[0]).unwrap();
+            assert_consistent(&stepwise);
+            for recorded in &journal[1..] {
+                stepwise.apply(recorded).unwrap();
+                assert_consistent(&stepwise);
+            }
+            prop_assert_eq!(&stepwise, &folded);
+            prop_assert_eq!(folded.next_seq, journal.len() as u64);
+            prop_assert_eq!(folded.updated_at, journal.last().unwrap().at);
+        }
+
+        #[test]
+        fn invalid_events_are_rejected_without_changing_the_state(
+            candidates in proptest::collection::vec((any_event(), 0i64..10), 0..40),
+            intruder in any_event(),
+        ) {
+            let journal = valid_journal(candidates);
+            let mut state = fold(TaskId::from_entropy(7), &journal).unwrap();
+            let before = state.clone();
+            let recorded = Recorded { seq: state.next_seq, at: Timestamp(i64::MAX), event: intruder };
+            match state.lifecycle.apply(&recorded.event) {
+                Ok(_) => prop_assert!(state.apply(&recorded).is_ok()),
+                Err(_) => {
+                    let rejected = matches!(state.apply(&recorded), Err(FoldError::Transition { .. }));
+                    prop_assert!(rejected, "the state machine refused the event, so apply must too");
+                    prop_assert_eq!(state, before);
+                }
+            }
+        }
+
+        #[test]
+        fn journals_survive_a_serde_round_trip(
+            candidates in proptest::collection::vec((any_event(), 0i64..10), 0..30)
+        ) {
+            let journal = valid_journal(candidates);
+            let text = serde_json::to_string(&journal).unwrap();
+            let back: Vec<Recorded> = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(&back, &journal);
+        }
+    }
+
+    #[test]
+    fn malformed_journals_are_named() {
+        let id = TaskId::from_entropy(1);
+        assert_eq!(fold(id.clone(), &[]), Err(FoldError::Empty));
+        let started_first = [Recorded { seq: 0, at: Timestamp(0), event: Event::Started }];
+        assert_eq!(fold(id.clone(), &started_first), Err(FoldError::NotCreatedFirst("started")));
+        let gap = [
+            Recorded { seq: 0, at: Timestamp(0), event: created() },
+            Recorded { seq: 2, at: Timestamp(0), event: Event::Started },
+        ];
+        assert_eq!(fold(id.clone(), &gap), Err(FoldError::Gap { expected: 1, found: 2 }));
+        let twice = [
+            Recorded { seq: 0, at: Timestamp(0), event: created() },
+            Recorded { seq: 1, at: Timestamp(0), event: created() },
+        ];
+        let err = fold(id, &twice).unwrap_err();
+        assert_eq!(err.to_string(), "event 1: a queued task cannot take a `task_created` event");
+    }
+}
