@@ -1,1 +1,73 @@
+//! Durable storage for baton: the append-only journal of every task, a summary row per task for
+//! listing, and a content-addressed blob store for payloads too large to keep inline.
+//!
+//! The journal is the single source of truth. Appends name the seq they expect to write, so two
+//! writers can never both take the same slot, and they are checked against the task's state machine
+//! in the same transaction, so an invalid transition never reaches the journal.
 
+mod blob;
+mod codec;
+mod error;
+mod migrate;
+mod sqlite;
+
+use async_trait::async_trait;
+use baton_core::{Event, Recorded, Status, StopReason, TaskId, TaskState, Timestamp, fold};
+
+pub use blob::{BlobHash, BlobStore, InvalidBlobHash};
+pub use codec::INLINE_PAYLOAD_LIMIT;
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+
+/// One row of `baton task list`: what can be shown without replaying a journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskSummary {
+    pub id: TaskId,
+    pub request: String,
+    pub branch: String,
+    pub status: Status,
+    pub stop_reason: Option<StopReason>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub next_seq: u64,
+}
+
+/// Where journals live. SQLite is the embedded default; other backends implement the same trait so
+/// callers never change.
+#[async_trait]
+pub trait Store: Send + Sync {
+    /// Appends `events` at `expected_seq`, which must be the journal's next seq (0 to create the
+    /// task, whose first event must be `task_created`). Returns the next seq after the append.
+    ///
+    /// Fails with [`StoreError::Conflict`] if another writer got there first, and with
+    /// [`StoreError::Rejected`] if an event is not allowed by the task's state machine; in both
+    /// cases nothing is written.
+    async fn append(
+        &self,
+        task: &TaskId,
+        expected_seq: u64,
+        at: Timestamp,
+        events: &[Event],
+    ) -> Result<u64, StoreError>;
+
+    /// The task's events from `from_seq` on, in order.
+    async fn events(&self, task: &TaskId, from_seq: u64) -> Result<Vec<Recorded>, StoreError>;
+
+    /// All tasks, newest first, optionally only those with `status`.
+    async fn list(&self, status: Option<Status>) -> Result<Vec<TaskSummary>, StoreError>;
+
+    /// The one task whose id starts with `prefix`.
+    async fn resolve(&self, prefix: &str) -> Result<TaskId, StoreError>;
+
+    /// Stores bytes by content and returns their hash; storing the same bytes twice is a no-op.
+    async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError>;
+
+    /// The bytes stored under `hash`, checked against it.
+    async fn get_blob(&self, hash: &BlobHash) -> Result<Vec<u8>, StoreError>;
+
+    /// The task's state, rebuilt from its journal alone.
+    async fn load(&self, task: &TaskId) -> Result<TaskState, StoreError> {
+        let journal = self.events(task, 0).await?;
+        fold(task.clone(), &journal).map_err(|source| StoreError::Unfoldable { task: task.clone(), source })
+    }
+}

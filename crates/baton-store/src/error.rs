@@ -1,0 +1,35 @@
+use std::path::PathBuf;
+
+use baton_core::{FoldError, TaskId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot use baton's data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open the journal database {path}: {source}")]
+    Open { path: PathBuf, source: sqlx::Error },
+    #[error("the journal database has schema version {found}, newer than this baton knows ({known}); upgrade baton")]
+    NewerSchema { found: i64, known: i64 },
+    #[error("no task `{0}`")]
+    NotFound(String),
+    #[error("task id prefix `{prefix}` is ambiguous: it matches {first}, {second} and maybe more")]
+    Ambiguous { prefix: String, first: TaskId, second: TaskId },
+    #[error(
+        "task {task}: another writer appended first (expected to write seq {expected}, the journal is at {actual})"
+    )]
+    Conflict { task: TaskId, expected: u64, actual: u64 },
+    #[error("task {task}: event {seq} was refused: {source}")]
+    Rejected { task: TaskId, seq: u64, source: FoldError },
+    #[error("task {task}: an event cannot be written: {reason}")]
+    Unencodable { task: TaskId, reason: String },
+    #[error("task {task}: event {seq} is corrupt: {reason}")]
+    CorruptEvent { task: TaskId, seq: u64, reason: String },
+    #[error("task {task}: the summary row is corrupt: {reason}")]
+    CorruptSummary { task: String, reason: String },
+    #[error("task {task}: the journal does not describe a valid task: {source}")]
+    Unfoldable { task: TaskId, source: FoldError },
+    #[error("blob {hash}: {reason}")]
+    Blob { hash: String, reason: String },
+    #[error("journal database error: {0}")]
+    Database(#[from] sqlx::Error),
+}

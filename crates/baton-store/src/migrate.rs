@@ -1,0 +1,61 @@
+//! Versioned schema migrations. Each entry runs once, in order, inside the transaction that records
+//! it; a database newer than this binary is refused rather than guessed at.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::SqlitePool;
+
+use crate::error::StoreError;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: tasks (a summary per task, kept in step with the journal) and the journal itself.
+    r#"
+    CREATE TABLE tasks (
+        id          TEXT PRIMARY KEY,
+        request     TEXT NOT NULL,
+        branch      TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        stop_reason TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        next_seq    INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX tasks_by_created_at ON tasks (created_at);
+    CREATE TABLE events (
+        task_id TEXT NOT NULL REFERENCES tasks (id),
+        seq     INTEGER NOT NULL,
+        v       INTEGER NOT NULL,
+        kind    TEXT NOT NULL,
+        at      INTEGER NOT NULL,
+        payload TEXT,
+        blob    TEXT,
+        PRIMARY KEY (task_id, seq)
+    ) STRICT, WITHOUT ROWID;
+    "#,
+];
+
+pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    sqlx::query(
+        "CREATE TABLE IF NOT EXISTS baton_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
+    )
+    .execute(&mut *tx)
+    .await?;
+    let current: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM baton_schema").fetch_one(&mut *tx).await?;
+    let known = MIGRATIONS.len() as i64;
+    if current > known {
+        return Err(StoreError::NewerSchema { found: current, known });
+    }
+    for (version, sql) in (1..).zip(MIGRATIONS).skip(current as usize) {
+        sqlx::raw_sql(sql).execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO baton_schema (version, applied_at) VALUES (?, ?)")
+            .bind(version)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,220 @@
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use baton_core::{Event, FoldError, Lifecycle, Recorded, Status, StopReason, TaskId, Timestamp};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use crate::blob::{BlobHash, BlobStore};
+use crate::codec::{self, EVENT_COLUMNS, EventRow};
+use crate::error::StoreError;
+use crate::migrate::migrate;
+use crate::{Store, TaskSummary};
+
+/// The embedded store: `<home>/baton.db` (SQLite in WAL mode, every commit synced to disk) and
+/// `<home>/blobs/`.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    blobs: std::sync::Arc<BlobStore>,
+}
+
+/// How long a writer waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `home`, applying any pending migrations.
+    pub async fn open(home: &Path) -> Result<SqliteStore, StoreError> {
+        let blob_dir = home.join("blobs");
+        fs::create_dir_all(&blob_dir).map_err(|source| StoreError::DataDir { path: blob_dir.clone(), source })?;
+        probe_writable(home)?;
+        let path = home.join("baton.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        migrate(&pool).await?;
+        Ok(SqliteStore { pool, blobs: std::sync::Arc::new(BlobStore::new(blob_dir)) })
+    }
+
+    /// The pool, for tests and benchmarks that need to look under the store's abstraction.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// SQLite reports an unwritable directory as "unable to open database file"; find out first and
+/// name the directory and the reason instead.
+fn probe_writable(home: &Path) -> Result<(), StoreError> {
+    let probe: PathBuf = home.join(format!(".write-probe-{}", std::process::id()));
+    fs::write(&probe, b"")
+        .and_then(|()| fs::remove_file(&probe))
+        .map_err(|source| StoreError::DataDir { path: home.to_owned(), source })
+}
+
+fn summary_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskSummary, StoreError> {
+    let id: String = row.try_get("id")?;
+    let corrupt = |reason: String| StoreError::CorruptSummary { task: id.clone(), reason };
+    let status: String = row.try_get("status")?;
+    let stop_reason: Option<String> = row.try_get("stop_reason")?;
+    Ok(TaskSummary {
+        id: TaskId::parse(&id).map_err(|e| corrupt(e.to_string()))?,
+        request: row.try_get("request")?,
+        branch: row.try_get("branch")?,
+        status: status.parse::<Status>().map_err(|e| corrupt(e.to_string()))?,
+        stop_reason: stop_reason.map(|r| r.parse::<StopReason>()).transpose().map_err(|e| corrupt(e.to_string()))?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+        next_seq: row.try_get::<i64, _>("next_seq")? as u64,
+    })
+}
+
+const SUMMARY_COLUMNS: &str = "id, request, branch, status, stop_reason, created_at, updated_at, next_seq";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(
+        &self,
+        task: &TaskId,
+        expected_seq: u64,
+        at: Timestamp,
+        events: &[Event],
+    ) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return Ok(expected_seq);
+        }
+        let encoded = events.iter().map(|e| codec::encode(task, e, &self.blobs)).collect::<Result<Vec<_>, _>>()?;
+
+        // IMMEDIATE takes the write lock before the read below, so the seq check and the insert are
+        // one atomic step even across processes.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let row = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM tasks WHERE id = ?"))
+            .bind(task.as_str())
+            .fetch_optional(&mut *tx)
+            .await?;
+        let current = row.as_ref().map(summary_from_row).transpose()?;
+        let actual = current.as_ref().map_or(0, |s| s.next_seq);
+        if actual != expected_seq {
+            return Err(StoreError::Conflict { task: task.clone(), expected: expected_seq, actual });
+        }
+        if current.is_none() && expected_seq != 0 {
+            return Err(StoreError::NotFound(task.to_string()));
+        }
+
+        let rejected = |seq, source| StoreError::Rejected { task: task.clone(), seq, source };
+        let mut lifecycle = current.as_ref().map(|s| Lifecycle { status: s.status, stop_reason: s.stop_reason });
+        for ((seq, event), encoded) in (expected_seq..).zip(events).zip(&encoded) {
+            lifecycle = Some(match (lifecycle, event) {
+                (None, Event::TaskCreated { spec, branch, .. }) => {
+                    sqlx::query(
+                        "INSERT INTO tasks (id, request, branch, status, stop_reason, created_at, updated_at, next_seq)
+                         VALUES (?, ?, ?, ?, NULL, ?, ?, 0)",
+                    )
+                    .bind(task.as_str())
+                    .bind(&spec.request)
+                    .bind(branch)
+                    .bind(Status::Queued.as_str())
+                    .bind(at.as_millis())
+                    .bind(at.as_millis())
+                    .execute(&mut *tx)
+                    .await?;
+                    Lifecycle::CREATED
+                }
+                (None, other) => return Err(rejected(seq, FoldError::NotCreatedFirst(other.kind()))),
+                (Some(lifecycle), event) => {
+                    lifecycle.apply(event).map_err(|source| rejected(seq, FoldError::Transition { seq, source }))?
+                }
+            });
+            sqlx::query("INSERT INTO events (task_id, seq, v, kind, at, payload, blob) VALUES (?, ?, ?, ?, ?, ?, ?)")
+                .bind(task.as_str())
+                .bind(seq as i64)
+                .bind(i64::from(baton_core::EVENT_SCHEMA_VERSION))
+                .bind(encoded.kind)
+                .bind(at.as_millis())
+                .bind(&encoded.payload)
+                .bind(&encoded.blob)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let lifecycle = lifecycle.unwrap_or(Lifecycle::CREATED);
+        let next_seq = expected_seq + events.len() as u64;
+        sqlx::query("UPDATE tasks SET status = ?, stop_reason = ?, updated_at = ?, next_seq = ? WHERE id = ?")
+            .bind(lifecycle.status.as_str())
+            .bind(lifecycle.stop_reason.map(StopReason::as_str))
+            .bind(at.as_millis())
+            .bind(next_seq as i64)
+            .bind(task.as_str())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(next_seq)
+    }
+
+    async fn events(&self, task: &TaskId, from_seq: u64) -> Result<Vec<Recorded>, StoreError> {
+        let rows: Vec<EventRow> =
+            sqlx::query_as(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE task_id = ? AND seq >= ? ORDER BY seq"))
+                .bind(task.as_str())
+                .bind(from_seq as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        if rows.is_empty() {
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?")
+                .bind(task.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+            if exists.is_none() {
+                return Err(StoreError::NotFound(task.to_string()));
+            }
+        }
+        rows.into_iter().map(|row| codec::decode(task, row, &self.blobs)).collect()
+    }
+
+    async fn list(&self, status: Option<Status>) -> Result<Vec<TaskSummary>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM tasks WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at DESC, id"
+        ))
+        .bind(status.map(Status::as_str))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(summary_from_row).collect()
+    }
+
+    async fn resolve(&self, prefix: &str) -> Result<TaskId, StoreError> {
+        // Only id characters reach the query, so the prefix cannot carry LIKE wildcards.
+        if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            return Err(StoreError::NotFound(prefix.to_owned()));
+        }
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tasks WHERE id LIKE ? || '%' ORDER BY id LIMIT 2")
+            .bind(prefix)
+            .fetch_all(&self.pool)
+            .await?;
+        let parse = |id: &String| {
+            TaskId::parse(id).map_err(|e| StoreError::CorruptSummary { task: id.clone(), reason: e.to_string() })
+        };
+        match ids.as_slice() {
+            [] => Err(StoreError::NotFound(prefix.to_owned())),
+            [only] => parse(only),
+            [first, second, ..] => {
+                Err(StoreError::Ambiguous { prefix: prefix.to_owned(), first: parse(first)?, second: parse(second)? })
+            }
+        }
+    }
+
+    async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
+        self.blobs.put(bytes).map_err(|source| StoreError::DataDir { path: self.blobs.dir().to_owned(), source })
+    }
+
+    async fn get_blob(&self, hash: &BlobHash) -> Result<Vec<u8>, StoreError> {
+        self.blobs.get(hash).map_err(|reason| StoreError::Blob { hash: hash.to_string(), reason })
+    }
+}

@@ -1,0 +1,215 @@
+//! The journal through its real path: SQLite on disk, blobs on disk.
+
+mod common;
+
+use baton_core::{Event, FoldError, Status, StopReason, TransitionError, fold};
+use baton_store::{INLINE_PAYLOAD_LIMIT, SqliteStore, Store, StoreError};
+use common::{Rng, at, created, next_valid_event};
+
+async fn store() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    (dir, store)
+}
+
+#[tokio::test]
+async fn appended_events_read_back_and_fold_to_the_summary() {
+    let (_dir, store) = store().await;
+    let id = Rng(3).task_id();
+    assert_eq!(store.append(&id, 0, at(10), &[created("fix it")]).await.unwrap(), 1);
+    let next = store
+        .append(
+            &id,
+            1,
+            at(20),
+            &[Event::Started, Event::Paused { reason: StopReason::BudgetExhausted, detail: "out".into() }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(next, 3);
+
+    let journal = store.events(&id, 0).await.unwrap();
+    assert_eq!(journal.iter().map(|r| r.seq).collect::<Vec<_>>(), [0, 1, 2]);
+    assert_eq!(journal[1].at, at(20));
+    assert_eq!(store.events(&id, 2).await.unwrap(), journal[2..]);
+
+    // The summary row is kept in step with the journal: rebuilding from the journal agrees with it.
+    let state = store.load(&id).await.unwrap();
+    let summary = store.list(None).await.unwrap().remove(0);
+    assert_eq!((summary.status, summary.stop_reason), (state.lifecycle.status, state.lifecycle.stop_reason));
+    assert_eq!((summary.next_seq, summary.updated_at, summary.created_at), (3, at(20), at(10)));
+    assert_eq!(state.stop.unwrap().detail, "out");
+    assert_eq!(store.list(Some(Status::Paused)).await.unwrap().len(), 1);
+    assert!(store.list(Some(Status::Running)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_stale_writer_gets_a_conflict_and_writes_nothing() {
+    let (_dir, store) = store().await;
+    let id = Rng(5).task_id();
+    store.append(&id, 0, at(1), &[created("x")]).await.unwrap();
+    store.append(&id, 1, at(2), &[Event::Started]).await.unwrap();
+
+    let err = store.append(&id, 1, at(3), &[Event::Cancelled { detail: "late".into() }]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { expected: 1, actual: 2, .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("task {id}: another writer appended first (expected to write seq 1, the journal is at 2)")
+    );
+    let err = store.append(&id, 0, at(3), &[created("again")]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { expected: 0, actual: 2, .. }), "{err}");
+    assert_eq!(store.events(&id, 0).await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn an_invalid_transition_is_refused_whole() {
+    let (_dir, store) = store().await;
+    let id = Rng(7).task_id();
+    store.append(&id, 0, at(1), &[created("x")]).await.unwrap();
+    // The first event of the batch is fine, the second is not: neither may land.
+    let err = store
+        .append(
+            &id,
+            1,
+            at(2),
+            &[Event::Started, Event::Finished { reason: StopReason::Verified, detail: String::new() }],
+        )
+        .await
+        .unwrap_err();
+    match &err {
+        StoreError::Rejected { seq: 2, source: FoldError::Transition { source, .. }, .. } => {
+            assert_eq!(*source, TransitionError::NotAllowed { from: Status::Running, event: "finished" })
+        }
+        other => panic!("unexpected {other}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!("task {id}: event 2 was refused: event 2: a running task cannot take a `finished` event")
+    );
+    assert_eq!(store.events(&id, 0).await.unwrap().len(), 1);
+    assert_eq!(store.list(None).await.unwrap()[0].status, Status::Queued);
+
+    let other = Rng(8).task_id();
+    let err = store.append(&other, 0, at(1), &[Event::Started]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Rejected { seq: 0, source: FoldError::NotCreatedFirst("started"), .. }), "{err}");
+    let err = store.append(&other, 4, at(1), &[Event::Started]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Conflict { expected: 4, actual: 0, .. }), "{err}");
+    assert!(store.list(None).await.unwrap().iter().all(|s| s.id != other));
+}
+
+#[tokio::test]
+async fn large_payloads_go_to_the_blob_store_and_come_back_whole() {
+    let (dir, store) = store().await;
+    let id = Rng(9).task_id();
+    let request = "λ".repeat(INLINE_PAYLOAD_LIMIT);
+    store.append(&id, 0, at(1), &[created(&request)]).await.unwrap();
+
+    let (payload, blob): (Option<String>, Option<String>) =
+        sqlx::query_as("SELECT payload, blob FROM events WHERE seq = 0").fetch_one(store.pool()).await.unwrap();
+    assert_eq!(payload, None, "a large event must not be inline");
+    let hash = blob.unwrap();
+    assert!(dir.path().join("blobs").join(&hash[..2]).join(&hash[2..]).is_file());
+    assert_eq!(store.load(&id).await.unwrap().spec.request, request);
+}
+
+#[tokio::test]
+async fn a_corrupt_row_is_named_and_the_rest_of_the_store_stays_usable() {
+    let (dir, store) = store().await;
+    let mut rng = Rng(11);
+    let (broken, healthy, big) = (rng.task_id(), rng.task_id(), rng.task_id());
+    for id in [&broken, &healthy] {
+        store.append(id, 0, at(1), &[created("x"), Event::Started]).await.unwrap();
+    }
+    sqlx::query(
+        "UPDATE events SET payload = '{\"type\":\"paused\",\"reason\":\"bored\"}' WHERE task_id = ? AND seq = 1",
+    )
+    .bind(broken.as_str())
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    let err = store.load(&broken).await.unwrap_err();
+    assert!(matches!(&err, StoreError::CorruptEvent { task, seq: 1, .. } if *task == broken), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with(&format!("task {broken}: event 1 is corrupt: payload is not a valid event")),
+        "{message}"
+    );
+
+    assert_eq!(store.load(&healthy).await.unwrap().status(), Status::Running);
+    assert_eq!(store.list(None).await.unwrap().len(), 2);
+    // The slot is taken: a writer continues after it rather than over it.
+    assert_eq!(store.append(&broken, 2, at(3), &[Event::Cancelled { detail: "give up".into() }]).await.unwrap(), 3);
+
+    // A blob that rots on disk is caught by its hash and named by its event.
+    store.append(&big, 0, at(1), &[created(&"y".repeat(INLINE_PAYLOAD_LIMIT + 1))]).await.unwrap();
+    let hash: String = sqlx::query_scalar("SELECT blob FROM events WHERE task_id = ?")
+        .bind(big.as_str())
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    std::fs::write(dir.path().join("blobs").join(&hash[..2]).join(&hash[2..]), b"rotten").unwrap();
+    let err = store.events(&big, 0).await.unwrap_err();
+    assert!(err.to_string().contains("content does not match its hash"), "{err}");
+    assert!(matches!(err, StoreError::CorruptEvent { seq: 0, .. }));
+
+    // A kind column that disagrees with its payload is caught too.
+    sqlx::query("UPDATE events SET kind = 'resumed' WHERE task_id = ? AND seq = 1")
+        .bind(healthy.as_str())
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let err = store.events(&healthy, 0).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("task {healthy}: event 1 is corrupt: the row says `resumed` but the payload is `started`")
+    );
+}
+
+#[tokio::test]
+async fn prefixes_resolve_to_one_task_or_say_why_not() {
+    let (_dir, store) = store().await;
+    let ids: Vec<_> = (0..40).map(|i| baton_core::TaskId::from_entropy(i * 0x0123_4567_89ab)).collect();
+    for id in &ids {
+        store.append(id, 0, at(1), &[created("x")]).await.unwrap();
+    }
+    assert_eq!(store.resolve(ids[5].as_str()).await.unwrap(), ids[5]);
+    assert!(matches!(store.resolve("zzzz").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.resolve("%").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.resolve("").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(store.resolve("0").await, Err(StoreError::Ambiguous { .. })));
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_not_guessed_at() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    sqlx::query("INSERT INTO baton_schema (version, applied_at) VALUES (99, 0)").execute(store.pool()).await.unwrap();
+    store.pool().close().await;
+    let err = SqliteStore::open(dir.path()).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the journal database has schema version 99, newer than this baton knows (1); upgrade baton"
+    );
+}
+
+#[tokio::test]
+async fn reopening_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let id = Rng(13).task_id();
+    let mut status = Status::Queued;
+    {
+        let store = SqliteStore::open(dir.path()).await.unwrap();
+        store.append(&id, 0, at(1), &[created("x")]).await.unwrap();
+        for seq in 1..50 {
+            let event = next_valid_event(status, format!("step {seq}"));
+            store.append(&id, seq, at(seq as i64), &[event]).await.unwrap();
+            status = store.list(None).await.unwrap()[0].status;
+        }
+        store.pool().close().await;
+    }
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let journal = store.events(&id, 0).await.unwrap();
+    assert_eq!(journal.len(), 50);
+    assert_eq!(fold(id.clone(), &journal).unwrap().status(), status);
+}
