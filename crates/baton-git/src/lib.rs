@@ -1,1 +1,246 @@
+//! The one wrapper around the `git` CLI.
+//!
+//! Every task gets its own branch and worktree, created from a pinned base commit in baton's data
+//! directory; the user's checkout (files, index, HEAD) is never written. Every git process runs with
+//! inherited `GIT_*` variables removed, no terminal and no prompts, and with the repository's hooks
+//! and fsmonitor disabled, so neither the caller's environment nor the repository's configuration can
+//! redirect, hang, or run code through it.
 
+use std::ffi::OsStr;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("cannot run git: {0}")]
+    Spawn(io::Error),
+    #[error("{0} does not exist")]
+    MissingPath(PathBuf),
+    #[error("{path} is not a git repository with a working tree ({detail})")]
+    NotARepo { path: PathBuf, detail: String },
+    #[error("unknown ref `{rev}` in {repo}{hint}")]
+    UnknownRef { rev: String, repo: PathBuf, hint: &'static str },
+    #[error("branch `{0}` already exists")]
+    BranchExists(String),
+    #[error("worktree path {0} already exists")]
+    WorktreeExists(PathBuf),
+    #[error("`git {args}` failed in {dir}: {stderr}")]
+    Failed { args: String, dir: PathBuf, stderr: String },
+}
+
+/// Configuration given on every command line, overriding whatever the repository or user set.
+const OVERRIDES: &[&str] = &[
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "user.name=baton",
+    "-c",
+    "user.email=baton@localhost",
+];
+
+/// Runs `git -C dir args...` and returns its output, whatever the exit code.
+fn run<I, S>(dir: &Path, args: I) -> Result<Output, GitError>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new("git");
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("GIT_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
+        .env("LC_ALL", "C")
+        .arg("-C")
+        .arg(dir)
+        .args(OVERRIDES)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(GitError::Spawn)
+}
+
+/// Runs git and returns its trimmed stdout, or a [`GitError::Failed`] with its stderr.
+fn run_ok(dir: &Path, args: &[&str]) -> Result<String, GitError> {
+    let output = run(dir, args)?;
+    if !output.status.success() {
+        return Err(GitError::Failed {
+            args: args.join(" "),
+            dir: dir.to_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
+}
+
+/// A user's repository, opened at its top level.
+#[derive(Debug, Clone)]
+pub struct Repo {
+    root: PathBuf,
+}
+
+/// A task's worktree: a checkout of the task branch that only baton writes.
+#[derive(Debug, Clone)]
+pub struct Worktree {
+    path: PathBuf,
+}
+
+/// One entry of `git worktree list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeInfo {
+    pub path: PathBuf,
+    pub head: String,
+    /// The short branch name, `None` for a detached HEAD.
+    pub branch: Option<String>,
+}
+
+/// Lines added and removed in one file; binary files count neither.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileStat {
+    pub path: String,
+    pub added: u64,
+    pub removed: u64,
+}
+
+impl Repo {
+    /// Opens the repository that contains `path`.
+    pub fn open(path: &Path) -> Result<Repo, GitError> {
+        if !path.exists() {
+            return Err(GitError::MissingPath(path.to_owned()));
+        }
+        let output = run(path, ["rev-parse", "--show-toplevel"])?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let detail = stderr.trim().trim_start_matches("fatal: ").to_owned();
+            return Err(GitError::NotARepo { path: path.to_owned(), detail });
+        }
+        let root = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim_end());
+        Ok(Repo { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The full commit id that `rev` names.
+    pub fn resolve_commit(&self, rev: &str) -> Result<String, GitError> {
+        // `--end-of-options` keeps a rev such as `--output=x` from being read as an option.
+        let spec = format!("{rev}^{{commit}}");
+        let output = run(&self.root, ["rev-parse", "--verify", "--quiet", "--end-of-options", &spec])?;
+        if !output.status.success() {
+            let hint = if rev == "HEAD" { " (a new repository needs a first commit)" } else { "" };
+            return Err(GitError::UnknownRef { rev: rev.to_owned(), repo: self.root.clone(), hint });
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// Creates `branch` at `base_commit` and checks it out at `path`, which must not exist yet.
+    pub fn create_worktree(&self, branch: &str, path: &Path, base_commit: &str) -> Result<Worktree, GitError> {
+        if path.exists() {
+            return Err(GitError::WorktreeExists(path.to_owned()));
+        }
+        let check = run(&self.root, ["check-ref-format", "--branch", branch])?;
+        if !check.status.success() {
+            return Err(GitError::Failed {
+                args: format!("check-ref-format --branch {branch}"),
+                dir: self.root.clone(),
+                stderr: "not a valid branch name".into(),
+            });
+        }
+        let exists = run(&self.root, ["show-ref", "--verify", "--quiet", &format!("refs/heads/{branch}")])?;
+        if exists.status.success() {
+            return Err(GitError::BranchExists(branch.to_owned()));
+        }
+        let path_text = path.to_string_lossy();
+        run_ok(&self.root, &["worktree", "add", "--quiet", "-b", branch, &path_text, base_commit])?;
+        Ok(Worktree { path: path.to_owned() })
+    }
+
+    /// Removes a worktree, discarding uncommitted changes in it; its branch stays. A worktree whose
+    /// directory is already gone is pruned instead.
+    pub fn remove_worktree(&self, path: &Path) -> Result<(), GitError> {
+        if path.exists() {
+            run_ok(&self.root, &["worktree", "remove", "--force", &path.to_string_lossy()])?;
+        } else {
+            run_ok(&self.root, &["worktree", "prune"])?;
+        }
+        Ok(())
+    }
+
+    /// Every worktree of the repository, the main checkout first.
+    pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>, GitError> {
+        let listing = run_ok(&self.root, &["worktree", "list", "--porcelain"])?;
+        let mut worktrees = Vec::new();
+        for block in listing.split("\n\n").filter(|b| !b.trim().is_empty()) {
+            let mut info = WorktreeInfo { path: PathBuf::new(), head: String::new(), branch: None };
+            for line in block.lines() {
+                if let Some(path) = line.strip_prefix("worktree ") {
+                    info.path = PathBuf::from(path);
+                } else if let Some(head) = line.strip_prefix("HEAD ") {
+                    info.head = head.to_owned();
+                } else if let Some(branch) = line.strip_prefix("branch ") {
+                    info.branch = Some(branch.trim_start_matches("refs/heads/").to_owned());
+                }
+            }
+            worktrees.push(info);
+        }
+        Ok(worktrees)
+    }
+}
+
+impl Worktree {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens an existing worktree (for a task that resumes).
+    pub fn open(path: &Path) -> Result<Worktree, GitError> {
+        Repo::open(path).map(|repo| Worktree { path: repo.root })
+    }
+
+    pub fn head(&self) -> Result<String, GitError> {
+        run_ok(&self.path, &["rev-parse", "HEAD"])
+    }
+
+    /// Commits every change in the worktree, untracked files included, as baton. Returns the new
+    /// commit, or `None` when there was nothing to commit.
+    pub fn commit_all(&self, message: &str) -> Result<Option<String>, GitError> {
+        run_ok(&self.path, &["add", "--all"])?;
+        let staged = run(&self.path, ["diff", "--cached", "--quiet"])?;
+        if staged.status.success() {
+            return Ok(None);
+        }
+        run_ok(&self.path, &["commit", "--quiet", "--no-verify", "--message", message])?;
+        self.head().map(Some)
+    }
+
+    /// The committed changes of the branch since `base`, as a unified diff.
+    pub fn diff(&self, base: &str) -> Result<String, GitError> {
+        run_ok(&self.path, &["diff", "--no-color", "--no-ext-diff", base, "HEAD", "--"])
+    }
+
+    /// Per-file line counts of the committed changes since `base`.
+    pub fn diffstat(&self, base: &str) -> Result<Vec<FileStat>, GitError> {
+        let numstat = run_ok(&self.path, &["diff", "--numstat", "-z", "--no-renames", base, "HEAD", "--"])?;
+        let stats = numstat
+            .split('\0')
+            .filter(|entry| !entry.is_empty())
+            .filter_map(|entry| {
+                let mut fields = entry.splitn(3, '\t');
+                let (added, removed, path) = (fields.next()?, fields.next()?, fields.next()?);
+                Some(FileStat { path: path.to_owned(), added: added.parse().unwrap_or(0), removed: removed.parse().unwrap_or(0) })
+            })
+            .collect();
+        Ok(stats)
+    }
+}

@@ -1,0 +1,162 @@
+//! The git wrapper against real repositories.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use baton_git::{FileStat, GitError, Repo};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A repository with one commit, then uncommitted, staged and untracked changes on top.
+fn messy_checkout() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    git(root, &["init", "--quiet", "--initial-branch=main"]);
+    fs::write(root.join("lib.rs"), "fn a() {}\n").unwrap();
+    fs::write(root.join("staged.txt"), "one\n").unwrap();
+    fs::create_dir(root.join("docs")).unwrap();
+    fs::write(root.join("docs/guide.md"), "# Guide\n").unwrap();
+    git(root, &["add", "."]);
+    git(root, &["commit", "--quiet", "-m", "first"]);
+    fs::write(root.join("lib.rs"), "fn a() { /* edited, not committed */ }\n").unwrap();
+    fs::write(root.join("staged.txt"), "one\ntwo\n").unwrap();
+    git(root, &["add", "staged.txt"]);
+    fs::write(root.join("untracked.log"), "scratch\n").unwrap();
+    // A hook that would scribble on the checkout if anything ran it.
+    let hook = root.join(".git/hooks/post-commit");
+    fs::write(&hook, "#!/bin/sh\necho hooked > \"$(git rev-parse --show-toplevel)/HOOK_RAN\"\n").unwrap();
+    fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Every file of the checkout with its bytes and mode, plus the index and HEAD: what the user sees.
+fn snapshot(root: &Path) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+    fn walk(dir: &Path, root: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let relative = path.strip_prefix(root).unwrap().to_owned();
+            if relative == Path::new(".git") {
+                continue;
+            }
+            let meta = fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                walk(&path, root, out);
+            } else {
+                out.insert(relative, (fs::read(&path).unwrap(), meta.permissions().mode()));
+            }
+        }
+    }
+    let mut files = BTreeMap::new();
+    walk(root, root, &mut files);
+    for name in [".git/index", ".git/HEAD"] {
+        files.insert(PathBuf::from(name), (fs::read(root.join(name)).unwrap(), 0));
+    }
+    files
+}
+
+#[test]
+fn a_task_worktree_never_touches_the_user_checkout() {
+    let user = messy_checkout();
+    let before = snapshot(user.path());
+    let status_before = git(user.path(), &["status", "--porcelain"]);
+    let data = tempfile::tempdir().unwrap();
+
+    let repo = Repo::open(&user.path().join("docs")).unwrap();
+    assert_eq!(repo.root(), user.path().canonicalize().unwrap());
+    let base = repo.resolve_commit("HEAD").unwrap();
+    let path = data.path().join("worktrees/task1");
+    let worktree = repo.create_worktree("baton/fix-it-abcd1234", &path, &base).unwrap();
+
+    // The worktree holds the base commit, not the user's uncommitted edits.
+    assert_eq!(fs::read_to_string(path.join("lib.rs")).unwrap(), "fn a() {}\n");
+    assert!(!path.join("untracked.log").exists());
+    fs::write(path.join("lib.rs"), "fn a() {}\nfn b() {}\n").unwrap();
+    fs::write(path.join("new.rs"), "fn c() {}\n").unwrap();
+    fs::remove_file(path.join("docs/guide.md")).unwrap();
+    let commit = worktree.commit_all("task work").unwrap().unwrap();
+    assert_eq!(worktree.commit_all("nothing new").unwrap(), None);
+
+    assert_eq!(
+        worktree.diffstat(&base).unwrap(),
+        [
+            FileStat { path: "docs/guide.md".into(), added: 0, removed: 1 },
+            FileStat { path: "lib.rs".into(), added: 1, removed: 0 },
+            FileStat { path: "new.rs".into(), added: 1, removed: 0 },
+        ]
+    );
+    let diff = worktree.diff(&base).unwrap();
+    assert!(diff.contains("+fn b() {}") && diff.contains("+++ b/new.rs"), "{diff}");
+
+    let listed = repo.worktrees().unwrap();
+    let ours = listed.iter().find(|w| w.branch.as_deref() == Some("baton/fix-it-abcd1234")).unwrap();
+    assert_eq!((ours.path.as_path(), ours.head.as_str()), (path.canonicalize().unwrap().as_path(), commit.as_str()));
+
+    repo.remove_worktree(&path).unwrap();
+    assert!(!path.exists());
+    assert_eq!(repo.worktrees().unwrap().len(), 1);
+    // The branch and its commit outlive the worktree: they are the task's result.
+    assert_eq!(repo.resolve_commit("baton/fix-it-abcd1234").unwrap(), commit);
+    let author = git(user.path(), &["log", "-1", "--format=%an <%ae>", "baton/fix-it-abcd1234"]);
+    assert_eq!(author.trim(), "baton <baton@localhost>");
+
+    assert_eq!(snapshot(user.path()), before, "the user's checkout changed");
+    assert_eq!(git(user.path(), &["status", "--porcelain"]), status_before);
+    assert!(!user.path().join("HOOK_RAN").exists(), "a repository hook ran");
+}
+
+#[test]
+fn bad_repositories_and_refs_get_precise_errors() {
+    let plain = tempfile::tempdir().unwrap();
+    let err = Repo::open(plain.path()).unwrap_err();
+    assert!(matches!(err, GitError::NotARepo { .. }), "{err}");
+    assert!(err.to_string().starts_with(&format!("{} is not a git repository", plain.path().display())), "{err}");
+
+    let missing = plain.path().join("nope");
+    assert_eq!(Repo::open(&missing).unwrap_err().to_string(), format!("{} does not exist", missing.display()));
+
+    let user = messy_checkout();
+    let repo = Repo::open(user.path()).unwrap();
+    for rev in ["no-such-branch", "--output=/tmp/x", "HEAD~5", ""] {
+        let err = repo.resolve_commit(rev).unwrap_err();
+        assert_eq!(err.to_string(), format!("unknown ref `{rev}` in {}", repo.root().display()));
+    }
+
+    let empty = tempfile::tempdir().unwrap();
+    git(empty.path(), &["init", "--quiet"]);
+    let err = Repo::open(empty.path()).unwrap().resolve_commit("HEAD").unwrap_err();
+    assert!(err.to_string().ends_with("(a new repository needs a first commit)"), "{err}");
+}
+
+#[test]
+fn a_branch_or_path_is_never_reused() {
+    let user = messy_checkout();
+    let repo = Repo::open(user.path()).unwrap();
+    let base = repo.resolve_commit("main").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    repo.create_worktree("baton/a-00000000", &data.path().join("a"), &base).unwrap();
+
+    let err = repo.create_worktree("baton/a-00000000", &data.path().join("b"), &base).unwrap_err();
+    assert_eq!(err.to_string(), "branch `baton/a-00000000` already exists");
+    let err = repo.create_worktree("baton/b-00000000", &data.path().join("a"), &base).unwrap_err();
+    assert!(matches!(err, GitError::WorktreeExists(_)), "{err}");
+    let err = repo.create_worktree("baton/..bad", &data.path().join("c"), &base).unwrap_err();
+    assert!(err.to_string().ends_with("not a valid branch name"), "{err}");
+
+    // A worktree whose directory vanished is pruned rather than an error.
+    fs::remove_dir_all(data.path().join("a")).unwrap();
+    repo.remove_worktree(&data.path().join("a")).unwrap();
+    assert_eq!(repo.worktrees().unwrap().len(), 1);
+}
