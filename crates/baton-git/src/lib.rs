@@ -238,7 +238,11 @@ impl Worktree {
             .filter_map(|entry| {
                 let mut fields = entry.splitn(3, '\t');
                 let (added, removed, path) = (fields.next()?, fields.next()?, fields.next()?);
-                Some(FileStat { path: path.to_owned(), added: added.parse().unwrap_or(0), removed: removed.parse().unwrap_or(0) })
+                Some(FileStat {
+                    path: path.to_owned(),
+                    added: added.parse().unwrap_or(0),
+                    removed: removed.parse().unwrap_or(0),
+                })
             })
             .collect();
         Ok(stats)

@@ -20,7 +20,7 @@ pub use error::StoreError;
 pub use sqlite::SqliteStore;
 
 /// One row of `baton task list`: what can be shown without replaying a journal.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TaskSummary {
     pub id: TaskId,
     pub request: String,

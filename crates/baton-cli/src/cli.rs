@@ -1,0 +1,101 @@
+use std::path::PathBuf;
+
+use baton_core::{Credits, Status};
+use clap::{Args, Parser, Subcommand};
+
+/// Run long coding tasks with LLM agents: planned, built in a sandbox on their own git branch,
+/// verified by checks baton runs itself, and journaled so that nothing is lost.
+#[derive(Debug, Parser)]
+#[command(name = "baton", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Print machine-readable JSON (JSON Lines for event streams) instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// baton's data directory: journal, blobs, worktrees [default: $XDG_DATA_HOME/baton]
+    #[arg(long, global = true, env = "BATON_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create, inspect and cancel tasks.
+    #[command(subcommand)]
+    Task(TaskCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TaskCommand {
+    /// Create a task: pin its base commit, name its branch, and queue it.
+    Create(CreateArgs),
+    /// List tasks, newest first.
+    List {
+        /// Only tasks with this status (queued, running, waiting, paused, verifying, reviewing,
+        /// done, failed, cancelled).
+        #[arg(long)]
+        status: Option<Status>,
+    },
+    /// Show one task, rebuilt from its journal.
+    Show {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+    },
+    /// Print a task's journal.
+    Events {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+        /// Keep printing new events until the task ends.
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Cancel a task for good; its branch and commits are kept.
+    Cancel {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+        /// Why, for the journal.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The git repository to work on; the checkout itself is never modified.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+
+    /// What the task should achieve, in plain words.
+    #[arg(long, value_name = "TEXT")]
+    pub request: String,
+
+    /// An acceptance command the harness runs to verify the work (repeatable).
+    #[arg(long = "check", value_name = "CMD")]
+    pub checks: Vec<String>,
+
+    /// How long each check may run, like 90s or 10m.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = humantime::parse_duration)]
+    pub check_timeout: std::time::Duration,
+
+    /// The commit, branch or tag to start from.
+    #[arg(long, value_name = "REF", default_value = "HEAD")]
+    pub base: String,
+
+    /// A path, relative to the repository root, the task is meant to change (repeatable).
+    #[arg(long = "scope", value_name = "PATH")]
+    pub scope: Vec<String>,
+
+    /// Most credits the task may spend, like 5 or 0.25.
+    #[arg(long, value_name = "CREDITS")]
+    pub budget: Option<Credits>,
+
+    /// Longest wall-clock time the task may run, like 59m or 8h.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub window: Option<std::time::Duration>,
+
+    /// Most agent steps the task may take.
+    #[arg(long, value_name = "N")]
+    pub max_steps: Option<u64>,
+}

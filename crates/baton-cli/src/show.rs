@@ -1,0 +1,133 @@
+//! How tasks and events look on a terminal and in `--json`.
+
+use std::io::Write;
+use std::time::{Duration, UNIX_EPOCH};
+
+use baton_core::{Event, Recorded, TaskState, Timestamp};
+use baton_store::TaskSummary;
+use serde::Serialize;
+
+pub fn json(value: &impl Serialize) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn time(at: Timestamp) -> String {
+    let when = UNIX_EPOCH + Duration::from_millis(at.as_millis().max(0) as u64);
+    humantime::format_rfc3339_seconds(when).to_string()
+}
+
+/// The first line of a text, cut to `max` characters with an ellipsis.
+fn headline(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("").trim();
+    if line.chars().count() <= max {
+        return line.to_owned();
+    }
+    let cut: String = line.chars().take(max - 1).collect();
+    format!("{cut}…")
+}
+
+pub fn summaries(tasks: &[TaskSummary]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if tasks.is_empty() {
+        writeln!(out, "no tasks")?;
+        return Ok(());
+    }
+    writeln!(out, "{:<12}  {:<26}  {:<20}  REQUEST", "ID", "STATUS", "UPDATED")?;
+    for task in tasks {
+        let status = match task.stop_reason {
+            Some(reason) if task.status.as_str() != reason.as_str() => format!("{} ({reason})", task.status),
+            _ => task.status.to_string(),
+        };
+        writeln!(
+            out,
+            "{:<12}  {:<26}  {:<20}  {}",
+            task.id,
+            status,
+            time(task.updated_at),
+            headline(&task.request, 60)
+        )?;
+    }
+    Ok(())
+}
+
+pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(state);
+    }
+    let spec = &state.spec;
+    let status = match &state.stop {
+        Some(stop) if stop.detail.is_empty() => format!("{} ({})", state.status(), stop.reason),
+        Some(stop) => format!("{} ({}: {})", state.status(), stop.reason, stop.detail),
+        None => state.status().to_string(),
+    };
+    let checks = if spec.checks.is_empty() {
+        "none".to_owned()
+    } else {
+        spec.checks
+            .iter()
+            .map(|c| format!("`{}` (timeout {}s)", c.command, c.timeout_secs))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let scope = if spec.scope.is_empty() { "anywhere".to_owned() } else { spec.scope.join(", ") };
+    let budget = &spec.budget;
+    let limits: Vec<String> = [
+        budget.credits.map(|c| format!("{c} credits")),
+        budget.wall_clock_secs.map(|s| format!("{} window", humantime::format_duration(Duration::from_secs(s)))),
+        budget.steps.map(|s| format!("{s} steps")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let budget = if limits.is_empty() { "unlimited".to_owned() } else { limits.join(", ") };
+
+    let mut out = std::io::stdout().lock();
+    let rows = [
+        ("task", state.id.to_string()),
+        ("status", status),
+        ("request", headline(&spec.request, 200)),
+        ("repo", spec.repo.display().to_string()),
+        ("base", format!("{} ({})", spec.base_ref, &state.base_commit)),
+        ("branch", state.branch.clone()),
+        ("checks", checks),
+        ("scope", scope),
+        ("budget", budget),
+        ("created", time(state.created_at)),
+        ("updated", time(state.updated_at)),
+        ("events", state.next_seq.to_string()),
+    ];
+    for (label, value) in rows {
+        writeln!(out, "{label:<8} {value}")?;
+    }
+    if let Some(question) = &state.question {
+        writeln!(out, "question {question}")?;
+    }
+    Ok(())
+}
+
+pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(recorded);
+    }
+    let detail = match &recorded.event {
+        Event::TaskCreated { spec, branch, .. } => format!("{} → {branch}", headline(&spec.request, 60)),
+        Event::Started | Event::VerificationStarted | Event::ReviewStarted => String::new(),
+        Event::Resumed { detail } | Event::Cancelled { detail } => detail.clone(),
+        Event::WaitingForHuman { question } => question.clone(),
+        Event::Paused { reason, detail } | Event::Finished { reason, detail } => format!("{reason}: {detail}"),
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{:>5}  {}  {:<20}  {}",
+        recorded.seq,
+        time(recorded.at),
+        recorded.event.kind(),
+        headline(&detail, 100)
+    )?;
+    out.flush()?;
+    Ok(())
+}

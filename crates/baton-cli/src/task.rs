@@ -1,0 +1,137 @@
+//! `baton task ...`: thin glue from the command line to the store, the core and git.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use baton_core::{Budget, CheckSpec, Event, Status, TaskId, TaskSpec, Timestamp, branch_name};
+use baton_git::Repo;
+use baton_store::{SqliteStore, Store, StoreError};
+
+use crate::cli::{CreateArgs, TaskCommand};
+use crate::show;
+
+/// How often `task events --follow` looks for new events.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
+pub async fn run(home: &Path, command: TaskCommand, json: bool) -> anyhow::Result<()> {
+    let store = SqliteStore::open(home).await?;
+    match command {
+        TaskCommand::Create(args) => create(&store, args, json).await,
+        TaskCommand::List { status } => list(&store, status, json).await,
+        TaskCommand::Show { id } => {
+            let state = store.load(&store.resolve(&id).await?).await?;
+            show::state(&state, json)
+        }
+        TaskCommand::Events { id, follow } => events(&store, &store.resolve(&id).await?, follow, json).await,
+        TaskCommand::Cancel { id, reason } => cancel(home, &store, &store.resolve(&id).await?, reason, json).await,
+    }
+}
+
+fn now() -> Timestamp {
+    Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
+}
+
+fn new_task_id() -> anyhow::Result<TaskId> {
+    let entropy = getrandom::u64().map_err(|e| anyhow::anyhow!("cannot draw a random task id: {e}"))?;
+    Ok(TaskId::from_entropy(entropy))
+}
+
+async fn create(store: &SqliteStore, args: CreateArgs, json: bool) -> anyhow::Result<()> {
+    let repo = Repo::open(&args.repo)?;
+    let base_commit = repo.resolve_commit(&args.base)?;
+    let checks = args
+        .checks
+        .iter()
+        .map(|command| CheckSpec {
+            name: command.trim().to_owned(),
+            command: command.clone(),
+            timeout_secs: args.check_timeout.as_secs(),
+        })
+        .collect();
+    let spec = TaskSpec {
+        request: args.request,
+        repo: repo.root().to_owned(),
+        base_ref: args.base,
+        checks,
+        scope: args.scope,
+        budget: Budget {
+            credits: args.budget,
+            wall_clock_secs: args.window.map(|w| w.as_secs()),
+            steps: args.max_steps,
+        },
+    };
+    spec.validate()?;
+    let id = new_task_id()?;
+    let branch = branch_name(&spec.request, &id);
+    store.append(&id, 0, now(), &[Event::TaskCreated { spec, base_commit, branch }]).await?;
+    let state = store.load(&id).await?;
+    if json {
+        show::json(&state)
+    } else {
+        println!(
+            "created task {} on branch {} from {} ({})",
+            state.id,
+            state.branch,
+            state.spec.base_ref,
+            &state.base_commit[..12]
+        );
+        Ok(())
+    }
+}
+
+async fn list(store: &SqliteStore, status: Option<Status>, json: bool) -> anyhow::Result<()> {
+    let tasks = store.list(status).await?;
+    if json { show::json(&tasks) } else { show::summaries(&tasks) }
+}
+
+async fn events(store: &SqliteStore, id: &TaskId, follow: bool, json: bool) -> anyhow::Result<()> {
+    let mut next = 0;
+    loop {
+        let batch = store.events(id, next).await?;
+        for recorded in &batch {
+            show::event(recorded, json)?;
+        }
+        next += batch.len() as u64;
+        if !follow || store.load(id).await?.status().is_terminal() && store.events(id, next).await?.is_empty() {
+            return Ok(());
+        }
+        tokio::time::sleep(FOLLOW_POLL).await;
+    }
+}
+
+async fn cancel(
+    home: &Path,
+    store: &SqliteStore,
+    id: &TaskId,
+    reason: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let detail = reason.unwrap_or_else(|| "cancelled by user".to_owned());
+    // Another process may append between our read and our write; read again and retry then.
+    let state = loop {
+        let state = store.load(id).await?;
+        if state.status().is_terminal() {
+            bail!("task {id} has already ended ({})", state.status());
+        }
+        let cancelled = Event::Cancelled { detail: detail.clone() };
+        match store.append(id, state.next_seq, now(), &[cancelled]).await {
+            Ok(_) => break state,
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(other) => return Err(other.into()),
+        }
+    };
+    let worktree = home.join("worktrees").join(id.as_str());
+    if worktree.exists() {
+        Repo::open(&state.spec.repo)?.remove_worktree(&worktree).with_context(|| {
+            format!("task {id} is cancelled, but its worktree {} could not be removed", worktree.display())
+        })?;
+    }
+    let state = store.load(id).await?;
+    if json {
+        show::json(&state)
+    } else {
+        println!("cancelled task {id}; branch {} is kept", state.branch);
+        Ok(())
+    }
+}
