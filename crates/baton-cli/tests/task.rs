@@ -1,5 +1,7 @@
 //! `baton task ...` end to end: the real binary, a real git repository, a real journal on disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -158,7 +158,8 @@ mod tests {
 
     #[test]
     fn each_defect_is_named() {
-        let cases: Vec<(fn(&mut TaskSpec), SpecError)> = vec![
+        type Breakage = fn(&mut TaskSpec);
+        let cases: Vec<(Breakage, SpecError)> = vec![
             (|s| s.request = "  \n".into(), SpecError::EmptyRequest),
             (|s| s.repo = "repo".into(), SpecError::RelativeRepo("repo".into())),
             (|s| s.base_ref = "".into(), SpecError::EmptyBaseRef),

@@ -1,5 +1,7 @@
 //! The journal through its real path: SQLite on disk, blobs on disk.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 mod common;
 
 use baton_core::{Event, FoldError, Status, StopReason, TransitionError, fold};

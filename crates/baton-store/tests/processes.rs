@@ -1,6 +1,8 @@
 //! Several real processes on one journal: writers killed with SIGKILL mid-append, and two writers
 //! racing for the same slots. The child processes are this test binary run again with `child`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 mod common;
 
 use std::collections::BTreeMap;

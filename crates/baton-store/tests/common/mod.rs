@@ -1,5 +1,7 @@
 //! Helpers shared by the store's integration tests.
-#![allow(dead_code)]
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+#![allow(dead_code)] // each test binary uses its own part of these helpers
 
 use std::path::PathBuf;
 
