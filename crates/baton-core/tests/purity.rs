@@ -41,7 +41,11 @@ fn core_source_never_reaches_for_the_outside_world() {
         // Only the code outside the unit tests counts: tests may use whatever they like.
         let code = text.split("#[cfg(test)]").next().unwrap_or_default();
         for forbidden in FORBIDDEN {
-            assert!(!code.contains(forbidden), "{} uses `{forbidden}`; the core takes such things as arguments", path.display());
+            assert!(
+                !code.contains(forbidden),
+                "{} uses `{forbidden}`; the core takes such things as arguments",
+                path.display()
+            );
         }
         checked += 1;
     }
