@@ -15,16 +15,23 @@ use crate::show;
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
 pub async fn run(home: &Path, command: TaskCommand, json: bool) -> anyhow::Result<()> {
-    let store = SqliteStore::open(home).await?;
+    let open = || SqliteStore::open(home);
     match command {
-        TaskCommand::Create(args) => create(&store, args, json).await,
-        TaskCommand::List { status } => list(&store, status, json).await,
+        TaskCommand::Create(args) => create(home, args, json).await,
+        TaskCommand::List { status } => list(&open().await?, status, json).await,
         TaskCommand::Show { id } => {
+            let store = open().await?;
             let state = store.load(&store.resolve(&id).await?).await?;
             show::state(&state, json)
         }
-        TaskCommand::Events { id, follow } => events(&store, &store.resolve(&id).await?, follow, json).await,
-        TaskCommand::Cancel { id, reason } => cancel(home, &store, &store.resolve(&id).await?, reason, json).await,
+        TaskCommand::Events { id, follow } => {
+            let store = open().await?;
+            events(&store, &store.resolve(&id).await?, follow, json).await
+        }
+        TaskCommand::Cancel { id, reason } => {
+            let store = open().await?;
+            cancel(home, &store, &store.resolve(&id).await?, reason, json).await
+        }
     }
 }
 
@@ -37,8 +44,10 @@ fn new_task_id() -> anyhow::Result<TaskId> {
     Ok(TaskId::from_entropy(entropy))
 }
 
-async fn create(store: &SqliteStore, args: CreateArgs, json: bool) -> anyhow::Result<()> {
+async fn create(home: &Path, args: CreateArgs, json: bool) -> anyhow::Result<()> {
     let repo = Repo::open(&args.repo)?;
+    // Checked before the store is opened, which would already write into the checkout.
+    repo.ensure_outside(home)?;
     let base_commit = repo.resolve_commit(&args.base)?;
     let checks = args
         .checks
@@ -64,6 +73,7 @@ async fn create(store: &SqliteStore, args: CreateArgs, json: bool) -> anyhow::Re
     spec.validate()?;
     let id = new_task_id()?;
     let branch = branch_name(&spec.request, &id);
+    let store = SqliteStore::open(home).await?;
     store.append(&id, 0, now(), &[Event::TaskCreated { spec, base_commit, branch }]).await?;
     let state = store.load(&id).await?;
     if json {

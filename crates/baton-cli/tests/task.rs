@@ -4,38 +4,22 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use assert_cmd::cargo::CommandCargoExt;
+use baton_testkit::{FixtureRepo, git};
 use serde_json::Value;
 
 /// A data directory and a user repository with one commit.
 struct Env {
     home: tempfile::TempDir,
-    repo: tempfile::TempDir,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_owned()
+    repo: FixtureRepo,
 }
 
 impl Env {
     fn new() -> Env {
-        let repo = tempfile::tempdir().unwrap();
-        git(repo.path(), &["init", "--quiet", "--initial-branch=main"]);
-        fs::write(repo.path().join("README"), "hello\n").unwrap();
-        git(repo.path(), &["add", "."]);
-        git(repo.path(), &["commit", "--quiet", "-m", "first"]);
-        Env { home: tempfile::tempdir().unwrap(), repo }
+        Env { home: tempfile::tempdir().unwrap(), repo: FixtureRepo::with_files(&[("README", "hello\n")]) }
     }
 
     fn baton(&self) -> Command {
@@ -180,6 +164,23 @@ fn bad_input_gets_one_precise_line() {
 }
 
 #[test]
+fn a_data_directory_inside_the_checkout_is_refused_before_anything_is_written() {
+    let env = Env::new();
+    let inside = env.repo.path().join(".baton-data");
+    let output = env
+        .baton()
+        .args(["task", "create", "--repo", &env.repo_arg(), "--request", "x"])
+        .env("BATON_HOME", &inside)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("task worktrees must live outside it"), "{stderr}");
+    assert!(!inside.exists(), "baton wrote into the user's checkout");
+    assert_eq!(env.repo.git(&["status", "--porcelain", "--ignored"]), "");
+}
+
+#[test]
 fn an_unwritable_data_directory_is_named() {
     let dir = tempfile::tempdir().unwrap();
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -212,9 +213,8 @@ fn an_unwritable_data_directory_is_named() {
 fn inherited_git_variables_cannot_redirect_baton() {
     let env = Env::new();
     let decoy = Env::new();
-    fs::write(decoy.repo.path().join("other"), "x").unwrap();
-    git(decoy.repo.path(), &["add", "."]);
-    git(decoy.repo.path(), &["commit", "--quiet", "-m", "decoy"]);
+    decoy.repo.write(&[("other", "x")]);
+    decoy.repo.commit("decoy");
 
     let output = env
         .baton()

@@ -23,6 +23,8 @@ pub enum GitError {
     UnknownRef { rev: String, repo: PathBuf, hint: &'static str },
     #[error("branch `{0}` already exists")]
     BranchExists(String),
+    #[error("{path} is inside the checkout of {root}; task worktrees must live outside it")]
+    InsideCheckout { path: PathBuf, root: PathBuf },
     #[error("worktree path {0} already exists")]
     WorktreeExists(PathBuf),
     #[error("`git {args}` failed in {dir}: {stderr}")]
@@ -144,8 +146,18 @@ impl Repo {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
-    /// Creates `branch` at `base_commit` and checks it out at `path`, which must not exist yet.
+    /// Refuses a path that is, or would be, inside the user's checkout, following symlinks.
+    pub fn ensure_outside(&self, path: &Path) -> Result<(), GitError> {
+        if resolve(path).starts_with(&self.root) {
+            return Err(GitError::InsideCheckout { path: path.to_owned(), root: self.root.clone() });
+        }
+        Ok(())
+    }
+
+    /// Creates `branch` at `base_commit` and checks it out at `path`, which must not exist yet and
+    /// must lie outside the user's checkout.
     pub fn create_worktree(&self, branch: &str, path: &Path, base_commit: &str) -> Result<Worktree, GitError> {
+        self.ensure_outside(path)?;
         if path.exists() {
             return Err(GitError::WorktreeExists(path.to_owned()));
         }
@@ -195,6 +207,26 @@ impl Repo {
             worktrees.push(info);
         }
         Ok(worktrees)
+    }
+}
+
+/// `path` with symlinks resolved as far as it exists, so a path not yet created can be compared
+/// with canonical ones.
+fn resolve(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut existing = absolute.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(canonical) = existing.canonicalize() {
+            return rest.iter().rev().fold(canonical, |acc, part| acc.join(part));
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return absolute,
+        }
     }
 }
 

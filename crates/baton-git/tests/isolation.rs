@@ -6,42 +6,22 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use baton_git::{FileStat, GitError, Repo};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=t", "-c", "user.email=t@t"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
-}
+use baton_testkit::{FixtureRepo, git};
 
 /// A repository with one commit, then uncommitted, staged and untracked changes on top.
-fn messy_checkout() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    git(root, &["init", "--quiet", "--initial-branch=main"]);
-    fs::write(root.join("lib.rs"), "fn a() {}\n").unwrap();
-    fs::write(root.join("staged.txt"), "one\n").unwrap();
-    fs::create_dir(root.join("docs")).unwrap();
-    fs::write(root.join("docs/guide.md"), "# Guide\n").unwrap();
-    git(root, &["add", "."]);
-    git(root, &["commit", "--quiet", "-m", "first"]);
-    fs::write(root.join("lib.rs"), "fn a() { /* edited, not committed */ }\n").unwrap();
-    fs::write(root.join("staged.txt"), "one\ntwo\n").unwrap();
-    git(root, &["add", "staged.txt"]);
-    fs::write(root.join("untracked.log"), "scratch\n").unwrap();
+fn messy_checkout() -> FixtureRepo {
+    let repo =
+        FixtureRepo::with_files(&[("lib.rs", "fn a() {}\n"), ("staged.txt", "one\n"), ("docs/guide.md", "# Guide\n")]);
+    repo.write(&[("lib.rs", "fn a() { /* edited, not committed */ }\n"), ("staged.txt", "one\ntwo\n")]);
+    repo.git(&["add", "staged.txt"]);
+    repo.write(&[("untracked.log", "scratch\n")]);
     // A hook that would scribble on the checkout if anything ran it.
-    let hook = root.join(".git/hooks/post-commit");
+    let hook = repo.path().join(".git/hooks/post-commit");
     fs::write(&hook, "#!/bin/sh\necho hooked > \"$(git rev-parse --show-toplevel)/HOOK_RAN\"\n").unwrap();
     fs::set_permissions(&hook, fs::Permissions::from_mode(0o755)).unwrap();
-    dir
+    repo
 }
 
 /// Every file of the checkout with its bytes and mode, plus the index and HEAD: what the user sees.
@@ -136,8 +116,7 @@ fn bad_repositories_and_refs_get_precise_errors() {
         assert_eq!(err.to_string(), format!("unknown ref `{rev}` in {}", repo.root().display()));
     }
 
-    let empty = tempfile::tempdir().unwrap();
-    git(empty.path(), &["init", "--quiet"]);
+    let empty = FixtureRepo::empty();
     let err = Repo::open(empty.path()).unwrap().resolve_commit("HEAD").unwrap_err();
     assert!(err.to_string().ends_with("(a new repository needs a first commit)"), "{err}");
 }
@@ -156,6 +135,15 @@ fn a_branch_or_path_is_never_reused() {
     assert!(matches!(err, GitError::WorktreeExists(_)), "{err}");
     let err = repo.create_worktree("baton/..bad", &data.path().join("c"), &base).unwrap_err();
     assert!(err.to_string().ends_with("not a valid branch name"), "{err}");
+
+    let inside = repo.root().join("nested/worktree");
+    let err = repo.create_worktree("baton/c-00000000", &inside, &base).unwrap_err();
+    assert!(matches!(err, GitError::InsideCheckout { .. }), "{err}");
+    assert!(!repo.root().join("nested").exists());
+    // A symlink from outside into the checkout is seen through.
+    std::os::unix::fs::symlink(repo.root(), data.path().join("link")).unwrap();
+    let err = repo.create_worktree("baton/c-00000000", &data.path().join("link/sub"), &base).unwrap_err();
+    assert!(matches!(err, GitError::InsideCheckout { .. }), "{err}");
 
     // A worktree whose directory vanished is pruned rather than an error.
     fs::remove_dir_all(data.path().join("a")).unwrap();

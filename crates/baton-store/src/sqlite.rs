@@ -103,12 +103,12 @@ impl Store for SqliteStore {
             .fetch_optional(&mut *tx)
             .await?;
         let current = row.as_ref().map(summary_from_row).transpose()?;
+        if current.is_none() && expected_seq != 0 {
+            return Err(StoreError::NotFound(task.to_string()));
+        }
         let actual = current.as_ref().map_or(0, |s| s.next_seq);
         if actual != expected_seq {
             return Err(StoreError::Conflict { task: task.clone(), expected: expected_seq, actual });
-        }
-        if current.is_none() && expected_seq != 0 {
-            return Err(StoreError::NotFound(task.to_string()));
         }
 
         let rejected = |seq, source| StoreError::Rejected { task: task.clone(), seq, source };
