@@ -4,6 +4,7 @@
 //! Nothing here does IO, reads the clock or draws random numbers: timestamps and entropy come in as
 //! arguments, so every function can be replayed and property-tested.
 
+mod chat;
 mod event;
 mod id;
 mod money;
@@ -12,6 +13,7 @@ mod state;
 mod status;
 mod time;
 
+pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
 pub use event::{EVENT_SCHEMA_VERSION, Event, Recorded};
 pub use id::{InvalidTaskId, TaskId};
 pub use money::{Credits, InvalidCredits};

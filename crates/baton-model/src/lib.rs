@@ -1,0 +1,71 @@
+//! Model clients. One [`ModelClient`] trait; one HTTP transport with retries, timeouts and
+//! cancellation; and one [`Protocol`](protocol::Protocol) per wire format: OpenAI Responses, OpenAI
+//! Chat Completions (also every OpenAI-compatible server) and Anthropic Messages. No provider SDKs:
+//! request bodies and server-sent events are written and read here, because cost accounting, prompt
+//! caching and recovery all depend on exactly what goes over the wire.
+
+mod assemble;
+mod catalog;
+mod error;
+mod estimate;
+pub mod protocol;
+mod retry;
+mod select;
+mod transport;
+
+use async_trait::async_trait;
+use baton_core::{FinishReason, ModelRequest, ModelResponse, Replay, Usage};
+use tokio_util::sync::CancellationToken;
+
+pub use assemble::Assembler;
+pub use catalog::{Catalog, CatalogError, ModelInfo, Price};
+pub use error::ModelError;
+pub use estimate::estimate_tokens;
+pub use retry::RetryPolicy;
+pub use select::{ModelName, ProviderConfig, ProviderKind, Providers};
+pub use transport::{HttpClient, Timeouts};
+
+/// Something that happened while a reply streamed in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    TextDelta(String),
+    ReasoningDelta(String),
+    /// The provider's reasoning item, to be sent back verbatim on the next call.
+    ReasoningReplay(Replay),
+    /// A tool call begins; `index` identifies it in the deltas that follow.
+    ToolCallStart {
+        index: u64,
+        id: String,
+        name: String,
+    },
+    ToolCallDelta {
+        index: u64,
+        arguments: String,
+    },
+    ToolCallEnd {
+        index: u64,
+    },
+    Usage(Usage),
+    Finished(FinishReason),
+    /// The attempt failed after streaming some of the above, and the call starts again from scratch:
+    /// a live view must discard what it showed. The returned response never contains a partial
+    /// attempt.
+    Restarted {
+        attempt: u32,
+        reason: String,
+    },
+}
+
+/// A model endpoint that answers requests. Implementations retry what is worth retrying and return
+/// either a whole response or a typed error.
+#[async_trait]
+pub trait ModelClient: Send + Sync {
+    /// Sends `request`, reports every stream event to `sink` as it arrives, and returns the whole
+    /// response. Cancelling `cancel` stops the call at once with [`ModelError::Cancelled`].
+    async fn complete(
+        &self,
+        request: &ModelRequest,
+        sink: &mut (dyn FnMut(StreamEvent) + Send),
+        cancel: &CancellationToken,
+    ) -> Result<ModelResponse, ModelError>;
+}

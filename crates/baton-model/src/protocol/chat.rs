@@ -1,0 +1,195 @@
+//! OpenAI Chat Completions (`POST {base}/chat/completions`), the lingua franca of OpenAI-compatible
+//! servers: Ollama, vLLM, llama.cpp, LM Studio, OpenRouter.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use baton_core::{FinishReason, ModelRequest, Part, Role, Usage};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use super::{
+    Decoder, Protocol, auth_header, classify, json_value, openai_error_body, parse_event, says_context_overflow,
+};
+use crate::StreamEvent;
+use crate::error::ModelError;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ChatCompletions;
+
+impl Protocol for ChatCompletions {
+    fn name(&self) -> &'static str {
+        "openai-chat"
+    }
+
+    fn path(&self) -> &'static str {
+        "/chat/completions"
+    }
+
+    fn headers(&self, api_key: Option<&str>) -> Result<HeaderMap, ModelError> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = api_key {
+            auth_header(&mut headers, "authorization", &format!("Bearer {key}"))?;
+        }
+        Ok(headers)
+    }
+
+    fn body(&self, request: &ModelRequest) -> Result<Value, ModelError> {
+        let mut messages = Vec::new();
+        if !request.system.is_empty() {
+            messages.push(json!({"role": "system", "content": request.system}));
+        }
+        for message in &request.messages {
+            match message.role {
+                Role::User => {
+                    for part in &message.parts {
+                        match part {
+                            Part::Text { text } => messages.push(json!({"role": "user", "content": text})),
+                            Part::ToolResult { call_id, output, .. } => {
+                                messages.push(json!({"role": "tool", "tool_call_id": call_id, "content": output}))
+                            }
+                            Part::ToolCall { .. } | Part::Reasoning { .. } => {}
+                        }
+                    }
+                }
+                Role::Assistant => {
+                    let text: String = message
+                        .parts
+                        .iter()
+                        .filter_map(|p| match p {
+                            Part::Text { text } => Some(text.as_str()),
+                            _ => None,
+                        })
+                        .collect();
+                    let calls: Vec<Value> = message
+                        .parts
+                        .iter()
+                        .filter_map(|p| match p {
+                            Part::ToolCall { id, name, arguments } => Some(json!({
+                                "id": id, "type": "function", "function": {"name": name, "arguments": arguments}
+                            })),
+                            _ => None,
+                        })
+                        .collect();
+                    let mut entry = json!({"role": "assistant", "content": if text.is_empty() { Value::Null } else { Value::String(text) }});
+                    if !calls.is_empty() {
+                        entry["tool_calls"] = Value::Array(calls);
+                    }
+                    messages.push(entry);
+                }
+            }
+        }
+        let mut body = json!({
+            "model": request.model,
+            "messages": messages,
+            "max_tokens": request.max_output_tokens,
+            "stream": true,
+            "stream_options": {"include_usage": true},
+        });
+        if !request.tools.is_empty() {
+            let tools = request
+                .tools
+                .iter()
+                .map(|tool| {
+                    let parameters = json_value(&format!("the schema of tool `{}`", tool.name), &tool.parameters)?;
+                    Ok(json!({"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": parameters}}))
+                })
+                .collect::<Result<Vec<_>, ModelError>>()?;
+            body["tools"] = Value::Array(tools);
+        }
+        Ok(body)
+    }
+
+    fn decoder(&self) -> Box<dyn Decoder> {
+        Box::<ChatDecoder>::default()
+    }
+
+    fn error(&self, status: u16, retry_after: Option<Duration>, body: &str) -> ModelError {
+        let body = openai_error_body(body);
+        let overflow = says_context_overflow(&body.code, &body.message);
+        classify(status, retry_after, body, overflow)
+    }
+}
+
+#[derive(Debug, Default)]
+struct ChatDecoder {
+    started: BTreeSet<u64>,
+    finish: Option<FinishReason>,
+    usage: Usage,
+    done: bool,
+}
+
+fn finish_reason(reason: &str) -> FinishReason {
+    match reason {
+        "stop" => FinishReason::EndTurn,
+        "tool_calls" | "function_call" => FinishReason::ToolUse,
+        "length" => FinishReason::MaxTokens,
+        "content_filter" => FinishReason::ContentFilter,
+        other => FinishReason::Other(other.to_owned()),
+    }
+}
+
+fn usage(value: &Value) -> Usage {
+    let count = |path: &str| value.pointer(path).and_then(Value::as_u64).unwrap_or(0);
+    let cached = count("/prompt_tokens_details/cached_tokens");
+    Usage {
+        input: count("/prompt_tokens").saturating_sub(cached),
+        cache_read: cached,
+        cache_write: 0,
+        output: count("/completion_tokens"),
+        reasoning: count("/completion_tokens_details/reasoning_tokens"),
+    }
+}
+
+impl Decoder for ChatDecoder {
+    fn event(&mut self, name: &str, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), ModelError> {
+        if data.trim() == "[DONE]" {
+            out.extend(self.started.iter().map(|&index| StreamEvent::ToolCallEnd { index }));
+            out.push(StreamEvent::Usage(self.usage));
+            let inferred = if self.started.is_empty() { FinishReason::EndTurn } else { FinishReason::ToolUse };
+            out.push(StreamEvent::Finished(self.finish.take().unwrap_or(inferred)));
+            self.done = true;
+            return Ok(());
+        }
+        let chunk = parse_event(name, data)?;
+        if chunk.get("error").is_some() {
+            let body = openai_error_body(data);
+            let overflow = says_context_overflow(&body.code, &body.message);
+            return Err(classify(500, None, body, overflow));
+        }
+        if let Some(reported) = chunk.get("usage").filter(|u| u.is_object()) {
+            self.usage = usage(reported);
+        }
+        let Some(choice) = chunk.pointer("/choices/0") else { return Ok(()) };
+        let delta = choice.get("delta").unwrap_or(&Value::Null);
+        for key in ["reasoning_content", "reasoning"] {
+            if let Some(text) = delta.get(key).and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                out.push(StreamEvent::ReasoningDelta(text.to_owned()));
+            }
+        }
+        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+            out.push(StreamEvent::TextDelta(text.to_owned()));
+        }
+        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            let index = call.get("index").and_then(Value::as_u64).unwrap_or(self.started.len() as u64);
+            if self.started.insert(index) {
+                let id = call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{index}"), str::to_owned);
+                let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                out.push(StreamEvent::ToolCallStart { index, id, name });
+            }
+            if let Some(arguments) =
+                call.pointer("/function/arguments").and_then(Value::as_str).filter(|a| !a.is_empty())
+            {
+                out.push(StreamEvent::ToolCallDelta { index, arguments: arguments.to_owned() });
+            }
+        }
+        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
+            self.finish = Some(finish_reason(reason));
+        }
+        Ok(())
+    }
+
+    fn is_done(&self) -> bool {
+        self.done
+    }
+}
