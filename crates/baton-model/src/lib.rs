@@ -23,7 +23,7 @@ pub use error::ModelError;
 pub use estimate::estimate_tokens;
 pub use retry::RetryPolicy;
 pub use select::{ModelName, ProviderConfig, ProviderKind, Providers};
-pub use transport::{HttpClient, Timeouts};
+pub use transport::{HttpClient, Timeouts, read_events};
 
 /// Something that happened while a reply streamed in.
 #[derive(Debug, Clone, PartialEq, Eq)]

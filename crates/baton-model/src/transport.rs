@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use baton_core::{ModelRequest, ModelResponse};
 use bytes::Bytes;
 use eventsource_stream::{EventStreamError, Eventsource};
-use futures_util::StreamExt;
+use futures_util::{Stream, StreamExt};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use tokio_util::sync::CancellationToken;
 
@@ -52,7 +52,7 @@ impl std::fmt::Debug for HttpClient {
 }
 
 /// reqwest's own message stops at the outermost error; the causes say what actually went wrong.
-fn describe(error: &reqwest::Error) -> String {
+fn describe(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
@@ -133,29 +133,45 @@ impl HttpClient {
             return Err(self.protocol.error(status.as_u16(), wait, &text));
         }
 
-        let mut events = response.bytes_stream().eventsource();
-        let mut decoder = self.protocol.decoder();
-        let mut assembler = Assembler::default();
-        let mut decoded = Vec::new();
-        let mut wait = (self.timeouts.first_byte, "waiting for the first event");
-        while !decoder.is_done() {
-            let Some(next) = bounded(cancel, wait.0, wait.1, events.next()).await? else {
-                return Err(ModelError::StreamCut);
-            };
-            wait = (self.timeouts.idle, "waiting between stream events");
-            let event = next.map_err(|e| match e {
-                EventStreamError::Transport(e) => ModelError::Connection(describe(&e)),
-                EventStreamError::Utf8(e) => ModelError::Protocol(format!("the stream is not UTF-8: {e}")),
-                EventStreamError::Parser(e) => ModelError::Protocol(format!("malformed server-sent event: {e}")),
-            })?;
-            decoder.event(&event.event, &event.data, &mut decoded)?;
-            for stream_event in decoded.drain(..) {
-                assembler.push(&stream_event)?;
-                sink(stream_event);
-            }
-        }
-        assembler.finish()
+        read_events(self.protocol.as_ref(), response.bytes_stream(), sink, cancel, &self.timeouts).await
     }
+}
+
+/// Reads one response's server-sent events to the end of a complete response, reporting each
+/// decoded event to `sink`. A stream that ends early is [`ModelError::StreamCut`].
+pub async fn read_events<S, E>(
+    protocol: &dyn Protocol,
+    bytes: S,
+    sink: &mut (dyn FnMut(StreamEvent) + Send),
+    cancel: &CancellationToken,
+    timeouts: &Timeouts,
+) -> Result<ModelResponse, ModelError>
+where
+    S: Stream<Item = Result<Bytes, E>> + Unpin,
+    E: std::error::Error,
+{
+    let mut events = bytes.eventsource();
+    let mut decoder = protocol.decoder();
+    let mut assembler = Assembler::default();
+    let mut decoded = Vec::new();
+    let mut wait = (timeouts.first_byte, "waiting for the first event");
+    while !decoder.is_done() {
+        let Some(next) = bounded(cancel, wait.0, wait.1, events.next()).await? else {
+            return Err(ModelError::StreamCut);
+        };
+        wait = (timeouts.idle, "waiting between stream events");
+        let event = next.map_err(|e| match e {
+            EventStreamError::Transport(e) => ModelError::Connection(describe(&e)),
+            EventStreamError::Utf8(e) => ModelError::Protocol(format!("the stream is not UTF-8: {e}")),
+            EventStreamError::Parser(e) => ModelError::Protocol(format!("malformed server-sent event: {e}")),
+        })?;
+        decoder.event(&event.event, &event.data, &mut decoded)?;
+        for stream_event in decoded.drain(..) {
+            assembler.push(&stream_event)?;
+            sink(stream_event);
+        }
+    }
+    assembler.finish()
 }
 
 #[async_trait]

@@ -1,0 +1,10 @@
+//! A model server that follows a script, speaking OpenAI Responses, OpenAI Chat Completions and
+//! Anthropic Messages over real HTTP, streaming or not, with faults on demand. It records every
+//! request so tests can assert what a client sent.
+
+mod script;
+mod server;
+mod wire;
+
+pub use script::{Expect, Fault, Reply, Script, ToolCall, Turn, Usage};
+pub use server::{RecordedRequest, ScriptedServer};
