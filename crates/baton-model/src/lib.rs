@@ -11,6 +11,7 @@ mod estimate;
 pub mod protocol;
 mod retry;
 mod select;
+mod sse;
 mod transport;
 
 use async_trait::async_trait;
@@ -23,6 +24,7 @@ pub use error::ModelError;
 pub use estimate::estimate_tokens;
 pub use retry::RetryPolicy;
 pub use select::{ModelName, ProviderConfig, ProviderKind, Providers};
+pub use sse::{SseEvent, SseParser};
 pub use transport::{HttpClient, Timeouts, read_events};
 
 /// Something that happened while a reply streamed in.

@@ -3,7 +3,6 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 use baton_core::{ModelRequest, ModelResponse};
 use bytes::Bytes;
-use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use tokio_util::sync::CancellationToken;
@@ -12,6 +11,7 @@ use crate::assemble::Assembler;
 use crate::error::ModelError;
 use crate::protocol::Protocol;
 use crate::retry::{RetryPolicy, jitter_unit, retry_after};
+use crate::sse::SseParser;
 use crate::{ModelClient, StreamEvent};
 
 /// How long each phase of a call may take before it counts as failed (and is retried).
@@ -150,25 +150,36 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin,
     E: std::error::Error,
 {
-    let mut events = bytes.eventsource();
+    let mut bytes = bytes;
+    let mut parser = SseParser::default();
     let mut decoder = protocol.decoder();
     let mut assembler = Assembler::default();
-    let mut decoded = Vec::new();
-    let mut wait = (timeouts.first_byte, "waiting for the first event");
+    let (mut events, mut decoded) = (Vec::new(), Vec::new());
+    // One timer and one cancellation waiter for the whole stream, re-armed per chunk.
+    let cancelled = cancel.cancelled();
+    let deadline = tokio::time::sleep(timeouts.first_byte);
+    tokio::pin!(cancelled, deadline);
+    let mut phase = "waiting for the first event";
     while !decoder.is_done() {
-        let Some(next) = bounded(cancel, wait.0, wait.1, events.next()).await? else {
-            return Err(ModelError::StreamCut);
+        let next = tokio::select! {
+            biased;
+            () = &mut cancelled => return Err(ModelError::Cancelled),
+            next = bytes.next() => next,
+            () = &mut deadline => return Err(ModelError::Timeout(phase)),
         };
-        wait = (timeouts.idle, "waiting between stream events");
-        let event = next.map_err(|e| match e {
-            EventStreamError::Transport(e) => ModelError::Connection(describe(&e)),
-            EventStreamError::Utf8(e) => ModelError::Protocol(format!("the stream is not UTF-8: {e}")),
-            EventStreamError::Parser(e) => ModelError::Protocol(format!("malformed server-sent event: {e}")),
-        })?;
-        decoder.event(&event.event, &event.data, &mut decoded)?;
-        for stream_event in decoded.drain(..) {
-            assembler.push(&stream_event)?;
-            sink(stream_event);
+        let chunk = next.ok_or(ModelError::StreamCut)?.map_err(|e| ModelError::Connection(describe(&e)))?;
+        deadline.as_mut().reset(tokio::time::Instant::now() + timeouts.idle);
+        phase = "waiting between stream chunks";
+        parser.feed(&chunk, &mut events)?;
+        for event in events.drain(..) {
+            decoder.event(&event.event, &event.data, &mut decoded)?;
+            for stream_event in decoded.drain(..) {
+                assembler.push(&stream_event)?;
+                sink(stream_event);
+            }
+            if decoder.is_done() {
+                break;
+            }
         }
     }
     assembler.finish()

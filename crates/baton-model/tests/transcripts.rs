@@ -183,3 +183,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn shapes_matter_only_for_the_events_a_decoder_acts_on() {
+    let stream = |events: &[&str]| events.iter().map(|e| format!("data: {e}\n\n")).collect::<String>().into_bytes();
+    // An unknown event whose `delta` is an object, unlike every known delta: ignored.
+    let ok = stream(&[
+        r#"{"type":"response.audio_future.delta","delta":{"frames":[1,2]}}"#,
+        r#"{"type":"response.output_text.delta","output_index":0,"delta":"hi"}"#,
+        r#"{"type":"response.completed","response":{"usage":{"input_tokens":1,"output_tokens":1}}}"#,
+    ]);
+    assert_eq!(decode_chunks(&OpenAiResponses, vec![ok]).0.unwrap().text(), "hi");
+    // A known event with a wrongly typed field: a typed error naming the event.
+    let bad = stream(&[r#"{"type":"response.output_text.delta","output_index":0,"delta":42}"#]);
+    let err = decode_chunks(&OpenAiResponses, vec![bad]).0.unwrap_err();
+    assert!(
+        matches!(&err, ModelError::Protocol(m) if m.starts_with("event `response.output_text.delta` has an unexpected shape")),
+        "{err:?}"
+    );
+    let bad = stream(&[r#"{"type":"content_block_delta","index":"zero","delta":{"type":"text_delta","text":"x"}}"#]);
+    assert!(matches!(decode_chunks(&AnthropicMessages, vec![bad]).0, Err(ModelError::Protocol(_))));
+}

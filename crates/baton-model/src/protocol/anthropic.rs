@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use baton_core::{FinishReason, ModelRequest, Part, Replay, Role, Usage};
 use reqwest::header::{HeaderMap, HeaderValue};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{Decoder, ErrorBody, Protocol, auth_header, classify, json_value, parse_event};
@@ -191,20 +192,80 @@ impl AnthropicDecoder {
     }
 }
 
+/// The parts of a Messages event the decoder reads.
+#[derive(Debug, Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    index: u64,
+    delta: Option<Delta>,
+    content_block: Option<Value>,
+    message: Option<Value>,
+    usage: Option<Value>,
+    error: Option<Value>,
+}
+
+/// A `content_block_delta`'s or `message_delta`'s delta.
+#[derive(Debug, Deserialize)]
+struct Delta {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    text: Option<String>,
+    partial_json: Option<String>,
+    thinking: Option<String>,
+    signature: Option<String>,
+    stop_reason: Option<String>,
+}
+
+/// The event types the decoder acts on.
+const HANDLED: &[&str] = &[
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+    "error",
+];
+
 impl Decoder for AnthropicDecoder {
     fn event(&mut self, name: &str, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), ModelError> {
-        let event = parse_event(name, data)?;
-        let kind = event.get("type").and_then(Value::as_str).unwrap_or(name);
-        let index = event.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let Some(event) = parse_event::<Event>(name, data, HANDLED)? else { return Ok(()) };
+        let kind = event.kind.as_deref().unwrap_or(name);
+        let index = event.index;
         let missing = |what: &str| ModelError::Protocol(format!("`{kind}` without {what}"));
         match kind {
+            "content_block_delta" => {
+                let delta = event.delta.ok_or_else(|| missing("a delta"))?;
+                match (delta.kind.as_deref(), self.blocks.get_mut(&index)) {
+                    (Some("text_delta"), _) => out.push(StreamEvent::TextDelta(delta.text.unwrap_or_default())),
+                    (Some("input_json_delta"), Some(Block::Tool { received })) => {
+                        let arguments = delta.partial_json.unwrap_or_default();
+                        *received += arguments.len();
+                        out.push(StreamEvent::ToolCallDelta { index, arguments });
+                    }
+                    (Some("thinking_delta"), Some(Block::Thinking { text: thinking, .. })) => {
+                        let delta = delta.thinking.unwrap_or_default();
+                        thinking.push_str(&delta);
+                        out.push(StreamEvent::ReasoningDelta(delta));
+                    }
+                    (Some("signature_delta"), Some(Block::Thinking { signature, .. })) => {
+                        signature.push_str(delta.signature.as_deref().unwrap_or_default())
+                    }
+                    (Some("input_json_delta" | "thinking_delta" | "signature_delta"), _) => {
+                        return Err(ModelError::Protocol(format!("a delta for content block {index} of another kind")));
+                    }
+                    _ => {}
+                }
+            }
             "message_start" => {
-                if let Some(usage) = event.pointer("/message/usage") {
+                if let Some(usage) = event.message.as_ref().and_then(|m| m.get("usage")) {
                     self.merge_usage(usage);
                 }
             }
             "content_block_start" => {
-                let block = event.get("content_block").ok_or_else(|| missing("a content block"))?;
+                let block = event.content_block.ok_or_else(|| missing("a content block"))?;
                 let field = |key| block.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
                 let started = match block.get("type").and_then(Value::as_str) {
                     Some("text") => {
@@ -230,30 +291,6 @@ impl Decoder for AnthropicDecoder {
                 };
                 self.blocks.insert(index, started);
             }
-            "content_block_delta" => {
-                let delta = event.get("delta").ok_or_else(|| missing("a delta"))?;
-                let text = |key| delta.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-                match (delta.get("type").and_then(Value::as_str), self.blocks.get_mut(&index)) {
-                    (Some("text_delta"), _) => out.push(StreamEvent::TextDelta(text("text"))),
-                    (Some("input_json_delta"), Some(Block::Tool { received })) => {
-                        let arguments = text("partial_json");
-                        *received += arguments.len();
-                        out.push(StreamEvent::ToolCallDelta { index, arguments });
-                    }
-                    (Some("thinking_delta"), Some(Block::Thinking { text: thinking, .. })) => {
-                        let delta = text("thinking");
-                        thinking.push_str(&delta);
-                        out.push(StreamEvent::ReasoningDelta(delta));
-                    }
-                    (Some("signature_delta"), Some(Block::Thinking { signature, .. })) => {
-                        signature.push_str(&text("signature"))
-                    }
-                    (Some("input_json_delta" | "thinking_delta" | "signature_delta"), _) => {
-                        return Err(ModelError::Protocol(format!("a delta for content block {index} of another kind")));
-                    }
-                    _ => {}
-                }
-            }
             "content_block_stop" => match self.blocks.remove(&index) {
                 Some(Block::Tool { received }) => {
                     if received == 0 {
@@ -268,11 +305,11 @@ impl Decoder for AnthropicDecoder {
                 Some(Block::Text) | None => {}
             },
             "message_delta" => {
-                if let Some(usage) = event.get("usage") {
+                if let Some(usage) = &event.usage {
                     self.merge_usage(usage);
                 }
-                if let Some(reason) = event.pointer("/delta/stop_reason").and_then(Value::as_str) {
-                    self.finish = Some(match reason {
+                if let Some(reason) = event.delta.and_then(|d| d.stop_reason) {
+                    self.finish = Some(match reason.as_str() {
                         "end_turn" | "stop_sequence" => FinishReason::EndTurn,
                         "tool_use" => FinishReason::ToolUse,
                         "max_tokens" => FinishReason::MaxTokens,
@@ -287,9 +324,9 @@ impl Decoder for AnthropicDecoder {
                 self.done = true;
             }
             "error" => {
-                let error = event.get("error").ok_or_else(|| missing("an error"))?;
+                let error = event.error.ok_or_else(|| missing("an error"))?;
                 let kind = error.get("type").and_then(Value::as_str).unwrap_or_default();
-                return Err(error_from(error, status_of(kind), None));
+                return Err(error_from(&error, status_of(kind), None));
             }
             _ => {}
         }

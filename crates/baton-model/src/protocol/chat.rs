@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use baton_core::{FinishReason, ModelRequest, Part, Role, Usage};
 use reqwest::header::HeaderMap;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
@@ -141,6 +142,45 @@ fn usage(value: &Value) -> Usage {
     }
 }
 
+/// The parts of a Chat Completions chunk the decoder reads.
+#[derive(Debug, Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<Choice>,
+    usage: Option<Value>,
+    error: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Choice {
+    #[serde(default)]
+    delta: Delta,
+    finish_reason: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Delta {
+    content: Option<String>,
+    reasoning_content: Option<String>,
+    reasoning: Option<String>,
+    #[serde(default)]
+    tool_calls: Vec<CallDelta>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CallDelta {
+    index: Option<u64>,
+    id: Option<String>,
+    #[serde(default)]
+    function: FunctionDelta,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct FunctionDelta {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
 impl Decoder for ChatDecoder {
     fn event(&mut self, name: &str, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), ModelError> {
         if data.trim() == "[DONE]" {
@@ -151,40 +191,35 @@ impl Decoder for ChatDecoder {
             self.done = true;
             return Ok(());
         }
-        let chunk = parse_event(name, data)?;
-        if chunk.get("error").is_some() {
+        let Some(chunk) = parse_event::<Chunk>(name, data, &[])? else { return Ok(()) };
+        if chunk.error.is_some() {
             let body = openai_error_body(data);
             let overflow = says_context_overflow(&body.code, &body.message);
             return Err(classify(500, None, body, overflow));
         }
-        if let Some(reported) = chunk.get("usage").filter(|u| u.is_object()) {
+        if let Some(reported) = chunk.usage.as_ref().filter(|u| u.is_object()) {
             self.usage = usage(reported);
         }
-        let Some(choice) = chunk.pointer("/choices/0") else { return Ok(()) };
-        let delta = choice.get("delta").unwrap_or(&Value::Null);
-        for key in ["reasoning_content", "reasoning"] {
-            if let Some(text) = delta.get(key).and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                out.push(StreamEvent::ReasoningDelta(text.to_owned()));
-            }
+        let Some(choice) = chunk.choices.into_iter().next() else { return Ok(()) };
+        let delta = choice.delta;
+        for text in [delta.reasoning_content, delta.reasoning].into_iter().flatten().filter(|t| !t.is_empty()) {
+            out.push(StreamEvent::ReasoningDelta(text));
         }
-        if let Some(text) = delta.get("content").and_then(Value::as_str).filter(|t| !t.is_empty()) {
-            out.push(StreamEvent::TextDelta(text.to_owned()));
+        if let Some(text) = delta.content.filter(|t| !t.is_empty()) {
+            out.push(StreamEvent::TextDelta(text));
         }
-        for call in delta.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
-            let index = call.get("index").and_then(Value::as_u64).unwrap_or(self.started.len() as u64);
+        for call in delta.tool_calls {
+            let index = call.index.unwrap_or(self.started.len() as u64);
             if self.started.insert(index) {
-                let id = call.get("id").and_then(Value::as_str).map_or_else(|| format!("call_{index}"), str::to_owned);
-                let name = call.pointer("/function/name").and_then(Value::as_str).unwrap_or_default().to_owned();
-                out.push(StreamEvent::ToolCallStart { index, id, name });
+                let id = call.id.unwrap_or_else(|| format!("call_{index}"));
+                out.push(StreamEvent::ToolCallStart { index, id, name: call.function.name.unwrap_or_default() });
             }
-            if let Some(arguments) =
-                call.pointer("/function/arguments").and_then(Value::as_str).filter(|a| !a.is_empty())
-            {
-                out.push(StreamEvent::ToolCallDelta { index, arguments: arguments.to_owned() });
+            if let Some(arguments) = call.function.arguments.filter(|a| !a.is_empty()) {
+                out.push(StreamEvent::ToolCallDelta { index, arguments });
             }
         }
-        if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-            self.finish = Some(finish_reason(reason));
+        if let Some(reason) = choice.finish_reason {
+            self.finish = Some(finish_reason(&reason));
         }
         Ok(())
     }

@@ -41,11 +41,33 @@ pub trait Decoder: Send {
     fn is_done(&self) -> bool;
 }
 
-pub(crate) fn parse_event(name: &str, data: &str) -> Result<Value, ModelError> {
-    serde_json::from_str(data).map_err(|e| {
+/// Parses an event's data into the decoder's typed view of it: fields it does not name are skipped
+/// without being built, which is most of the cost of a stream. Data that is not JSON is an error;
+/// JSON of an unexpected shape is an error only for an event the decoder acts on (its type is in
+/// `handled`, or it has no type and `handled` is empty); any other event is ignored (`None`).
+pub(crate) fn parse_event<'a, T: serde::Deserialize<'a>>(
+    name: &str,
+    data: &'a str,
+    handled: &[&str],
+) -> Result<Option<T>, ModelError> {
+    let typed_error = match serde_json::from_str(data) {
+        Ok(typed) => return Ok(Some(typed)),
+        Err(e) => e,
+    };
+    let value: Value = serde_json::from_str(data).map_err(|e| {
         let shown: String = data.chars().take(200).collect();
         ModelError::Protocol(format!("event `{name}` is not valid JSON ({e}): {shown}"))
-    })
+    })?;
+    let kind = value.get("type").and_then(Value::as_str);
+    let acted_on = match kind {
+        Some(kind) => handled.contains(&kind),
+        None => handled.is_empty(),
+    };
+    if acted_on {
+        let kind = kind.unwrap_or(name);
+        return Err(ModelError::Protocol(format!("event `{kind}` has an unexpected shape: {typed_error}")));
+    }
+    Ok(None)
 }
 
 /// A tool schema or tool-call arguments, from JSON text to a JSON value for a request body.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use baton_core::{FinishReason, ModelRequest, Part, Replay, Role, Usage};
 use reqwest::header::HeaderMap;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
@@ -141,33 +142,60 @@ fn stream_error(error: &Value) -> ModelError {
     classify(status, None, body, overflow)
 }
 
+/// The parts of a Responses event the decoder reads; the large objects (items, the whole response)
+/// appear only a few times per stream, so they stay untyped.
+#[derive(Debug, Deserialize)]
+struct Event {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    output_index: u64,
+    delta: Option<String>,
+    item: Option<Value>,
+    response: Option<Value>,
+    error: Option<Value>,
+}
+
+/// The event types the decoder acts on.
+const HANDLED: &[&str] = &[
+    "response.output_text.delta",
+    "response.reasoning_summary_text.delta",
+    "response.reasoning_text.delta",
+    "response.function_call_arguments.delta",
+    "response.output_item.added",
+    "response.output_item.done",
+    "response.completed",
+    "response.incomplete",
+    "response.failed",
+    "error",
+];
+
 impl Decoder for ResponsesDecoder {
     fn event(&mut self, name: &str, data: &str, out: &mut Vec<StreamEvent>) -> Result<(), ModelError> {
-        let event = parse_event(name, data)?;
-        let kind = event.get("type").and_then(Value::as_str).unwrap_or(name);
-        let text = |key: &str| event.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
-        let index = event.get("output_index").and_then(Value::as_u64).unwrap_or(0);
+        let Some(event) = parse_event::<Event>(name, data, HANDLED)? else { return Ok(()) };
+        let kind = event.kind.as_deref().unwrap_or(name);
+        let index = event.output_index;
         let missing = |what: &str| ModelError::Protocol(format!("`{kind}` without {what}"));
         match kind {
-            "response.output_text.delta" => out.push(StreamEvent::TextDelta(text("delta"))),
+            "response.output_text.delta" => out.push(StreamEvent::TextDelta(event.delta.unwrap_or_default())),
             "response.reasoning_summary_text.delta" | "response.reasoning_text.delta" => {
-                out.push(StreamEvent::ReasoningDelta(text("delta")))
+                out.push(StreamEvent::ReasoningDelta(event.delta.unwrap_or_default()))
+            }
+            "response.function_call_arguments.delta" => {
+                let delta = event.delta.unwrap_or_default();
+                *self.arguments.entry(index).or_default() += delta.len();
+                out.push(StreamEvent::ToolCallDelta { index, arguments: delta });
             }
             "response.output_item.added" => {
-                let item = event.get("item").ok_or_else(|| missing("an item"))?;
+                let item = event.item.ok_or_else(|| missing("an item"))?;
                 if item.get("type").and_then(Value::as_str) == Some("function_call") {
                     let field = |key| item.get(key).and_then(Value::as_str).unwrap_or_default().to_owned();
                     out.push(StreamEvent::ToolCallStart { index, id: field("call_id"), name: field("name") });
                     self.arguments.insert(index, 0);
                 }
             }
-            "response.function_call_arguments.delta" => {
-                let delta = text("delta");
-                *self.arguments.entry(index).or_default() += delta.len();
-                out.push(StreamEvent::ToolCallDelta { index, arguments: delta });
-            }
             "response.output_item.done" => {
-                let item = event.get("item").ok_or_else(|| missing("an item"))?;
+                let item = event.item.ok_or_else(|| missing("an item"))?;
                 match item.get("type").and_then(Value::as_str) {
                     Some("function_call") => {
                         // Some servers send the arguments only here, whole.
@@ -185,7 +213,7 @@ impl Decoder for ResponsesDecoder {
                 }
             }
             "response.completed" | "response.incomplete" => {
-                let response = event.get("response").ok_or_else(|| missing("a response"))?;
+                let response = event.response.ok_or_else(|| missing("a response"))?;
                 out.push(StreamEvent::Usage(response.get("usage").map(usage).unwrap_or_default()));
                 let incomplete = response.pointer("/incomplete_details/reason").and_then(Value::as_str);
                 let finish = match incomplete {
@@ -199,9 +227,13 @@ impl Decoder for ResponsesDecoder {
                 self.done = true;
             }
             "response.failed" => {
-                return Err(stream_error(event.pointer("/response/error").unwrap_or(&Value::Null)));
+                return Err(stream_error(event.response.as_ref().and_then(|r| r.get("error")).unwrap_or(&Value::Null)));
             }
-            "error" => return Err(stream_error(event.get("error").unwrap_or(&event))),
+            "error" => {
+                // The error's fields sit either under `error` or at the top level of the event.
+                let whole: Value = serde_json::from_str(data).unwrap_or_default();
+                return Err(stream_error(event.error.as_ref().unwrap_or(&whole)));
+            }
             _ => {}
         }
         Ok(())
