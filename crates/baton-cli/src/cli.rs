@@ -16,6 +16,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "BATON_HOME", value_name = "DIR")]
     pub home: Option<PathBuf>,
 
+    /// The configuration file [default: $XDG_CONFIG_HOME/baton/config.toml]
+    #[arg(long, global = true, env = "BATON_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -25,6 +29,24 @@ pub enum Command {
     /// Create, inspect and cancel tasks.
     #[command(subcommand)]
     Task(TaskCommand),
+    /// See the models baton knows and check that one answers.
+    #[command(subcommand)]
+    Model(ModelCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Models with their context window, output limit and price.
+    List,
+    /// Send one short request to a model and show the reply, tokens and cost.
+    Check {
+        /// provider/model: openai/<model> (Responses API), anthropic/<model>, or
+        /// openai-compatible/<model> (Chat Completions, for Ollama, vLLM, llama.cpp and others).
+        model: String,
+        /// What to send.
+        #[arg(long, default_value = "Reply with the single word: ready")]
+        prompt: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

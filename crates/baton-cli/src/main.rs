@@ -1,7 +1,9 @@
 //! `baton`: run long coding tasks with LLM agents, durably.
 
 mod cli;
+mod config;
 mod home;
+mod model;
 mod show;
 mod task;
 
@@ -18,9 +20,9 @@ fn main() -> ExitCode {
         Err(err) => return fail(&anyhow::Error::new(err).context("cannot start the async runtime")),
     };
     let result = runtime.block_on(async {
-        let home = home::resolve(cli.home.as_deref())?;
         match cli.command {
-            Command::Task(command) => task::run(&home, command, cli.json).await,
+            Command::Task(command) => task::run(&home::resolve(cli.home.as_deref())?, command, cli.json).await,
+            Command::Model(command) => model::run(&config::load(cli.config.as_deref())?, command, cli.json).await,
         }
     });
     match result {

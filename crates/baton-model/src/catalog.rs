@@ -119,6 +119,11 @@ impl Catalog {
         Ok(self)
     }
 
+    /// Every known model name, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.models.keys().map(String::as_str)
+    }
+
     /// The entry for `provider/model`.
     pub fn get(&self, name: &str) -> Option<&ModelInfo> {
         self.models.get(name)

@@ -23,7 +23,7 @@ pub use catalog::{Catalog, CatalogError, ModelInfo, Price};
 pub use error::ModelError;
 pub use estimate::estimate_tokens;
 pub use retry::RetryPolicy;
-pub use select::{ModelName, ProviderConfig, ProviderKind, Providers};
+pub use select::{ConfigError, ModelName, ProviderConfig, ProviderKind, Providers};
 pub use sse::{SseEvent, SseParser};
 pub use transport::{HttpClient, Timeouts, read_events};
 

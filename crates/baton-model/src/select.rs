@@ -71,6 +71,30 @@ pub struct ProviderConfig {
     pub api_key_env: Option<String>,
 }
 
+/// The `[providers]` section of the configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProvidersSection {
+    #[serde(default)]
+    openai: ProviderConfig,
+    #[serde(default, rename = "openai-compatible")]
+    openai_compatible: ProviderConfig,
+    #[serde(default)]
+    anthropic: ProviderConfig,
+}
+
+/// The parts of the configuration file this crate reads; other sections belong to other crates.
+#[derive(Debug, Default, Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    providers: ProvidersSection,
+}
+
+/// A configuration file this crate cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
 /// Where each provider lives, and how calls to them are retried and timed out.
 #[derive(Debug, Clone, Default)]
 pub struct Providers {
@@ -113,6 +137,13 @@ fn defaults(kind: ProviderKind) -> Defaults {
 }
 
 impl Providers {
+    /// Providers as the `[providers.<name>]` tables of a configuration file set them.
+    pub fn from_config(toml_text: &str) -> Result<Providers, ConfigError> {
+        let file: ConfigFile = toml::from_str(toml_text).map_err(|e| ConfigError(e.to_string()))?;
+        let ProvidersSection { openai, openai_compatible, anthropic } = file.providers;
+        Ok(Providers { openai, openai_compatible, anthropic, ..Providers::default() })
+    }
+
     /// A client for `name`, reading variables through `env` (the process environment in the binary,
     /// a map in tests).
     pub fn client(&self, name: &ModelName, env: &dyn Fn(&str) -> Option<String>) -> Result<HttpClient, ModelError> {
@@ -151,6 +182,19 @@ mod tests {
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
         let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
+    }
+
+    #[test]
+    fn the_configuration_file_sets_providers_and_refuses_unknown_ones() {
+        let providers = Providers::from_config(
+            "[providers.openai-compatible]\nbase_url = \"http://127.0.0.1:8080/v1\"\n[models.\"x/y\"]\ncontext_window = 1\n",
+        )
+        .unwrap();
+        assert_eq!(providers.openai_compatible.base_url.as_deref(), Some("http://127.0.0.1:8080/v1"));
+        let err = Providers::from_config("[providers.gemini]\nbase_url = \"x\"").unwrap_err();
+        assert!(err.0.contains("unknown field `gemini`"), "{err}");
+        let err = Providers::from_config("[providers.openai]\nkey = \"sk-in-a-file\"").unwrap_err();
+        assert!(err.0.contains("unknown field `key`"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,46 @@
+//! The user's configuration file: `--config`/`BATON_CONFIG`, else `$XDG_CONFIG_HOME/baton/config.toml`,
+//! else `~/.config/baton/config.toml`. A missing file means defaults; each crate reads its own
+//! sections of the text.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+#[derive(Debug, Default)]
+pub struct Config {
+    /// Where the text came from, for error messages; `None` when there is no file.
+    pub path: Option<PathBuf>,
+    pub text: String,
+}
+
+pub fn load(explicit: Option<&Path>) -> anyhow::Result<Config> {
+    let env = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let path = match explicit {
+        // Named on purpose, so it must exist.
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("cannot read config file {}", path.display()))?;
+            return Ok(Config { path: Some(path.to_owned()), text });
+        }
+        None => match (env("XDG_CONFIG_HOME"), env("HOME")) {
+            (Some(config), _) => config.join("baton/config.toml"),
+            (None, Some(home)) => home.join(".config/baton/config.toml"),
+            (None, None) => return Ok(Config::default()),
+        },
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Config { path: Some(path), text }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+        Err(e) => Err(e).with_context(|| format!("cannot read config file {}", path.display())),
+    }
+}
+
+impl Config {
+    /// Names the file in an error about its content.
+    pub fn context(&self) -> String {
+        match &self.path {
+            Some(path) => format!("config file {}", path.display()),
+            None => "built-in configuration".to_owned(),
+        }
+    }
+}
