@@ -29,7 +29,8 @@ impl SseParser {
     /// Parses `chunk`, appending every event it completes to `out`.
     pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<SseEvent>) -> Result<(), ModelError> {
         let mut rest = chunk;
-        if self.skip_lf {
+        // An empty chunk says nothing about whether the CR was half of a CRLF.
+        if self.skip_lf && !rest.is_empty() {
             self.skip_lf = false;
             if let [b'\n', tail @ ..] = rest {
                 rest = tail;
@@ -124,6 +125,12 @@ mod tests {
                 event("y", "cr")
             ]
         );
+    }
+
+    #[test]
+    fn a_crlf_split_by_empty_chunks_is_one_line_ending() {
+        let chunks: [&[u8]; 4] = [b"data: a\r", b"", b"\ndata: b\r", b"\n\r\n"];
+        assert_eq!(parse(&chunks).unwrap(), [event("message", "a\nb")]);
     }
 
     #[test]
