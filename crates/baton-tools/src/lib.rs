@@ -1,0 +1,199 @@
+//! The agent's tools. Their names and JSON schemas are a contract: replays, evaluations and other
+//! clients depend on them, so they change only on purpose. Every call returns a result or a precise
+//! error the model can act on; no input, however hostile, makes a tool panic.
+
+mod files;
+mod patch;
+mod workspace;
+
+use baton_core::ToolSpec;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+pub use workspace::{MAX_FILE_BYTES, MOUNT, Workspace};
+
+/// A failure the model is told about, worded for it to act on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ToolError(pub String);
+
+impl ToolError {
+    pub fn new(message: String) -> ToolError {
+        ToolError(message)
+    }
+}
+
+/// A step of the agent's plan, as `update_plan` sets it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanStep {
+    pub title: String,
+    pub status: StepStatus,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    Pending,
+    InProgress,
+    Done,
+}
+
+/// What a call did besides its output, for the harness to act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    None,
+    /// Files written, created or deleted (workspace-relative).
+    Changed(Vec<String>),
+    Plan(Vec<PlanStep>),
+    /// The agent says the work is done; the harness verifies it.
+    Finish(String),
+}
+
+/// The answer to one tool call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToolResult {
+    pub output: String,
+    pub is_error: bool,
+    pub effect: Effect,
+}
+
+impl ToolResult {
+    fn ok(output: String, effect: Effect) -> ToolResult {
+        ToolResult { output, is_error: false, effect }
+    }
+
+    fn error(error: ToolError) -> ToolResult {
+        ToolResult { output: error.0, is_error: true, effect: Effect::None }
+    }
+}
+
+/// Parses a call's arguments, naming the tool and the defect.
+fn arguments<T: DeserializeOwned>(tool: &str, text: &str) -> Result<T, ToolError> {
+    let invalid = |e: serde_json::Error| ToolError::new(format!("invalid arguments for {tool}: {e}"));
+    let value: Value = serde_json::from_str(text).map_err(invalid)?;
+    if !value.is_object() {
+        return Err(ToolError::new(format!("invalid arguments for {tool}: expected a JSON object, got {value}")));
+    }
+    serde_json::from_value(value).map_err(invalid)
+}
+
+/// The tools that work on files, without a sandbox: `read_file`, `write_file`, `edit_file`,
+/// `apply_patch`, `list_dir`, `update_plan` and `finish`.
+#[derive(Debug)]
+pub struct FileTools {
+    workspace: Workspace,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanArgs {
+    steps: Vec<PlanStep>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FinishArgs {
+    summary: String,
+}
+
+fn spec(name: &str, description: &str, parameters: Value) -> ToolSpec {
+    ToolSpec { name: name.to_owned(), description: description.to_owned(), parameters: parameters.to_string() }
+}
+
+fn object(properties: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
+}
+
+impl FileTools {
+    pub fn new(workspace: Workspace) -> FileTools {
+        FileTools { workspace }
+    }
+
+    /// The names, descriptions and JSON schemas of these tools.
+    pub fn specs() -> Vec<ToolSpec> {
+        let path = json!({"type": "string", "description": "Relative to /workspace."});
+        vec![
+            spec(
+                "read_file",
+                "Read a text file with line numbers. Long files come in pages: pass start_line and end_line (1-based, inclusive) for more.",
+                object(
+                    json!({"path": path, "start_line": {"type": "integer", "minimum": 1}, "end_line": {"type": "integer", "minimum": 1}}),
+                    &["path"],
+                ),
+            ),
+            spec(
+                "write_file",
+                "Create or replace a whole file. Missing directories are created.",
+                object(json!({"path": path, "content": {"type": "string"}}), &["path", "content"]),
+            ),
+            spec(
+                "edit_file",
+                "Replace an exact piece of a file. `old` must occur exactly once unless replace_all is true; include enough surrounding lines to make it unique.",
+                object(
+                    json!({"path": path, "old": {"type": "string"}, "new": {"type": "string"}, "replace_all": {"type": "boolean"}}),
+                    &["path", "old", "new"],
+                ),
+            ),
+            spec(
+                "apply_patch",
+                "Apply a patch to several files at once, all or nothing. Format: `*** Begin Patch`, then per file `*** Add File: PATH` (lines starting with +), `*** Delete File: PATH`, or `*** Update File: PATH` (optionally `*** Move to: PATH`) with hunks that start with `@@` and hold context lines (space), removed lines (-) and added lines (+); then `*** End Patch`.",
+                object(json!({"patch": {"type": "string"}}), &["patch"]),
+            ),
+            spec(
+                "list_dir",
+                "List a directory's entries, recursing `depth` levels (default 1). Directories end with /.",
+                object(json!({"path": path, "depth": {"type": "integer", "minimum": 1, "maximum": 5}}), &["path"]),
+            ),
+            spec(
+                "update_plan",
+                "Replace the plan: the steps of the task and where each stands. Keep exactly one step in_progress while working.",
+                object(
+                    json!({"steps": {"type": "array", "items": object(
+                        json!({"title": {"type": "string"}, "status": {"type": "string", "enum": ["pending", "in_progress", "done"]}}),
+                        &["title", "status"],
+                    )}}),
+                    &["steps"],
+                ),
+            ),
+            spec(
+                "finish",
+                "Say the task is done, with a summary of what changed and why. baton then runs the acceptance checks; if they fail you get their output and continue.",
+                object(json!({"summary": {"type": "string"}}), &["summary"]),
+            ),
+        ]
+    }
+
+    /// Runs one call. Unknown tools and malformed arguments are errors for the model, like any other.
+    pub fn call(&self, name: &str, arguments_json: &str) -> ToolResult {
+        let outcome = match name {
+            "read_file" => arguments(name, arguments_json).and_then(|a| files::read_file(&self.workspace, a)),
+            "write_file" => arguments(name, arguments_json).and_then(|a| files::write_file(&self.workspace, a)),
+            "edit_file" => arguments(name, arguments_json).and_then(|a| files::edit_file(&self.workspace, a)),
+            "apply_patch" => arguments(name, arguments_json).and_then(|a| patch::apply_patch(&self.workspace, a)),
+            "list_dir" => arguments(name, arguments_json).and_then(|a| files::list_dir(&self.workspace, a)),
+            "update_plan" => arguments::<PlanArgs>(name, arguments_json).and_then(|a| {
+                let in_progress = a.steps.iter().filter(|s| s.status == StepStatus::InProgress).count();
+                if in_progress > 1 {
+                    return Err(ToolError::new(format!("{in_progress} steps are in_progress; keep at most one")));
+                }
+                Ok((format!("plan updated: {} steps", a.steps.len()), Effect::Plan(a.steps)))
+            }),
+            "finish" => arguments::<FinishArgs>(name, arguments_json).and_then(|a| {
+                if a.summary.trim().is_empty() {
+                    return Err(ToolError::new("the summary is empty; say what changed and why".to_owned()));
+                }
+                Ok(("finish recorded; baton now runs the acceptance checks".to_owned(), Effect::Finish(a.summary)))
+            }),
+            other => {
+                let known: Vec<String> = FileTools::specs().into_iter().map(|s| s.name).collect();
+                Err(ToolError::new(format!("there is no tool `{other}`; the tools are: {}", known.join(", "))))
+            }
+        };
+        match outcome {
+            Ok((output, effect)) => ToolResult::ok(output, effect),
+            Err(error) => ToolResult::error(error),
+        }
+    }
+}
