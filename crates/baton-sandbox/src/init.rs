@@ -1,0 +1,272 @@
+//! The process that builds a sandbox and runs one command in it. It runs as root on the host, in two
+//! stages of the same binary:
+//!
+//! 1. **setup** (on the host): joins the task's cgroups, unshares the mount, pid, network, ipc and uts
+//!    namespaces, and assembles the root in a private mount namespace: the host root read-only under
+//!    the task's writable overlay layer, sensitive host paths hidden under empty tmpfs, the worktree at
+//!    `/workspace`, git metadata read-only, a minimal `/dev`. Then it starts stage 2 and waits.
+//! 2. **pid 1** (the first process of the new pid namespace): mounts a `/proc` of that namespace,
+//!    pivots into the new root, sets limits, drops capabilities, forbids new privileges, installs the
+//!    seccomp filter, and runs the command, reaping every orphan until the command exits. When it
+//!    exits, the kernel kills whatever is left in the namespace.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+
+use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::process::{Resource, Rlimit};
+use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
+
+use crate::seccomp;
+use crate::spec::{InitSpec, Limits, SPEC_VARIABLE};
+
+/// The argument that selects stage 2.
+pub const STAGE_TWO: &str = "--pid1";
+
+/// Exit status of the init process when the sandbox itself could not be built (not the command).
+pub const SETUP_FAILED: i32 = 125;
+
+/// Capabilities root keeps inside the sandbox: enough to install packages and own files, nothing that
+/// reaches the kernel or other processes (no SYS_ADMIN, SYS_PTRACE, SYS_MODULE, NET_ADMIN, MKNOD,
+/// SYS_CHROOT…).
+fn kept_capabilities() -> CapabilitySet {
+    CapabilitySet::CHOWN
+        | CapabilitySet::DAC_OVERRIDE
+        | CapabilitySet::FOWNER
+        | CapabilitySet::FSETID
+        | CapabilitySet::KILL
+        | CapabilitySet::SETGID
+        | CapabilitySet::SETUID
+        | CapabilitySet::SETPCAP
+        | CapabilitySet::NET_BIND_SERVICE
+        | CapabilitySet::AUDIT_WRITE
+        | CapabilitySet::SETFCAP
+}
+
+type Step<T> = Result<T, String>;
+
+fn step<T, E: std::fmt::Display>(what: impl FnOnce() -> String, result: Result<T, E>) -> Step<T> {
+    result.map_err(|e| format!("{}: {e}", what()))
+}
+
+/// `root` joined with an absolute host path.
+fn inside(root: &Path, host_path: &Path) -> PathBuf {
+    root.join(host_path.strip_prefix("/").unwrap_or(host_path))
+}
+
+fn read_spec() -> Step<InitSpec> {
+    let text = std::env::var(SPEC_VARIABLE).map_err(|_| format!("{SPEC_VARIABLE} is not set"))?;
+    serde_json::from_str(&text).map_err(|e| format!("{SPEC_VARIABLE} is not a valid spec: {e}"))
+}
+
+/// Runs the stage the arguments ask for and returns the process's exit code.
+pub fn main() -> i32 {
+    let stage_two = std::env::args().nth(1).as_deref() == Some(STAGE_TWO);
+    let result = read_spec().and_then(|spec| if stage_two { pid_one(&spec) } else { setup(&spec) });
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("baton sandbox: {message}");
+            SETUP_FAILED
+        }
+    }
+}
+
+fn exit_code(status: ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+fn setup(spec: &InitSpec) -> Step<i32> {
+    let pid = std::process::id().to_string();
+    for cgroup in &spec.cgroups {
+        step(|| format!("joining cgroup {}", cgroup.display()), std::fs::write(cgroup.join("cgroup.procs"), &pid))?;
+    }
+    let namespaces =
+        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWNET | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
+    // SAFETY: `unshare_unsafe` is unsafe only for CLONE_FILES, which breaks file descriptors shared
+    // between threads; these flags do not include it, and this process is single-threaded.
+    #[allow(unsafe_code)]
+    let unshared = unsafe { rustix::thread::unshare_unsafe(namespaces) };
+    step(|| "unsharing namespaces".to_owned(), unshared)?;
+    step(
+        || "making mounts private".to_owned(),
+        rustix::mount::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC),
+    )?;
+    build_root(spec)?;
+
+    let me = step(|| "finding the init program".to_owned(), std::env::current_exe())?;
+    let status = step(|| "starting pid 1".to_owned(), Command::new(me).arg(STAGE_TWO).status())?;
+    Ok(exit_code(status))
+}
+
+fn mkdirs(path: &Path) -> Step<()> {
+    step(|| format!("creating {}", path.display()), std::fs::create_dir_all(path))
+}
+
+fn bind(source: &Path, target: &Path, read_only: bool) -> Step<()> {
+    let what = || format!("binding {} to {}", source.display(), target.display());
+    step(what, rustix::mount::mount_bind_recursive(source, target))?;
+    if read_only {
+        let flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
+        step(|| format!("making {} read-only", target.display()), rustix::mount::mount_remount(target, flags, ""))?;
+    }
+    Ok(())
+}
+
+fn tmpfs(target: &Path, mode: &str) -> Step<()> {
+    let options = CString::new(format!("mode={mode}")).map_err(|e| e.to_string())?;
+    let flags = MountFlags::NOSUID | MountFlags::NODEV;
+    step(
+        || format!("mounting tmpfs on {}", target.display()),
+        rustix::mount::mount("tmpfs", target, "tmpfs", flags, options.as_c_str()),
+    )
+}
+
+fn build_root(spec: &InitSpec) -> Step<()> {
+    let root = &spec.root;
+    let upper = spec.layer.join("upper");
+    let work = spec.layer.join("work");
+    for path in [&upper, &work, root] {
+        let text = path.to_string_lossy();
+        if text.contains([',', ':', '\\']) {
+            return Err(format!("{text}: overlay paths may not contain , : or \\"));
+        }
+        mkdirs(path)?;
+    }
+    let options = CString::new(format!("lowerdir=/,upperdir={},workdir={}", upper.display(), work.display()))
+        .map_err(|e| e.to_string())?;
+    step(
+        || "mounting the task's layer over the host root".to_owned(),
+        rustix::mount::mount("overlay", root, "overlay", MountFlags::NOSUID, options.as_c_str()),
+    )?;
+
+    // Each hidden path becomes an empty directory of the task's own, which persists with its layer
+    // (so `/root` is the task's home, not the host's).
+    for hidden in &spec.hidden {
+        let target = inside(root, hidden);
+        if target.is_dir() {
+            let replacement = inside(&spec.layer.join("hidden"), hidden);
+            mkdirs(&replacement)?;
+            bind(&replacement, &target, false)?;
+        }
+    }
+    let tmp = root.join("tmp");
+    mkdirs(&tmp)?;
+    tmpfs(&tmp, "1777")?;
+
+    let dev = root.join("dev");
+    mkdirs(&dev)?;
+    tmpfs(&dev, "0755")?;
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = dev.join(node);
+        step(|| format!("creating {}", target.display()), std::fs::File::create(&target))?;
+        bind(&Path::new("/dev").join(node), &target, false)?;
+    }
+    mkdirs(&dev.join("shm"))?;
+    tmpfs(&dev.join("shm"), "1777")?;
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        step(|| format!("linking /dev/{link}"), std::os::unix::fs::symlink(target, dev.join(link)))?;
+    }
+
+    let workspace = root.join("workspace");
+    mkdirs(&workspace)?;
+    bind(&spec.workspace, &workspace, false)?;
+    // The worktree's `.git` file names the git metadata; neither may be changed from inside.
+    let git_file = spec.workspace.join(".git");
+    if git_file.is_file() {
+        bind(&git_file, &workspace.join(".git"), true)?;
+    }
+    for path in &spec.read_only {
+        let target = inside(root, path);
+        if path.is_dir() {
+            mkdirs(&target)?;
+        } else {
+            mkdirs(target.parent().unwrap_or(root))?;
+            step(|| format!("creating {}", target.display()), std::fs::File::create(&target))?;
+        }
+        bind(path, &target, true)?;
+    }
+    mkdirs(&root.join("proc"))?;
+    Ok(())
+}
+
+fn set_limits(limits: &Limits) -> Step<()> {
+    let set = |resource, value: Option<u64>| match value {
+        Some(value) => step(
+            || format!("setting {resource:?}"),
+            rustix::process::setrlimit(resource, Rlimit { current: Some(value), maximum: Some(value) }),
+        ),
+        None => Ok(()),
+    };
+    set(Resource::As, limits.memory_bytes)?;
+    set(Resource::Cpu, limits.cpu_seconds)?;
+    set(Resource::Fsize, limits.file_bytes)?;
+    set(Resource::Nofile, limits.open_files)?;
+    set(Resource::Core, Some(0))
+}
+
+fn drop_privileges() -> Step<()> {
+    let keep = kept_capabilities();
+    for capability in CapabilitySet::all().difference(keep).iter() {
+        // Capabilities this kernel does not know cannot be held either.
+        let _ = rustix::thread::remove_capability_from_bounding_set(capability);
+    }
+    let sets = CapabilitySets { effective: keep, permitted: keep, inheritable: CapabilitySet::empty() };
+    step(|| "dropping capabilities".to_owned(), rustix::thread::set_capabilities(None, sets))?;
+    step(|| "forbidding new privileges".to_owned(), rustix::thread::set_no_new_privs(true))
+}
+
+fn pid_one(spec: &InitSpec) -> Step<i32> {
+    // If setup dies (killed on timeout), so does the whole sandbox.
+    step(
+        || "arming the parent-death signal".to_owned(),
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)),
+    )?;
+    let root = &spec.root;
+    step(
+        || "mounting /proc".to_owned(),
+        rustix::mount::mount(
+            "proc",
+            root.join("proc"),
+            "proc",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            None,
+        ),
+    )?;
+    step(|| "setting the hostname".to_owned(), rustix::system::sethostname(b"sandbox"))?;
+    let old = root.join(".baton-old-root");
+    mkdirs(&old)?;
+    step(|| "pivoting into the sandbox root".to_owned(), rustix::process::pivot_root(root, &old))?;
+    step(|| "entering /".to_owned(), std::env::set_current_dir("/"))?;
+    step(|| "detaching the host root".to_owned(), rustix::mount::unmount("/.baton-old-root", UnmountFlags::DETACH))?;
+    let _ = std::fs::remove_dir("/.baton-old-root");
+
+    set_limits(&spec.limits)?;
+    drop_privileges()?;
+    seccomp::install()?;
+
+    let (program, args) = spec.argv.split_first().ok_or("no command to run")?;
+    let mut child = step(
+        || format!("starting `{program}`"),
+        Command::new(program).args(args).env_clear().envs(spec.env.iter().cloned()).current_dir(&spec.cwd).spawn(),
+    )?;
+    let command = rustix::process::Pid::from_child(&child);
+    // As pid 1, reap every orphan; return when the command itself exits.
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((pid, status))) if pid == command => {
+                let _ = child.try_wait();
+                return Ok(status.exit_status().unwrap_or_else(|| 128 + status.terminating_signal().unwrap_or(0)));
+            }
+            Ok(_) => {}
+            Err(e) => return Err(format!("waiting for `{program}`: {e}")),
+        }
+    }
+}

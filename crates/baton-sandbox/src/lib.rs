@@ -1,0 +1,240 @@
+//! Where a task's commands run: an isolated machine of their own. Each command gets fresh mount, pid,
+//! network, ipc and uts namespaces; the host root read-only under the task's own writable layer (so
+//! `apt-get install` or `pip install` persist for that task, and only for it); the worktree at
+//! `/workspace` with its git metadata read-only; no network; baton's data and the host's homes
+//! hidden; resource limits enforced by cgroups and rlimits; dangerous system calls refused by seccomp;
+//! a wall-clock timeout and an output cap that kill the whole process tree.
+//!
+//! The isolation is built by `baton-sandbox-init` (see `init.rs`), which the [`Sandbox`] starts for
+//! every command. It needs root on the host (baton's workers run as root, as CI does).
+
+mod cgroup;
+mod init;
+mod output;
+pub mod seccomp;
+mod spec;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub use init::{SETUP_FAILED, main as init_main};
+pub use output::Captured;
+pub use spec::{InitSpec, Limits, SPEC_VARIABLE};
+
+use crate::cgroup::Cgroup;
+use crate::output::Capture;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot prepare the sandbox in {path}: {source}")]
+    Prepare { path: PathBuf, source: std::io::Error },
+    #[error("cannot start the sandbox init program {program}: {source}")]
+    Start { program: PathBuf, source: std::io::Error },
+    #[error("the sandbox could not be built: {0}")]
+    Setup(String),
+    #[error("the command is empty")]
+    EmptyCommand,
+}
+
+/// Settings shared by every sandbox of a baton process.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The `baton-sandbox-init` program.
+    pub init_program: PathBuf,
+    /// Host paths the sandbox never sees; each is replaced by a directory of the task's own layer.
+    pub hidden: Vec<PathBuf>,
+    pub limits: Limits,
+    /// Output beyond this many bytes stops the command.
+    pub max_output_bytes: u64,
+}
+
+impl SandboxConfig {
+    /// Hides baton's data directory, the host's homes and runtime directories.
+    pub fn new(init_program: PathBuf, data_dir: &Path) -> SandboxConfig {
+        let mut hidden: Vec<PathBuf> =
+            ["/root", "/home", "/run", "/var/tmp", "/mnt", "/media", "/srv"].iter().map(PathBuf::from).collect();
+        hidden.push(data_dir.to_owned());
+        if let Some(home) = std::env::var_os("HOME") {
+            hidden.push(PathBuf::from(home));
+        }
+        SandboxConfig {
+            init_program,
+            hidden,
+            limits: Limits {
+                memory_bytes: Some(4 << 30),
+                processes: Some(512),
+                cpu_seconds: None,
+                file_bytes: Some(8 << 30),
+                open_files: Some(4096),
+            },
+            max_output_bytes: 64 << 20,
+        }
+    }
+}
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Inside the sandbox; `/workspace` by default.
+    pub cwd: String,
+    pub stdin: Vec<u8>,
+    pub timeout: Duration,
+}
+
+impl RunRequest {
+    /// `bash -c command` in `/workspace`.
+    pub fn shell(command: &str, timeout: Duration) -> RunRequest {
+        RunRequest {
+            argv: vec!["/bin/bash".into(), "-c".into(), command.into()],
+            env: Vec::new(),
+            cwd: "/workspace".into(),
+            stdin: Vec::new(),
+            timeout,
+        }
+    }
+}
+
+/// Why baton stopped a command before it ended by itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stopped {
+    Timeout,
+    OutputLimit,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOutcome {
+    /// The command's exit code, or 128 + the signal that ended it.
+    pub exit_code: i32,
+    pub stopped: Option<Stopped>,
+    /// The memory cgroup ran out and killed a process.
+    pub out_of_memory: bool,
+    pub output: Captured,
+    pub duration: Duration,
+    pub peak_memory_bytes: Option<u64>,
+}
+
+/// A task's sandbox: its writable layer and its worktree.
+#[derive(Debug)]
+pub struct Sandbox {
+    config: SandboxConfig,
+    state: PathBuf,
+    workspace: PathBuf,
+    read_only: Vec<PathBuf>,
+}
+
+static RUNS: AtomicU64 = AtomicU64::new(0);
+
+/// Environment every command starts from; the request's variables are added on top.
+fn base_env() -> Vec<(String, String)> {
+    vec![
+        ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+        ("HOME".into(), "/root".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("TERM".into(), "dumb".into()),
+    ]
+}
+
+impl Sandbox {
+    /// `state` is the task's own directory (it keeps the writable layer between commands);
+    /// `read_only` are host paths shown read-only, like the repository's git directory.
+    pub fn new(
+        config: SandboxConfig,
+        state: &Path,
+        workspace: &Path,
+        read_only: Vec<PathBuf>,
+    ) -> Result<Sandbox, SandboxError> {
+        for dir in [state.join("layer/upper"), state.join("layer/work"), state.join("runs")] {
+            std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Prepare { path: dir.clone(), source })?;
+        }
+        Ok(Sandbox { config, state: state.to_owned(), workspace: workspace.to_owned(), read_only })
+    }
+
+    /// Runs one command to its end, a timeout, or the output cap.
+    pub fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError> {
+        if request.argv.is_empty() {
+            return Err(SandboxError::EmptyCommand);
+        }
+        let run = format!("{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+        let root = self.state.join("runs").join(&run);
+        let prepare = |path: &Path, source| SandboxError::Prepare { path: path.to_owned(), source };
+        std::fs::create_dir_all(&root).map_err(|e| prepare(&root, e))?;
+        let cgroup = Cgroup::create(&format!("baton-{run}"), &self.config.limits)
+            .map_err(|e| prepare(Path::new("/sys/fs/cgroup"), e))?;
+
+        let mut env = base_env();
+        env.retain(|(name, _)| !request.env.iter().any(|(n, _)| n == name));
+        env.extend(request.env.iter().cloned());
+        let spec = InitSpec {
+            layer: self.state.join("layer"),
+            root: root.clone(),
+            workspace: self.workspace.clone(),
+            read_only: self.read_only.clone(),
+            hidden: self.config.hidden.clone(),
+            cgroups: cgroup.dirs().to_vec(),
+            limits: self.config.limits,
+            argv: request.argv.clone(),
+            env,
+            cwd: request.cwd.clone(),
+        };
+        let spec_json = serde_json::to_string(&spec).map_err(|e| SandboxError::Setup(e.to_string()))?;
+
+        let (reader, writer) = std::io::pipe().map_err(|e| prepare(&root, e))?;
+        let writer_too = writer.try_clone().map_err(|e| prepare(&root, e))?;
+        let start = Instant::now();
+        let mut child = Command::new(&self.config.init_program)
+            .env_clear()
+            .env(SPEC_VARIABLE, spec_json)
+            .stdin(Stdio::piped())
+            .stdout(writer)
+            .stderr(writer_too)
+            .spawn()
+            .map_err(|source| SandboxError::Start { program: self.config.init_program.clone(), source })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            let input = request.stdin.clone();
+            std::thread::spawn(move || {
+                let _ = stdin.write_all(&input);
+            });
+        }
+        let capture = Capture::start(reader, self.config.max_output_bytes);
+
+        let deadline = start + request.timeout;
+        let mut stopped = None;
+        let status = loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                break status;
+            }
+            if stopped.is_none() {
+                if capture.over_limit() {
+                    stopped = Some(Stopped::OutputLimit);
+                } else if Instant::now() >= deadline {
+                    stopped = Some(Stopped::Timeout);
+                }
+                if stopped.is_some() {
+                    // pid 1 dies with its parent, and the kernel then ends the whole namespace.
+                    let _ = child.kill();
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let duration = start.elapsed();
+        let output = capture.finish();
+        let (peak_memory_bytes, out_of_memory) = (cgroup.peak_memory(), cgroup.out_of_memory());
+        drop(cgroup);
+        let _ = std::fs::remove_dir(&root);
+
+        use std::os::unix::process::ExitStatusExt;
+        let exit_code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+        if exit_code == SETUP_FAILED && stopped.is_none() {
+            let text = String::from_utf8_lossy(&output.head);
+            if let Some(message) = text.lines().find_map(|l| l.strip_prefix("baton sandbox: ")) {
+                return Err(SandboxError::Setup(message.to_owned()));
+            }
+        }
+        Ok(RunOutcome { exit_code, stopped, out_of_memory, output, duration, peak_memory_bytes })
+    }
+}

@@ -1,0 +1,43 @@
+//! What the launcher tells the init process: everything about one command's sandbox.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The environment variable that carries the [`InitSpec`] as JSON to the init process.
+pub const SPEC_VARIABLE: &str = "BATON_SANDBOX_SPEC";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitSpec {
+    /// Holds `upper/` and `work/`: the task's writable layer over the host root.
+    pub layer: PathBuf,
+    /// An empty directory where the sandbox root is assembled.
+    pub root: PathBuf,
+    /// The task worktree, mounted read-write at `/workspace`.
+    pub workspace: PathBuf,
+    /// Host paths mounted read-only at the same path (the repository's git metadata).
+    pub read_only: Vec<PathBuf>,
+    /// Host paths replaced by an empty tmpfs (baton's data, homes, /tmp, /run).
+    pub hidden: Vec<PathBuf>,
+    /// Cgroup directories the command's processes are put in, limits already written.
+    pub cgroups: Vec<PathBuf>,
+    pub limits: Limits,
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// Inside the sandbox, e.g. `/workspace/src`.
+    pub cwd: String,
+}
+
+/// Resource limits; `None` leaves a resource unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Limits {
+    /// Address space per process, in bytes (also enforced for the whole tree by the memory cgroup).
+    pub memory_bytes: Option<u64>,
+    /// Processes and threads in the whole tree (pids cgroup).
+    pub processes: Option<u64>,
+    /// CPU seconds per process.
+    pub cpu_seconds: Option<u64>,
+    /// Largest file a process may write, in bytes.
+    pub file_bytes: Option<u64>,
+    pub open_files: Option<u64>,
+}

@@ -1,0 +1,192 @@
+//! Hostile commands in a real sandbox: each fails safely, is reported, and the next command runs.
+//! Needs root (the sandbox is built with namespaces, mounts and cgroups).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use baton_sandbox::{RunOutcome, RunRequest, Sandbox, SandboxConfig, Stopped};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        // Not under /tmp, which every sandbox replaces anyway: the data directory must be hidden by
+        // its own protection.
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        std::fs::create_dir_all(dir.path().join("data/tasks")).unwrap();
+        std::fs::create_dir_all(dir.path().join("worktree")).unwrap();
+        std::fs::write(dir.path().join("worktree/README"), "hello from the worktree\n").unwrap();
+        std::fs::write(dir.path().join("data/secret"), "planted secret\n").unwrap();
+        Fixture { dir }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn sandbox(&self, task: &str, configure: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
+        let mut config = SandboxConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_baton-sandbox-init")), &self.data());
+        configure(&mut config);
+        let worktree = self.dir.path().join(format!("worktree-{task}"));
+        if !worktree.exists() {
+            std::fs::create_dir_all(&worktree).unwrap();
+            std::fs::copy(self.dir.path().join("worktree/README"), worktree.join("README")).unwrap();
+        }
+        Sandbox::new(config, &self.data().join("tasks").join(task), &worktree, vec![]).unwrap()
+    }
+}
+
+fn sh(sandbox: &Sandbox, command: &str) -> RunOutcome {
+    sandbox.run(&RunRequest::shell(command, Duration::from_secs(20))).unwrap()
+}
+
+fn text(outcome: &RunOutcome) -> String {
+    outcome.output.text()
+}
+
+#[test]
+fn a_command_runs_in_the_workspace_and_reports_its_exit() {
+    let f = Fixture::new();
+    let sandbox = f.sandbox("a", |_| {});
+    let outcome = sh(&sandbox, "pwd; cat README; echo err >&2; exit 3");
+    assert_eq!(outcome.exit_code, 3, "{}", text(&outcome));
+    assert_eq!(text(&outcome), "/workspace\nhello from the worktree\nerr\n");
+    assert_eq!(outcome.stopped, None);
+    let outcome = sh(&sandbox, "echo $$; hostname; id -u");
+    // The shell is the second process of its own pid namespace, on a host named `sandbox`, as root.
+    assert_eq!(text(&outcome), "2\nsandbox\n0\n");
+}
+
+#[test]
+fn writes_outside_the_worktree_stay_in_the_task_layer() {
+    let f = Fixture::new();
+    let probe = "/usr/local/bin/baton-layer-probe";
+    let first = f.sandbox("one", |_| {});
+    let outcome = sh(
+        &first,
+        &format!("printf '#!/bin/sh\\necho installed\\n' > {probe} && chmod +x {probe} && echo ok > /etc/baton-probe"),
+    );
+    assert_eq!(outcome.exit_code, 0, "{}", text(&outcome));
+    assert!(!Path::new(probe).exists(), "the write reached the host");
+    assert!(!Path::new("/etc/baton-probe").exists(), "the write reached the host");
+
+    // The same task's next sandbox still has it; another task's never had it.
+    let again = f.sandbox("one", |_| {});
+    assert_eq!(text(&sh(&again, "baton-layer-probe; cat /etc/baton-probe")), "installed\nok\n");
+    let other = f.sandbox("two", |_| {});
+    let outcome = sh(&other, "baton-layer-probe");
+    assert_eq!(outcome.exit_code, 127, "{}", text(&outcome));
+}
+
+#[test]
+fn baton_data_and_host_homes_are_invisible() {
+    let f = Fixture::new();
+    let secret = f.data().join("secret");
+    let sandbox = f.sandbox("a", |_| {});
+    let outcome = sh(&sandbox, &format!("cat {}", secret.display()));
+    assert_ne!(outcome.exit_code, 0);
+    assert!(text(&outcome).contains("No such file or directory"), "{}", text(&outcome));
+    // Through a symlink in the worktree: it resolves inside the sandbox, where the file is not.
+    std::os::unix::fs::symlink(&secret, f.dir.path().join("worktree-a/link")).unwrap();
+    let outcome = sh(&sandbox, "cat link");
+    assert!(text(&outcome).contains("No such file or directory"), "{}", text(&outcome));
+    // The host's home is an empty directory of the task's own.
+    let outcome = sh(&sandbox, "ls -A /root | wc -l; ls -A /home | wc -l");
+    assert_eq!(text(&outcome), "0\n0\n");
+}
+
+#[test]
+fn no_network_not_even_the_host_loopback() {
+    let f = Fixture::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sandbox = f.sandbox("a", |_| {});
+    let outcome = sh(&sandbox, &format!("exec 3<>/dev/tcp/127.0.0.1/{port} && echo connected"));
+    assert_ne!(outcome.exit_code, 0, "{}", text(&outcome));
+    assert!(!text(&outcome).contains("connected"));
+    assert!(listener.accept().is_err(), "the sandbox reached the host's loopback");
+}
+
+#[test]
+fn other_processes_and_the_kernel_are_out_of_reach() {
+    let f = Fixture::new();
+    let sandbox = f.sandbox("a", |_| {});
+    let me = std::process::id();
+    let outcome = sh(&sandbox, &format!("kill -9 {me} 2>&1; ls /proc | grep -c '^[0-9]'"));
+    assert!(text(&outcome).contains("No such process"), "{}", text(&outcome));
+    let processes: u32 = text(&outcome).lines().last().unwrap().trim().parse().unwrap();
+    assert!(processes <= 5, "the sandbox sees {processes} processes");
+    // Mounting, tracing and new namespaces are refused.
+    for command in ["mount -t tmpfs none /mnt", "unshare -m true", "mknod /tmp/sda b 8 0"] {
+        let outcome = sh(&sandbox, command);
+        assert_ne!(outcome.exit_code, 0, "`{command}` worked: {}", text(&outcome));
+    }
+}
+
+#[test]
+fn git_metadata_is_read_only() {
+    let f = Fixture::new();
+    let gitdir = f.dir.path().join("repo.git");
+    std::fs::create_dir_all(gitdir.join("hooks")).unwrap();
+    let worktree = f.dir.path().join("worktree-g");
+    std::fs::create_dir_all(&worktree).unwrap();
+    std::fs::write(worktree.join(".git"), format!("gitdir: {}\n", gitdir.display())).unwrap();
+    let config = SandboxConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_baton-sandbox-init")), &f.data());
+    let sandbox = Sandbox::new(config, &f.data().join("tasks/g"), &worktree, vec![gitdir.clone()]).unwrap();
+    let hook = gitdir.join("hooks/pre-commit");
+    let outcome =
+        sh(&sandbox, &format!("echo evil > {}; echo 'gitdir: /tmp' > .git; ls {}", hook.display(), gitdir.display()));
+    assert!(text(&outcome).matches("Read-only file system").count() == 2, "{}", text(&outcome));
+    assert!(!hook.exists());
+    assert!(std::fs::read_to_string(worktree.join(".git")).unwrap().contains("repo.git"));
+}
+
+#[test]
+fn runaway_commands_are_stopped_with_a_reason() {
+    let f = Fixture::new();
+    let sandbox = f.sandbox("a", |config| {
+        config.limits.processes = Some(64);
+        config.limits.memory_bytes = Some(256 << 20);
+        config.max_output_bytes = 8 << 20;
+    });
+
+    let forever = sandbox.run(&RunRequest::shell("echo started; sleep infinity", Duration::from_millis(500))).unwrap();
+    assert_eq!(forever.stopped, Some(Stopped::Timeout));
+    assert_eq!(text(&forever), "started\n");
+
+    let flood = sh(&sandbox, "yes baton | head -c 1073741824");
+    assert_eq!(flood.stopped, Some(Stopped::OutputLimit));
+    assert!(flood.output.total_bytes > 8 << 20 && flood.output.total_bytes < 1 << 30, "{}", flood.output.total_bytes);
+    assert!(text(&flood).contains("bytes omitted"));
+
+    let bomb = sh(&sandbox, "bomb() { bomb | bomb & }; bomb; sleep 1; echo survived");
+    assert!(
+        text(&bomb).contains("Resource temporarily unavailable") || text(&bomb).contains("retry"),
+        "{}",
+        text(&bomb)
+    );
+
+    let hog = sh(&sandbox, "python3 -c 'x = bytearray(1 << 30); print(len(x))'");
+    assert_ne!(hog.exit_code, 0, "{}", text(&hog));
+    assert!(text(&hog).contains("MemoryError") || hog.out_of_memory, "{} / oom {}", text(&hog), hog.out_of_memory);
+
+    // None of it got in the way of the next command.
+    assert_eq!(text(&sh(&sandbox, "echo still fine")), "still fine\n");
+    assert!(no_process_with(&format!("{}", f.dir.path().display())), "a sandboxed process outlived its run");
+}
+
+/// True if no process on the host has `needle` in its command line.
+fn no_process_with(needle: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().filter_map(Result::ok).all(|entry| {
+        let mut cmdline = String::new();
+        let _ = std::fs::File::open(entry.path().join("cmdline")).and_then(|mut f| f.read_to_string(&mut cmdline));
+        !cmdline.contains(needle) || entry.file_name() == std::process::id().to_string().as_str()
+    })
+}
