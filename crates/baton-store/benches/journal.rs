@@ -34,7 +34,7 @@ fn created() -> Event {
 /// The event at `seq` of a task that alternates pauses and resumes after its start; about 100 bytes.
 fn event_at(seq: u64) -> Event {
     let detail = format!("step {seq:08}: the agent ran the test suite and looked at the failures");
-    if seq % 2 == 0 { Event::Paused { reason: StopReason::Stuck, detail } } else { Event::Resumed { detail } }
+    if seq.is_multiple_of(2) { Event::Paused { reason: StopReason::Stuck, detail } } else { Event::Resumed { detail } }
 }
 
 async fn raw_pool(dir: &std::path::Path) -> SqlitePool {

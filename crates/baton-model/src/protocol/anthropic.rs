@@ -75,10 +75,10 @@ impl Protocol for AnthropicMessages {
         let mut messages = Vec::new();
         for (i, message) in request.messages.iter().enumerate() {
             let mut content = blocks(message.role, &message.parts)?;
-            if i + 1 == request.stable_prefix {
-                if let Some(last) = content.last_mut() {
-                    last["cache_control"] = cache_breakpoint();
-                }
+            if i + 1 == request.stable_prefix
+                && let Some(last) = content.last_mut()
+            {
+                last["cache_control"] = cache_breakpoint();
             }
             if content.is_empty() {
                 continue;

@@ -155,20 +155,20 @@ fn next_action(shared: &Shared, wire: &dyn Wire, body: &Value, raw: &str) -> Act
     let index = cursor.turn;
     let expect = &turn.expect;
     let mut problems = Vec::new();
-    if let Some(protocol) = &expect.protocol {
-        if protocol != wire.name() {
-            problems.push(format!("expected protocol {protocol}, got {}", wire.name()));
-        }
+    if let Some(protocol) = &expect.protocol
+        && protocol != wire.name()
+    {
+        problems.push(format!("expected protocol {protocol}, got {}", wire.name()));
     }
-    if let Some(model) = &expect.model {
-        if body.get("model").and_then(Value::as_str) != Some(model) {
-            problems.push(format!("expected model {model}, got {}", body.get("model").unwrap_or(&Value::Null)));
-        }
+    if let Some(model) = &expect.model
+        && body.get("model").and_then(Value::as_str) != Some(model)
+    {
+        problems.push(format!("expected model {model}, got {}", body.get("model").unwrap_or(&Value::Null)));
     }
-    if let Some(needle) = &expect.body_contains {
-        if !raw.contains(needle.as_str()) {
-            problems.push(format!("expected the request body to contain {needle:?}"));
-        }
+    if let Some(needle) = &expect.body_contains
+        && !raw.contains(needle.as_str())
+    {
+        problems.push(format!("expected the request body to contain {needle:?}"));
     }
     if let Some(needle) = &expect.last_tool_result_contains {
         match wire.last_tool_result(body) {
@@ -283,10 +283,10 @@ async fn fault_response(
 
 fn json_response(status: StatusCode, body: &Value, retry_after: Option<u64>) -> Response {
     let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-    if let Some(seconds) = retry_after {
-        if let Ok(value) = seconds.to_string().parse() {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
+    if let Some(seconds) = retry_after
+        && let Ok(value) = seconds.to_string().parse()
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
 }
