@@ -17,7 +17,8 @@ mod spec;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub use init::{SETUP_FAILED, main as init_main};
@@ -202,25 +203,38 @@ impl Sandbox {
         }
         let capture = Capture::start(reader, self.config.max_output_bytes);
 
+        // A watchdog stops the command on timeout or too much output; this thread just waits, so
+        // a quick command costs no polling delay.
         let deadline = start + request.timeout;
-        let mut stopped = None;
-        let status = loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                break status;
-            }
-            if stopped.is_none() {
-                if capture.over_limit() {
-                    stopped = Some(Stopped::OutputLimit);
-                } else if Instant::now() >= deadline {
-                    stopped = Some(Stopped::Timeout);
+        let finished = Arc::new(AtomicBool::new(false));
+        let pid = rustix::process::Pid::from_child(&child);
+        let watchdog = {
+            let finished = finished.clone();
+            let over_limit = capture.over_limit_flag();
+            std::thread::spawn(move || {
+                while !finished.load(Ordering::Acquire) {
+                    let stop = if over_limit.load(Ordering::Relaxed) {
+                        Some(Stopped::OutputLimit)
+                    } else if Instant::now() >= deadline {
+                        Some(Stopped::Timeout)
+                    } else {
+                        None
+                    };
+                    if let Some(stop) = stop {
+                        // pid 1 dies with its parent, and the kernel then ends the whole namespace.
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                        return Some(stop);
+                    }
+                    std::thread::park_timeout(Duration::from_millis(5));
                 }
-                if stopped.is_some() {
-                    // pid 1 dies with its parent, and the kernel then ends the whole namespace.
-                    let _ = child.kill();
-                }
-            }
-            std::thread::sleep(Duration::from_millis(2));
+                None
+            })
         };
+        let status =
+            child.wait().map_err(|source| SandboxError::Start { program: self.config.init_program.clone(), source })?;
+        finished.store(true, Ordering::Release);
+        watchdog.thread().unpark();
+        let stopped = watchdog.join().unwrap_or(None);
         let duration = start.elapsed();
         let output = capture.finish();
         let (peak_memory_bytes, out_of_memory) = (cgroup.peak_memory(), cgroup.out_of_memory());

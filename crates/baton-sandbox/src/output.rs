@@ -69,8 +69,9 @@ impl Capture {
         Capture { over, thread }
     }
 
-    pub(crate) fn over_limit(&self) -> bool {
-        self.over.load(Ordering::Relaxed)
+    /// Set once the output passed the limit.
+    pub(crate) fn over_limit_flag(&self) -> Arc<AtomicBool> {
+        self.over.clone()
     }
 
     pub(crate) fn finish(self) -> Captured {

@@ -24,16 +24,13 @@ type Outcome = Result<(String, Effect), ToolError>;
 fn text(workspace: &Workspace, relative: &Path) -> Result<String, ToolError> {
     let bytes = workspace.read(relative)?;
     let shown = Workspace::display(relative);
-    let binary = || {
-        ToolError::new(format!(
-            "`{shown}` is a binary file ({} bytes); it cannot be shown or edited as text",
-            bytes.len()
-        ))
+    let binary = |size: usize| {
+        ToolError::new(format!("`{shown}` is a binary file ({size} bytes); it cannot be shown or edited as text"))
     };
     if bytes[..bytes.len().min(8000)].contains(&0) {
-        return Err(binary());
+        return Err(binary(bytes.len()));
     }
-    String::from_utf8(bytes.clone()).map_err(|_| binary())
+    String::from_utf8(bytes).map_err(|e| binary(e.as_bytes().len()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,16 +62,25 @@ pub(crate) fn read_file(workspace: &Workspace, args: ReadArgs) -> Outcome {
         Some(end) => (end as usize).min(total),
         None => (start + PAGE_LINES - 1).min(total),
     };
-    let mut output = String::new();
+    let mut output = String::with_capacity(text.len().min(PAGE_BYTES) + 8 * (last - start + 1));
     let mut shown_last = start - 1;
     for (number, line) in (start..=last).zip(&lines[start - 1..last]) {
         if output.len() > PAGE_BYTES {
             break;
         }
-        let cut: String = line.chars().take(MAX_LINE_CHARS).collect();
-        let _ = write!(output, "{number:>6}\t{cut}");
-        if cut.len() < line.len() {
-            let _ = write!(output, " … (line cut at {MAX_LINE_CHARS} of {} characters)", line.chars().count());
+        // Bytes bound characters, so only a line longer in bytes than the limit needs counting.
+        match line.char_indices().nth(MAX_LINE_CHARS).filter(|_| line.len() > MAX_LINE_CHARS) {
+            None => {
+                let _ = write!(output, "{number:>6}\t{line}");
+            }
+            Some((cut, _)) => {
+                let total = line.chars().count();
+                let _ = write!(
+                    output,
+                    "{number:>6}\t{} … (line cut at {MAX_LINE_CHARS} of {total} characters)",
+                    &line[..cut]
+                );
+            }
         }
         output.push('\n');
         shown_last = number;

@@ -1,0 +1,84 @@
+//! Sandbox start-up: running `true` in a fresh sandbox, against a plain fork/exec of `true` and
+//! against bubblewrap (`bwrap --unshare-all`), median of 100 runs each, in the same run.
+//!
+//! `cargo bench -p baton-sandbox --bench start` (as root; installs Debian's bubblewrap if missing).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark code: a panic is the failure report
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use baton_sandbox::{RunRequest, Sandbox, SandboxConfig};
+
+const RUNS: usize = 100;
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn time(mut run: impl FnMut()) -> Duration {
+    median(
+        (0..RUNS)
+            .map(|_| {
+                let start = Instant::now();
+                run();
+                start.elapsed()
+            })
+            .collect(),
+    )
+}
+
+fn ensure_bwrap() -> bool {
+    if Command::new("bwrap").arg("--version").output().is_ok() {
+        return true;
+    }
+    eprintln!("installing bubblewrap for the comparison");
+    let _ = Command::new("apt-get")
+        .args(["install", "-y", "-qq", "bubblewrap"])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status();
+    Command::new("bwrap").arg("--version").output().is_ok()
+}
+
+fn main() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let worktree = dir.path().join("worktree");
+    std::fs::create_dir_all(&worktree).unwrap();
+    let config = SandboxConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_baton-sandbox-init")), &dir.path().join("data"));
+    let sandbox = Sandbox::new(config, &dir.path().join("data/task"), &worktree, vec![]).unwrap();
+    let request = RunRequest { argv: vec!["/bin/true".into()], ..RunRequest::shell("", Duration::from_secs(10)) };
+
+    let plain = time(|| assert!(Command::new("/bin/true").status().unwrap().success()));
+    let baton = time(|| assert_eq!(sandbox.run(&request).unwrap().exit_code, 0));
+    println!("fork/exec true        {:7.2} ms", plain.as_secs_f64() * 1e3);
+    println!(
+        "baton sandbox + true  {:7.2} ms  ratio to fork/exec {:5.1}x",
+        baton.as_secs_f64() * 1e3,
+        baton.as_secs_f64() / plain.as_secs_f64()
+    );
+    if ensure_bwrap() {
+        let args = [
+            "--unshare-all",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--die-with-parent",
+            "/bin/true",
+        ];
+        let bwrap = time(|| assert!(Command::new("bwrap").args(args).status().unwrap().success()));
+        println!(
+            "bwrap --unshare-all   {:7.2} ms  ratio to fork/exec {:5.1}x  baton / bwrap {:4.2}x",
+            bwrap.as_secs_f64() * 1e3,
+            bwrap.as_secs_f64() / plain.as_secs_f64(),
+            baton.as_secs_f64() / bwrap.as_secs_f64()
+        );
+    } else {
+        println!("bwrap is not installed and could not be installed; no comparison");
+    }
+}
