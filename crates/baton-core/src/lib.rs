@@ -8,6 +8,7 @@ mod chat;
 mod event;
 mod id;
 mod money;
+mod secret;
 mod spec;
 mod state;
 mod status;
@@ -17,6 +18,7 @@ pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay,
 pub use event::{EVENT_SCHEMA_VERSION, Event, Recorded};
 pub use id::{InvalidTaskId, TaskId};
 pub use money::{Credits, InvalidCredits};
+pub use secret::{Secret, redact};
 pub use spec::{Budget, CheckSpec, SpecError, TaskSpec, branch_name, slug};
 pub use state::{FoldError, Stop, TaskState, fold};
 pub use status::{Lifecycle, Status, StopReason, TransitionError, UnknownName};

@@ -53,6 +53,17 @@ pub struct SandboxConfig {
 }
 
 impl SandboxConfig {
+    /// Where `baton-sandbox-init` is: `$BATON_SANDBOX_INIT`, else beside the running program or one
+    /// directory up (where cargo puts binaries relative to test executables).
+    pub fn locate_init() -> Option<PathBuf> {
+        if let Some(path) = std::env::var_os("BATON_SANDBOX_INIT") {
+            return Some(PathBuf::from(path));
+        }
+        let exe = std::env::current_exe().ok()?;
+        let dir = exe.parent()?;
+        [dir.join("baton-sandbox-init"), dir.parent()?.join("baton-sandbox-init")].into_iter().find(|p| p.is_file())
+    }
+
     /// Hides baton's data directory, the host's homes and runtime directories.
     pub fn new(init_program: PathBuf, data_dir: &Path) -> SandboxConfig {
         let mut hidden: Vec<PathBuf> =

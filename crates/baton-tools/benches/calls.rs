@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use baton_tools::{FileTools, Workspace};
+use baton_tools::{Toolbox, Workspace};
 
 const RUNS: usize = 1000;
 
@@ -35,7 +35,7 @@ fn main() {
     // A 1,000-line source file, the size agents read most.
     let text: String = (0..1000).map(|i| format!("    let value_{i} = compute({i}); // line {i}\n")).collect();
     std::fs::write(&file, &text).unwrap();
-    let tools = FileTools::new(Workspace::open(dir.path()).unwrap());
+    let tools = Toolbox::new(Workspace::open(dir.path()).unwrap());
 
     let read_baseline = time(|_| {
         // What a naive tool does: read the file and number its lines.

@@ -4,13 +4,17 @@
 
 mod files;
 mod patch;
+mod search;
+mod shell;
 mod workspace;
 
-use baton_core::ToolSpec;
+use baton_core::{Secret, ToolSpec, redact};
+use baton_sandbox::Sandbox;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+pub use shell::{DEFAULT_TIMEOUT, MAX_TIMEOUT};
 pub use workspace::{MAX_FILE_BYTES, MOUNT, Workspace};
 
 /// A failure the model is told about, worded for it to act on.
@@ -79,11 +83,14 @@ fn arguments<T: DeserializeOwned>(tool: &str, text: &str) -> Result<T, ToolError
     serde_json::from_value(value).map_err(invalid)
 }
 
-/// The tools that work on files, without a sandbox: `read_file`, `write_file`, `edit_file`,
-/// `apply_patch`, `list_dir`, `update_plan` and `finish`.
+/// A task's tools. The file tools, `search`, `update_plan` and `finish` work on the workspace from the
+/// host, each path resolved beneath it by the kernel; `shell` runs in the task's sandbox and exists
+/// only when there is one. Every output is stripped of the task's secrets before it is returned.
 #[derive(Debug)]
-pub struct FileTools {
+pub struct Toolbox {
     workspace: Workspace,
+    sandbox: Option<Sandbox>,
+    secrets: Vec<Secret>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,13 +113,37 @@ fn object(properties: Value, required: &[&str]) -> Value {
     json!({"type": "object", "properties": properties, "required": required, "additionalProperties": false})
 }
 
-impl FileTools {
-    pub fn new(workspace: Workspace) -> FileTools {
-        FileTools { workspace }
+impl Toolbox {
+    /// The tools that need no sandbox.
+    pub fn new(workspace: Workspace) -> Toolbox {
+        Toolbox { workspace, sandbox: None, secrets: Vec::new() }
     }
 
-    /// The names, descriptions and JSON schemas of these tools.
-    pub fn specs() -> Vec<ToolSpec> {
+    /// Adds `shell`, running in `sandbox` with `secrets` in its environment.
+    pub fn with_sandbox(self, sandbox: Sandbox, secrets: Vec<Secret>) -> Toolbox {
+        Toolbox { sandbox: Some(sandbox), secrets, ..self }
+    }
+
+    /// The names, descriptions and JSON schemas of the tools this toolbox offers.
+    pub fn specs(&self) -> Vec<ToolSpec> {
+        let mut specs = Toolbox::workspace_specs();
+        if self.sandbox.is_some() {
+            specs.insert(
+                0,
+                spec(
+                    "shell",
+                    "Run a bash command in the task's sandbox, in /workspace. Packages you install persist for this task. There is no network. Output over 64 KiB is cut in the middle.",
+                    object(
+                        json!({"command": {"type": "string"}, "timeout_s": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT.as_secs(), "description": "Default 600."}}),
+                        &["command"],
+                    ),
+                ),
+            );
+        }
+        specs
+    }
+
+    fn workspace_specs() -> Vec<ToolSpec> {
         let path = json!({"type": "string", "description": "Relative to /workspace."});
         vec![
             spec(
@@ -142,6 +173,14 @@ impl FileTools {
                 object(json!({"patch": {"type": "string"}}), &["patch"]),
             ),
             spec(
+                "search",
+                "Search file contents with a regular expression (Rust regex syntax), skipping what .gitignore ignores and binary files. Results are `path:line: text`.",
+                object(
+                    json!({"pattern": {"type": "string"}, "path": {"type": "string", "description": "A file or directory to search in; default the whole workspace."}, "glob": {"type": "string", "description": "Only files matching this glob, like `*.rs` or `src/**/*.py`."}}),
+                    &["pattern"],
+                ),
+            ),
+            spec(
                 "list_dir",
                 "List a directory's entries, recursing `depth` levels (default 1). Directories end with /.",
                 object(json!({"path": path, "depth": {"type": "integer", "minimum": 1, "maximum": 5}}), &["path"]),
@@ -167,7 +206,22 @@ impl FileTools {
 
     /// Runs one call. Unknown tools and malformed arguments are errors for the model, like any other.
     pub fn call(&self, name: &str, arguments_json: &str) -> ToolResult {
-        let outcome = match name {
+        let mut result = match self.dispatch(name, arguments_json) {
+            Ok((output, effect)) => ToolResult::ok(output, effect),
+            Err(error) => ToolResult::error(error),
+        };
+        if !self.secrets.is_empty() {
+            result.output = redact(&result.output, &self.secrets);
+        }
+        result
+    }
+
+    fn dispatch(&self, name: &str, arguments_json: &str) -> Result<(String, Effect), ToolError> {
+        if let ("shell", Some(sandbox)) = (name, &self.sandbox) {
+            return arguments(name, arguments_json).and_then(|a| shell::shell(sandbox, &self.secrets, a));
+        }
+        match name {
+            "search" => arguments(name, arguments_json).and_then(|a| search::search(&self.workspace, a)),
             "read_file" => arguments(name, arguments_json).and_then(|a| files::read_file(&self.workspace, a)),
             "write_file" => arguments(name, arguments_json).and_then(|a| files::write_file(&self.workspace, a)),
             "edit_file" => arguments(name, arguments_json).and_then(|a| files::edit_file(&self.workspace, a)),
@@ -187,13 +241,9 @@ impl FileTools {
                 Ok(("finish recorded; baton now runs the acceptance checks".to_owned(), Effect::Finish(a.summary)))
             }),
             other => {
-                let known: Vec<String> = FileTools::specs().into_iter().map(|s| s.name).collect();
+                let known: Vec<String> = self.specs().into_iter().map(|s| s.name).collect();
                 Err(ToolError::new(format!("there is no tool `{other}`; the tools are: {}", known.join(", "))))
             }
-        };
-        match outcome {
-            Ok((output, effect)) => ToolResult::ok(output, effect),
-            Err(error) => ToolResult::error(error),
         }
     }
 }

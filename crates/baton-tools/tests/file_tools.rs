@@ -6,14 +6,14 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
-use baton_tools::{Effect, FileTools, PlanStep, StepStatus, ToolResult, Workspace};
+use baton_tools::{Effect, PlanStep, StepStatus, ToolResult, Toolbox, Workspace};
 use proptest::prelude::*;
 use serde_json::json;
 
 struct Fixture {
     /// Holds the workspace and, beside it, a directory the agent must never reach.
     dir: tempfile::TempDir,
-    tools: FileTools,
+    tools: Toolbox,
 }
 
 impl Fixture {
@@ -26,7 +26,7 @@ impl Fixture {
         fs::write(root.join(".git"), "gitdir: /elsewhere\n").unwrap();
         fs::create_dir_all(dir.path().join("secret")).unwrap();
         fs::write(dir.path().join("secret/key"), "top secret").unwrap();
-        let tools = FileTools::new(Workspace::open(&root).unwrap());
+        let tools = Toolbox::new(Workspace::open(&root).unwrap());
         Fixture { dir, tools }
     }
 
@@ -258,7 +258,7 @@ fn malformed_calls_get_precise_errors() {
         (
             "launch_missiles",
             "{}",
-            "there is no tool `launch_missiles`; the tools are: read_file, write_file, edit_file, apply_patch, list_dir, update_plan, finish",
+            "there is no tool `launch_missiles`; the tools are: read_file, write_file, edit_file, apply_patch, search, list_dir, update_plan, finish",
         ),
     ];
     for (tool, arguments, expected) in cases {
@@ -271,7 +271,7 @@ fn malformed_calls_get_precise_errors() {
 
 #[test]
 fn every_schema_is_a_closed_json_object() {
-    for spec in FileTools::specs() {
+    for spec in Toolbox::new(Workspace::open(Path::new(".")).unwrap()).specs() {
         let schema: serde_json::Value = serde_json::from_str(&spec.parameters).unwrap();
         assert_eq!(schema["type"], "object", "{}", spec.name);
         assert_eq!(schema["additionalProperties"], false, "{}", spec.name);
@@ -286,14 +286,14 @@ proptest! {
 
     #[test]
     fn no_arguments_make_a_tool_panic(
-        tool in prop::sample::select(vec!["read_file", "write_file", "edit_file", "apply_patch", "list_dir", "update_plan", "finish"]),
+        tool in prop::sample::select(vec!["read_file", "write_file", "edit_file", "apply_patch", "search", "list_dir", "update_plan", "finish"]),
         path in prop_oneof![Just("src/lib.rs".to_owned()), Just("..".to_owned()), "\\PC{0,20}", "[./a-z]{0,30}"],
         text in "\\PC{0,200}",
         number in any::<i64>(),
         raw in "\\PC{0,100}",
     ) {
         let f = Fixture::new();
-        let shaped = json!({"path": path, "content": text, "old": text, "new": path, "patch": text,
+        let shaped = json!({"path": path, "content": text, "old": text, "new": path, "patch": text, "pattern": text, "glob": path,
                             "start_line": number, "end_line": number, "depth": number, "summary": text,
                             "steps": [{"title": text, "status": "pending"}]});
         let _ = f.tools.call(tool, &shaped.to_string());
