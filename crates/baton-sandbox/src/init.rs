@@ -18,8 +18,8 @@ use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 
-use crate::seccomp;
 use crate::spec::{InitSpec, Limits, SPEC_VARIABLE};
+use crate::{proxy, seccomp};
 
 /// The argument that selects stage 2.
 pub const STAGE_TWO: &str = "--pid1";
@@ -193,7 +193,66 @@ fn build_root(spec: &InitSpec) -> Step<()> {
         }
         bind(path, &target, true)?;
     }
+    if let Some(socket) = &spec.proxy_socket {
+        let target = inside(root, Path::new(proxy::SOCKET_INSIDE));
+        mkdirs(target.parent().unwrap_or(root))?;
+        step(|| format!("creating {}", target.display()), std::fs::File::create(&target))?;
+        bind(socket, &target, false)?;
+    }
     mkdirs(&root.join("proc"))?;
+    Ok(())
+}
+
+/// Brings up the loopback interface of the new network namespace, so that servers a command starts
+/// on 127.0.0.1 are reachable, and so is the proxy relay.
+fn loopback_up() -> Step<()> {
+    use std::os::fd::AsRawFd;
+    let socket = step(|| "opening a socket for the loopback".to_owned(), std::net::UdpSocket::bind("0.0.0.0:0"))?;
+    // SAFETY: `ifreq` is plain old data, for which all-zero bytes are a valid value; both ioctls get
+    // a pointer to it that lives across the call, on a socket descriptor that stays open.
+    #[allow(unsafe_code)]
+    let result = unsafe {
+        let mut request: libc::ifreq = std::mem::zeroed();
+        for (slot, byte) in request.ifr_name.iter_mut().zip(b"lo\0") {
+            *slot = *byte as libc::c_char;
+        }
+        if libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut request) < 0 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            request.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(socket.as_raw_fd(), libc::SIOCSIFFLAGS, &request) < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(())
+            }
+        }
+    };
+    step(|| "bringing up the loopback interface".to_owned(), result)
+}
+
+/// Relays connections to 127.0.0.1:3128 to the host's proxy through the mounted socket.
+fn start_proxy_relay() -> Step<()> {
+    let listener =
+        step(|| format!("listening on {}", proxy::LISTEN_INSIDE), std::net::TcpListener::bind(proxy::LISTEN_INSIDE))?;
+    std::thread::spawn(move || {
+        for connection in listener.incoming().filter_map(Result::ok) {
+            std::thread::spawn(move || {
+                let Ok(upstream) = std::os::unix::net::UnixStream::connect(proxy::SOCKET_INSIDE) else { return };
+                let (Ok(mut client_read), Ok(mut upstream_write)) = (connection.try_clone(), upstream.try_clone())
+                else {
+                    return;
+                };
+                let forward = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_read, &mut upstream_write);
+                    let _ = upstream_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut upstream_read, mut client_write) = (upstream, connection);
+                let _ = std::io::copy(&mut upstream_read, &mut client_write);
+                let _ = client_write.shutdown(std::net::Shutdown::Write);
+                let _ = forward.join();
+            });
+        }
+    });
     Ok(())
 }
 
@@ -241,6 +300,7 @@ fn pid_one(spec: &InitSpec) -> Step<i32> {
         ),
     )?;
     step(|| "setting the hostname".to_owned(), rustix::system::sethostname(b"sandbox"))?;
+    loopback_up()?;
     let old = root.join(".baton-old-root");
     mkdirs(&old)?;
     step(|| "pivoting into the sandbox root".to_owned(), rustix::process::pivot_root(root, &old))?;
@@ -248,6 +308,9 @@ fn pid_one(spec: &InitSpec) -> Step<i32> {
     step(|| "detaching the host root".to_owned(), rustix::mount::unmount("/.baton-old-root", UnmountFlags::DETACH))?;
     let _ = std::fs::remove_dir("/.baton-old-root");
 
+    if spec.proxy_socket.is_some() {
+        start_proxy_relay()?;
+    }
     set_limits(&spec.limits)?;
     drop_privileges()?;
     seccomp::install()?;

@@ -11,6 +11,7 @@
 mod cgroup;
 mod init;
 mod output;
+mod proxy;
 pub mod seccomp;
 mod spec;
 
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use init::{SETUP_FAILED, main as init_main};
 pub use output::Captured;
+pub use proxy::{EgressPolicy, EgressProxy, LISTEN_INSIDE, Refusal, SOCKET_INSIDE};
 pub use spec::{InitSpec, Limits, SPEC_VARIABLE};
 
 use crate::cgroup::Cgroup;
@@ -50,6 +52,8 @@ pub struct SandboxConfig {
     pub limits: Limits,
     /// Output beyond this many bytes stops the command.
     pub max_output_bytes: u64,
+    /// `None`: no network at all. Otherwise the hosts the task's commands may reach through the proxy.
+    pub network: Option<EgressPolicy>,
 }
 
 impl SandboxConfig {
@@ -83,6 +87,7 @@ impl SandboxConfig {
                 open_files: Some(4096),
             },
             max_output_bytes: 64 << 20,
+            network: None,
         }
     }
 }
@@ -137,6 +142,7 @@ pub struct Sandbox {
     state: PathBuf,
     workspace: PathBuf,
     read_only: Vec<PathBuf>,
+    proxy: Option<EgressProxy>,
 }
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -163,7 +169,22 @@ impl Sandbox {
         for dir in [state.join("layer/upper"), state.join("layer/work"), state.join("runs")] {
             std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Prepare { path: dir.clone(), source })?;
         }
-        Ok(Sandbox { config, state: state.to_owned(), workspace: workspace.to_owned(), read_only })
+        let proxy = match &config.network {
+            Some(policy) => {
+                let socket = state.join("proxy.sock");
+                Some(
+                    EgressProxy::start(&socket, policy.clone())
+                        .map_err(|source| SandboxError::Prepare { path: socket, source })?,
+                )
+            }
+            None => None,
+        };
+        Ok(Sandbox { config, state: state.to_owned(), workspace: workspace.to_owned(), read_only, proxy })
+    }
+
+    /// Connections the egress proxy refused, for the journal.
+    pub fn refused_connections(&self) -> Vec<Refusal> {
+        self.proxy.as_ref().map(EgressProxy::refused).unwrap_or_default()
     }
 
     /// Runs one command to its end, a timeout, or the output cap.
@@ -179,6 +200,14 @@ impl Sandbox {
             .map_err(|e| prepare(Path::new("/sys/fs/cgroup"), e))?;
 
         let mut env = base_env();
+        if self.proxy.is_some() {
+            let url = format!("http://{LISTEN_INSIDE}");
+            for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
+                env.push((name.into(), url.clone()));
+            }
+            env.push(("NO_PROXY".into(), "localhost,127.0.0.1,::1".into()));
+            env.push(("no_proxy".into(), "localhost,127.0.0.1,::1".into()));
+        }
         env.retain(|(name, _)| !request.env.iter().any(|(n, _)| n == name));
         env.extend(request.env.iter().cloned());
         let spec = InitSpec {
@@ -192,6 +221,7 @@ impl Sandbox {
             argv: request.argv.clone(),
             env,
             cwd: request.cwd.clone(),
+            proxy_socket: self.proxy.as_ref().map(|p| p.socket().to_owned()),
         };
         let spec_json = serde_json::to_string(&spec).map_err(|e| SandboxError::Setup(e.to_string()))?;
 

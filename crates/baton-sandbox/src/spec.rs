@@ -26,6 +26,8 @@ pub struct InitSpec {
     pub env: Vec<(String, String)>,
     /// Inside the sandbox, e.g. `/workspace/src`.
     pub cwd: String,
+    /// The host end of the egress proxy, when the task may reach the network at all.
+    pub proxy_socket: Option<PathBuf>,
 }
 
 /// Resource limits; `None` leaves a resource unlimited.

@@ -61,6 +61,9 @@ fn a_command_runs_in_the_workspace_and_reports_its_exit() {
     let outcome = sh(&sandbox, "echo $$; hostname; id -u");
     // The shell is the second process of its own pid namespace, on a host named `sandbox`, as root.
     assert_eq!(text(&outcome), "2\nsandbox\n0\n");
+    // Its own loopback works, for the servers a task's tests start.
+    let local = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 8765)); s.listen(); socket.create_connection(('127.0.0.1', 8765)); print('loopback ok')";
+    assert_eq!(text(&sh(&sandbox, &format!("python3 -c \"{local}\""))), "loopback ok\n");
 }
 
 #[test]
@@ -189,4 +192,51 @@ fn no_process_with(needle: &str) -> bool {
         let _ = std::fs::File::open(entry.path().join("cmdline")).and_then(|mut f| f.read_to_string(&mut cmdline));
         !cmdline.contains(needle) || entry.file_name() == std::process::id().to_string().as_str()
     })
+}
+
+#[test]
+fn the_allow_list_lets_listed_hosts_through_the_proxy_and_records_the_rest() {
+    let f = Fixture::new();
+    // The "registry" is a server on the host's loopback; the proxy is told its address.
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = upstream.local_addr().unwrap();
+    let served = std::thread::spawn(move || {
+        let (mut connection, _) = upstream.accept().unwrap();
+        let mut request = vec![0; 4096];
+        let read = connection.read(&mut request).unwrap();
+        std::io::Write::write_all(
+            &mut connection,
+            b"HTTP/1.1 200 OK\r\nContent-Length: 14\r\nConnection: close\r\n\r\nsimple index\r\n",
+        )
+        .unwrap();
+        String::from_utf8_lossy(&request[..read]).into_owned()
+    });
+    let sandbox = f.sandbox("net", |config| {
+        config.network = Some(baton_sandbox::EgressPolicy {
+            allow: vec!["registry.test".into()],
+            resolve: vec![("registry.test".into(), address)],
+        });
+    });
+    let port = address.port();
+    let request = |line: &str| {
+        format!("exec 3<>/dev/tcp/127.0.0.1/3128 && printf '{line}\\r\\nHost: x\\r\\n\\r\\n' >&3 && cat <&3")
+    };
+
+    let allowed = sh(&sandbox, &request(&format!("GET http://registry.test:{port}/simple/ HTTP/1.1")));
+    assert!(text(&allowed).ends_with("simple index\r\n"), "{}", text(&allowed));
+    let upstream_saw = served.join().unwrap();
+    assert!(
+        upstream_saw.starts_with("GET /simple/ HTTP/1.1\r\n") && upstream_saw.contains("Connection: close"),
+        "{upstream_saw}"
+    );
+
+    let denied = sh(&sandbox, &request("CONNECT evil.test:443 HTTP/1.1"));
+    assert!(text(&denied).starts_with("HTTP/1.1 403 Forbidden"), "{}", text(&denied));
+    let denied = sh(&sandbox, &request("GET http://evil.test/steal HTTP/1.1"));
+    assert!(text(&denied).contains("evil.test:80 is not on this task's network allow-list"), "{}", text(&denied));
+    let refused: Vec<(String, u16)> = sandbox.refused_connections().into_iter().map(|r| (r.host, r.port)).collect();
+    assert_eq!(refused, [("evil.test".to_owned(), 443), ("evil.test".to_owned(), 80)]);
+
+    // The proxy variables are set for the command's tools.
+    assert_eq!(text(&sh(&sandbox, "echo $https_proxy")), "http://127.0.0.1:3128\n");
 }
