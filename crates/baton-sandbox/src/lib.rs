@@ -131,6 +131,8 @@ pub struct RunOutcome {
     /// The memory cgroup ran out and killed a process.
     pub out_of_memory: bool,
     pub output: Captured,
+    /// The whole output, up to the cap, for the caller to keep (in the blob store) and then delete.
+    pub output_file: PathBuf,
     pub duration: Duration,
     pub peak_memory_bytes: Option<u64>,
 }
@@ -242,7 +244,9 @@ impl Sandbox {
                 let _ = stdin.write_all(&input);
             });
         }
-        let capture = Capture::start(reader, self.config.max_output_bytes);
+        let output_file = self.state.join("runs").join(format!("{run}.out"));
+        let spool = std::fs::File::create(&output_file).map_err(|e| prepare(&output_file, e))?;
+        let capture = Capture::start(reader, self.config.max_output_bytes, spool);
 
         // A watchdog stops the command on timeout or too much output; this thread just waits, so
         // a quick command costs no polling delay.
@@ -287,9 +291,10 @@ impl Sandbox {
         if exit_code == SETUP_FAILED && stopped.is_none() {
             let text = String::from_utf8_lossy(&output.head);
             if let Some(message) = text.lines().find_map(|l| l.strip_prefix("baton sandbox: ")) {
+                let _ = std::fs::remove_file(&output_file);
                 return Err(SandboxError::Setup(message.to_owned()));
             }
         }
-        Ok(RunOutcome { exit_code, stopped, out_of_memory, output, duration, peak_memory_bytes })
+        Ok(RunOutcome { exit_code, stopped, out_of_memory, output, output_file, duration, peak_memory_bytes })
     }
 }

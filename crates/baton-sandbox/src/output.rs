@@ -1,5 +1,5 @@
-//! Capturing a command's output without letting it flood memory: the head and the tail are kept,
-//! the bytes in between only counted.
+//! Capturing a command's output without letting it flood memory: the head and the tail are kept in
+//! memory, and the whole output (up to the cap) is spooled to a file for the blob store.
 
 use std::io::Read;
 use std::sync::Arc;
@@ -36,7 +36,7 @@ pub(crate) struct Capture {
 }
 
 impl Capture {
-    pub(crate) fn start(mut reader: std::io::PipeReader, limit: u64) -> Capture {
+    pub(crate) fn start(mut reader: std::io::PipeReader, limit: u64, mut spool: std::fs::File) -> Capture {
         let over = Arc::new(AtomicBool::new(false));
         let over_seen = over.clone();
         let thread = std::thread::spawn(move || {
@@ -46,6 +46,10 @@ impl Capture {
             while let Ok(read) = reader.read(&mut buffer) {
                 if read == 0 {
                     break;
+                }
+                if captured.total_bytes <= limit {
+                    // A full disk only loses the spooled copy; head and tail are still kept.
+                    let _ = std::io::Write::write_all(&mut spool, &buffer[..read]);
                 }
                 let mut chunk = &buffer[..read];
                 let room = KEEP.saturating_sub(captured.head.len());

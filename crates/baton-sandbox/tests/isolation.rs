@@ -57,6 +57,7 @@ fn a_command_runs_in_the_workspace_and_reports_its_exit() {
     let outcome = sh(&sandbox, "pwd; cat README; echo err >&2; exit 3");
     assert_eq!(outcome.exit_code, 3, "{}", text(&outcome));
     assert_eq!(text(&outcome), "/workspace\nhello from the worktree\nerr\n");
+    assert_eq!(std::fs::read_to_string(&outcome.output_file).unwrap(), text(&outcome));
     assert_eq!(outcome.stopped, None);
     let outcome = sh(&sandbox, "echo $$; hostname; id -u");
     // The shell is the second process of its own pid namespace, on a host named `sandbox`, as root.
@@ -166,6 +167,8 @@ fn runaway_commands_are_stopped_with_a_reason() {
 
     let flood = sh(&sandbox, "yes baton | head -c 1073741824");
     assert_eq!(flood.stopped, Some(Stopped::OutputLimit));
+    let spooled = std::fs::metadata(&flood.output_file).unwrap().len();
+    assert!((8 << 20..=(8 << 20) + (64 << 10)).contains(&spooled), "the spool holds {spooled} bytes");
     assert!(flood.output.total_bytes > 8 << 20 && flood.output.total_bytes < 1 << 30, "{}", flood.output.total_bytes);
     assert!(text(&flood).contains("bytes omitted"));
 

@@ -48,6 +48,9 @@ pub(crate) fn shell(sandbox: &Sandbox, secrets: &[Secret], args: ShellArgs) -> R
         }
         (None, false) => format!("exit code {} in {seconds:.1} s", outcome.exit_code),
     };
+    // The model sees head and tail; keeping the whole output is the journal's business (the engine
+    // stores it as a blob), so the tool does not hold on to the spooled copy.
+    let _ = std::fs::remove_file(&outcome.output_file);
     let text = outcome.output.text();
     let body = if text.is_empty() { "(no output)".to_owned() } else { text };
     Ok((format!("{status}\n{body}"), Effect::None))
