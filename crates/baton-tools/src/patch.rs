@@ -29,6 +29,21 @@ struct Hunk {
     at_end_of_file: bool,
 }
 
+impl Hunk {
+    /// The lines the hunk expects to find (`before`), or the lines it leaves in their place.
+    fn side(&self, before: bool) -> Vec<String> {
+        self.lines
+            .iter()
+            .filter_map(|line| match line {
+                Line::Context(text) => Some(text.clone()),
+                Line::Removed(text) if before => Some(text.clone()),
+                Line::Added(text) if !before => Some(text.clone()),
+                Line::Removed(_) | Line::Added(_) => None,
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Operation {
     Add { path: String, content: String },
@@ -158,22 +173,7 @@ fn apply_hunks(path: &str, text: &str, hunks: &[Hunk]) -> Result<String, ToolErr
                 .ok_or_else(|| fail(format!("cannot find the `@@ {}` line", hunk.anchor)))?;
             cursor += anchor + 1;
         }
-        let old: Vec<String> = hunk
-            .lines
-            .iter()
-            .filter_map(|l| match l {
-                Line::Context(t) | Line::Removed(t) => Some(t.clone()),
-                Line::Added(_) => None,
-            })
-            .collect();
-        let new: Vec<String> = hunk
-            .lines
-            .iter()
-            .filter_map(|l| match l {
-                Line::Context(t) | Line::Added(t) => Some(t.clone()),
-                Line::Removed(_) => None,
-            })
-            .collect();
+        let (old, new) = (hunk.side(true), hunk.side(false));
         let start = if old.is_empty() {
             if hunk.at_end_of_file { lines.len() } else { cursor }
         } else {

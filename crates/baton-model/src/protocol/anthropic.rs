@@ -10,7 +10,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{Decoder, ErrorBody, Protocol, auth_header, classify, json_value, parse_event};
+use super::{Decoder, ErrorBody, Protocol, auth_header, classify, json_value, parse_event, tools_json};
 use crate::StreamEvent;
 use crate::error::ModelError;
 
@@ -99,14 +99,10 @@ impl Protocol for AnthropicMessages {
             body["system"] = json!([{"type": "text", "text": request.system, "cache_control": cache_breakpoint()}]);
         }
         if !request.tools.is_empty() {
-            let mut tools = request
-                .tools
-                .iter()
-                .map(|tool| {
-                    let schema = json_value(&format!("the schema of tool `{}`", tool.name), &tool.parameters)?;
-                    Ok(json!({"name": tool.name, "description": tool.description, "input_schema": schema}))
-                })
-                .collect::<Result<Vec<_>, ModelError>>()?;
+            let mut tools = tools_json(
+                request,
+                |tool, schema| json!({"name": tool.name, "description": tool.description, "input_schema": schema}),
+            )?;
             if let Some(last) = tools.last_mut() {
                 last["cache_control"] = cache_breakpoint();
             }

@@ -9,9 +9,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{
-    Decoder, Protocol, auth_header, classify, json_value, openai_error_body, parse_event, says_context_overflow,
-};
+use super::{Decoder, Protocol, auth_header, openai_error, parse_event, tools_json};
 use crate::StreamEvent;
 use crate::error::ModelError;
 
@@ -88,14 +86,10 @@ impl Protocol for ChatCompletions {
             "stream_options": {"include_usage": true},
         });
         if !request.tools.is_empty() {
-            let tools = request
-                .tools
-                .iter()
-                .map(|tool| {
-                    let parameters = json_value(&format!("the schema of tool `{}`", tool.name), &tool.parameters)?;
-                    Ok(json!({"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": parameters}}))
-                })
-                .collect::<Result<Vec<_>, ModelError>>()?;
+            let tools = tools_json(
+                request,
+                |tool, parameters| json!({"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": parameters}}),
+            )?;
             body["tools"] = Value::Array(tools);
         }
         Ok(body)
@@ -106,9 +100,7 @@ impl Protocol for ChatCompletions {
     }
 
     fn error(&self, status: u16, retry_after: Option<Duration>, body: &str) -> ModelError {
-        let body = openai_error_body(body);
-        let overflow = says_context_overflow(&body.code, &body.message);
-        classify(status, retry_after, body, overflow)
+        openai_error(status, retry_after, body)
     }
 }
 
@@ -193,9 +185,7 @@ impl Decoder for ChatDecoder {
         }
         let Some(chunk) = parse_event::<Chunk>(name, data, &[])? else { return Ok(()) };
         if chunk.error.is_some() {
-            let body = openai_error_body(data);
-            let overflow = says_context_overflow(&body.code, &body.message);
-            return Err(classify(500, None, body, overflow));
+            return Err(openai_error(500, None, data));
         }
         if let Some(reported) = chunk.usage.as_ref().filter(|u| u.is_object()) {
             self.usage = usage(reported);

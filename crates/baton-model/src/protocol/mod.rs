@@ -8,7 +8,7 @@ mod responses;
 
 use std::time::Duration;
 
-use baton_core::ModelRequest;
+use baton_core::{ModelRequest, ToolSpec};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
@@ -68,6 +68,25 @@ pub(crate) fn parse_event<'a, T: serde::Deserialize<'a>>(
         return Err(ModelError::Protocol(format!("event `{kind}` has an unexpected shape: {typed_error}")));
     }
     Ok(None)
+}
+
+/// The request's tools as each protocol writes them; `shape` gets a tool and its parsed schema.
+pub(crate) fn tools_json(
+    request: &ModelRequest,
+    shape: impl Fn(&ToolSpec, Value) -> Value,
+) -> Result<Vec<Value>, ModelError> {
+    request
+        .tools
+        .iter()
+        .map(|tool| Ok(shape(tool, json_value(&format!("the schema of tool `{}`", tool.name), &tool.parameters)?)))
+        .collect()
+}
+
+/// The typed error for a failing response of an OpenAI-style server.
+pub(crate) fn openai_error(status: u16, retry_after: Option<Duration>, body: &str) -> ModelError {
+    let body = openai_error_body(body);
+    let overflow = says_context_overflow(&body.code, &body.message);
+    classify(status, retry_after, body, overflow)
 }
 
 /// A tool schema or tool-call arguments, from JSON text to a JSON value for a request body.

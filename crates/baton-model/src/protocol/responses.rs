@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    Decoder, ErrorBody, Protocol, auth_header, classify, json_value, openai_error_body, parse_event,
-    says_context_overflow,
+    Decoder, ErrorBody, Protocol, auth_header, classify, json_value, openai_error, parse_event, says_context_overflow,
+    tools_json,
 };
 use crate::StreamEvent;
 use crate::error::ModelError;
@@ -85,14 +85,10 @@ impl Protocol for OpenAiResponses {
             body["include"] = json!(["reasoning.encrypted_content"]);
         }
         if !request.tools.is_empty() {
-            let tools = request
-                .tools
-                .iter()
-                .map(|tool| {
-                    let parameters = json_value(&format!("the schema of tool `{}`", tool.name), &tool.parameters)?;
-                    Ok(json!({"type": "function", "name": tool.name, "description": tool.description, "parameters": parameters, "strict": false}))
-                })
-                .collect::<Result<Vec<_>, ModelError>>()?;
+            let tools = tools_json(
+                request,
+                |tool, parameters| json!({"type": "function", "name": tool.name, "description": tool.description, "parameters": parameters, "strict": false}),
+            )?;
             body["tools"] = Value::Array(tools);
         }
         Ok(body)
@@ -103,9 +99,7 @@ impl Protocol for OpenAiResponses {
     }
 
     fn error(&self, status: u16, retry_after: Option<Duration>, body: &str) -> ModelError {
-        let body = openai_error_body(body);
-        let overflow = says_context_overflow(&body.code, &body.message);
-        classify(status, retry_after, body, overflow)
+        openai_error(status, retry_after, body)
     }
 }
 

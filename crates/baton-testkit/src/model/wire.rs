@@ -39,8 +39,17 @@ pub trait Wire: Send + Sync {
     fn name(&self) -> &'static str;
     fn stream(&self, reply: &Reply, model: &str) -> Vec<Sse>;
     fn whole(&self, reply: &Reply, model: &str) -> Value;
-    fn error_body(&self, status: u16, message: &str) -> Value;
-    fn overloaded(&self, model: &str) -> Overload;
+
+    /// The OpenAI error shape, which both OpenAI protocols use.
+    fn error_body(&self, status: u16, message: &str) -> Value {
+        openai_error(status, message)
+    }
+
+    /// OpenAI's overloaded servers answer 503 before streaming anything.
+    fn overloaded(&self, _model: &str) -> Overload {
+        Overload::Http { status: 503, body: openai_error(503, "The server is overloaded. Please try again later.") }
+    }
+
     fn last_tool_result(&self, body: &Value) -> Option<String>;
 }
 
@@ -214,14 +223,6 @@ impl Wire for Responses {
         Responses::response(reply, model, status, Responses::output(reply))
     }
 
-    fn error_body(&self, status: u16, message: &str) -> Value {
-        openai_error(status, message)
-    }
-
-    fn overloaded(&self, _model: &str) -> Overload {
-        Overload::Http { status: 503, body: openai_error(503, "The server is overloaded. Please try again later.") }
-    }
-
     fn last_tool_result(&self, body: &Value) -> Option<String> {
         let input = body.get("input")?.as_array()?;
         let last =
@@ -312,14 +313,6 @@ impl Wire for Chat {
             "choices": [{"index": 0, "message": message, "logprobs": null, "finish_reason": Chat::finish(reply)}],
             "usage": Chat::usage(reply),
         })
-    }
-
-    fn error_body(&self, status: u16, message: &str) -> Value {
-        openai_error(status, message)
-    }
-
-    fn overloaded(&self, _model: &str) -> Overload {
-        Overload::Http { status: 503, body: openai_error(503, "The server is overloaded. Please try again later.") }
     }
 
     fn last_tool_result(&self, body: &Value) -> Option<String> {
