@@ -13,6 +13,7 @@
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
+use std::time::Duration;
 
 use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
 use rustix::process::{Resource, Rlimit};
@@ -256,6 +257,115 @@ fn start_proxy_relay() -> Step<()> {
     Ok(())
 }
 
+/// Session mode: start the commands the host asks for on the control socket (this process's stdin),
+/// report when each ends, and reap every orphan. Ends when the host closes the socket, which ends
+/// the sandbox.
+fn serve_session() -> Step<i32> {
+    use std::collections::HashMap;
+    use std::os::fd::AsFd;
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    use std::process::Stdio;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    use crate::channel::{self, Reply, Request};
+
+    let control =
+        Arc::new(step(|| "taking the control socket".to_owned(), std::io::stdin().as_fd().try_clone_to_owned())?);
+    // Started commands by pid; the lock is held from spawn to insert, so a reaped pid is always found.
+    let tracked: Arc<Mutex<HashMap<i32, u64>>> = Arc::default();
+    // Counts starts, so that an idle reaper wakes for the next command.
+    let started: Arc<(Mutex<u64>, Condvar)> = Arc::default();
+    let reply = |control: &std::os::fd::OwnedFd, message: &Reply| {
+        let _ = channel::send(control.as_fd(), message, &[]);
+    };
+    reply(&control, &Reply::Ready);
+
+    {
+        let (control, tracked, started) = (control.clone(), tracked.clone(), started.clone());
+        std::thread::spawn(move || {
+            loop {
+                match channel::receive::<Request>(control.as_fd()) {
+                    Ok(Some((Request::Exec { id, argv, env, cwd }, fds))) => {
+                        let mut fds = fds.into_iter();
+                        let (Some(stdin), Some(stdout), Some(stderr), Some((program, args))) =
+                            (fds.next(), fds.next(), fds.next(), argv.split_first())
+                        else {
+                            reply(
+                                &control,
+                                &Reply::Failed {
+                                    id,
+                                    message: "a command needs a program and three descriptors".into(),
+                                },
+                            );
+                            continue;
+                        };
+                        let mut tracked = tracked.lock().unwrap_or_else(|e| e.into_inner());
+                        let spawned = Command::new(program)
+                            .args(args)
+                            .env_clear()
+                            .envs(env)
+                            .current_dir(&cwd)
+                            .stdin(Stdio::from(stdin))
+                            .stdout(Stdio::from(stdout))
+                            .stderr(Stdio::from(stderr))
+                            .process_group(0)
+                            .spawn();
+                        match spawned {
+                            Ok(child) => {
+                                tracked.insert(child.id() as i32, id);
+                                reply(&control, &Reply::Started { id });
+                                let (count, wake) = &*started;
+                                *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                                wake.notify_all();
+                            }
+                            Err(e) => reply(
+                                &control,
+                                &Reply::Failed { id, message: format!("cannot start `{program}`: {e}") },
+                            ),
+                        }
+                    }
+                    Ok(Some((Request::Kill { id }, _))) => {
+                        let tracked = tracked.lock().unwrap_or_else(|e| e.into_inner());
+                        if let Some(pid) = tracked
+                            .iter()
+                            .find(|(_, v)| **v == id)
+                            .and_then(|(pid, _)| rustix::process::Pid::from_raw(*pid))
+                        {
+                            let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                        }
+                    }
+                    // The host is gone: ending pid 1 ends everything in the sandbox.
+                    Ok(None) | Err(_) => std::process::exit(0),
+                }
+            }
+        });
+    }
+
+    loop {
+        let seen = *started.0.lock().unwrap_or_else(|e| e.into_inner());
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((pid, status))) => {
+                let raw = std::process::ExitStatus::from_raw(status.as_raw());
+                let code = raw.code().unwrap_or_else(|| 128 + raw.signal().unwrap_or(0));
+                let id = tracked.lock().unwrap_or_else(|e| e.into_inner()).remove(&pid.as_raw_nonzero().get());
+                if let Some(id) = id {
+                    // What the command left running in its group goes with it, and so the host sees
+                    // the end of its output.
+                    let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+                    reply(&control, &Reply::Exited { id, code });
+                }
+            }
+            Ok(None) => {}
+            Err(rustix::io::Errno::CHILD) => {
+                let (count, wake) = &*started;
+                let guard = count.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = wake.wait_timeout_while(guard, Duration::from_secs(1), |n| *n == seen);
+            }
+            Err(e) => return Err(format!("waiting for commands: {e}")),
+        }
+    }
+}
+
 fn set_limits(limits: &Limits) -> Step<()> {
     let set = |resource, value: Option<u64>| match value {
         Some(value) => step(
@@ -315,6 +425,9 @@ fn pid_one(spec: &InitSpec) -> Step<i32> {
     drop_privileges()?;
     seccomp::install()?;
 
+    if spec.argv.is_empty() {
+        return serve_session();
+    }
     let (program, args) = spec.argv.split_first().ok_or("no command to run")?;
     let mut child = step(
         || format!("starting `{program}`"),

@@ -9,10 +9,12 @@
 //! every command. It needs root on the host (baton's workers run as root, as CI does).
 
 mod cgroup;
+mod channel;
 mod init;
 mod output;
 mod proxy;
 pub mod seccomp;
+mod session;
 mod spec;
 
 use std::io::Write;
@@ -25,6 +27,7 @@ use std::time::{Duration, Instant};
 pub use init::{SETUP_FAILED, main as init_main};
 pub use output::Captured;
 pub use proxy::{EgressPolicy, EgressProxy, LISTEN_INSIDE, Refusal, SOCKET_INSIDE};
+pub use session::{Background, BackgroundOutput, Session};
 pub use spec::{InitSpec, Limits, SPEC_VARIABLE};
 
 use crate::cgroup::Cgroup;
@@ -184,6 +187,58 @@ impl Sandbox {
         Ok(Sandbox { config, state: state.to_owned(), workspace: workspace.to_owned(), read_only, proxy })
     }
 
+    /// The environment a command starts with: the base variables, the proxy's if there is one, and
+    /// the request's on top.
+    fn command_env(&self, extra: &[(String, String)]) -> Vec<(String, String)> {
+        let mut env = base_env();
+        if self.proxy.is_some() {
+            let url = format!("http://{LISTEN_INSIDE}");
+            for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
+                env.push((name.into(), url.clone()));
+            }
+            env.push(("NO_PROXY".into(), "localhost,127.0.0.1,::1".into()));
+            env.push(("no_proxy".into(), "localhost,127.0.0.1,::1".into()));
+        }
+        env.retain(|(name, _)| !extra.iter().any(|(n, _)| n == name));
+        env.extend(extra.iter().cloned());
+        env
+    }
+
+    /// What the init program needs to build this sandbox in `root`; an empty `argv` asks for a
+    /// session.
+    fn spec(
+        &self,
+        root: &Path,
+        cgroup: &Cgroup,
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+        cwd: String,
+    ) -> InitSpec {
+        InitSpec {
+            layer: self.state.join("layer"),
+            root: root.to_owned(),
+            workspace: self.workspace.clone(),
+            read_only: self.read_only.clone(),
+            hidden: self.config.hidden.clone(),
+            cgroups: cgroup.dirs().to_vec(),
+            limits: self.config.limits,
+            argv,
+            env,
+            cwd,
+            proxy_socket: self.proxy.as_ref().map(|p| p.socket().to_owned()),
+        }
+    }
+
+    /// A directory for one run or session, and its cgroup.
+    fn prepare_run(&self) -> Result<(String, PathBuf, Cgroup), SandboxError> {
+        let run = format!("{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
+        let root = self.state.join("runs").join(&run);
+        std::fs::create_dir_all(&root).map_err(|source| SandboxError::Prepare { path: root.clone(), source })?;
+        let cgroup = Cgroup::create(&format!("baton-{run}"), &self.config.limits)
+            .map_err(|source| SandboxError::Prepare { path: PathBuf::from("/sys/fs/cgroup"), source })?;
+        Ok((run, root, cgroup))
+    }
+
     /// Connections the egress proxy refused, for the journal.
     pub fn refused_connections(&self) -> Vec<Refusal> {
         self.proxy.as_ref().map(EgressProxy::refused).unwrap_or_default()
@@ -194,37 +249,10 @@ impl Sandbox {
         if request.argv.is_empty() {
             return Err(SandboxError::EmptyCommand);
         }
-        let run = format!("{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
-        let root = self.state.join("runs").join(&run);
+        let (run, root, cgroup) = self.prepare_run()?;
         let prepare = |path: &Path, source| SandboxError::Prepare { path: path.to_owned(), source };
-        std::fs::create_dir_all(&root).map_err(|e| prepare(&root, e))?;
-        let cgroup = Cgroup::create(&format!("baton-{run}"), &self.config.limits)
-            .map_err(|e| prepare(Path::new("/sys/fs/cgroup"), e))?;
 
-        let mut env = base_env();
-        if self.proxy.is_some() {
-            let url = format!("http://{LISTEN_INSIDE}");
-            for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
-                env.push((name.into(), url.clone()));
-            }
-            env.push(("NO_PROXY".into(), "localhost,127.0.0.1,::1".into()));
-            env.push(("no_proxy".into(), "localhost,127.0.0.1,::1".into()));
-        }
-        env.retain(|(name, _)| !request.env.iter().any(|(n, _)| n == name));
-        env.extend(request.env.iter().cloned());
-        let spec = InitSpec {
-            layer: self.state.join("layer"),
-            root: root.clone(),
-            workspace: self.workspace.clone(),
-            read_only: self.read_only.clone(),
-            hidden: self.config.hidden.clone(),
-            cgroups: cgroup.dirs().to_vec(),
-            limits: self.config.limits,
-            argv: request.argv.clone(),
-            env,
-            cwd: request.cwd.clone(),
-            proxy_socket: self.proxy.as_ref().map(|p| p.socket().to_owned()),
-        };
+        let spec = self.spec(&root, &cgroup, request.argv.clone(), self.command_env(&request.env), request.cwd.clone());
         let spec_json = serde_json::to_string(&spec).map_err(|e| SandboxError::Setup(e.to_string()))?;
 
         let (reader, writer) = std::io::pipe().map_err(|e| prepare(&root, e))?;

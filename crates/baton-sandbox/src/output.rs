@@ -1,9 +1,10 @@
 //! Capturing a command's output without letting it flood memory: the head and the tail are kept in
 //! memory, and the whole output (up to the cap) is spooled to a file for the blob store.
 
+use std::collections::VecDeque;
 use std::io::Read;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// Bytes kept from the start and from the end of the output.
@@ -30,47 +31,64 @@ impl Captured {
     }
 }
 
+/// Head, tail and count, updated as chunks arrive.
+#[derive(Debug, Default)]
+struct Progress {
+    captured: Captured,
+    tail: VecDeque<u8>,
+}
+
+impl Progress {
+    fn add(&mut self, chunk: &[u8]) {
+        let room = KEEP.saturating_sub(self.captured.head.len());
+        let (to_head, rest) = chunk.split_at(room.min(chunk.len()));
+        self.captured.head.extend_from_slice(to_head);
+        for &byte in rest.iter().rev().take(KEEP).rev() {
+            if self.tail.len() == KEEP {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(byte);
+        }
+        self.captured.total_bytes += chunk.len() as u64;
+    }
+
+    fn snapshot(&self) -> Captured {
+        Captured { tail: self.tail.iter().copied().collect(), ..self.captured.clone() }
+    }
+}
+
 pub(crate) struct Capture {
     over: Arc<AtomicBool>,
-    thread: JoinHandle<Captured>,
+    progress: Arc<Mutex<Progress>>,
+    thread: JoinHandle<()>,
 }
 
 impl Capture {
     pub(crate) fn start(mut reader: std::io::PipeReader, limit: u64, mut spool: std::fs::File) -> Capture {
         let over = Arc::new(AtomicBool::new(false));
-        let over_seen = over.clone();
+        let progress = Arc::new(Mutex::new(Progress::default()));
+        let (over_seen, shared) = (over.clone(), progress.clone());
         let thread = std::thread::spawn(move || {
-            let mut captured = Captured::default();
-            let mut tail = std::collections::VecDeque::with_capacity(KEEP);
             let mut buffer = vec![0; 64 * 1024];
+            let mut total = 0u64;
             while let Ok(read) = reader.read(&mut buffer) {
                 if read == 0 {
                     break;
                 }
-                if captured.total_bytes <= limit {
+                if total <= limit {
                     // A full disk only loses the spooled copy; head and tail are still kept.
                     let _ = std::io::Write::write_all(&mut spool, &buffer[..read]);
                 }
-                let mut chunk = &buffer[..read];
-                let room = KEEP.saturating_sub(captured.head.len());
-                let (to_head, rest) = chunk.split_at(room.min(chunk.len()));
-                captured.head.extend_from_slice(to_head);
-                chunk = rest;
-                for &byte in chunk.iter().rev().take(KEEP).rev() {
-                    if tail.len() == KEEP {
-                        tail.pop_front();
-                    }
-                    tail.push_back(byte);
+                total += read as u64;
+                if let Ok(mut progress) = shared.lock() {
+                    progress.add(&buffer[..read]);
                 }
-                captured.total_bytes += read as u64;
-                if captured.total_bytes > limit {
+                if total > limit {
                     over_seen.store(true, Ordering::Relaxed);
                 }
             }
-            captured.tail = tail.into_iter().collect();
-            captured
         });
-        Capture { over, thread }
+        Capture { over, progress, thread }
     }
 
     /// Set once the output passed the limit.
@@ -78,7 +96,24 @@ impl Capture {
         self.over.clone()
     }
 
+    fn snapshot(&self) -> Captured {
+        self.progress.lock().map(|p| p.snapshot()).unwrap_or_default()
+    }
+
+    /// The output, once the pipe is closed.
     pub(crate) fn finish(self) -> Captured {
-        self.thread.join().unwrap_or_default()
+        let Capture { progress, thread, .. } = self;
+        let _ = thread.join();
+        progress.lock().map(|p| p.snapshot()).unwrap_or_default()
+    }
+
+    /// The output, once the pipe is closed or `wait` has passed: a process that escaped its group
+    /// may hold the pipe open, and what it prints after that is not waited for.
+    pub(crate) fn finish_within(self, wait: std::time::Duration) -> Captured {
+        let deadline = std::time::Instant::now() + wait;
+        while !self.thread.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::park_timeout(std::time::Duration::from_millis(1));
+        }
+        self.snapshot()
     }
 }

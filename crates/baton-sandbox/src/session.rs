@@ -1,0 +1,299 @@
+//! A sandbox that lives for a while (an agent's leg) and runs many commands in the same namespaces:
+//! a dev server started in the background is reachable from the next command, and each command costs
+//! a fork and exec instead of a new machine. pid 1 starts what the session asks for on a control
+//! socket; closing the session ends pid 1 and, with it, everything in the sandbox.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::net::{AddressFamily, SocketFlags, SocketType};
+
+use crate::cgroup::Cgroup;
+use crate::channel::{self, Reply, Request};
+use crate::output::Capture;
+use crate::{RunOutcome, RunRequest, SPEC_VARIABLE, Sandbox, SandboxError, Stopped};
+
+/// How long a new session may take to be built.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a finished command's output may keep trickling in from processes that left its group.
+const OUTPUT_GRACE: Duration = Duration::from_millis(200);
+/// Bytes of unread output a background process keeps; older bytes are dropped.
+const BACKGROUND_BUFFER: usize = 1 << 20;
+
+type Waiters = Arc<Mutex<HashMap<u64, Sender<Reply>>>>;
+
+pub struct Session {
+    control: Arc<OwnedFd>,
+    init: Child,
+    waiters: Waiters,
+    next_id: AtomicU64,
+    env: Vec<(String, String)>,
+    max_output_bytes: u64,
+    runs: PathBuf,
+    root: PathBuf,
+    _cgroup: Cgroup,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("root", &self.root).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn io_error(what: &str) -> impl Fn(std::io::Error) -> SandboxError + '_ {
+    move |e| SandboxError::Setup(format!("{what}: {e}"))
+}
+
+impl Sandbox {
+    /// Builds the sandbox once and keeps it for the commands of a session.
+    pub fn session(&self) -> Result<Session, SandboxError> {
+        let (run, root, cgroup) = self.prepare_run()?;
+        let spec = self.spec(&root, &cgroup, Vec::new(), Vec::new(), "/workspace".into());
+        let spec_json = serde_json::to_string(&spec).map_err(|e| SandboxError::Setup(e.to_string()))?;
+        let (ours, theirs) =
+            rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
+                .map_err(|e| io_error("creating the control socket")(e.into()))?;
+        let log_path = self.state.join("runs").join(format!("{run}.init.log"));
+        let log = std::fs::File::create(&log_path).map_err(io_error("creating the init log"))?;
+        let log_too = log.try_clone().map_err(io_error("creating the init log"))?;
+        let init = Command::new(&self.config.init_program)
+            .env_clear()
+            .env(SPEC_VARIABLE, spec_json)
+            .stdin(Stdio::from(theirs))
+            .stdout(log)
+            .stderr(log_too)
+            .spawn()
+            .map_err(|source| SandboxError::Start { program: self.config.init_program.clone(), source })?;
+
+        let control = Arc::new(ours);
+        let waiters: Waiters = Arc::default();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        {
+            let (control, waiters) = (control.clone(), waiters.clone());
+            std::thread::spawn(move || {
+                while let Ok(Some((reply, _))) = channel::receive::<Reply>(control.as_fd()) {
+                    let id = match &reply {
+                        Reply::Ready => {
+                            let _ = ready_tx.send(());
+                            continue;
+                        }
+                        Reply::Started { id } | Reply::Failed { id, .. } | Reply::Exited { id, .. } => *id,
+                    };
+                    if let Some(waiter) = lock(&waiters).get(&id) {
+                        let _ = waiter.send(reply);
+                    }
+                }
+                // pid 1 is gone: every waiter learns it from its closed channel.
+                lock(&waiters).clear();
+            });
+        }
+        let mut session = Session {
+            control,
+            init,
+            waiters,
+            next_id: AtomicU64::new(1),
+            env: self.command_env(&[]),
+            max_output_bytes: self.config.max_output_bytes,
+            runs: self.state.join("runs"),
+            root,
+            _cgroup: cgroup,
+        };
+        if ready_rx.recv_timeout(READY_TIMEOUT).is_err() {
+            let _ = session.init.kill();
+            let _ = session.init.wait();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let message =
+                log.lines().find_map(|l| l.strip_prefix("baton sandbox: ")).unwrap_or("the sandbox did not start");
+            return Err(SandboxError::Setup(message.to_owned()));
+        }
+        let _ = std::fs::remove_file(&log_path);
+        Ok(session)
+    }
+}
+
+/// A command started in the background of a session.
+pub struct Background {
+    id: u64,
+    control: Arc<OwnedFd>,
+    stdin: Option<std::io::PipeWriter>,
+    unread: Arc<Mutex<Vec<u8>>>,
+    exit: Arc<Mutex<Option<i32>>>,
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// What a background process printed since the last look, and whether it has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackgroundOutput {
+    pub output: Vec<u8>,
+    /// The exit code once the process has ended.
+    pub exit_code: Option<i32>,
+}
+
+impl Background {
+    /// Output since the last call.
+    pub fn read_new(&self) -> BackgroundOutput {
+        let output = std::mem::take(&mut *lock(&self.unread));
+        BackgroundOutput { output, exit_code: *lock(&self.exit) }
+    }
+
+    /// Sends bytes to the process's standard input.
+    pub fn write(&mut self, input: &[u8]) -> Result<(), SandboxError> {
+        let stdin = self.stdin.as_mut().ok_or_else(|| SandboxError::Setup("standard input is closed".into()))?;
+        stdin.write_all(input).map_err(io_error("writing to the process"))
+    }
+
+    /// Closes the process's standard input (it sees end of file).
+    pub fn close_input(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Kills the process and everything in its process group.
+    pub fn stop(&self) {
+        let _ = channel::send(self.control.as_fd(), &Request::Kill { id: self.id }, &[]);
+    }
+}
+
+impl Session {
+    /// Starts a command; returns its id, the channel its replies arrive on, the write end of its
+    /// stdin and the read end of its output.
+    fn start(
+        &self,
+        request: &RunRequest,
+    ) -> Result<(u64, Receiver<Reply>, std::io::PipeWriter, std::io::PipeReader), SandboxError> {
+        if request.argv.is_empty() {
+            return Err(SandboxError::EmptyCommand);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        lock(&self.waiters).insert(id, tx);
+        let (stdin_read, stdin_write) = std::io::pipe().map_err(io_error("creating pipes"))?;
+        let (output_read, output_write) = std::io::pipe().map_err(io_error("creating pipes"))?;
+        let mut env = self.env.clone();
+        env.retain(|(name, _)| !request.env.iter().any(|(n, _)| n == name));
+        env.extend(request.env.iter().cloned());
+        let exec = Request::Exec { id, argv: request.argv.clone(), env, cwd: request.cwd.clone() };
+        channel::send(self.control.as_fd(), &exec, &[stdin_read.as_fd(), output_write.as_fd(), output_write.as_fd()])
+            .map_err(io_error("sending the command to the sandbox"))?;
+        // pid 1 has its own copies now; ours must close so the pipes see their ends.
+        drop((stdin_read, output_write));
+        match rx.recv() {
+            Ok(Reply::Started { .. }) => Ok((id, rx, stdin_write, output_read)),
+            Ok(Reply::Failed { message, .. }) => Err(SandboxError::Setup(message)),
+            _ => Err(SandboxError::Setup("the sandbox ended".into())),
+        }
+    }
+
+    /// Runs a command to its end, a timeout or the output cap, like [`Sandbox::run`] but in this
+    /// session's sandbox.
+    pub fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError> {
+        let start = Instant::now();
+        let (id, replies, mut stdin, output) = self.start(request)?;
+        let input = request.stdin.clone();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let output_file = self.runs.join(format!("session-{}-{id}.out", std::process::id()));
+        let spool = std::fs::File::create(&output_file).map_err(io_error("creating the output file"))?;
+        let capture = Capture::start(output, self.max_output_bytes, spool);
+        let over_limit = capture.over_limit_flag();
+        let deadline = start + request.timeout;
+        let mut stopped = None;
+        let exit_code = loop {
+            match replies.recv_timeout(Duration::from_millis(5)) {
+                Ok(Reply::Exited { code, .. }) => break code,
+                Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return Err(SandboxError::Setup("the sandbox ended".into()));
+                }
+            }
+            if stopped.is_none() {
+                stopped = if over_limit.load(Ordering::Relaxed) {
+                    Some(Stopped::OutputLimit)
+                } else if Instant::now() >= deadline {
+                    Some(Stopped::Timeout)
+                } else {
+                    None
+                };
+                if stopped.is_some() {
+                    let _ = channel::send(self.control.as_fd(), &Request::Kill { id }, &[]);
+                }
+            }
+        };
+        lock(&self.waiters).remove(&id);
+        Ok(RunOutcome {
+            exit_code,
+            stopped,
+            out_of_memory: false,
+            output: capture.finish_within(OUTPUT_GRACE),
+            output_file,
+            duration: start.elapsed(),
+            peak_memory_bytes: None,
+        })
+    }
+
+    /// Starts a command in the background: a dev server, a long test run. It shares this session's
+    /// network, so later commands reach what it serves on 127.0.0.1.
+    pub fn spawn(&self, request: &RunRequest) -> Result<Background, SandboxError> {
+        let (id, replies, stdin, mut output) = self.start(request)?;
+        let unread: Arc<Mutex<Vec<u8>>> = Arc::default();
+        let exit: Arc<Mutex<Option<i32>>> = Arc::default();
+        {
+            let unread = unread.clone();
+            std::thread::spawn(move || {
+                let mut buffer = vec![0; 64 * 1024];
+                while let Ok(read @ 1..) = std::io::Read::read(&mut output, &mut buffer) {
+                    let mut unread = lock(&unread);
+                    unread.extend_from_slice(&buffer[..read]);
+                    let excess = unread.len().saturating_sub(BACKGROUND_BUFFER);
+                    unread.drain(..excess);
+                }
+            });
+        }
+        {
+            let (exit, waiters) = (exit.clone(), self.waiters.clone());
+            std::thread::spawn(move || {
+                while let Ok(reply) = replies.recv() {
+                    if let Reply::Exited { code, .. } = reply {
+                        *lock(&exit) = Some(code);
+                        break;
+                    }
+                }
+                lock(&waiters).remove(&id);
+            });
+        }
+        Ok(Background { id, control: self.control.clone(), stdin: Some(stdin), unread, exit })
+    }
+}
+
+impl Drop for Session {
+    /// Closing the control socket ends pid 1, and the kernel ends everything else in the sandbox.
+    fn drop(&mut self) {
+        let _ = rustix::net::shutdown(self.control.as_fd(), rustix::net::Shutdown::Both);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.init.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = self.init.kill();
+        let _ = self.init.wait();
+        let _ = std::fs::remove_dir(&self.root);
+    }
+}

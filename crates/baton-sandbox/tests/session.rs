@@ -1,0 +1,131 @@
+//! Sessions: one sandbox for many commands, with background processes that later commands can
+//! reach. Needs root, like every sandbox.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use baton_sandbox::{RunRequest, Sandbox, SandboxConfig, Stopped};
+
+fn sandbox(dir: &std::path::Path) -> Sandbox {
+    let worktree = dir.join("worktree");
+    std::fs::create_dir_all(&worktree).unwrap();
+    std::fs::write(worktree.join("index.html"), "served from the worktree\n").unwrap();
+    let config = SandboxConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_baton-sandbox-init")), &dir.join("data"));
+    Sandbox::new(config, &dir.join("data/task"), &worktree, vec![]).unwrap()
+}
+
+fn shell(command: &str) -> RunRequest {
+    RunRequest::shell(command, Duration::from_secs(20))
+}
+
+/// Polls until `done` says yes or ten seconds pass.
+fn eventually(mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn a_background_server_is_reachable_from_later_commands_until_stopped() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let sandbox = sandbox(dir.path());
+    let session = sandbox.session().unwrap();
+
+    let server = session.spawn(&shell("exec python3 -u -m http.server 8123 --bind 127.0.0.1")).unwrap();
+    let fetch = "python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8123/index.html').read().decode(), end='')\"";
+    let mut last = String::new();
+    assert!(
+        eventually(|| {
+            let outcome = session.run(&shell(fetch)).unwrap();
+            last = outcome.output.text();
+            outcome.exit_code == 0
+        }),
+        "the server never answered: {last}"
+    );
+    assert_eq!(last, "served from the worktree\n");
+
+    // The server's log shows the request; it is still running.
+    let mut log = Vec::new();
+    assert!(eventually(|| {
+        log.extend(server.read_new().output);
+        String::from_utf8_lossy(&log).contains("GET /index.html")
+    }));
+    assert_eq!(server.read_new().exit_code, None);
+
+    server.stop();
+    assert!(eventually(|| server.read_new().exit_code.is_some()));
+    assert_eq!(server.read_new().exit_code, Some(128 + 9));
+    let after = session.run(&shell(fetch)).unwrap();
+    assert_ne!(after.exit_code, 0, "the server still answers after stop");
+}
+
+#[test]
+fn background_input_and_foreground_limits() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let sandbox = sandbox(dir.path());
+    let session = sandbox.session().unwrap();
+
+    let mut echo = session.spawn(&shell("while read line; do echo \"got $line\"; done; echo bye")).unwrap();
+    echo.write(b"one\ntwo\n").unwrap();
+    let mut seen = Vec::new();
+    assert!(
+        eventually(|| {
+            seen.extend(echo.read_new().output);
+            seen == b"got one\ngot two\n"
+        }),
+        "{}",
+        String::from_utf8_lossy(&seen)
+    );
+    echo.close_input();
+    assert!(eventually(|| {
+        let new = echo.read_new();
+        seen.extend(new.output);
+        new.exit_code == Some(0)
+    }));
+    assert!(String::from_utf8_lossy(&seen).ends_with("bye\n"));
+
+    let outcome = session.run(&shell("echo $$ > /tmp/shared; exit 4")).unwrap();
+    assert_eq!(outcome.exit_code, 4);
+    // Commands of one session share its /tmp.
+    assert_eq!(session.run(&shell("test -s /tmp/shared && echo shared")).unwrap().output.text(), "shared\n");
+
+    let slow = session.run(&RunRequest::shell("echo begun; sleep 60 & sleep 60", Duration::from_millis(300))).unwrap();
+    assert_eq!(slow.stopped, Some(Stopped::Timeout));
+    assert_eq!(slow.output.text(), "begun\n");
+    // The timed-out command's whole group is gone, its background `sleep` included.
+    let left = session.run(&shell("ps -e -o comm= | grep -c '^sleep$' || true")).unwrap();
+    assert_eq!(left.output.text(), "0\n");
+
+    let missing = session.run(&RunRequest { argv: vec!["/no/such/program".into()], ..shell("") });
+    assert!(missing.unwrap_err().to_string().contains("cannot start `/no/such/program`"));
+}
+
+#[test]
+fn ending_a_session_ends_everything_in_it() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let sandbox = sandbox(dir.path());
+    // A duration no other test uses marks this test's processes on the host.
+    let sleepers = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|entry| std::fs::read(entry.path().join("cmdline")).is_ok_and(|c| c == b"sleep\x00613\x00"))
+            .count()
+    };
+    {
+        let session = sandbox.session().unwrap();
+        let _daemon = session.spawn(&shell("setsid sleep 613 & sleep 613")).unwrap();
+        assert!(eventually(|| sleepers() == 2), "both sleepers should be running");
+    }
+    // Nothing of the session survives it, not even what left its process group.
+    assert!(eventually(|| sleepers() == 0), "{} sleepers survived the session", sleepers());
+    // A new session of the same sandbox starts clean and works.
+    assert_eq!(sandbox.session().unwrap().run(&shell("echo again")).unwrap().output.text(), "again\n");
+}
