@@ -52,7 +52,14 @@ fn main() {
 
     let plain = time(|| assert!(Command::new("/bin/true").status().unwrap().success()));
     let baton = time(|| assert_eq!(sandbox.run(&request).unwrap().exit_code, 0));
+    let session = sandbox.session().unwrap();
+    let in_session = time(|| assert_eq!(session.run(&request).unwrap().exit_code, 0));
     println!("fork/exec true        {:7.2} ms", plain.as_secs_f64() * 1e3);
+    println!(
+        "true in a session     {:7.2} ms  ratio to fork/exec {:5.1}x",
+        in_session.as_secs_f64() * 1e3,
+        in_session.as_secs_f64() / plain.as_secs_f64()
+    );
     println!(
         "baton sandbox + true  {:7.2} ms  ratio to fork/exec {:5.1}x",
         baton.as_secs_f64() * 1e3,
@@ -73,10 +80,11 @@ fn main() {
         ];
         let bwrap = time(|| assert!(Command::new("bwrap").args(args).status().unwrap().success()));
         println!(
-            "bwrap --unshare-all   {:7.2} ms  ratio to fork/exec {:5.1}x  baton / bwrap {:4.2}x",
+            "bwrap --unshare-all   {:7.2} ms  ratio to fork/exec {:5.1}x  baton / bwrap {:4.2}x  session / bwrap {:4.2}x",
             bwrap.as_secs_f64() * 1e3,
             bwrap.as_secs_f64() / plain.as_secs_f64(),
-            baton.as_secs_f64() / bwrap.as_secs_f64()
+            baton.as_secs_f64() / bwrap.as_secs_f64(),
+            in_session.as_secs_f64() / bwrap.as_secs_f64()
         );
     } else {
         println!("bwrap is not installed and could not be installed; no comparison");
