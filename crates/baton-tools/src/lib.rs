@@ -9,7 +9,7 @@ mod shell;
 mod workspace;
 
 use baton_core::{Secret, ToolSpec, redact};
-use baton_sandbox::Sandbox;
+use baton_sandbox::{Sandbox, Session};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -90,6 +90,9 @@ fn arguments<T: DeserializeOwned>(tool: &str, text: &str) -> Result<T, ToolError
 pub struct Toolbox {
     workspace: Workspace,
     sandbox: Option<Sandbox>,
+    /// Started by the first `shell` call and kept for the toolbox's life (a leg): commands share it.
+    session: std::sync::Mutex<Option<Session>>,
+    background: shell::BackgroundProcesses,
     secrets: Vec<Secret>,
 }
 
@@ -116,7 +119,13 @@ fn object(properties: Value, required: &[&str]) -> Value {
 impl Toolbox {
     /// The tools that need no sandbox.
     pub fn new(workspace: Workspace) -> Toolbox {
-        Toolbox { workspace, sandbox: None, secrets: Vec::new() }
+        Toolbox {
+            workspace,
+            sandbox: None,
+            session: Default::default(),
+            background: Default::default(),
+            secrets: Vec::new(),
+        }
     }
 
     /// Adds `shell`, running in `sandbox` with `secrets` in its environment.
@@ -132,9 +141,9 @@ impl Toolbox {
                 0,
                 spec(
                     "shell",
-                    "Run a bash command in the task's sandbox, in /workspace. Packages you install persist for this task. There is no network. Output over 64 KiB is cut in the middle.",
+                    "Run a bash command in the task's sandbox, in /workspace. Commands share one machine: files in /tmp and servers on 127.0.0.1 stay until the leg ends; packages you install persist for the whole task. There is no network beyond the task's allow-list. Output over 64 KiB is cut in the middle. With background: true the command keeps running (a dev server, a long test run) and its output goes to a log file.",
                     object(
-                        json!({"command": {"type": "string"}, "timeout_s": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT.as_secs(), "description": "Default 600."}}),
+                        json!({"command": {"type": "string"}, "timeout_s": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT.as_secs(), "description": "Default 600."}, "background": {"type": "boolean"}}),
                         &["command"],
                     ),
                 ),
@@ -218,7 +227,13 @@ impl Toolbox {
 
     fn dispatch(&self, name: &str, arguments_json: &str) -> Result<(String, Effect), ToolError> {
         if let ("shell", Some(sandbox)) = (name, &self.sandbox) {
-            return arguments(name, arguments_json).and_then(|a| shell::shell(sandbox, &self.secrets, a));
+            let args = arguments(name, arguments_json)?;
+            let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            if session.is_none() {
+                *session = Some(sandbox.session().map_err(|e| ToolError::new(e.to_string()))?);
+            }
+            let session = session.as_ref().ok_or_else(|| ToolError::new("the sandbox session is gone".to_owned()))?;
+            return shell::shell(session, &self.background, &self.secrets, args);
         }
         match name {
             "search" => arguments(name, arguments_json).and_then(|a| search::search(&self.workspace, a)),

@@ -1,10 +1,14 @@
-//! `shell`: a command in the task's sandbox. The call succeeds whatever the command's exit code: a
-//! failing command is information for the model, not a broken tool.
+//! `shell`: a command in the task's sandbox session. The call succeeds whatever the command's exit
+//! code: a failing command is information for the model, not a broken tool. `background: true`
+//! starts a command that keeps running (a dev server, a long test run) with its output in a log file
+//! the agent can read, in the same sandbox as the commands after it.
 
 use std::time::Duration;
 
+use std::sync::Mutex;
+
 use baton_core::Secret;
-use baton_sandbox::{RunRequest, Sandbox, Stopped};
+use baton_sandbox::{Background, RunRequest, Session, Stopped};
 use serde::Deserialize;
 
 use crate::{Effect, ToolError};
@@ -19,9 +23,59 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 pub(crate) struct ShellArgs {
     command: String,
     timeout_s: Option<u64>,
+    #[serde(default)]
+    background: bool,
 }
 
-pub(crate) fn shell(sandbox: &Sandbox, secrets: &[Secret], args: ShellArgs) -> Result<(String, Effect), ToolError> {
+/// Background processes started by `shell`, with the command that started each.
+#[derive(Debug, Default)]
+pub(crate) struct BackgroundProcesses {
+    running: Mutex<Vec<(usize, String, Background)>>,
+    started: Mutex<usize>,
+}
+
+impl BackgroundProcesses {
+    /// One line per background process that ended since the last call, and forgets them.
+    fn ended(&self) -> String {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let mut notes = String::new();
+        running.retain(|(n, command, process)| match process.read_new().exit_code {
+            Some(code) => {
+                notes.push_str(&format!("[background process {n} (`{command}`) exited with code {code}]\n"));
+                false
+            }
+            None => true,
+        });
+        notes
+    }
+}
+
+fn start_background(
+    session: &Session,
+    processes: &BackgroundProcesses,
+    mut request: RunRequest,
+    command: &str,
+) -> Result<String, ToolError> {
+    let n = {
+        let mut started = processes.started.lock().unwrap_or_else(|e| e.into_inner());
+        *started += 1;
+        *started
+    };
+    let (log, pid) = (format!("/tmp/baton-background-{n}.log"), format!("/tmp/baton-background-{n}.pid"));
+    request.argv = vec!["/bin/bash".into(), "-c".into(), format!("echo $$ > {pid}; exec > {log} 2>&1; {command}")];
+    let process = session.spawn(&request).map_err(|e| ToolError::new(e.to_string()))?;
+    processes.running.lock().unwrap_or_else(|e| e.into_inner()).push((n, command.to_owned(), process));
+    Ok(format!(
+        "started background process {n}; its output goes to {log} (read it with `tail {log}`); stop it and its children with `kill -- -$(cat {pid})`"
+    ))
+}
+
+pub(crate) fn shell(
+    session: &Session,
+    processes: &BackgroundProcesses,
+    secrets: &[Secret],
+    args: ShellArgs,
+) -> Result<(String, Effect), ToolError> {
     if args.command.trim().is_empty() {
         return Err(ToolError::new("the command is empty".to_owned()));
     }
@@ -35,7 +89,11 @@ pub(crate) fn shell(sandbox: &Sandbox, secrets: &[Secret], args: ShellArgs) -> R
     };
     let mut request = RunRequest::shell(&args.command, timeout);
     request.env = secrets.iter().map(|s| (s.name.clone(), s.value.clone())).collect();
-    let outcome = sandbox.run(&request).map_err(|e| ToolError::new(e.to_string()))?;
+    let notes = processes.ended();
+    if args.background {
+        return Ok((format!("{notes}{}", start_background(session, processes, request, &args.command)?), Effect::None));
+    }
+    let outcome = session.run(&request).map_err(|e| ToolError::new(e.to_string()))?;
     let seconds = outcome.duration.as_secs_f64();
     let status = match (outcome.stopped, outcome.out_of_memory) {
         (Some(Stopped::Timeout), _) => format!("stopped after {} s: the timeout ran out", timeout.as_secs()),
@@ -53,5 +111,5 @@ pub(crate) fn shell(sandbox: &Sandbox, secrets: &[Secret], args: ShellArgs) -> R
     let _ = std::fs::remove_file(&outcome.output_file);
     let text = outcome.output.text();
     let body = if text.is_empty() { "(no output)".to_owned() } else { text };
-    Ok((format!("{status}\n{body}"), Effect::None))
+    Ok((format!("{notes}{status}\n{body}"), Effect::None))
 }

@@ -75,9 +75,41 @@ fn shell_runs_in_the_sandbox_and_never_shows_a_secret() {
         (json!({"command": "  "}), "the command is empty"),
         (json!({"command": "true", "timeout_s": 0}), "timeout_s must be at least 1"),
         (json!({"command": "true", "timeout_s": 99999999}), "timeout_s may be at most 14400"),
-        (json!({"command": "true", "background": true}), "unknown field `background`"),
+        (json!({"command": "true", "background": "yes"}), "invalid type: string \"yes\", expected a boolean"),
     ] {
         let result = call(&tools, "shell", arguments);
         assert!(result.is_error && result.output.contains(expected), "{}", result.output);
     }
+}
+
+#[test]
+fn background_commands_keep_running_for_later_commands() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let tools = toolbox(dir.path());
+    let started = call(
+        &tools,
+        "shell",
+        json!({"command": "python3 -u -m http.server 8124 --bind 127.0.0.1", "background": true}),
+    );
+    assert!(
+        started.output.starts_with("started background process 1; its output goes to /tmp/baton-background-1.log"),
+        "{}",
+        started.output
+    );
+
+    let fetch = json!({"command": "for i in $(seq 50); do python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:8124/src/notes.md').read().decode(), end='')\" 2>/dev/null && break; sleep 0.1; done"});
+    let fetched = call(&tools, "shell", fetch);
+    assert!(fetched.output.ends_with("\nparse this later\n"), "{}", fetched.output);
+    let log = call(&tools, "shell", json!({"command": "cat /tmp/baton-background-1.log"}));
+    assert!(log.output.contains("GET /src/notes.md"), "{}", log.output);
+
+    call(&tools, "shell", json!({"command": "kill -- -$(cat /tmp/baton-background-1.pid); sleep 0.2"}));
+    let next = call(&tools, "shell", json!({"command": "true"}));
+    assert!(
+        next.output.starts_with(
+            "[background process 1 (`python3 -u -m http.server 8124 --bind 127.0.0.1`) exited with code 143]"
+        ),
+        "{}",
+        next.output
+    );
 }
