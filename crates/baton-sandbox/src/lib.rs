@@ -104,6 +104,8 @@ pub struct RunRequest {
     pub cwd: String,
     pub stdin: Vec<u8>,
     pub timeout: Duration,
+    /// Receives the output as it arrives, for a live view.
+    pub stream: Option<std::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 impl RunRequest {
@@ -115,6 +117,7 @@ impl RunRequest {
             cwd: "/workspace".into(),
             stdin: Vec::new(),
             timeout,
+            stream: None,
         }
     }
 }
@@ -274,7 +277,7 @@ impl Sandbox {
         }
         let output_file = self.state.join("runs").join(format!("{run}.out"));
         let spool = std::fs::File::create(&output_file).map_err(|e| prepare(&output_file, e))?;
-        let capture = Capture::start(reader, self.config.max_output_bytes, spool);
+        let capture = Capture::start(reader, self.config.max_output_bytes, spool, request.stream.clone());
 
         // A watchdog stops the command on timeout or too much output; this thread just waits, so
         // a quick command costs no polling delay.

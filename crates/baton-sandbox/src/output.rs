@@ -64,7 +64,12 @@ pub(crate) struct Capture {
 }
 
 impl Capture {
-    pub(crate) fn start(mut reader: std::io::PipeReader, limit: u64, mut spool: std::fs::File) -> Capture {
+    pub(crate) fn start(
+        mut reader: std::io::PipeReader,
+        limit: u64,
+        mut spool: std::fs::File,
+        stream: Option<std::sync::mpsc::Sender<Vec<u8>>>,
+    ) -> Capture {
         let over = Arc::new(AtomicBool::new(false));
         let progress = Arc::new(Mutex::new(Progress::default()));
         let (over_seen, shared) = (over.clone(), progress.clone());
@@ -80,6 +85,9 @@ impl Capture {
                     let _ = std::io::Write::write_all(&mut spool, &buffer[..read]);
                 }
                 total += read as u64;
+                if let Some(stream) = &stream {
+                    let _ = stream.send(buffer[..read].to_vec());
+                }
                 if let Ok(mut progress) = shared.lock() {
                     progress.add(&buffer[..read]);
                 }

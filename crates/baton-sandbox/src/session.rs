@@ -210,7 +210,7 @@ impl Session {
         });
         let output_file = self.runs.join(format!("session-{}-{id}.out", std::process::id()));
         let spool = std::fs::File::create(&output_file).map_err(io_error("creating the output file"))?;
-        let capture = Capture::start(output, self.max_output_bytes, spool);
+        let capture = Capture::start(output, self.max_output_bytes, spool, request.stream.clone());
         let over_limit = capture.over_limit_flag();
         let deadline = start + request.timeout;
         let mut stopped = None;

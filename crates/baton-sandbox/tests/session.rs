@@ -129,3 +129,27 @@ fn ending_a_session_ends_everything_in_it() {
     // A new session of the same sandbox starts clean and works.
     assert_eq!(sandbox.session().unwrap().run(&shell("echo again")).unwrap().output.text(), "again\n");
 }
+
+#[test]
+fn output_streams_while_the_command_runs() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let sandbox = sandbox(dir.path());
+    let session = sandbox.session().unwrap();
+    // The command waits for a file that the test creates only after it has seen the first line, so
+    // it can only finish if that line was streamed before the command ended.
+    let gate = dir.path().join("worktree/gate");
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let request = RunRequest {
+        stream: Some(sender),
+        ..RunRequest::shell("echo first; while [ ! -e gate ]; do sleep 0.02; done; echo second", Duration::from_secs(5))
+    };
+    std::thread::scope(|scope| {
+        let run = scope.spawn(|| session.run(&request).unwrap());
+        let first = receiver.recv_timeout(Duration::from_secs(5)).expect("nothing was streamed");
+        assert_eq!(first, b"first\n");
+        std::fs::write(&gate, "").unwrap();
+        let outcome = run.join().unwrap();
+        assert_eq!(outcome.stopped, None, "the command never saw the gate");
+        assert_eq!(outcome.output.text(), "first\nsecond\n");
+    });
+}
