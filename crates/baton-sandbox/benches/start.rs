@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use baton_sandbox::{RunRequest, Sandbox, SandboxConfig};
+use baton_sandbox::{LocalSandbox, RunRequest, Sandbox, SandboxConfig};
 
 const RUNS: usize = 100;
 
@@ -47,7 +47,7 @@ fn main() {
     let worktree = dir.path().join("worktree");
     std::fs::create_dir_all(&worktree).unwrap();
     let config = SandboxConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_baton-sandbox-init")), &dir.path().join("data"));
-    let sandbox = Sandbox::new(config, &dir.path().join("data/task"), &worktree, vec![]).unwrap();
+    let sandbox = LocalSandbox::new(config, &dir.path().join("data/task"), &worktree, vec![]).unwrap();
     let request = RunRequest { argv: vec!["/bin/true".into()], ..RunRequest::shell("", Duration::from_secs(10)) };
 
     let plain = time(|| assert!(Command::new("/bin/true").status().unwrap().success()));

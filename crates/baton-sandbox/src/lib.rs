@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 pub use init::{SETUP_FAILED, main as init_main};
 pub use output::Captured;
 pub use proxy::{EgressPolicy, EgressProxy, LISTEN_INSIDE, Refusal, SOCKET_INSIDE};
-pub use session::{Background, BackgroundOutput, Session};
+pub use session::{BackgroundOutput, LocalBackground, LocalSession};
 pub use spec::{InitSpec, Limits, SPEC_VARIABLE};
 
 use crate::cgroup::Cgroup;
@@ -43,6 +43,37 @@ pub enum SandboxError {
     Setup(String),
     #[error("the command is empty")]
     EmptyCommand,
+}
+
+/// Where a task's commands run. [`LocalSandbox`] (Linux namespaces on this machine) is the backend
+/// baton ships; the engine and the tools only see this trait.
+pub trait Sandbox: Send + Sync + std::fmt::Debug {
+    /// One command in a fresh machine, to its end, a timeout, or the output cap.
+    fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError>;
+    /// A machine that runs many commands, for one leg.
+    fn session(&self) -> Result<Box<dyn SandboxSession>, SandboxError>;
+    /// Connections the egress proxy refused, for the journal.
+    fn refused_connections(&self) -> Vec<Refusal>;
+}
+
+/// One machine for many commands; dropping it ends everything in it.
+pub trait SandboxSession: Send + Sync + std::fmt::Debug {
+    /// A command to its end, a timeout, or the output cap.
+    fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError>;
+    /// A command that keeps running (a dev server, a long test run) while others run.
+    fn spawn(&self, request: &RunRequest) -> Result<Box<dyn BackgroundProcess>, SandboxError>;
+}
+
+/// A command started with [`SandboxSession::spawn`].
+pub trait BackgroundProcess: Send + std::fmt::Debug {
+    /// Output since the last call, and the exit code once it has ended.
+    fn read_new(&self) -> BackgroundOutput;
+    /// Sends bytes to its standard input.
+    fn write(&mut self, input: &[u8]) -> Result<(), SandboxError>;
+    /// Closes its standard input (it sees end of file).
+    fn close_input(&mut self);
+    /// Kills it and everything in its process group.
+    fn stop(&self);
 }
 
 /// Settings shared by every sandbox of a baton process.
@@ -145,7 +176,7 @@ pub struct RunOutcome {
 
 /// A task's sandbox: its writable layer and its worktree.
 #[derive(Debug)]
-pub struct Sandbox {
+pub struct LocalSandbox {
     config: SandboxConfig,
     state: PathBuf,
     workspace: PathBuf,
@@ -165,7 +196,7 @@ fn base_env() -> Vec<(String, String)> {
     ]
 }
 
-impl Sandbox {
+impl LocalSandbox {
     /// `state` is the task's own directory (it keeps the writable layer between commands);
     /// `read_only` are host paths shown read-only, like the repository's git directory.
     pub fn new(
@@ -173,7 +204,7 @@ impl Sandbox {
         state: &Path,
         workspace: &Path,
         read_only: Vec<PathBuf>,
-    ) -> Result<Sandbox, SandboxError> {
+    ) -> Result<LocalSandbox, SandboxError> {
         for dir in [state.join("layer/upper"), state.join("layer/work"), state.join("runs")] {
             std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Prepare { path: dir.clone(), source })?;
         }
@@ -187,7 +218,7 @@ impl Sandbox {
             }
             None => None,
         };
-        Ok(Sandbox { config, state: state.to_owned(), workspace: workspace.to_owned(), read_only, proxy })
+        Ok(LocalSandbox { config, state: state.to_owned(), workspace: workspace.to_owned(), read_only, proxy })
     }
 
     /// The environment a command starts with: the base variables, the proxy's if there is one, and
@@ -241,14 +272,17 @@ impl Sandbox {
             .map_err(|source| SandboxError::Prepare { path: PathBuf::from("/sys/fs/cgroup"), source })?;
         Ok((run, root, cgroup))
     }
+}
 
+impl Sandbox for LocalSandbox {
     /// Connections the egress proxy refused, for the journal.
-    pub fn refused_connections(&self) -> Vec<Refusal> {
+    fn refused_connections(&self) -> Vec<Refusal> {
         self.proxy.as_ref().map(EgressProxy::refused).unwrap_or_default()
     }
 
     /// Runs one command to its end, a timeout, or the output cap.
-    pub fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError> {
+    /// Runs one command to its end, a timeout, or the output cap.
+    fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError> {
         if request.argv.is_empty() {
             return Err(SandboxError::EmptyCommand);
         }
@@ -327,5 +361,9 @@ impl Sandbox {
             }
         }
         Ok(RunOutcome { exit_code, stopped, out_of_memory, output, output_file, duration, peak_memory_bytes })
+    }
+
+    fn session(&self) -> Result<Box<dyn SandboxSession>, SandboxError> {
+        Ok(Box::new(self.start_session()?))
     }
 }

@@ -18,7 +18,9 @@ use rustix::net::{AddressFamily, SocketFlags, SocketType};
 use crate::cgroup::Cgroup;
 use crate::channel::{self, Reply, Request};
 use crate::output::Capture;
-use crate::{RunOutcome, RunRequest, SPEC_VARIABLE, Sandbox, SandboxError, Stopped};
+use crate::{
+    BackgroundProcess, LocalSandbox, RunOutcome, RunRequest, SPEC_VARIABLE, SandboxError, SandboxSession, Stopped,
+};
 
 /// How long a new session may take to be built.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,7 +31,7 @@ const BACKGROUND_BUFFER: usize = 1 << 20;
 
 type Waiters = Arc<Mutex<HashMap<u64, Sender<Reply>>>>;
 
-pub struct Session {
+pub struct LocalSession {
     control: Arc<OwnedFd>,
     init: Child,
     waiters: Waiters,
@@ -41,9 +43,9 @@ pub struct Session {
     _cgroup: Cgroup,
 }
 
-impl std::fmt::Debug for Session {
+impl std::fmt::Debug for LocalSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("LocalSession").field("root", &self.root).finish_non_exhaustive()
     }
 }
 
@@ -55,9 +57,9 @@ fn io_error(what: &str) -> impl Fn(std::io::Error) -> SandboxError + '_ {
     move |e| SandboxError::Setup(format!("{what}: {e}"))
 }
 
-impl Sandbox {
+impl LocalSandbox {
     /// Builds the sandbox once and keeps it for the commands of a session.
-    pub fn session(&self) -> Result<Session, SandboxError> {
+    pub(crate) fn start_session(&self) -> Result<LocalSession, SandboxError> {
         let (run, root, cgroup) = self.prepare_run()?;
         let spec = self.spec(&root, &cgroup, Vec::new(), Vec::new(), "/workspace".into());
         let spec_json = serde_json::to_string(&spec).map_err(|e| SandboxError::Setup(e.to_string()))?;
@@ -98,7 +100,7 @@ impl Sandbox {
                 lock(&waiters).clear();
             });
         }
-        let mut session = Session {
+        let mut session = LocalSession {
             control,
             init,
             waiters,
@@ -123,7 +125,7 @@ impl Sandbox {
 }
 
 /// A command started in the background of a session.
-pub struct Background {
+pub struct LocalBackground {
     id: u64,
     control: Arc<OwnedFd>,
     stdin: Option<std::io::PipeWriter>,
@@ -131,9 +133,9 @@ pub struct Background {
     exit: Arc<Mutex<Option<i32>>>,
 }
 
-impl std::fmt::Debug for Background {
+impl std::fmt::Debug for LocalBackground {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Background").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("LocalBackground").field("id", &self.id).finish_non_exhaustive()
     }
 }
 
@@ -145,31 +147,27 @@ pub struct BackgroundOutput {
     pub exit_code: Option<i32>,
 }
 
-impl Background {
-    /// Output since the last call.
-    pub fn read_new(&self) -> BackgroundOutput {
+impl BackgroundProcess for LocalBackground {
+    fn read_new(&self) -> BackgroundOutput {
         let output = std::mem::take(&mut *lock(&self.unread));
         BackgroundOutput { output, exit_code: *lock(&self.exit) }
     }
 
-    /// Sends bytes to the process's standard input.
-    pub fn write(&mut self, input: &[u8]) -> Result<(), SandboxError> {
+    fn write(&mut self, input: &[u8]) -> Result<(), SandboxError> {
         let stdin = self.stdin.as_mut().ok_or_else(|| SandboxError::Setup("standard input is closed".into()))?;
         stdin.write_all(input).map_err(io_error("writing to the process"))
     }
 
-    /// Closes the process's standard input (it sees end of file).
-    pub fn close_input(&mut self) {
+    fn close_input(&mut self) {
         self.stdin = None;
     }
 
-    /// Kills the process and everything in its process group.
-    pub fn stop(&self) {
+    fn stop(&self) {
         let _ = channel::send(self.control.as_fd(), &Request::Kill { id: self.id }, &[]);
     }
 }
 
-impl Session {
+impl LocalSession {
     /// Starts a command; returns its id, the channel its replies arrive on, the write end of its
     /// stdin and the read end of its output.
     fn start(
@@ -198,10 +196,12 @@ impl Session {
             _ => Err(SandboxError::Setup("the sandbox ended".into())),
         }
     }
+}
 
+impl SandboxSession for LocalSession {
     /// Runs a command to its end, a timeout or the output cap, like [`Sandbox::run`] but in this
     /// session's sandbox.
-    pub fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError> {
+    fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError> {
         let start = Instant::now();
         let (id, replies, mut stdin, output) = self.start(request)?;
         let input = request.stdin.clone();
@@ -249,7 +249,7 @@ impl Session {
 
     /// Starts a command in the background: a dev server, a long test run. It shares this session's
     /// network, so later commands reach what it serves on 127.0.0.1.
-    pub fn spawn(&self, request: &RunRequest) -> Result<Background, SandboxError> {
+    fn spawn(&self, request: &RunRequest) -> Result<Box<dyn BackgroundProcess>, SandboxError> {
         let (id, replies, stdin, mut output) = self.start(request)?;
         let unread: Arc<Mutex<Vec<u8>>> = Arc::default();
         let exit: Arc<Mutex<Option<i32>>> = Arc::default();
@@ -277,11 +277,11 @@ impl Session {
                 lock(&waiters).remove(&id);
             });
         }
-        Ok(Background { id, control: self.control.clone(), stdin: Some(stdin), unread, exit })
+        Ok(Box::new(LocalBackground { id, control: self.control.clone(), stdin: Some(stdin), unread, exit }))
     }
 }
 
-impl Drop for Session {
+impl Drop for LocalSession {
     /// Closing the control socket ends pid 1, and the kernel ends everything else in the sandbox.
     fn drop(&mut self) {
         let _ = rustix::net::shutdown(self.control.as_fd(), rustix::net::Shutdown::Both);

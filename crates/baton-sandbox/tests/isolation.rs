@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use baton_sandbox::{RunOutcome, RunRequest, Sandbox, SandboxConfig, Stopped};
+use baton_sandbox::{LocalSandbox, RunOutcome, RunRequest, Sandbox, SandboxConfig, Stopped};
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -30,7 +30,7 @@ impl Fixture {
         self.dir.path().join("data")
     }
 
-    fn sandbox(&self, task: &str, configure: impl FnOnce(&mut SandboxConfig)) -> Sandbox {
+    fn sandbox(&self, task: &str, configure: impl FnOnce(&mut SandboxConfig)) -> LocalSandbox {
         let mut config = SandboxConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_baton-sandbox-init")), &self.data());
         configure(&mut config);
         let worktree = self.dir.path().join(format!("worktree-{task}"));
@@ -38,11 +38,11 @@ impl Fixture {
             std::fs::create_dir_all(&worktree).unwrap();
             std::fs::copy(self.dir.path().join("worktree/README"), worktree.join("README")).unwrap();
         }
-        Sandbox::new(config, &self.data().join("tasks").join(task), &worktree, vec![]).unwrap()
+        LocalSandbox::new(config, &self.data().join("tasks").join(task), &worktree, vec![]).unwrap()
     }
 }
 
-fn sh(sandbox: &Sandbox, command: &str) -> RunOutcome {
+fn sh(sandbox: &dyn Sandbox, command: &str) -> RunOutcome {
     sandbox.run(&RunRequest::shell(command, Duration::from_secs(20))).unwrap()
 }
 
@@ -143,7 +143,7 @@ fn git_metadata_is_read_only() {
     std::fs::create_dir_all(&worktree).unwrap();
     std::fs::write(worktree.join(".git"), format!("gitdir: {}\n", gitdir.display())).unwrap();
     let config = SandboxConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_baton-sandbox-init")), &f.data());
-    let sandbox = Sandbox::new(config, &f.data().join("tasks/g"), &worktree, vec![gitdir.clone()]).unwrap();
+    let sandbox = LocalSandbox::new(config, &f.data().join("tasks/g"), &worktree, vec![gitdir.clone()]).unwrap();
     let hook = gitdir.join("hooks/pre-commit");
     let outcome =
         sh(&sandbox, &format!("echo evil > {}; echo 'gitdir: /tmp' > .git; ls {}", hook.display(), gitdir.display()));

@@ -6,14 +6,14 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use baton_sandbox::{RunRequest, Sandbox, SandboxConfig, Stopped};
+use baton_sandbox::{LocalSandbox, RunRequest, Sandbox, SandboxConfig, Stopped};
 
-fn sandbox(dir: &std::path::Path) -> Sandbox {
+fn sandbox(dir: &std::path::Path) -> LocalSandbox {
     let worktree = dir.join("worktree");
     std::fs::create_dir_all(&worktree).unwrap();
     std::fs::write(worktree.join("index.html"), "served from the worktree\n").unwrap();
     let config = SandboxConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_baton-sandbox-init")), &dir.join("data"));
-    Sandbox::new(config, &dir.join("data/task"), &worktree, vec![]).unwrap()
+    LocalSandbox::new(config, &dir.join("data/task"), &worktree, vec![]).unwrap()
 }
 
 fn shell(command: &str) -> RunRequest {

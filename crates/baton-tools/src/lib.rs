@@ -9,7 +9,7 @@ mod shell;
 mod workspace;
 
 use baton_core::{Secret, ToolSpec, redact};
-use baton_sandbox::{Sandbox, Session};
+use baton_sandbox::{Sandbox, SandboxSession};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -89,9 +89,9 @@ fn arguments<T: DeserializeOwned>(tool: &str, text: &str) -> Result<T, ToolError
 #[derive(Debug)]
 pub struct Toolbox {
     workspace: Workspace,
-    sandbox: Option<Sandbox>,
+    sandbox: Option<Box<dyn Sandbox>>,
     /// Started by the first `shell` call and kept for the toolbox's life (a leg): commands share it.
-    session: std::sync::Mutex<Option<Session>>,
+    session: std::sync::Mutex<Option<Box<dyn SandboxSession>>>,
     background: shell::BackgroundProcesses,
     secrets: Vec<Secret>,
 }
@@ -129,7 +129,7 @@ impl Toolbox {
     }
 
     /// Adds `shell`, running in `sandbox` with `secrets` in its environment.
-    pub fn with_sandbox(self, sandbox: Sandbox, secrets: Vec<Secret>) -> Toolbox {
+    pub fn with_sandbox(self, sandbox: Box<dyn Sandbox>, secrets: Vec<Secret>) -> Toolbox {
         Toolbox { sandbox: Some(sandbox), secrets, ..self }
     }
 
@@ -232,7 +232,7 @@ impl Toolbox {
             if session.is_none() {
                 *session = Some(sandbox.session().map_err(|e| ToolError::new(e.to_string()))?);
             }
-            let session = session.as_ref().ok_or_else(|| ToolError::new("the sandbox session is gone".to_owned()))?;
+            let session = session.as_deref().ok_or_else(|| ToolError::new("the sandbox session is gone".to_owned()))?;
             return shell::shell(session, &self.background, &self.secrets, args);
         }
         match name {

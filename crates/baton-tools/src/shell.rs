@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::sync::Mutex;
 
 use baton_core::Secret;
-use baton_sandbox::{Background, RunRequest, Session, Stopped};
+use baton_sandbox::{BackgroundProcess, RunRequest, SandboxSession, Stopped};
 use serde::Deserialize;
 
 use crate::{Effect, ToolError};
@@ -27,10 +27,13 @@ pub(crate) struct ShellArgs {
     background: bool,
 }
 
-/// Background processes started by `shell`, with the command that started each.
+/// A background process: its number, the command that started it, and the process.
+type Started = (usize, String, Box<dyn BackgroundProcess>);
+
+/// Background processes started by `shell`.
 #[derive(Debug, Default)]
 pub(crate) struct BackgroundProcesses {
-    running: Mutex<Vec<(usize, String, Background)>>,
+    running: Mutex<Vec<Started>>,
     started: Mutex<usize>,
 }
 
@@ -51,7 +54,7 @@ impl BackgroundProcesses {
 }
 
 fn start_background(
-    session: &Session,
+    session: &dyn SandboxSession,
     processes: &BackgroundProcesses,
     mut request: RunRequest,
     command: &str,
@@ -71,7 +74,7 @@ fn start_background(
 }
 
 pub(crate) fn shell(
-    session: &Session,
+    session: &dyn SandboxSession,
     processes: &BackgroundProcesses,
     secrets: &[Secret],
     args: ShellArgs,

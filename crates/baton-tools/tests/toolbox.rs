@@ -5,7 +5,7 @@
 use std::fs;
 
 use baton_core::Secret;
-use baton_sandbox::{Sandbox, SandboxConfig};
+use baton_sandbox::{LocalSandbox, SandboxConfig};
 use baton_tools::{ToolResult, Toolbox, Workspace};
 use serde_json::json;
 
@@ -24,9 +24,9 @@ fn toolbox(dir: &std::path::Path) -> Toolbox {
     // Built with the workspace (`cargo test --workspace` builds every binary).
     let init = SandboxConfig::locate_init().expect("baton-sandbox-init is not built: run the workspace's tests");
     let config = SandboxConfig::new(init, &dir.join("data"));
-    let sandbox = Sandbox::new(config, &dir.join("data/task"), &worktree, vec![]).unwrap();
+    let sandbox = LocalSandbox::new(config, &dir.join("data/task"), &worktree, vec![]).unwrap();
     let secrets = vec![Secret { name: "API_TOKEN".into(), value: TOKEN.into() }];
-    Toolbox::new(Workspace::open(&worktree).unwrap()).with_sandbox(sandbox, secrets)
+    Toolbox::new(Workspace::open(&worktree).unwrap()).with_sandbox(Box::new(sandbox), secrets)
 }
 
 fn call(tools: &Toolbox, name: &str, arguments: serde_json::Value) -> ToolResult {
