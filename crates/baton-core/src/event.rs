@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::chat::ModelResponse;
 use crate::spec::TaskSpec;
 use crate::status::StopReason;
 use crate::time::Timestamp;
@@ -32,6 +33,27 @@ pub enum Event {
     Finished { reason: StopReason, detail: String },
     /// Ended for good by a user.
     Cancelled { detail: String },
+
+    // The work of a running task. None of these changes the task's status.
+    /// A leg begins: a fresh model context with this system prompt, opened by `brief` (the request
+    /// for the first leg, a handoff for later ones).
+    LegStarted { leg: u32, model: String, system: String, brief: String },
+    /// A model call is about to be made (intent before effect).
+    ModelCallStarted { step: u32 },
+    /// The model answered; the answer joins the transcript.
+    ModelCallFinished { step: u32, response: ModelResponse },
+    /// The call failed for good (after the client's own retries).
+    ModelCallFailed { step: u32, error: String },
+    /// A tool call is about to run (intent before effect).
+    ToolCallStarted { step: u32, call_id: String, name: String, arguments: String },
+    /// What the tool call produced; the result joins the transcript.
+    ToolCallFinished { call_id: String, output: String, is_error: bool },
+    /// A message from the harness to the agent (check results, a nudge), added to the transcript.
+    Feedback { text: String },
+    /// One acceptance check ran in the sandbox.
+    CheckFinished { name: String, exit_code: i32, passed: bool, output: String, duration_ms: u64 },
+    /// The work so far is committed on the task branch.
+    Checkpointed { commit: String, evidence: String },
 }
 
 impl Event {
@@ -47,6 +69,15 @@ impl Event {
             Event::Paused { .. } => "paused",
             Event::Finished { .. } => "finished",
             Event::Cancelled { .. } => "cancelled",
+            Event::LegStarted { .. } => "leg_started",
+            Event::ModelCallStarted { .. } => "model_call_started",
+            Event::ModelCallFinished { .. } => "model_call_finished",
+            Event::ModelCallFailed { .. } => "model_call_failed",
+            Event::ToolCallStarted { .. } => "tool_call_started",
+            Event::ToolCallFinished { .. } => "tool_call_finished",
+            Event::Feedback { .. } => "feedback",
+            Event::CheckFinished { .. } => "check_finished",
+            Event::Checkpointed { .. } => "checkpointed",
         }
     }
 }

@@ -20,6 +20,6 @@ pub use id::{InvalidTaskId, TaskId};
 pub use money::{Credits, InvalidCredits};
 pub use secret::{Secret, redact};
 pub use spec::{Budget, CheckSpec, SpecError, TaskSpec, branch_name, slug};
-pub use state::{FoldError, Stop, TaskState, fold};
+pub use state::{CheckResult, FoldError, Stop, TaskState, Work, fold};
 pub use status::{Lifecycle, Status, StopReason, TransitionError, UnknownName};
 pub use time::Timestamp;

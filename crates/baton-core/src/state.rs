@@ -1,5 +1,6 @@
 use serde::{Deserialize, Serialize};
 
+use crate::chat::{Message, Part, Role};
 use crate::event::{Event, Recorded};
 use crate::id::TaskId;
 use crate::spec::TaskSpec;
@@ -22,6 +23,86 @@ pub struct TaskState {
     pub updated_at: Timestamp,
     /// The seq the next appended event must have.
     pub next_seq: u64,
+    pub work: Work,
+}
+
+/// What the agent has done so far: enough to continue exactly where the journal ends.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Work {
+    /// The current leg (0 before the first).
+    pub leg: u32,
+    pub model: String,
+    pub system: String,
+    /// The current leg's conversation, as the next model call sends it.
+    pub transcript: Vec<Message>,
+    /// Model calls answered, over the whole task.
+    pub steps: u32,
+    /// A model call was started and neither answered nor failed.
+    pub model_call_in_flight: Option<u32>,
+    /// Tool calls started and not finished: `(call_id, name)`.
+    pub pending_tools: Vec<(String, String)>,
+    /// How many times the checks have run.
+    pub verifications: u32,
+    pub last_checks: Vec<CheckResult>,
+    pub last_commit: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub exit_code: i32,
+    pub passed: bool,
+    pub output: String,
+    pub duration_ms: u64,
+}
+
+impl Work {
+    /// Adds a part to the user turn that answers the last assistant message, opening one if needed.
+    fn tell(&mut self, part: Part) {
+        match self.transcript.last_mut() {
+            Some(Message { role: Role::User, parts }) => parts.push(part),
+            _ => self.transcript.push(Message { role: Role::User, parts: vec![part] }),
+        }
+    }
+
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::LegStarted { leg, model, system, brief } => {
+                self.leg = *leg;
+                self.model.clone_from(model);
+                self.system.clone_from(system);
+                self.transcript = vec![Message { role: Role::User, parts: vec![Part::Text { text: brief.clone() }] }];
+            }
+            Event::ModelCallStarted { step } => self.model_call_in_flight = Some(*step),
+            Event::ModelCallFinished { response, .. } => {
+                self.transcript.push(Message { role: Role::Assistant, parts: response.parts.clone() });
+                self.steps += 1;
+                self.model_call_in_flight = None;
+            }
+            Event::ModelCallFailed { .. } => self.model_call_in_flight = None,
+            Event::ToolCallStarted { call_id, name, .. } => self.pending_tools.push((call_id.clone(), name.clone())),
+            Event::ToolCallFinished { call_id, output, is_error } => {
+                self.pending_tools.retain(|(id, _)| id != call_id);
+                self.tell(Part::ToolResult { call_id: call_id.clone(), output: output.clone(), is_error: *is_error });
+            }
+            Event::Feedback { text } => self.tell(Part::Text { text: text.clone() }),
+            Event::VerificationStarted => {
+                self.verifications += 1;
+                self.last_checks.clear();
+            }
+            Event::CheckFinished { name, exit_code, passed, output, duration_ms } => {
+                self.last_checks.push(CheckResult {
+                    name: name.clone(),
+                    exit_code: *exit_code,
+                    passed: *passed,
+                    output: output.clone(),
+                    duration_ms: *duration_ms,
+                })
+            }
+            Event::Checkpointed { commit, .. } => self.last_commit = Some(commit.clone()),
+            _ => {}
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +144,7 @@ impl TaskState {
             created_at: first.at,
             updated_at: first.at,
             next_seq: 1,
+            work: Work::default(),
         })
     }
 
@@ -85,10 +167,12 @@ impl TaskState {
             ) => Some(Stop { reason, detail: detail.clone() }),
             _ => None,
         };
-        self.question = match event {
-            Event::WaitingForHuman { question } => Some(question.clone()),
+        self.question = match (event, self.lifecycle.status) {
+            (Event::WaitingForHuman { question }, _) => Some(question.clone()),
+            (_, Status::Waiting) => self.question.take(),
             _ => None,
         };
+        self.work.apply(event);
         self.updated_at = recorded.at;
         self.next_seq += 1;
         Ok(())

@@ -95,6 +95,18 @@ impl Lifecycle {
                 _ => stopped(Failed, *reason),
             },
             (Event::Cancelled { .. }, _) => stopped(Cancelled, StopReason::Cancelled),
+            (
+                Event::LegStarted { .. }
+                | Event::ModelCallStarted { .. }
+                | Event::ModelCallFinished { .. }
+                | Event::ModelCallFailed { .. }
+                | Event::ToolCallStarted { .. }
+                | Event::ToolCallFinished { .. }
+                | Event::Feedback { .. },
+                Running,
+            )
+            | (Event::CheckFinished { .. }, Verifying)
+            | (Event::Checkpointed { .. }, Running | Verifying) => Ok(self),
             _ => Err(not_allowed()),
         }
     }
