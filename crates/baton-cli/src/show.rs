@@ -118,6 +118,32 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         Event::Resumed { detail } | Event::Cancelled { detail } => detail.clone(),
         Event::WaitingForHuman { question } => question.clone(),
         Event::Paused { reason, detail } | Event::Finished { reason, detail } => format!("{reason}: {detail}"),
+        Event::LegStarted { leg, model, .. } => format!("leg {leg} with {model}"),
+        Event::ModelCallStarted { step } => format!("step {step}"),
+        Event::ModelCallFinished { step, response } => {
+            let calls: Vec<&str> = response.tool_calls().map(|(_, name, _)| name).collect();
+            let usage = response.usage;
+            format!(
+                "step {step}: {} | {} in, {} cached, {} out {}",
+                if calls.is_empty() { "no tool call".to_owned() } else { calls.join(", ") },
+                usage.input,
+                usage.cache_read,
+                usage.output,
+                headline(&response.text(), 60)
+            )
+        }
+        Event::ModelCallFailed { step, error } => format!("step {step}: {error}"),
+        Event::ToolCallStarted { name, arguments, .. } => format!("{name} {arguments}"),
+        Event::ToolCallFinished { output, is_error, .. } => {
+            format!("{} {}", if *is_error { "error:" } else { "ok:" }, headline(output, 90))
+        }
+        Event::Feedback { text } => text.clone(),
+        Event::CheckFinished { name, exit_code, passed, duration_ms, .. } => format!(
+            "`{name}` {} (exit code {exit_code}, {:.1} s)",
+            if *passed { "passed" } else { "failed" },
+            *duration_ms as f64 / 1000.0
+        ),
+        Event::Checkpointed { commit, evidence } => format!("{} {evidence}", &commit[..commit.len().min(12)]),
     };
     let mut out = std::io::stdout().lock();
     writeln!(

@@ -178,6 +178,22 @@ impl Repo {
         Ok(Worktree { path: path.to_owned() })
     }
 
+    /// The task's worktree at `path`: opened if it is there, checked out again from its branch if
+    /// only the branch is left, created from `base_commit` otherwise. Resuming uses this.
+    pub fn ensure_worktree(&self, branch: &str, path: &Path, base_commit: &str) -> Result<Worktree, GitError> {
+        if path.exists() {
+            return Worktree::open(path);
+        }
+        let exists = run(&self.root, ["show-ref", "--verify", "--quiet", &format!("refs/heads/{branch}")])?;
+        if exists.status.success() {
+            self.ensure_outside(path)?;
+            run_ok(&self.root, &["worktree", "prune"])?;
+            run_ok(&self.root, &["worktree", "add", "--quiet", &path.to_string_lossy(), branch])?;
+            return Worktree::open(path);
+        }
+        self.create_worktree(branch, path, base_commit)
+    }
+
     /// Removes a worktree, discarding uncommitted changes in it; its branch stays. A worktree whose
     /// directory is already gone is pruned instead.
     pub fn remove_worktree(&self, path: &Path) -> Result<(), GitError> {
@@ -238,6 +254,13 @@ impl Worktree {
     /// Opens an existing worktree (for a task that resumes).
     pub fn open(path: &Path) -> Result<Worktree, GitError> {
         Repo::open(path).map(|repo| Worktree { path: repo.root })
+    }
+
+    /// The repository's shared git directory (objects, refs), which the worktree's `.git` file
+    /// points into; a sandbox shows it read-only.
+    pub fn common_dir(&self) -> Result<PathBuf, GitError> {
+        let dir = PathBuf::from(run_ok(&self.path, &["rev-parse", "--git-common-dir"])?);
+        Ok(if dir.is_absolute() { dir } else { self.path.join(dir) })
     }
 
     pub fn head(&self) -> Result<String, GitError> {

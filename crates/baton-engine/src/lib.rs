@@ -1,0 +1,280 @@
+//! A task's life: its worktree and sandbox, the build leg's loop of model calls and tool calls, the
+//! acceptance checks that decide "verified", checkpoints, and resuming from the journal after a crash
+//! or a pause. Every model call and tool call is journaled as started before it happens and as
+//! finished after, so a restart continues exactly where the journal ends and never runs a tool call
+//! twice: a call that was started but not finished is reported to the agent as interrupted.
+
+mod journal;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use baton_core::{Event, ModelRequest, Recorded, Status, StopReason, TaskId, TaskState};
+use baton_git::{GitError, Repo, Worktree};
+use baton_model::ModelClient;
+use baton_sandbox::{LocalSandbox, RunRequest, Sandbox, SandboxConfig, SandboxError};
+use baton_store::{Store, StoreError};
+use baton_tools::{Effect, ToolError, Toolbox, Workspace};
+use tokio_util::sync::CancellationToken;
+
+use crate::journal::Journal;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Git(#[from] GitError),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    #[error("the workspace: {0}")]
+    Workspace(#[from] ToolError),
+    #[error("task {task}: {source}")]
+    Journal { task: TaskId, source: baton_core::FoldError },
+}
+
+/// How the engine runs tasks.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// baton's data directory: worktrees and sandbox layers live under it.
+    pub home: PathBuf,
+    /// The model's name at its provider, as requests carry it.
+    pub model: String,
+    pub max_output_tokens: u32,
+    /// How many times the checks may run before the task fails with `checks_failed`.
+    pub max_verifications: u32,
+    pub sandbox: SandboxConfig,
+}
+
+pub struct Engine {
+    store: Arc<dyn Store>,
+    model: Arc<dyn ModelClient>,
+    config: EngineConfig,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Output kept from a check for the journal and the agent.
+const CHECK_OUTPUT: usize = 4096;
+
+fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
+}
+
+/// What the harness tells the agent after failed checks.
+fn feedback(state: &TaskState) -> String {
+    let checks = &state.work.last_checks;
+    let failed: Vec<_> = checks.iter().filter(|c| !c.passed).collect();
+    let mut text = format!("baton ran the acceptance checks: {} of {} failed.\n", failed.len(), checks.len());
+    for check in failed {
+        text.push_str(&format!(
+            "\n## `{}` failed (exit code {}, {:.1} s)\n```\n{}\n```\n",
+            check.name,
+            check.exit_code,
+            check.duration_ms as f64 / 1000.0,
+            check.output.trim_end()
+        ));
+    }
+    text.push_str("\nFind the cause, fix it, and call `finish` again.");
+    text
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn Store>, model: Arc<dyn ModelClient>, config: EngineConfig) -> Engine {
+        Engine { store, model, config }
+    }
+
+    /// Runs (or resumes) a task until it is done, fails, or pauses. `observer` sees every event as it
+    /// is journaled, for live progress.
+    pub async fn run(
+        &self,
+        task: &TaskId,
+        observer: &mut (dyn FnMut(&Recorded) + Send),
+    ) -> Result<TaskState, EngineError> {
+        let mut journal = Journal::open(self.store.as_ref(), task, observer).await?;
+        match journal.state().status() {
+            Status::Done | Status::Failed | Status::Cancelled => return Ok(journal.into_state()),
+            Status::Queued => journal.append(Event::Started).await?,
+            Status::Paused | Status::Waiting => journal.append(Event::Resumed { detail: "resumed".into() }).await?,
+            Status::Running | Status::Verifying | Status::Reviewing => {}
+        }
+
+        let state = journal.state().clone();
+        let worktree_path = self.config.home.join("worktrees").join(task.as_str());
+        let repo = Repo::open(&state.spec.repo)?;
+        let worktree = repo.ensure_worktree(&state.branch, &worktree_path, &state.base_commit)?;
+        let sandbox_state = self.config.home.join("sandboxes").join(task.as_str());
+        let git_dirs = vec![worktree.common_dir()?];
+        let sandbox =
+            || LocalSandbox::new(self.config.sandbox.clone(), &sandbox_state, worktree.path(), git_dirs.clone());
+        let toolbox = Toolbox::new(Workspace::open(worktree.path())?).with_sandbox(Box::new(sandbox()?), Vec::new());
+        let checks = sandbox()?;
+
+        if state.work.leg == 0 {
+            let instructions = baton_agent::instructions(worktree.path(), &state.spec);
+            let system = baton_agent::system_prompt(&instructions);
+            let brief = baton_agent::brief(&state.spec);
+            journal.append(Event::LegStarted { leg: 1, model: self.config.model.clone(), system, brief }).await?;
+        }
+        // What a crash interrupted is told, never redone.
+        for (call_id, name) in state.work.pending_tools.clone() {
+            let output = format!(
+                "interrupted: baton stopped while this `{name}` call ran; it may or may not have taken effect. Check before repeating it."
+            );
+            journal.append(Event::ToolCallFinished { call_id, output, is_error: true }).await?;
+        }
+        if let Some(step) = state.work.model_call_in_flight {
+            journal.append(Event::ModelCallFailed { step, error: "interrupted by a restart".into() }).await?;
+        }
+        if journal.state().status() == Status::Verifying
+            && self.verify(&mut journal, &checks, &worktree, "verification interrupted by a restart").await?
+        {
+            return Ok(journal.into_state());
+        }
+        self.work(&mut journal, &toolbox, &checks, &worktree).await?;
+        Ok(journal.into_state())
+    }
+
+    /// The leg's loop: call the model, run its tool calls, verify on `finish`.
+    async fn work(
+        &self,
+        journal: &mut Journal<'_>,
+        toolbox: &Toolbox,
+        checks: &LocalSandbox,
+        worktree: &Worktree,
+    ) -> Result<(), EngineError> {
+        loop {
+            let work = &journal.state().work;
+            if let Some(limit) = journal.state().spec.budget.steps.filter(|limit| u64::from(work.steps) >= *limit) {
+                let detail = format!("the step limit of {limit} is reached");
+                return journal.append(Event::Paused { reason: StopReason::BudgetExhausted, detail }).await;
+            }
+            let step = work.steps + 1;
+            let request = ModelRequest {
+                model: self.config.model.clone(),
+                system: work.system.clone(),
+                messages: work.transcript.clone(),
+                tools: toolbox.specs(),
+                max_output_tokens: self.config.max_output_tokens,
+                // Everything but the newest turn stays the same for the next call.
+                stable_prefix: work.transcript.len().saturating_sub(1),
+            };
+            journal.append(Event::ModelCallStarted { step }).await?;
+            let response = match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
+                Ok(response) => response,
+                Err(error) => {
+                    journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
+                    let detail = format!("the model call failed: {error}");
+                    return journal.append(Event::Paused { reason: StopReason::ModelError, detail }).await;
+                }
+            };
+            let calls: Vec<(String, String, String)> = response
+                .tool_calls()
+                .map(|(id, name, arguments)| (id.to_owned(), name.to_owned(), arguments.to_owned()))
+                .collect();
+            journal.append(Event::ModelCallFinished { step, response }).await?;
+            if calls.is_empty() {
+                let text = "You answered without calling a tool. Keep working with the tools, or call `finish` when the task is done.";
+                journal.append(Event::Feedback { text: text.into() }).await?;
+                continue;
+            }
+            let mut finish = None;
+            for (call_id, name, arguments) in calls {
+                journal
+                    .append(Event::ToolCallStarted {
+                        step,
+                        call_id: call_id.clone(),
+                        name: name.clone(),
+                        arguments: arguments.clone(),
+                    })
+                    .await?;
+                let (output, is_error) = if finish.is_some() {
+                    ("not run: `finish` was called earlier in the same turn".to_owned(), true)
+                } else {
+                    let result = toolbox.call(&name, &arguments);
+                    if let Effect::Finish(summary) = result.effect {
+                        finish = Some(summary);
+                    }
+                    (result.output, result.is_error)
+                };
+                journal.append(Event::ToolCallFinished { call_id, output, is_error }).await?;
+            }
+            if let Some(summary) = finish
+                && self.verify(journal, checks, worktree, &summary).await?
+            {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Runs the checks. Returns true when the task has ended (verified, or out of attempts).
+    async fn verify(
+        &self,
+        journal: &mut Journal<'_>,
+        checks: &LocalSandbox,
+        worktree: &Worktree,
+        summary: &str,
+    ) -> Result<bool, EngineError> {
+        if journal.state().status() != Status::Verifying {
+            journal.append(Event::VerificationStarted).await?;
+        }
+        let spec = journal.state().spec.clone();
+        if spec.checks.is_empty() {
+            let detail = "no acceptance checks are configured, so nothing can verify the work".to_owned();
+            journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
+            return Ok(true);
+        }
+        for check in &spec.checks {
+            let start = Instant::now();
+            let outcome = checks.run(&RunRequest::shell(&check.command, Duration::from_secs(check.timeout_secs)))?;
+            let _ = std::fs::remove_file(&outcome.output_file);
+            let passed = outcome.exit_code == 0 && outcome.stopped.is_none();
+            let mut output = tail(&outcome.output.text(), CHECK_OUTPUT);
+            if outcome.stopped.is_some() {
+                output.push_str(&format!("\n[stopped: {:?}]", outcome.stopped));
+            }
+            let event = Event::CheckFinished {
+                name: check.name.clone(),
+                exit_code: outcome.exit_code,
+                passed,
+                output,
+                duration_ms: start.elapsed().as_millis() as u64,
+            };
+            journal.append(event).await?;
+        }
+        let state = journal.state();
+        let passed = state.work.last_checks.iter().all(|c| c.passed);
+        if passed {
+            let message = format!("baton: {}\n\n{summary}", state.spec.request.lines().next().unwrap_or("task"));
+            let commit = match worktree.commit_all(&message)? {
+                Some(commit) => commit,
+                None => worktree.head()?,
+            };
+            let count = state.work.last_checks.len();
+            journal.append(Event::Checkpointed { commit, evidence: format!("all {count} checks passed") }).await?;
+            journal.append(Event::Finished { reason: StopReason::Verified, detail: summary.to_owned() }).await?;
+            return Ok(true);
+        }
+        if state.work.verifications >= self.config.max_verifications {
+            let detail = format!("the checks failed {} times", state.work.verifications);
+            journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
+            return Ok(true);
+        }
+        let text = feedback(state);
+        journal.append(Event::Resumed { detail: "the checks failed; the agent continues".into() }).await?;
+        journal.append(Event::Feedback { text }).await?;
+        Ok(false)
+    }
+}

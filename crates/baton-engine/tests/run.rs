@@ -1,0 +1,164 @@
+//! Whole tasks through the real path: a fixture repository, the scripted model server over HTTP,
+//! real git, a real sandbox (root), a real SQLite journal.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use baton_core::{Budget, CheckSpec, Event, Status, StopReason, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
+use baton_engine::{Engine, EngineConfig};
+use baton_model::{ProviderConfig, Providers};
+use baton_sandbox::SandboxConfig;
+use baton_store::{SqliteStore, Store};
+use baton_testkit::FixtureRepo;
+use baton_testkit::model::{Expect, Reply, Script, ScriptedServer, ToolCall, Turn};
+use serde_json::json;
+
+/// A small Python package whose test fails: `add` subtracts.
+fn python_fixture() -> FixtureRepo {
+    FixtureRepo::with_files(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        (
+            "test_calc.py",
+            "from calc import add\n\nassert add(2, 3) == 5, f\"add(2, 3) gave {add(2, 3)}\"\nprint(\"all tests passed\")\n",
+        ),
+        ("AGENTS.md", "Run `python3 test_calc.py` to test.\n"),
+    ])
+}
+
+fn call(id: &str, name: &str, arguments: serde_json::Value) -> Reply {
+    Reply {
+        tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
+        ..Reply::default()
+    }
+}
+
+fn turn(expect_in_last_result: Option<&str>, reply: Reply) -> Turn {
+    Turn {
+        expect: Expect { last_tool_result_contains: expect_in_last_result.map(str::to_owned), ..Expect::default() },
+        faults: vec![],
+        reply,
+    }
+}
+
+struct Harness {
+    home: tempfile::TempDir,
+    repo: FixtureRepo,
+    store: Arc<SqliteStore>,
+    server: ScriptedServer,
+}
+
+impl Harness {
+    async fn new(script: Script) -> Harness {
+        let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let store = Arc::new(SqliteStore::open(home.path()).await.unwrap());
+        let server = ScriptedServer::start(script).await.unwrap();
+        Harness { home, repo: python_fixture(), store, server }
+    }
+
+    async fn create(&self) -> TaskId {
+        let spec = TaskSpec {
+            request: "Make add() add".into(),
+            repo: self.repo.path().canonicalize().unwrap(),
+            base_ref: "HEAD".into(),
+            checks: vec![CheckSpec { name: "tests".into(), command: "python3 test_calc.py".into(), timeout_secs: 60 }],
+            scope: vec![],
+            budget: Budget { steps: Some(20), ..Budget::default() },
+        };
+        let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
+        let base_commit = self.repo.git(&["rev-parse", "HEAD"]);
+        let branch = branch_name(&spec.request, &id);
+        self.store.append(&id, 0, Timestamp(0), &[Event::TaskCreated { spec, base_commit, branch }]).await.unwrap();
+        id
+    }
+
+    fn engine(&self) -> Engine {
+        let providers = Providers {
+            openai_compatible: ProviderConfig {
+                base_url: Some(format!("{}/v1", self.server.url())),
+                api_key_env: None,
+            },
+            ..Providers::default()
+        };
+        let client = providers.client(&"openai-compatible/scripted".parse().unwrap(), &|_| None).unwrap();
+        let init = SandboxConfig::locate_init().expect("baton-sandbox-init is not built: run the workspace's tests");
+        let config = EngineConfig {
+            home: self.home.path().to_owned(),
+            model: "scripted".into(),
+            max_output_tokens: 4096,
+            max_verifications: 2,
+            sandbox: SandboxConfig::new(init, self.home.path()),
+        };
+        Engine::new(self.store.clone(), Arc::new(client), config)
+    }
+
+    async fn run(&self, id: &TaskId) -> (TaskState, Vec<String>) {
+        let mut kinds = Vec::new();
+        let state = self.engine().run(id, &mut |recorded| kinds.push(recorded.event.kind().to_owned())).await.unwrap();
+        (state, kinds)
+    }
+
+    fn worktree(&self, id: &TaskId) -> PathBuf {
+        self.home.path().join("worktrees").join(id.as_str())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oracle_reads_edits_tests_and_finishes_verified() {
+    let script = Script {
+        turns: vec![
+            turn(None, call("c1", "read_file", json!({"path": "calc.py"}))),
+            turn(
+                Some("return a - b"),
+                call("c2", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+            ),
+            turn(Some("edited `calc.py`"), call("c3", "shell", json!({"command": "python3 test_calc.py"}))),
+            turn(Some("all tests passed"), call("c4", "finish", json!({"summary": "add() now adds."}))),
+        ],
+    };
+    let h = Harness::new(script).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Done, Some(StopReason::Verified)),
+        "{kinds:?}"
+    );
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert_eq!(state.work.steps, 4);
+    assert!(state.work.last_checks.iter().all(|c| c.passed && c.output.contains("all tests passed")));
+
+    // The fix is committed on the task branch; the user's checkout is untouched.
+    let commit = state.work.last_commit.clone().unwrap();
+    assert_eq!(h.repo.git(&["rev-parse", &state.branch]), commit);
+    assert!(h.repo.git(&["show", &format!("{commit}:calc.py")]).contains("a + b"));
+    assert!(std::fs::read_to_string(h.repo.path().join("calc.py")).unwrap().contains("a - b"));
+    assert_eq!(h.repo.git(&["status", "--porcelain"]), "");
+    // The repository's AGENTS.md reached the model, and the journal replays to the same state.
+    assert!(h.server.requests()[0].body.to_string().contains("Run `python3 test_calc.py` to test."));
+    assert_eq!(h.store.load(&id).await.unwrap(), state);
+    assert!(h.worktree(&id).join("calc.py").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nop_finishes_at_once_gets_feedback_and_is_not_verified() {
+    let finish = || call("f", "finish", json!({"summary": "Nothing to do."}));
+    let second = Turn {
+        expect: Expect { body_contains: Some("AssertionError: add(2, 3) gave -1".into()), ..Expect::default() },
+        ..turn(None, finish())
+    };
+    let h = Harness::new(Script { turns: vec![turn(None, finish()), second] }).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Failed, Some(StopReason::ChecksFailed)),
+        "{kinds:?}"
+    );
+    assert_eq!(state.work.verifications, 2);
+    assert!(h.server.failures().is_empty(), "the feedback did not reach the model: {:?}", h.server.failures());
+    assert_eq!(kinds.iter().filter(|k| *k == "feedback").count(), 1);
+    assert!(state.work.last_commit.is_none(), "nothing unverified is checkpointed");
+}
