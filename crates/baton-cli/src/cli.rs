@@ -26,6 +26,27 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a task in the foreground: an agent works in a sandbox on the task's branch until the
+    /// checks pass. The exit code says how it ended (see README).
+    Run(RunArgs),
+    /// Continue a paused or interrupted task where its journal ends.
+    Resume {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+        /// provider/model to continue with [default: the one the task used]
+        #[arg(long, env = "BATON_MODEL")]
+        model: Option<String>,
+    },
+    /// Show what a task changed on its branch.
+    Diff {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+    },
+    /// Print a task's journal (the same as `baton task events`).
+    Log {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+    },
     /// Create, inspect and cancel tasks.
     #[command(subcommand)]
     Task(TaskCommand),
@@ -84,14 +105,34 @@ pub enum TaskCommand {
 }
 
 #[derive(Debug, Args)]
-pub struct CreateArgs {
-    /// The git repository to work on; the checkout itself is never modified.
-    #[arg(long, value_name = "DIR")]
-    pub repo: PathBuf,
+pub struct RunArgs {
+    /// What the task should achieve, in plain words.
+    pub request: String,
 
+    /// provider/model: openai/<model>, anthropic/<model> or openai-compatible/<model>.
+    #[arg(long, env = "BATON_MODEL")]
+    pub model: Option<String>,
+
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
     /// What the task should achieve, in plain words.
     #[arg(long, value_name = "TEXT")]
     pub request: String,
+
+    #[command(flatten)]
+    pub task: TaskArgs,
+}
+
+/// What `task create` and `run` share.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// The git repository to work on; the checkout itself is never modified.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
 
     /// An acceptance command the harness runs to verify the work (repeatable).
     #[arg(long = "check", value_name = "CMD")]

@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod home;
 mod model;
+mod run;
 mod show;
 mod task;
 
@@ -14,19 +15,31 @@ use clap::Parser;
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    // The same binary builds the sandboxes its tasks run in.
+    if std::env::args().nth(1).as_deref() == Some(run::SANDBOX_INIT) {
+        return ExitCode::from(baton_sandbox::init_main().clamp(0, 255) as u8);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => return fail(&anyhow::Error::new(err).context("cannot start the async runtime")),
     };
     let result = runtime.block_on(async {
+        let home = || home::resolve(cli.home.as_deref());
+        let config = || config::load(cli.config.as_deref());
         match cli.command {
-            Command::Task(command) => task::run(&home::resolve(cli.home.as_deref())?, command, cli.json).await,
-            Command::Model(command) => model::run(&config::load(cli.config.as_deref())?, command, cli.json).await,
+            Command::Task(command) => task::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
+            Command::Model(command) => model::run(&config()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
+            Command::Run(args) => run::run(&home()?, &config()?, args, cli.json).await,
+            Command::Resume { id, model } => run::resume(&home()?, &config()?, &id, model, cli.json).await,
+            Command::Diff { id } => run::diff(&home()?, &id).await,
+            Command::Log { id } => task::run(&home()?, cli::TaskCommand::Events { id, follow: false }, cli.json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => fail(&err),
     }
 }

@@ -4,11 +4,11 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use baton_core::{Budget, CheckSpec, Event, Status, TaskId, TaskSpec, Timestamp, branch_name};
+use baton_core::{Budget, CheckSpec, Event, Status, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
 use baton_git::Repo;
 use baton_store::{SqliteStore, Store, StoreError};
 
-use crate::cli::{CreateArgs, TaskCommand};
+use crate::cli::{CreateArgs, TaskArgs, TaskCommand};
 use crate::show;
 
 /// How often `task events --follow` looks for new events.
@@ -35,7 +35,7 @@ pub async fn run(home: &Path, command: TaskCommand, json: bool) -> anyhow::Resul
     }
 }
 
-fn now() -> Timestamp {
+pub fn now() -> Timestamp {
     Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
 }
 
@@ -45,6 +45,23 @@ fn new_task_id() -> anyhow::Result<TaskId> {
 }
 
 async fn create(home: &Path, args: CreateArgs, json: bool) -> anyhow::Result<()> {
+    let state = create_task(home, args.request, args.task).await?;
+    if json {
+        show::json(&state)
+    } else {
+        println!(
+            "created task {} on branch {} from {} ({})",
+            state.id,
+            state.branch,
+            state.spec.base_ref,
+            &state.base_commit[..12]
+        );
+        Ok(())
+    }
+}
+
+/// Validates the arguments, pins the base commit and journals a new task.
+pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow::Result<TaskState> {
     let repo = Repo::open(&args.repo)?;
     // Checked before the store is opened, which would already write into the checkout.
     repo.ensure_outside(home)?;
@@ -59,7 +76,7 @@ async fn create(home: &Path, args: CreateArgs, json: bool) -> anyhow::Result<()>
         })
         .collect();
     let spec = TaskSpec {
-        request: args.request,
+        request,
         repo: repo.root().to_owned(),
         base_ref: args.base,
         checks,
@@ -75,19 +92,7 @@ async fn create(home: &Path, args: CreateArgs, json: bool) -> anyhow::Result<()>
     let branch = branch_name(&spec.request, &id);
     let store = SqliteStore::open(home).await?;
     store.append(&id, 0, now(), &[Event::TaskCreated { spec, base_commit, branch }]).await?;
-    let state = store.load(&id).await?;
-    if json {
-        show::json(&state)
-    } else {
-        println!(
-            "created task {} on branch {} from {} ({})",
-            state.id,
-            state.branch,
-            state.spec.base_ref,
-            &state.base_commit[..12]
-        );
-        Ok(())
-    }
+    Ok(store.load(&id).await?)
 }
 
 async fn list(store: &SqliteStore, status: Option<Status>, json: bool) -> anyhow::Result<()> {
@@ -95,7 +100,7 @@ async fn list(store: &SqliteStore, status: Option<Status>, json: bool) -> anyhow
     if json { show::json(&tasks) } else { show::summaries(&tasks) }
 }
 
-async fn events(store: &SqliteStore, id: &TaskId, follow: bool, json: bool) -> anyhow::Result<()> {
+pub async fn events(store: &SqliteStore, id: &TaskId, follow: bool, json: bool) -> anyhow::Result<()> {
     let mut next = 0;
     loop {
         let batch = store.events(id, next).await?;

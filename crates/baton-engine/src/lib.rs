@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use baton_core::{Event, ModelRequest, Recorded, Status, StopReason, TaskId, TaskState};
 use baton_git::{GitError, Repo, Worktree};
-use baton_model::ModelClient;
+use baton_model::{ModelClient, ModelName};
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox, SandboxConfig, SandboxError};
 use baton_store::{Store, StoreError};
 use baton_tools::{Effect, ToolError, Toolbox, Workspace};
@@ -39,8 +39,8 @@ pub enum EngineError {
 pub struct EngineConfig {
     /// baton's data directory: worktrees and sandbox layers live under it.
     pub home: PathBuf,
-    /// The model's name at its provider, as requests carry it.
-    pub model: String,
+    /// `provider/model`, as the journal records it; requests carry the part after the provider.
+    pub model: ModelName,
     pub max_output_tokens: u32,
     /// How many times the checks may run before the task fails with `checks_failed`.
     pub max_verifications: u32,
@@ -126,7 +126,7 @@ impl Engine {
             let instructions = baton_agent::instructions(worktree.path(), &state.spec);
             let system = baton_agent::system_prompt(&instructions);
             let brief = baton_agent::brief(&state.spec);
-            journal.append(Event::LegStarted { leg: 1, model: self.config.model.clone(), system, brief }).await?;
+            journal.append(Event::LegStarted { leg: 1, model: self.config.model.to_string(), system, brief }).await?;
         }
         // What a crash interrupted is told, never redone.
         for (call_id, name) in state.work.pending_tools.clone() {
@@ -163,7 +163,7 @@ impl Engine {
             }
             let step = work.steps + 1;
             let request = ModelRequest {
-                model: self.config.model.clone(),
+                model: self.config.model.model.clone(),
                 system: work.system.clone(),
                 messages: work.transcript.clone(),
                 tools: toolbox.specs(),

@@ -86,7 +86,7 @@ impl Harness {
         let init = SandboxConfig::locate_init().expect("baton-sandbox-init is not built: run the workspace's tests");
         let config = EngineConfig {
             home: self.home.path().to_owned(),
-            model: "scripted".into(),
+            model: "openai-compatible/scripted".parse().unwrap(),
             max_output_tokens: 4096,
             max_verifications: 2,
             sandbox: SandboxConfig::new(init, self.home.path()),

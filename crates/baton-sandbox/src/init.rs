@@ -61,10 +61,16 @@ fn read_spec() -> Step<InitSpec> {
     serde_json::from_str(&text).map_err(|e| format!("{SPEC_VARIABLE} is not a valid spec: {e}"))
 }
 
-/// Runs the stage the arguments ask for and returns the process's exit code.
+/// Runs the stage the arguments ask for and returns the process's exit code. The arguments the
+/// program was started with are kept for stage 2 (a `baton` binary acting as the init needs its
+/// subcommand again), with [`STAGE_TWO`] added.
 pub fn main() -> i32 {
-    let stage_two = std::env::args().nth(1).as_deref() == Some(STAGE_TWO);
-    let result = read_spec().and_then(|spec| if stage_two { pid_one(&spec) } else { setup(&spec) });
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let stage_two = args.last().map(String::as_str) == Some(STAGE_TWO);
+    if stage_two {
+        args.pop();
+    }
+    let result = read_spec().and_then(|spec| if stage_two { pid_one(&spec) } else { setup(&spec, &args) });
     match result {
         Ok(code) => code,
         Err(message) => {
@@ -79,7 +85,7 @@ fn exit_code(status: ExitStatus) -> i32 {
     status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
-fn setup(spec: &InitSpec) -> Step<i32> {
+fn setup(spec: &InitSpec, args: &[String]) -> Step<i32> {
     let pid = std::process::id().to_string();
     for cgroup in &spec.cgroups {
         step(|| format!("joining cgroup {}", cgroup.display()), std::fs::write(cgroup.join("cgroup.procs"), &pid))?;
@@ -98,7 +104,7 @@ fn setup(spec: &InitSpec) -> Step<i32> {
     build_root(spec)?;
 
     let me = step(|| "finding the init program".to_owned(), std::env::current_exe())?;
-    let status = step(|| "starting pid 1".to_owned(), Command::new(me).arg(STAGE_TWO).status())?;
+    let status = step(|| "starting pid 1".to_owned(), Command::new(me).args(args).arg(STAGE_TWO).status())?;
     Ok(exit_code(status))
 }
 

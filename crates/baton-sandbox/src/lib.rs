@@ -79,8 +79,10 @@ pub trait BackgroundProcess: Send + std::fmt::Debug {
 /// Settings shared by every sandbox of a baton process.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
-    /// The `baton-sandbox-init` program.
+    /// The program that builds sandboxes (`baton-sandbox-init`, or `baton` itself), and the arguments
+    /// that make it act as the init.
     pub init_program: PathBuf,
+    pub init_args: Vec<String>,
     /// Host paths the sandbox never sees; each is replaced by a directory of the task's own layer.
     pub hidden: Vec<PathBuf>,
     pub limits: Limits,
@@ -112,6 +114,7 @@ impl SandboxConfig {
         }
         SandboxConfig {
             init_program,
+            init_args: Vec::new(),
             hidden,
             limits: Limits {
                 memory_bytes: Some(4 << 30),
@@ -296,6 +299,7 @@ impl Sandbox for LocalSandbox {
         let writer_too = writer.try_clone().map_err(|e| prepare(&root, e))?;
         let start = Instant::now();
         let mut child = Command::new(&self.config.init_program)
+            .args(&self.config.init_args)
             .env_clear()
             .env(SPEC_VARIABLE, spec_json)
             .stdin(Stdio::piped())

@@ -70,6 +70,7 @@ impl LocalSandbox {
         let log = std::fs::File::create(&log_path).map_err(io_error("creating the init log"))?;
         let log_too = log.try_clone().map_err(io_error("creating the init log"))?;
         let init = Command::new(&self.config.init_program)
+            .args(&self.config.init_args)
             .env_clear()
             .env(SPEC_VARIABLE, spec_json)
             .stdin(Stdio::from(theirs))

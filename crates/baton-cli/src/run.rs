@@ -1,0 +1,117 @@
+//! `baton run`, `baton resume`, `baton diff`: the agent at work, in the foreground.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use baton_core::{Recorded, StopReason, TaskState};
+use baton_engine::{Engine, EngineConfig};
+use baton_model::{Catalog, HttpClient, ModelName, Providers};
+use baton_sandbox::SandboxConfig;
+use baton_store::{SqliteStore, Store};
+
+use crate::cli::RunArgs;
+use crate::config::Config;
+use crate::{show, task};
+
+/// The hidden first argument that makes the `baton` binary build a sandbox (see `baton-sandbox`).
+pub const SANDBOX_INIT: &str = "__sandbox-init";
+
+/// The process exit code for each way a task can stop; 1 and 2 stay for errors and usage.
+pub fn exit_code(state: &TaskState) -> u8 {
+    match state.stop.as_ref().map(|s| s.reason) {
+        Some(StopReason::Verified) => 0,
+        Some(StopReason::ChecksFailed) => 10,
+        Some(StopReason::BudgetExhausted) => 11,
+        Some(StopReason::TimeWindowExhausted) => 12,
+        Some(StopReason::Stuck) => 13,
+        Some(StopReason::Cancelled) => 14,
+        Some(StopReason::EnvironmentError) => 15,
+        Some(StopReason::ModelError) => 16,
+        None => 1,
+    }
+}
+
+const NO_MODEL: &str = "no model is configured: pass --model provider/model or set BATON_MODEL, for example \
+     --model anthropic/claude-sonnet-4-5 (with ANTHROPIC_API_KEY), --model openai/gpt-5 (with OPENAI_API_KEY), or \
+     --model openai-compatible/qwen3-coder (with OPENAI_COMPATIBLE_BASE_URL=http://localhost:11434/v1)";
+
+/// The model client and the engine's settings; checked before a task is created, so a missing key
+/// leaves nothing behind.
+fn engine_parts(home: &Path, config: &Config, model: &str) -> anyhow::Result<(HttpClient, EngineConfig)> {
+    let name: ModelName = model.parse()?;
+    let providers = Providers::from_config(&config.text).with_context(|| config.context())?;
+    let client = providers.client(&name, &|var| std::env::var(var).ok())?;
+    let catalog = Catalog::builtin()?.with_overrides(&config.text).with_context(|| config.context())?;
+    let max_output_tokens =
+        catalog.get(&name.to_string()).map_or(16_384, |info| info.max_output_tokens.min(32_768)) as u32;
+    let program = std::env::current_exe().context("cannot find the baton program for the sandbox")?;
+    let mut sandbox = SandboxConfig::new(program, home);
+    sandbox.init_args = vec![SANDBOX_INIT.to_owned()];
+    let engine = EngineConfig { home: home.to_owned(), model: name, max_output_tokens, max_verifications: 3, sandbox };
+    Ok((client, engine))
+}
+
+async fn drive(
+    home: &Path,
+    client: HttpClient,
+    config: EngineConfig,
+    state: TaskState,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
+    let engine = Engine::new(store, Arc::new(client), config);
+    if !json {
+        println!("task {} on branch {}", state.id, state.branch);
+    }
+    let mut observer = |recorded: &Recorded| {
+        let _ = show::event(recorded, json);
+    };
+    let end = engine.run(&state.id, &mut observer).await?;
+    if !json {
+        let stop = end.stop.as_ref().map_or("running".to_owned(), |s| format!("{}: {}", s.reason, s.detail));
+        println!("{} — {stop}", end.status());
+        if let Some(commit) = &end.work.last_commit {
+            println!("branch {} at {}; see it with `baton diff {}`", end.branch, &commit[..12], end.id);
+        }
+    }
+    Ok(ExitCode::from(exit_code(&end)))
+}
+
+pub async fn run(home: &Path, config: &Config, args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let model = args.model.as_deref().context(NO_MODEL)?;
+    let (client, engine) = engine_parts(home, config, model)?;
+    if args.task.checks.is_empty() {
+        bail!("give at least one --check: baton only calls a task done when its checks pass");
+    }
+    let state = task::create_task(home, args.request, args.task).await?;
+    drive(home, client, engine, state, json).await
+}
+
+pub async fn resume(
+    home: &Path,
+    config: &Config,
+    id: &str,
+    model: Option<String>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open(home).await?;
+    let state = store.load(&store.resolve(id).await?).await?;
+    let model = model.or_else(|| (!state.work.model.is_empty()).then(|| state.work.model.clone())).context(NO_MODEL)?;
+    let (client, engine) = engine_parts(home, config, &model)?;
+    drive(home, client, engine, state, json).await
+}
+
+pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open(home).await?;
+    let state = store.load(&store.resolve(id).await?).await?;
+    let worktree = home.join("worktrees").join(state.id.as_str());
+    let text = if worktree.exists() {
+        baton_git::Worktree::open(&worktree)?.diff(&state.base_commit)?
+    } else {
+        bail!("task {} has no worktree any more; its branch {} holds the work", state.id, state.branch);
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

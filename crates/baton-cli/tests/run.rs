@@ -1,0 +1,108 @@
+//! `baton run` as a user runs it: the real binary (which also builds its own sandboxes), a fixture
+//! repository, and the scripted model server over HTTP.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::process::Output;
+
+use assert_cmd::cargo::CommandCargoExt;
+use baton_testkit::FixtureRepo;
+use baton_testkit::model::{Reply, Script, ScriptedServer, ToolCall, Turn};
+use serde_json::{Value, json};
+
+fn call(id: &str, name: &str, arguments: Value) -> Turn {
+    Turn {
+        reply: Reply {
+            tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
+            ..Reply::default()
+        },
+        ..Turn::default()
+    }
+}
+
+async fn baton(home: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Output {
+    let config = home.join("no-config.toml");
+    if !config.exists() {
+        std::fs::write(&config, "").unwrap();
+    }
+    let mut command = std::process::Command::cargo_bin("baton").unwrap();
+    command
+        .args(args)
+        .env("BATON_HOME", home)
+        .env("BATON_CONFIG", home.join("no-config.toml"))
+        .env_remove("BATON_MODEL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    tokio::process::Command::from(command).output().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_fixes_a_repository_and_exits_verified() {
+    let repo = FixtureRepo::with_files(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
+    ]);
+    let script = Script {
+        turns: vec![
+            call("c1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+            call("c2", "finish", json!({"summary": "add() adds."})),
+        ],
+    };
+    let server = ScriptedServer::start(script).await.unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let repo_arg = repo.path().display().to_string();
+    let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
+    let args = [
+        "run",
+        "Make add() add",
+        "--repo",
+        &repo_arg,
+        "--check",
+        "python3 test_calc.py",
+        "--model",
+        "openai-compatible/scripted",
+        "--json",
+    ];
+    let output = baton(home.path(), &args, &env).await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "exit {:?}\n{stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+    let events: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let kinds: Vec<&str> = events.iter().map(|e| e["event"]["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"started"));
+    assert_eq!(kinds.last(), Some(&"finished"));
+    assert_eq!(events.last().unwrap()["event"]["reason"], "verified");
+    assert!(kinds.contains(&"check_finished") && kinds.contains(&"checkpointed"));
+
+    let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
+    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    let diff = baton(home.path(), &["diff", &id], &[]).await;
+    let diff = String::from_utf8(diff.stdout).unwrap();
+    assert!(diff.contains("-    return a - b\n+    return a + b"), "{diff}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_says_exactly_what_to_set_and_leaves_nothing_behind() {
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let repo = FixtureRepo::with_files(&[("a", "b")]);
+    let repo_arg = repo.path().display().to_string();
+    let output = baton(home.path(), &["run", "Do it", "--repo", &repo_arg, "--check", "true"], &[]).await;
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.starts_with("error: no model is configured: pass --model provider/model or set BATON_MODEL"),
+        "{stderr}"
+    );
+    let output = baton(
+        home.path(),
+        &["run", "Do it", "--repo", &repo_arg, "--check", "true", "--model", "anthropic/claude-sonnet-4-5"],
+        &[("ANTHROPIC_API_KEY", String::new())],
+    )
+    .await;
+    assert_eq!(
+        String::from_utf8(output.stderr).unwrap().trim_end(),
+        "error: anthropic needs an API key: set ANTHROPIC_API_KEY"
+    );
+    let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
+    assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap(), json!([]));
+}
