@@ -48,8 +48,10 @@ pub enum Event {
     ToolCallStarted { step: u32, call_id: String, name: String, arguments: String },
     /// What the tool call produced; the result joins the transcript.
     ToolCallFinished { call_id: String, output: String, is_error: bool },
-    /// A message from the harness to the agent (check results, a nudge), added to the transcript.
+    /// A message from the harness to the agent (check results, a reminder), added to the transcript.
     Feedback { text: String },
+    /// The agent made no progress for a while; it is told so once before the task pauses as stuck.
+    Nudged { reason: String, text: String },
     /// One acceptance check ran in the sandbox.
     CheckFinished { name: String, exit_code: i32, passed: bool, output: String, duration_ms: u64 },
     /// The work so far is committed on the task branch.
@@ -76,6 +78,7 @@ impl Event {
             Event::ToolCallStarted { .. } => "tool_call_started",
             Event::ToolCallFinished { .. } => "tool_call_finished",
             Event::Feedback { .. } => "feedback",
+            Event::Nudged { .. } => "nudged",
             Event::CheckFinished { .. } => "check_finished",
             Event::Checkpointed { .. } => "checkpointed",
         }

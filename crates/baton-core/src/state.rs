@@ -41,10 +41,35 @@ pub struct Work {
     pub model_call_in_flight: Option<u32>,
     /// Tool calls started and not finished: `(call_id, name)`.
     pub pending_tools: Vec<(String, String)>,
+    /// The arguments of the pending tool calls, in the same order.
+    pending_arguments: Vec<String>,
     /// How many times the checks have run.
     pub verifications: u32,
     pub last_checks: Vec<CheckResult>,
     pub last_commit: Option<String>,
+    /// Model steps since the agent last made progress: changed a file or its plan, ran the checks,
+    /// or learned something new (a tool result it had not seen in this leg).
+    pub steps_without_progress: u32,
+    /// Of the tool calls in the latest model step, how often the most repeated one (same tool,
+    /// arguments and result) has happened in this leg.
+    pub most_repeated_call: u32,
+    /// Tool calls seen this leg, by a hash of tool, arguments and result, with their counts.
+    pub seen_calls: std::collections::BTreeMap<u64, u32>,
+    /// The agent was nudged since it last made progress.
+    pub nudged: bool,
+    /// The current model step produced progress (folded into `steps_without_progress` on the next step).
+    progress_this_step: bool,
+}
+
+/// Tools whose success changes the work itself.
+const PROGRESS_TOOLS: &[&str] = &["write_file", "edit_file", "apply_patch", "update_plan"];
+
+fn call_hash(name: &str, arguments: &str, output: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // `DefaultHasher::new` is specified to be the same in every process, so replays agree.
+    let mut hasher = std::hash::DefaultHasher::new();
+    (name, arguments, output).hash(&mut hasher);
+    hasher.finish()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +82,11 @@ pub struct CheckResult {
 }
 
 impl Work {
+    /// Model steps without progress, the latest one included.
+    pub fn stalled_steps(&self) -> u32 {
+        if self.progress_this_step { 0 } else { self.steps_without_progress + 1 }
+    }
+
     /// Adds a part to the user turn that answers the last assistant message, opening one if needed.
     fn tell(&mut self, part: Part) {
         match self.transcript.last_mut() {
@@ -68,29 +98,62 @@ impl Work {
     fn apply(&mut self, event: &Event) {
         match event {
             Event::LegStarted { leg, model, system, brief } => {
+                self.seen_calls.clear();
+                self.most_repeated_call = 0;
+                self.steps_without_progress = 0;
+                self.nudged = false;
                 self.leg = *leg;
                 self.model.clone_from(model);
                 self.system.clone_from(system);
                 self.transcript = vec![Message { role: Role::User, parts: vec![Part::Text { text: brief.clone() }] }];
             }
-            Event::ModelCallStarted { step } => self.model_call_in_flight = Some(*step),
+            Event::ModelCallStarted { step } => {
+                self.model_call_in_flight = Some(*step);
+                if self.steps > 0 {
+                    self.steps_without_progress =
+                        if self.progress_this_step { 0 } else { self.steps_without_progress + 1 };
+                }
+                if self.progress_this_step {
+                    self.nudged = false;
+                }
+                self.progress_this_step = false;
+                self.most_repeated_call = 0;
+            }
             Event::ModelCallFinished { response, .. } => {
                 self.transcript.push(Message { role: Role::Assistant, parts: response.parts.clone() });
                 self.steps += 1;
                 self.model_call_in_flight = None;
             }
             Event::ModelCallFailed { .. } => self.model_call_in_flight = None,
-            Event::ToolCallStarted { call_id, name, .. } => self.pending_tools.push((call_id.clone(), name.clone())),
+            Event::ToolCallStarted { call_id, name, arguments, .. } => {
+                self.pending_tools.push((call_id.clone(), name.clone()));
+                self.pending_arguments.push(arguments.clone());
+            }
             Event::ToolCallFinished { call_id, output, is_error } => {
-                self.pending_tools.retain(|(id, _)| id != call_id);
+                if let Some(at) = self.pending_tools.iter().position(|(id, _)| id == call_id) {
+                    let (_, name) = self.pending_tools.remove(at);
+                    let arguments = self.pending_arguments.remove(at);
+                    let count = self.seen_calls.entry(call_hash(&name, &arguments, output)).or_insert(0);
+                    *count += 1;
+                    self.most_repeated_call = self.most_repeated_call.max(*count);
+                    let changed_work = !is_error && PROGRESS_TOOLS.contains(&name.as_str());
+                    if changed_work || *count == 1 && !is_error {
+                        self.progress_this_step = true;
+                    }
+                }
                 self.tell(Part::ToolResult { call_id: call_id.clone(), output: output.clone(), is_error: *is_error });
             }
             Event::Feedback { text } => self.tell(Part::Text { text: text.clone() }),
+            Event::Nudged { text, .. } => {
+                self.nudged = true;
+                self.tell(Part::Text { text: text.clone() });
+            }
             Event::VerificationStarted => {
                 self.verifications += 1;
                 self.last_checks.clear();
             }
             Event::CheckFinished { name, exit_code, passed, output, duration_ms } => {
+                self.progress_this_step = true;
                 self.last_checks.push(CheckResult {
                     name: name.clone(),
                     exit_code: *exit_code,

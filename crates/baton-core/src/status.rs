@@ -102,7 +102,8 @@ impl Lifecycle {
                 | Event::ModelCallFailed { .. }
                 | Event::ToolCallStarted { .. }
                 | Event::ToolCallFinished { .. }
-                | Event::Feedback { .. },
+                | Event::Feedback { .. }
+                | Event::Nudged { .. },
                 Running,
             )
             | (Event::CheckFinished { .. }, Verifying)

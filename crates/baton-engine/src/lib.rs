@@ -59,6 +59,22 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Model steps without progress before the agent counts as stuck.
+const STALL_STEPS: u32 = 8;
+/// The same tool call with the same result this many times counts as stuck.
+const REPEATS: u32 = 3;
+
+/// Why the agent looks stuck, if it does. Progress is judged from the journal, so a command that
+/// polls a background process and sees new output each time is not stuck.
+fn stuck(work: &baton_core::Work) -> Option<String> {
+    if work.most_repeated_call >= REPEATS {
+        return Some(format!("the same tool call gave the same result {} times", work.most_repeated_call));
+    }
+    let stalled = work.stalled_steps();
+    (stalled >= STALL_STEPS)
+        .then(|| format!("{stalled} steps without a file change, a plan update, a check run or a new result"))
+}
+
 /// Output kept from a check for the journal and the agent.
 const CHECK_OUTPUT: usize = 4096;
 
@@ -185,12 +201,11 @@ impl Engine {
                 .map(|(id, name, arguments)| (id.to_owned(), name.to_owned(), arguments.to_owned()))
                 .collect();
             journal.append(Event::ModelCallFinished { step, response }).await?;
+            let mut finish = None;
             if calls.is_empty() {
                 let text = "You answered without calling a tool. Keep working with the tools, or call `finish` when the task is done.";
                 journal.append(Event::Feedback { text: text.into() }).await?;
-                continue;
             }
-            let mut finish = None;
             for (call_id, name, arguments) in calls {
                 journal
                     .append(Event::ToolCallStarted {
@@ -211,10 +226,20 @@ impl Engine {
                 };
                 journal.append(Event::ToolCallFinished { call_id, output, is_error }).await?;
             }
-            if let Some(summary) = finish
-                && self.verify(journal, checks, worktree, &summary).await?
-            {
-                return Ok(());
+            if let Some(summary) = finish {
+                if self.verify(journal, checks, worktree, &summary).await? {
+                    return Ok(());
+                }
+                continue;
+            }
+            if let Some(reason) = stuck(&journal.state().work) {
+                if journal.state().work.nudged {
+                    return journal.append(Event::Paused { reason: StopReason::Stuck, detail: reason }).await;
+                }
+                let text = format!(
+                    "baton: you seem stuck ({reason}). Step back: re-read the task and the last errors, try a different approach, or call `finish` if the work is done."
+                );
+                journal.append(Event::Nudged { reason, text }).await?;
             }
         }
     }

@@ -162,3 +162,104 @@ async fn nop_finishes_at_once_gets_feedback_and_is_not_verified() {
     assert_eq!(kinds.iter().filter(|k| *k == "feedback").count(), 1);
     assert!(state.work.last_commit.is_none(), "nothing unverified is checkpointed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_agent_is_nudged_once_then_paused_as_stuck() {
+    // The same read, forever: the third identical result earns a nudge, the next one a pause.
+    let looping =
+        (0..10).map(|i| turn(None, call(&format!("c{i}"), "read_file", json!({"path": "calc.py"})))).collect();
+    let h = Harness::new(Script { turns: looping }).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Paused, Some(StopReason::Stuck)),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.iter().filter(|k| *k == "nudged").count(), 1, "{kinds:?}");
+    // The nudge reached the model, and no model call was made after the pause: the cost stops there.
+    let requests = h.server.requests();
+    assert!(requests.last().unwrap().body.to_string().contains("you seem stuck"));
+    assert_eq!(requests.len() as u32, state.work.steps);
+    assert_eq!(state.work.steps, 4);
+    assert_eq!(h.server.remaining_turns(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_a_background_process_with_new_output_is_not_stuck() {
+    // Eight polls of a growing log, each result new, then the fix: progress all the way.
+    let mut turns = vec![turn(
+        None,
+        call(
+            "bg",
+            "shell",
+            json!({"command": "for i in $(seq 100); do echo tick $i; sleep 0.05; done", "background": true}),
+        ),
+    )];
+    for i in 0..8 {
+        turns.push(turn(
+            None,
+            call(&format!("p{i}"), "shell", json!({"command": "sleep 0.1; tail -n 1 /tmp/baton-background-1.log"})),
+        ));
+    }
+    turns.push(turn(None, call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))));
+    turns.push(turn(None, call("f", "finish", json!({"summary": "fixed"}))));
+    let h = Harness::new(Script { turns }).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Done, "{kinds:?}");
+    assert!(!kinds.iter().any(|k| k == "nudged"), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_call_a_crash_interrupted_is_reported_never_run_again() {
+    // The journal as a crash left it: a shell call started and never finished.
+    let h = Harness::new(Script {
+        turns: vec![
+            Turn {
+                expect: Expect {
+                    body_contains: Some("interrupted: baton stopped while this `shell` call ran".into()),
+                    ..Expect::default()
+                },
+                ..turn(None, call("c2", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})))
+            },
+            turn(None, call("c3", "finish", json!({"summary": "fixed"}))),
+        ],
+    })
+    .await;
+    let id = h.create().await;
+    let marker = "echo ran >> /workspace/marker";
+    let response = baton_core::ModelResponse {
+        parts: vec![baton_core::Part::ToolCall {
+            id: "c1".into(),
+            name: "shell".into(),
+            arguments: json!({"command": marker}).to_string(),
+        }],
+        usage: baton_core::Usage::default(),
+        finish: baton_core::FinishReason::ToolUse,
+    };
+    let crashed = [
+        Event::Started,
+        Event::LegStarted {
+            leg: 1,
+            model: "openai-compatible/scripted".into(),
+            system: "s".into(),
+            brief: "Make add() add".into(),
+        },
+        Event::ModelCallStarted { step: 1 },
+        Event::ModelCallFinished { step: 1, response },
+        Event::ToolCallStarted {
+            step: 1,
+            call_id: "c1".into(),
+            name: "shell".into(),
+            arguments: json!({"command": marker}).to_string(),
+        },
+    ];
+    h.store.append(&id, 1, Timestamp(1), &crashed).await.unwrap();
+
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Done, "{kinds:?}");
+    assert_eq!(&kinds[..1], ["tool_call_finished"], "the interrupted call is closed first: {kinds:?}");
+    assert!(!h.worktree(&id).join("marker").exists(), "the interrupted command ran again");
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+}
