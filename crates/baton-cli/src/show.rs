@@ -138,6 +138,7 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
             format!("{} {}", if *is_error { "error:" } else { "ok:" }, headline(output, 90))
         }
         Event::Feedback { text } => text.clone(),
+        Event::Nudged { reason, .. } => reason.clone(),
         Event::CheckFinished { name, exit_code, passed, duration_ms, .. } => format!(
             "`{name}` {} (exit code {exit_code}, {:.1} s)",
             if *passed { "passed" } else { "failed" },
