@@ -48,6 +48,7 @@ async fn run_fixes_a_repository_and_exits_verified() {
             call("c1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
             call("c2", "finish", json!({"summary": "add() adds."})),
         ],
+        ..Script::default()
     };
     let server = ScriptedServer::start(script).await.unwrap();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();

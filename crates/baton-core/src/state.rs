@@ -57,6 +57,8 @@ pub struct Work {
     pub seen_calls: std::collections::BTreeMap<u64, u32>,
     /// The agent was nudged since it last made progress.
     pub nudged: bool,
+    /// The agent called `finish` and the checks have not run since.
+    pub finish_requested: bool,
     /// The current model step produced progress (folded into `steps_without_progress` on the next step).
     progress_this_step: bool,
 }
@@ -82,6 +84,30 @@ pub struct CheckResult {
 }
 
 impl Work {
+    /// The tool calls of the latest model answer that have no result yet, `(id, name, arguments)`:
+    /// after a crash between an answer and its tool calls, these still have to run.
+    pub fn unanswered_calls(&self) -> Vec<(String, String, String)> {
+        let Some(at) = self.transcript.iter().rposition(|m| m.role == Role::Assistant) else { return Vec::new() };
+        let answered: Vec<&str> = self.transcript[at + 1..]
+            .iter()
+            .flat_map(|m| &m.parts)
+            .filter_map(|part| match part {
+                Part::ToolResult { call_id, .. } => Some(call_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        self.transcript[at]
+            .parts
+            .iter()
+            .filter_map(|part| match part {
+                Part::ToolCall { id, name, arguments } if !answered.contains(&id.as_str()) => {
+                    Some((id.clone(), name.clone(), arguments.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Model steps without progress, the latest one included.
     pub fn stalled_steps(&self) -> u32 {
         if self.progress_this_step { 0 } else { self.steps_without_progress + 1 }
@@ -137,6 +163,7 @@ impl Work {
                     *count += 1;
                     self.most_repeated_call = self.most_repeated_call.max(*count);
                     let changed_work = !is_error && PROGRESS_TOOLS.contains(&name.as_str());
+                    self.finish_requested |= !is_error && name == "finish";
                     if changed_work || *count == 1 && !is_error {
                         self.progress_this_step = true;
                     }
@@ -149,6 +176,7 @@ impl Work {
                 self.tell(Part::Text { text: text.clone() });
             }
             Event::VerificationStarted => {
+                self.finish_requested = false;
                 self.verifications += 1;
                 self.last_checks.clear();
             }

@@ -159,6 +159,24 @@ impl Engine {
         {
             return Ok(journal.into_state());
         }
+        // A crash between `finish` and the checks: the checks are still owed.
+        if journal.state().work.finish_requested
+            && self
+                .verify(&mut journal, &checks, &worktree, "finished (the checks were interrupted by a restart)")
+                .await?
+        {
+            return Ok(journal.into_state());
+        }
+        // A crash between an answer and its tool calls left calls that never started: run them now.
+        let unanswered = journal.state().work.unanswered_calls();
+        if !unanswered.is_empty() {
+            let step = journal.state().work.steps;
+            if let Some(summary) = self.act(&mut journal, &toolbox, step, unanswered).await?
+                && self.verify(&mut journal, &checks, &worktree, &summary).await?
+            {
+                return Ok(journal.into_state());
+            }
+        }
         self.work(&mut journal, &toolbox, &checks, &worktree).await?;
         Ok(journal.into_state())
     }
@@ -201,31 +219,11 @@ impl Engine {
                 .map(|(id, name, arguments)| (id.to_owned(), name.to_owned(), arguments.to_owned()))
                 .collect();
             journal.append(Event::ModelCallFinished { step, response }).await?;
-            let mut finish = None;
             if calls.is_empty() {
                 let text = "You answered without calling a tool. Keep working with the tools, or call `finish` when the task is done.";
                 journal.append(Event::Feedback { text: text.into() }).await?;
             }
-            for (call_id, name, arguments) in calls {
-                journal
-                    .append(Event::ToolCallStarted {
-                        step,
-                        call_id: call_id.clone(),
-                        name: name.clone(),
-                        arguments: arguments.clone(),
-                    })
-                    .await?;
-                let (output, is_error) = if finish.is_some() {
-                    ("not run: `finish` was called earlier in the same turn".to_owned(), true)
-                } else {
-                    let result = toolbox.call(&name, &arguments);
-                    if let Effect::Finish(summary) = result.effect {
-                        finish = Some(summary);
-                    }
-                    (result.output, result.is_error)
-                };
-                journal.append(Event::ToolCallFinished { call_id, output, is_error }).await?;
-            }
+            let finish = self.act(journal, toolbox, step, calls).await?;
             if let Some(summary) = finish {
                 if self.verify(journal, checks, worktree, &summary).await? {
                     return Ok(());
@@ -242,6 +240,39 @@ impl Engine {
                 journal.append(Event::Nudged { reason, text }).await?;
             }
         }
+    }
+
+    /// Runs one answer's tool calls, each journaled before and after. Returns the summary if the agent
+    /// called `finish`; calls after it in the same answer are not run.
+    async fn act(
+        &self,
+        journal: &mut Journal<'_>,
+        toolbox: &Toolbox,
+        step: u32,
+        calls: Vec<(String, String, String)>,
+    ) -> Result<Option<String>, EngineError> {
+        let mut finish = None;
+        for (call_id, name, arguments) in calls {
+            journal
+                .append(Event::ToolCallStarted {
+                    step,
+                    call_id: call_id.clone(),
+                    name: name.clone(),
+                    arguments: arguments.clone(),
+                })
+                .await?;
+            let (output, is_error) = if finish.is_some() {
+                ("not run: `finish` was called earlier in the same turn".to_owned(), true)
+            } else {
+                let result = toolbox.call(&name, &arguments);
+                if let Effect::Finish(summary) = result.effect {
+                    finish = Some(summary);
+                }
+                (result.output, result.is_error)
+            };
+            journal.append(Event::ToolCallFinished { call_id, output, is_error }).await?;
+        }
+        Ok(finish)
     }
 
     /// Runs the checks. Returns true when the task has ended (verified, or out of attempts).

@@ -117,6 +117,7 @@ async fn oracle_reads_edits_tests_and_finishes_verified() {
             turn(Some("edited `calc.py`"), call("c3", "shell", json!({"command": "python3 test_calc.py"}))),
             turn(Some("all tests passed"), call("c4", "finish", json!({"summary": "add() now adds."}))),
         ],
+        ..Script::default()
     };
     let h = Harness::new(script).await;
     let id = h.create().await;
@@ -149,7 +150,7 @@ async fn nop_finishes_at_once_gets_feedback_and_is_not_verified() {
         expect: Expect { body_contains: Some("AssertionError: add(2, 3) gave -1".into()), ..Expect::default() },
         ..turn(None, finish())
     };
-    let h = Harness::new(Script { turns: vec![turn(None, finish()), second] }).await;
+    let h = Harness::new(Script { turns: vec![turn(None, finish()), second], ..Script::default() }).await;
     let id = h.create().await;
     let (state, kinds) = h.run(&id).await;
     assert_eq!(
@@ -168,7 +169,7 @@ async fn a_looping_agent_is_nudged_once_then_paused_as_stuck() {
     // The same read, forever: the third identical result earns a nudge, the next one a pause.
     let looping =
         (0..10).map(|i| turn(None, call(&format!("c{i}"), "read_file", json!({"path": "calc.py"})))).collect();
-    let h = Harness::new(Script { turns: looping }).await;
+    let h = Harness::new(Script { turns: looping, ..Script::default() }).await;
     let id = h.create().await;
     let (state, kinds) = h.run(&id).await;
     assert_eq!(
@@ -204,7 +205,7 @@ async fn polling_a_background_process_with_new_output_is_not_stuck() {
     }
     turns.push(turn(None, call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))));
     turns.push(turn(None, call("f", "finish", json!({"summary": "fixed"}))));
-    let h = Harness::new(Script { turns }).await;
+    let h = Harness::new(Script { turns, ..Script::default() }).await;
     let id = h.create().await;
     let (state, kinds) = h.run(&id).await;
     assert_eq!(state.status(), Status::Done, "{kinds:?}");
@@ -225,6 +226,7 @@ async fn a_tool_call_a_crash_interrupted_is_reported_never_run_again() {
             },
             turn(None, call("c3", "finish", json!({"summary": "fixed"}))),
         ],
+        ..Script::default()
     })
     .await;
     let id = h.create().await;

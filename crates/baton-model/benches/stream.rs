@@ -57,7 +57,7 @@ async fn main() {
         ("anthropic messages", || Box::new(AnthropicMessages), ""),
     ];
     let turns = vec![Turn { reply: reply(), ..Turn::default() }; protocols.len() * ROUNDS * 2];
-    let server = ScriptedServer::start(Script { turns }).await.unwrap();
+    let server = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
     let raw = reqwest::Client::new();
 
     for (name, make, prefix) in &protocols {

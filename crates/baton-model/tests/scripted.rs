@@ -111,7 +111,8 @@ async fn complete(
 async fn text_streams_and_usage_is_normalised() {
     for wire in ALL {
         let reply = text_reply("The parser now handles quoted strings, escapes included.");
-        let server = ScriptedServer::start(Script { turns: vec![turn(reply.clone())] }).await.unwrap();
+        let server =
+            ScriptedServer::start(Script { turns: vec![turn(reply.clone())], ..Script::default() }).await.unwrap();
         let (response, events) = complete(&client(wire, &server, fast_retries()), &request()).await;
         let response = response.unwrap();
         assert_eq!(response.text(), reply.text.clone().unwrap(), "{wire:?}");
@@ -148,7 +149,7 @@ async fn parallel_tool_calls_arrive_whole_even_in_one_character_chunks() {
         ];
         let reply =
             Reply { text: Some("Looking.".into()), tool_calls: calls.clone(), chunk: Some(1), ..Reply::default() };
-        let server = ScriptedServer::start(Script { turns: vec![turn(reply)] }).await.unwrap();
+        let server = ScriptedServer::start(Script { turns: vec![turn(reply)], ..Script::default() }).await.unwrap();
         let (response, _) = complete(&client(wire, &server, fast_retries()), &request()).await;
         let response = response.unwrap();
         let got: Vec<(&str, &str, &str)> = response.tool_calls().collect();
@@ -173,7 +174,10 @@ async fn transient_faults_are_retried_and_never_half_recorded() {
         for fault in &faults {
             let reply =
                 text_reply(&"A complete answer that must arrive exactly once, with nothing repeated. ".repeat(6));
-            let script = Script { turns: vec![Turn { faults: vec![fault.clone()], ..turn(reply.clone()) }] };
+            let script = Script {
+                turns: vec![Turn { faults: vec![fault.clone()], ..turn(reply.clone()) }],
+                ..Script::default()
+            };
             let server = ScriptedServer::start(script).await.unwrap();
             let (response, events) = complete(&client(wire, &server, fast_retries()), &request()).await;
             let response = response.unwrap_or_else(|e| panic!("{wire:?} {fault:?}: {e}"));
@@ -212,7 +216,10 @@ async fn permanent_failures_get_their_typed_error_without_a_retry() {
             (Fault::MalformedEvent, |e| matches!(e, ModelError::Protocol(_))),
         ];
         for (fault, expected) in cases {
-            let script = Script { turns: vec![Turn { faults: vec![fault.clone()], ..turn(text_reply("unused")) }] };
+            let script = Script {
+                turns: vec![Turn { faults: vec![fault.clone()], ..turn(text_reply("unused")) }],
+                ..Script::default()
+            };
             let server = ScriptedServer::start(script).await.unwrap();
             let (result, _) = complete(&client(wire, &server, fast_retries()), &request()).await;
             let err = result.unwrap_err();
@@ -226,7 +233,10 @@ async fn permanent_failures_get_their_typed_error_without_a_retry() {
 async fn retries_stop_when_attempts_run_out_or_the_wait_is_too_long() {
     for wire in ALL {
         let failing = Fault::Status { status: 500, retry_after: None, message: Some("boom".into()) };
-        let script = Script { turns: vec![Turn { faults: vec![failing; 4], ..turn(text_reply("unused")) }] };
+        let script = Script {
+            turns: vec![Turn { faults: vec![failing; 4], ..turn(text_reply("unused")) }],
+            ..Script::default()
+        };
         let server = ScriptedServer::start(script).await.unwrap();
         let (result, _) = complete(&client(wire, &server, fast_retries()), &request()).await;
         match result.unwrap_err() {
@@ -239,7 +249,8 @@ async fn retries_stop_when_attempts_run_out_or_the_wait_is_too_long() {
 
         // Retry-After is read: a wait longer than the policy accepts ends the call with it.
         let slow = Fault::Status { status: 429, retry_after: Some(30), message: Some("wait".into()) };
-        let script = Script { turns: vec![Turn { faults: vec![slow], ..turn(text_reply("unused")) }] };
+        let script =
+            Script { turns: vec![Turn { faults: vec![slow], ..turn(text_reply("unused")) }], ..Script::default() };
         let server = ScriptedServer::start(script).await.unwrap();
         let (result, _) = complete(&client(wire, &server, fast_retries()), &request()).await;
         let err = result.unwrap_err();
@@ -252,7 +263,7 @@ async fn retries_stop_when_attempts_run_out_or_the_wait_is_too_long() {
 async fn a_cancelled_call_stops_at_once() {
     for wire in ALL {
         let slow = Reply { delay_ms: Some(30_000), ..text_reply("too late") };
-        let server = ScriptedServer::start(Script { turns: vec![turn(slow)] }).await.unwrap();
+        let server = ScriptedServer::start(Script { turns: vec![turn(slow)], ..Script::default() }).await.unwrap();
         let client = client(wire, &server, fast_retries());
         let cancel = CancellationToken::new();
         let trigger = cancel.clone();
@@ -285,7 +296,8 @@ async fn reasoning_is_sent_back_verbatim_to_the_protocol_that_made_it() {
             },
             ..turn(text_reply("Done."))
         };
-        let server = ScriptedServer::start(Script { turns: vec![turn(first), second] }).await.unwrap();
+        let server =
+            ScriptedServer::start(Script { turns: vec![turn(first), second], ..Script::default() }).await.unwrap();
         let client = client(wire, &server, fast_retries());
         let mut conversation = request();
         let (first_response, _) = complete(&client, &conversation).await;
@@ -315,7 +327,8 @@ async fn reasoning_is_sent_back_verbatim_to_the_protocol_that_made_it() {
 
 #[tokio::test]
 async fn anthropic_requests_carry_cache_breakpoints_on_the_stable_prefix() {
-    let server = ScriptedServer::start(Script { turns: vec![turn(text_reply("ok"))] }).await.unwrap();
+    let server =
+        ScriptedServer::start(Script { turns: vec![turn(text_reply("ok"))], ..Script::default() }).await.unwrap();
     let mut conversation = request();
     conversation.messages.push(Message { role: Role::Assistant, parts: vec![Part::Text { text: "On it.".into() }] });
     conversation.messages.push(Message { role: Role::User, parts: vec![Part::Text { text: "And the tests.".into() }] });

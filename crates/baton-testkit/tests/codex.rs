@@ -38,6 +38,7 @@ async fn codex_cli_runs_a_scripted_tool_call_and_finishes() {
                 reply: Reply { text: Some("The proof file is written.".into()), ..Reply::default() },
             },
         ],
+        ..Script::default()
     };
     let server = ScriptedServer::start(script).await.unwrap();
 

@@ -51,6 +51,7 @@ async fn official_python_sdks_parse_what_the_scripted_server_streams() {
             turn("anthropic", call("toolu_a1")),
             turn("anthropic", text("whole message", usage)),
         ],
+        ..Script::default()
     };
     let server = ScriptedServer::start(script).await.unwrap();
     let script_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk_clients.py");

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Script {
     pub turns: Vec<Turn>,
+    /// Answer a request identical to one already answered with the same reply, without using up a
+    /// turn: a deterministic model, for clients that resend after a crash.
+    #[serde(default)]
+    pub replay_identical: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

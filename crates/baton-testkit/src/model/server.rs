@@ -39,6 +39,8 @@ struct Cursor {
 struct Shared {
     script: Script,
     cursor: Mutex<Cursor>,
+    /// Bodies already answered with a reply, and the turn that answered them.
+    answered: Mutex<std::collections::HashMap<String, usize>>,
     requests: Mutex<Vec<RecordedRequest>>,
     failures: Mutex<Vec<String>>,
 }
@@ -78,6 +80,7 @@ impl ScriptedServer {
         let shared = Arc::new(Shared {
             script,
             cursor: Mutex::default(),
+            answered: Mutex::default(),
             requests: Mutex::default(),
             failures: Mutex::default(),
         });
@@ -145,6 +148,11 @@ enum Action {
 }
 
 fn next_action(shared: &Shared, wire: &dyn Wire, body: &Value, raw: &str) -> Action {
+    if shared.script.replay_identical
+        && let Some(&turn) = lock(&shared.answered).get(raw)
+    {
+        return Action::Reply(turn, shared.script.turns[turn].reply.clone());
+    }
     let mut cursor = lock(&shared.cursor);
     let Some(turn) = shared.script.turns.get(cursor.turn) else {
         return Action::Refuse(format!(
@@ -188,6 +196,9 @@ fn next_action(shared: &Shared, wire: &dyn Wire, body: &Value, raw: &str) -> Act
     }
     cursor.turn += 1;
     cursor.faults_used = 0;
+    if shared.script.replay_identical {
+        lock(&shared.answered).insert(raw.to_owned(), index);
+    }
     Action::Reply(index, turn.reply.clone())
 }
 
