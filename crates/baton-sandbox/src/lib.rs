@@ -85,6 +85,10 @@ pub struct SandboxConfig {
     pub init_args: Vec<String>,
     /// Host paths the sandbox never sees; each is replaced by a directory of the task's own layer.
     pub hidden: Vec<PathBuf>,
+    /// Host toolchains shown read-only at their own paths, even under a hidden path (the user's
+    /// rustup toolchains live in the hidden home), with directories to add to `PATH`.
+    pub toolchains: Vec<PathBuf>,
+    pub extra_path: Vec<PathBuf>,
     pub limits: Limits,
     /// Output beyond this many bytes stops the command.
     pub max_output_bytes: u64,
@@ -109,13 +113,24 @@ impl SandboxConfig {
         let mut hidden: Vec<PathBuf> =
             ["/root", "/home", "/run", "/var/tmp", "/mnt", "/media", "/srv"].iter().map(PathBuf::from).collect();
         hidden.push(data_dir.to_owned());
-        if let Some(home) = std::env::var_os("HOME") {
-            hidden.push(PathBuf::from(home));
+        let mut toolchains = Vec::new();
+        let mut extra_path = Vec::new();
+        if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+            // rustup's toolchains and proxies, not ~/.cargo as a whole: it holds registry credentials.
+            for (dir, bin) in [(home.join(".rustup"), None), (home.join(".cargo/bin"), Some(home.join(".cargo/bin")))] {
+                if dir.is_dir() {
+                    toolchains.push(dir);
+                    extra_path.extend(bin);
+                }
+            }
+            hidden.push(home);
         }
         SandboxConfig {
             init_program,
             init_args: Vec::new(),
             hidden,
+            toolchains,
+            extra_path,
             limits: Limits {
                 memory_bytes: Some(4 << 30),
                 processes: Some(512),
@@ -228,6 +243,15 @@ impl LocalSandbox {
     /// the request's on top.
     fn command_env(&self, extra: &[(String, String)]) -> Vec<(String, String)> {
         let mut env = base_env();
+        if !self.config.extra_path.is_empty() {
+            let extra: Vec<String> = self.config.extra_path.iter().map(|p| p.display().to_string()).collect();
+            if let Some((_, path)) = env.iter_mut().find(|(name, _)| name == "PATH") {
+                *path = format!("{}:{path}", extra.join(":"));
+            }
+            if let Some(rustup) = self.config.toolchains.iter().find(|p| p.ends_with(".rustup")) {
+                env.push(("RUSTUP_HOME".into(), rustup.display().to_string()));
+            }
+        }
         if self.proxy.is_some() {
             let url = format!("http://{LISTEN_INSIDE}");
             for name in ["http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"] {
@@ -255,7 +279,7 @@ impl LocalSandbox {
             layer: self.state.join("layer"),
             root: root.to_owned(),
             workspace: self.workspace.clone(),
-            read_only: self.read_only.clone(),
+            read_only: self.config.toolchains.iter().chain(&self.read_only).cloned().collect(),
             hidden: self.config.hidden.clone(),
             cgroups: cgroup.dirs().to_vec(),
             limits: self.config.limits,
