@@ -80,6 +80,7 @@ mod tests {
             base_ref: "HEAD".into(),
             checks: vec![CheckSpec { name: "test".into(), command: "pytest -q".into(), timeout_secs: 600 }],
             scope,
+            protect: vec![],
             budget: Budget::default(),
         }
     }

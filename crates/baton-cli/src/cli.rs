@@ -150,6 +150,11 @@ pub struct TaskArgs {
     #[arg(long = "scope", value_name = "PATH")]
     pub scope: Vec<String>,
 
+    /// Files the agent may not change, like `tests/**`: restored before the checks run, and any
+    /// change reported (repeatable).
+    #[arg(long = "protect", value_name = "GLOB")]
+    pub protect: Vec<String>,
+
     /// Most credits the task may spend, like 5 or 0.25.
     #[arg(long, value_name = "CREDITS")]
     pub budget: Option<Credits>,

@@ -139,6 +139,7 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         }
         Event::Feedback { text } => text.clone(),
         Event::Nudged { reason, .. } => reason.clone(),
+        Event::ProtectedRestored { paths } => format!("protected files changed and restored: {}", paths.join(", ")),
         Event::CheckFinished { name, exit_code, passed, duration_ms, .. } => format!(
             "`{name}` {} (exit code {exit_code}, {:.1} s)",
             if *passed { "passed" } else { "failed" },

@@ -81,6 +81,7 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
         base_ref: args.base,
         checks,
         scope: args.scope,
+        protect: args.protect,
         budget: Budget {
             credits: args.budget,
             wall_clock_secs: args.window.map(|w| w.as_secs()),

@@ -54,6 +54,8 @@ pub enum Event {
     Nudged { reason: String, text: String },
     /// One acceptance check ran in the sandbox.
     CheckFinished { name: String, exit_code: i32, passed: bool, output: String, duration_ms: u64 },
+    /// Protected files the agent changed were put back as they are in the base commit.
+    ProtectedRestored { paths: Vec<String> },
     /// The work so far is committed on the task branch.
     Checkpointed { commit: String, evidence: String },
 }
@@ -80,6 +82,7 @@ impl Event {
             Event::Feedback { .. } => "feedback",
             Event::Nudged { .. } => "nudged",
             Event::CheckFinished { .. } => "check_finished",
+            Event::ProtectedRestored { .. } => "protected_restored",
             Event::Checkpointed { .. } => "checkpointed",
         }
     }

@@ -16,6 +16,10 @@ pub struct TaskSpec {
     pub checks: Vec<CheckSpec>,
     /// Paths, relative to the repository root, that the task is meant to change. Empty: anywhere.
     pub scope: Vec<String>,
+    /// Globs of files the agent may not change (the tests that judge it): restored from the base
+    /// commit before the checks run, and any change to them reported.
+    #[serde(default)]
+    pub protect: Vec<String>,
     pub budget: Budget,
 }
 
@@ -83,7 +87,7 @@ impl TaskSpec {
                 return Err(SpecError::DuplicateCheck(check.name.clone()));
             }
         }
-        if let Some(path) = self.scope.iter().find(|path| !stays_inside(path)) {
+        if let Some(path) = self.scope.iter().chain(&self.protect).find(|path| !stays_inside(path)) {
             return Err(SpecError::ScopeOutsideRepo(path.clone()));
         }
         let budget = &self.budget;
@@ -147,6 +151,7 @@ mod tests {
             base_ref: "HEAD".into(),
             checks: vec![CheckSpec { name: "test".into(), command: "cargo test".into(), timeout_secs: 600 }],
             scope: vec!["src".into()],
+            protect: vec!["tests/**".into()],
             budget: Budget::default(),
         }
     }

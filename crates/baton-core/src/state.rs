@@ -46,6 +46,8 @@ pub struct Work {
     /// How many times the checks have run.
     pub verifications: u32,
     pub last_checks: Vec<CheckResult>,
+    /// Protected files restored before the latest checks.
+    pub restored: Vec<String>,
     pub last_commit: Option<String>,
     /// Model steps since the agent last made progress: changed a file or its plan, ran the checks,
     /// or learned something new (a tool result it had not seen in this leg).
@@ -179,6 +181,7 @@ impl Work {
                 self.finish_requested = false;
                 self.verifications += 1;
                 self.last_checks.clear();
+                self.restored.clear();
             }
             Event::CheckFinished { name, exit_code, passed, output, duration_ms } => {
                 self.progress_this_step = true;
@@ -190,6 +193,7 @@ impl Work {
                     duration_ms: *duration_ms,
                 })
             }
+            Event::ProtectedRestored { paths } => self.restored.clone_from(paths),
             Event::Checkpointed { commit, .. } => self.last_commit = Some(commit.clone()),
             _ => {}
         }
@@ -298,6 +302,7 @@ mod tests {
                 base_ref: "HEAD".into(),
                 checks: vec![],
                 scope: vec![],
+                protect: vec![],
                 budget: Budget::default(),
             },
             base_commit: "0".repeat(40),

@@ -106,7 +106,7 @@ impl Lifecycle {
                 | Event::Nudged { .. },
                 Running,
             )
-            | (Event::CheckFinished { .. }, Verifying)
+            | (Event::CheckFinished { .. } | Event::ProtectedRestored { .. }, Verifying)
             | (Event::Checkpointed { .. }, Running | Verifying) => Ok(self),
             _ => Err(not_allowed()),
         }

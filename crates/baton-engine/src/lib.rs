@@ -20,6 +20,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn checks_that_run_no_test_are_recognised() {
+        let cargo_none = "running 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored\n";
+        assert!(super::ran_no_test(cargo_none));
+        let cargo_some = "test result: ok. 3 passed; 0 failed\n   Doc-tests x\ntest result: ok. 0 passed; 0 failed\n";
+        assert!(!super::ran_no_test(cargo_some));
+        assert!(super::ran_no_test("----\nRan 0 tests in 0.000s\n\nOK\n"));
+        assert!(super::ran_no_test("collected 0 items\n"));
+        assert!(!super::ran_no_test("all tests passed\n"));
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
@@ -89,11 +103,28 @@ fn tail(text: &str, max: usize) -> String {
     format!("…{}", &text[start..])
 }
 
+/// True when a check's output says it ran no test at all (a runner that found nothing exits 0 in
+/// some frameworks): such a check proves nothing, so it does not pass.
+fn ran_no_test(output: &str) -> bool {
+    let cargo_results: Vec<&str> = output.lines().filter(|l| l.trim_start().starts_with("test result:")).collect();
+    let cargo_empty =
+        !cargo_results.is_empty() && cargo_results.iter().all(|l| l.contains(" 0 passed") && l.contains(" 0 failed"));
+    let others =
+        ["Ran 0 tests", "collected 0 items", "no tests ran", "\n0 passing", "No tests found", "0 tests, 0 assertions"];
+    cargo_empty || others.iter().any(|marker| output.contains(marker))
+}
+
 /// What the harness tells the agent after failed checks.
 fn feedback(state: &TaskState) -> String {
     let checks = &state.work.last_checks;
     let failed: Vec<_> = checks.iter().filter(|c| !c.passed).collect();
     let mut text = format!("baton ran the acceptance checks: {} of {} failed.\n", failed.len(), checks.len());
+    if !state.work.restored.is_empty() {
+        text.push_str(&format!(
+            "\nThese files are protected and were put back as they were before the checks ran: {}. Do not change them; fix the code instead.\n",
+            state.work.restored.join(", ")
+        ));
+    }
     for check in failed {
         text.push_str(&format!(
             "\n## `{}` failed (exit code {}, {:.1} s)\n```\n{}\n```\n",
@@ -287,6 +318,11 @@ impl Engine {
             journal.append(Event::VerificationStarted).await?;
         }
         let spec = journal.state().spec.clone();
+        let tampered = worktree.changed_since(&journal.state().base_commit, &spec.protect)?;
+        if !tampered.is_empty() {
+            worktree.restore(&journal.state().base_commit, &tampered)?;
+            journal.append(Event::ProtectedRestored { paths: tampered }).await?;
+        }
         if spec.checks.is_empty() {
             let detail = "no acceptance checks are configured, so nothing can verify the work".to_owned();
             journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
@@ -296,8 +332,13 @@ impl Engine {
             let start = Instant::now();
             let outcome = checks.run(&RunRequest::shell(&check.command, Duration::from_secs(check.timeout_secs)))?;
             let _ = std::fs::remove_file(&outcome.output_file);
-            let passed = outcome.exit_code == 0 && outcome.stopped.is_none();
-            let mut output = tail(&outcome.output.text(), CHECK_OUTPUT);
+            let text = outcome.output.text();
+            let empty = ran_no_test(&text);
+            let passed = outcome.exit_code == 0 && outcome.stopped.is_none() && !empty;
+            let mut output = tail(&text, CHECK_OUTPUT);
+            if empty {
+                output.push_str("\n[baton: this check ran no test, so it cannot pass]");
+            }
             if outcome.stopped.is_some() {
                 output.push_str(&format!("\n[stopped: {:?}]", outcome.stopped));
             }

@@ -59,12 +59,17 @@ impl Harness {
     }
 
     async fn create(&self) -> TaskId {
+        self.create_protecting(vec![]).await
+    }
+
+    async fn create_protecting(&self, protect: Vec<String>) -> TaskId {
         let spec = TaskSpec {
             request: "Make add() add".into(),
             repo: self.repo.path().canonicalize().unwrap(),
             base_ref: "HEAD".into(),
             checks: vec![CheckSpec { name: "tests".into(), command: "python3 test_calc.py".into(), timeout_secs: 60 }],
             scope: vec![],
+            protect,
             budget: Budget { steps: Some(20), ..Budget::default() },
         };
         let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
@@ -264,4 +269,117 @@ async fn a_tool_call_a_crash_interrupted_is_reported_never_run_again() {
     assert_eq!(&kinds[..1], ["tool_call_finished"], "the interrupted call is closed first: {kinds:?}");
     assert!(!h.worktree(&id).join("marker").exists(), "the interrupted command ran again");
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tamper_with_the_protected_test_is_caught_and_not_verified() {
+    let weaken = call("w", "write_file", json!({"path": "test_calc.py", "content": "print(\"all tests passed\")\n"}));
+    let finish = || call("f", "finish", json!({"summary": "Tests pass now."}));
+    let told = Turn {
+        expect: Expect {
+            body_contains: Some("These files are protected and were put back".into()),
+            ..Expect::default()
+        },
+        ..turn(None, finish())
+    };
+    let h =
+        Harness::new(Script { turns: vec![turn(None, weaken), turn(None, finish()), told], ..Script::default() }).await;
+    let id = h.create_protecting(vec!["test_*.py".into()]).await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Failed, Some(StopReason::ChecksFailed)),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.iter().filter(|k| *k == "protected_restored").count(), 1, "{kinds:?}");
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    // The weakened test never judged the work, and it is not left behind in the worktree.
+    assert!(std::fs::read_to_string(h.worktree(&id).join("test_calc.py")).unwrap().contains("assert add(2, 3) == 5"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partial_fixes_half_and_fails_its_checks() {
+    let h = Harness::new(Script {
+        turns: vec![
+            turn(None, call("e", "write_file", json!({"path": "calc.py", "content": "def add(a, b):\n    return a + b\n\ndef mul(a, b):\n    return a + b\n"}))),
+            turn(None, call("t", "write_file", json!({"path": "test_mul.py", "content": "from calc import mul\nassert mul(2, 3) == 6, 'mul'\n"}))),
+            turn(None, call("f", "finish", json!({"summary": "Half."}))),
+            turn(None, call("g", "finish", json!({"summary": "Still half."}))),
+        ],
+        ..Script::default()
+    })
+    .await;
+    let id = h.create().await;
+    // A second check covers the half the agent leaves broken.
+    let mut state = h.store.load(&id).await.unwrap();
+    state.spec.checks.push(CheckSpec { name: "mul".into(), command: "python3 test_mul.py".into(), timeout_secs: 60 });
+    let extended = TaskId::from_entropy(state.created_at.as_millis() as u64 ^ 0x5eed);
+    let event = Event::TaskCreated {
+        spec: state.spec.clone(),
+        base_commit: state.base_commit.clone(),
+        branch: branch_name("partial", &extended),
+    };
+    h.store.append(&extended, 0, Timestamp(0), &[event]).await.unwrap();
+    let (state, kinds) = h.run(&extended).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Failed, Some(StopReason::ChecksFailed)),
+        "{kinds:?}"
+    );
+    let verdicts: Vec<(&str, bool)> = state.work.last_checks.iter().map(|c| (c.name.as_str(), c.passed)).collect();
+    assert_eq!(verdicts, [("tests", true), ("mul", false)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oracle_on_a_rust_crate_ends_verified() {
+    let h = Harness::new(Script {
+        turns: vec![
+            turn(None, call("e", "edit_file", json!({"path": "src/lib.rs", "old": "a - b", "new": "a + b"}))),
+            turn(
+                Some("edited `src/lib.rs`"),
+                call("t", "shell", json!({"command": "cargo test --offline --lib 2>&1 | tail -n 3"})),
+            ),
+            turn(Some("test result: ok. 1 passed"), call("f", "finish", json!({"summary": "add() adds."}))),
+        ],
+        ..Script::default()
+    })
+    .await;
+    let crate_repo = FixtureRepo::with_files(&[
+        ("Cargo.toml", "[package]\nname = \"calc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+        (
+            "src/lib.rs",
+            "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n\n#[test]\nfn adds() {\n    assert_eq!(add(2, 3), 5);\n}\n",
+        ),
+        (".gitignore", "target/\n"),
+    ]);
+    let spec = TaskSpec {
+        request: "Make add() add".into(),
+        repo: crate_repo.path().canonicalize().unwrap(),
+        base_ref: "HEAD".into(),
+        checks: vec![CheckSpec {
+            name: "cargo test".into(),
+            command: "cargo test --offline --lib".into(),
+            timeout_secs: 300,
+        }],
+        scope: vec![],
+        protect: vec![],
+        budget: Budget::default(),
+    };
+    let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let event = Event::TaskCreated {
+        base_commit: crate_repo.git(&["rev-parse", "HEAD"]),
+        branch: branch_name(&spec.request, &id),
+        spec,
+    };
+    h.store.append(&id, 0, Timestamp(0), &[event]).await.unwrap();
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Done, Some(StopReason::Verified)),
+        "{kinds:?} {:?}",
+        state.work.last_checks
+    );
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    let commit = state.work.last_commit.unwrap();
+    assert!(crate_repo.git(&["show", &format!("{commit}:src/lib.rs")]).contains("a + b"));
 }

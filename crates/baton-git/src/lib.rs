@@ -279,6 +279,38 @@ impl Worktree {
         self.head().map(Some)
     }
 
+    /// Files matching `globs` (git glob pathspecs) that differ from `base` in the working tree,
+    /// untracked ones included.
+    pub fn changed_since(&self, base: &str, globs: &[String]) -> Result<Vec<String>, GitError> {
+        if globs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let specs: Vec<String> = globs.iter().map(|g| format!(":(glob){g}")).collect();
+        let mut args = vec!["diff", "--name-only", "--no-renames", base, "--"];
+        args.extend(specs.iter().map(String::as_str));
+        let mut changed: Vec<String> = run_ok(&self.path, &args)?.lines().map(str::to_owned).collect();
+        let mut untracked = vec!["ls-files", "--others", "--exclude-standard", "--"];
+        untracked.extend(specs.iter().map(String::as_str));
+        changed.extend(run_ok(&self.path, &untracked)?.lines().map(str::to_owned));
+        changed.sort();
+        changed.dedup();
+        Ok(changed)
+    }
+
+    /// Puts `paths` back as they are in `base`: changed files restored, files `base` lacks removed.
+    pub fn restore(&self, base: &str, paths: &[String]) -> Result<(), GitError> {
+        for path in paths {
+            let exists = run(&self.path, ["cat-file", "-e", &format!("{base}:{path}")])?;
+            if exists.status.success() {
+                run_ok(&self.path, &["checkout", base, "--", path])?;
+            } else {
+                let _ = std::fs::remove_file(self.path.join(path));
+                let _ = run(&self.path, ["rm", "--cached", "--quiet", "--ignore-unmatch", "--", path]);
+            }
+        }
+        Ok(())
+    }
+
     /// The committed changes of the branch since `base`, as a unified diff.
     pub fn diff(&self, base: &str) -> Result<String, GitError> {
         run_ok(&self.path, &["diff", "--no-color", "--no-ext-diff", base, "HEAD", "--"])

@@ -255,9 +255,19 @@ fn the_host_rust_toolchain_is_usable_but_not_the_cargo_credentials() {
     }
     let worktree = f.dir.path().join("worktree-rust");
     std::fs::create_dir_all(worktree.join("src")).unwrap();
-    std::fs::write(worktree.join("Cargo.toml"), "[package]\nname = \"calc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n").unwrap();
-    std::fs::write(worktree.join("src/lib.rs"), "pub fn add(a: i32, b: i32) -> i32 { a + b }\n#[test]\nfn adds() { assert_eq!(add(2, 3), 5); }\n").unwrap();
-    let outcome = sandbox.run(&RunRequest::shell("cargo test --offline --lib 2>&1 | tail -n 3", Duration::from_secs(300))).unwrap();
+    std::fs::write(
+        worktree.join("Cargo.toml"),
+        "[package]\nname = \"calc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        worktree.join("src/lib.rs"),
+        "pub fn add(a: i32, b: i32) -> i32 { a + b }\n#[test]\nfn adds() { assert_eq!(add(2, 3), 5); }\n",
+    )
+    .unwrap();
+    let outcome = sandbox
+        .run(&RunRequest::shell("cargo test --offline --lib 2>&1 | tail -n 3", Duration::from_secs(300)))
+        .unwrap();
     assert!(text(&outcome).contains("test result: ok. 1 passed"), "{}", text(&outcome));
     let credentials = sh(&sandbox, &format!("ls {home}/.cargo; ls {home}/.cargo/bin | grep -c cargo"));
     assert!(!text(&credentials).contains("credentials"), "{}", text(&credentials));

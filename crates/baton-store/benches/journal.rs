@@ -24,6 +24,7 @@ fn created() -> Event {
             base_ref: "HEAD".into(),
             checks: vec![],
             scope: vec![],
+            protect: vec![],
             budget: Budget::default(),
         },
         base_commit: "0".repeat(40),

@@ -15,6 +15,7 @@ pub fn created(request: &str) -> Event {
             base_ref: "HEAD".into(),
             checks: vec![],
             scope: vec![],
+            protect: vec![],
             budget: Budget::default(),
         },
         base_commit: "0".repeat(40),
