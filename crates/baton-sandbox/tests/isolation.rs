@@ -100,9 +100,13 @@ fn baton_data_and_host_homes_are_invisible() {
     std::os::unix::fs::symlink(&secret, f.dir.path().join("worktree-a/link")).unwrap();
     let outcome = sh(&sandbox, "cat link");
     assert!(text(&outcome).contains("No such file or directory"), "{}", text(&outcome));
-    // The host's home is an empty directory of the task's own.
-    let outcome = sh(&sandbox, "ls -A /root | wc -l; ls -A /home | wc -l");
-    assert_eq!(text(&outcome), "0\n0\n");
+    // The host's home is a directory of the task's own, showing at most the host's Rust toolchain
+    // (read-only), never the rest of the host's home.
+    let outcome = sh(&sandbox, "ls -A /root; ls -A /root/.cargo 2>/dev/null; echo --; ls -A /home | wc -l");
+    let shown = text(&outcome);
+    let (root, home) = shown.split_once("--\n").unwrap();
+    assert!(root.lines().all(|entry| [".cargo", ".rustup", "bin"].contains(&entry)), "{root}");
+    assert_eq!(home, "0\n");
 }
 
 #[test]
