@@ -82,6 +82,7 @@ mod tests {
             scope,
             protect: vec![],
             budget: Budget::default(),
+            model: None,
         }
     }
 

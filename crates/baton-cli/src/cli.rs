@@ -109,10 +109,6 @@ pub struct RunArgs {
     /// What the task should achieve, in plain words.
     pub request: String,
 
-    /// provider/model: openai/<model>, anthropic/<model> or openai-compatible/<model>.
-    #[arg(long, env = "BATON_MODEL")]
-    pub model: Option<String>,
-
     #[command(flatten)]
     pub task: TaskArgs,
 }
@@ -130,6 +126,11 @@ pub struct CreateArgs {
 /// What `task create` and `run` share.
 #[derive(Debug, Args)]
 pub struct TaskArgs {
+    /// provider/model: openai/<model>, anthropic/<model> or openai-compatible/<model>. The task
+    /// keeps it, so `baton resume` continues with the same model.
+    #[arg(long, env = "BATON_MODEL")]
+    pub model: Option<String>,
+
     /// The git repository to work on; the checkout itself is never modified.
     #[arg(long, value_name = "DIR", default_value = ".")]
     pub repo: PathBuf,

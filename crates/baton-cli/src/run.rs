@@ -80,8 +80,8 @@ async fn drive(
 }
 
 pub async fn run(home: &Path, config: &Config, args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
-    let model = args.model.as_deref().context(NO_MODEL)?;
-    let (client, engine) = engine_parts(home, config, model)?;
+    let model = args.task.model.clone().context(NO_MODEL)?;
+    let (client, engine) = engine_parts(home, config, &model)?;
     if args.task.checks.is_empty() {
         bail!("give at least one --check: baton only calls a task done when its checks pass");
     }
@@ -98,7 +98,7 @@ pub async fn resume(
 ) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
-    let model = model.or_else(|| (!state.work.model.is_empty()).then(|| state.work.model.clone())).context(NO_MODEL)?;
+    let model = model.or_else(|| state.spec.model.clone()).context(NO_MODEL)?;
     let (client, engine) = engine_parts(home, config, &model)?;
     drive(home, client, engine, state, json).await
 }

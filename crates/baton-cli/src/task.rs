@@ -87,6 +87,7 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
             wall_clock_secs: args.window.map(|w| w.as_secs()),
             steps: args.max_steps,
         },
+        model: args.model,
     };
     spec.validate()?;
     let id = new_task_id()?;

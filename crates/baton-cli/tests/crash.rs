@@ -98,12 +98,21 @@ fn diff(home: &std::path::Path, server: &ScriptedServer, id: &str) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Kills the child after `wait` unless it has ended; says whether it had to be killed, and fails the
+/// test on a child that failed by itself (a resume that cannot resume would loop forever here).
 fn kill_after(mut child: Child, wait: Duration) -> bool {
     std::thread::sleep(wait);
-    let finished = matches!(child.try_wait(), Ok(Some(_)));
-    let _ = child.kill(); // SIGKILL
-    let _ = child.wait();
-    !finished
+    match child.try_wait() {
+        Ok(Some(status)) => {
+            assert!(status.success() || status.code() == Some(10), "baton ended by itself with {status:?}");
+            false
+        }
+        _ => {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
+            true
+        }
+    }
 }
 
 #[test]

@@ -21,6 +21,9 @@ pub struct TaskSpec {
     #[serde(default)]
     pub protect: Vec<String>,
     pub budget: Budget,
+    /// `provider/model` the task runs with, when it was chosen at creation.
+    #[serde(default)]
+    pub model: Option<String>,
 }
 
 /// An acceptance command that the harness itself runs in the task's sandbox.
@@ -153,6 +156,7 @@ mod tests {
             scope: vec!["src".into()],
             protect: vec!["tests/**".into()],
             budget: Budget::default(),
+            model: None,
         }
     }
 

@@ -61,6 +61,8 @@ pub struct Work {
     pub nudged: bool,
     /// The agent called `finish` and the checks have not run since.
     pub finish_requested: bool,
+    /// When the task first started running: its wall-clock window counts from here.
+    pub started_at: Option<Timestamp>,
     /// The current model step produced progress (folded into `steps_without_progress` on the next step).
     progress_this_step: bool,
 }
@@ -270,6 +272,9 @@ impl TaskState {
         self.work.apply(event);
         self.updated_at = recorded.at;
         self.next_seq += 1;
+        if let Event::Started = event {
+            self.work.started_at = Some(recorded.at);
+        }
         Ok(())
     }
 }
@@ -304,6 +309,7 @@ mod tests {
                 scope: vec![],
                 protect: vec![],
                 budget: Budget::default(),
+                model: None,
             },
             base_commit: "0".repeat(40),
             branch: "baton/do-it-00000000".into(),

@@ -13,7 +13,7 @@ pub(crate) struct Journal<'a> {
     observer: &'a mut (dyn FnMut(&Recorded) + Send),
 }
 
-fn now() -> Timestamp {
+pub(crate) fn now() -> Timestamp {
     Timestamp(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64))
 }
 

@@ -73,6 +73,9 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// A checkpoint commit every this many model steps (when something changed).
+const CHECKPOINT_STEPS: u32 = 10;
+
 /// Model steps without progress before the agent counts as stuck.
 const STALL_STEPS: u32 = 8;
 /// The same tool call with the same result this many times counts as stuck.
@@ -158,7 +161,19 @@ impl Engine {
             Status::Running | Status::Verifying | Status::Reviewing => {}
         }
 
-        let state = journal.state().clone();
+        match self.prepare(journal.state()) {
+            Ok((worktree, toolbox, checks)) => self.resume(&mut journal, &toolbox, &checks, &worktree).await?,
+            Err(error) => {
+                let detail = format!("the task's machine could not be prepared: {error}");
+                journal.append(Event::Paused { reason: StopReason::EnvironmentError, detail }).await?;
+            }
+        }
+        Ok(journal.into_state())
+    }
+
+    /// The task's worktree, its tools (with a sandbox) and a second sandbox for the checks.
+    fn prepare(&self, state: &TaskState) -> Result<(Worktree, Toolbox, LocalSandbox), EngineError> {
+        let task = &state.id;
         let worktree_path = self.config.home.join("worktrees").join(task.as_str());
         let repo = Repo::open(&state.spec.repo)?;
         let worktree = repo.ensure_worktree(&state.branch, &worktree_path, &state.base_commit)?;
@@ -168,7 +183,18 @@ impl Engine {
             || LocalSandbox::new(self.config.sandbox.clone(), &sandbox_state, worktree.path(), git_dirs.clone());
         let toolbox = Toolbox::new(Workspace::open(worktree.path())?).with_sandbox(Box::new(sandbox()?), Vec::new());
         let checks = sandbox()?;
+        Ok((worktree, toolbox, checks))
+    }
 
+    /// Continues from wherever the journal ends, then works.
+    async fn resume(
+        &self,
+        journal: &mut Journal<'_>,
+        toolbox: &Toolbox,
+        checks: &LocalSandbox,
+        worktree: &Worktree,
+    ) -> Result<(), EngineError> {
+        let state = journal.state().clone();
         if state.work.leg == 0 {
             let instructions = baton_agent::instructions(worktree.path(), &state.spec);
             let system = baton_agent::system_prompt(&instructions);
@@ -186,30 +212,27 @@ impl Engine {
             journal.append(Event::ModelCallFailed { step, error: "interrupted by a restart".into() }).await?;
         }
         if journal.state().status() == Status::Verifying
-            && self.verify(&mut journal, &checks, &worktree, "verification interrupted by a restart").await?
+            && self.verify(journal, checks, worktree, "verification interrupted by a restart").await?
         {
-            return Ok(journal.into_state());
+            return Ok(());
         }
         // A crash between `finish` and the checks: the checks are still owed.
         if journal.state().work.finish_requested
-            && self
-                .verify(&mut journal, &checks, &worktree, "finished (the checks were interrupted by a restart)")
-                .await?
+            && self.verify(journal, checks, worktree, "finished (the checks were interrupted by a restart)").await?
         {
-            return Ok(journal.into_state());
+            return Ok(());
         }
         // A crash between an answer and its tool calls left calls that never started: run them now.
         let unanswered = journal.state().work.unanswered_calls();
         if !unanswered.is_empty() {
             let step = journal.state().work.steps;
-            if let Some(summary) = self.act(&mut journal, &toolbox, step, unanswered).await?
-                && self.verify(&mut journal, &checks, &worktree, &summary).await?
+            if let Some(summary) = self.act(journal, toolbox, step, unanswered).await?
+                && self.verify(journal, checks, worktree, &summary).await?
             {
-                return Ok(journal.into_state());
+                return Ok(());
             }
         }
-        self.work(&mut journal, &toolbox, &checks, &worktree).await?;
-        Ok(journal.into_state())
+        self.work(journal, toolbox, checks, worktree).await
     }
 
     /// The leg's loop: call the model, run its tool calls, verify on `finish`.
@@ -224,7 +247,14 @@ impl Engine {
             let work = &journal.state().work;
             if let Some(limit) = journal.state().spec.budget.steps.filter(|limit| u64::from(work.steps) >= *limit) {
                 let detail = format!("the step limit of {limit} is reached");
-                return journal.append(Event::Paused { reason: StopReason::BudgetExhausted, detail }).await;
+                return self.pause(journal, worktree, StopReason::BudgetExhausted, detail).await;
+            }
+            if let (Some(window), Some(started)) = (journal.state().spec.budget.wall_clock_secs, work.started_at) {
+                let elapsed = journal::now().as_millis().saturating_sub(started.as_millis()) / 1000;
+                if elapsed >= window as i64 {
+                    let detail = format!("the {window} s window is over ({elapsed} s since the task started)");
+                    return self.pause(journal, worktree, StopReason::TimeWindowExhausted, detail).await;
+                }
             }
             let step = work.steps + 1;
             let request = ModelRequest {
@@ -242,7 +272,7 @@ impl Engine {
                 Err(error) => {
                     journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
                     let detail = format!("the model call failed: {error}");
-                    return journal.append(Event::Paused { reason: StopReason::ModelError, detail }).await;
+                    return self.pause(journal, worktree, StopReason::ModelError, detail).await;
                 }
             };
             let calls: Vec<(String, String, String)> = response
@@ -261,9 +291,13 @@ impl Engine {
                 }
                 continue;
             }
+            let steps = journal.state().work.steps;
+            if steps % CHECKPOINT_STEPS == 0 {
+                self.checkpoint(journal, worktree, format!("work in progress at step {steps}")).await?;
+            }
             if let Some(reason) = stuck(&journal.state().work) {
                 if journal.state().work.nudged {
-                    return journal.append(Event::Paused { reason: StopReason::Stuck, detail: reason }).await;
+                    return self.pause(journal, worktree, StopReason::Stuck, reason).await;
                 }
                 let text = format!(
                     "baton: you seem stuck ({reason}). Step back: re-read the task and the last errors, try a different approach, or call `finish` if the work is done."
@@ -271,6 +305,32 @@ impl Engine {
                 journal.append(Event::Nudged { reason, text }).await?;
             }
         }
+    }
+
+    /// Commits the work so far on the task branch, if there is anything new.
+    async fn checkpoint(
+        &self,
+        journal: &mut Journal<'_>,
+        worktree: &Worktree,
+        evidence: String,
+    ) -> Result<(), EngineError> {
+        let message = format!("baton checkpoint: {evidence}");
+        if let Some(commit) = worktree.commit_all(&message)? {
+            journal.append(Event::Checkpointed { commit, evidence }).await?;
+        }
+        Ok(())
+    }
+
+    /// Pauses with the work committed first, so nothing waits only in the worktree.
+    async fn pause(
+        &self,
+        journal: &mut Journal<'_>,
+        worktree: &Worktree,
+        reason: StopReason,
+        detail: String,
+    ) -> Result<(), EngineError> {
+        self.checkpoint(journal, worktree, format!("work in progress before pausing ({reason})")).await?;
+        journal.append(Event::Paused { reason, detail }).await
     }
 
     /// Runs one answer's tool calls, each journaled before and after. Returns the summary if the agent

@@ -71,6 +71,7 @@ impl Harness {
             scope: vec![],
             protect,
             budget: Budget { steps: Some(20), ..Budget::default() },
+            model: None,
         };
         let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
         let base_commit = self.repo.git(&["rev-parse", "HEAD"]);
@@ -364,6 +365,7 @@ async fn oracle_on_a_rust_crate_ends_verified() {
         scope: vec![],
         protect: vec![],
         budget: Budget::default(),
+        model: None,
     };
     let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
     let event = Event::TaskCreated {
@@ -382,4 +384,39 @@ async fn oracle_on_a_rust_crate_ends_verified() {
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
     let commit = state.work.last_commit.unwrap();
     assert!(crate_repo.git(&["show", &format!("{commit}:src/lib.rs")]).contains("a + b"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spent_time_window_commits_the_work_in_progress_and_pauses() {
+    let slow = |i: usize| Turn {
+        reply: Reply {
+            delay_ms: Some(400),
+            ..call(&format!("s{i}"), "shell", json!({"command": format!("echo {i} >> progress.txt")}))
+        },
+        ..Turn::default()
+    };
+    let h = Harness::new(Script { turns: (0..10).map(slow).collect(), ..Script::default() }).await;
+    let id = h.create().await;
+    // A one-second window for this task.
+    let mut state = h.store.load(&id).await.unwrap();
+    state.spec.budget.wall_clock_secs = Some(1);
+    let windowed = TaskId::from_entropy(state.created_at.as_millis() as u64 ^ 0x1111);
+    let event = Event::TaskCreated {
+        spec: state.spec.clone(),
+        base_commit: state.base_commit.clone(),
+        branch: branch_name("window", &windowed),
+    };
+    h.store.append(&windowed, 0, Timestamp(0), &[event]).await.unwrap();
+
+    let (state, kinds) = h.run(&windowed).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Paused, Some(StopReason::TimeWindowExhausted)),
+        "{kinds:?}"
+    );
+    // The work in progress is on the branch, not only in the worktree.
+    let commit = state.work.last_commit.clone().expect("no checkpoint before the pause");
+    assert_eq!(h.repo.git(&["rev-parse", &state.branch]), commit);
+    assert!(h.repo.git(&["show", &format!("{commit}:progress.txt")]).starts_with("0\n"));
+    assert_eq!(kinds[kinds.len() - 2..], ["checkpointed", "paused"]);
 }

@@ -26,6 +26,7 @@ fn created() -> Event {
             scope: vec![],
             protect: vec![],
             budget: Budget::default(),
+            model: None,
         },
         base_commit: "0".repeat(40),
         branch: "baton/benchmark-00000000".into(),

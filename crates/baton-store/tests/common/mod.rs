@@ -17,6 +17,7 @@ pub fn created(request: &str) -> Event {
             scope: vec![],
             protect: vec![],
             budget: Budget::default(),
+            model: None,
         },
         base_commit: "0".repeat(40),
         branch: "baton/test-00000000".into(),
