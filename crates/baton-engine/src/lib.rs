@@ -292,7 +292,7 @@ impl Engine {
                 continue;
             }
             let steps = journal.state().work.steps;
-            if steps % CHECKPOINT_STEPS == 0 {
+            if steps.is_multiple_of(CHECKPOINT_STEPS) {
                 self.checkpoint(journal, worktree, format!("work in progress at step {steps}")).await?;
             }
             if let Some(reason) = stuck(&journal.state().work) {
