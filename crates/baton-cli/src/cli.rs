@@ -42,6 +42,9 @@ pub enum Command {
         /// The task's id, or a unique prefix of it.
         id: String,
     },
+    /// Watch baton fix a sample repository, replaying a recorded model session: no model or key
+    /// needed (the sandbox needs root).
+    Demo,
     /// Print a task's journal (the same as `baton task events`).
     Log {
         /// The task's id, or a unique prefix of it.

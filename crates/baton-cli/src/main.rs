@@ -33,6 +33,7 @@ fn main() -> ExitCode {
             Command::Run(args) => run::run(&home()?, &config()?, args, cli.json).await,
             Command::Resume { id, model } => run::resume(&home()?, &config()?, &id, model, cli.json).await,
             Command::Diff { id } => run::diff(&home()?, &id).await,
+            Command::Demo => run::demo(&home()?, &config()?, cli.json).await,
             Command::Log { id } => task::run(&home()?, cli::TaskCommand::Events { id, follow: false }, cli.json)
                 .await
                 .map(|()| ExitCode::SUCCESS),

@@ -40,8 +40,17 @@ const NO_MODEL: &str = "no model is configured: pass --model provider/model or s
 /// The model client and the engine's settings; checked before a task is created, so a missing key
 /// leaves nothing behind.
 fn engine_parts(home: &Path, config: &Config, model: &str) -> anyhow::Result<(HttpClient, EngineConfig)> {
-    let name: ModelName = model.parse()?;
     let providers = Providers::from_config(&config.text).with_context(|| config.context())?;
+    engine_parts_with(home, config, &providers, model)
+}
+
+fn engine_parts_with(
+    home: &Path,
+    config: &Config,
+    providers: &Providers,
+    model: &str,
+) -> anyhow::Result<(HttpClient, EngineConfig)> {
+    let name: ModelName = model.parse()?;
     let client = providers.client(&name, &|var| std::env::var(var).ok())?;
     let catalog = Catalog::builtin()?.with_overrides(&config.text).with_context(|| config.context())?;
     let max_output_tokens =
@@ -112,6 +121,51 @@ pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
     } else {
         bail!("task {} has no worktree any more; its branch {} holds the work", state.id, state.branch);
     };
-    print!("{text}");
+    println!("{text}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `baton demo`: the real machinery (git, sandbox, checks, journal) on a sample repository, driven by
+/// a recorded session that baton's scripted model server replays. No model or key is needed.
+pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let script = baton_testkit::demo_script().context("the recorded demo session is unreadable")?;
+    let server =
+        baton_testkit::model::ScriptedServer::start(script).await.context("cannot start the demo's model server")?;
+    let repo = baton_testkit::demo_repo().keep();
+    if !json {
+        println!(
+            "baton demo — a REPLAY: a recorded session is served by baton's scripted model server at {}.",
+            server.url()
+        );
+        println!("Everything else is real: git, the sandbox, the checks, the journal.");
+        println!("Sample repository: {} (calc.py's add() subtracts, so test_calc.py fails).\n", repo.display());
+    }
+    let providers = Providers {
+        openai_compatible: baton_model::ProviderConfig {
+            base_url: Some(format!("{}/v1", server.url())),
+            api_key_env: None,
+        },
+        ..Providers::default()
+    };
+    let model = "openai-compatible/recorded-demo";
+    let (client, engine) = engine_parts_with(home, config, &providers, model)?;
+    let args = crate::cli::TaskArgs {
+        model: Some(model.to_owned()),
+        repo,
+        checks: vec![baton_testkit::DEMO_CHECK.to_owned()],
+        check_timeout: std::time::Duration::from_secs(60),
+        base: "HEAD".to_owned(),
+        scope: Vec::new(),
+        protect: vec!["test_*.py".to_owned()],
+        budget: None,
+        window: None,
+        max_steps: Some(20),
+    };
+    let state = task::create_task(home, baton_testkit::DEMO_REQUEST.to_owned(), args).await?;
+    let code = drive(home, client, engine, state.clone(), json).await?;
+    if !json {
+        println!();
+        diff(home, state.id.as_str()).await?;
+    }
+    Ok(code)
 }

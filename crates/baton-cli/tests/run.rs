@@ -107,3 +107,19 @@ async fn run_says_exactly_what_to_set_and_leaves_nothing_behind() {
     let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
     assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap(), json!([]));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_replays_its_session_through_the_real_machinery() {
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let output = baton(home.path(), &["demo", "--json"], &[]).await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let events: Vec<Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let last = &events.last().unwrap()["event"];
+    assert_eq!((last["type"].as_str(), last["reason"].as_str()), (Some("finished"), Some("verified")));
+    assert!(events.iter().any(|e| e["event"]["type"] == "check_finished" && e["event"]["passed"] == true));
+    let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
+    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    let diff = String::from_utf8(baton(home.path(), &["diff", &id], &[]).await.stdout).unwrap();
+    assert!(diff.contains("-    return a - b\n+    return a + b"), "{diff}");
+}

@@ -420,7 +420,9 @@ impl Engine {
                 None => worktree.head()?,
             };
             let count = state.work.last_checks.len();
-            journal.append(Event::Checkpointed { commit, evidence: format!("all {count} checks passed") }).await?;
+            journal
+                .append(Event::Checkpointed { commit, evidence: format!("{count} of {count} checks passed") })
+                .await?;
             journal.append(Event::Finished { reason: StopReason::Verified, detail: summary.to_owned() }).await?;
             return Ok(true);
         }

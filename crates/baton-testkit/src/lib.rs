@@ -1,7 +1,9 @@
 //! What baton's tests stand on: a scripted model server that speaks the real wire protocols, and
-//! fixture git repositories. It depends on no other baton crate, so the tests can trust it.
+//! fixture git repositories; also the material of `baton demo`. It depends on no other baton crate, so the tests can trust it.
 
+mod demo;
 pub mod model;
 mod repo;
 
+pub use demo::{DEMO_CHECK, DEMO_REQUEST, demo_repo, demo_script};
 pub use repo::{FixtureRepo, git};

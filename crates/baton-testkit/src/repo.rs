@@ -42,6 +42,11 @@ impl FixtureRepo {
         self.dir.path()
     }
 
+    /// Keeps the repository on disk after this value is gone, and returns where it is.
+    pub fn keep(self) -> std::path::PathBuf {
+        self.dir.keep()
+    }
+
     /// Writes files relative to the root, creating directories as needed.
     pub fn write(&self, files: &[(&str, &str)]) {
         for (path, content) in files {
