@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use baton_core::{Recorded, StopReason, TaskState};
+use baton_core::{Credits, Event, Recorded, StopReason, TaskState, Usage};
 use baton_engine::{Engine, EngineConfig};
-use baton_model::{Catalog, HttpClient, ModelName, Providers};
+use baton_model::{Catalog, HttpClient, ModelName, Price, Providers};
 use baton_sandbox::SandboxConfig;
 use baton_store::{SqliteStore, Store};
 
@@ -37,19 +37,22 @@ const NO_MODEL: &str = "no model is configured: pass --model provider/model or s
      --model anthropic/claude-sonnet-4-5 (with ANTHROPIC_API_KEY), --model openai/gpt-5 (with OPENAI_API_KEY), or \
      --model openai-compatible/qwen3-coder (with OPENAI_COMPATIBLE_BASE_URL=http://localhost:11434/v1)";
 
+/// Everything `drive` needs besides the task.
+struct Parts {
+    client: HttpClient,
+    engine: EngineConfig,
+    /// The model's price, when the catalog knows it.
+    price: Option<Price>,
+}
+
 /// The model client and the engine's settings; checked before a task is created, so a missing key
 /// leaves nothing behind.
-fn engine_parts(home: &Path, config: &Config, model: &str) -> anyhow::Result<(HttpClient, EngineConfig)> {
+fn engine_parts(home: &Path, config: &Config, model: &str) -> anyhow::Result<Parts> {
     let providers = Providers::from_config(&config.text).with_context(|| config.context())?;
     engine_parts_with(home, config, &providers, model)
 }
 
-fn engine_parts_with(
-    home: &Path,
-    config: &Config,
-    providers: &Providers,
-    model: &str,
-) -> anyhow::Result<(HttpClient, EngineConfig)> {
+fn engine_parts_with(home: &Path, config: &Config, providers: &Providers, model: &str) -> anyhow::Result<Parts> {
     let name: ModelName = model.parse()?;
     let client = providers.client(&name, &|var| std::env::var(var).ok())?;
     let catalog = Catalog::builtin()?.with_overrides(&config.text).with_context(|| config.context())?;
@@ -58,29 +61,42 @@ fn engine_parts_with(
     let program = std::env::current_exe().context("cannot find the baton program for the sandbox")?;
     let mut sandbox = SandboxConfig::new(program, home);
     sandbox.init_args = vec![SANDBOX_INIT.to_owned()];
+    let price = catalog.get(&name.to_string()).and_then(|info| info.price);
     let engine = EngineConfig { home: home.to_owned(), model: name, max_output_tokens, max_verifications: 3, sandbox };
-    Ok((client, engine))
+    Ok(Parts { client, engine, price })
 }
 
-async fn drive(
-    home: &Path,
-    client: HttpClient,
-    config: EngineConfig,
-    state: TaskState,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
-    let engine = Engine::new(store, Arc::new(client), config);
+    let engine = Engine::new(store, Arc::new(parts.client), parts.engine);
     if !json {
         println!("task {} on branch {}", state.id, state.branch);
     }
+    // What this run's model calls used and cost, from the usage each answer reports.
+    let mut used = Usage::default();
+    let mut cost = Credits::ZERO;
     let mut observer = |recorded: &Recorded| {
+        if let Event::ModelCallFinished { response, .. } = &recorded.event {
+            let usage = response.usage;
+            used.input += usage.input;
+            used.cache_read += usage.cache_read;
+            used.cache_write += usage.cache_write;
+            used.output += usage.output;
+            if let Some(price) = parts.price {
+                cost = Credits::from_micros(cost.micros() + price.cost(&usage).micros());
+            }
+        }
         let _ = show::event(recorded, json);
     };
     let end = engine.run(&state.id, &mut observer).await?;
     if !json {
         let stop = end.stop.as_ref().map_or("running".to_owned(), |s| format!("{}: {}", s.reason, s.detail));
         println!("{} — {stop}", end.status());
+        let priced = if parts.price.is_some() { format!("{cost} credits") } else { "price unknown".to_owned() };
+        println!(
+            "{} steps; tokens: {} in, {} from cache, {} written to cache, {} out; {priced}",
+            end.work.steps, used.input, used.cache_read, used.cache_write, used.output
+        );
         if let Some(commit) = &end.work.last_commit {
             println!("branch {} at {}; see it with `baton diff {}`", end.branch, &commit[..12], end.id);
         }
@@ -90,12 +106,12 @@ async fn drive(
 
 pub async fn run(home: &Path, config: &Config, args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
     let model = args.task.model.clone().context(NO_MODEL)?;
-    let (client, engine) = engine_parts(home, config, &model)?;
+    let parts = engine_parts(home, config, &model)?;
     if args.task.checks.is_empty() {
         bail!("give at least one --check: baton only calls a task done when its checks pass");
     }
     let state = task::create_task(home, args.request, args.task).await?;
-    drive(home, client, engine, state, json).await
+    drive(home, parts, state, json).await
 }
 
 pub async fn resume(
@@ -108,8 +124,8 @@ pub async fn resume(
     let store = SqliteStore::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
     let model = model.or_else(|| state.spec.model.clone()).context(NO_MODEL)?;
-    let (client, engine) = engine_parts(home, config, &model)?;
-    drive(home, client, engine, state, json).await
+    let parts = engine_parts(home, config, &model)?;
+    drive(home, parts, state, json).await
 }
 
 pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
@@ -148,7 +164,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         ..Providers::default()
     };
     let model = "openai-compatible/recorded-demo";
-    let (client, engine) = engine_parts_with(home, config, &providers, model)?;
+    let parts = engine_parts_with(home, config, &providers, model)?;
     let args = crate::cli::TaskArgs {
         model: Some(model.to_owned()),
         repo,
@@ -162,7 +178,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         max_steps: Some(20),
     };
     let state = task::create_task(home, baton_testkit::DEMO_REQUEST.to_owned(), args).await?;
-    let code = drive(home, client, engine, state.clone(), json).await?;
+    let code = drive(home, parts, state.clone(), json).await?;
     if !json {
         println!();
         diff(home, state.id.as_str()).await?;
