@@ -7,9 +7,14 @@ use baton_store::Store;
 
 use crate::EngineError;
 
+/// The journal of one task, as the engine writes it. `append` makes an event durable before it
+/// returns, with any deferred events before it; `defer` is for an event whose durability can wait
+/// for the next `append` (a result, never an intent), which saves a synced commit per event.
 pub(crate) struct Journal<'a> {
     store: &'a dyn Store,
     state: TaskState,
+    /// Applied to `state`, not yet written.
+    deferred: Vec<Recorded>,
     observer: &'a mut (dyn FnMut(&Recorded) + Send),
 }
 
@@ -24,7 +29,7 @@ impl<'a> Journal<'a> {
         observer: &'a mut (dyn FnMut(&Recorded) + Send),
     ) -> Result<Journal<'a>, EngineError> {
         let state = store.load(task).await?;
-        Ok(Journal { store, state, observer })
+        Ok(Journal { store, state, deferred: Vec::new(), observer })
     }
 
     pub(crate) fn state(&self) -> &TaskState {
@@ -35,12 +40,34 @@ impl<'a> Journal<'a> {
         self.state
     }
 
-    /// Journals `event` at the next seq, then applies it: the state never runs ahead of the journal.
-    pub(crate) async fn append(&mut self, event: Event) -> Result<(), EngineError> {
+    fn apply(&mut self, event: Event) -> Result<(), EngineError> {
         let recorded = Recorded { seq: self.state.next_seq, at: now(), event };
-        self.store.append(&self.state.id, recorded.seq, recorded.at, std::slice::from_ref(&recorded.event)).await?;
         self.state.apply(&recorded).map_err(|source| EngineError::Journal { task: self.state.id.clone(), source })?;
         (self.observer)(&recorded);
+        self.deferred.push(recorded);
+        Ok(())
+    }
+
+    /// Journals `event`, and every deferred event before it, durably before returning.
+    pub(crate) async fn append(&mut self, event: Event) -> Result<(), EngineError> {
+        self.apply(event)?;
+        self.flush().await
+    }
+
+    /// Applies `event` now and writes it with the next `append`. A crash before then loses it: use
+    /// it only for an event whose loss resume handles (an answer is asked again, a finished call is
+    /// reported as interrupted).
+    pub(crate) fn defer(&mut self, event: Event) -> Result<(), EngineError> {
+        self.apply(event)
+    }
+
+    /// Writes the deferred events.
+    pub(crate) async fn flush(&mut self) -> Result<(), EngineError> {
+        let Some(first) = self.deferred.first() else { return Ok(()) };
+        let (seq, at) = (first.seq, self.deferred.last().map_or(first.at, |last| last.at));
+        let events: Vec<Event> = self.deferred.iter().map(|r| r.event.clone()).collect();
+        self.store.append(&self.state.id, seq, at, &events).await?;
+        self.deferred.clear();
         Ok(())
     }
 }

@@ -168,6 +168,7 @@ impl Engine {
                 journal.append(Event::Paused { reason: StopReason::EnvironmentError, detail }).await?;
             }
         }
+        journal.flush().await?;
         Ok(journal.into_state())
     }
 
@@ -279,7 +280,9 @@ impl Engine {
                 .tool_calls()
                 .map(|(id, name, arguments)| (id.to_owned(), name.to_owned(), arguments.to_owned()))
                 .collect();
-            journal.append(Event::ModelCallFinished { step, response }).await?;
+            // Written with the first tool call's intent (or whatever comes next): if it is lost, the
+            // model is asked again.
+            journal.defer(Event::ModelCallFinished { step, response })?;
             if calls.is_empty() {
                 let text = "You answered without calling a tool. Keep working with the tools, or call `finish` when the task is done.";
                 journal.append(Event::Feedback { text: text.into() }).await?;
@@ -361,7 +364,8 @@ impl Engine {
                 }
                 (result.output, result.is_error)
             };
-            journal.append(Event::ToolCallFinished { call_id, output, is_error }).await?;
+            // Written with the next intent: if it is lost, the call is reported as interrupted.
+            journal.defer(Event::ToolCallFinished { call_id, output, is_error })?;
         }
         Ok(finish)
     }
