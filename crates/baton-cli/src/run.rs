@@ -87,6 +87,9 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
             }
         }
         let _ = show::event(recorded, json);
+        if !json && parts.price.is_some() && matches!(recorded.event, Event::ModelCallFinished { .. }) {
+            println!("{:>5}  {:<20}  {:<20}  {cost} credits so far", "", "", "");
+        }
     };
     let end = engine.run(&state.id, &mut observer).await?;
     if !json {
