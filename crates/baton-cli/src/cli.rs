@@ -29,10 +29,15 @@ pub enum Command {
     /// Run a task in the foreground: an agent works in a sandbox on the task's branch until the
     /// checks pass. The exit code says how it ended (see README).
     Run(RunArgs),
-    /// Continue a paused or interrupted task where its journal ends.
+    /// Continue a paused or interrupted task where its journal ends; with --all, every task a crash
+    /// or a kill left unfinished (queued, running or verifying), one after another.
     Resume {
         /// The task's id, or a unique prefix of it.
-        id: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        id: Option<String>,
+        /// Resume every interrupted task instead of one.
+        #[arg(long)]
+        all: bool,
         /// provider/model to continue with [default: the one the task used]
         #[arg(long, env = "BATON_MODEL")]
         model: Option<String>,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use baton_core::{Credits, Event, Recorded, StopReason, TaskState, Usage};
+use baton_core::{Credits, Event, Recorded, Status, StopReason, TaskState, Usage};
 use baton_engine::{Engine, EngineConfig};
 use baton_model::{Catalog, HttpClient, ModelName, Price, Providers};
 use baton_sandbox::SandboxConfig;
@@ -129,6 +129,18 @@ pub async fn resume(
     let model = model.or_else(|| state.spec.model.clone()).context(NO_MODEL)?;
     let parts = engine_parts(home, config, &model)?;
     drive(home, parts, state, json).await
+}
+
+/// Resumes every task a crash left unfinished; the exit code is the last task's.
+pub async fn resume_all(home: &Path, config: &Config, model: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+    let store = SqliteStore::open(home).await?;
+    let mut code = ExitCode::SUCCESS;
+    for status in [Status::Queued, Status::Running, Status::Verifying] {
+        for task in store.list(Some(status)).await? {
+            code = resume(home, config, task.id.as_str(), model.clone(), json).await?;
+        }
+    }
+    Ok(code)
 }
 
 pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
