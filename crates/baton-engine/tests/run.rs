@@ -420,3 +420,20 @@ async fn a_spent_time_window_commits_the_work_in_progress_and_pauses() {
     assert!(h.repo.git(&["show", &format!("{commit}:progress.txt")]).starts_with("0\n"));
     assert_eq!(kinds[kinds.len() - 2..], ["checkpointed", "paused"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_that_cannot_be_prepared_pauses_with_environment_error() {
+    let h = Harness::new(Script::default()).await;
+    let id = h.create().await;
+    std::fs::remove_dir_all(h.repo.path()).unwrap();
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(kinds, ["started", "paused"]);
+    let stop = state.stop.unwrap();
+    assert_eq!(stop.reason, StopReason::EnvironmentError);
+    assert!(
+        stop.detail.starts_with("the task's machine could not be prepared:") && stop.detail.contains("does not exist"),
+        "{}",
+        stop.detail
+    );
+    assert!(h.server.requests().is_empty(), "no model call without a machine");
+}

@@ -43,6 +43,8 @@ pub enum SandboxError {
     Setup(String),
     #[error("the command is empty")]
     EmptyCommand,
+    #[error("baton's sandbox needs root (it builds Linux namespaces, mounts and cgroups); run baton as root")]
+    NotRoot,
 }
 
 /// Where a task's commands run. [`LocalSandbox`] (Linux namespaces on this machine) is the backend
@@ -217,12 +219,16 @@ fn base_env() -> Vec<(String, String)> {
 impl LocalSandbox {
     /// `state` is the task's own directory (it keeps the writable layer between commands);
     /// `read_only` are host paths shown read-only, like the repository's git directory.
+    /// Fails at once, with the reason, where sandboxes cannot be built (not root).
     pub fn new(
         config: SandboxConfig,
         state: &Path,
         workspace: &Path,
         read_only: Vec<PathBuf>,
     ) -> Result<LocalSandbox, SandboxError> {
+        if !rustix::process::geteuid().is_root() {
+            return Err(SandboxError::NotRoot);
+        }
         for dir in [state.join("layer/upper"), state.join("layer/work"), state.join("runs")] {
             std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Prepare { path: dir.clone(), source })?;
         }
