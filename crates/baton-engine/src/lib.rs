@@ -244,6 +244,8 @@ impl Engine {
         checks: &LocalSandbox,
         worktree: &Worktree,
     ) -> Result<(), EngineError> {
+        // The tools do not change during a leg; built once, not per step.
+        let tools = toolbox.specs();
         loop {
             let work = &journal.state().work;
             if let Some(limit) = journal.state().spec.budget.steps.filter(|limit| u64::from(work.steps) >= *limit) {
@@ -262,7 +264,7 @@ impl Engine {
                 model: self.config.model.model.clone(),
                 system: work.system.clone(),
                 messages: work.transcript.clone(),
-                tools: toolbox.specs(),
+                tools: tools.clone(),
                 max_output_tokens: self.config.max_output_tokens,
                 // Everything but the newest turn stays the same for the next call.
                 stable_prefix: work.transcript.len().saturating_sub(1),

@@ -59,20 +59,22 @@ impl Harness {
     }
 
     async fn create(&self) -> TaskId {
-        self.create_protecting(vec![]).await
+        self.create_with(|_| {}).await
     }
 
-    async fn create_protecting(&self, protect: Vec<String>) -> TaskId {
-        let spec = TaskSpec {
+    /// A task on the fixture, its spec adjusted by `edit` (more checks, protected files, a window).
+    async fn create_with(&self, edit: impl FnOnce(&mut TaskSpec)) -> TaskId {
+        let mut spec = TaskSpec {
             request: "Make add() add".into(),
             repo: self.repo.path().canonicalize().unwrap(),
             base_ref: "HEAD".into(),
             checks: vec![CheckSpec { name: "tests".into(), command: "python3 test_calc.py".into(), timeout_secs: 60 }],
             scope: vec![],
-            protect,
+            protect: vec![],
             budget: Budget { steps: Some(20), ..Budget::default() },
             model: None,
         };
+        edit(&mut spec);
         let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
         let base_commit = self.repo.git(&["rev-parse", "HEAD"]);
         let branch = branch_name(&spec.request, &id);
@@ -285,7 +287,7 @@ async fn tamper_with_the_protected_test_is_caught_and_not_verified() {
     };
     let h =
         Harness::new(Script { turns: vec![turn(None, weaken), turn(None, finish()), told], ..Script::default() }).await;
-    let id = h.create_protecting(vec!["test_*.py".into()]).await;
+    let id = h.create_with(|spec| spec.protect = vec!["test_*.py".into()]).await;
     let (state, kinds) = h.run(&id).await;
     assert_eq!(
         (state.status(), state.stop.as_ref().map(|s| s.reason)),
@@ -310,18 +312,10 @@ async fn partial_fixes_half_and_fails_its_checks() {
         ..Script::default()
     })
     .await;
-    let id = h.create().await;
     // A second check covers the half the agent leaves broken.
-    let mut state = h.store.load(&id).await.unwrap();
-    state.spec.checks.push(CheckSpec { name: "mul".into(), command: "python3 test_mul.py".into(), timeout_secs: 60 });
-    let extended = TaskId::from_entropy(state.created_at.as_millis() as u64 ^ 0x5eed);
-    let event = Event::TaskCreated {
-        spec: state.spec.clone(),
-        base_commit: state.base_commit.clone(),
-        branch: branch_name("partial", &extended),
-    };
-    h.store.append(&extended, 0, Timestamp(0), &[event]).await.unwrap();
-    let (state, kinds) = h.run(&extended).await;
+    let mul = CheckSpec { name: "mul".into(), command: "python3 test_mul.py".into(), timeout_secs: 60 };
+    let id = h.create_with(|spec| spec.checks.push(mul)).await;
+    let (state, kinds) = h.run(&id).await;
     assert_eq!(
         (state.status(), state.stop.as_ref().map(|s| s.reason)),
         (Status::Failed, Some(StopReason::ChecksFailed)),
@@ -396,19 +390,8 @@ async fn a_spent_time_window_commits_the_work_in_progress_and_pauses() {
         ..Turn::default()
     };
     let h = Harness::new(Script { turns: (0..10).map(slow).collect(), ..Script::default() }).await;
-    let id = h.create().await;
-    // A one-second window for this task.
-    let mut state = h.store.load(&id).await.unwrap();
-    state.spec.budget.wall_clock_secs = Some(1);
-    let windowed = TaskId::from_entropy(state.created_at.as_millis() as u64 ^ 0x1111);
-    let event = Event::TaskCreated {
-        spec: state.spec.clone(),
-        base_commit: state.base_commit.clone(),
-        branch: branch_name("window", &windowed),
-    };
-    h.store.append(&windowed, 0, Timestamp(0), &[event]).await.unwrap();
-
-    let (state, kinds) = h.run(&windowed).await;
+    let id = h.create_with(|spec| spec.budget.wall_clock_secs = Some(1)).await;
+    let (state, kinds) = h.run(&id).await;
     assert_eq!(
         (state.status(), state.stop.as_ref().map(|s| s.reason)),
         (Status::Paused, Some(StopReason::TimeWindowExhausted)),

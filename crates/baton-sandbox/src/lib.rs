@@ -13,7 +13,7 @@ mod channel;
 mod init;
 mod output;
 mod proxy;
-pub mod seccomp;
+mod seccomp;
 mod session;
 mod spec;
 

@@ -47,11 +47,6 @@ const DENIED: &[(&str, i64)] = &[
     ("mount_setattr", libc::SYS_mount_setattr),
 ];
 
-/// The names of the denied system calls, for documentation and tests.
-pub fn denied() -> impl Iterator<Item = &'static str> {
-    DENIED.iter().map(|(name, _)| *name)
-}
-
 /// Installs the filter on the calling process; it is inherited by everything it starts.
 pub(crate) fn install() -> Result<(), String> {
     let rules = DENIED.iter().map(|(_, number)| (*number, vec![])).collect::<BTreeMap<_, _>>();
