@@ -1,10 +1,17 @@
 //! What a build leg is told: the system prompt (a product asset: exact about the tools, the checks,
 //! the scope and finishing), the repository's own instructions, and the brief that opens the leg.
 
+mod context;
+
 use std::fmt::Write as _;
 use std::path::Path;
 
 use baton_core::TaskSpec;
+
+pub use context::{
+    ContextBudget, Pressure, RECALL, elide, fallback_narrative, handoff_brief, handoff_request, recall, recall_spec,
+    shorten,
+};
 
 const BUILD_PROMPT: &str = include_str!("build.md");
 

@@ -41,6 +41,14 @@ pub enum Command {
         /// provider/model to continue with [default: the one the task used]
         #[arg(long, env = "BATON_MODEL")]
         model: Option<String>,
+        #[command(flatten)]
+        legs: LegArgs,
+    },
+    /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
+    /// with what changed since the handoff before.
+    Handoffs {
+        /// The task's id, or a unique prefix of it.
+        id: String,
     },
     /// Show what a task changed on its branch.
     Diff {
@@ -119,6 +127,25 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub task: TaskArgs,
+
+    #[command(flatten)]
+    pub legs: LegArgs,
+}
+
+/// Handoffs a task may make before it pauses, unless `--max-handoffs` says otherwise.
+pub const MAX_HANDOFFS: u32 = 50;
+
+/// How the legs of a run use the model's context.
+#[derive(Debug, Clone, Args)]
+pub struct LegArgs {
+    /// The model's context window in tokens [default: the model table's, or 32768 for a model
+    /// baton does not know]. Legs hand off to a fresh context before their prompt outgrows it.
+    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1024..))]
+    pub context_window: Option<u64>,
+
+    /// Most handoffs a task may make before it pauses.
+    #[arg(long, value_name = "N", default_value_t = MAX_HANDOFFS)]
+    pub max_handoffs: u32,
 }
 
 #[derive(Debug, Args)]

@@ -11,7 +11,7 @@ use baton_model::{Catalog, HttpClient, ModelName, Price, Providers};
 use baton_sandbox::SandboxConfig;
 use baton_store::{SqliteStore, Store};
 
-use crate::cli::RunArgs;
+use crate::cli::{LegArgs, RunArgs};
 use crate::config::Config;
 use crate::{show, task};
 
@@ -29,6 +29,7 @@ pub fn exit_code(state: &TaskState) -> u8 {
         Some(StopReason::Cancelled) => 14,
         Some(StopReason::EnvironmentError) => 15,
         Some(StopReason::ModelError) => 16,
+        Some(StopReason::HandoffLoop) => 17,
         None => 1,
     }
 }
@@ -47,22 +48,40 @@ struct Parts {
 
 /// The model client and the engine's settings; checked before a task is created, so a missing key
 /// leaves nothing behind.
-fn engine_parts(home: &Path, config: &Config, model: &str) -> anyhow::Result<Parts> {
+fn engine_parts(home: &Path, config: &Config, model: &str, legs: &LegArgs) -> anyhow::Result<Parts> {
     let providers = Providers::from_config(&config.text).with_context(|| config.context())?;
-    engine_parts_with(home, config, &providers, model)
+    engine_parts_with(home, config, &providers, model, legs)
 }
 
-fn engine_parts_with(home: &Path, config: &Config, providers: &Providers, model: &str) -> anyhow::Result<Parts> {
+/// The window of a model the catalog does not know: small enough for most local models.
+const UNKNOWN_WINDOW: u64 = 32_768;
+
+fn engine_parts_with(
+    home: &Path,
+    config: &Config,
+    providers: &Providers,
+    model: &str,
+    legs: &LegArgs,
+) -> anyhow::Result<Parts> {
     let name: ModelName = model.parse()?;
     let client = providers.client(&name, &|var| std::env::var(var).ok())?;
     let catalog = Catalog::builtin()?.with_overrides(&config.text).with_context(|| config.context())?;
-    let max_output_tokens =
-        catalog.get(&name.to_string()).map_or(16_384, |info| info.max_output_tokens.min(32_768)) as u32;
+    let info = catalog.get(&name.to_string());
+    let max_output_tokens = info.map_or(16_384, |info| info.max_output_tokens.min(32_768)) as u32;
+    let context_window = legs.context_window.or(info.map(|info| info.context_window)).unwrap_or(UNKNOWN_WINDOW);
     let program = std::env::current_exe().context("cannot find the baton program for the sandbox")?;
     let mut sandbox = SandboxConfig::new(program, home);
     sandbox.init_args = vec![SANDBOX_INIT.to_owned()];
-    let price = catalog.get(&name.to_string()).and_then(|info| info.price);
-    let engine = EngineConfig { home: home.to_owned(), model: name, max_output_tokens, max_verifications: 3, sandbox };
+    let price = info.and_then(|info| info.price);
+    let engine = EngineConfig {
+        home: home.to_owned(),
+        model: name,
+        max_output_tokens,
+        context_window,
+        max_handoffs: legs.max_handoffs,
+        max_verifications: 3,
+        sandbox,
+    };
     Ok(Parts { client, engine, price })
 }
 
@@ -76,12 +95,14 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
     let mut used = Usage::default();
     let mut cost = Credits::ZERO;
     let mut observer = |recorded: &Recorded| {
-        if let Event::ModelCallFinished { response, .. } = &recorded.event {
-            let usage = response.usage;
-            used.input += usage.input;
-            used.cache_read += usage.cache_read;
-            used.cache_write += usage.cache_write;
-            used.output += usage.output;
+        // Summarisation calls of handoffs are charged like any other call.
+        let usage = match &recorded.event {
+            Event::ModelCallFinished { response, .. } => Some(response.usage),
+            Event::HandoffWritten { handoff } => handoff.usage,
+            _ => None,
+        };
+        if let Some(usage) = usage {
+            used += usage;
             if let Some(price) = parts.price {
                 cost = Credits::from_micros(cost.micros() + price.cost(&usage).micros());
             }
@@ -109,7 +130,7 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
 
 pub async fn run(home: &Path, config: &Config, args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
     let model = args.task.model.clone().context(NO_MODEL)?;
-    let parts = engine_parts(home, config, &model)?;
+    let parts = engine_parts(home, config, &model, &args.legs)?;
     if args.task.checks.is_empty() {
         bail!("give at least one --check: baton only calls a task done when its checks pass");
     }
@@ -122,22 +143,29 @@ pub async fn resume(
     config: &Config,
     id: &str,
     model: Option<String>,
+    legs: &LegArgs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
     let model = model.or_else(|| state.spec.model.clone()).context(NO_MODEL)?;
-    let parts = engine_parts(home, config, &model)?;
+    let parts = engine_parts(home, config, &model, legs)?;
     drive(home, parts, state, json).await
 }
 
 /// Resumes every task a crash left unfinished; the exit code is the last task's.
-pub async fn resume_all(home: &Path, config: &Config, model: Option<String>, json: bool) -> anyhow::Result<ExitCode> {
+pub async fn resume_all(
+    home: &Path,
+    config: &Config,
+    model: Option<String>,
+    legs: &LegArgs,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
     let mut code = ExitCode::SUCCESS;
     for status in [Status::Queued, Status::Running, Status::Verifying] {
         for task in store.list(Some(status)).await? {
-            code = resume(home, config, task.id.as_str(), model.clone(), json).await?;
+            code = resume(home, config, task.id.as_str(), model.clone(), legs, json).await?;
         }
     }
     Ok(code)
@@ -179,7 +207,8 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         ..Providers::default()
     };
     let model = "openai-compatible/recorded-demo";
-    let parts = engine_parts_with(home, config, &providers, model)?;
+    let legs = LegArgs { context_window: None, max_handoffs: crate::cli::MAX_HANDOFFS };
+    let parts = engine_parts_with(home, config, &providers, model, &legs)?;
     let args = crate::cli::TaskArgs {
         model: Some(model.to_owned()),
         repo,

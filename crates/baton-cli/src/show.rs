@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use baton_core::{Event, Recorded, TaskState, Timestamp};
+use baton_core::{Event, Handoff, Ledger, Recorded, TaskState, Timestamp};
 use baton_store::TaskSummary;
 use serde::Serialize;
 
@@ -95,6 +95,15 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
         ("checks", checks),
         ("scope", scope),
         ("budget", budget),
+        ("legs", format!("{} ({} handoffs, {} steps)", state.work.leg, state.work.handoffs, state.work.steps)),
+        (
+            "plan",
+            format!(
+                "{} of {} steps done",
+                state.work.plan.iter().filter(|s| s.status == baton_core::StepStatus::Done).count(),
+                state.work.plan.len()
+            ),
+        ),
         ("created", time(state.created_at)),
         ("updated", time(state.updated_at)),
         ("events", state.next_seq.to_string()),
@@ -146,6 +155,17 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
             *duration_ms as f64 / 1000.0
         ),
         Event::Checkpointed { commit, evidence } => format!("{} {evidence}", &commit[..commit.len().min(12)]),
+        Event::HandoffStarted { reason, emergency, .. } => {
+            format!("{}{reason}", if *emergency { "emergency: " } else { "" })
+        }
+        Event::HandoffWritten { handoff } => format!(
+            "leg {} handed off at step {}: plan {}/{} done, {} files changed",
+            handoff.from_leg,
+            handoff.step,
+            handoff.ledger.steps_done(),
+            handoff.ledger.plan.len(),
+            handoff.ledger.files_changed.len()
+        ),
     };
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -157,5 +177,58 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         headline(&detail, 100)
     )?;
     out.flush()?;
+    Ok(())
+}
+
+/// What the ledger gained since the one before it, so handoffs can be compared.
+fn progress(before: Option<&Ledger>, now: &Ledger) -> String {
+    let empty = Ledger::default();
+    let before = before.unwrap_or(&empty);
+    let new_files: Vec<&str> = now
+        .files_changed
+        .iter()
+        .filter(|file| !before.files_changed.iter().any(|b| b.path == file.path))
+        .map(|file| file.path.as_str())
+        .collect();
+    let checks = |ledger: &Ledger| {
+        let passed = ledger.checks.iter().filter(|c| c.passed).count();
+        if ledger.checks.is_empty() { "not run".to_owned() } else { format!("{passed}/{} passed", ledger.checks.len()) }
+    };
+    format!(
+        "plan {}/{} → {}/{} done; files changed {} → {}{}; files read {} → {}; checks {} → {}",
+        before.steps_done(),
+        before.plan.len(),
+        now.steps_done(),
+        now.plan.len(),
+        before.files_changed.len(),
+        now.files_changed.len(),
+        if new_files.is_empty() { String::new() } else { format!(" (new: {})", new_files.join(", ")) },
+        before.files_read.len(),
+        now.files_read.len(),
+        checks(before),
+        checks(now),
+    )
+}
+
+pub fn handoffs(handoffs: &[Handoff]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if handoffs.is_empty() {
+        writeln!(out, "no handoffs: the task has run in one leg")?;
+        return Ok(());
+    }
+    let mut before = None;
+    for handoff in handoffs {
+        let kind = if handoff.emergency { "emergency handoff" } else { "handoff" };
+        writeln!(out, "=== leg {} → {} · {kind} at step {} · {}", handoff.from_leg, handoff.from_leg + 1, handoff.step, handoff.reason)?;
+        writeln!(out, "since the previous handoff: {}", progress(before, &handoff.ledger))?;
+        if let Some(usage) = handoff.usage {
+            writeln!(out, "summary call: {} in, {} cached, {} out", usage.input, usage.cache_read, usage.output)?;
+        }
+        if let Some(error) = &handoff.narrative_error {
+            writeln!(out, "no narrative: {error}")?;
+        }
+        writeln!(out, "\n{}\n\n{}", handoff.narrative.trim(), handoff.ledger.render())?;
+        before = Some(&handoff.ledger);
+    }
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use baton_core::{Budget, CheckSpec, Event, Status, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
+use baton_core::{Budget, CheckSpec, Event, Handoff, Status, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
 use baton_git::Repo;
 use baton_store::{SqliteStore, Store, StoreError};
 
@@ -115,6 +115,22 @@ pub async fn events(store: &SqliteStore, id: &TaskId, follow: bool, json: bool) 
         }
         tokio::time::sleep(FOLLOW_POLL).await;
     }
+}
+
+/// `baton handoffs ID`: every handoff of the task, oldest first.
+pub async fn handoffs(home: &Path, id: &str, json: bool) -> anyhow::Result<()> {
+    let store = SqliteStore::open(home).await?;
+    let id = store.resolve(id).await?;
+    let handoffs: Vec<Handoff> = store
+        .events(&id, 0)
+        .await?
+        .into_iter()
+        .filter_map(|recorded| match recorded.event {
+            Event::HandoffWritten { handoff } => Some(*handoff),
+            _ => None,
+        })
+        .collect();
+    if json { show::json(&handoffs) } else { show::handoffs(&handoffs) }
 }
 
 async fn cancel(

@@ -1,6 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::chat::ModelResponse;
+use crate::ledger::{Effect, Handoff};
 use crate::spec::TaskSpec;
 use crate::status::StopReason;
 use crate::time::Timestamp;
@@ -46,8 +47,14 @@ pub enum Event {
     ModelCallFailed { step: u32, error: String },
     /// A tool call is about to run (intent before effect).
     ToolCallStarted { step: u32, call_id: String, name: String, arguments: String },
-    /// What the tool call produced; the result joins the transcript.
-    ToolCallFinished { call_id: String, output: String, is_error: bool },
+    /// What the tool call produced; the result joins the transcript, the effect the ledger.
+    ToolCallFinished {
+        call_id: String,
+        output: String,
+        is_error: bool,
+        #[serde(default, skip_serializing_if = "Effect::is_none")]
+        effect: Effect,
+    },
     /// A message from the harness to the agent (check results, a reminder), added to the transcript.
     Feedback { text: String },
     /// The agent made no progress for a while; it is told so once before the task pauses as stuck.
@@ -58,6 +65,17 @@ pub enum Event {
     ProtectedRestored { paths: Vec<String> },
     /// The work so far is committed on the task branch.
     Checkpointed { commit: String, evidence: String },
+    /// The leg's context is nearly full (or the provider refused it): the leg is about to write its
+    /// handoff. `window` is the smaller context window baton uses from now on when the provider
+    /// refused a prompt that baton's estimate said would fit.
+    HandoffStarted {
+        reason: String,
+        emergency: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        window: Option<u64>,
+    },
+    /// The handoff is written; the next leg starts from it (a `leg_started` follows in the same write).
+    HandoffWritten { handoff: Box<Handoff> },
 }
 
 impl Event {
@@ -84,6 +102,8 @@ impl Event {
             Event::CheckFinished { .. } => "check_finished",
             Event::ProtectedRestored { .. } => "protected_restored",
             Event::Checkpointed { .. } => "checkpointed",
+            Event::HandoffStarted { .. } => "handoff_started",
+            Event::HandoffWritten { .. } => "handoff_written",
         }
     }
 }

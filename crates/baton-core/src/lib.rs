@@ -7,6 +7,7 @@
 mod chat;
 mod event;
 mod id;
+mod ledger;
 mod money;
 mod secret;
 mod spec;
@@ -17,6 +18,7 @@ mod time;
 pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
 pub use event::{EVENT_SCHEMA_VERSION, Event, Recorded};
 pub use id::{InvalidTaskId, TaskId};
+pub use ledger::{Effect, FileChange, Handoff, Ledger, PlanStep, StepStatus};
 pub use money::{Credits, InvalidCredits};
 pub use secret::{Secret, redact};
 pub use spec::{Budget, CheckSpec, SpecError, TaskSpec, branch_name, slug};

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use crate::chat::{Message, Part, Role};
 use crate::event::{Event, Recorded};
 use crate::id::TaskId;
+use crate::ledger::{Effect, Handoff, PlanStep, StepStatus};
 use crate::spec::TaskSpec;
 use crate::status::{Lifecycle, Status, StopReason, TransitionError};
 use crate::time::Timestamp;
@@ -65,6 +66,34 @@ pub struct Work {
     pub started_at: Option<Timestamp>,
     /// The current model step produced progress (folded into `steps_without_progress` on the next step).
     progress_this_step: bool,
+
+    // The ledger's journal-side facts, and what the context budget needs.
+    /// The agent's plan as its latest `update_plan` set it.
+    pub plan: Vec<PlanStep>,
+    /// Files read with `read_file`, over the whole task, in the order first read.
+    pub files_read: Vec<String>,
+    /// Files the current leg read that an earlier leg had read already.
+    pub rereads: Vec<String>,
+    /// Files changed through the file tools, over the whole task, in the order first changed.
+    pub files_changed: Vec<String>,
+    /// The latest model step completed a plan step: a natural point to hand off.
+    pub plan_step_completed: bool,
+    /// The current leg changed a file, completed a plan step or ran the checks.
+    pub leg_progress: bool,
+    /// Legs in a row that ended in a handoff without progress.
+    pub idle_legs: u32,
+    /// Handoffs written over the whole task.
+    pub handoffs: u32,
+    /// A handoff was started and not written: `(reason, emergency)`.
+    pub handoff_in_flight: Option<(String, bool)>,
+    /// The latest handoff, the one the current leg started from.
+    pub last_handoff: Option<Box<Handoff>>,
+    /// The context window learned from a provider's refusal, smaller than the configured one.
+    pub learned_window: Option<u64>,
+    /// `steps` when the current leg started.
+    pub leg_first_step: u32,
+    /// How many of `files_read` earlier legs read.
+    read_before_leg: usize,
 }
 
 /// Tools whose success changes the work itself.
@@ -128,6 +157,11 @@ impl Work {
     fn apply(&mut self, event: &Event) {
         match event {
             Event::LegStarted { leg, model, system, brief } => {
+                self.leg_progress = false;
+                self.rereads.clear();
+                self.plan_step_completed = false;
+                self.leg_first_step = self.steps;
+                self.read_before_leg = self.files_read.len();
                 self.seen_calls.clear();
                 self.most_repeated_call = 0;
                 self.steps_without_progress = 0;
@@ -147,6 +181,7 @@ impl Work {
                     self.nudged = false;
                 }
                 self.progress_this_step = false;
+                self.plan_step_completed = false;
                 self.most_repeated_call = 0;
             }
             Event::ModelCallFinished { response, .. } => {
@@ -159,7 +194,8 @@ impl Work {
                 self.pending_tools.push((call_id.clone(), name.clone()));
                 self.pending_arguments.push(arguments.clone());
             }
-            Event::ToolCallFinished { call_id, output, is_error } => {
+            Event::ToolCallFinished { call_id, output, is_error, effect } => {
+                self.note(effect);
                 if let Some(at) = self.pending_tools.iter().position(|(id, _)| id == call_id) {
                     let (_, name) = self.pending_tools.remove(at);
                     let arguments = self.pending_arguments.remove(at);
@@ -187,6 +223,7 @@ impl Work {
             }
             Event::CheckFinished { name, exit_code, passed, output, duration_ms } => {
                 self.progress_this_step = true;
+                self.leg_progress = true;
                 self.last_checks.push(CheckResult {
                     name: name.clone(),
                     exit_code: *exit_code,
@@ -197,7 +234,47 @@ impl Work {
             }
             Event::ProtectedRestored { paths } => self.restored.clone_from(paths),
             Event::Checkpointed { commit, .. } => self.last_commit = Some(commit.clone()),
+            Event::HandoffStarted { reason, emergency, window } => {
+                self.handoff_in_flight = Some((reason.clone(), *emergency));
+                if let Some(window) = window {
+                    self.learned_window = Some(self.learned_window.map_or(*window, |w| w.min(*window)));
+                }
+            }
+            Event::HandoffWritten { handoff } => {
+                self.handoff_in_flight = None;
+                self.handoffs += 1;
+                self.idle_legs = if self.leg_progress { 0 } else { self.idle_legs + 1 };
+                self.last_handoff = Some(handoff.clone());
+            }
             _ => {}
+        }
+    }
+
+    /// Folds a tool call's effect into the ledger's facts.
+    fn note(&mut self, effect: &Effect) {
+        match effect {
+            Effect::Read(path) => match self.files_read.iter().position(|p| p == path) {
+                Some(at) if at < self.read_before_leg && !self.rereads.contains(path) => self.rereads.push(path.clone()),
+                Some(_) => {}
+                None => self.files_read.push(path.clone()),
+            },
+            Effect::Changed(paths) => {
+                self.leg_progress = true;
+                for path in paths {
+                    if !self.files_changed.contains(path) {
+                        self.files_changed.push(path.clone());
+                    }
+                }
+            }
+            Effect::Plan(steps) => {
+                let done = |plan: &[PlanStep]| plan.iter().filter(|s| s.status == StepStatus::Done).count();
+                if done(steps) > done(&self.plan) {
+                    self.plan_step_completed = true;
+                    self.leg_progress = true;
+                }
+                self.plan.clone_from(steps);
+            }
+            Effect::None | Effect::Finish(_) => {}
         }
     }
 }

@@ -36,6 +36,8 @@ pub enum StopReason {
     Cancelled,
     EnvironmentError,
     ModelError,
+    /// Legs kept filling their context and handing off without progress.
+    HandoffLoop,
 }
 
 /// A name that is not one of the known statuses or stop reasons.
@@ -103,7 +105,9 @@ impl Lifecycle {
                 | Event::ToolCallStarted { .. }
                 | Event::ToolCallFinished { .. }
                 | Event::Feedback { .. }
-                | Event::Nudged { .. },
+                | Event::Nudged { .. }
+                | Event::HandoffStarted { .. }
+                | Event::HandoffWritten { .. },
                 Running,
             )
             | (Event::CheckFinished { .. } | Event::ProtectedRestored { .. }, Verifying)
@@ -151,7 +155,7 @@ impl Status {
 }
 
 impl StopReason {
-    pub const ALL: [StopReason; 8] = [
+    pub const ALL: [StopReason; 9] = [
         StopReason::Verified,
         StopReason::ChecksFailed,
         StopReason::BudgetExhausted,
@@ -160,6 +164,7 @@ impl StopReason {
         StopReason::Cancelled,
         StopReason::EnvironmentError,
         StopReason::ModelError,
+        StopReason::HandoffLoop,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -172,6 +177,7 @@ impl StopReason {
             StopReason::Cancelled => "cancelled",
             StopReason::EnvironmentError => "environment_error",
             StopReason::ModelError => "model_error",
+            StopReason::HandoffLoop => "handoff_loop",
         }
     }
 }

@@ -10,12 +10,16 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_core::{Event, ModelRequest, Recorded, Status, StopReason, TaskId, TaskState};
+use baton_agent::{ContextBudget, Pressure};
+use baton_core::{
+    Effect, Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, Recorded, Role, Status, StopReason,
+    TaskId, TaskState, ToolSpec, Usage,
+};
 use baton_git::{GitError, Repo, Worktree};
-use baton_model::{ModelClient, ModelName};
+use baton_model::{ModelClient, ModelError, ModelName};
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox, SandboxConfig, SandboxError};
 use baton_store::{Store, StoreError};
-use baton_tools::{Effect, ToolError, Toolbox, Workspace};
+use baton_tools::{ToolError, Toolbox, Workspace};
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
@@ -56,6 +60,10 @@ pub struct EngineConfig {
     /// `provider/model`, as the journal records it; requests carry the part after the provider.
     pub model: ModelName,
     pub max_output_tokens: u32,
+    /// The model's context window in tokens: legs hand off before their prompt outgrows it.
+    pub context_window: u64,
+    /// Handoffs a task may make before it pauses.
+    pub max_handoffs: u32,
     /// How many times the checks may run before the task fails with `checks_failed`.
     pub max_verifications: u32,
     pub sandbox: SandboxConfig,
@@ -207,10 +215,16 @@ impl Engine {
             let output = format!(
                 "interrupted: baton stopped while this `{name}` call ran; it may or may not have taken effect. Check before repeating it."
             );
-            journal.append(Event::ToolCallFinished { call_id, output, is_error: true }).await?;
+            journal.append(Event::ToolCallFinished { call_id, output, is_error: true, effect: Effect::None }).await?;
         }
         if let Some(step) = state.work.model_call_in_flight {
             journal.append(Event::ModelCallFailed { step, error: "interrupted by a restart".into() }).await?;
+        }
+        // A handoff a crash interrupted is written again: its summarisation call has no effect.
+        if let Some((reason, emergency)) = state.work.handoff_in_flight.clone()
+            && !self.hand_off(journal, worktree, &self.tools(toolbox), reason, emergency, None).await?
+        {
+            return Ok(());
         }
         if journal.state().status() == Status::Verifying
             && self.verify(journal, checks, worktree, "verification interrupted by a restart").await?
@@ -245,7 +259,7 @@ impl Engine {
         worktree: &Worktree,
     ) -> Result<(), EngineError> {
         // The tools do not change during a leg; built once, not per step.
-        let tools = toolbox.specs();
+        let tools = self.tools(toolbox);
         loop {
             let work = &journal.state().work;
             if let Some(limit) = journal.state().spec.budget.steps.filter(|limit| u64::from(work.steps) >= *limit) {
@@ -260,20 +274,39 @@ impl Engine {
                 }
             }
             let step = work.steps + 1;
-            let request = ModelRequest {
-                model: self.config.model.model.clone(),
-                system: work.system.clone(),
-                messages: work.transcript.clone(),
-                tools: tools.clone(),
-                max_output_tokens: self.config.max_output_tokens,
-                // Everything but the newest turn stays the same for the next call.
-                stable_prefix: work.transcript.len().saturating_sub(1),
+            let budget = self.budget(work);
+            let request = self.request(work.system.clone(), baton_agent::elide(&work.transcript), &tools, budget);
+            let estimate = baton_model::estimate_tokens(&request, self.config.model.provider);
+            let pressure = budget.pressure(estimate);
+            let percent = estimate * 100 / budget.input_limit().max(1);
+            let handoff = match pressure {
+                Pressure::Hard => Some((format!("the prompt reached {percent}% of the context (hard threshold)"), true)),
+                Pressure::Soft => Some((format!("the prompt reached {percent}% of the context (soft threshold)"), false)),
+                Pressure::Boundary if work.plan_step_completed => {
+                    Some((format!("a plan step is done and the prompt is at {percent}% of the context"), false))
+                }
+                Pressure::Boundary | Pressure::Low => None,
             };
+            if let Some((reason, emergency)) = handoff {
+                if !self.hand_off(journal, worktree, &tools, reason, emergency, None).await? {
+                    return Ok(());
+                }
+                continue;
+            }
             journal.append(Event::ModelCallStarted { step }).await?;
             let response = match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
                 Ok(response) => response,
                 Err(error) => {
                     journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
+                    if let ModelError::ContextOverflow { .. } = error {
+                        let reason = format!(
+                            "the provider refused a prompt baton estimated at {estimate} tokens as too long for the model's context"
+                        );
+                        if !self.hand_off(journal, worktree, &tools, reason, true, Some(estimate)).await? {
+                            return Ok(());
+                        }
+                        continue;
+                    }
                     let detail = format!("the model call failed: {error}");
                     return self.pause(journal, worktree, StopReason::ModelError, detail).await;
                 }
@@ -310,6 +343,152 @@ impl Engine {
                 journal.append(Event::Nudged { reason, text }).await?;
             }
         }
+    }
+
+    /// The leg's tools: the toolbox's and `recall`, which the engine answers from the transcript.
+    fn tools(&self, toolbox: &Toolbox) -> Vec<ToolSpec> {
+        let mut tools = toolbox.specs();
+        tools.push(baton_agent::recall_spec());
+        tools
+    }
+
+    /// The room a leg has: the configured window, or the smaller one a provider's refusal taught.
+    fn budget(&self, work: &baton_core::Work) -> ContextBudget {
+        let window = work.learned_window.map_or(self.config.context_window, |w| w.min(self.config.context_window));
+        ContextBudget::new(window, u64::from(self.config.max_output_tokens))
+    }
+
+    fn request(&self, system: String, messages: Vec<Message>, tools: &[ToolSpec], budget: ContextBudget) -> ModelRequest {
+        ModelRequest {
+            model: self.config.model.model.clone(),
+            system,
+            // Everything but the newest turn stays the same for the next call.
+            stable_prefix: messages.len().saturating_sub(1),
+            messages,
+            tools: tools.to_vec(),
+            max_output_tokens: budget.max_output() as u32,
+        }
+    }
+
+    /// Ends the leg with a handoff and starts the next leg from it. Returns false when a guard
+    /// paused the task instead: too many handoffs, or legs that hand off without progress.
+    async fn hand_off(
+        &self,
+        journal: &mut Journal<'_>,
+        worktree: &Worktree,
+        tools: &[ToolSpec],
+        reason: String,
+        emergency: bool,
+        window: Option<u64>,
+    ) -> Result<bool, EngineError> {
+        let work = &journal.state().work;
+        if work.handoffs >= self.config.max_handoffs {
+            let detail = format!("the limit of {} handoffs is reached ({reason})", self.config.max_handoffs);
+            self.pause(journal, worktree, StopReason::BudgetExhausted, detail).await?;
+            return Ok(false);
+        }
+        if !work.leg_progress && work.idle_legs >= 1 {
+            let rereads = match work.rereads.len() {
+                0 => String::new(),
+                n => format!("; this leg re-read {n} files earlier legs had read ({})", work.rereads.join(", ")),
+            };
+            let detail = format!(
+                "handoff loop: legs {} and {} each filled their context without changing a file, completing a plan step or running the checks{rereads}",
+                work.leg - 1,
+                work.leg
+            );
+            self.pause(journal, worktree, StopReason::HandoffLoop, detail).await?;
+            return Ok(false);
+        }
+        if work.handoff_in_flight.is_none() {
+            journal.append(Event::HandoffStarted { reason: reason.clone(), emergency, window }).await?;
+        }
+        let leg = journal.state().work.leg;
+        self.checkpoint(journal, worktree, format!("work in progress at the end of leg {leg}")).await?;
+        let (narrative, narrative_error, usage) = self.summarise(journal.state(), tools, &reason, emergency).await;
+        let state = journal.state();
+        let handoff = Handoff {
+            from_leg: leg,
+            step: state.work.steps,
+            reason,
+            emergency,
+            narrative,
+            narrative_error,
+            usage,
+            ledger: self.ledger(state, worktree)?,
+        };
+        let system = state.work.system.clone();
+        journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
+        let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs);
+        journal.append(Event::LegStarted { leg: leg + 1, model: self.config.model.to_string(), system, brief }).await?;
+        Ok(true)
+    }
+
+    /// The leaving leg's narrative from a summarisation call, or why there is none. A prompt the
+    /// provider refuses as too long is shortened and asked once more.
+    async fn summarise(
+        &self,
+        state: &TaskState,
+        tools: &[ToolSpec],
+        reason: &str,
+        emergency: bool,
+    ) -> (String, Option<String>, Option<Usage>) {
+        let work = &state.work;
+        let budget = self.budget(work);
+        let mut used: Option<Usage> = None;
+        let mut failure = String::new();
+        for shortened in [emergency, true] {
+            let messages = if shortened {
+                let target = budget.emergency_target();
+                baton_agent::shorten(&work.transcript, |messages| {
+                    let request = self.request(work.system.clone(), messages.to_vec(), tools, budget);
+                    baton_model::estimate_tokens(&request, self.config.model.provider) <= target
+                })
+            } else {
+                baton_agent::elide(&work.transcript)
+            };
+            let mut request = self.request(work.system.clone(), messages, tools, budget);
+            let ask = Part::Text { text: baton_agent::handoff_request(reason) };
+            match request.messages.last_mut() {
+                Some(Message { role: Role::User, parts }) => parts.push(ask),
+                _ => request.messages.push(Message { role: Role::User, parts: vec![ask] }),
+            }
+            match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
+                Ok(response) => {
+                    *used.get_or_insert_with(Usage::default) += response.usage;
+                    let text = response.text();
+                    if !text.trim().is_empty() {
+                        return (text, None, used);
+                    }
+                    failure = "the summary came back empty".to_owned();
+                    break;
+                }
+                Err(error @ ModelError::ContextOverflow { .. }) if !shortened => failure = error.to_string(),
+                Err(error) => {
+                    failure = error.to_string();
+                    break;
+                }
+            }
+        }
+        (baton_agent::fallback_narrative(&work.transcript), Some(failure), used)
+    }
+
+    /// The ledger as it stands: the journal's facts and the branch's diffstat since the base.
+    fn ledger(&self, state: &TaskState, worktree: &Worktree) -> Result<Ledger, EngineError> {
+        let files_changed = worktree
+            .diffstat(&state.base_commit)?
+            .into_iter()
+            .map(|stat| FileChange { path: stat.path, added: stat.added, removed: stat.removed })
+            .collect();
+        Ok(Ledger {
+            plan: state.work.plan.clone(),
+            files_changed,
+            files_read: state.work.files_read.clone(),
+            checks: state.work.last_checks.clone(),
+            open_questions: state.question.iter().cloned().collect(),
+            branch: state.branch.clone(),
+            head: worktree.head()?,
+        })
     }
 
     /// Commits the work so far on the task branch, if there is anything new.
@@ -357,17 +536,22 @@ impl Engine {
                     arguments: arguments.clone(),
                 })
                 .await?;
-            let (output, is_error) = if finish.is_some() {
-                ("not run: `finish` was called earlier in the same turn".to_owned(), true)
+            let (output, is_error, effect) = if finish.is_some() {
+                ("not run: `finish` was called earlier in the same turn".to_owned(), true, Effect::None)
+            } else if name == baton_agent::RECALL {
+                match baton_agent::recall(&journal.state().work.transcript, &arguments) {
+                    Ok(output) => (output, false, Effect::None),
+                    Err(error) => (error, true, Effect::None),
+                }
             } else {
                 let result = toolbox.call(&name, &arguments);
-                if let Effect::Finish(summary) = result.effect {
-                    finish = Some(summary);
+                if let Effect::Finish(summary) = &result.effect {
+                    finish = Some(summary.clone());
                 }
-                (result.output, result.is_error)
+                (result.output, result.is_error, result.effect)
             };
             // Written with the next intent: if it is lost, the call is reported as interrupted.
-            journal.defer(Event::ToolCallFinished { call_id, output, is_error })?;
+            journal.defer(Event::ToolCallFinished { call_id, output, is_error, effect })?;
         }
         Ok(finish)
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use baton_core::{FinishReason, Message, ModelRequest, ModelResponse, Part, Role, ToolSpec, Usage};
 use baton_model::{HttpClient, ModelClient, ModelError, ProviderConfig, Providers, RetryPolicy, StreamEvent, Timeouts};
-use baton_testkit::model::{Expect, Fault, Reply, Script, ScriptedServer, ToolCall, Turn, Usage as ScriptUsage};
+use baton_testkit::model::{
+    Expect, Fault, Reply, Rule, Script, ScriptedServer, ToolCall, Turn, Usage as ScriptUsage,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +216,7 @@ async fn permanent_failures_get_their_typed_error_without_a_retry() {
                 matches!(e, ModelError::BadRequest { status: 400, .. })
             }),
             (Fault::MalformedEvent, |e| matches!(e, ModelError::Protocol(_))),
+            (Fault::ContextOverflow, |e| matches!(e, ModelError::ContextOverflow { .. })),
         ];
         for (fault, expected) in cases {
             let script = Script {
@@ -226,6 +229,36 @@ async fn permanent_failures_get_their_typed_error_without_a_retry() {
             assert!(expected(&err), "{wire:?} {fault:?}: got {err:?}");
             assert_eq!(server.requests().len(), 1, "{wire:?} {fault:?}: must not be retried");
         }
+    }
+}
+
+#[tokio::test]
+async fn a_prompt_over_the_scripts_window_is_refused_as_an_overflow_and_rules_answer_out_of_turn() {
+    for wire in ALL {
+        let script = Script {
+            turns: vec![turn(text_reply("in turn"))],
+            rules: vec![Rule {
+                when: Expect { body_contains: Some("Write the summary".into()), ..Expect::default() },
+                reply: text_reply("by rule"),
+            }],
+            context_window: Some(200),
+            ..Script::default()
+        };
+        let server = ScriptedServer::start(script).await.unwrap();
+        let client = client(wire, &server, fast_retries());
+        let mut big = request();
+        big.messages[0].parts.push(Part::Text { text: "lorem ipsum dolor ".repeat(100) });
+        let err = complete(&client, &big).await.0.unwrap_err();
+        assert!(matches!(err, ModelError::ContextOverflow { .. }), "{wire:?}: {err:?}");
+        let served = &server.requests()[0].served;
+        assert!(served.starts_with("context_overflow: ") && served.ends_with(" > 200"), "{served}");
+
+        let mut summary = request();
+        summary.messages[0].parts.push(Part::Text { text: "Write the summary.".into() });
+        assert_eq!(complete(&client, &summary).await.0.unwrap().text(), "by rule");
+        assert_eq!(complete(&client, &request()).await.0.unwrap().text(), "in turn");
+        assert_eq!(server.remaining_turns(), 0);
+        assert!(server.failures().is_empty(), "{:?}", server.failures());
     }
 }
 

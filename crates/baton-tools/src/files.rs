@@ -48,7 +48,7 @@ pub(crate) fn read_file(workspace: &Workspace, args: ReadArgs) -> Outcome {
     let lines: Vec<&str> = text.lines().collect();
     let total = lines.len();
     if total == 0 {
-        return Ok((format!("`{shown}` is empty"), Effect::None));
+        return Ok((format!("`{shown}` is empty"), Effect::Read(shown)));
     }
     let start = args.start_line.unwrap_or(1);
     if start == 0 || start > total as u64 {
@@ -89,7 +89,7 @@ pub(crate) fn read_file(workspace: &Workspace, args: ReadArgs) -> Outcome {
         let _ =
             write!(output, "… lines {}-{total} not shown; continue with start_line={}", shown_last + 1, shown_last + 1);
     }
-    Ok((output, Effect::None))
+    Ok((output, Effect::Read(shown)))
 }
 
 #[derive(Debug, Deserialize)]

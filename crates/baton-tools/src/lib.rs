@@ -8,10 +8,11 @@ mod search;
 mod shell;
 mod workspace;
 
+pub use baton_core::{Effect, PlanStep, StepStatus};
 use baton_core::{Secret, ToolSpec, redact};
 use baton_sandbox::{Sandbox, SandboxSession};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub use shell::{DEFAULT_TIMEOUT, MAX_TIMEOUT};
@@ -26,33 +27,6 @@ impl ToolError {
     pub fn new(message: String) -> ToolError {
         ToolError(message)
     }
-}
-
-/// A step of the agent's plan, as `update_plan` sets it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PlanStep {
-    pub title: String,
-    pub status: StepStatus,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    Pending,
-    InProgress,
-    Done,
-}
-
-/// What a call did besides its output, for the harness to act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Effect {
-    None,
-    /// Files written, created or deleted (workspace-relative).
-    Changed(Vec<String>),
-    Plan(Vec<PlanStep>),
-    /// The agent says the work is done; the harness verifies it.
-    Finish(String),
 }
 
 /// The answer to one tool call.

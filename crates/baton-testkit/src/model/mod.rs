@@ -6,5 +6,6 @@ mod script;
 mod server;
 mod wire;
 
-pub use script::{Expect, Fault, Reply, Script, ToolCall, Turn, Usage};
+pub use script::{Expect, Fault, Reply, Rule, Script, ToolCall, Turn, Usage};
+pub use server::count_tokens;
 pub use server::{RecordedRequest, ScriptedServer};

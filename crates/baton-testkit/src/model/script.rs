@@ -7,6 +7,14 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct Script {
     pub turns: Vec<Turn>,
+    /// Answered whenever a request matches, before the turns and without using one up: for requests
+    /// whose moment a test cannot know in advance, like a handoff's summarisation call.
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// The model's context window: a request with more tokens (o200k tokens of every string in its
+    /// body) is refused with the provider's context-overflow error.
+    #[serde(default)]
+    pub context_window: Option<u64>,
     /// Answer a request identical to one already answered with the same reply, without using up a
     /// turn: a deterministic model, for clients that resend after a crash.
     #[serde(default)]
@@ -23,6 +31,14 @@ pub struct Turn {
     /// Served one per request, in order, before the reply: each fault uses up one attempt.
     #[serde(default)]
     pub faults: Vec<Fault>,
+    pub reply: Reply,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Which requests the rule answers: all of these must hold.
+    pub when: Expect,
     pub reply: Reply,
 }
 
@@ -52,6 +68,8 @@ pub enum Fault {
     Stall { ms: u64 },
     /// An event whose data is not JSON.
     MalformedEvent,
+    /// The provider's context-overflow error (HTTP 400), whatever the request's size.
+    ContextOverflow,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

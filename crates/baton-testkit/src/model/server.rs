@@ -13,7 +13,7 @@ use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 use serde_json::Value;
 
-use super::script::{Fault, Reply, Script};
+use super::script::{Expect, Fault, Reply, Script};
 use super::wire::{Anthropic, Chat, Overload, Responses, Sse, Wire};
 
 /// A request as the server received it, and what it was answered with.
@@ -143,25 +143,31 @@ async fn list(State(shared): State<Arc<Shared>>) -> Response {
 /// What the script says to do with one request.
 enum Action {
     Refuse(String),
+    /// The prompt does not fit the script's context window: `(tokens, window)`.
+    Overflow(u64, u64),
     Fault(usize, Fault),
-    Reply(usize, Reply),
+    Reply(Option<usize>, Reply),
 }
 
-fn next_action(shared: &Shared, wire: &dyn Wire, body: &Value, raw: &str) -> Action {
-    if shared.script.replay_identical
-        && let Some(&turn) = lock(&shared.answered).get(raw)
-    {
-        return Action::Reply(turn, shared.script.turns[turn].reply.clone());
+/// A request's tokens as the scripted server counts them: the o200k tokens of every string in the
+/// body (roles, texts, tool schemas, ids), which is close to what a provider bills.
+pub fn count_tokens(body: &Value) -> u64 {
+    let bpe = tiktoken_rs::o200k_base_singleton();
+    fn walk(value: &Value, count: &mut dyn FnMut(&str)) {
+        match value {
+            Value::String(text) => count(text),
+            Value::Array(items) => items.iter().for_each(|item| walk(item, count)),
+            Value::Object(map) => map.values().for_each(|item| walk(item, count)),
+            _ => {}
+        }
     }
-    let mut cursor = lock(&shared.cursor);
-    let Some(turn) = shared.script.turns.get(cursor.turn) else {
-        return Action::Refuse(format!(
-            "the script has no turn left for this request (it has {})",
-            shared.script.turns.len()
-        ));
-    };
-    let index = cursor.turn;
-    let expect = &turn.expect;
+    let mut tokens = 0;
+    walk(body, &mut |text| tokens += bpe.encode_ordinary(text).len() as u64);
+    tokens
+}
+
+/// Why a request does not meet `expect`; empty when it does.
+fn unmet(expect: &Expect, wire: &dyn Wire, body: &Value, raw: &str) -> Vec<String> {
     let mut problems = Vec::new();
     if let Some(protocol) = &expect.protocol
         && protocol != wire.name()
@@ -187,6 +193,33 @@ fn next_action(shared: &Shared, wire: &dyn Wire, body: &Value, raw: &str) -> Act
             None => problems.push(format!("expected a tool result containing {needle:?}, the request has none")),
         }
     }
+    problems
+}
+
+fn next_action(shared: &Shared, wire: &dyn Wire, body: &Value, raw: &str) -> Action {
+    if let Some(window) = shared.script.context_window {
+        let tokens = count_tokens(body);
+        if tokens > window {
+            return Action::Overflow(tokens, window);
+        }
+    }
+    if let Some(rule) = shared.script.rules.iter().find(|rule| unmet(&rule.when, wire, body, raw).is_empty()) {
+        return Action::Reply(None, rule.reply.clone());
+    }
+    if shared.script.replay_identical
+        && let Some(&turn) = lock(&shared.answered).get(raw)
+    {
+        return Action::Reply(Some(turn), shared.script.turns[turn].reply.clone());
+    }
+    let mut cursor = lock(&shared.cursor);
+    let Some(turn) = shared.script.turns.get(cursor.turn) else {
+        return Action::Refuse(format!(
+            "the script has no turn left for this request (it has {})",
+            shared.script.turns.len()
+        ));
+    };
+    let index = cursor.turn;
+    let problems = unmet(&turn.expect, wire, body, raw);
     if !problems.is_empty() {
         return Action::Refuse(format!("turn {index}: {}", problems.join("; ")));
     }
@@ -199,7 +232,7 @@ fn next_action(shared: &Shared, wire: &dyn Wire, body: &Value, raw: &str) -> Act
     if shared.script.replay_identical {
         lock(&shared.answered).insert(raw.to_owned(), index);
     }
-    Action::Reply(index, turn.reply.clone())
+    Action::Reply(Some(index), turn.reply.clone())
 }
 
 async fn serve(shared: &Shared, wire: &dyn Wire, path: &str, headers: &HeaderMap, raw: &Bytes) -> Response {
@@ -233,14 +266,18 @@ async fn serve(shared: &Shared, wire: &dyn Wire, path: &str, headers: &HeaderMap
             record.served = format!("refused: {reason}");
             json_response(StatusCode::IM_A_TEAPOT, &wire.error_body(418, &format!("scripted server: {reason}")), None)
         }
+        Action::Overflow(tokens, window) => {
+            record.served = format!("context_overflow: {tokens} tokens > {window}");
+            json_response(StatusCode::BAD_REQUEST, &wire.context_overflow(tokens, window), None)
+        }
         Action::Fault(turn, fault) => {
             record.turn = Some(turn);
             record.served = format!("fault: {fault:?}");
-            fault_response(wire, &fault, &model, streaming, turn, shared).await
+            fault_response(wire, &fault, &body, streaming, turn, shared).await
         }
         Action::Reply(turn, reply) => {
-            record.turn = Some(turn);
-            record.served = "reply".to_owned();
+            record.turn = turn;
+            record.served = if turn.is_some() { "reply" } else { "rule" }.to_owned();
             if let Some(ms) = reply.delay_ms {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
             }
@@ -258,11 +295,12 @@ async fn serve(shared: &Shared, wire: &dyn Wire, path: &str, headers: &HeaderMap
 async fn fault_response(
     wire: &dyn Wire,
     fault: &Fault,
-    model: &str,
+    body: &Value,
     streaming: bool,
     turn: usize,
     shared: &Shared,
 ) -> Response {
+    let model = body.get("model").and_then(Value::as_str).unwrap_or("scripted");
     match fault {
         Fault::Status { status, retry_after, message } => {
             let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -286,6 +324,11 @@ async fn fault_response(
             abort_after(Bytes::from(cut), Duration::ZERO, streaming)
         }
         Fault::Stall { ms } => abort_after(Bytes::new(), Duration::from_millis(*ms), true),
+        Fault::ContextOverflow => {
+            let tokens = count_tokens(body);
+            let window = shared.script.context_window.unwrap_or(tokens.saturating_sub(1));
+            json_response(StatusCode::BAD_REQUEST, &wire.context_overflow(tokens, window), None)
+        }
         Fault::MalformedEvent => {
             sse_response(vec![Sse { event: Some("response.output_text.delta"), data: "{\"type\": oops".to_owned() }])
         }

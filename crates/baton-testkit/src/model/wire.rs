@@ -50,6 +50,14 @@ pub trait Wire: Send + Sync {
         Overload::Http { status: 503, body: openai_error(503, "The server is overloaded. Please try again later.") }
     }
 
+    /// A refusal of a prompt of `tokens` tokens that does not fit a `window`, as OpenAI words it.
+    fn context_overflow(&self, tokens: u64, window: u64) -> Value {
+        let message = format!(
+            "This model's maximum context length is {window} tokens. However, your messages resulted in {tokens} tokens. Please reduce the length of the messages."
+        );
+        json!({"error": {"message": message, "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}})
+    }
+
     fn last_tool_result(&self, body: &Value) -> Option<String>;
 }
 
@@ -434,6 +442,10 @@ impl Wire for Anthropic {
             _ => "api_error",
         };
         json!({"type": "error", "error": {"type": kind, "message": message}})
+    }
+
+    fn context_overflow(&self, tokens: u64, window: u64) -> Value {
+        self.error_body(400, &format!("prompt is too long: {tokens} tokens > {window} maximum"))
     }
 
     fn overloaded(&self, model: &str) -> Overload {

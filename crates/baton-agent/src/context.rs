@@ -1,0 +1,397 @@
+//! A leg's context budget: how full the prompt may get before the leg hands off, old tool outputs
+//! elided with a way back (`recall`), and the handoff that opens the next leg.
+
+use std::fmt::Write as _;
+
+use baton_core::{Handoff, Message, Part, Role, TaskSpec, ToolSpec};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// The room one leg has, in tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ContextBudget {
+    window: u64,
+    /// Kept free for the answer.
+    reserve: u64,
+}
+
+/// How full a prompt is, judged against the thresholds of [`ContextBudget`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Pressure {
+    Low,
+    /// Past half the room: the leg hands off at its next plan-step boundary.
+    Boundary,
+    /// Past the soft threshold: the leg hands off now, while there is room to write the handoff.
+    Soft,
+    /// Past the hard threshold: the next call may not fit; an emergency handoff from a shortened
+    /// transcript.
+    Hard,
+}
+
+/// Thresholds, in percent of the input room.
+const BOUNDARY_PERCENT: u64 = 50;
+const SOFT_PERCENT: u64 = 70;
+const HARD_PERCENT: u64 = 90;
+
+impl ContextBudget {
+    /// A window of `window` tokens, of which up to `max_output` (at most a quarter of the window)
+    /// is kept for the answer.
+    pub fn new(window: u64, max_output: u64) -> ContextBudget {
+        ContextBudget { window, reserve: max_output.min(window / 4) }
+    }
+
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// The output tokens a call may ask for.
+    pub fn max_output(&self) -> u64 {
+        self.reserve
+    }
+
+    /// The input tokens a request may use.
+    pub fn input_limit(&self) -> u64 {
+        self.window - self.reserve
+    }
+
+    pub fn pressure(&self, tokens: u64) -> Pressure {
+        let percent = tokens.saturating_mul(100) / self.input_limit().max(1);
+        match percent {
+            p if p >= HARD_PERCENT => Pressure::Hard,
+            p if p >= SOFT_PERCENT => Pressure::Soft,
+            p if p >= BOUNDARY_PERCENT => Pressure::Boundary,
+            _ => Pressure::Low,
+        }
+    }
+
+    /// The most a shortened transcript for an emergency handoff may use, leaving room for the
+    /// handoff request itself.
+    pub fn emergency_target(&self) -> u64 {
+        self.input_limit() * BOUNDARY_PERCENT / 100
+    }
+}
+
+/// Tool outputs (and string arguments of tool calls) longer than this are elided once old.
+const ELIDE_ABOVE: usize = 1536;
+/// The newest messages are never elided: the agent is still working with them.
+const KEEP_RECENT: usize = 8;
+/// The elision cutoff moves in steps of this many messages, so between moves the prompt keeps its
+/// prefix and the provider's prompt cache stays warm.
+const CUTOFF_STEP: usize = 16;
+/// How much of an elided output stays visible.
+const GLIMPSE: usize = 160;
+
+/// The transcript as it is sent: large tool outputs and arguments older than the recent messages
+/// replaced by short references. The transcript itself (the journal) keeps everything.
+pub fn elide(messages: &[Message]) -> Vec<Message> {
+    let cutoff = messages.len().saturating_sub(KEEP_RECENT) / CUTOFF_STEP * CUTOFF_STEP;
+    elide_before(messages, cutoff, ELIDE_ABOVE)
+}
+
+fn elide_before(messages: &[Message], cutoff: usize, above: usize) -> Vec<Message> {
+    let mut out = messages.to_vec();
+    for message in &mut out[..cutoff] {
+        for part in &mut message.parts {
+            match part {
+                Part::ToolResult { call_id, output, .. } if output.len() > above => {
+                    *output = reference(call_id, output);
+                }
+                Part::ToolCall { arguments, .. } if arguments.len() > above => {
+                    *arguments = shorten_arguments(arguments, above);
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+fn reference(call_id: &str, output: &str) -> String {
+    let lines = output.lines().count();
+    let first = output.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let glimpse: String = first.chars().take(GLIMPSE).collect();
+    format!(
+        "[baton elided this output ({lines} lines, {} bytes) to keep the context small; `recall` with call_id {call_id:?} shows it again. It began: {glimpse}]",
+        output.len()
+    )
+}
+
+/// The call's arguments with long string values cut, still valid JSON when they were.
+fn shorten_arguments(arguments: &str, above: usize) -> String {
+    fn cut(value: &mut Value, above: usize) {
+        match value {
+            Value::String(text) if text.len() > above / 4 => {
+                *text = format!("[baton elided {} bytes]", text.len());
+            }
+            Value::Array(items) => items.iter_mut().for_each(|item| cut(item, above)),
+            Value::Object(map) => map.values_mut().for_each(|item| cut(item, above)),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<Value>(arguments) {
+        Ok(mut value) => {
+            cut(&mut value, above);
+            value.to_string()
+        }
+        // Malformed arguments stay as the model wrote them: they are rare and the error that
+        // answered them refers to them.
+        Err(_) => arguments.to_owned(),
+    }
+}
+
+pub const RECALL: &str = "recall";
+
+/// The tool that shows an elided output again.
+pub fn recall_spec() -> ToolSpec {
+    let parameters = json!({
+        "type": "object",
+        "properties": {
+            "call_id": {"type": "string", "description": "The call_id named in the elided output."},
+            "start_line": {"type": "integer", "minimum": 1, "description": "First line to show (default 1)."},
+            "line_count": {"type": "integer", "minimum": 1, "description": "Lines to show (default: all)."}
+        },
+        "required": ["call_id"],
+        "additionalProperties": false
+    });
+    ToolSpec {
+        name: RECALL.to_owned(),
+        description: "Show again the output of an earlier tool call of this leg that baton elided to keep the context small.".to_owned(),
+        parameters: parameters.to_string(),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecallArgs {
+    call_id: String,
+    start_line: Option<usize>,
+    line_count: Option<usize>,
+}
+
+/// Answers a `recall` call from the leg's whole transcript; the error is for the model.
+pub fn recall(messages: &[Message], arguments: &str) -> Result<String, String> {
+    let args: RecallArgs =
+        serde_json::from_str(arguments).map_err(|e| format!("invalid arguments for recall: {e}"))?;
+    let output = messages
+        .iter()
+        .flat_map(|m| &m.parts)
+        .find_map(|part| match part {
+            Part::ToolResult { call_id, output, .. } if *call_id == args.call_id => Some(output),
+            _ => None,
+        })
+        .ok_or_else(|| {
+            format!("no tool call {:?} in this leg; recall shows outputs elided in the current leg only", args.call_id)
+        })?;
+    if args.start_line.is_none() && args.line_count.is_none() {
+        return Ok(output.clone());
+    }
+    let lines: Vec<&str> = output.lines().collect();
+    let start = args.start_line.unwrap_or(1);
+    if start == 0 || start > lines.len() {
+        return Err(format!("the output has {} lines; start_line {start} is outside 1..={}", lines.len(), lines.len()));
+    }
+    let end = args.line_count.map_or(lines.len(), |count| (start - 1 + count).min(lines.len()));
+    Ok(format!("lines {start}-{end} of {}:\n{}", lines.len(), lines[start - 1..end].join("\n")))
+}
+
+/// What the leaving leg is asked for in its summarisation call.
+pub fn handoff_request(reason: &str) -> String {
+    format!(
+        "baton: {reason}, so this leg ends here and a fresh leg continues the task. Write the handoff for the next leg now, as plain text (call no tool). The next leg will see the task, your handoff and baton's ledger (plan with statuses, every changed file, files read, last check results, HEAD), and nothing else of this conversation. Cover:\n\
+         1. State of the objective: what works now, what does not yet.\n\
+         2. Decisions and why (what you chose over what).\n\
+         3. Failed attempts: what you tried that did not work, and why.\n\
+         4. Next steps, in order, specific enough to act on without re-reading what you already read (name files, functions, commands).\n\
+         Be concrete and brief; do not repeat the ledger."
+    )
+}
+
+/// Lines of the leaving leg's own words kept when it could not write a narrative.
+const FALLBACK_BYTES: usize = 4096;
+
+/// A narrative built from the leg's own recent words, for when the summarisation call failed.
+pub fn fallback_narrative(messages: &[Message]) -> String {
+    let mut said = Vec::new();
+    let mut size = 0;
+    for message in messages.iter().rev().filter(|m| m.role == Role::Assistant) {
+        for part in message.parts.iter().rev() {
+            if let Part::Text { text } = part
+                && !text.trim().is_empty()
+                && size + text.len() <= FALLBACK_BYTES
+            {
+                size += text.len();
+                said.push(text.trim());
+            }
+        }
+    }
+    if said.is_empty() {
+        return "The leaving leg wrote no narrative; rely on the ledger.".to_owned();
+    }
+    said.reverse();
+    format!("The leaving leg wrote no narrative; its last words were:\n\n{}", said.join("\n\n"))
+}
+
+/// The transcript of an emergency handoff: every large output elided, then the oldest exchanges
+/// dropped (the brief stays) until `fits` says it fits.
+pub fn shorten(messages: &[Message], fits: impl Fn(&[Message]) -> bool) -> Vec<Message> {
+    let mut out = elide_before(messages, messages.len(), GLIMPSE);
+    // Messages alternate user, assistant; dropping the pair after the brief keeps every tool
+    // result next to its call.
+    while !fits(&out) && out.len() > 3 {
+        out.drain(1..3);
+    }
+    out
+}
+
+/// The message that opens a leg after a handoff: the task, the leaving leg's narrative, then the
+/// ledger as baton keeps it.
+pub fn handoff_brief(spec: &TaskSpec, handoff: &Handoff, idle_legs: u32) -> String {
+    let mut out = crate::brief(spec);
+    let kind = if handoff.emergency { "an emergency handoff" } else { "a handoff" };
+    let _ = write!(
+        out,
+        "\n# Handoff\n\nYou continue this task in a fresh context, after {kind} from leg {} at step {} ({}). The work so far is committed on the task branch. Trust the ledger below: it is taken from the journal and git, not from memory.\n",
+        handoff.from_leg, handoff.step, handoff.reason
+    );
+    if idle_legs > 0 {
+        out.push_str("\nThe previous leg filled its context without changing a file, finishing a plan step or running the checks. Do not re-read what the ledger lists unless you must; act on the next steps. Another leg without progress pauses the task.\n");
+    }
+    if let Some(error) = &handoff.narrative_error {
+        let _ = writeln!(out, "\n(The leaving leg's summary failed: {error}.)");
+    }
+    let _ = write!(out, "\n## From the leaving leg\n\n{}\n\n# Ledger\n\n{}", handoff.narrative.trim(), handoff.ledger.render());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use baton_core::{Ledger, PlanStep, StepStatus};
+
+    use super::*;
+
+    fn user(parts: Vec<Part>) -> Message {
+        Message { role: Role::User, parts }
+    }
+
+    fn exchange(n: usize, output: &str) -> [Message; 2] {
+        let id = format!("c{n}");
+        [
+            Message {
+                role: Role::Assistant,
+                parts: vec![Part::ToolCall { id: id.clone(), name: "shell".into(), arguments: "{}".into() }],
+            },
+            user(vec![Part::ToolResult { call_id: id, output: output.to_owned(), is_error: false }]),
+        ]
+    }
+
+    fn transcript(exchanges: usize, output: &str) -> Vec<Message> {
+        let mut out = vec![user(vec![Part::Text { text: "# Task".into() }])];
+        (0..exchanges).for_each(|n| out.extend(exchange(n, output)));
+        out
+    }
+
+    fn output_of(message: &Message) -> &str {
+        match &message.parts[0] {
+            Part::ToolResult { output, .. } => output,
+            other => panic!("not a result: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pressure_follows_the_thresholds_of_the_input_room() {
+        let budget = ContextBudget::new(32_768, 4096);
+        assert_eq!(budget.input_limit(), 28_672);
+        assert_eq!(budget.pressure(10_000), Pressure::Low);
+        assert_eq!(budget.pressure(14_336), Pressure::Boundary);
+        assert_eq!(budget.pressure(20_071), Pressure::Soft);
+        assert_eq!(budget.pressure(25_805), Pressure::Hard);
+        // A huge output limit cannot eat the window.
+        assert_eq!(ContextBudget::new(1000, 900).max_output(), 250);
+    }
+
+    #[test]
+    fn old_large_outputs_are_elided_in_steps_and_recalled_whole() {
+        let big = format!("first line\n{}", "x".repeat(4000));
+        let messages = transcript(20, &big);
+        let sent = elide(&messages);
+        // 41 messages: the cutoff is (41 - 8) / 16 * 16 = 32.
+        assert!(output_of(&sent[30]).starts_with("[baton elided this output (2 lines, 4011 bytes)"));
+        assert!(output_of(&sent[30]).ends_with("It began: first line]"));
+        assert_eq!(output_of(&sent[32]), big);
+        // One more exchange does not move the cutoff, so the sent prefix is unchanged.
+        let mut longer = messages.clone();
+        longer.extend(exchange(20, &big));
+        assert_eq!(elide(&longer)[..41], sent[..]);
+        assert_eq!(recall(&messages, r#"{"call_id": "c3"}"#).unwrap(), big);
+        assert_eq!(recall(&messages, r#"{"call_id": "c3", "start_line": 1, "line_count": 1}"#).unwrap(), "lines 1-1 of 2:\nfirst line");
+        assert!(recall(&messages, r#"{"call_id": "nope"}"#).unwrap_err().contains("no tool call \"nope\""));
+        assert!(recall(&messages, r#"{"call_id": "c3", "start_line": 9}"#).unwrap_err().contains("outside 1..=2"));
+        assert!(recall(&messages, "{").unwrap_err().starts_with("invalid arguments for recall"));
+    }
+
+    #[test]
+    fn long_arguments_are_cut_and_stay_json() {
+        let arguments = json!({"path": "a.txt", "content": "y".repeat(3000)}).to_string();
+        let mut messages = transcript(0, "");
+        messages.push(Message {
+            role: Role::Assistant,
+            parts: vec![Part::ToolCall { id: "w".into(), name: "write_file".into(), arguments: arguments.clone() }],
+        });
+        let short = elide_before(&messages, 2, ELIDE_ABOVE);
+        let Part::ToolCall { arguments: cut, .. } = &short[1].parts[0] else { panic!() };
+        let value: Value = serde_json::from_str(cut).unwrap();
+        assert_eq!(value, json!({"path": "a.txt", "content": "[baton elided 3000 bytes]"}));
+        assert_eq!(shorten_arguments("{not json", 1), "{not json");
+    }
+
+    #[test]
+    fn an_emergency_transcript_keeps_the_brief_and_whole_exchanges() {
+        let messages = transcript(10, &"z".repeat(500));
+        let short = shorten(&messages, |m| m.len() <= 5);
+        assert_eq!(short.len(), 5);
+        assert_eq!(short[0], messages[0]);
+        assert_eq!(short[1].role, Role::Assistant);
+        assert!(output_of(&short[2]).starts_with("[baton elided"));
+    }
+
+    #[test]
+    fn the_next_leg_gets_the_task_the_narrative_and_the_ledger() {
+        let spec = TaskSpec {
+            request: "Fix the parser".into(),
+            repo: "/repo".into(),
+            base_ref: "HEAD".into(),
+            checks: vec![],
+            scope: vec![],
+            protect: vec![],
+            budget: Default::default(),
+            model: None,
+        };
+        let handoff = Handoff {
+            from_leg: 2,
+            step: 40,
+            reason: "the prompt reached 71% of the room".into(),
+            emergency: false,
+            narrative: "Next: fix lex.rs.".into(),
+            narrative_error: None,
+            usage: None,
+            ledger: Ledger {
+                plan: vec![PlanStep { title: "lexer".into(), status: StepStatus::InProgress }],
+                ..Ledger::default()
+            },
+        };
+        let text = handoff_brief(&spec, &handoff, 0);
+        assert!(text.starts_with("# Task\n\nFix the parser\n"));
+        assert!(text.contains("a handoff from leg 2 at step 40 (the prompt reached 71% of the room)"));
+        assert!(text.contains("## From the leaving leg\n\nNext: fix lex.rs.\n\n# Ledger\n\n## Plan\n\n1. [in_progress] lexer\n"));
+        assert!(!text.contains("without changing a file"));
+        assert!(handoff_brief(&spec, &handoff, 1).contains("without changing a file"));
+    }
+
+    #[test]
+    fn a_failed_summary_falls_back_to_the_legs_last_words() {
+        let mut messages = transcript(1, "out");
+        messages.push(Message { role: Role::Assistant, parts: vec![Part::Text { text: "Tests pass now.".into() }] });
+        assert!(fallback_narrative(&messages).ends_with("Tests pass now."));
+        assert!(fallback_narrative(&transcript(1, "out")).contains("no narrative"));
+    }
+}
