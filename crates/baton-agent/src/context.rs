@@ -64,6 +64,12 @@ impl ContextBudget {
         }
     }
 
+    /// The most bytes one tool result may keep: a quarter of the input room, at a conservative
+    /// three bytes per token, so no single output can fill a small context.
+    pub fn max_result_bytes(&self) -> usize {
+        (self.input_limit() / 4 * 3) as usize
+    }
+
     /// The most a shortened transcript for an emergency handoff may use, leaving room for the
     /// handoff request itself.
     pub fn emergency_target(&self) -> u64 {
@@ -139,6 +145,28 @@ fn shorten_arguments(arguments: &str, above: usize) -> String {
     }
 }
 
+/// `output` cut to `max` bytes, keeping its head and tail: where an error shows up is rarely known.
+pub fn fit_output(output: String, max: usize) -> String {
+    if output.len() <= max {
+        return output;
+    }
+    let floor = |mut at: usize| {
+        while !output.is_char_boundary(at) {
+            at -= 1;
+        }
+        at
+    };
+    let head = floor(max / 2);
+    let tail = floor(output.len() - max / 2);
+    let tail = if tail < head { head } else { tail };
+    format!(
+        "{}\n[… baton cut {} bytes here to fit the context; narrow the command (grep, head, sed -n) or read a line range to see them …]\n{}",
+        &output[..head],
+        tail - head,
+        &output[tail..]
+    )
+}
+
 pub const RECALL: &str = "recall";
 
 /// The tool that shows an elided output again.
@@ -155,7 +183,9 @@ pub fn recall_spec() -> ToolSpec {
     });
     ToolSpec {
         name: RECALL.to_owned(),
-        description: "Show again the output of an earlier tool call of this leg that baton elided to keep the context small.".to_owned(),
+        description:
+            "Show again the output of an earlier tool call of this leg that baton elided to keep the context small."
+                .to_owned(),
         parameters: parameters.to_string(),
     }
 }
@@ -170,8 +200,7 @@ struct RecallArgs {
 
 /// Answers a `recall` call from the leg's whole transcript; the error is for the model.
 pub fn recall(messages: &[Message], arguments: &str) -> Result<String, String> {
-    let args: RecallArgs =
-        serde_json::from_str(arguments).map_err(|e| format!("invalid arguments for recall: {e}"))?;
+    let args: RecallArgs = serde_json::from_str(arguments).map_err(|e| format!("invalid arguments for recall: {e}"))?;
     let output = messages
         .iter()
         .flat_map(|m| &m.parts)
@@ -259,7 +288,12 @@ pub fn handoff_brief(spec: &TaskSpec, handoff: &Handoff, idle_legs: u32) -> Stri
     if let Some(error) = &handoff.narrative_error {
         let _ = writeln!(out, "\n(The leaving leg's summary failed: {error}.)");
     }
-    let _ = write!(out, "\n## From the leaving leg\n\n{}\n\n# Ledger\n\n{}", handoff.narrative.trim(), handoff.ledger.render());
+    let _ = write!(
+        out,
+        "\n## From the leaving leg\n\n{}\n\n# Ledger\n\n{}",
+        handoff.narrative.trim(),
+        handoff.ledger.render()
+    );
     out
 }
 
@@ -323,10 +357,23 @@ mod tests {
         longer.extend(exchange(20, &big));
         assert_eq!(elide(&longer)[..41], sent[..]);
         assert_eq!(recall(&messages, r#"{"call_id": "c3"}"#).unwrap(), big);
-        assert_eq!(recall(&messages, r#"{"call_id": "c3", "start_line": 1, "line_count": 1}"#).unwrap(), "lines 1-1 of 2:\nfirst line");
+        assert_eq!(
+            recall(&messages, r#"{"call_id": "c3", "start_line": 1, "line_count": 1}"#).unwrap(),
+            "lines 1-1 of 2:\nfirst line"
+        );
         assert!(recall(&messages, r#"{"call_id": "nope"}"#).unwrap_err().contains("no tool call \"nope\""));
         assert!(recall(&messages, r#"{"call_id": "c3", "start_line": 9}"#).unwrap_err().contains("outside 1..=2"));
         assert!(recall(&messages, "{").unwrap_err().starts_with("invalid arguments for recall"));
+    }
+
+    #[test]
+    fn a_huge_output_keeps_its_head_and_tail() {
+        let output = format!("{}{}", "a".repeat(5000), "é".repeat(5000));
+        let fitted = fit_output(output.clone(), 1000);
+        assert!(fitted.starts_with(&"a".repeat(500)) && fitted.ends_with(&"é".repeat(250)), "{fitted}");
+        assert!(fitted.contains("baton cut 14000 bytes here"));
+        assert_eq!(fit_output("short".into(), 1000), "short");
+        assert_eq!(ContextBudget::new(32_768, 4096).max_result_bytes(), 21_504);
     }
 
     #[test]
@@ -382,7 +429,9 @@ mod tests {
         let text = handoff_brief(&spec, &handoff, 0);
         assert!(text.starts_with("# Task\n\nFix the parser\n"));
         assert!(text.contains("a handoff from leg 2 at step 40 (the prompt reached 71% of the room)"));
-        assert!(text.contains("## From the leaving leg\n\nNext: fix lex.rs.\n\n# Ledger\n\n## Plan\n\n1. [in_progress] lexer\n"));
+        assert!(text.contains(
+            "## From the leaving leg\n\nNext: fix lex.rs.\n\n# Ledger\n\n## Plan\n\n1. [in_progress] lexer\n"
+        ));
         assert!(!text.contains("without changing a file"));
         assert!(handoff_brief(&spec, &handoff, 1).contains("without changing a file"));
     }

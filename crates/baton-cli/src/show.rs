@@ -219,7 +219,14 @@ pub fn handoffs(handoffs: &[Handoff]) -> anyhow::Result<()> {
     let mut before = None;
     for handoff in handoffs {
         let kind = if handoff.emergency { "emergency handoff" } else { "handoff" };
-        writeln!(out, "=== leg {} → {} · {kind} at step {} · {}", handoff.from_leg, handoff.from_leg + 1, handoff.step, handoff.reason)?;
+        writeln!(
+            out,
+            "=== leg {} → {} · {kind} at step {} · {}",
+            handoff.from_leg,
+            handoff.from_leg + 1,
+            handoff.step,
+            handoff.reason
+        )?;
         writeln!(out, "since the previous handoff: {}", progress(before, &handoff.ledger))?;
         if let Some(usage) = handoff.usage {
             writeln!(out, "summary call: {} in, {} cached, {} out", usage.input, usage.cache_read, usage.output)?;

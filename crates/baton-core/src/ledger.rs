@@ -185,7 +185,10 @@ mod tests {
         assert!(text.contains("1. [done] parse\n2. [in_progress] print\n"), "{text}");
         assert!(text.contains("- src/a.rs (+3 -1)\n"), "{text}");
         assert!(text.contains("src/a.rs, README.md\n"), "{text}");
-        assert!(text.contains("- `tests` FAILED (exit code 1)\n  ```\n  ok\n  assertion failed: x == 2\n  ```"), "{text}");
+        assert!(
+            text.contains("- `tests` FAILED (exit code 1)\n  ```\n  ok\n  assertion failed: x == 2\n  ```"),
+            "{text}"
+        );
         assert!(text.ends_with("abc on branch baton/x\n"), "{text}");
         assert_eq!(ledger.steps_done(), 1);
     }

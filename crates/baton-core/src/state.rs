@@ -254,7 +254,9 @@ impl Work {
     fn note(&mut self, effect: &Effect) {
         match effect {
             Effect::Read(path) => match self.files_read.iter().position(|p| p == path) {
-                Some(at) if at < self.read_before_leg && !self.rereads.contains(path) => self.rereads.push(path.clone()),
+                Some(at) if at < self.read_before_leg && !self.rereads.contains(path) => {
+                    self.rereads.push(path.clone())
+                }
                 Some(_) => {}
                 None => self.files_read.push(path.clone()),
             },

@@ -280,8 +280,12 @@ impl Engine {
             let pressure = budget.pressure(estimate);
             let percent = estimate * 100 / budget.input_limit().max(1);
             let handoff = match pressure {
-                Pressure::Hard => Some((format!("the prompt reached {percent}% of the context (hard threshold)"), true)),
-                Pressure::Soft => Some((format!("the prompt reached {percent}% of the context (soft threshold)"), false)),
+                Pressure::Hard => {
+                    Some((format!("the prompt reached {percent}% of the context (hard threshold)"), true))
+                }
+                Pressure::Soft => {
+                    Some((format!("the prompt reached {percent}% of the context (soft threshold)"), false))
+                }
                 Pressure::Boundary if work.plan_step_completed => {
                     Some((format!("a plan step is done and the prompt is at {percent}% of the context"), false))
                 }
@@ -299,10 +303,12 @@ impl Engine {
                 Err(error) => {
                     journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
                     if let ModelError::ContextOverflow { .. } = error {
+                        // What the provider says its window is, or else at most what it refused.
+                        let window = error.stated_window().unwrap_or(estimate);
                         let reason = format!(
-                            "the provider refused a prompt baton estimated at {estimate} tokens as too long for the model's context"
+                            "the provider refused a prompt baton estimated at {estimate} tokens as too long for the model's context ({window} tokens)"
                         );
-                        if !self.hand_off(journal, worktree, &tools, reason, true, Some(estimate)).await? {
+                        if !self.hand_off(journal, worktree, &tools, reason, true, Some(window)).await? {
                             return Ok(());
                         }
                         continue;
@@ -358,7 +364,13 @@ impl Engine {
         ContextBudget::new(window, u64::from(self.config.max_output_tokens))
     }
 
-    fn request(&self, system: String, messages: Vec<Message>, tools: &[ToolSpec], budget: ContextBudget) -> ModelRequest {
+    fn request(
+        &self,
+        system: String,
+        messages: Vec<Message>,
+        tools: &[ToolSpec],
+        budget: ContextBudget,
+    ) -> ModelRequest {
         ModelRequest {
             model: self.config.model.model.clone(),
             system,
@@ -550,6 +562,7 @@ impl Engine {
                 }
                 (result.output, result.is_error, result.effect)
             };
+            let output = baton_agent::fit_output(output, self.budget(&journal.state().work).max_result_bytes());
             // Written with the next intent: if it is lost, the call is reported as interrupted.
             journal.defer(Event::ToolCallFinished { call_id, output, is_error, effect })?;
         }

@@ -3,115 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+mod common;
 
-use baton_core::{Budget, CheckSpec, Event, Status, StopReason, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
-use baton_engine::{Engine, EngineConfig};
-use baton_model::{ProviderConfig, Providers};
-use baton_sandbox::SandboxConfig;
-use baton_store::{SqliteStore, Store};
+use baton_core::{CheckSpec, Event, Status, StopReason, Timestamp};
+use baton_store::Store;
 use baton_testkit::FixtureRepo;
-use baton_testkit::model::{Expect, Reply, Script, ScriptedServer, ToolCall, Turn};
+use baton_testkit::model::{Expect, Reply, Script, Turn};
+use common::{Harness, call, turn};
 use serde_json::json;
-
-/// A small Python package whose test fails: `add` subtracts.
-fn python_fixture() -> FixtureRepo {
-    FixtureRepo::with_files(&[
-        ("calc.py", "def add(a, b):\n    return a - b\n"),
-        (
-            "test_calc.py",
-            "from calc import add\n\nassert add(2, 3) == 5, f\"add(2, 3) gave {add(2, 3)}\"\nprint(\"all tests passed\")\n",
-        ),
-        ("AGENTS.md", "Run `python3 test_calc.py` to test.\n"),
-    ])
-}
-
-fn call(id: &str, name: &str, arguments: serde_json::Value) -> Reply {
-    Reply {
-        tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
-        ..Reply::default()
-    }
-}
-
-fn turn(expect_in_last_result: Option<&str>, reply: Reply) -> Turn {
-    Turn {
-        expect: Expect { last_tool_result_contains: expect_in_last_result.map(str::to_owned), ..Expect::default() },
-        faults: vec![],
-        reply,
-    }
-}
-
-struct Harness {
-    home: tempfile::TempDir,
-    repo: FixtureRepo,
-    store: Arc<SqliteStore>,
-    server: ScriptedServer,
-}
-
-impl Harness {
-    async fn new(script: Script) -> Harness {
-        let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let store = Arc::new(SqliteStore::open(home.path()).await.unwrap());
-        let server = ScriptedServer::start(script).await.unwrap();
-        Harness { home, repo: python_fixture(), store, server }
-    }
-
-    async fn create(&self) -> TaskId {
-        self.create_with(|_| {}).await
-    }
-
-    /// A task on the fixture, its spec adjusted by `edit` (more checks, protected files, a window).
-    async fn create_with(&self, edit: impl FnOnce(&mut TaskSpec)) -> TaskId {
-        let mut spec = TaskSpec {
-            request: "Make add() add".into(),
-            repo: self.repo.path().canonicalize().unwrap(),
-            base_ref: "HEAD".into(),
-            checks: vec![CheckSpec { name: "tests".into(), command: "python3 test_calc.py".into(), timeout_secs: 60 }],
-            scope: vec![],
-            protect: vec![],
-            budget: Budget { steps: Some(20), ..Budget::default() },
-            model: None,
-        };
-        edit(&mut spec);
-        let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
-        let base_commit = self.repo.git(&["rev-parse", "HEAD"]);
-        let branch = branch_name(&spec.request, &id);
-        self.store.append(&id, 0, Timestamp(0), &[Event::TaskCreated { spec, base_commit, branch }]).await.unwrap();
-        id
-    }
-
-    fn engine(&self) -> Engine {
-        let providers = Providers {
-            openai_compatible: ProviderConfig {
-                base_url: Some(format!("{}/v1", self.server.url())),
-                api_key_env: None,
-            },
-            ..Providers::default()
-        };
-        let client = providers.client(&"openai-compatible/scripted".parse().unwrap(), &|_| None).unwrap();
-        let init = SandboxConfig::locate_init().expect("baton-sandbox-init is not built: run the workspace's tests");
-        let config = EngineConfig {
-            home: self.home.path().to_owned(),
-            model: "openai-compatible/scripted".parse().unwrap(),
-            max_output_tokens: 4096,
-            max_verifications: 2,
-            sandbox: SandboxConfig::new(init, self.home.path()),
-        };
-        Engine::new(self.store.clone(), Arc::new(client), config)
-    }
-
-    async fn run(&self, id: &TaskId) -> (TaskState, Vec<String>) {
-        let mut kinds = Vec::new();
-        let state = self.engine().run(id, &mut |recorded| kinds.push(recorded.event.kind().to_owned())).await.unwrap();
-        (state, kinds)
-    }
-
-    fn worktree(&self, id: &TaskId) -> PathBuf {
-        self.home.path().join("worktrees").join(id.as_str())
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oracle_reads_edits_tests_and_finishes_verified() {
@@ -327,7 +226,15 @@ async fn partial_fixes_half_and_fails_its_checks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oracle_on_a_rust_crate_ends_verified() {
-    let h = Harness::new(Script {
+    let crate_repo = FixtureRepo::with_files(&[
+        ("Cargo.toml", "[package]\nname = \"calc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
+        (
+            "src/lib.rs",
+            "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n\n#[test]\nfn adds() {\n    assert_eq!(add(2, 3), 5);\n}\n",
+        ),
+        (".gitignore", "target/\n"),
+    ]);
+    let script = Script {
         turns: vec![
             turn(None, call("e", "edit_file", json!({"path": "src/lib.rs", "old": "a - b", "new": "a + b"}))),
             turn(
@@ -337,37 +244,18 @@ async fn oracle_on_a_rust_crate_ends_verified() {
             turn(Some("test result: ok. 1 passed"), call("f", "finish", json!({"summary": "add() adds."}))),
         ],
         ..Script::default()
-    })
-    .await;
-    let crate_repo = FixtureRepo::with_files(&[
-        ("Cargo.toml", "[package]\nname = \"calc\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"),
-        (
-            "src/lib.rs",
-            "pub fn add(a: i32, b: i32) -> i32 {\n    a - b\n}\n\n#[test]\nfn adds() {\n    assert_eq!(add(2, 3), 5);\n}\n",
-        ),
-        (".gitignore", "target/\n"),
-    ]);
-    let spec = TaskSpec {
-        request: "Make add() add".into(),
-        repo: crate_repo.path().canonicalize().unwrap(),
-        base_ref: "HEAD".into(),
-        checks: vec![CheckSpec {
-            name: "cargo test".into(),
-            command: "cargo test --offline --lib".into(),
-            timeout_secs: 300,
-        }],
-        scope: vec![],
-        protect: vec![],
-        budget: Budget::default(),
-        model: None,
     };
-    let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
-    let event = Event::TaskCreated {
-        base_commit: crate_repo.git(&["rev-parse", "HEAD"]),
-        branch: branch_name(&spec.request, &id),
-        spec,
-    };
-    h.store.append(&id, 0, Timestamp(0), &[event]).await.unwrap();
+    let h = Harness::with_repo(script, crate_repo).await;
+    let id = h
+        .create_with(|spec| {
+            spec.checks = vec![CheckSpec {
+                name: "cargo test".into(),
+                command: "cargo test --offline --lib".into(),
+                timeout_secs: 300,
+            }];
+            spec.budget = Default::default();
+        })
+        .await;
     let (state, kinds) = h.run(&id).await;
     assert_eq!(
         (state.status(), state.stop.as_ref().map(|s| s.reason)),
@@ -377,7 +265,7 @@ async fn oracle_on_a_rust_crate_ends_verified() {
     );
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
     let commit = state.work.last_commit.unwrap();
-    assert!(crate_repo.git(&["show", &format!("{commit}:src/lib.rs")]).contains("a + b"));
+    assert!(h.repo.git(&["show", &format!("{commit}:src/lib.rs")]).contains("a + b"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -64,4 +64,39 @@ impl ModelError {
             _ => None,
         }
     }
+
+    /// The context window a provider's overflow error states, when it states one: OpenAI and
+    /// OpenAI-compatible servers say "maximum context length is N tokens", Anthropic "N tokens > M
+    /// maximum", llama.cpp "available context size (N tokens)".
+    pub fn stated_window(&self) -> Option<u64> {
+        let ModelError::ContextOverflow { message } = self else { return None };
+        let number = |text: &str| -> Option<u64> {
+            let digits: String = text.trim_start().chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        };
+        let after = |marker: &str| message.find(marker).and_then(|at| number(&message[at + marker.len()..]));
+        after("maximum context length is ").or_else(|| after("context size (")).or_else(|| {
+            let end = message.find(" maximum")?;
+            let start = message[..end].rfind('>')?;
+            number(&message[start + 1..end])
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ModelError;
+
+    #[test]
+    fn the_stated_window_is_read_from_each_providers_wording() {
+        let overflow = |message: &str| ModelError::ContextOverflow { message: message.to_owned() };
+        let openai =
+            "This model's maximum context length is 128000 tokens. However, your messages resulted in 140000 tokens.";
+        assert_eq!(overflow(openai).stated_window(), Some(128_000));
+        assert_eq!(overflow("prompt is too long: 210000 tokens > 200000 maximum").stated_window(), Some(200_000));
+        let llama = "the request exceeds the available context size (8192 tokens), try increasing it";
+        assert_eq!(overflow(llama).stated_window(), Some(8192));
+        assert_eq!(overflow("too long").stated_window(), None);
+        assert_eq!(ModelError::StreamCut.stated_window(), None);
+    }
 }

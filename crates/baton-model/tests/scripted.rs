@@ -6,9 +6,7 @@ use std::time::Duration;
 
 use baton_core::{FinishReason, Message, ModelRequest, ModelResponse, Part, Role, ToolSpec, Usage};
 use baton_model::{HttpClient, ModelClient, ModelError, ProviderConfig, Providers, RetryPolicy, StreamEvent, Timeouts};
-use baton_testkit::model::{
-    Expect, Fault, Reply, Rule, Script, ScriptedServer, ToolCall, Turn, Usage as ScriptUsage,
-};
+use baton_testkit::model::{Expect, Fault, Reply, Rule, Script, ScriptedServer, ToolCall, Turn, Usage as ScriptUsage};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

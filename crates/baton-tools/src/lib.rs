@@ -11,8 +11,8 @@ mod workspace;
 pub use baton_core::{Effect, PlanStep, StepStatus};
 use baton_core::{Secret, ToolSpec, redact};
 use baton_sandbox::{Sandbox, SandboxSession};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 pub use shell::{DEFAULT_TIMEOUT, MAX_TIMEOUT};

@@ -1,0 +1,121 @@
+//! What the engine's tests share: fixtures, script helpers and a harness that runs a whole task
+//! through the real path.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)] // test code; not every test file uses every helper
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use baton_core::{Budget, CheckSpec, Event, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
+use baton_engine::{Engine, EngineConfig};
+use baton_model::{ProviderConfig, Providers};
+use baton_sandbox::SandboxConfig;
+use baton_store::{SqliteStore, Store};
+use baton_testkit::FixtureRepo;
+use baton_testkit::model::{Expect, Reply, Script, ScriptedServer, ToolCall, Turn};
+
+/// A small Python package whose test fails: `add` subtracts.
+pub fn python_fixture() -> FixtureRepo {
+    FixtureRepo::with_files(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        (
+            "test_calc.py",
+            "from calc import add\n\nassert add(2, 3) == 5, f\"add(2, 3) gave {add(2, 3)}\"\nprint(\"all tests passed\")\n",
+        ),
+        ("AGENTS.md", "Run `python3 test_calc.py` to test.\n"),
+    ])
+}
+
+pub fn call(id: &str, name: &str, arguments: serde_json::Value) -> Reply {
+    Reply {
+        tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
+        ..Reply::default()
+    }
+}
+
+pub fn turn(expect_in_last_result: Option<&str>, reply: Reply) -> Turn {
+    Turn {
+        expect: Expect { last_tool_result_contains: expect_in_last_result.map(str::to_owned), ..Expect::default() },
+        faults: vec![],
+        reply,
+    }
+}
+
+pub struct Harness {
+    pub home: tempfile::TempDir,
+    pub repo: FixtureRepo,
+    pub store: Arc<SqliteStore>,
+    pub server: ScriptedServer,
+    /// The context window the engine is told the model has.
+    pub context_window: u64,
+}
+
+impl Harness {
+    pub async fn new(script: Script) -> Harness {
+        Harness::with_repo(script, python_fixture()).await
+    }
+
+    pub async fn with_repo(script: Script, repo: FixtureRepo) -> Harness {
+        let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let store = Arc::new(SqliteStore::open(home.path()).await.unwrap());
+        let server = ScriptedServer::start(script).await.unwrap();
+        Harness { home, repo, store, server, context_window: 128_000 }
+    }
+
+    pub async fn create(&self) -> TaskId {
+        self.create_with(|_| {}).await
+    }
+
+    /// A task on the fixture, its spec adjusted by `edit` (more checks, protected files, a window).
+    pub async fn create_with(&self, edit: impl FnOnce(&mut TaskSpec)) -> TaskId {
+        let mut spec = TaskSpec {
+            request: "Make add() add".into(),
+            repo: self.repo.path().canonicalize().unwrap(),
+            base_ref: "HEAD".into(),
+            checks: vec![CheckSpec { name: "tests".into(), command: "python3 test_calc.py".into(), timeout_secs: 60 }],
+            scope: vec![],
+            protect: vec![],
+            budget: Budget { steps: Some(20), ..Budget::default() },
+            model: None,
+        };
+        edit(&mut spec);
+        let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
+        let base_commit = self.repo.git(&["rev-parse", "HEAD"]);
+        let branch = branch_name(&spec.request, &id);
+        self.store.append(&id, 0, Timestamp(0), &[Event::TaskCreated { spec, base_commit, branch }]).await.unwrap();
+        id
+    }
+
+    pub fn engine(&self) -> Engine {
+        let providers = Providers {
+            openai_compatible: ProviderConfig {
+                base_url: Some(format!("{}/v1", self.server.url())),
+                api_key_env: None,
+            },
+            ..Providers::default()
+        };
+        let client = providers.client(&"openai-compatible/scripted".parse().unwrap(), &|_| None).unwrap();
+        let init = SandboxConfig::locate_init().expect("baton-sandbox-init is not built: run the workspace's tests");
+        let config = EngineConfig {
+            home: self.home.path().to_owned(),
+            model: "openai-compatible/scripted".parse().unwrap(),
+            max_output_tokens: 4096,
+            context_window: self.context_window,
+            max_handoffs: 50,
+            max_verifications: 2,
+            sandbox: SandboxConfig::new(init, self.home.path()),
+        };
+        Engine::new(self.store.clone(), Arc::new(client), config)
+    }
+
+    pub async fn run(&self, id: &TaskId) -> (TaskState, Vec<String>) {
+        let mut kinds = Vec::new();
+        let state = self.engine().run(id, &mut |recorded| kinds.push(recorded.event.kind().to_owned())).await.unwrap();
+        (state, kinds)
+    }
+
+    pub fn worktree(&self, id: &TaskId) -> PathBuf {
+        self.home.path().join("worktrees").join(id.as_str())
+    }
+}

@@ -1,0 +1,141 @@
+//! Long tasks in small contexts: handoffs to fresh legs carry the ledger, a provider's overflow
+//! leads to an emergency handoff, and legs that hand off without progress pause the task. Real
+//! path: scripted model server over HTTP, git, sandbox (root), SQLite journal.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use baton_core::{Budget, CheckSpec, Status, StopReason};
+use baton_testkit::long_horizon::{self, long_horizon};
+use baton_testkit::model::{Expect, RecordedRequest, Reply, Rule, Script, count_tokens};
+use common::{Harness, call, turn};
+use serde_json::json;
+
+/// Answers every handoff's summarisation call.
+fn summary_rule() -> Rule {
+    Rule {
+        when: Expect { body_contains: Some(long_horizon::HANDOFF_ASK.into()), ..Expect::default() },
+        reply: Reply { text: Some("Read calc.py; next: fix add() and run the tests.".into()), ..Reply::default() },
+    }
+}
+
+/// The requests that opened a leg after a handoff: each follows a summarisation call.
+fn leg_openings(requests: &[RecordedRequest]) -> Vec<&RecordedRequest> {
+    requests.windows(2).filter(|pair| pair[0].served == "rule").map(|pair| &pair[1]).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_horizon_600_steps_in_a_32k_window_end_verified_and_every_leg_starts_with_every_fact() {
+    const WINDOW: u64 = 32_768;
+    let scenario = long_horizon(WINDOW);
+    let mut h = Harness::with_repo(scenario.script, scenario.repo).await;
+    h.context_window = WINDOW;
+    let id = h
+        .create_with(|spec| {
+            spec.request = long_horizon::REQUEST.into();
+            spec.checks =
+                vec![CheckSpec { name: "results".into(), command: long_horizon::CHECK.into(), timeout_secs: 60 }];
+            spec.budget = Budget::default();
+        })
+        .await;
+    let (state, kinds) = h.run(&id).await;
+    let stop = state.stop.clone();
+    assert_eq!(
+        (state.status(), stop.as_ref().map(|s| s.reason)),
+        (Status::Done, Some(StopReason::Verified)),
+        "{stop:?}"
+    );
+    assert_eq!(state.work.steps as usize, long_horizon::ITEMS * long_horizon::STEPS_PER_ITEM + 1);
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert_eq!(h.server.remaining_turns(), 0);
+
+    let requests = h.server.requests();
+    for request in &requests {
+        assert!(!request.served.starts_with("context_overflow"), "{}", request.served);
+        assert!(count_tokens(&request.body) <= WINDOW);
+    }
+    let handoffs = kinds.iter().filter(|kind| *kind == "handoff_written").count();
+    assert_eq!(handoffs as u32, state.work.handoffs);
+    assert!(handoffs >= 3, "600 steps of large outputs must not fit one 32k leg: {handoffs} handoffs");
+    let openings = leg_openings(&requests);
+    assert_eq!(openings.len(), handoffs);
+    for opening in openings {
+        let turn = opening.turn.expect("a leg opens with a scripted turn");
+        let body = opening.body.to_string();
+        let facts = scenario.facts.before(turn);
+        assert!(!facts.is_empty() || turn < long_horizon::STEPS_PER_ITEM);
+        for fact in facts {
+            assert!(body.contains(&fact), "the leg opened by turn {turn} does not know {fact:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_providers_context_overflow_mid_leg_is_an_emergency_handoff_and_the_task_goes_on() {
+    // The provider's window is 7000 tokens; baton is told 128k, so only the refusal can tell it.
+    let script = Script {
+        turns: vec![
+            turn(None, call("r", "read_file", json!({"path": "calc.py"}))),
+            turn(None, call("s1", "shell", json!({"command": "seq 1 1500"}))),
+            turn(None, call("s2", "shell", json!({"command": "seq 1501 3000"}))),
+            turn(None, call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
+            turn(Some("edited `calc.py`"), call("t", "shell", json!({"command": "python3 test_calc.py"}))),
+            turn(Some("all tests passed"), call("f", "finish", json!({"summary": "add() adds."}))),
+        ],
+        rules: vec![summary_rule()],
+        context_window: Some(7000),
+        ..Script::default()
+    };
+    let h = Harness::new(script).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    let stop = state.stop.clone();
+    assert_eq!(
+        (state.status(), stop.as_ref().map(|s| s.reason)),
+        (Status::Done, Some(StopReason::Verified)),
+        "{stop:?} {kinds:?}"
+    );
+    let requests = h.server.requests();
+    let refused: Vec<&RecordedRequest> = requests.iter().filter(|r| r.served.starts_with("context_overflow")).collect();
+    assert_eq!(refused.len(), 1, "{:?}", requests.iter().map(|r| &r.served).collect::<Vec<_>>());
+    assert_eq!(state.work.handoffs, 1);
+    let handoff = state.work.last_handoff.as_ref().unwrap();
+    assert!(handoff.emergency && handoff.reason.contains("provider refused"), "{}", handoff.reason);
+    assert_eq!(handoff.narrative, "Read calc.py; next: fix add() and run the tests.");
+    assert_eq!(handoff.ledger.files_read, ["calc.py"]);
+    assert_eq!(state.work.learned_window, Some(7000), "the window the provider stated");
+    let opening = leg_openings(&requests)[0].body.to_string();
+    assert!(opening.contains("emergency handoff from leg 1") && opening.contains("Read calc.py; next"), "{opening}");
+    assert!(count_tokens(&leg_openings(&requests)[0].body) < 7000);
+    let order: Vec<&str> = kinds
+        .iter()
+        .map(String::as_str)
+        .filter(|k| matches!(*k, "model_call_failed" | "handoff_started" | "handoff_written" | "leg_started"))
+        .collect();
+    assert_eq!(order, ["leg_started", "model_call_failed", "handoff_started", "handoff_written", "leg_started"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legs_that_hand_off_without_progress_pause_the_task_as_a_handoff_loop() {
+    // An agent that only reads: every leg reads calc.py again (each time a different range, so no
+    // call repeats) and fills its context with output, changing nothing.
+    let turns = (0..20)
+        .flat_map(|i| {
+            let range = json!({"path": "calc.py", "start_line": 1, "end_line": 2 + i});
+            let seq = json!({"command": format!("seq {} {}", i * 400, i * 400 + 399)});
+            [turn(None, call(&format!("r{i}"), "read_file", range)), turn(None, call(&format!("s{i}"), "shell", seq))]
+        })
+        .collect();
+    let script = Script { turns, rules: vec![summary_rule()], ..Script::default() };
+    let mut h = Harness::new(script).await;
+    h.context_window = 6000;
+    let id = h.create_with(|spec| spec.budget = Budget::default()).await;
+    let (state, kinds) = h.run(&id).await;
+    let stop = state.stop.clone().unwrap();
+    assert_eq!((state.status(), stop.reason), (Status::Paused, StopReason::HandoffLoop), "{stop:?} {kinds:?}");
+    assert!(stop.detail.starts_with("handoff loop: legs 1 and 2 each filled their context"), "{}", stop.detail);
+    assert!(stop.detail.contains("re-read 1 files earlier legs had read (calc.py)"), "{}", stop.detail);
+    assert_eq!(state.work.handoffs, 1, "the second handoff is refused");
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+}
