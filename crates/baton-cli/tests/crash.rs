@@ -42,7 +42,7 @@ fn script() -> Script {
     turns.push(call("f1", "finish", json!({"summary": "add() adds"})));
     turns.push(call("e2", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})));
     turns.push(call("f2", "finish", json!({"summary": "add() adds"})));
-    Script { turns, replay_identical: true }
+    Script { turns, replay_identical: true, ..Script::default() }
 }
 
 fn repo() -> FixtureRepo {

@@ -40,8 +40,8 @@ pub struct LongHorizon {
 pub struct Facts {
     /// `(turn, path)`: the turn whose tool call writes `path`.
     writes: Vec<(usize, String)>,
-    /// `(turn, lines)`: the turn whose `update_plan` sets the plan, as the ledger renders it.
-    plans: Vec<(usize, Vec<String>)>,
+    /// `(turn, steps)`: the turn whose `update_plan` sets the plan, as `(status, title)`.
+    plan_steps: Vec<(usize, Vec<(String, String)>)>,
 }
 
 fn answer(item: usize) -> String {
@@ -80,9 +80,10 @@ fn check_script() -> String {
     text
 }
 
-fn plan(done_phases: usize) -> (serde_json::Value, Vec<String>) {
+/// A plan with `done_phases` done: the `update_plan` arguments and its `(status, title)`s.
+fn plan(done_phases: usize) -> (serde_json::Value, Vec<(String, String)>) {
     let mut steps = Vec::new();
-    let mut lines = Vec::new();
+    let mut pairs = Vec::new();
     for phase in 0..PHASES {
         let status = match phase {
             p if p < done_phases => "done",
@@ -91,10 +92,10 @@ fn plan(done_phases: usize) -> (serde_json::Value, Vec<String>) {
         };
         let first = phase * ITEMS_PER_PHASE;
         let title = format!("phase {phase}: items {first}-{}", first + ITEMS_PER_PHASE - 1);
-        lines.push(format!("{}. [{status}] {title}", phase + 1));
         steps.push(json!({"title": title, "status": status}));
+        pairs.push((status.to_owned(), title));
     }
-    (json!({ "steps": steps }), lines)
+    (json!({ "steps": steps }), pairs)
 }
 
 fn call(turn: usize, name: &str, arguments: serde_json::Value) -> Turn {
@@ -120,7 +121,7 @@ pub fn long_horizon(window: u64) -> LongHorizon {
 
     let mut turns = Vec::new();
     let mut writes = Vec::new();
-    let mut plans = Vec::new();
+    let mut plan_steps = Vec::new();
     for item in 0..ITEMS {
         let log = path("data", item);
         let out = path("out", item);
@@ -130,8 +131,8 @@ pub fn long_horizon(window: u64) -> LongHorizon {
         // Each call differs from every other, as a working agent's do.
         let mut steps: Vec<Turn> = Vec::new();
         if item == 0 {
-            let (arguments, lines) = plan(0);
-            plans.push((at, lines));
+            let (arguments, pairs) = plan(0);
+            plan_steps.push((at, pairs));
             steps.push(call(at, "update_plan", arguments));
         } else {
             steps.push(shell(at, format!("ls data | head -n {}", item + 1)));
@@ -148,8 +149,8 @@ pub fn long_horizon(window: u64) -> LongHorizon {
         steps.push(shell(at + 9, format!("seq {item} {}", item + 700)));
         steps.push(shell(at + 10, format!("sha256sum {log} {out}")));
         if item % ITEMS_PER_PHASE == ITEMS_PER_PHASE - 1 {
-            let (arguments, lines) = plan(phase + 1);
-            plans.push((at + 11, lines));
+            let (arguments, pairs) = plan(phase + 1);
+            plan_steps.push((at + 11, pairs));
             steps.push(call(at + 11, "update_plan", arguments));
         } else {
             steps.push(shell(at + 11, format!("echo item {item} written")));
@@ -170,19 +171,30 @@ pub fn long_horizon(window: u64) -> LongHorizon {
         context_window: Some(window),
         replay_identical: false,
     };
-    LongHorizon { repo, script, facts: Facts { writes, plans } }
+    LongHorizon { repo, script, facts: Facts { writes, plan_steps } }
 }
 
 impl Facts {
-    /// What a request answered by `turn` must contain when it opens a leg: every file the turns
-    /// before it wrote, and the plan as the latest `update_plan` before it left it.
-    pub fn before(&self, turn: usize) -> Vec<String> {
-        let mut facts: Vec<String> =
-            self.writes.iter().filter(|(at, _)| *at < turn).map(|(_, path)| path.clone()).collect();
-        if let Some((_, lines)) = self.plans.iter().rev().find(|(at, _)| *at < turn) {
-            facts.extend(lines.iter().cloned());
+    /// The facts established before `turn` that `text` (a request's strings, unescaped) lacks. A
+    /// file counts when its path appears; a plan step when its status and title appear either as
+    /// the ledger lists them or as the `update_plan` call that set them.
+    pub fn missing(&self, turn: usize, text: &str) -> Vec<String> {
+        let mut missing: Vec<String> = self
+            .writes
+            .iter()
+            .filter(|(at, path)| *at < turn && !text.contains(path.as_str()))
+            .map(|(_, path)| path.clone())
+            .collect();
+        if let Some((_, steps)) = self.plan_steps.iter().rev().find(|(at, _)| *at < turn) {
+            for (status, title) in steps {
+                let listed = format!("[{status}] {title}");
+                let called = format!("\"status\":\"{status}\",\"title\":\"{title}\"");
+                if !text.contains(&listed) && !text.contains(&called) {
+                    missing.push(listed);
+                }
+            }
         }
-        facts
+        missing
     }
 
     /// Every file the task writes, in order.
@@ -200,12 +212,17 @@ mod tests {
         let scenario = long_horizon(32_768);
         assert_eq!(scenario.script.turns.len(), ITEMS * STEPS_PER_ITEM + 1);
         assert_eq!(scenario.facts.outputs().count(), ITEMS);
-        assert_eq!(scenario.facts.plans.len(), PHASES + 1);
+        assert_eq!(scenario.facts.plan_steps.len(), PHASES + 1);
         // Before the last phase's end: every file, and phase 9 in progress.
-        let facts = scenario.facts.before(ITEMS * STEPS_PER_ITEM - 1);
+        let facts = scenario.facts.missing(ITEMS * STEPS_PER_ITEM - 1, "");
+        assert_eq!(facts.len(), ITEMS + PHASES);
         assert!(facts.contains(&"out/r_049.txt".to_owned()));
-        assert!(facts.contains(&"10. [in_progress] phase 9: items 45-49".to_owned()));
-        assert!(scenario.facts.before(0).is_empty());
+        assert!(facts.contains(&"[in_progress] phase 9: items 45-49".to_owned()));
+        assert!(scenario.facts.missing(0, "").is_empty());
+        let plan_call = scenario.script.turns[0].reply.tool_calls[0].arguments.clone();
+        assert!(scenario.facts.missing(1, &plan_call).is_empty(), "the call that set the plan carries it");
+        assert_eq!(scenario.facts.missing(STEPS_PER_ITEM, "").len(), 1 + PHASES);
+        assert_eq!(scenario.facts.missing(STEPS_PER_ITEM, "out/r_000.txt [in_progress] phase 0: items 0-4").len(), PHASES - 1);
         assert!(log(3).contains(&format!("answer_3 = {}\n", answer(3))));
         assert!(check_script().contains(&format!("expect out/r_049.txt {}\n", answer(49))));
     }

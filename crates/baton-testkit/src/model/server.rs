@@ -153,17 +153,28 @@ enum Action {
 /// body (roles, texts, tool schemas, ids), which is close to what a provider bills.
 pub fn count_tokens(body: &Value) -> u64 {
     let bpe = tiktoken_rs::o200k_base_singleton();
-    fn walk(value: &Value, count: &mut dyn FnMut(&str)) {
-        match value {
-            Value::String(text) => count(text),
-            Value::Array(items) => items.iter().for_each(|item| walk(item, count)),
-            Value::Object(map) => map.values().for_each(|item| walk(item, count)),
-            _ => {}
-        }
-    }
     let mut tokens = 0;
-    walk(body, &mut |text| tokens += bpe.encode_ordinary(text).len() as u64);
+    visit_strings(body, &mut |text| tokens += bpe.encode_ordinary(text).len() as u64);
     tokens
+}
+
+/// Every string of a request's body, unescaped, one per line: the text a model reads.
+pub fn text_of(body: &Value) -> String {
+    let mut out = String::new();
+    visit_strings(body, &mut |text| {
+        out.push_str(text);
+        out.push('\n');
+    });
+    out
+}
+
+fn visit_strings(value: &Value, visit: &mut dyn FnMut(&str)) {
+    match value {
+        Value::String(text) => visit(text),
+        Value::Array(items) => items.iter().for_each(|item| visit_strings(item, visit)),
+        Value::Object(map) => map.values().for_each(|item| visit_strings(item, visit)),
+        _ => {}
+    }
 }
 
 /// Why a request does not meet `expect`; empty when it does.
