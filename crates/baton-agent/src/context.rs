@@ -412,6 +412,7 @@ mod tests {
             protect: vec![],
             budget: Default::default(),
             model: None,
+            context_window: None,
         };
         let handoff = Handoff {
             from_leg: 2,

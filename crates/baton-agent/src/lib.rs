@@ -90,6 +90,7 @@ mod tests {
             protect: vec![],
             budget: Budget::default(),
             model: None,
+            context_window: None,
         }
     }
 

@@ -41,8 +41,12 @@ pub enum Command {
         /// provider/model to continue with [default: the one the task used]
         #[arg(long, env = "BATON_MODEL")]
         model: Option<String>,
-        #[command(flatten)]
-        legs: LegArgs,
+        /// The model's context window in tokens [default: the task's]
+        #[arg(long, value_name = "TOKENS", value_parser = window_parser())]
+        context_window: Option<u64>,
+        /// Most handoffs the task may make before it pauses.
+        #[arg(long, value_name = "N", default_value_t = MAX_HANDOFFS)]
+        max_handoffs: u32,
     },
     /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
     /// with what changed since the handoff before.
@@ -128,24 +132,17 @@ pub struct RunArgs {
     #[command(flatten)]
     pub task: TaskArgs,
 
-    #[command(flatten)]
-    pub legs: LegArgs,
+    /// Most handoffs the task may make before it pauses.
+    #[arg(long, value_name = "N", default_value_t = MAX_HANDOFFS)]
+    pub max_handoffs: u32,
 }
 
 /// Handoffs a task may make before it pauses, unless `--max-handoffs` says otherwise.
 pub const MAX_HANDOFFS: u32 = 50;
 
-/// How the legs of a run use the model's context.
-#[derive(Debug, Clone, Args)]
-pub struct LegArgs {
-    /// The model's context window in tokens [default: the model table's, or 32768 for a model
-    /// baton does not know]. Legs hand off to a fresh context before their prompt outgrows it.
-    #[arg(long, value_name = "TOKENS", value_parser = clap::value_parser!(u64).range(1024..))]
-    pub context_window: Option<u64>,
-
-    /// Most handoffs a task may make before it pauses.
-    #[arg(long, value_name = "N", default_value_t = MAX_HANDOFFS)]
-    pub max_handoffs: u32,
+/// A context window: anything smaller could not hold baton's own prompt.
+fn window_parser() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(4096..)
 }
 
 #[derive(Debug, Args)]
@@ -202,4 +199,9 @@ pub struct TaskArgs {
     /// Most agent steps the task may take.
     #[arg(long, value_name = "N")]
     pub max_steps: Option<u64>,
+
+    /// The model's context window in tokens [default: the model table's, or 32768 for a model
+    /// baton does not know]. Legs hand off to a fresh context before their prompt outgrows it.
+    #[arg(long, value_name = "TOKENS", value_parser = window_parser())]
+    pub context_window: Option<u64>,
 }

@@ -31,11 +31,13 @@ fn main() -> ExitCode {
             Command::Task(command) => task::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Model(command) => model::run(&config()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(&home()?, &config()?, args, cli.json).await,
-            Command::Resume { id: Some(id), model, legs, .. } => {
-                run::resume(&home()?, &config()?, &id, model, &legs, cli.json).await
+            Command::Resume { id: Some(id), model, context_window, max_handoffs, .. } => {
+                let legs = run::Legs { context_window, max_handoffs };
+                run::resume(&home()?, &config()?, &id, model, legs, cli.json).await
             }
-            Command::Resume { id: None, model, legs, .. } => {
-                run::resume_all(&home()?, &config()?, model, &legs, cli.json).await
+            Command::Resume { id: None, model, context_window, max_handoffs, .. } => {
+                let legs = run::Legs { context_window, max_handoffs };
+                run::resume_all(&home()?, &config()?, model, legs, cli.json).await
             }
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,

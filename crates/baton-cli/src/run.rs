@@ -11,7 +11,7 @@ use baton_model::{Catalog, HttpClient, ModelName, Price, Providers};
 use baton_sandbox::SandboxConfig;
 use baton_store::{SqliteStore, Store};
 
-use crate::cli::{LegArgs, RunArgs};
+use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::{show, task};
 
@@ -48,7 +48,14 @@ struct Parts {
 
 /// The model client and the engine's settings; checked before a task is created, so a missing key
 /// leaves nothing behind.
-fn engine_parts(home: &Path, config: &Config, model: &str, legs: &LegArgs) -> anyhow::Result<Parts> {
+/// How a run's legs use the context: a window that overrides the model table's, and the handoff cap.
+#[derive(Debug, Clone, Copy)]
+pub struct Legs {
+    pub context_window: Option<u64>,
+    pub max_handoffs: u32,
+}
+
+fn engine_parts(home: &Path, config: &Config, model: &str, legs: Legs) -> anyhow::Result<Parts> {
     let providers = Providers::from_config(&config.text).with_context(|| config.context())?;
     engine_parts_with(home, config, &providers, model, legs)
 }
@@ -61,7 +68,7 @@ fn engine_parts_with(
     config: &Config,
     providers: &Providers,
     model: &str,
-    legs: &LegArgs,
+    legs: Legs,
 ) -> anyhow::Result<Parts> {
     let name: ModelName = model.parse()?;
     let client = providers.client(&name, &|var| std::env::var(var).ok())?;
@@ -130,7 +137,8 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
 
 pub async fn run(home: &Path, config: &Config, args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
     let model = args.task.model.clone().context(NO_MODEL)?;
-    let parts = engine_parts(home, config, &model, &args.legs)?;
+    let legs = Legs { context_window: args.task.context_window, max_handoffs: args.max_handoffs };
+    let parts = engine_parts(home, config, &model, legs)?;
     if args.task.checks.is_empty() {
         bail!("give at least one --check: baton only calls a task done when its checks pass");
     }
@@ -143,12 +151,13 @@ pub async fn resume(
     config: &Config,
     id: &str,
     model: Option<String>,
-    legs: &LegArgs,
+    legs: Legs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
     let model = model.or_else(|| state.spec.model.clone()).context(NO_MODEL)?;
+    let legs = Legs { context_window: legs.context_window.or(state.spec.context_window), ..legs };
     let parts = engine_parts(home, config, &model, legs)?;
     drive(home, parts, state, json).await
 }
@@ -158,7 +167,7 @@ pub async fn resume_all(
     home: &Path,
     config: &Config,
     model: Option<String>,
-    legs: &LegArgs,
+    legs: Legs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
@@ -207,8 +216,8 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         ..Providers::default()
     };
     let model = "openai-compatible/recorded-demo";
-    let legs = LegArgs { context_window: None, max_handoffs: crate::cli::MAX_HANDOFFS };
-    let parts = engine_parts_with(home, config, &providers, model, &legs)?;
+    let legs = Legs { context_window: None, max_handoffs: crate::cli::MAX_HANDOFFS };
+    let parts = engine_parts_with(home, config, &providers, model, legs)?;
     let args = crate::cli::TaskArgs {
         model: Some(model.to_owned()),
         repo,
@@ -220,6 +229,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         budget: None,
         window: None,
         max_steps: Some(20),
+        context_window: None,
     };
     let state = task::create_task(home, baton_testkit::DEMO_REQUEST.to_owned(), args).await?;
     let code = drive(home, parts, state.clone(), json).await?;

@@ -88,6 +88,7 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
             steps: args.max_steps,
         },
         model: args.model,
+        context_window: args.context_window,
     };
     spec.validate()?;
     let id = new_task_id()?;

@@ -1,5 +1,6 @@
-//! baton SIGKILLed at 20 random moments of a scripted task: after each restart (`baton resume`) the
-//! task goes on, ends verified with the same diff as an uninterrupted run, and no tool call ran twice.
+//! baton SIGKILLed at 20 random moments of a scripted task whose small context window makes it hand
+//! off between legs: after each restart (`baton resume`) the task goes on, ends verified with the
+//! same diff as an uninterrupted run, and no tool call ran twice.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -8,7 +9,8 @@ use std::time::Duration;
 
 use assert_cmd::cargo::CommandCargoExt;
 use baton_testkit::FixtureRepo;
-use baton_testkit::model::{Reply, Script, ScriptedServer, ToolCall, Turn};
+use baton_testkit::long_horizon;
+use baton_testkit::model::{Expect, Reply, Rule, Script, ScriptedServer, ToolCall, Turn};
 use serde_json::{Value, json};
 
 fn call(id: &str, name: &str, arguments: Value) -> Turn {
@@ -34,7 +36,7 @@ fn script() -> Script {
         turns.push(call(
             &format!("m{step}"),
             "shell",
-            json!({"command": format!("echo step{step} >> /root/marker; sleep 0.1")}),
+            json!({"command": format!("echo step{step} >> /root/marker; echo {step} > progress.txt; sleep 0.1")}),
         ));
     }
     turns.push(call("e1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})));
@@ -42,7 +44,11 @@ fn script() -> Script {
     turns.push(call("f1", "finish", json!({"summary": "add() adds"})));
     turns.push(call("e2", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})));
     turns.push(call("f2", "finish", json!({"summary": "add() adds"})));
-    Script { turns, replay_identical: true, ..Script::default() }
+    let summary = Rule {
+        when: Expect { body_contains: Some(long_horizon::HANDOFF_ASK.into()), ..Expect::default() },
+        reply: Reply { text: Some("Marker steps so far are in the ledger; keep going.".into()), ..Reply::default() },
+    };
+    Script { turns, rules: vec![summary], replay_identical: true, ..Script::default() }
 }
 
 fn repo() -> FixtureRepo {
@@ -82,6 +88,9 @@ fn run_args(repo: &FixtureRepo) -> Vec<String> {
         "python3 test_calc.py",
         "--model",
         "openai-compatible/scripted",
+        // Small enough that the task hands off between legs, so kills land in handoffs too.
+        "--context-window",
+        "5000",
     ]
     .map(str::to_owned)
     .to_vec()
@@ -182,5 +191,9 @@ fn killed_twenty_times_the_task_still_ends_verified_with_the_same_diff() {
         let count = lines.lines().filter(|l| *l == format!("step{step}")).count();
         assert!(count <= 1, "step{step} ran {count} times after {kills} kills:\n{lines}");
     }
-    println!("{kills} kills; marker:\n{lines}");
+    let handoffs =
+        baton(home.path(), &server, &["handoffs", id.as_str(), "--json"]).stdout(Stdio::piped()).output().unwrap();
+    let handoffs: Value = serde_json::from_slice(&handoffs.stdout).unwrap();
+    assert!(handoffs.as_array().unwrap().len() >= 2, "the task was meant to hand off: {handoffs}");
+    println!("{kills} kills, {} handoffs; marker:\n{lines}", handoffs.as_array().unwrap().len());
 }

@@ -80,6 +80,8 @@ async fn run_fixes_a_repository_and_exits_verified() {
     let diff = baton(home.path(), &["diff", &id], &[]).await;
     let diff = String::from_utf8(diff.stdout).unwrap();
     assert!(diff.contains("-    return a - b\n+    return a + b"), "{diff}");
+    let handoffs = baton(home.path(), &["handoffs", &id], &[]).await;
+    assert_eq!(String::from_utf8(handoffs.stdout).unwrap(), "no handoffs: the task has run in one leg\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -104,6 +106,15 @@ async fn run_says_exactly_what_to_set_and_leaves_nothing_behind() {
         String::from_utf8(output.stderr).unwrap().trim_end(),
         "error: anthropic needs an API key: set ANTHROPIC_API_KEY"
     );
+    let output = baton(
+        home.path(),
+        &["run", "Do it", "--repo", &repo_arg, "--check", "true", "--model", "openai/gpt-5", "--context-window", "100"],
+        &[],
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("invalid value '100' for '--context-window <TOKENS>': 100 is not in 4096.."), "{stderr}");
     let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
     assert_eq!(serde_json::from_slice::<Value>(&listed.stdout).unwrap(), json!([]));
 }

@@ -24,6 +24,9 @@ pub struct TaskSpec {
     /// `provider/model` the task runs with, when it was chosen at creation.
     #[serde(default)]
     pub model: Option<String>,
+    /// The model's context window in tokens, when the user set it; otherwise the model table's.
+    #[serde(default)]
+    pub context_window: Option<u64>,
 }
 
 /// An acceptance command that the harness itself runs in the task's sandbox.
@@ -157,6 +160,7 @@ mod tests {
             protect: vec!["tests/**".into()],
             budget: Budget::default(),
             model: None,
+            context_window: None,
         }
     }
 

@@ -78,7 +78,8 @@ pub struct Work {
     pub files_changed: Vec<String>,
     /// The latest model step completed a plan step: a natural point to hand off.
     pub plan_step_completed: bool,
-    /// The current leg changed a file, completed a plan step or ran the checks.
+    /// The current leg changed a file (through a tool or a command), completed a plan step or ran
+    /// the checks.
     pub leg_progress: bool,
     /// Legs in a row that ended in a handoff without progress.
     pub idle_legs: u32,
@@ -233,7 +234,11 @@ impl Work {
                 })
             }
             Event::ProtectedRestored { paths } => self.restored.clone_from(paths),
-            Event::Checkpointed { commit, .. } => self.last_commit = Some(commit.clone()),
+            Event::Checkpointed { commit, .. } => {
+                // A checkpoint is only made when the worktree changed, by any tool or command.
+                self.leg_progress = true;
+                self.last_commit = Some(commit.clone());
+            }
             Event::HandoffStarted { reason, emergency, window } => {
                 self.handoff_in_flight = Some((reason.clone(), *emergency));
                 if let Some(window) = window {
@@ -389,6 +394,7 @@ mod tests {
                 protect: vec![],
                 budget: Budget::default(),
                 model: None,
+                context_window: None,
             },
             base_commit: "0".repeat(40),
             branch: "baton/do-it-00000000".into(),
@@ -492,6 +498,71 @@ mod tests {
             let back: Vec<Recorded> = serde_json::from_str(&text).unwrap();
             prop_assert_eq!(&back, &journal);
         }
+    }
+
+    #[test]
+    fn the_ledger_facts_and_leg_progress_follow_the_journal() {
+        use crate::ledger::{Effect, Handoff, Ledger, PlanStep, StepStatus};
+        let plan = |done: bool| {
+            let status = if done { StepStatus::Done } else { StepStatus::InProgress };
+            Effect::Plan(vec![PlanStep { title: "lexer".into(), status }])
+        };
+        let leg = |leg| Event::LegStarted { leg, model: "m".into(), system: "s".into(), brief: "b".into() };
+        let tool = |id: &str, effect: Effect| {
+            [
+                Event::ToolCallStarted { step: 1, call_id: id.into(), name: "t".into(), arguments: id.into() },
+                Event::ToolCallFinished { call_id: id.into(), output: "ok".into(), is_error: false, effect },
+            ]
+        };
+        let handoff = || Event::HandoffWritten {
+            handoff: Box::new(Handoff {
+                from_leg: 1,
+                step: 0,
+                reason: "r".into(),
+                emergency: false,
+                narrative: "n".into(),
+                narrative_error: None,
+                usage: None,
+                ledger: Ledger::default(),
+            }),
+        };
+        let mut events = vec![created(), Event::Started, leg(1)];
+        events.extend(tool("a", Effect::Read("a.rs".into())));
+        events.extend(tool("b", plan(false)));
+        events.extend(tool("c", Effect::Changed(vec!["a.rs".into()])));
+        events.push(Event::ModelCallStarted { step: 2 });
+        events.extend(tool("d", plan(true)));
+        let journal: Vec<Recorded> = events
+            .into_iter()
+            .enumerate()
+            .map(|(seq, event)| Recorded { seq: seq as u64, at: Timestamp(0), event })
+            .collect();
+        let mut state = fold(TaskId::from_entropy(3), &journal).unwrap();
+        let work = &state.work;
+        assert_eq!((work.files_read.clone(), work.files_changed.clone()), (vec!["a.rs".into()], vec!["a.rs".into()]));
+        assert!(work.plan_step_completed && work.leg_progress);
+        assert_eq!(work.plan[0].status, StepStatus::Done);
+
+        // A leg that only re-reads is idle; one whose commands changed the worktree (a checkpoint) is not.
+        let mut next = |event: Event| {
+            let recorded = Recorded { seq: state.next_seq, at: Timestamp(0), event };
+            state.apply(&recorded).unwrap();
+        };
+        next(Event::HandoffStarted { reason: "r".into(), emergency: true, window: Some(9000) });
+        next(handoff());
+        next(leg(2));
+        for event in tool("e", Effect::Read("a.rs".into())) {
+            next(event);
+        }
+        next(Event::HandoffStarted { reason: "r".into(), emergency: true, window: Some(12_000) });
+        next(handoff());
+        next(leg(3));
+        next(Event::Checkpointed { commit: "c".into(), evidence: "e".into() });
+        next(handoff());
+        let work = &state.work;
+        assert_eq!(work.rereads, Vec::<String>::new(), "cleared by the new leg");
+        assert_eq!((work.handoffs, work.idle_legs, work.learned_window), (3, 0, Some(9000)));
+        assert!(work.handoff_in_flight.is_none());
     }
 
     #[test]

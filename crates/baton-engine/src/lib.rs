@@ -393,6 +393,9 @@ impl Engine {
         emergency: bool,
         window: Option<u64>,
     ) -> Result<bool, EngineError> {
+        // Committed first: changes made by commands count as progress as much as the file tools'.
+        let leg = journal.state().work.leg;
+        self.checkpoint(journal, worktree, format!("work in progress at the end of leg {leg}")).await?;
         let work = &journal.state().work;
         if work.handoffs >= self.config.max_handoffs {
             let detail = format!("the limit of {} handoffs is reached ({reason})", self.config.max_handoffs);
@@ -415,8 +418,6 @@ impl Engine {
         if work.handoff_in_flight.is_none() {
             journal.append(Event::HandoffStarted { reason: reason.clone(), emergency, window }).await?;
         }
-        let leg = journal.state().work.leg;
-        self.checkpoint(journal, worktree, format!("work in progress at the end of leg {leg}")).await?;
         let (narrative, narrative_error, usage) = self.summarise(journal.state(), tools, &reason, emergency).await;
         let state = journal.state();
         let handoff = Handoff {

@@ -6,7 +6,8 @@
 
 mod common;
 
-use baton_core::{Budget, CheckSpec, Status, StopReason};
+use baton_core::{Budget, CheckSpec, Event, Status, StopReason, Timestamp};
+use baton_store::Store;
 use baton_testkit::long_horizon::{self, long_horizon};
 use baton_testkit::model::{Expect, RecordedRequest, Reply, Rule, Script, count_tokens, text_of};
 use common::{Harness, call, turn};
@@ -136,4 +137,44 @@ async fn legs_that_hand_off_without_progress_pause_the_task_as_a_handoff_loop() 
     assert!(stop.detail.contains("re-read 1 files earlier legs had read (calc.py)"), "{}", stop.detail);
     assert_eq!(state.work.handoffs, 1, "the second handoff is refused");
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handoff_a_crash_interrupted_is_written_on_resume_and_the_task_goes_on() {
+    let script = Script {
+        turns: vec![
+            turn(None, call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
+            turn(Some("edited `calc.py`"), call("f", "finish", json!({"summary": "add() adds."}))),
+        ],
+        rules: vec![summary_rule()],
+        ..Script::default()
+    };
+    let h = Harness::new(script).await;
+    let id = h.create().await;
+    // The journal of a run killed while its first leg was writing its handoff.
+    let crashed = [
+        Event::Started,
+        Event::LegStarted {
+            leg: 1,
+            model: "openai-compatible/scripted".into(),
+            system: "build".into(),
+            brief: "# Task".into(),
+        },
+        Event::HandoffStarted {
+            reason: "the prompt reached 71% of the context (soft threshold)".into(),
+            emergency: false,
+            window: None,
+        },
+    ];
+    h.store.append(&id, 1, Timestamp(1), &crashed).await.unwrap();
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?}");
+    assert_eq!(kinds[..2], ["handoff_written", "leg_started"], "{kinds:?}");
+    assert!(!kinds.contains(&"handoff_started".to_owned()), "the intent is journaled once: {kinds:?}");
+    let handoff = state.work.last_handoff.as_ref().unwrap();
+    assert_eq!(
+        (handoff.from_leg, handoff.reason.as_str()),
+        (1, "the prompt reached 71% of the context (soft threshold)")
+    );
+    assert_eq!(state.work.leg, 2);
 }

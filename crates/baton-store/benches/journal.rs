@@ -27,6 +27,7 @@ fn created() -> Event {
             protect: vec![],
             budget: Budget::default(),
             model: None,
+            context_window: None,
         },
         base_commit: "0".repeat(40),
         branch: "baton/benchmark-00000000".into(),

@@ -222,7 +222,10 @@ mod tests {
         let plan_call = scenario.script.turns[0].reply.tool_calls[0].arguments.clone();
         assert!(scenario.facts.missing(1, &plan_call).is_empty(), "the call that set the plan carries it");
         assert_eq!(scenario.facts.missing(STEPS_PER_ITEM, "").len(), 1 + PHASES);
-        assert_eq!(scenario.facts.missing(STEPS_PER_ITEM, "out/r_000.txt [in_progress] phase 0: items 0-4").len(), PHASES - 1);
+        assert_eq!(
+            scenario.facts.missing(STEPS_PER_ITEM, "out/r_000.txt [in_progress] phase 0: items 0-4").len(),
+            PHASES - 1
+        );
         assert!(log(3).contains(&format!("answer_3 = {}\n", answer(3))));
         assert!(check_script().contains(&format!("expect out/r_049.txt {}\n", answer(49))));
     }

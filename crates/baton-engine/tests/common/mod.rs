@@ -78,6 +78,7 @@ impl Harness {
             protect: vec![],
             budget: Budget { steps: Some(20), ..Budget::default() },
             model: None,
+            context_window: None,
         };
         edit(&mut spec);
         let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);

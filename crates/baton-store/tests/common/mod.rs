@@ -18,6 +18,7 @@ pub fn created(request: &str) -> Event {
             protect: vec![],
             budget: Budget::default(),
             model: None,
+            context_window: None,
         },
         base_commit: "0".repeat(40),
         branch: "baton/test-00000000".into(),

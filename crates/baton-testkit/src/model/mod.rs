@@ -7,5 +7,5 @@ mod server;
 mod wire;
 
 pub use script::{Expect, Fault, Reply, Rule, Script, ToolCall, Turn, Usage};
-pub use server::{count_tokens, text_of};
 pub use server::{RecordedRequest, ScriptedServer};
+pub use server::{count_tokens, text_of};
