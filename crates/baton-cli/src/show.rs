@@ -128,7 +128,12 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         Event::WaitingForHuman { question } => question.clone(),
         Event::Paused { reason, detail } | Event::Finished { reason, detail } => format!("{reason}: {detail}"),
         Event::LegStarted { leg, model, .. } => format!("leg {leg} with {model}"),
-        Event::ModelCallStarted { step } => format!("step {step}"),
+        Event::ModelCallStarted { step, prompt: None } => format!("step {step}"),
+        Event::ModelCallStarted { step, prompt: Some(prompt) } => format!(
+            "step {step}: prompt ~{} tokens, {}% of the context",
+            prompt.tokens,
+            prompt.tokens * 100 / prompt.room.max(1)
+        ),
         Event::ModelCallFinished { step, response } => {
             let calls: Vec<&str> = response.tool_calls().map(|(_, name, _)| name).collect();
             let usage = response.usage;

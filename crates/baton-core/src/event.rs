@@ -39,8 +39,13 @@ pub enum Event {
     /// A leg begins: a fresh model context with this system prompt, opened by `brief` (the request
     /// for the first leg, a handoff for later ones).
     LegStarted { leg: u32, model: String, system: String, brief: String },
-    /// A model call is about to be made (intent before effect).
-    ModelCallStarted { step: u32 },
+    /// A model call is about to be made (intent before effect), with the prompt's estimated size and
+    /// the context window it is measured against.
+    ModelCallStarted {
+        step: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prompt: Option<PromptSize>,
+    },
     /// The model answered; the answer joins the transcript.
     ModelCallFinished { step: u32, response: ModelResponse },
     /// The call failed for good (after the client's own retries).
@@ -106,6 +111,13 @@ impl Event {
             Event::HandoffWritten { .. } => "handoff_written",
         }
     }
+}
+
+/// A prompt's estimated tokens, and the input room of the leg's context window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptSize {
+    pub tokens: u64,
+    pub room: u64,
 }
 
 /// An event as the journal holds it: its position in the task's journal and when it was appended.

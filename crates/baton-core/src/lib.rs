@@ -16,7 +16,7 @@ mod status;
 mod time;
 
 pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
-pub use event::{EVENT_SCHEMA_VERSION, Event, Recorded};
+pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, Recorded};
 pub use id::{InvalidTaskId, TaskId};
 pub use ledger::{Effect, FileChange, Handoff, Ledger, PlanStep, StepStatus};
 pub use money::{Credits, InvalidCredits};

@@ -172,7 +172,7 @@ impl Work {
                 self.system.clone_from(system);
                 self.transcript = vec![Message { role: Role::User, parts: vec![Part::Text { text: brief.clone() }] }];
             }
-            Event::ModelCallStarted { step } => {
+            Event::ModelCallStarted { step, .. } => {
                 self.model_call_in_flight = Some(*step);
                 if self.steps > 0 {
                     self.steps_without_progress =
@@ -530,7 +530,7 @@ mod tests {
         events.extend(tool("a", Effect::Read("a.rs".into())));
         events.extend(tool("b", plan(false)));
         events.extend(tool("c", Effect::Changed(vec!["a.rs".into()])));
-        events.push(Event::ModelCallStarted { step: 2 });
+        events.push(Event::ModelCallStarted { step: 2, prompt: None });
         events.extend(tool("d", plan(true)));
         let journal: Vec<Recorded> = events
             .into_iter()

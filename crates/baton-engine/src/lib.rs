@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use baton_agent::{ContextBudget, Pressure};
 use baton_core::{
-    Effect, Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, Recorded, Role, Status, StopReason,
-    TaskId, TaskState, ToolSpec, Usage,
+    Effect, Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, PromptSize, Recorded, Role, Status,
+    StopReason, TaskId, TaskState, ToolSpec, Usage,
 };
 use baton_git::{GitError, Repo, Worktree};
 use baton_model::{ModelClient, ModelError, ModelName};
@@ -297,7 +297,8 @@ impl Engine {
                 }
                 continue;
             }
-            journal.append(Event::ModelCallStarted { step }).await?;
+            let prompt = PromptSize { tokens: estimate, room: budget.input_limit() };
+            journal.append(Event::ModelCallStarted { step, prompt: Some(prompt) }).await?;
             let response = match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
                 Ok(response) => response,
                 Err(error) => {

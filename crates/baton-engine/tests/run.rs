@@ -155,7 +155,7 @@ async fn a_tool_call_a_crash_interrupted_is_reported_never_run_again() {
             system: "s".into(),
             brief: "Make add() add".into(),
         },
-        Event::ModelCallStarted { step: 1 },
+        Event::ModelCallStarted { step: 1, prompt: None },
         Event::ModelCallFinished { step: 1, response },
         Event::ToolCallStarted {
             step: 1,
