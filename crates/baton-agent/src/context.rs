@@ -16,8 +16,8 @@ pub struct ContextBudget {
 }
 
 /// How full a prompt is, judged against the thresholds of [`ContextBudget`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Pressure {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pressure {
     Low,
     /// Past half the room: the leg hands off at its next plan-step boundary.
     Boundary,
@@ -54,13 +54,27 @@ impl ContextBudget {
         self.window - self.reserve
     }
 
-    pub fn pressure(&self, tokens: u64) -> Pressure {
+    fn pressure(&self, tokens: u64) -> Pressure {
         let percent = tokens.saturating_mul(100) / self.input_limit().max(1);
         match percent {
             p if p >= HARD_PERCENT => Pressure::Hard,
             p if p >= SOFT_PERCENT => Pressure::Soft,
             p if p >= BOUNDARY_PERCENT => Pressure::Boundary,
             _ => Pressure::Low,
+        }
+    }
+
+    /// Whether the leg must hand off before sending a prompt of `tokens`: why, and whether it is an
+    /// emergency (the prompt may not fit any more).
+    pub fn handoff_due(&self, tokens: u64, plan_step_completed: bool) -> Option<(String, bool)> {
+        let percent = tokens * 100 / self.input_limit().max(1);
+        match self.pressure(tokens) {
+            Pressure::Hard => Some((format!("the prompt reached {percent}% of the context (hard threshold)"), true)),
+            Pressure::Soft => Some((format!("the prompt reached {percent}% of the context (soft threshold)"), false)),
+            Pressure::Boundary if plan_step_completed => {
+                Some((format!("a plan step is done and the prompt is at {percent}% of the context"), false))
+            }
+            Pressure::Boundary | Pressure::Low => None,
         }
     }
 
@@ -339,6 +353,17 @@ mod tests {
         assert_eq!(budget.pressure(14_336), Pressure::Boundary);
         assert_eq!(budget.pressure(20_071), Pressure::Soft);
         assert_eq!(budget.pressure(25_805), Pressure::Hard);
+        assert_eq!(budget.handoff_due(14_336, false), None);
+        let (reason, emergency) = budget.handoff_due(14_336, true).unwrap();
+        assert_eq!(
+            (reason.as_str(), emergency),
+            ("a plan step is done and the prompt is at 50% of the context", false)
+        );
+        assert_eq!(
+            budget.handoff_due(20_071, false).unwrap().0,
+            "the prompt reached 70% of the context (soft threshold)"
+        );
+        assert!(budget.handoff_due(25_805, false).unwrap().1);
         // A huge output limit cannot eat the window.
         assert_eq!(ContextBudget::new(1000, 900).max_output(), 250);
     }

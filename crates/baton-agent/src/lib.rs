@@ -9,8 +9,8 @@ use std::path::Path;
 use baton_core::TaskSpec;
 
 pub use context::{
-    ContextBudget, Pressure, RECALL, elide, fallback_narrative, fit_output, handoff_brief, handoff_request, recall,
-    recall_spec, shorten,
+    ContextBudget, RECALL, elide, fallback_narrative, fit_output, handoff_brief, handoff_request, recall, recall_spec,
+    shorten,
 };
 
 const BUILD_PROMPT: &str = include_str!("build.md");

@@ -239,6 +239,8 @@ impl Work {
                 self.leg_progress = true;
                 self.last_commit = Some(commit.clone());
             }
+            // Resuming, a human decides the task may try again: earlier idle legs no longer count.
+            Event::Resumed { .. } => self.idle_legs = 0,
             Event::HandoffStarted { reason, emergency, window } => {
                 self.handoff_in_flight = Some((reason.clone(), *emergency));
                 if let Some(window) = window {

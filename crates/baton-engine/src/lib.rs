@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use baton_agent::{ContextBudget, Pressure};
+use baton_agent::ContextBudget;
 use baton_core::{
     Effect, Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, PromptSize, Recorded, Role, Status,
     StopReason, TaskId, TaskState, ToolSpec, Usage,
@@ -277,21 +277,7 @@ impl Engine {
             let budget = self.budget(work);
             let request = self.request(work.system.clone(), baton_agent::elide(&work.transcript), &tools, budget);
             let estimate = baton_model::estimate_tokens(&request, self.config.model.provider);
-            let pressure = budget.pressure(estimate);
-            let percent = estimate * 100 / budget.input_limit().max(1);
-            let handoff = match pressure {
-                Pressure::Hard => {
-                    Some((format!("the prompt reached {percent}% of the context (hard threshold)"), true))
-                }
-                Pressure::Soft => {
-                    Some((format!("the prompt reached {percent}% of the context (soft threshold)"), false))
-                }
-                Pressure::Boundary if work.plan_step_completed => {
-                    Some((format!("a plan step is done and the prompt is at {percent}% of the context"), false))
-                }
-                Pressure::Boundary | Pressure::Low => None,
-            };
-            if let Some((reason, emergency)) = handoff {
+            if let Some((reason, emergency)) = budget.handoff_due(estimate, work.plan_step_completed) {
                 if !self.hand_off(journal, worktree, &tools, reason, emergency, None).await? {
                     return Ok(());
                 }

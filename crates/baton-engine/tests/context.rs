@@ -137,6 +137,13 @@ async fn legs_that_hand_off_without_progress_pause_the_task_as_a_handoff_loop() 
     assert!(stop.detail.contains("re-read 1 files earlier legs had read (calc.py)"), "{}", stop.detail);
     assert_eq!(state.work.handoffs, 1, "the second handoff is refused");
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+
+    // `baton resume` gives the task one more try; the same behaviour pauses it again.
+    let (state, _) = h.run(&id).await;
+    let stop = state.stop.clone().unwrap();
+    assert_eq!((state.status(), stop.reason), (Status::Paused, StopReason::HandoffLoop), "{stop:?}");
+    assert_eq!(state.work.handoffs, 2);
+    assert!(stop.detail.starts_with("handoff loop: legs 2 and 3"), "{}", stop.detail);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
