@@ -13,10 +13,9 @@ mod common;
 
 use std::time::Instant;
 
-use baton_core::{Budget, CheckSpec, Event, Message, ModelRequest, Part, Role, StopReason, TaskState};
+use baton_core::{Event, Message, ModelRequest, Part, Role, StopReason, TaskState};
 use baton_model::protocol::{ChatCompletions, Protocol};
 use baton_store::Store;
-use baton_testkit::long_horizon::{self, long_horizon};
 use baton_testkit::model::{count_tokens, text_of};
 use common::Harness;
 
@@ -68,23 +67,12 @@ fn main() {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async {
-        let scenario = long_horizon(WINDOW);
-        let mut h = Harness::with_repo(scenario.script, scenario.repo).await;
-        h.context_window = WINDOW;
-        let id = h
-            .create_with(|spec| {
-                spec.request = long_horizon::REQUEST.into();
-                spec.checks =
-                    vec![CheckSpec { name: "results".into(), command: long_horizon::CHECK.into(), timeout_secs: 60 }];
-                spec.budget = Budget::default();
-            })
-            .await;
+        let (h, id, facts) = Harness::long_horizon(WINDOW).await;
         let started = Instant::now();
         let (state, _) = h.run(&id).await;
         let seconds = started.elapsed().as_secs_f64();
         assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{:?}", state.stop);
         let journal = h.store.events(&id, 0).await.unwrap();
-        let facts = &scenario.facts;
 
         // baton: what the server received, summarisation calls included.
         let requests = h.server.requests();

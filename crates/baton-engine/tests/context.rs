@@ -6,9 +6,9 @@
 
 mod common;
 
-use baton_core::{Budget, CheckSpec, Event, Status, StopReason, Timestamp};
+use baton_core::{Budget, Event, Status, StopReason, Timestamp};
 use baton_store::Store;
-use baton_testkit::long_horizon::{self, long_horizon};
+use baton_testkit::long_horizon;
 use baton_testkit::model::{Expect, RecordedRequest, Reply, Rule, Script, count_tokens, text_of};
 use common::{Harness, call, turn};
 use serde_json::json;
@@ -29,17 +29,7 @@ fn leg_openings(requests: &[RecordedRequest]) -> Vec<&RecordedRequest> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_horizon_600_steps_in_a_32k_window_end_verified_and_every_leg_starts_with_every_fact() {
     const WINDOW: u64 = 32_768;
-    let scenario = long_horizon(WINDOW);
-    let mut h = Harness::with_repo(scenario.script, scenario.repo).await;
-    h.context_window = WINDOW;
-    let id = h
-        .create_with(|spec| {
-            spec.request = long_horizon::REQUEST.into();
-            spec.checks =
-                vec![CheckSpec { name: "results".into(), command: long_horizon::CHECK.into(), timeout_secs: 60 }];
-            spec.budget = Budget::default();
-        })
-        .await;
+    let (h, id, facts) = Harness::long_horizon(WINDOW).await;
     let (state, kinds) = h.run(&id).await;
     let stop = state.stop.clone();
     assert_eq!(
@@ -63,7 +53,7 @@ async fn long_horizon_600_steps_in_a_32k_window_end_verified_and_every_leg_start
     assert_eq!(openings.len(), handoffs);
     for opening in openings {
         let turn = opening.turn.expect("a leg opens with a scripted turn");
-        let missing = scenario.facts.missing(turn, &text_of(&opening.body));
+        let missing = facts.missing(turn, &text_of(&opening.body));
         assert!(missing.is_empty(), "the leg opened by turn {turn} does not know {missing:?}");
         // The ledger lists the plan itself, not only the calls that set it.
         assert!(text_of(&opening.body).contains("## Plan\n\n1. ["), "turn {turn}");

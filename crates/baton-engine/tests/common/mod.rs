@@ -13,6 +13,7 @@ use baton_model::{ProviderConfig, Providers};
 use baton_sandbox::SandboxConfig;
 use baton_store::{SqliteStore, Store};
 use baton_testkit::FixtureRepo;
+use baton_testkit::long_horizon::{self, Facts};
 use baton_testkit::model::{Expect, Reply, Script, ScriptedServer, ToolCall, Turn};
 
 /// A small Python package whose test fails: `add` subtracts.
@@ -61,6 +62,23 @@ impl Harness {
         let store = Arc::new(SqliteStore::open(home.path()).await.unwrap());
         let server = ScriptedServer::start(script).await.unwrap();
         Harness { home, repo, store, server, context_window: 128_000 }
+    }
+
+    /// LONG-HORIZON on a model declared with a `window`-token context: the harness, the task, and
+    /// the facts each request must carry.
+    pub async fn long_horizon(window: u64) -> (Harness, TaskId, Facts) {
+        let scenario = long_horizon::long_horizon(window);
+        let mut h = Harness::with_repo(scenario.script, scenario.repo).await;
+        h.context_window = window;
+        let id = h
+            .create_with(|spec| {
+                spec.request = long_horizon::REQUEST.into();
+                spec.checks =
+                    vec![CheckSpec { name: "results".into(), command: long_horizon::CHECK.into(), timeout_secs: 60 }];
+                spec.budget = Budget::default();
+            })
+            .await;
+        (h, id, scenario.facts)
     }
 
     pub async fn create(&self) -> TaskId {
