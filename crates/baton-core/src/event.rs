@@ -1,8 +1,9 @@
 use serde::{Deserialize, Serialize};
 
+use crate::account::Charge;
 use crate::chat::ModelResponse;
 use crate::ledger::{Effect, Handoff};
-use crate::spec::TaskSpec;
+use crate::spec::{Budget, TaskSpec};
 use crate::status::StopReason;
 use crate::time::Timestamp;
 
@@ -81,6 +82,14 @@ pub enum Event {
     },
     /// The handoff is written; the next leg starts from it (a `leg_started` follows in the same write).
     HandoffWritten { handoff: Box<Handoff> },
+    /// Credits held for a charged action about to start, with the charges it is estimated at. The
+    /// store admits it against the account's policy in the same transaction, or refuses the write.
+    Reserved { key: String, charges: Vec<Charge> },
+    /// The action ended: its hold is released and what it really cost is charged (nothing for a
+    /// call the provider refused).
+    Settled { key: String, charges: Vec<Charge> },
+    /// The task's limits were changed by a user (raised after a pause, typically).
+    BudgetChanged { budget: Budget },
 }
 
 impl Event {
@@ -109,6 +118,9 @@ impl Event {
             Event::Checkpointed { .. } => "checkpointed",
             Event::HandoffStarted { .. } => "handoff_started",
             Event::HandoffWritten { .. } => "handoff_written",
+            Event::Reserved { .. } => "reserved",
+            Event::Settled { .. } => "settled",
+            Event::BudgetChanged { .. } => "budget_changed",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! Nothing here does IO, reads the clock or draws random numbers: timestamps and entropy come in as
 //! arguments, so every function can be replayed and property-tested.
 
+mod account;
 mod chat;
 mod event;
 mod id;
@@ -15,6 +16,9 @@ mod state;
 mod status;
 mod time;
 
+pub use account::{
+    Admission, AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Refusal, total,
+};
 pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
 pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, Recorded};
 pub use id::{InvalidTaskId, TaskId};
@@ -22,6 +26,6 @@ pub use ledger::{Effect, FileChange, Handoff, Ledger, PlanStep, StepStatus};
 pub use money::{Credits, InvalidCredits};
 pub use secret::{Secret, redact};
 pub use spec::{Budget, CheckSpec, SpecError, TaskSpec, branch_name, slug};
-pub use state::{CheckResult, FoldError, Stop, TaskState, Work, fold};
+pub use state::{CheckResult, FoldError, Money, Stop, TaskState, Work, fold};
 pub use status::{Lifecycle, Status, StopReason, TransitionError, UnknownName};
 pub use time::Timestamp;

@@ -1,9 +1,11 @@
 use serde::{Deserialize, Serialize};
 
+use crate::account::{Charge, ChargeKind, add, total};
 use crate::chat::{Message, Part, Role};
 use crate::event::{Event, Recorded};
 use crate::id::TaskId;
 use crate::ledger::{Effect, Handoff, PlanStep, StepStatus};
+use crate::money::Credits;
 use crate::spec::TaskSpec;
 use crate::status::{Lifecycle, Status, StopReason, TransitionError};
 use crate::time::Timestamp;
@@ -25,6 +27,47 @@ pub struct TaskState {
     /// The seq the next appended event must have.
     pub next_seq: u64,
     pub work: Work,
+    pub money: Money,
+}
+
+/// What the task has spent and holds, from its `reserved` and `settled` events.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Money {
+    pub spent: Credits,
+    /// Charged so far, by kind.
+    pub by_kind: std::collections::BTreeMap<ChargeKind, Credits>,
+    /// Reservations not yet settled, by key, with the charges they were estimated at.
+    pub held: std::collections::BTreeMap<String, Vec<Charge>>,
+    /// When the first and the latest charge were settled.
+    pub first_charge_at: Option<Timestamp>,
+    pub last_charge_at: Option<Timestamp>,
+}
+
+impl Money {
+    pub fn held_total(&self) -> Credits {
+        self.held.values().fold(Credits::ZERO, |sum, charges| add(sum, total(charges)))
+    }
+
+    fn apply(&mut self, at: Timestamp, event: &Event) {
+        match event {
+            Event::Reserved { key, charges } => {
+                self.held.insert(key.clone(), charges.clone());
+            }
+            Event::Settled { key, charges } => {
+                self.held.remove(key);
+                for charge in charges {
+                    self.spent = add(self.spent, charge.amount);
+                    let by_kind = self.by_kind.entry(charge.kind).or_insert(Credits::ZERO);
+                    *by_kind = add(*by_kind, charge.amount);
+                }
+                if !charges.is_empty() {
+                    self.first_charge_at.get_or_insert(at);
+                    self.last_charge_at = Some(at);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What the agent has done so far: enough to continue exactly where the journal ends.
@@ -328,6 +371,7 @@ impl TaskState {
             updated_at: first.at,
             next_seq: 1,
             work: Work::default(),
+            money: Money::default(),
         })
     }
 
@@ -356,6 +400,10 @@ impl TaskState {
             _ => None,
         };
         self.work.apply(event);
+        self.money.apply(recorded.at, event);
+        if let Event::BudgetChanged { budget } = event {
+            self.spec.budget = *budget;
+        }
         self.updated_at = recorded.at;
         self.next_seq += 1;
         if let Event::Started = event {

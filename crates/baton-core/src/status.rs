@@ -97,6 +97,8 @@ impl Lifecycle {
                 _ => stopped(Failed, *reason),
             },
             (Event::Cancelled { .. }, _) => stopped(Cancelled, StopReason::Cancelled),
+            (Event::BudgetChanged { .. }, _) => Ok(self),
+            (Event::Reserved { .. } | Event::Settled { .. }, Running | Verifying | Reviewing) => Ok(self),
             (
                 Event::LegStarted { .. }
                 | Event::ModelCallStarted { .. }

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use baton_core::{FoldError, TaskId};
+use baton_core::{FoldError, Refusal, TaskId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,6 +30,12 @@ pub enum StoreError {
     Unfoldable { task: TaskId, source: FoldError },
     #[error("blob {hash}: {reason}")]
     Blob { hash: String, reason: String },
+    #[error("task {task}: {refusal}")]
+    Refused { task: TaskId, refusal: Refusal },
+    #[error("task {task}: {reason}")]
+    Unbalanced { task: TaskId, reason: String },
+    #[error("the account's records are unreadable: {0}")]
+    CorruptAccount(String),
     #[error("journal database error: {0}")]
     Database(#[from] sqlx::Error),
 }

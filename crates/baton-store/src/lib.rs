@@ -5,6 +5,7 @@
 //! writers can never both take the same slot, and they are checked against the task's state machine
 //! in the same transaction, so an invalid transition never reaches the journal.
 
+mod account;
 mod blob;
 mod codec;
 mod error;
@@ -12,7 +13,10 @@ mod migrate;
 mod sqlite;
 
 use async_trait::async_trait;
-use baton_core::{Event, Recorded, Status, StopReason, TaskId, TaskState, Timestamp, fold};
+use baton_core::{
+    Credits, Entry, EntryKind, Event, Policy, Position, Recorded, Status, StopReason, TaskId, TaskState, Timestamp,
+    fold,
+};
 
 pub use blob::{BlobHash, BlobStore, InvalidBlobHash};
 pub use codec::INLINE_PAYLOAD_LIMIT;
@@ -39,9 +43,11 @@ pub trait Store: Send + Sync {
     /// Appends `events` at `expected_seq`, which must be the journal's next seq (0 to create the
     /// task, whose first event must be `task_created`). Returns the next seq after the append.
     ///
-    /// Fails with [`StoreError::Conflict`] if another writer got there first, and with
-    /// [`StoreError::Rejected`] if an event is not allowed by the task's state machine; in both
-    /// cases nothing is written.
+    /// Fails with [`StoreError::Conflict`] if another writer got there first, with
+    /// [`StoreError::Rejected`] if an event is not allowed by the task's state machine, and with
+    /// [`StoreError::Refused`] if the account's policy refuses a `reserved` event; in every case
+    /// nothing is written. `reserved` and `settled` events hold and charge the account in the same
+    /// transaction.
     async fn append(
         &self,
         task: &TaskId,
@@ -58,6 +64,18 @@ pub trait Store: Send + Sync {
 
     /// The one task whose id starts with `prefix`.
     async fn resolve(&self, prefix: &str) -> Result<TaskId, StoreError>;
+
+    /// The account's position at `at`: balance, holds, the month's spend and reloads, policy.
+    async fn account(&self, at: Timestamp) -> Result<Position, StoreError>;
+
+    async fn set_policy(&self, policy: Policy) -> Result<(), StoreError>;
+
+    /// Adds credits to the account (a grant or a top-up, positive).
+    async fn credit(&self, at: Timestamp, kind: EntryKind, amount: Credits, note: &str)
+    -> Result<Position, StoreError>;
+
+    /// The newest `limit` entries of the account's ledger, newest first.
+    async fn entries(&self, limit: u32) -> Result<Vec<Entry>, StoreError>;
 
     /// Stores bytes by content and returns their hash; storing the same bytes twice is a no-op.
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError>;

@@ -32,6 +32,34 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (task_id, seq)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 2: the account: its policy and running balance, its ledger of entries, and the credits held
+    // by reservations of actions in flight.
+    r#"
+    CREATE TABLE account (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        policy  TEXT NOT NULL,
+        balance INTEGER NOT NULL
+    ) STRICT;
+    INSERT INTO account (id, policy, balance)
+        VALUES (1, '{"monthly_cap":null,"auto_reload":null,"overage":true}', 0);
+    CREATE TABLE entries (
+        id      INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        kind    TEXT NOT NULL,
+        amount  INTEGER NOT NULL,
+        task_id TEXT REFERENCES tasks (id),
+        key     TEXT,
+        note    TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX entries_by_at ON entries (at);
+    CREATE TABLE reservations (
+        task_id TEXT NOT NULL REFERENCES tasks (id),
+        key     TEXT NOT NULL,
+        amount  INTEGER NOT NULL,
+        at      INTEGER NOT NULL,
+        PRIMARY KEY (task_id, key)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -3,10 +3,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use baton_core::{Event, FoldError, Lifecycle, Recorded, Status, StopReason, TaskId, Timestamp};
+use baton_core::{
+    Credits, Entry, EntryKind, Event, FoldError, Lifecycle, Policy, Position, Recorded, Status, StopReason, TaskId,
+    Timestamp,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 
+use crate::account;
 use crate::blob::{BlobHash, BlobStore};
 use crate::codec::{self, EVENT_COLUMNS, EventRow};
 use crate::error::StoreError;
@@ -113,6 +117,8 @@ impl Store for SqliteStore {
 
         let rejected = |seq, source| StoreError::Rejected { task: task.clone(), seq, source };
         let mut lifecycle = current.as_ref().map(|s| Lifecycle { status: s.status, stop_reason: s.stop_reason });
+        // Read on the first money event only: most appends have none.
+        let mut position = None;
         for ((seq, event), encoded) in (expected_seq..).zip(events).zip(&encoded) {
             lifecycle = Some(match (lifecycle, event) {
                 (None, Event::TaskCreated { spec, branch, .. }) => {
@@ -135,6 +141,20 @@ impl Store for SqliteStore {
                     lifecycle.apply(event).map_err(|source| rejected(seq, FoldError::Transition { seq, source }))?
                 }
             });
+            match event {
+                Event::Reserved { key, charges } | Event::Settled { key, charges } => {
+                    let position = match &mut position {
+                        Some(position) => position,
+                        None => position.insert(account::position(&mut tx, at).await?),
+                    };
+                    if matches!(event, Event::Reserved { .. }) {
+                        account::reserve(&mut tx, position, task, at, key, charges).await?;
+                    } else {
+                        account::settle(&mut tx, position, task, at, key, charges).await?;
+                    }
+                }
+                _ => {}
+            }
             sqlx::query("INSERT INTO events (task_id, seq, v, kind, at, payload, blob) VALUES (?, ?, ?, ?, ?, ?, ?)")
                 .bind(task.as_str())
                 .bind(seq as i64)
@@ -208,6 +228,45 @@ impl Store for SqliteStore {
                 Err(StoreError::Ambiguous { prefix: prefix.to_owned(), first: parse(first)?, second: parse(second)? })
             }
         }
+    }
+
+    async fn account(&self, at: Timestamp) -> Result<Position, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        account::position(&mut conn, at).await
+    }
+
+    async fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
+        let text = serde_json::to_string(&policy).map_err(|e| StoreError::CorruptAccount(e.to_string()))?;
+        sqlx::query("UPDATE account SET policy = ? WHERE id = 1").bind(text).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn credit(
+        &self,
+        at: Timestamp,
+        kind: EntryKind,
+        amount: Credits,
+        note: &str,
+    ) -> Result<Position, StoreError> {
+        if !matches!(kind, EntryKind::Grant | EntryKind::TopUp) || amount <= Credits::ZERO {
+            return Err(StoreError::CorruptAccount(format!(
+                "a credit is a positive grant or top-up, not {kind} of {amount}"
+            )));
+        }
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let mut position = account::position(&mut tx, at).await?;
+        let entry = Entry { at, kind, amount, task: None, key: None, note: note.to_owned() };
+        account::insert_entry(&mut tx, &mut position, &entry).await?;
+        tx.commit().await?;
+        Ok(position)
+    }
+
+    async fn entries(&self, limit: u32) -> Result<Vec<Entry>, StoreError> {
+        let rows = sqlx::query("SELECT at, kind, amount, task_id, key, note FROM entries ORDER BY id DESC LIMIT ?")
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(account::entry_from_row).collect()
     }
 
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {

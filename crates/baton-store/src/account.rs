@@ -1,0 +1,150 @@
+//! The account, kept in step with the journals: a task's `reserved` and `settled` events hold and
+//! charge credits in the same transaction that appends them, after the account's policy admits the
+//! hold. Concurrent tasks serialise on SQLite's write lock, so every admission sees every hold.
+
+use baton_core::{Charge, Credits, Entry, EntryKind, Month, Policy, Position, TaskId, Timestamp, total};
+use sqlx::{Row, SqliteConnection};
+
+use crate::error::StoreError;
+
+/// The account's position at `at`, read inside the caller's transaction.
+pub(crate) async fn position(conn: &mut SqliteConnection, at: Timestamp) -> Result<Position, StoreError> {
+    let row = sqlx::query("SELECT policy, balance FROM account WHERE id = 1").fetch_one(&mut *conn).await?;
+    let policy: String = row.try_get("policy")?;
+    let policy: Policy = serde_json::from_str(&policy).map_err(|e| StoreError::CorruptAccount(e.to_string()))?;
+    let month = Month::of(at);
+    let start = month.start().as_millis();
+    let reserved: i64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(amount), 0) FROM reservations").fetch_one(&mut *conn).await?;
+    let spent: i64 =
+        sqlx::query_scalar("SELECT COALESCE(-SUM(amount), 0) FROM entries WHERE kind LIKE 'charge:%' AND at >= ?")
+            .bind(start)
+            .fetch_one(&mut *conn)
+            .await?;
+    let reloads: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM entries WHERE kind = 'auto_reload' AND at >= ?")
+        .bind(start)
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(Position {
+        policy,
+        balance: Credits::from_micros(row.try_get("balance")?),
+        reserved: Credits::from_micros(reserved),
+        month,
+        spent_this_month: Credits::from_micros(spent),
+        reloads_this_month: reloads as u32,
+    })
+}
+
+/// Writes one entry and keeps the running balance and `position` in step.
+pub(crate) async fn insert_entry(
+    conn: &mut SqliteConnection,
+    position: &mut Position,
+    entry: &Entry,
+) -> Result<(), StoreError> {
+    sqlx::query("INSERT INTO entries (at, kind, amount, task_id, key, note) VALUES (?, ?, ?, ?, ?, ?)")
+        .bind(entry.at.as_millis())
+        .bind(entry.kind.to_string())
+        .bind(entry.amount.micros())
+        .bind(&entry.task)
+        .bind(&entry.key)
+        .bind(&entry.note)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE account SET balance = balance + ? WHERE id = 1")
+        .bind(entry.amount.micros())
+        .execute(&mut *conn)
+        .await?;
+    position.apply(entry.at, entry.kind, entry.amount);
+    Ok(())
+}
+
+/// Holds credits for `key`, after the policy admits it (an auto-reload first, if it says so).
+pub(crate) async fn reserve(
+    conn: &mut SqliteConnection,
+    position: &mut Position,
+    task: &TaskId,
+    at: Timestamp,
+    key: &str,
+    charges: &[Charge],
+) -> Result<(), StoreError> {
+    let amount = total(charges);
+    if charges.iter().any(|c| c.amount < Credits::ZERO) {
+        return Err(unbalanced(task, format!("reservation `{key}` holds a negative amount")));
+    }
+    let admission =
+        position.admit(at, amount).map_err(|refusal| StoreError::Refused { task: task.clone(), refusal })?;
+    if let Some(reload) = admission.reload {
+        let entry = Entry {
+            at,
+            kind: EntryKind::AutoReload,
+            amount: reload,
+            task: Some(task.to_string()),
+            key: Some(key.to_owned()),
+            note: "auto-reload: the available credits fell below the threshold".to_owned(),
+        };
+        insert_entry(conn, position, &entry).await?;
+    }
+    let inserted = sqlx::query("INSERT OR IGNORE INTO reservations (task_id, key, amount, at) VALUES (?, ?, ?, ?)")
+        .bind(task.as_str())
+        .bind(key)
+        .bind(amount.micros())
+        .bind(at.as_millis())
+        .execute(&mut *conn)
+        .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(unbalanced(task, format!("reservation `{key}` is already held")));
+    }
+    position.reserved = Credits::from_micros(position.reserved.micros() + amount.micros());
+    Ok(())
+}
+
+/// Releases the hold of `key` and charges what the action cost.
+pub(crate) async fn settle(
+    conn: &mut SqliteConnection,
+    position: &mut Position,
+    task: &TaskId,
+    at: Timestamp,
+    key: &str,
+    charges: &[Charge],
+) -> Result<(), StoreError> {
+    let held: Option<i64> =
+        sqlx::query_scalar("DELETE FROM reservations WHERE task_id = ? AND key = ? RETURNING amount")
+            .bind(task.as_str())
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let held = held.ok_or_else(|| unbalanced(task, format!("settles `{key}`, which is not held")))?;
+    position.reserved = Credits::from_micros(position.reserved.micros() - held);
+    for charge in charges {
+        if charge.amount < Credits::ZERO {
+            return Err(unbalanced(task, format!("settlement `{key}` charges a negative amount")));
+        }
+        let entry = Entry {
+            at,
+            kind: EntryKind::Charge(charge.kind),
+            amount: Credits::from_micros(-charge.amount.micros()),
+            task: Some(task.to_string()),
+            key: Some(key.to_owned()),
+            note: String::new(),
+        };
+        insert_entry(conn, position, &entry).await?;
+    }
+    Ok(())
+}
+
+fn unbalanced(task: &TaskId, reason: String) -> StoreError {
+    StoreError::Unbalanced { task: task.clone(), reason }
+}
+
+pub(crate) fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
+    let kind: String = row.try_get("kind")?;
+    Ok(Entry {
+        at: Timestamp(row.try_get("at")?),
+        kind: EntryKind::parse(&kind)
+            .ok_or_else(|| StoreError::CorruptAccount(format!("unknown entry kind `{kind}`")))?,
+        amount: Credits::from_micros(row.try_get("amount")?),
+        task: row.try_get("task_id")?,
+        key: row.try_get("key")?,
+        note: row.try_get("note")?,
+    })
+}
