@@ -83,6 +83,7 @@ fn engine_parts_with(
     let engine = EngineConfig {
         home: home.to_owned(),
         model: name,
+        price,
         max_output_tokens,
         context_window,
         max_handoffs: legs.max_handoffs,

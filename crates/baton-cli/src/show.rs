@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use baton_core::{Event, Handoff, Ledger, Recorded, TaskState, Timestamp};
+use baton_core::{Budget, Charge, Event, Handoff, Ledger, Recorded, TaskState, Timestamp, total};
 use baton_store::TaskSummary;
 use serde::Serialize;
 
@@ -73,16 +73,7 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
             .join(", ")
     };
     let scope = if spec.scope.is_empty() { "anywhere".to_owned() } else { spec.scope.join(", ") };
-    let budget = &spec.budget;
-    let limits: Vec<String> = [
-        budget.credits.map(|c| format!("{c} credits")),
-        budget.wall_clock_secs.map(|s| format!("{} window", humantime::format_duration(Duration::from_secs(s)))),
-        budget.steps.map(|s| format!("{s} steps")),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let budget = if limits.is_empty() { "unlimited".to_owned() } else { limits.join(", ") };
+    let budget = limits(&spec.budget);
 
     let mut out = std::io::stdout().lock();
     let rows = [
@@ -115,6 +106,23 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
         writeln!(out, "question {question}")?;
     }
     Ok(())
+}
+
+/// A task's limits in words.
+fn limits(budget: &Budget) -> String {
+    let limits: Vec<String> = [
+        budget.credits.map(|c| format!("{c} credits")),
+        budget.wall_clock_secs.map(|s| format!("{} window", humantime::format_duration(Duration::from_secs(s)))),
+        budget.steps.map(|s| format!("{s} steps")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if limits.is_empty() { "unlimited".to_owned() } else { limits.join(", ") }
+}
+
+fn charges(charges: &[Charge]) -> String {
+    charges.iter().map(|c| format!("{} {}", c.kind.as_str(), c.amount)).collect::<Vec<_>>().join(", ")
 }
 
 pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
@@ -163,6 +171,10 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         Event::HandoffStarted { reason, emergency, .. } => {
             format!("{}{reason}", if *emergency { "emergency: " } else { "" })
         }
+        Event::Reserved { key, charges: held } => format!("{key}: {} held ({})", total(held), charges(held)),
+        Event::Settled { key, charges: paid } if paid.is_empty() => format!("{key}: released, nothing charged"),
+        Event::Settled { key, charges: paid } => format!("{key}: {} charged ({})", total(paid), charges(paid)),
+        Event::BudgetChanged { budget } => format!("limits now {}", limits(budget)),
         Event::HandoffWritten { handoff } => format!(
             "leg {} handed off at step {}: plan {}/{} done, {} files changed",
             handoff.from_leg,

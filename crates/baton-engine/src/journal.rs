@@ -2,14 +2,15 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use baton_core::{Event, Recorded, TaskId, TaskState, Timestamp};
-use baton_store::Store;
+use baton_core::{Event, Recorded, Refusal, TaskId, TaskState, Timestamp};
+use baton_store::{Store, StoreError};
 
 use crate::EngineError;
 
 /// The journal of one task, as the engine writes it. `append` makes an event durable before it
 /// returns, with any deferred events before it; `defer` is for an event whose durability can wait
-/// for the next `append` (a result, never an intent), which saves a synced commit per event.
+/// for the next `append` (a result, never an intent), which saves a synced commit per event. The
+/// observer sees each event once it is durable.
 pub(crate) struct Journal<'a> {
     store: &'a dyn Store,
     state: TaskState,
@@ -43,9 +44,26 @@ impl<'a> Journal<'a> {
     fn apply(&mut self, event: Event) -> Result<(), EngineError> {
         let recorded = Recorded { seq: self.state.next_seq, at: now(), event };
         self.state.apply(&recorded).map_err(|source| EngineError::Journal { task: self.state.id.clone(), source })?;
-        (self.observer)(&recorded);
         self.deferred.push(recorded);
         Ok(())
+    }
+
+    /// Journals `events` like `append`, unless the account refuses a reservation among them: then
+    /// none of them is written (the deferred events before them are) and the refusal is returned.
+    pub(crate) async fn try_append(&mut self, events: Vec<Event>) -> Result<Result<(), Refusal>, EngineError> {
+        let (before, written_before) = (self.state.clone(), self.deferred.len());
+        for event in events {
+            self.apply(event)?;
+        }
+        match self.flush().await {
+            Err(EngineError::Store(StoreError::Refused { refusal, .. })) => {
+                self.state = before;
+                self.deferred.truncate(written_before);
+                self.flush().await?;
+                Ok(Err(refusal))
+            }
+            other => other.map(Ok),
+        }
     }
 
     /// Journals `event`, and every deferred event before it, durably before returning.
@@ -67,7 +85,10 @@ impl<'a> Journal<'a> {
         let (seq, at) = (first.seq, self.deferred.last().map_or(first.at, |last| last.at));
         let events: Vec<Event> = self.deferred.iter().map(|r| r.event.clone()).collect();
         self.store.append(&self.state.id, seq, at, &events).await?;
-        self.deferred.clear();
+        // Observers see only what is durable.
+        for recorded in self.deferred.drain(..) {
+            (self.observer)(&recorded);
+        }
         Ok(())
     }
 }

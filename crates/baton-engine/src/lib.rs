@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 
 use baton_agent::ContextBudget;
 use baton_core::{
-    Effect, Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, PromptSize, Recorded, Role, Status,
-    StopReason, TaskId, TaskState, ToolSpec, Usage,
+    Charge, Effect, Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, PromptSize, Recorded, Refusal,
+    Role, Status, StopReason, TaskId, TaskState, ToolSpec, Usage, total,
 };
 use baton_git::{GitError, Repo, Worktree};
-use baton_model::{ModelClient, ModelError, ModelName};
+use baton_model::{ModelClient, ModelError, ModelName, Price};
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox, SandboxConfig, SandboxError};
 use baton_store::{Store, StoreError};
 use baton_tools::{ToolError, Toolbox, Workspace};
@@ -59,6 +59,9 @@ pub struct EngineConfig {
     pub home: PathBuf,
     /// `provider/model`, as the journal records it; requests carry the part after the provider.
     pub model: ModelName,
+    /// The model's price: each call reserves its worst case before it starts and is charged what
+    /// it used after. `None`: calls are not charged (and a credit budget cannot be kept).
+    pub price: Option<Price>,
     pub max_output_tokens: u32,
     /// The model's context window in tokens: legs hand off before their prompt outgrows it.
     pub context_window: u64,
@@ -220,6 +223,10 @@ impl Engine {
         if let Some(step) = state.work.model_call_in_flight {
             journal.append(Event::ModelCallFailed { step, error: "interrupted by a restart".into() }).await?;
         }
+        // An interrupted call may have been billed: its hold is charged in full.
+        for (key, charges) in state.money.held.clone() {
+            journal.append(Event::Settled { key, charges }).await?;
+        }
         // A handoff a crash interrupted is written again: its summarisation call has no effect.
         if let Some((reason, emergency)) = state.work.handoff_in_flight.clone()
             && !self.hand_off(journal, worktree, &self.tools(toolbox), reason, emergency, None).await?
@@ -284,10 +291,16 @@ impl Engine {
                 continue;
             }
             let prompt = PromptSize { tokens: estimate, room: budget.input_limit() };
-            journal.append(Event::ModelCallStarted { step, prompt: Some(prompt) }).await?;
+            let key = format!("model-{}", journal.state().next_seq);
+            let intent = vec![Event::ModelCallStarted { step, prompt: Some(prompt) }];
+            if let Err(refusal) = self.start_charged(journal, intent, &key, estimate, budget).await? {
+                return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
+            }
             let response = match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
                 Ok(response) => response,
                 Err(error) => {
+                    // A refused call is not billed.
+                    self.settle(journal, &key, &Usage::default())?;
                     journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
                     if let ModelError::ContextOverflow { .. } = error {
                         // What the provider says its window is, or else at most what it refused.
@@ -309,7 +322,8 @@ impl Engine {
                 .map(|(id, name, arguments)| (id.to_owned(), name.to_owned(), arguments.to_owned()))
                 .collect();
             // Written with the first tool call's intent (or whatever comes next): if it is lost, the
-            // model is asked again.
+            // model is asked again, and the lost call is charged its hold.
+            self.settle(journal, &key, &response.usage)?;
             journal.defer(Event::ModelCallFinished { step, response })?;
             if calls.is_empty() {
                 let text = "You answered without calling a tool. Keep working with the tools, or call `finish` when the task is done.";
@@ -335,6 +349,41 @@ impl Engine {
                 );
                 journal.append(Event::Nudged { reason, text }).await?;
             }
+        }
+    }
+
+    /// Journals `intent` with a hold of the worst case of a call with a prompt of `tokens` (when the
+    /// model has a price), after the task's credit limit and the account's policy admit it. When
+    /// either refuses, nothing of the intent is written.
+    async fn start_charged(
+        &self,
+        journal: &mut Journal<'_>,
+        mut intent: Vec<Event>,
+        key: &str,
+        tokens: u64,
+        budget: ContextBudget,
+    ) -> Result<Result<(), Refusal>, EngineError> {
+        if let Some(price) = self.config.price {
+            let charges: Vec<Charge> = price.worst_case(tokens, budget.max_output());
+            let state = journal.state();
+            if let Some(limit) = state.spec.budget.credits {
+                let (spent, reserved, needed) = (state.money.spent, state.money.held_total(), total(&charges));
+                if spent.micros() + reserved.micros() + needed.micros() > limit.micros() {
+                    return Ok(Err(Refusal::TaskBudget { limit, spent, reserved, needed }));
+                }
+            }
+            intent.push(Event::Reserved { key: key.to_owned(), charges });
+        }
+        journal.try_append(intent).await
+    }
+
+    /// Defers the settlement of `key` at what `usage` cost, if `key` is held.
+    fn settle(&self, journal: &mut Journal<'_>, key: &str, usage: &Usage) -> Result<(), EngineError> {
+        match self.config.price {
+            Some(price) if journal.state().money.held.contains_key(key) => {
+                journal.defer(Event::Settled { key: key.to_owned(), charges: price.charges(usage) })
+            }
+            _ => Ok(()),
         }
     }
 
@@ -402,8 +451,18 @@ impl Engine {
             self.pause(journal, worktree, StopReason::HandoffLoop, detail).await?;
             return Ok(false);
         }
+        let mut intent = Vec::new();
         if work.handoff_in_flight.is_none() {
-            journal.append(Event::HandoffStarted { reason: reason.clone(), emergency, window }).await?;
+            intent.push(Event::HandoffStarted { reason: reason.clone(), emergency, window });
+        }
+        // Held for the first attempt, the larger: a prompt refused as too long is not billed.
+        let budget = self.budget(work);
+        let first = self.summary_request(&work.transcript, &work.system, tools, &reason, emergency, budget);
+        let tokens = baton_model::estimate_tokens(&first, self.config.model.provider);
+        let key = format!("handoff-{}", journal.state().next_seq);
+        if let Err(refusal) = self.start_charged(journal, intent, &key, tokens, budget).await? {
+            self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
+            return Ok(false);
         }
         let (narrative, narrative_error, usage) = self.summarise(journal.state(), tools, &reason, emergency).await;
         let state = journal.state();
@@ -418,6 +477,7 @@ impl Engine {
             ledger: self.ledger(state, worktree)?,
         };
         let system = state.work.system.clone();
+        self.settle(journal, &key, &usage.unwrap_or_default())?;
         journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
         let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs);
         journal.append(Event::LegStarted { leg: leg + 1, model: self.config.model.to_string(), system, brief }).await?;
@@ -438,21 +498,7 @@ impl Engine {
         let mut used: Option<Usage> = None;
         let mut failure = String::new();
         for shortened in [emergency, true] {
-            let messages = if shortened {
-                let target = budget.emergency_target();
-                baton_agent::shorten(&work.transcript, |messages| {
-                    let request = self.request(work.system.clone(), messages.to_vec(), tools, budget);
-                    baton_model::estimate_tokens(&request, self.config.model.provider) <= target
-                })
-            } else {
-                baton_agent::elide(&work.transcript)
-            };
-            let mut request = self.request(work.system.clone(), messages, tools, budget);
-            let ask = Part::Text { text: baton_agent::handoff_request(reason) };
-            match request.messages.last_mut() {
-                Some(Message { role: Role::User, parts }) => parts.push(ask),
-                _ => request.messages.push(Message { role: Role::User, parts: vec![ask] }),
-            }
+            let request = self.summary_request(&work.transcript, &work.system, tools, reason, shortened, budget);
             match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
                 Ok(response) => {
                     *used.get_or_insert_with(Usage::default) += response.usage;
@@ -471,6 +517,35 @@ impl Engine {
             }
         }
         (baton_agent::fallback_narrative(&work.transcript), Some(failure), used)
+    }
+
+    /// The summarisation request: the leg's prompt (shortened to half the room for an emergency)
+    /// with the handoff request appended.
+    fn summary_request(
+        &self,
+        transcript: &[Message],
+        system: &str,
+        tools: &[ToolSpec],
+        reason: &str,
+        shortened: bool,
+        budget: ContextBudget,
+    ) -> ModelRequest {
+        let messages = if shortened {
+            let target = budget.emergency_target();
+            baton_agent::shorten(transcript, |messages| {
+                let request = self.request(system.to_owned(), messages.to_vec(), tools, budget);
+                baton_model::estimate_tokens(&request, self.config.model.provider) <= target
+            })
+        } else {
+            baton_agent::elide(transcript)
+        };
+        let mut request = self.request(system.to_owned(), messages, tools, budget);
+        let ask = Part::Text { text: baton_agent::handoff_request(reason) };
+        match request.messages.last_mut() {
+            Some(Message { role: Role::User, parts }) => parts.push(ask),
+            _ => request.messages.push(Message { role: Role::User, parts: vec![ask] }),
+        }
+        request
     }
 
     /// The ledger as it stands: the journal's facts and the branch's diffstat since the base.

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use baton_core::{Credits, Usage};
+use baton_core::{Charge, ChargeKind, Credits, Usage, total};
 use serde::Deserialize;
 
 const BUILTIN: &str = include_str!("../prices.toml");
@@ -18,17 +18,38 @@ pub struct Price {
 }
 
 impl Price {
-    /// What `usage` costs, rounded up to the next micro-credit (never down: an estimate of spend must
-    /// not fall short of the bill).
-    pub fn cost(&self, usage: &Usage) -> Credits {
-        let term = |tokens: u64, price: Credits| i128::from(tokens) * i128::from(price.micros());
-        let per_million = term(usage.input, self.input)
-            + term(usage.cache_read, self.cache_read)
-            + term(usage.cache_write, self.cache_write)
-            + term(usage.output, self.output);
-        let micros = (per_million + 999_999).div_euclid(1_000_000);
-        Credits::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
+    /// What `usage` costs, one charge per kind of token, each rounded up to the next micro-credit
+    /// (never down: an estimate of spend must not fall short of the bill). Kinds that cost nothing
+    /// are left out.
+    pub fn charges(&self, usage: &Usage) -> Vec<Charge> {
+        [
+            (ChargeKind::Input, usage.input, self.input),
+            (ChargeKind::CachedInput, usage.cache_read, self.cache_read),
+            (ChargeKind::CacheWrite, usage.cache_write, self.cache_write),
+            (ChargeKind::Output, usage.output, self.output),
+        ]
+        .into_iter()
+        .map(|(kind, tokens, price)| Charge { kind, amount: per_million(tokens, price) })
+        .filter(|charge| charge.amount > Credits::ZERO)
+        .collect()
     }
+
+    /// What `usage` costs: the sum of its charges.
+    pub fn cost(&self, usage: &Usage) -> Credits {
+        total(&self.charges(usage))
+    }
+
+    /// The most a call with a prompt of `input` tokens and room for `output` tokens can cost: every
+    /// input token at the dearer of the plain and the cache-write price, every output token used.
+    pub fn worst_case(&self, input: u64, output: u64) -> Vec<Charge> {
+        let dearest = Price { input: self.input.max(self.cache_write), ..*self };
+        dearest.charges(&Usage { input, output, ..Usage::default() })
+    }
+}
+
+fn per_million(tokens: u64, price: Credits) -> Credits {
+    let micros = (i128::from(tokens) * i128::from(price.micros()) + 999_999).div_euclid(1_000_000);
+    Credits::from_micros(i64::try_from(micros).unwrap_or(i64::MAX))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,9 +169,15 @@ mod tests {
         assert_eq!(sonnet.price.unwrap().cost(&usage), Credits::from_micros(126_375));
 
         let gpt5 = catalog.get("openai/gpt-5").unwrap().price.unwrap();
-        // 1 × 1.25 + 1 × 0.125 = 1.375 micro-credits, rounded up.
+        // 1 × 1.25 and 1 × 0.125 micro-credits, each kind rounded up on its own, as the ledger
+        // records it: 2 + 1.
         let tiny = Usage { input: 1, cache_read: 1, ..Usage::default() };
-        assert_eq!(gpt5.cost(&tiny), Credits::from_micros(2));
+        assert_eq!(gpt5.cost(&tiny), Credits::from_micros(3));
+        let kinds: Vec<ChargeKind> = gpt5.charges(&tiny).iter().map(|c| c.kind).collect();
+        assert_eq!(kinds, [ChargeKind::Input, ChargeKind::CachedInput]);
+        // Sonnet writes the cache at 3.75 per million, dearer than plain input (3): the worst case uses it.
+        let worst = sonnet.price.unwrap().worst_case(1_000_000, 1_000);
+        assert_eq!(total(&worst), Credits::from_micros(3_750_000 + 15_000));
         assert_eq!(gpt5.cost(&Usage::default()), Credits::ZERO);
         let million = Usage { output: 1_000_000, ..Usage::default() };
         assert_eq!(gpt5.cost(&million), credits("10"));

@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use baton_core::{Budget, CheckSpec, Event, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
 use baton_engine::{Engine, EngineConfig};
-use baton_model::{ProviderConfig, Providers};
+use baton_model::{Price, ProviderConfig, Providers};
 use baton_sandbox::SandboxConfig;
 use baton_store::{SqliteStore, Store};
 use baton_testkit::FixtureRepo;
@@ -50,6 +50,8 @@ pub struct Harness {
     pub server: ScriptedServer,
     /// The context window the engine is told the model has.
     pub context_window: u64,
+    /// The model's price; without one, calls are not charged.
+    pub price: Option<Price>,
 }
 
 impl Harness {
@@ -61,7 +63,7 @@ impl Harness {
         let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let store = Arc::new(SqliteStore::open(home.path()).await.unwrap());
         let server = ScriptedServer::start(script).await.unwrap();
-        Harness { home, repo, store, server, context_window: 128_000 }
+        Harness { home, repo, store, server, context_window: 128_000, price: None }
     }
 
     /// LONG-HORIZON on a model declared with a `window`-token context: the harness, the task, and
@@ -119,6 +121,7 @@ impl Harness {
         let config = EngineConfig {
             home: self.home.path().to_owned(),
             model: "openai-compatible/scripted".parse().unwrap(),
+            price: self.price,
             max_output_tokens: 4096,
             context_window: self.context_window,
             max_handoffs: 50,
