@@ -154,8 +154,8 @@ async fn ten_tasks_racing_on_one_account_are_charged_exactly_what_the_provider_r
     let scripts: Vec<Script> = (0..TASKS).map(script).collect();
     let first = priced(scripts[0].clone()).await;
     let mut others = Vec::new();
-    for n in 1..TASKS as usize {
-        let mut h = priced(scripts[n].clone()).await;
+    for script in &scripts[1..] {
+        let mut h = priced(script.clone()).await;
         // One store, one account: every harness writes to the first one's.
         h.store = first.store.clone();
         h.home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
