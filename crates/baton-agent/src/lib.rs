@@ -6,7 +6,7 @@ mod context;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use baton_core::TaskSpec;
+use baton_core::{Budget, Credits, TaskSpec};
 
 pub use context::{
     ContextBudget, RECALL, elide, fallback_narrative, fit_output, handoff_brief, handoff_request, recall, recall_spec,
@@ -53,6 +53,37 @@ pub fn instructions(worktree: &Path, spec: &TaskSpec) -> String {
 /// The build role's system prompt, with the repository's instructions appended.
 pub fn system_prompt(instructions: &str) -> String {
     format!("{}{instructions}", BUILD_PROMPT.trim_end())
+}
+
+/// Share of a limit, in percent, past which the agent is told what remains.
+const LOW_PERCENT: u64 = 80;
+
+/// What the agent is told when most of a limit is used: each limit past 80%, with what remains.
+/// `spent` includes what is held; `elapsed_secs` counts from the task's start.
+pub fn budget_note(budget: &Budget, spent: Credits, steps: u64, elapsed_secs: u64) -> Option<String> {
+    let mut used = Vec::new();
+    let low = |used: u64, limit: u64| limit > 0 && used.saturating_mul(100) >= limit.saturating_mul(LOW_PERCENT);
+    if let Some(limit) = budget.credits
+        && low(spent.micros().max(0) as u64, limit.micros().max(0) as u64)
+    {
+        used.push(format!("{spent} of {limit} credits"));
+    }
+    if let Some(limit) = budget.steps
+        && low(steps, limit)
+    {
+        used.push(format!("{steps} of {limit} steps"));
+    }
+    if let Some(limit) = budget.wall_clock_secs
+        && low(elapsed_secs, limit)
+    {
+        used.push(format!("{} of {} minutes", elapsed_secs / 60, limit.div_ceil(60)));
+    }
+    (!used.is_empty()).then(|| {
+        format!(
+            "baton: this task's budget is running low: {} used. Finish the step you are on, leave the work in a state that passes the checks, and call `finish` as soon as it does; at a limit the task pauses with its work committed.",
+            used.join("; ")
+        )
+    })
 }
 
 /// The message that opens the first leg: the request, and what will decide that it is done.
@@ -109,6 +140,20 @@ mod tests {
         let top = instructions(root, &spec(vec![]));
         assert!(top.contains("(AGENTS.md)\n\nroot rules"), "{top}");
         assert!(system_prompt(&top).ends_with("build rules"));
+    }
+
+    #[test]
+    fn the_agent_hears_of_each_limit_past_four_fifths() {
+        let budget = Budget { credits: Some("1".parse().unwrap()), wall_clock_secs: Some(3600), steps: Some(50) };
+        assert_eq!(budget_note(&budget, "0.79".parse().unwrap(), 39, 2000), None);
+        let note = budget_note(&budget, "0.8".parse().unwrap(), 45, 3000).unwrap();
+        assert!(
+            note.starts_with(
+                "baton: this task's budget is running low: 0.80 of 1.00 credits; 45 of 50 steps; 50 of 60 minutes used."
+            ),
+            "{note}"
+        );
+        assert_eq!(budget_note(&Budget::default(), "100".parse().unwrap(), 1000, 99_999), None);
     }
 
     #[test]

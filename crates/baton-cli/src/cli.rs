@@ -73,6 +73,70 @@ pub enum Command {
     /// See the models baton knows and check that one answers.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// The account's credits and spending rules, and a task's limits.
+    #[command(subcommand)]
+    Budget(BudgetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BudgetCommand {
+    /// The balance, what is held by actions in flight, this month's spend, and the rules.
+    Show,
+    /// Add credits to the account.
+    Topup {
+        /// How many credits, like 20 or 0.5.
+        amount: Credits,
+        /// Record it as a grant (credits given, not bought).
+        #[arg(long)]
+        grant: bool,
+        /// A note for the ledger.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Set the monthly spend cap, a hard ceiling: work pauses before it would cross it.
+    SetCap {
+        /// Credits per calendar month (UTC), or `none`.
+        cap: String,
+    },
+    /// Refill the balance to TARGET whenever it would fall below THRESHOLD, at most N times a month.
+    AutoReload {
+        #[arg(long, required_unless_present = "off")]
+        threshold: Option<Credits>,
+        #[arg(long, required_unless_present = "off")]
+        target: Option<Credits>,
+        #[arg(long, default_value_t = 3)]
+        max_per_month: u32,
+        /// Turn auto-reload off.
+        #[arg(long, conflicts_with_all = ["threshold", "target"])]
+        off: bool,
+    },
+    /// Whether work may go on once the balance is spent (billed afterwards): `on` or `off`.
+    Overage { switch: Switch },
+    /// The account's ledger, newest first: credits, reloads and every charge with its task.
+    History {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Change a task's limits (raise them after a pause, then `baton resume ID`).
+    Task {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+        /// Most credits the task may spend, or `none`.
+        #[arg(long, value_name = "CREDITS")]
+        credits: Option<String>,
+        /// Longest wall-clock time, like 2h, or `none`.
+        #[arg(long, value_name = "DURATION")]
+        window: Option<String>,
+        /// Most agent steps, or `none`.
+        #[arg(long, value_name = "N")]
+        max_steps: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,5 +1,6 @@
 //! `baton`: run long coding tasks with LLM agents, durably.
 
+mod budget;
 mod cli;
 mod config;
 mod home;
@@ -39,6 +40,7 @@ fn main() -> ExitCode {
                 let legs = run::Legs { context_window, max_handoffs };
                 run::resume_all(&home()?, &config()?, model, legs, cli.json).await
             }
+            Command::Budget(command) => budget::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,
             Command::Demo => run::demo(&home()?, &config()?, cli.json).await,

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use baton_core::{Credits, Event, Recorded, Status, StopReason, TaskState, Usage};
+use baton_core::{Credits, Event, Recorded, Status, StopReason, TaskState, Usage, total};
 use baton_engine::{Engine, EngineConfig};
 use baton_model::{Catalog, HttpClient, ModelName, Price, Providers};
 use baton_sandbox::SandboxConfig;
@@ -103,20 +103,15 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
     let mut used = Usage::default();
     let mut cost = Credits::ZERO;
     let mut observer = |recorded: &Recorded| {
-        // Summarisation calls of handoffs are charged like any other call.
-        let usage = match &recorded.event {
-            Event::ModelCallFinished { response, .. } => Some(response.usage),
-            Event::HandoffWritten { handoff } => handoff.usage,
-            _ => None,
-        };
-        if let Some(usage) = usage {
-            used += usage;
-            if let Some(price) = parts.price {
-                cost = Credits::from_micros(cost.micros() + price.cost(&usage).micros());
-            }
+        // Summarisation calls of handoffs use tokens like any other call.
+        match &recorded.event {
+            Event::ModelCallFinished { response, .. } => used += response.usage,
+            Event::HandoffWritten { handoff } => used += handoff.usage.unwrap_or_default(),
+            Event::Settled { charges, .. } => cost = Credits::from_micros(cost.micros() + total(charges).micros()),
+            _ => {}
         }
         let _ = show::event(recorded, json);
-        if !json && parts.price.is_some() && matches!(recorded.event, Event::ModelCallFinished { .. }) {
+        if !json && matches!(recorded.event, Event::Settled { .. }) {
             println!("{:>5}  {:<20}  {:<20}  {cost} credits so far", "", "", "");
         }
     };
@@ -140,6 +135,11 @@ pub async fn run(home: &Path, config: &Config, args: RunArgs, json: bool) -> any
     let model = args.task.model.clone().context(NO_MODEL)?;
     let legs = Legs { context_window: args.task.context_window, max_handoffs: args.max_handoffs };
     let parts = engine_parts(home, config, &model, legs)?;
+    if args.task.budget.is_some() && parts.price.is_none() {
+        bail!(
+            "{model} has no price, so a credit budget cannot be kept: give its price in the configuration file ([models.\"{model}\"] input, output, …)"
+        );
+    }
     if args.task.checks.is_empty() {
         bail!("give at least one --check: baton only calls a task done when its checks pass");
     }

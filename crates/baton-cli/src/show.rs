@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::time::{Duration, UNIX_EPOCH};
 
-use baton_core::{Budget, Charge, Event, Handoff, Ledger, Recorded, TaskState, Timestamp, total};
+use baton_core::{
+    Budget, Charge, Credits, Entry, Event, Handoff, Ledger, Position, Recorded, TaskState, Timestamp, total,
+};
 use baton_store::TaskSummary;
 use serde::Serialize;
 
@@ -95,6 +97,7 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
                 state.work.plan.len()
             ),
         ),
+        ("spent", spending(state)),
         ("created", time(state.created_at)),
         ("updated", time(state.updated_at)),
         ("events", state.next_seq.to_string()),
@@ -109,7 +112,7 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
 }
 
 /// A task's limits in words.
-fn limits(budget: &Budget) -> String {
+pub fn limits(budget: &Budget) -> String {
     let limits: Vec<String> = [
         budget.credits.map(|c| format!("{c} credits")),
         budget.wall_clock_secs.map(|s| format!("{} window", humantime::format_duration(Duration::from_secs(s)))),
@@ -159,7 +162,7 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         Event::ToolCallFinished { output, is_error, .. } => {
             format!("{} {}", if *is_error { "error:" } else { "ok:" }, headline(output, 90))
         }
-        Event::Feedback { text } => text.clone(),
+        Event::Feedback { text } | Event::BudgetLow { text } => text.clone(),
         Event::Nudged { reason, .. } => reason.clone(),
         Event::ProtectedRestored { paths } => format!("protected files changed and restored: {}", paths.join(", ")),
         Event::CheckFinished { name, exit_code, passed, duration_ms, .. } => format!(
@@ -253,6 +256,100 @@ pub fn handoffs(handoffs: &[Handoff]) -> anyhow::Result<()> {
         }
         writeln!(out, "\n{}\n\n{}", handoff.narrative.trim(), handoff.ledger.render())?;
         before = Some(&handoff.ledger);
+    }
+    Ok(())
+}
+
+/// What a task has spent and holds, how fast, and where that pace leads.
+fn spending(state: &TaskState) -> String {
+    let money = &state.money;
+    let mut out = format!("{} credits", money.spent);
+    if !money.held.is_empty() {
+        out.push_str(&format!(" (+{} held)", money.held_total()));
+    }
+    let steps = u64::from(state.work.steps);
+    if steps == 0 || money.spent == Credits::ZERO {
+        return out;
+    }
+    let per_step = money.spent.micros() / steps as i64;
+    out.push_str(&format!("; {} per step", Credits::from_micros(per_step)));
+    if let (Some(first), Some(started)) = (money.last_charge_at, state.work.started_at) {
+        let minutes = (first.as_millis() - started.as_millis()) as f64 / 60_000.0;
+        if minutes > 0.0 {
+            let per_minute = (money.spent.micros() as f64 / minutes) as i64;
+            out.push_str(&format!(", {} per minute", Credits::from_micros(per_minute)));
+        }
+    }
+    // To finish: at the plan's pace when there is a plan, else up to the step limit.
+    let plan = &state.work.plan;
+    let done = plan.iter().filter(|s| s.status == baton_core::StepStatus::Done).count() as i64;
+    if done > 0 && (done as usize) < plan.len() {
+        let left = money.spent.micros() * (plan.len() as i64 - done) / done;
+        out.push_str(&format!(
+            "; about {} more to finish the plan ({done} of {} steps done)",
+            Credits::from_micros(left),
+            plan.len()
+        ));
+    } else if let Some(limit) = state.spec.budget.steps.filter(|limit| *limit > steps) {
+        let left = per_step * (limit - steps) as i64;
+        out.push_str(&format!(
+            "; at most about {} more in the {} steps left",
+            Credits::from_micros(left),
+            limit - steps
+        ));
+    }
+    out
+}
+
+pub fn position(position: &Position) -> anyhow::Result<()> {
+    let policy = &position.policy;
+    let mut out = std::io::stdout().lock();
+    let reload = match policy.auto_reload {
+        Some(r) => format!(
+            "to {} when below {}, at most {} a month ({} this month)",
+            r.target, r.threshold, r.max_per_month, position.reloads_this_month
+        ),
+        None => "off".to_owned(),
+    };
+    let rows = [
+        ("balance", format!("{} credits", position.balance)),
+        ("held", format!("{} by actions in flight", position.reserved)),
+        ("available", format!("{}", position.available())),
+        ("month", format!("{}: {} spent", position.month, position.spent_this_month)),
+        ("cap", policy.monthly_cap.map_or("none".to_owned(), |cap| format!("{cap} a month"))),
+        ("reload", reload),
+        (
+            "overage",
+            if policy.overage { "on: work goes on below zero" } else { "off: work stops when the credits are spent" }
+                .to_owned(),
+        ),
+    ];
+    for (label, value) in rows {
+        writeln!(out, "{label:<9} {value}")?;
+    }
+    Ok(())
+}
+
+pub fn entries(entries: &[Entry]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if entries.is_empty() {
+        writeln!(out, "no entries")?;
+        return Ok(());
+    }
+    for entry in entries {
+        let whom = match (&entry.task, &entry.key) {
+            (Some(task), Some(key)) => format!("{task} {key}"),
+            (Some(task), None) => task.clone(),
+            _ => String::new(),
+        };
+        writeln!(
+            out,
+            "{}  {:<22} {:>14}  {whom} {}",
+            time(entry.at),
+            entry.kind.to_string(),
+            entry.amount.to_string(),
+            entry.note
+        )?;
     }
     Ok(())
 }

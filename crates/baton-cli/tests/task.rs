@@ -244,3 +244,49 @@ fn cancelling_removes_the_task_worktree_and_keeps_the_branch() {
     assert_eq!(git(env.repo.path(), &["worktree", "list", "--porcelain"]).matches("worktree ").count(), 1);
     assert!(!git(env.repo.path(), &["branch", "--list", branch]).is_empty(), "the branch must be kept");
 }
+
+#[test]
+fn the_account_and_a_tasks_limits_are_managed_from_the_command_line() {
+    let env = Env::new();
+    let shown = env.ok_json(&["budget", "show"]);
+    assert_eq!(shown["position"]["balance"], 0);
+    assert_eq!(shown["position"]["policy"]["overage"], true, "by default spending is tracked, not stopped");
+
+    env.ok_json(&["budget", "topup", "5", "--note", "first"]);
+    env.ok_json(&["budget", "set-cap", "10"]);
+    env.ok_json(&["budget", "auto-reload", "--threshold", "1", "--target", "5", "--max-per-month", "2"]);
+    let shown = env.ok_json(&["budget", "overage", "off"]);
+    let policy = &shown["position"]["policy"];
+    assert_eq!((policy["monthly_cap"].as_i64(), policy["overage"].as_bool()), (Some(10_000_000), Some(false)));
+    assert_eq!(policy["auto_reload"]["target"], 5_000_000);
+    assert_eq!(shown["available"], 5_000_000);
+    let history = env.ok_json(&["budget", "history"]);
+    assert_eq!(history.as_array().unwrap().len(), 1);
+    assert_eq!((history[0]["kind"].as_str(), history[0]["note"].as_str()), (Some("top_up"), Some("first")));
+    let (ok, text, _) = env.run(&["budget", "show"]);
+    assert!(
+        ok && text.contains("cap       10.00 a month") && text.contains("to 5.00 when below 1.00, at most 2 a month"),
+        "{text}"
+    );
+
+    assert_eq!(env.fails(&["budget", "topup", "0"]), "error: a top-up must be more than zero credits, not 0.00");
+    assert!(env.fails(&["budget", "set-cap", "lots"]).starts_with("error: invalid cap `lots`: invalid amount `lots`"));
+    assert_eq!(
+        env.fails(&["budget", "auto-reload", "--threshold", "5", "--target", "1"]),
+        "error: the target (1.00) must be above the threshold (5.00)"
+    );
+    env.ok_json(&["budget", "set-cap", "none"]);
+    assert_eq!(env.ok_json(&["budget", "show"])["position"]["policy"]["monthly_cap"], Value::Null);
+
+    let id = env.create("Fix it")["id"].as_str().unwrap().to_owned();
+    let limits = env.ok_json(&["budget", "task", &id, "--credits", "2.5", "--window", "2h", "--max-steps", "40"]);
+    assert_eq!(
+        (limits["credits"].as_i64(), limits["wall_clock_secs"].as_u64(), limits["steps"].as_u64()),
+        (Some(2_500_000), Some(7200), Some(40))
+    );
+    let state = env.ok_json(&["task", "show", &id]);
+    assert_eq!(state["spec"]["budget"]["credits"], 2_500_000);
+    env.ok_json(&["budget", "task", &id, "--credits", "none"]);
+    assert_eq!(env.ok_json(&["task", "show", &id])["spec"]["budget"]["credits"], Value::Null);
+    assert!(env.fails(&["budget", "task", &id, "--max-steps", "many"]).starts_with("error: invalid step limit `many`"));
+}

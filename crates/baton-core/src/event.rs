@@ -90,6 +90,8 @@ pub enum Event {
     Settled { key: String, charges: Vec<Charge> },
     /// The task's limits were changed by a user (raised after a pause, typically).
     BudgetChanged { budget: Budget },
+    /// Most of a limit is used: the agent is told what remains, once per change of limits.
+    BudgetLow { text: String },
 }
 
 impl Event {
@@ -121,6 +123,7 @@ impl Event {
             Event::Reserved { .. } => "reserved",
             Event::Settled { .. } => "settled",
             Event::BudgetChanged { .. } => "budget_changed",
+            Event::BudgetLow { .. } => "budget_low",
         }
     }
 }

@@ -136,6 +136,8 @@ pub struct Work {
     pub learned_window: Option<u64>,
     /// `steps` when the current leg started.
     pub leg_first_step: u32,
+    /// The agent was told its budget is running low, since the limits last changed.
+    pub budget_warned: bool,
     /// How many of `files_read` earlier legs read.
     read_before_leg: usize,
 }
@@ -255,6 +257,11 @@ impl Work {
                 self.tell(Part::ToolResult { call_id: call_id.clone(), output: output.clone(), is_error: *is_error });
             }
             Event::Feedback { text } => self.tell(Part::Text { text: text.clone() }),
+            Event::BudgetLow { text } => {
+                self.budget_warned = true;
+                self.tell(Part::Text { text: text.clone() });
+            }
+            Event::BudgetChanged { .. } => self.budget_warned = false,
             Event::Nudged { text, .. } => {
                 self.nudged = true;
                 self.tell(Part::Text { text: text.clone() });

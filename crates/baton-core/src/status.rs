@@ -108,6 +108,7 @@ impl Lifecycle {
                 | Event::ToolCallFinished { .. }
                 | Event::Feedback { .. }
                 | Event::Nudged { .. }
+                | Event::BudgetLow { .. }
                 | Event::HandoffStarted { .. }
                 | Event::HandoffWritten { .. },
                 Running,

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use baton_agent::ContextBudget;
 use baton_core::{
-    Charge, Effect, Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, PromptSize, Recorded, Refusal,
-    Role, Status, StopReason, TaskId, TaskState, ToolSpec, Usage, total,
+    Charge, Credits, Effect, Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, PromptSize, Recorded,
+    Refusal, Role, Status, StopReason, TaskId, TaskState, ToolSpec, Usage, total,
 };
 use baton_git::{GitError, Repo, Worktree};
 use baton_model::{ModelClient, ModelError, ModelName, Price};
@@ -278,6 +278,18 @@ impl Engine {
                 if elapsed >= window as i64 {
                     let detail = format!("the {window} s window is over ({elapsed} s since the task started)");
                     return self.pause(journal, worktree, StopReason::TimeWindowExhausted, detail).await;
+                }
+            }
+            if !work.budget_warned {
+                let state = journal.state();
+                let spent = Credits::from_micros(state.money.spent.micros() + state.money.held_total().micros());
+                let elapsed =
+                    work.started_at.map_or(0, |at| (journal::now().as_millis() - at.as_millis()).max(0) / 1000);
+                if let Some(text) =
+                    baton_agent::budget_note(&state.spec.budget, spent, u64::from(work.steps), elapsed as u64)
+                {
+                    journal.append(Event::BudgetLow { text }).await?;
+                    continue;
                 }
             }
             let step = work.steps + 1;
