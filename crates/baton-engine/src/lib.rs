@@ -4,39 +4,27 @@
 //! finished after, so a restart continues exactly where the journal ends and never runs a tool call
 //! twice: a call that was started but not finished is reported to the agent as interrupted.
 
+mod handoff;
 mod journal;
+mod money;
+mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use baton_agent::ContextBudget;
 use baton_core::{
-    Charge, Credits, Effect, Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, PromptSize, Recorded,
-    Refusal, Role, Status, StopReason, TaskId, TaskState, ToolSpec, Usage, total,
+    Credits, Effect, Event, Message, ModelRequest, PromptSize, Recorded, Status, StopReason, TaskId, TaskState,
+    ToolSpec, Usage,
 };
 use baton_git::{GitError, Repo, Worktree};
 use baton_model::{ModelClient, ModelError, ModelName, Price};
-use baton_sandbox::{LocalSandbox, RunRequest, Sandbox, SandboxConfig, SandboxError};
+use baton_sandbox::{LocalSandbox, SandboxConfig, SandboxError};
 use baton_store::{Store, StoreError};
 use baton_tools::{ToolError, Toolbox, Workspace};
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn checks_that_run_no_test_are_recognised() {
-        let cargo_none = "running 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored\n";
-        assert!(super::ran_no_test(cargo_none));
-        let cargo_some = "test result: ok. 3 passed; 0 failed\n   Doc-tests x\ntest result: ok. 0 passed; 0 failed\n";
-        assert!(!super::ran_no_test(cargo_some));
-        assert!(super::ran_no_test("----\nRan 0 tests in 0.000s\n\nOK\n"));
-        assert!(super::ran_no_test("collected 0 items\n"));
-        assert!(!super::ran_no_test("all tests passed\n"));
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -101,55 +89,6 @@ fn stuck(work: &baton_core::Work) -> Option<String> {
     let stalled = work.stalled_steps();
     (stalled >= STALL_STEPS)
         .then(|| format!("{stalled} steps without a file change, a plan update, a check run or a new result"))
-}
-
-/// Output kept from a check for the journal and the agent.
-const CHECK_OUTPUT: usize = 4096;
-
-fn tail(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("…{}", &text[start..])
-}
-
-/// True when a check's output says it ran no test at all (a runner that found nothing exits 0 in
-/// some frameworks): such a check proves nothing, so it does not pass.
-fn ran_no_test(output: &str) -> bool {
-    let cargo_results: Vec<&str> = output.lines().filter(|l| l.trim_start().starts_with("test result:")).collect();
-    let cargo_empty =
-        !cargo_results.is_empty() && cargo_results.iter().all(|l| l.contains(" 0 passed") && l.contains(" 0 failed"));
-    let others =
-        ["Ran 0 tests", "collected 0 items", "no tests ran", "\n0 passing", "No tests found", "0 tests, 0 assertions"];
-    cargo_empty || others.iter().any(|marker| output.contains(marker))
-}
-
-/// What the harness tells the agent after failed checks.
-fn feedback(state: &TaskState) -> String {
-    let checks = &state.work.last_checks;
-    let failed: Vec<_> = checks.iter().filter(|c| !c.passed).collect();
-    let mut text = format!("baton ran the acceptance checks: {} of {} failed.\n", failed.len(), checks.len());
-    if !state.work.restored.is_empty() {
-        text.push_str(&format!(
-            "\nThese files are protected and were put back as they were before the checks ran: {}. Do not change them; fix the code instead.\n",
-            state.work.restored.join(", ")
-        ));
-    }
-    for check in failed {
-        text.push_str(&format!(
-            "\n## `{}` failed (exit code {}, {:.1} s)\n```\n{}\n```\n",
-            check.name,
-            check.exit_code,
-            check.duration_ms as f64 / 1000.0,
-            check.output.trim_end()
-        ));
-    }
-    text.push_str("\nFind the cause, fix it, and call `finish` again.");
-    text
 }
 
 impl Engine {
@@ -364,41 +303,6 @@ impl Engine {
         }
     }
 
-    /// Journals `intent` with a hold of the worst case of a call with a prompt of `tokens` (when the
-    /// model has a price), after the task's credit limit and the account's policy admit it. When
-    /// either refuses, nothing of the intent is written.
-    async fn start_charged(
-        &self,
-        journal: &mut Journal<'_>,
-        mut intent: Vec<Event>,
-        key: &str,
-        tokens: u64,
-        budget: ContextBudget,
-    ) -> Result<Result<(), Refusal>, EngineError> {
-        if let Some(price) = self.config.price {
-            let charges: Vec<Charge> = price.worst_case(tokens, budget.max_output());
-            let state = journal.state();
-            if let Some(limit) = state.spec.budget.credits {
-                let (spent, reserved, needed) = (state.money.spent, state.money.held_total(), total(&charges));
-                if spent.micros() + reserved.micros() + needed.micros() > limit.micros() {
-                    return Ok(Err(Refusal::TaskBudget { limit, spent, reserved, needed }));
-                }
-            }
-            intent.push(Event::Reserved { key: key.to_owned(), charges });
-        }
-        journal.try_append(intent).await
-    }
-
-    /// Defers the settlement of `key` at what `usage` cost, if `key` is held.
-    fn settle(&self, journal: &mut Journal<'_>, key: &str, usage: &Usage) -> Result<(), EngineError> {
-        match self.config.price {
-            Some(price) if journal.state().money.held.contains_key(key) => {
-                journal.defer(Event::Settled { key: key.to_owned(), charges: price.charges(usage) })
-            }
-            _ => Ok(()),
-        }
-    }
-
     /// The leg's tools: the toolbox's and `recall`, which the engine answers from the transcript.
     fn tools(&self, toolbox: &Toolbox) -> Vec<ToolSpec> {
         let mut tools = toolbox.specs();
@@ -428,154 +332,6 @@ impl Engine {
             tools: tools.to_vec(),
             max_output_tokens: budget.max_output() as u32,
         }
-    }
-
-    /// Ends the leg with a handoff and starts the next leg from it. Returns false when a guard
-    /// paused the task instead: too many handoffs, or legs that hand off without progress.
-    async fn hand_off(
-        &self,
-        journal: &mut Journal<'_>,
-        worktree: &Worktree,
-        tools: &[ToolSpec],
-        reason: String,
-        emergency: bool,
-        window: Option<u64>,
-    ) -> Result<bool, EngineError> {
-        // Committed first: changes made by commands count as progress as much as the file tools'.
-        let leg = journal.state().work.leg;
-        self.checkpoint(journal, worktree, format!("work in progress at the end of leg {leg}")).await?;
-        let work = &journal.state().work;
-        if work.handoffs >= self.config.max_handoffs {
-            let detail = format!("the limit of {} handoffs is reached ({reason})", self.config.max_handoffs);
-            self.pause(journal, worktree, StopReason::BudgetExhausted, detail).await?;
-            return Ok(false);
-        }
-        if !work.leg_progress && work.idle_legs >= 1 {
-            let rereads = match work.rereads.len() {
-                0 => String::new(),
-                n => format!("; this leg re-read {n} files earlier legs had read ({})", work.rereads.join(", ")),
-            };
-            let detail = format!(
-                "handoff loop: legs {} and {} each filled their context without changing a file, completing a plan step or running the checks{rereads}",
-                work.leg - 1,
-                work.leg
-            );
-            self.pause(journal, worktree, StopReason::HandoffLoop, detail).await?;
-            return Ok(false);
-        }
-        let mut intent = Vec::new();
-        if work.handoff_in_flight.is_none() {
-            intent.push(Event::HandoffStarted { reason: reason.clone(), emergency, window });
-        }
-        // Held for the first attempt, the larger: a prompt refused as too long is not billed.
-        let budget = self.budget(work);
-        let first = self.summary_request(&work.transcript, &work.system, tools, &reason, emergency, budget);
-        let tokens = baton_model::estimate_tokens(&first, self.config.model.provider);
-        let key = format!("handoff-{}", journal.state().next_seq);
-        if let Err(refusal) = self.start_charged(journal, intent, &key, tokens, budget).await? {
-            self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
-            return Ok(false);
-        }
-        let (narrative, narrative_error, usage) = self.summarise(journal.state(), tools, &reason, emergency).await;
-        let state = journal.state();
-        let handoff = Handoff {
-            from_leg: leg,
-            step: state.work.steps,
-            reason,
-            emergency,
-            narrative,
-            narrative_error,
-            usage,
-            ledger: self.ledger(state, worktree)?,
-        };
-        let system = state.work.system.clone();
-        self.settle(journal, &key, &usage.unwrap_or_default())?;
-        journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
-        let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs);
-        journal.append(Event::LegStarted { leg: leg + 1, model: self.config.model.to_string(), system, brief }).await?;
-        Ok(true)
-    }
-
-    /// The leaving leg's narrative from a summarisation call, or why there is none. A prompt the
-    /// provider refuses as too long is shortened and asked once more.
-    async fn summarise(
-        &self,
-        state: &TaskState,
-        tools: &[ToolSpec],
-        reason: &str,
-        emergency: bool,
-    ) -> (String, Option<String>, Option<Usage>) {
-        let work = &state.work;
-        let budget = self.budget(work);
-        let mut used: Option<Usage> = None;
-        let mut failure = String::new();
-        for shortened in [emergency, true] {
-            let request = self.summary_request(&work.transcript, &work.system, tools, reason, shortened, budget);
-            match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
-                Ok(response) => {
-                    *used.get_or_insert_with(Usage::default) += response.usage;
-                    let text = response.text();
-                    if !text.trim().is_empty() {
-                        return (text, None, used);
-                    }
-                    failure = "the summary came back empty".to_owned();
-                    break;
-                }
-                Err(error @ ModelError::ContextOverflow { .. }) if !shortened => failure = error.to_string(),
-                Err(error) => {
-                    failure = error.to_string();
-                    break;
-                }
-            }
-        }
-        (baton_agent::fallback_narrative(&work.transcript), Some(failure), used)
-    }
-
-    /// The summarisation request: the leg's prompt (shortened to half the room for an emergency)
-    /// with the handoff request appended.
-    fn summary_request(
-        &self,
-        transcript: &[Message],
-        system: &str,
-        tools: &[ToolSpec],
-        reason: &str,
-        shortened: bool,
-        budget: ContextBudget,
-    ) -> ModelRequest {
-        let messages = if shortened {
-            let target = budget.emergency_target();
-            baton_agent::shorten(transcript, |messages| {
-                let request = self.request(system.to_owned(), messages.to_vec(), tools, budget);
-                baton_model::estimate_tokens(&request, self.config.model.provider) <= target
-            })
-        } else {
-            baton_agent::elide(transcript)
-        };
-        let mut request = self.request(system.to_owned(), messages, tools, budget);
-        let ask = Part::Text { text: baton_agent::handoff_request(reason) };
-        match request.messages.last_mut() {
-            Some(Message { role: Role::User, parts }) => parts.push(ask),
-            _ => request.messages.push(Message { role: Role::User, parts: vec![ask] }),
-        }
-        request
-    }
-
-    /// The ledger as it stands: the journal's facts and the branch's diffstat since the base.
-    fn ledger(&self, state: &TaskState, worktree: &Worktree) -> Result<Ledger, EngineError> {
-        let files_changed = worktree
-            .diffstat(&state.base_commit)?
-            .into_iter()
-            .map(|stat| FileChange { path: stat.path, added: stat.added, removed: stat.removed })
-            .collect();
-        Ok(Ledger {
-            plan: state.work.plan.clone(),
-            files_changed,
-            files_read: state.work.files_read.clone(),
-            checks: state.work.last_checks.clone(),
-            open_questions: state.question.iter().cloned().collect(),
-            branch: state.branch.clone(),
-            head: worktree.head()?,
-        })
     }
 
     /// Commits the work so far on the task branch, if there is anything new.
@@ -642,76 +398,5 @@ impl Engine {
             journal.defer(Event::ToolCallFinished { call_id, output, is_error, effect })?;
         }
         Ok(finish)
-    }
-
-    /// Runs the checks. Returns true when the task has ended (verified, or out of attempts).
-    async fn verify(
-        &self,
-        journal: &mut Journal<'_>,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
-        summary: &str,
-    ) -> Result<bool, EngineError> {
-        if journal.state().status() != Status::Verifying {
-            journal.append(Event::VerificationStarted).await?;
-        }
-        let spec = journal.state().spec.clone();
-        let tampered = worktree.changed_since(&journal.state().base_commit, &spec.protect)?;
-        if !tampered.is_empty() {
-            worktree.restore(&journal.state().base_commit, &tampered)?;
-            journal.append(Event::ProtectedRestored { paths: tampered }).await?;
-        }
-        if spec.checks.is_empty() {
-            let detail = "no acceptance checks are configured, so nothing can verify the work".to_owned();
-            journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
-            return Ok(true);
-        }
-        for check in &spec.checks {
-            let start = Instant::now();
-            let outcome = checks.run(&RunRequest::shell(&check.command, Duration::from_secs(check.timeout_secs)))?;
-            let _ = std::fs::remove_file(&outcome.output_file);
-            let text = outcome.output.text();
-            let empty = ran_no_test(&text);
-            let passed = outcome.exit_code == 0 && outcome.stopped.is_none() && !empty;
-            let mut output = tail(&text, CHECK_OUTPUT);
-            if empty {
-                output.push_str("\n[baton: this check ran no test, so it cannot pass]");
-            }
-            if outcome.stopped.is_some() {
-                output.push_str(&format!("\n[stopped: {:?}]", outcome.stopped));
-            }
-            let event = Event::CheckFinished {
-                name: check.name.clone(),
-                exit_code: outcome.exit_code,
-                passed,
-                output,
-                duration_ms: start.elapsed().as_millis() as u64,
-            };
-            journal.append(event).await?;
-        }
-        let state = journal.state();
-        let passed = state.work.last_checks.iter().all(|c| c.passed);
-        if passed {
-            let message = format!("baton: {}\n\n{summary}", state.spec.request.lines().next().unwrap_or("task"));
-            let commit = match worktree.commit_all(&message)? {
-                Some(commit) => commit,
-                None => worktree.head()?,
-            };
-            let count = state.work.last_checks.len();
-            journal
-                .append(Event::Checkpointed { commit, evidence: format!("{count} of {count} checks passed") })
-                .await?;
-            journal.append(Event::Finished { reason: StopReason::Verified, detail: summary.to_owned() }).await?;
-            return Ok(true);
-        }
-        if state.work.verifications >= self.config.max_verifications {
-            let detail = format!("the checks failed {} times", state.work.verifications);
-            journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
-            return Ok(true);
-        }
-        let text = feedback(state);
-        journal.append(Event::Resumed { detail: "the checks failed; the agent continues".into() }).await?;
-        journal.append(Event::Feedback { text }).await?;
-        Ok(false)
     }
 }

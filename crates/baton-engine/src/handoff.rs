@@ -1,0 +1,163 @@
+//! Handoffs between legs: the guards, the leaving leg's summarisation call, the ledger from the
+//! journal and git, and the next leg's start.
+
+use baton_agent::ContextBudget;
+use baton_core::{
+    Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, Role, StopReason, TaskState, ToolSpec, Usage,
+};
+use baton_git::Worktree;
+use baton_model::ModelError;
+use tokio_util::sync::CancellationToken;
+
+use crate::journal::Journal;
+use crate::{Engine, EngineError};
+
+impl Engine {
+    /// Ends the leg with a handoff and starts the next leg from it. Returns false when a guard
+    /// paused the task instead: too many handoffs, or legs that hand off without progress.
+    pub(crate) async fn hand_off(
+        &self,
+        journal: &mut Journal<'_>,
+        worktree: &Worktree,
+        tools: &[ToolSpec],
+        reason: String,
+        emergency: bool,
+        window: Option<u64>,
+    ) -> Result<bool, EngineError> {
+        // Committed first: changes made by commands count as progress as much as the file tools'.
+        let leg = journal.state().work.leg;
+        self.checkpoint(journal, worktree, format!("work in progress at the end of leg {leg}")).await?;
+        let work = &journal.state().work;
+        if work.handoffs >= self.config.max_handoffs {
+            let detail = format!("the limit of {} handoffs is reached ({reason})", self.config.max_handoffs);
+            self.pause(journal, worktree, StopReason::BudgetExhausted, detail).await?;
+            return Ok(false);
+        }
+        if !work.leg_progress && work.idle_legs >= 1 {
+            let rereads = match work.rereads.len() {
+                0 => String::new(),
+                n => format!("; this leg re-read {n} files earlier legs had read ({})", work.rereads.join(", ")),
+            };
+            let detail = format!(
+                "handoff loop: legs {} and {} each filled their context without changing a file, completing a plan step or running the checks{rereads}",
+                work.leg - 1,
+                work.leg
+            );
+            self.pause(journal, worktree, StopReason::HandoffLoop, detail).await?;
+            return Ok(false);
+        }
+        let mut intent = Vec::new();
+        if work.handoff_in_flight.is_none() {
+            intent.push(Event::HandoffStarted { reason: reason.clone(), emergency, window });
+        }
+        // Held for the first attempt, the larger: a prompt refused as too long is not billed.
+        let budget = self.budget(work);
+        let first = self.summary_request(&work.transcript, &work.system, tools, &reason, emergency, budget);
+        let tokens = baton_model::estimate_tokens(&first, self.config.model.provider);
+        let key = format!("handoff-{}", journal.state().next_seq);
+        if let Err(refusal) = self.start_charged(journal, intent, &key, tokens, budget).await? {
+            self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
+            return Ok(false);
+        }
+        let (narrative, narrative_error, usage) = self.summarise(journal.state(), tools, &reason, emergency).await;
+        let state = journal.state();
+        let handoff = Handoff {
+            from_leg: leg,
+            step: state.work.steps,
+            reason,
+            emergency,
+            narrative,
+            narrative_error,
+            usage,
+            ledger: self.ledger(state, worktree)?,
+        };
+        let system = state.work.system.clone();
+        self.settle(journal, &key, &usage.unwrap_or_default())?;
+        journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
+        let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs);
+        journal.append(Event::LegStarted { leg: leg + 1, model: self.config.model.to_string(), system, brief }).await?;
+        Ok(true)
+    }
+
+    /// The leaving leg's narrative from a summarisation call, or why there is none. A prompt the
+    /// provider refuses as too long is shortened and asked once more.
+    pub(crate) async fn summarise(
+        &self,
+        state: &TaskState,
+        tools: &[ToolSpec],
+        reason: &str,
+        emergency: bool,
+    ) -> (String, Option<String>, Option<Usage>) {
+        let work = &state.work;
+        let budget = self.budget(work);
+        let mut used: Option<Usage> = None;
+        let mut failure = String::new();
+        for shortened in [emergency, true] {
+            let request = self.summary_request(&work.transcript, &work.system, tools, reason, shortened, budget);
+            match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
+                Ok(response) => {
+                    *used.get_or_insert_with(Usage::default) += response.usage;
+                    let text = response.text();
+                    if !text.trim().is_empty() {
+                        return (text, None, used);
+                    }
+                    failure = "the summary came back empty".to_owned();
+                    break;
+                }
+                Err(error @ ModelError::ContextOverflow { .. }) if !shortened => failure = error.to_string(),
+                Err(error) => {
+                    failure = error.to_string();
+                    break;
+                }
+            }
+        }
+        (baton_agent::fallback_narrative(&work.transcript), Some(failure), used)
+    }
+
+    /// The summarisation request: the leg's prompt (shortened to half the room for an emergency)
+    /// with the handoff request appended.
+    pub(crate) fn summary_request(
+        &self,
+        transcript: &[Message],
+        system: &str,
+        tools: &[ToolSpec],
+        reason: &str,
+        shortened: bool,
+        budget: ContextBudget,
+    ) -> ModelRequest {
+        let messages = if shortened {
+            let target = budget.emergency_target();
+            baton_agent::shorten(transcript, |messages| {
+                let request = self.request(system.to_owned(), messages.to_vec(), tools, budget);
+                baton_model::estimate_tokens(&request, self.config.model.provider) <= target
+            })
+        } else {
+            baton_agent::elide(transcript)
+        };
+        let mut request = self.request(system.to_owned(), messages, tools, budget);
+        let ask = Part::Text { text: baton_agent::handoff_request(reason) };
+        match request.messages.last_mut() {
+            Some(Message { role: Role::User, parts }) => parts.push(ask),
+            _ => request.messages.push(Message { role: Role::User, parts: vec![ask] }),
+        }
+        request
+    }
+
+    /// The ledger as it stands: the journal's facts and the branch's diffstat since the base.
+    pub(crate) fn ledger(&self, state: &TaskState, worktree: &Worktree) -> Result<Ledger, EngineError> {
+        let files_changed = worktree
+            .diffstat(&state.base_commit)?
+            .into_iter()
+            .map(|stat| FileChange { path: stat.path, added: stat.added, removed: stat.removed })
+            .collect();
+        Ok(Ledger {
+            plan: state.work.plan.clone(),
+            files_changed,
+            files_read: state.work.files_read.clone(),
+            checks: state.work.last_checks.clone(),
+            open_questions: state.question.iter().cloned().collect(),
+            branch: state.branch.clone(),
+            head: worktree.head()?,
+        })
+    }
+}

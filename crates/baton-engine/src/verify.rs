@@ -1,0 +1,147 @@
+//! Verification: protected files restored, the acceptance checks run in a fresh sandbox, and the
+//! verdict (verified with a commit, feedback to the agent, or out of attempts).
+
+use std::time::{Duration, Instant};
+
+use baton_core::{Event, Status, StopReason, TaskState};
+use baton_git::Worktree;
+use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
+
+use crate::journal::Journal;
+use crate::{Engine, EngineError};
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn checks_that_run_no_test_are_recognised() {
+        let cargo_none = "running 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored\n";
+        assert!(super::ran_no_test(cargo_none));
+        let cargo_some = "test result: ok. 3 passed; 0 failed\n   Doc-tests x\ntest result: ok. 0 passed; 0 failed\n";
+        assert!(!super::ran_no_test(cargo_some));
+        assert!(super::ran_no_test("----\nRan 0 tests in 0.000s\n\nOK\n"));
+        assert!(super::ran_no_test("collected 0 items\n"));
+        assert!(!super::ran_no_test("all tests passed\n"));
+    }
+}
+
+/// Output kept from a check for the journal and the agent.
+const CHECK_OUTPUT: usize = 4096;
+
+fn tail(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut start = text.len() - max;
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &text[start..])
+}
+
+/// True when a check's output says it ran no test at all (a runner that found nothing exits 0 in
+/// some frameworks): such a check proves nothing, so it does not pass.
+fn ran_no_test(output: &str) -> bool {
+    let cargo_results: Vec<&str> = output.lines().filter(|l| l.trim_start().starts_with("test result:")).collect();
+    let cargo_empty =
+        !cargo_results.is_empty() && cargo_results.iter().all(|l| l.contains(" 0 passed") && l.contains(" 0 failed"));
+    let others =
+        ["Ran 0 tests", "collected 0 items", "no tests ran", "\n0 passing", "No tests found", "0 tests, 0 assertions"];
+    cargo_empty || others.iter().any(|marker| output.contains(marker))
+}
+
+/// What the harness tells the agent after failed checks.
+fn feedback(state: &TaskState) -> String {
+    let checks = &state.work.last_checks;
+    let failed: Vec<_> = checks.iter().filter(|c| !c.passed).collect();
+    let mut text = format!("baton ran the acceptance checks: {} of {} failed.\n", failed.len(), checks.len());
+    if !state.work.restored.is_empty() {
+        text.push_str(&format!(
+            "\nThese files are protected and were put back as they were before the checks ran: {}. Do not change them; fix the code instead.\n",
+            state.work.restored.join(", ")
+        ));
+    }
+    for check in failed {
+        text.push_str(&format!(
+            "\n## `{}` failed (exit code {}, {:.1} s)\n```\n{}\n```\n",
+            check.name,
+            check.exit_code,
+            check.duration_ms as f64 / 1000.0,
+            check.output.trim_end()
+        ));
+    }
+    text.push_str("\nFind the cause, fix it, and call `finish` again.");
+    text
+}
+
+impl Engine {
+    /// Runs the checks. Returns true when the task has ended (verified, or out of attempts).
+    pub(crate) async fn verify(
+        &self,
+        journal: &mut Journal<'_>,
+        checks: &LocalSandbox,
+        worktree: &Worktree,
+        summary: &str,
+    ) -> Result<bool, EngineError> {
+        if journal.state().status() != Status::Verifying {
+            journal.append(Event::VerificationStarted).await?;
+        }
+        let spec = journal.state().spec.clone();
+        let tampered = worktree.changed_since(&journal.state().base_commit, &spec.protect)?;
+        if !tampered.is_empty() {
+            worktree.restore(&journal.state().base_commit, &tampered)?;
+            journal.append(Event::ProtectedRestored { paths: tampered }).await?;
+        }
+        if spec.checks.is_empty() {
+            let detail = "no acceptance checks are configured, so nothing can verify the work".to_owned();
+            journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
+            return Ok(true);
+        }
+        for check in &spec.checks {
+            let start = Instant::now();
+            let outcome = checks.run(&RunRequest::shell(&check.command, Duration::from_secs(check.timeout_secs)))?;
+            let _ = std::fs::remove_file(&outcome.output_file);
+            let text = outcome.output.text();
+            let empty = ran_no_test(&text);
+            let passed = outcome.exit_code == 0 && outcome.stopped.is_none() && !empty;
+            let mut output = tail(&text, CHECK_OUTPUT);
+            if empty {
+                output.push_str("\n[baton: this check ran no test, so it cannot pass]");
+            }
+            if outcome.stopped.is_some() {
+                output.push_str(&format!("\n[stopped: {:?}]", outcome.stopped));
+            }
+            let event = Event::CheckFinished {
+                name: check.name.clone(),
+                exit_code: outcome.exit_code,
+                passed,
+                output,
+                duration_ms: start.elapsed().as_millis() as u64,
+            };
+            journal.append(event).await?;
+        }
+        let state = journal.state();
+        let passed = state.work.last_checks.iter().all(|c| c.passed);
+        if passed {
+            let message = format!("baton: {}\n\n{summary}", state.spec.request.lines().next().unwrap_or("task"));
+            let commit = match worktree.commit_all(&message)? {
+                Some(commit) => commit,
+                None => worktree.head()?,
+            };
+            let count = state.work.last_checks.len();
+            journal
+                .append(Event::Checkpointed { commit, evidence: format!("{count} of {count} checks passed") })
+                .await?;
+            journal.append(Event::Finished { reason: StopReason::Verified, detail: summary.to_owned() }).await?;
+            return Ok(true);
+        }
+        if state.work.verifications >= self.config.max_verifications {
+            let detail = format!("the checks failed {} times", state.work.verifications);
+            journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
+            return Ok(true);
+        }
+        let text = feedback(state);
+        journal.append(Event::Resumed { detail: "the checks failed; the agent continues".into() }).await?;
+        journal.append(Event::Feedback { text }).await?;
+        Ok(false)
+    }
+}
