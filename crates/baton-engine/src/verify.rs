@@ -10,20 +10,6 @@ use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
 use crate::journal::Journal;
 use crate::{Engine, EngineError};
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn checks_that_run_no_test_are_recognised() {
-        let cargo_none = "running 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored\n";
-        assert!(super::ran_no_test(cargo_none));
-        let cargo_some = "test result: ok. 3 passed; 0 failed\n   Doc-tests x\ntest result: ok. 0 passed; 0 failed\n";
-        assert!(!super::ran_no_test(cargo_some));
-        assert!(super::ran_no_test("----\nRan 0 tests in 0.000s\n\nOK\n"));
-        assert!(super::ran_no_test("collected 0 items\n"));
-        assert!(!super::ran_no_test("all tests passed\n"));
-    }
-}
-
 /// Output kept from a check for the journal and the agent.
 const CHECK_OUTPUT: usize = 4096;
 
@@ -143,5 +129,19 @@ impl Engine {
         journal.append(Event::Resumed { detail: "the checks failed; the agent continues".into() }).await?;
         journal.append(Event::Feedback { text }).await?;
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn checks_that_run_no_test_are_recognised() {
+        let cargo_none = "running 0 tests\n\ntest result: ok. 0 passed; 0 failed; 0 ignored\n";
+        assert!(super::ran_no_test(cargo_none));
+        let cargo_some = "test result: ok. 3 passed; 0 failed\n   Doc-tests x\ntest result: ok. 0 passed; 0 failed\n";
+        assert!(!super::ran_no_test(cargo_some));
+        assert!(super::ran_no_test("----\nRan 0 tests in 0.000s\n\nOK\n"));
+        assert!(super::ran_no_test("collected 0 items\n"));
+        assert!(!super::ran_no_test("all tests passed\n"));
     }
 }
