@@ -84,6 +84,7 @@ fn engine_parts_with(
         home: home.to_owned(),
         model: name,
         price,
+        rates: catalog.rates(),
         max_output_tokens,
         context_window,
         max_handoffs: legs.max_handoffs,

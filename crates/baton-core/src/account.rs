@@ -136,6 +136,29 @@ pub fn total(charges: &[Charge]) -> Credits {
     charges.iter().fold(Credits::ZERO, |sum, charge| add(sum, charge.amount))
 }
 
+/// What work other than model calls costs: each second a command or a check runs in a sandbox,
+/// and each check run. Zero by default: a self-hosted machine costs what it costs anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Rates {
+    pub sandbox_second: Credits,
+    pub check: Credits,
+}
+
+impl Rates {
+    /// The charges for `seconds` of sandbox time and `checks` check runs; kinds that cost nothing
+    /// are left out.
+    pub fn charges(&self, seconds: u64, checks: u64) -> Vec<Charge> {
+        let times = |rate: Credits, n: u64| Credits::from_micros(rate.micros().saturating_mul(n as i64));
+        [
+            Charge { kind: ChargeKind::SandboxSeconds, amount: times(self.sandbox_second, seconds) },
+            Charge { kind: ChargeKind::Check, amount: times(self.check, checks) },
+        ]
+        .into_iter()
+        .filter(|charge| charge.amount > Credits::ZERO)
+        .collect()
+    }
+}
+
 /// A line of the account's ledger. Credits are positive, charges negative.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {

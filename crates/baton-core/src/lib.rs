@@ -17,7 +17,7 @@ mod status;
 mod time;
 
 pub use account::{
-    Admission, AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Refusal, total,
+    Admission, AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Rates, Refusal, total,
 };
 pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
 pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, Recorded};

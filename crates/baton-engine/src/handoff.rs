@@ -55,7 +55,7 @@ impl Engine {
         let first = self.summary_request(&work.transcript, &work.system, tools, &reason, emergency, budget);
         let tokens = baton_model::estimate_tokens(&first, self.config.model.provider);
         let key = format!("handoff-{}", journal.state().next_seq);
-        if let Err(refusal) = self.start_charged(journal, intent, &key, tokens, budget).await? {
+        if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(tokens, budget)).await? {
             self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
             return Ok(false);
         }
@@ -72,7 +72,7 @@ impl Engine {
             ledger: self.ledger(state, worktree)?,
         };
         let system = state.work.system.clone();
-        self.settle(journal, &key, &usage.unwrap_or_default())?;
+        self.settle(journal, &key, self.call_cost(&usage.unwrap_or_default()))?;
         journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
         let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs);
         journal.append(Event::LegStarted { leg: leg + 1, model: self.config.model.to_string(), system, brief }).await?;

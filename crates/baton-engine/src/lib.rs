@@ -11,11 +11,12 @@ mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use baton_agent::ContextBudget;
 use baton_core::{
-    Credits, Effect, Event, Message, ModelRequest, PromptSize, Recorded, Status, StopReason, TaskId, TaskState,
-    ToolSpec, Usage,
+    Credits, Effect, Event, Message, ModelRequest, PromptSize, Rates, Recorded, Refusal, Status, StopReason, TaskId,
+    TaskState, ToolSpec,
 };
 use baton_git::{GitError, Repo, Worktree};
 use baton_model::{ModelClient, ModelError, ModelName, Price};
@@ -50,6 +51,8 @@ pub struct EngineConfig {
     /// The model's price: each call reserves its worst case before it starts and is charged what
     /// it used after. `None`: calls are not charged (and a credit budget cannot be kept).
     pub price: Option<Price>,
+    /// What sandbox seconds and check runs cost.
+    pub rates: Rates,
     pub max_output_tokens: u32,
     /// The model's context window in tokens: legs hand off before their prompt outgrows it.
     pub context_window: u64,
@@ -70,6 +73,15 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").field("config", &self.config).finish_non_exhaustive()
     }
+}
+
+/// How an answer's tool calls went.
+enum Acted {
+    Done,
+    /// The agent called `finish` with this summary.
+    Finish(String),
+    /// The budget refused a call's sandbox time; the calls from there on did not start.
+    Refused(Refusal),
 }
 
 /// A checkpoint commit every this many model steps (when something changed).
@@ -187,10 +199,16 @@ impl Engine {
         let unanswered = journal.state().work.unanswered_calls();
         if !unanswered.is_empty() {
             let step = journal.state().work.steps;
-            if let Some(summary) = self.act(journal, toolbox, step, unanswered).await?
-                && self.verify(journal, checks, worktree, &summary).await?
-            {
-                return Ok(());
+            match self.act(journal, toolbox, step, unanswered).await? {
+                Acted::Done => {}
+                Acted::Finish(summary) => {
+                    if self.verify(journal, checks, worktree, &summary).await? {
+                        return Ok(());
+                    }
+                }
+                Acted::Refused(refusal) => {
+                    return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
+                }
             }
         }
         self.work(journal, toolbox, checks, worktree).await
@@ -244,14 +262,14 @@ impl Engine {
             let prompt = PromptSize { tokens: estimate, room: budget.input_limit() };
             let key = format!("model-{}", journal.state().next_seq);
             let intent = vec![Event::ModelCallStarted { step, prompt: Some(prompt) }];
-            if let Err(refusal) = self.start_charged(journal, intent, &key, estimate, budget).await? {
+            if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(estimate, budget)).await? {
                 return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
             }
             let response = match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
                 Ok(response) => response,
                 Err(error) => {
                     // A refused call is not billed.
-                    self.settle(journal, &key, &Usage::default())?;
+                    self.settle(journal, &key, Vec::new())?;
                     journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
                     if let ModelError::ContextOverflow { .. } = error {
                         // What the provider says its window is, or else at most what it refused.
@@ -274,18 +292,23 @@ impl Engine {
                 .collect();
             // Written with the first tool call's intent (or whatever comes next): if it is lost, the
             // model is asked again, and the lost call is charged its hold.
-            self.settle(journal, &key, &response.usage)?;
+            self.settle(journal, &key, self.call_cost(&response.usage))?;
             journal.defer(Event::ModelCallFinished { step, response })?;
             if calls.is_empty() {
                 let text = "You answered without calling a tool. Keep working with the tools, or call `finish` when the task is done.";
                 journal.append(Event::Feedback { text: text.into() }).await?;
             }
-            let finish = self.act(journal, toolbox, step, calls).await?;
-            if let Some(summary) = finish {
-                if self.verify(journal, checks, worktree, &summary).await? {
-                    return Ok(());
+            match self.act(journal, toolbox, step, calls).await? {
+                Acted::Done => {}
+                Acted::Finish(summary) => {
+                    if self.verify(journal, checks, worktree, &summary).await? {
+                        return Ok(());
+                    }
+                    continue;
                 }
-                continue;
+                Acted::Refused(refusal) => {
+                    return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
+                }
             }
             let steps = journal.state().work.steps;
             if steps.is_multiple_of(CHECKPOINT_STEPS) {
@@ -360,25 +383,34 @@ impl Engine {
         journal.append(Event::Paused { reason, detail }).await
     }
 
-    /// Runs one answer's tool calls, each journaled before and after. Returns the summary if the agent
-    /// called `finish`; calls after it in the same answer are not run.
+    /// Runs one answer's tool calls, each journaled before and after; calls after a `finish` in the
+    /// same answer are not run. A command's sandbox time is held before it starts: when the budget
+    /// refuses it, the calls from there on stay unanswered (a resume runs them).
     async fn act(
         &self,
         journal: &mut Journal<'_>,
         toolbox: &Toolbox,
         step: u32,
         calls: Vec<(String, String, String)>,
-    ) -> Result<Option<String>, EngineError> {
+    ) -> Result<Acted, EngineError> {
         let mut finish = None;
         for (call_id, name, arguments) in calls {
-            journal
-                .append(Event::ToolCallStarted {
-                    step,
-                    call_id: call_id.clone(),
-                    name: name.clone(),
-                    arguments: arguments.clone(),
-                })
-                .await?;
+            let key = format!("tool-{}", journal.state().next_seq);
+            let hold = if name == "shell" && finish.is_none() {
+                self.config.rates.charges(baton_tools::busy_time(&arguments).as_secs(), 0)
+            } else {
+                Vec::new()
+            };
+            let intent = vec![Event::ToolCallStarted {
+                step,
+                call_id: call_id.clone(),
+                name: name.clone(),
+                arguments: arguments.clone(),
+            }];
+            if let Err(refusal) = self.start_charged(journal, intent, &key, hold).await? {
+                return Ok(Acted::Refused(refusal));
+            }
+            let started = Instant::now();
             let (output, is_error, effect) = if finish.is_some() {
                 ("not run: `finish` was called earlier in the same turn".to_owned(), true, Effect::None)
             } else if name == baton_agent::RECALL {
@@ -394,9 +426,10 @@ impl Engine {
                 (result.output, result.is_error, result.effect)
             };
             let output = baton_agent::fit_output(output, self.budget(&journal.state().work).max_result_bytes());
+            self.settle(journal, &key, self.config.rates.charges(started.elapsed().as_secs().max(1), 0))?;
             // Written with the next intent: if it is lost, the call is reported as interrupted.
             journal.defer(Event::ToolCallFinished { call_id, output, is_error, effect })?;
         }
-        Ok(finish)
+        Ok(finish.map_or(Acted::Done, Acted::Finish))
     }
 }

@@ -8,38 +8,44 @@ use crate::journal::Journal;
 use crate::{Engine, EngineError};
 
 impl Engine {
-    /// Journals `intent` with a hold of the worst case of a call with a prompt of `tokens` (when the
-    /// model has a price), after the task's credit limit and the account's policy admit it. When
-    /// either refuses, nothing of the intent is written.
+    /// Journals `intent` with a hold of `hold` under `key` (when it holds anything), after the
+    /// task's credit limit and the account's policy admit it. When either refuses, nothing of the
+    /// intent is written.
     pub(crate) async fn start_charged(
         &self,
         journal: &mut Journal<'_>,
         mut intent: Vec<Event>,
         key: &str,
-        tokens: u64,
-        budget: ContextBudget,
+        hold: Vec<Charge>,
     ) -> Result<Result<(), Refusal>, EngineError> {
-        if let Some(price) = self.config.price {
-            let charges: Vec<Charge> = price.worst_case(tokens, budget.max_output());
+        if !hold.is_empty() {
             let state = journal.state();
             if let Some(limit) = state.spec.budget.credits {
-                let (spent, reserved, needed) = (state.money.spent, state.money.held_total(), total(&charges));
+                let (spent, reserved, needed) = (state.money.spent, state.money.held_total(), total(&hold));
                 if spent.micros() + reserved.micros() + needed.micros() > limit.micros() {
                     return Ok(Err(Refusal::TaskBudget { limit, spent, reserved, needed }));
                 }
             }
-            intent.push(Event::Reserved { key: key.to_owned(), charges });
+            intent.push(Event::Reserved { key: key.to_owned(), charges: hold });
         }
         journal.try_append(intent).await
     }
 
-    /// Defers the settlement of `key` at what `usage` cost, if `key` is held.
-    pub(crate) fn settle(&self, journal: &mut Journal<'_>, key: &str, usage: &Usage) -> Result<(), EngineError> {
-        match self.config.price {
-            Some(price) if journal.state().money.held.contains_key(key) => {
-                journal.defer(Event::Settled { key: key.to_owned(), charges: price.charges(usage) })
-            }
-            _ => Ok(()),
+    /// Defers the settlement of `key` at `charges`, if `key` is held.
+    pub(crate) fn settle(&self, journal: &mut Journal<'_>, key: &str, charges: Vec<Charge>) -> Result<(), EngineError> {
+        if journal.state().money.held.contains_key(key) {
+            journal.defer(Event::Settled { key: key.to_owned(), charges })?;
         }
+        Ok(())
+    }
+
+    /// The most a model call with a prompt of `tokens` can cost (nothing when the model has no price).
+    pub(crate) fn call_hold(&self, tokens: u64, budget: ContextBudget) -> Vec<Charge> {
+        self.config.price.map(|price| price.worst_case(tokens, budget.max_output())).unwrap_or_default()
+    }
+
+    /// What a model call that used `usage` costs.
+    pub(crate) fn call_cost(&self, usage: &Usage) -> Vec<Charge> {
+        self.config.price.map(|price| price.charges(usage)).unwrap_or_default()
     }
 }

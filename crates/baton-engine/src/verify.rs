@@ -83,6 +83,12 @@ impl Engine {
             return Ok(true);
         }
         for check in &spec.checks {
+            let key = format!("check-{}", journal.state().next_seq);
+            let hold = self.config.rates.charges(check.timeout_secs, 1);
+            if let Err(refusal) = self.start_charged(journal, Vec::new(), &key, hold).await? {
+                self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
+                return Ok(true);
+            }
             let start = Instant::now();
             let outcome = checks.run(&RunRequest::shell(&check.command, Duration::from_secs(check.timeout_secs)))?;
             let _ = std::fs::remove_file(&outcome.output_file);
@@ -96,6 +102,7 @@ impl Engine {
             if outcome.stopped.is_some() {
                 output.push_str(&format!("\n[stopped: {:?}]", outcome.stopped));
             }
+            self.settle(journal, &key, self.config.rates.charges(start.elapsed().as_secs().max(1), 1))?;
             let event = Event::CheckFinished {
                 name: check.name.clone(),
                 exit_code: outcome.exit_code,

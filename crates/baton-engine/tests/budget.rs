@@ -8,7 +8,8 @@
 mod common;
 
 use baton_core::{
-    AutoReload, Budget, Credits, EntryKind, Event, Policy, Status, StopReason, TaskId, TaskState, Timestamp, Usage,
+    AutoReload, Budget, ChargeKind, Credits, EntryKind, Event, Policy, Rates, Status, StopReason, TaskId, TaskState,
+    Timestamp, Usage,
 };
 use baton_model::Price;
 use baton_store::Store;
@@ -198,4 +199,29 @@ async fn ten_tasks_racing_on_one_account_are_charged_exactly_what_the_provider_r
     let account = first.store.account(now).await.unwrap();
     assert_eq!((account.balance, account.reserved), (Credits::from_micros(300_000 - charged), Credits::ZERO));
     assert!(account.balance >= Credits::ZERO);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_time_and_checks_are_charged_and_a_command_waits_for_its_hold() {
+    let mut h = Harness::new(fixing_script()).await;
+    h.rates = Rates { sandbox_second: credits("0.001"), check: credits("0.01") };
+    // The test command may run 600 s (the default timeout): a hold of 0.6, more than the task has.
+    let id = h.create_with(|spec| spec.budget = Budget { credits: Some(credits("0.5")), ..Budget::default() }).await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(stopped(&state), (Status::Paused, Some(StopReason::BudgetExhausted)), "{kinds:?}");
+    assert!(state.stop.as_ref().unwrap().detail.contains("this needs 0.60"), "{:?}", state.stop);
+    assert_eq!(state.work.unanswered_calls().len(), 1, "the command did not start");
+
+    let seq = state.next_seq;
+    let raised = Budget { credits: Some(credits("5")), ..state.spec.budget };
+    h.store.append(&id, seq, Timestamp(seq as i64), &[Event::BudgetChanged { budget: raised }]).await.unwrap();
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(stopped(&state), (Status::Done, Some(StopReason::Verified)), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "tool_call_started").count(), 2, "the refused call ran once, on resume");
+    assert!(h.server.failures().is_empty() && h.server.remaining_turns() == 0, "{:?}", h.server.failures());
+    // One check run, and at least a second each for the command and the check.
+    assert_eq!(state.money.by_kind.get(&ChargeKind::Check), Some(&credits("0.01")));
+    assert!(state.money.by_kind[&ChargeKind::SandboxSeconds] >= credits("0.002"), "{:?}", state.money.by_kind);
+    let charged: i64 = h.store.entries(100).await.unwrap().iter().map(|e| e.amount.micros()).sum();
+    assert_eq!(-charged, state.money.spent.micros());
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use baton_core::{Charge, ChargeKind, Credits, Usage, total};
+use baton_core::{Charge, ChargeKind, Credits, Rates, Usage, total};
 use serde::Deserialize;
 
 const BUILTIN: &str = include_str!("../prices.toml");
@@ -66,6 +66,8 @@ pub enum CatalogError {
     Syntax(String),
     #[error("model `{model}`: {field} `{value}` is not an amount of credits per million tokens")]
     BadAmount { model: String, field: &'static str, value: String },
+    #[error("[rates] {field} `{value}` is not an amount of credits")]
+    BadRate { field: &'static str, value: String },
     #[error("model `{model}` is new to baton, so it needs context_window and max_output_tokens")]
     Incomplete { model: String },
     #[error("model `{model}`: a price needs all of input, cache_read, cache_write and output")]
@@ -84,15 +86,25 @@ struct Entry {
     output: Option<String>,
 }
 
+/// The `[rates]` table: what work other than model calls costs, as decimal strings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RatesEntry {
+    sandbox_second: Option<String>,
+    check: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct Table {
     #[serde(default)]
     models: BTreeMap<String, Entry>,
+    rates: Option<RatesEntry>,
 }
 
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     models: BTreeMap<String, ModelInfo>,
+    rates: Rates,
 }
 
 impl Catalog {
@@ -104,6 +116,19 @@ impl Catalog {
     /// Applies `[models."provider/model"]` tables from TOML text on top of this catalog.
     pub fn with_overrides(mut self, toml_text: &str) -> Result<Catalog, CatalogError> {
         let table: Table = toml::from_str(toml_text).map_err(|e| CatalogError::Syntax(e.to_string()))?;
+        let rates = table.rates.unwrap_or_default();
+        let rate = |field: &'static str, value: Option<String>, old: Credits| match value {
+            Some(text) => text
+                .parse::<Credits>()
+                .ok()
+                .filter(|c| c.micros() >= 0)
+                .ok_or(CatalogError::BadRate { field, value: text }),
+            None => Ok(old),
+        };
+        self.rates = Rates {
+            sandbox_second: rate("sandbox_second", rates.sandbox_second, self.rates.sandbox_second)?,
+            check: rate("check", rates.check, self.rates.check)?,
+        };
         for (name, entry) in table.models {
             let known = self.models.get(&name).copied();
             let (Some(context_window), Some(max_output_tokens)) = (
@@ -146,6 +171,11 @@ impl Catalog {
     }
 
     /// The entry for `provider/model`.
+    /// What sandbox seconds and check runs cost (`[rates]`; nothing unless configured).
+    pub fn rates(&self) -> Rates {
+        self.rates
+    }
+
     pub fn get(&self, name: &str) -> Option<&ModelInfo> {
         self.models.get(name)
     }
@@ -181,6 +211,16 @@ mod tests {
         assert_eq!(gpt5.cost(&Usage::default()), Credits::ZERO);
         let million = Usage { output: 1_000_000, ..Usage::default() };
         assert_eq!(gpt5.cost(&million), credits("10"));
+    }
+
+    #[test]
+    fn rates_are_read_from_their_table() {
+        let catalog = Catalog::builtin().unwrap();
+        assert_eq!(catalog.rates(), Rates::default());
+        let catalog = catalog.with_overrides("[rates]\nsandbox_second = \"0.0001\"\ncheck = \"0.01\"\n").unwrap();
+        assert_eq!(catalog.rates(), Rates { sandbox_second: credits("0.0001"), check: credits("0.01") });
+        let err = Catalog::builtin().unwrap().with_overrides("[rates]\ncheck = \"-1\"\n").unwrap_err();
+        assert_eq!(err.to_string(), "[rates] check `-1` is not an amount of credits");
     }
 
     #[test]

@@ -18,6 +18,26 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(600);
 /// The longest `timeout_s` accepted.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(4 * 3600);
 
+fn timeout(requested: Option<u64>) -> Result<Duration, ToolError> {
+    match requested {
+        Some(0) => Err(ToolError::new("timeout_s must be at least 1".to_owned())),
+        Some(seconds) if Duration::from_secs(seconds) > MAX_TIMEOUT => {
+            Err(ToolError::new(format!("timeout_s may be at most {}", MAX_TIMEOUT.as_secs())))
+        }
+        Some(seconds) => Ok(Duration::from_secs(seconds)),
+        None => Ok(DEFAULT_TIMEOUT),
+    }
+}
+
+/// How long a `shell` call with these arguments may keep a sandbox busy: its timeout, or nothing
+/// for a call that starts a background process or that the tool would refuse.
+pub fn busy_time(arguments: &str) -> Duration {
+    match serde_json::from_str::<ShellArgs>(arguments) {
+        Ok(args) if !args.background => timeout(args.timeout_s).unwrap_or(Duration::ZERO),
+        _ => Duration::ZERO,
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ShellArgs {
@@ -82,14 +102,7 @@ pub(crate) fn shell(
     if args.command.trim().is_empty() {
         return Err(ToolError::new("the command is empty".to_owned()));
     }
-    let timeout = match args.timeout_s {
-        Some(0) => return Err(ToolError::new("timeout_s must be at least 1".to_owned())),
-        Some(seconds) if Duration::from_secs(seconds) > MAX_TIMEOUT => {
-            return Err(ToolError::new(format!("timeout_s may be at most {}", MAX_TIMEOUT.as_secs())));
-        }
-        Some(seconds) => Duration::from_secs(seconds),
-        None => DEFAULT_TIMEOUT,
-    };
+    let timeout = timeout(args.timeout_s)?;
     let mut request = RunRequest::shell(&args.command, timeout);
     request.env = secrets.iter().map(|s| (s.name.clone(), s.value.clone())).collect();
     let notes = processes.ended();

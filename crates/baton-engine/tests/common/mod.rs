@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use baton_core::{Budget, CheckSpec, Event, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
+use baton_core::{Budget, CheckSpec, Event, Rates, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
 use baton_engine::{Engine, EngineConfig};
 use baton_model::{Price, ProviderConfig, Providers};
 use baton_sandbox::SandboxConfig;
@@ -52,6 +52,7 @@ pub struct Harness {
     pub context_window: u64,
     /// The model's price; without one, calls are not charged.
     pub price: Option<Price>,
+    pub rates: Rates,
 }
 
 impl Harness {
@@ -63,7 +64,7 @@ impl Harness {
         let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let store = Arc::new(SqliteStore::open(home.path()).await.unwrap());
         let server = ScriptedServer::start(script).await.unwrap();
-        Harness { home, repo, store, server, context_window: 128_000, price: None }
+        Harness { home, repo, store, server, context_window: 128_000, price: None, rates: Rates::default() }
     }
 
     /// LONG-HORIZON on a model declared with a `window`-token context: the harness, the task, and
@@ -122,6 +123,7 @@ impl Harness {
             home: self.home.path().to_owned(),
             model: "openai-compatible/scripted".parse().unwrap(),
             price: self.price,
+            rates: self.rates,
             max_output_tokens: 4096,
             context_window: self.context_window,
             max_handoffs: 50,
