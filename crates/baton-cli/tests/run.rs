@@ -7,7 +7,7 @@ use std::process::Output;
 
 use assert_cmd::cargo::CommandCargoExt;
 use baton_testkit::FixtureRepo;
-use baton_testkit::model::{Reply, Script, ScriptedServer, ToolCall, Turn};
+use baton_testkit::model::{Reply, Script, ScriptedServer, ToolCall, Turn, Usage as ScriptUsage};
 use serde_json::{Value, json};
 
 fn call(id: &str, name: &str, arguments: Value) -> Turn {
@@ -133,4 +133,58 @@ async fn the_demo_replays_its_session_through_the_real_machinery() {
     let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
     let diff = String::from_utf8(baton(home.path(), &["diff", &id], &[]).await.stdout).unwrap();
     assert!(diff.contains("-    return a - b\n+    return a + b"), "{diff}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_out_of_credits_pauses_and_resumes_once_its_limit_is_raised() {
+    let repo = FixtureRepo::with_files(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
+    ]);
+    // Each answer reports 2,000 output tokens at 10 credits per million: 0.02 credits.
+    let costly = |turn: Turn| Turn {
+        reply: Reply { usage: ScriptUsage { input: 1000, output: 2000, ..ScriptUsage::default() }, ..turn.reply },
+        ..turn
+    };
+    let script = Script {
+        turns: vec![
+            costly(call("c1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
+            costly(call("c2", "finish", json!({"summary": "add() adds."}))),
+        ],
+        ..Script::default()
+    };
+    let server = ScriptedServer::start(script).await.unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::write(
+        home.path().join("no-config.toml"),
+        "[models.\"openai-compatible/scripted\"]\ncontext_window = 32768\nmax_output_tokens = 4096\ninput = \"0.1\"\ncache_read = \"0.01\"\ncache_write = \"0.1\"\noutput = \"10\"\n",
+    )
+    .unwrap();
+    let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
+    let repo_arg = repo.path().display().to_string();
+    let args = ["run", "Make add() add", "--repo", &repo_arg, "--check", "python3 test_calc.py"];
+    let args = [&args[..], &["--model", "openai-compatible/scripted", "--budget", "0.05"]].concat();
+    let output = baton(home.path(), &args, &env).await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(11), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        stdout.contains("paused — budget_exhausted: the task's budget of 0.05 credits would be crossed"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("0.0201 credits"), "the run's cost is what was charged: {stdout}");
+
+    let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
+    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    let shown = String::from_utf8(baton(home.path(), &["task", "show", &id], &[]).await.stdout).unwrap();
+    assert!(shown.contains("spent    0.0201 credits; 0.0201 per step"), "{shown}");
+    let raised = baton(home.path(), &["budget", "task", &id, "--credits", "1"], &[]).await;
+    assert!(raised.status.success(), "{}", String::from_utf8_lossy(&raised.stderr));
+    let output = baton(home.path(), &["resume", &id], &env).await;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    assert!(server.failures().is_empty(), "{:?}", server.failures());
+    assert_eq!((server.requests().len(), server.remaining_turns()), (2, 0), "no request was sent twice");
+    let history = baton(home.path(), &["budget", "history", "--json"], &[]).await;
+    let entries: Value = serde_json::from_slice(&history.stdout).unwrap();
+    let charged: i64 = entries.as_array().unwrap().iter().map(|e| e["amount"].as_i64().unwrap()).sum();
+    assert_eq!(charged, -40_200, "two answers at 0.0201 each");
 }
