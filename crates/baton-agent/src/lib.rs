@@ -59,8 +59,8 @@ pub fn system_prompt(instructions: &str) -> String {
 const LOW_PERCENT: u64 = 80;
 
 /// What the agent is told when most of a limit is used: each limit past 80%, with what remains.
-/// `spent` includes what is held; `elapsed_secs` counts from the task's start.
-pub fn budget_note(budget: &Budget, spent: Credits, steps: u64, elapsed_secs: u64) -> Option<String> {
+/// `spent` includes what is held; `elapsed_ms` counts from the task's start.
+pub fn budget_note(budget: &Budget, spent: Credits, steps: u64, elapsed_ms: u64) -> Option<String> {
     let mut used = Vec::new();
     let low = |used: u64, limit: u64| limit > 0 && used.saturating_mul(100) >= limit.saturating_mul(LOW_PERCENT);
     if let Some(limit) = budget.credits
@@ -74,9 +74,9 @@ pub fn budget_note(budget: &Budget, spent: Credits, steps: u64, elapsed_secs: u6
         used.push(format!("{steps} of {limit} steps"));
     }
     if let Some(limit) = budget.wall_clock_secs
-        && low(elapsed_secs, limit)
+        && low(elapsed_ms, limit.saturating_mul(1000))
     {
-        used.push(format!("{} of {} minutes", elapsed_secs / 60, limit.div_ceil(60)));
+        used.push(format!("{} of {} minutes", elapsed_ms / 60_000, limit.div_ceil(60)));
     }
     (!used.is_empty()).then(|| {
         format!(
@@ -145,8 +145,8 @@ mod tests {
     #[test]
     fn the_agent_hears_of_each_limit_past_four_fifths() {
         let budget = Budget { credits: Some("1".parse().unwrap()), wall_clock_secs: Some(3600), steps: Some(50) };
-        assert_eq!(budget_note(&budget, "0.79".parse().unwrap(), 39, 2000), None);
-        let note = budget_note(&budget, "0.8".parse().unwrap(), 45, 3000).unwrap();
+        assert_eq!(budget_note(&budget, "0.79".parse().unwrap(), 39, 2_000_000), None);
+        let note = budget_note(&budget, "0.8".parse().unwrap(), 45, 3_000_000).unwrap();
         assert!(
             note.starts_with(
                 "baton: this task's budget is running low: 0.80 of 1.00 credits; 45 of 50 steps; 50 of 60 minutes used."

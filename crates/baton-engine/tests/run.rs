@@ -5,7 +5,7 @@
 
 mod common;
 
-use baton_core::{CheckSpec, Event, Status, StopReason, Timestamp};
+use baton_core::{Budget, CheckSpec, Event, Status, StopReason, Timestamp};
 use baton_store::Store;
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::{Expect, Reply, Script, Turn};
@@ -269,7 +269,7 @@ async fn oracle_on_a_rust_crate_ends_verified() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_spent_time_window_commits_the_work_in_progress_and_pauses() {
+async fn a_spent_time_window_commits_the_work_in_progress_pauses_and_resumes_once_extended() {
     let slow = |i: usize| Turn {
         reply: Reply {
             delay_ms: Some(400),
@@ -277,8 +277,11 @@ async fn a_spent_time_window_commits_the_work_in_progress_and_pauses() {
         },
         ..Turn::default()
     };
-    let h = Harness::new(Script { turns: (0..10).map(slow).collect(), ..Script::default() }).await;
-    let id = h.create_with(|spec| spec.budget.wall_clock_secs = Some(1)).await;
+    let mut turns: Vec<Turn> = (0..10).map(slow).collect();
+    turns.push(turn(None, call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))));
+    turns.push(turn(Some("edited `calc.py`"), call("f", "finish", json!({"summary": "add() adds."}))));
+    let h = Harness::new(Script { turns, ..Script::default() }).await;
+    let id = h.create_with(|spec| spec.budget.wall_clock_secs = Some(2)).await;
     let (state, kinds) = h.run(&id).await;
     assert_eq!(
         (state.status(), state.stop.as_ref().map(|s| s.reason)),
@@ -290,6 +293,17 @@ async fn a_spent_time_window_commits_the_work_in_progress_and_pauses() {
     assert_eq!(h.repo.git(&["rev-parse", &state.branch]), commit);
     assert!(h.repo.git(&["show", &format!("{commit}:progress.txt")]).starts_with("0\n"));
     assert_eq!(kinds[kinds.len() - 2..], ["checkpointed", "paused"]);
+    assert!(kinds.contains(&"budget_low".to_owned()), "the agent was told the window is nearly over: {kinds:?}");
+
+    // Given more time, the task continues where it stopped: no request is sent twice.
+    let asked = h.server.requests().len();
+    let budget = Budget { wall_clock_secs: Some(3600), ..state.spec.budget };
+    h.store.append(&id, state.next_seq, Timestamp(1), &[Event::BudgetChanged { budget }]).await.unwrap();
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?}");
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert!(asked < 12 && h.server.requests().len() == 12, "{asked} requests before the pause");
+    assert_eq!(h.server.remaining_turns(), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
