@@ -167,7 +167,8 @@ pub struct Entry {
     pub amount: Credits,
     /// The task a charge is for.
     pub task: Option<String>,
-    /// The reservation a charge settles (`model-<seq>`, `check-<seq>`, …).
+    /// The reservation a charge settles, naming the step and the action: `step 12 model call #345`
+    /// (`#` the journal position of its intent), `check `tests` #400`.
     pub key: Option<String>,
     pub note: String,
 }

@@ -54,7 +54,7 @@ impl Engine {
         let budget = self.budget(work);
         let first = self.summary_request(&work.transcript, &work.system, tools, &reason, emergency, budget);
         let tokens = baton_model::estimate_tokens(&first, self.config.model.provider);
-        let key = format!("handoff-{}", journal.state().next_seq);
+        let key = format!("step {} handoff #{}", work.steps, journal.state().next_seq);
         if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(tokens, budget)).await? {
             self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
             return Ok(false);

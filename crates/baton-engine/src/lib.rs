@@ -259,7 +259,7 @@ impl Engine {
                 continue;
             }
             let prompt = PromptSize { tokens: estimate, room: budget.input_limit() };
-            let key = format!("model-{}", journal.state().next_seq);
+            let key = format!("step {step} model call #{}", journal.state().next_seq);
             let intent = vec![Event::ModelCallStarted { step, prompt: Some(prompt) }];
             if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(estimate, budget)).await? {
                 return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
@@ -394,7 +394,7 @@ impl Engine {
     ) -> Result<Acted, EngineError> {
         let mut finish = None;
         for (call_id, name, arguments) in calls {
-            let key = format!("tool-{}", journal.state().next_seq);
+            let key = format!("step {step} {name} #{}", journal.state().next_seq);
             let hold = if name == "shell" && finish.is_none() {
                 self.config.rates.charges(baton_tools::busy_time(&arguments).as_secs(), 0)
             } else {

@@ -83,7 +83,7 @@ impl Engine {
             return Ok(true);
         }
         for check in &spec.checks {
-            let key = format!("check-{}", journal.state().next_seq);
+            let key = format!("check `{}` #{}", check.name, journal.state().next_seq);
             let hold = self.config.rates.charges(check.timeout_secs, 1);
             if let Err(refusal) = self.start_charged(journal, Vec::new(), &key, hold).await? {
                 self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
