@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use baton_core::{Budget, Event, StopReason, TaskId, TaskSpec, Timestamp};
+use baton_core::{Budget, Charge, ChargeKind, Credits, Event, StopReason, TaskId, TaskSpec, Timestamp};
 use baton_store::{SqliteStore, Store};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -86,6 +86,47 @@ async fn main() {
     }
     let raw_durable = start.elapsed();
     report(&format!("durable append, 1 event/commit ({DURABLE_EVENTS})"), DURABLE_EVENTS, baton_durable, raw_durable);
+
+    // A charged step: the previous action settled and the next one held, in one commit, on an
+    // account whose ledger already has 100,000 entries; against the same commits without money.
+    let ledger_rows: i64 = 100_000;
+    let mut tx = store.pool().begin().await.unwrap();
+    for n in 0..ledger_rows {
+        sqlx::query("INSERT INTO entries (at, kind, amount, task_id, key, note) VALUES (?, 'charge:output', -1, NULL, NULL, '')")
+            .bind(n)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let charges = |n: i64| vec![Charge { kind: ChargeKind::Output, amount: Credits::from_micros(1000 + n) }];
+    let (plain, charged) = (TaskId::from_entropy(3), TaskId::from_entropy(4));
+    for task in [&plain, &charged] {
+        store.append(task, 0, Timestamp(0), &[created(), Event::Started]).await.unwrap();
+    }
+    store.append(&charged, 2, Timestamp(2), &[Event::Reserved { key: "k1".into(), charges: charges(1) }]).await.unwrap();
+    let start = Instant::now();
+    for step in 0..DURABLE_EVENTS {
+        let feedback = |n: u64| Event::Feedback { text: format!("step {n:08}: the agent looked at the failures") };
+        store.append(&plain, 2 + 2 * step, Timestamp(0), &[feedback(step), feedback(step + 1)]).await.unwrap();
+    }
+    let without_money = start.elapsed();
+    let start = Instant::now();
+    for step in 1..=DURABLE_EVENTS as i64 {
+        let events = [
+            Event::Settled { key: format!("k{step}"), charges: charges(step) },
+            Event::Reserved { key: format!("k{}", step + 1), charges: charges(step + 1) },
+        ];
+        store.append(&charged, 1 + 2 * step as u64, Timestamp(step), &events).await.unwrap();
+    }
+    let with_money = start.elapsed();
+    let ratio = with_money.as_secs_f64() / without_money.as_secs_f64();
+    println!(
+        "{:<44} money {}  plain {}  ratio {ratio:5.2}x",
+        format!("charged step, settle + hold/commit ({DURABLE_EVENTS})"),
+        per_event(with_money, DURABLE_EVENTS),
+        per_event(without_money, DURABLE_EVENTS)
+    );
 
     // Batched appends build the large journal that replay reads back.
     let big = TaskId::from_entropy(2);

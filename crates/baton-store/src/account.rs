@@ -7,35 +7,29 @@ use sqlx::{Row, SqliteConnection};
 
 use crate::error::StoreError;
 
-/// The account's position at `at`, read inside the caller's transaction.
+/// The account's position at `at`, read inside the caller's transaction: one row, whatever the
+/// size of the ledger (the month's totals are kept running; a new month starts from zero).
 pub(crate) async fn position(conn: &mut SqliteConnection, at: Timestamp) -> Result<Position, StoreError> {
-    let row = sqlx::query("SELECT policy, balance FROM account WHERE id = 1").fetch_one(&mut *conn).await?;
-    let policy: String = row.try_get("policy")?;
-    let policy: Policy = serde_json::from_str(&policy).map_err(|e| StoreError::CorruptAccount(e.to_string()))?;
-    let month = Month::of(at);
-    let start = month.start().as_millis();
-    let reserved: i64 =
-        sqlx::query_scalar("SELECT COALESCE(SUM(amount), 0) FROM reservations").fetch_one(&mut *conn).await?;
-    let spent: i64 =
-        sqlx::query_scalar("SELECT COALESCE(-SUM(amount), 0) FROM entries WHERE kind LIKE 'charge:%' AND at >= ?")
-            .bind(start)
-            .fetch_one(&mut *conn)
-            .await?;
-    let reloads: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM entries WHERE kind = 'auto_reload' AND at >= ?")
-        .bind(start)
+    let row = sqlx::query("SELECT policy, balance, month, month_spent, month_reloads FROM account WHERE id = 1")
         .fetch_one(&mut *conn)
         .await?;
-    Ok(Position {
+    let corrupt = |e: serde_json::Error| StoreError::CorruptAccount(e.to_string());
+    let policy: Policy = serde_json::from_str(&row.try_get::<String, _>("policy")?).map_err(corrupt)?;
+    let month: Month = serde_json::from_str(&row.try_get::<String, _>("month")?).map_err(corrupt)?;
+    let reserved: i64 =
+        sqlx::query_scalar("SELECT COALESCE(SUM(amount), 0) FROM reservations").fetch_one(&mut *conn).await?;
+    let stored = Position {
         policy,
         balance: Credits::from_micros(row.try_get("balance")?),
         reserved: Credits::from_micros(reserved),
         month,
-        spent_this_month: Credits::from_micros(spent),
-        reloads_this_month: reloads as u32,
-    })
+        spent_this_month: Credits::from_micros(row.try_get("month_spent")?),
+        reloads_this_month: row.try_get::<i64, _>("month_reloads")? as u32,
+    };
+    Ok(stored.in_month(Month::of(at).max(month)))
 }
 
-/// Writes one entry and keeps the running balance and `position` in step.
+/// Writes one entry and keeps the account row and `position` in step.
 pub(crate) async fn insert_entry(
     conn: &mut SqliteConnection,
     position: &mut Position,
@@ -50,11 +44,15 @@ pub(crate) async fn insert_entry(
         .bind(&entry.note)
         .execute(&mut *conn)
         .await?;
-    sqlx::query("UPDATE account SET balance = balance + ? WHERE id = 1")
-        .bind(entry.amount.micros())
+    position.apply(entry.at, entry.kind, entry.amount);
+    let month = serde_json::to_string(&position.month).map_err(|e| StoreError::CorruptAccount(e.to_string()))?;
+    sqlx::query("UPDATE account SET balance = ?, month = ?, month_spent = ?, month_reloads = ? WHERE id = 1")
+        .bind(position.balance.micros())
+        .bind(month)
+        .bind(position.spent_this_month.micros())
+        .bind(i64::from(position.reloads_this_month))
         .execute(&mut *conn)
         .await?;
-    position.apply(entry.at, entry.kind, entry.amount);
     Ok(())
 }
 

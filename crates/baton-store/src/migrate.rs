@@ -32,16 +32,19 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (task_id, seq)
     ) STRICT, WITHOUT ROWID;
     "#,
-    // 2: the account: its policy and running balance, its ledger of entries, and the credits held
-    // by reservations of actions in flight.
+    // 2: the account: its policy, running balance and the running totals of its latest month, its
+    // ledger of entries, and the credits held by reservations of actions in flight.
     r#"
     CREATE TABLE account (
-        id      INTEGER PRIMARY KEY CHECK (id = 1),
-        policy  TEXT NOT NULL,
-        balance INTEGER NOT NULL
+        id            INTEGER PRIMARY KEY CHECK (id = 1),
+        policy        TEXT NOT NULL,
+        balance       INTEGER NOT NULL,
+        month         TEXT NOT NULL,
+        month_spent   INTEGER NOT NULL,
+        month_reloads INTEGER NOT NULL
     ) STRICT;
-    INSERT INTO account (id, policy, balance)
-        VALUES (1, '{"monthly_cap":null,"auto_reload":null,"overage":true}', 0);
+    INSERT INTO account (id, policy, balance, month, month_spent, month_reloads)
+        VALUES (1, '{"monthly_cap":null,"auto_reload":null,"overage":true}', 0, '{"year":1970,"month":1}', 0, 0);
     CREATE TABLE entries (
         id      INTEGER PRIMARY KEY,
         at      INTEGER NOT NULL,

@@ -183,6 +183,16 @@ impl World {
         let entries = self.store.entries(u32::MAX).await.unwrap();
         let sum = entries.iter().map(|e| e.amount.micros()).sum::<i64>();
         assert_eq!(position.balance.micros(), sum, "the running balance is the sum of the entries");
+        let month_start = Month::of(Timestamp(self.now)).start();
+        let this_month = entries.iter().filter(|e| e.at >= month_start);
+        let spent: i64 =
+            this_month.clone().filter(|e| matches!(e.kind, EntryKind::Charge(_))).map(|e| -e.amount.micros()).sum();
+        let reloads = this_month.filter(|e| e.kind == EntryKind::AutoReload).count() as u32;
+        assert_eq!(
+            (position.spent_this_month.micros(), position.reloads_this_month),
+            (spent, reloads),
+            "the month's running totals"
+        );
         let mut held = 0;
         for (n, id) in self.tasks.iter().enumerate() {
             let state = self.store.load(id).await.unwrap();
