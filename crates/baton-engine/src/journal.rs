@@ -51,6 +51,13 @@ impl<'a> Journal<'a> {
     /// Journals `events` like `append`, unless the account refuses a reservation among them: then
     /// none of them is written (the deferred events before them are) and the refusal is returned.
     pub(crate) async fn try_append(&mut self, events: Vec<Event>) -> Result<Result<(), Refusal>, EngineError> {
+        if !events.iter().any(|event| matches!(event, Event::Reserved { .. })) {
+            for event in events {
+                self.apply(event)?;
+            }
+            return self.flush().await.map(Ok);
+        }
+        // Only a reservation can be refused; keep what to go back to.
         let (before, written_before) = (self.state.clone(), self.deferred.len());
         for event in events {
             self.apply(event)?;

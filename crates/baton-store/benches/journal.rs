@@ -104,7 +104,10 @@ async fn main() {
     for task in [&plain, &charged] {
         store.append(task, 0, Timestamp(0), &[created(), Event::Started]).await.unwrap();
     }
-    store.append(&charged, 2, Timestamp(2), &[Event::Reserved { key: "k1".into(), charges: charges(1) }]).await.unwrap();
+    store
+        .append(&charged, 2, Timestamp(2), &[Event::Reserved { key: "k1".into(), charges: charges(1) }])
+        .await
+        .unwrap();
     let start = Instant::now();
     for step in 0..DURABLE_EVENTS {
         let feedback = |n: u64| Event::Feedback { text: format!("step {n:08}: the agent looked at the failures") };
