@@ -182,6 +182,43 @@ pub fn fit_output(output: String, max: usize) -> String {
 }
 
 pub const RECALL: &str = "recall";
+pub const ASK_HUMAN: &str = "ask_human";
+
+/// The tool that puts a question to a human; the task waits, spending nothing, for the answer.
+pub fn ask_human_spec() -> ToolSpec {
+    let parameters = json!({
+        "type": "object",
+        "properties": {
+            "question": {"type": "string", "description": "One clear question."},
+            "options": {"type": "array", "items": {"type": "string"}, "description": "Suggested answers, if there are natural ones."},
+            "why": {"type": "string", "description": "Why you cannot decide this yourself: what is at stake."}
+        },
+        "required": ["question", "why"],
+        "additionalProperties": false
+    });
+    ToolSpec {
+        name: ASK_HUMAN.to_owned(),
+        description: "Ask the human who owns this task a question only they can answer (a product decision, a missing fact, a risky step). The task waits for the answer, so ask only when guessing would be worse.".to_owned(),
+        parameters: parameters.to_string(),
+    }
+}
+
+/// An `ask_human` call's arguments: `(question, options, why)`, or the error for the model.
+pub fn ask_human_args(arguments: &str) -> Result<(String, Vec<String>, String), String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Args {
+        question: String,
+        #[serde(default)]
+        options: Vec<String>,
+        why: String,
+    }
+    let args: Args = serde_json::from_str(arguments).map_err(|e| format!("invalid arguments for ask_human: {e}"))?;
+    if args.question.trim().is_empty() {
+        return Err("the question is empty; ask one clear question".to_owned());
+    }
+    Ok((args.question, args.options, args.why))
+}
 
 /// The tool that shows an elided output again.
 pub fn recall_spec() -> ToolSpec {

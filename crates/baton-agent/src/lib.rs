@@ -9,8 +9,8 @@ use std::path::Path;
 use baton_core::{Budget, Credits, TaskSpec};
 
 pub use context::{
-    ContextBudget, RECALL, elide, fallback_narrative, fit_output, handoff_brief, handoff_request, recall, recall_spec,
-    shorten,
+    ASK_HUMAN, ContextBudget, RECALL, ask_human_args, ask_human_spec, elide, fallback_narrative, fit_output,
+    handoff_brief, handoff_request, recall, recall_spec, shorten,
 };
 
 const BUILD_PROMPT: &str = include_str!("build.md");

@@ -48,6 +48,24 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = MAX_HANDOFFS)]
         max_handoffs: u32,
     },
+    /// Answer the question a waiting task asks (or approve the command it waits on), then continue
+    /// the task in the foreground.
+    Decide {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+        /// The answer, as the agent will read it.
+        #[arg(long)]
+        answer: String,
+        /// Refuse: the command waiting for approval does not run, and the agent is told why.
+        #[arg(long)]
+        deny: bool,
+        /// Record the answer without continuing the task now.
+        #[arg(long)]
+        no_resume: bool,
+        /// provider/model to continue with [default: the one the task used]
+        #[arg(long, env = "BATON_MODEL")]
+        model: Option<String>,
+    },
     /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
     /// with what changed since the handoff before.
     Handoffs {

@@ -35,7 +35,32 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Config> {
     }
 }
 
+/// `[approval]`: commands that wait for a human before they run, beyond the built-in rules, and
+/// commands trusted without asking.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Approval {
+    /// Rule name → regular expression.
+    #[serde(default)]
+    ask: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+struct Sections {
+    approval: Option<Approval>,
+}
+
 impl Config {
+    /// The approval policy: the built-in rules with the file's `[approval]` on top.
+    pub fn approval(&self) -> anyhow::Result<baton_core::ApprovalPolicy> {
+        let sections: Sections = toml::from_str(&self.text).with_context(|| self.context())?;
+        let approval = sections.approval.unwrap_or_default();
+        let rules: Vec<(String, String)> = approval.ask.into_iter().collect();
+        baton_core::ApprovalPolicy::new(&rules, &approval.allow).with_context(|| self.context())
+    }
+
     /// Names the file in an error about its content.
     pub fn context(&self) -> String {
         match &self.path {

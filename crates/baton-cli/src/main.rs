@@ -41,6 +41,15 @@ fn main() -> ExitCode {
                 run::resume_all(&home()?, &config()?, model, legs, cli.json).await
             }
             Command::Budget(command) => budget::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
+            Command::Decide { id, answer, deny, no_resume, model } => {
+                let home = home()?;
+                let id = task::decide(&home, &id, answer, deny, cli.json).await?;
+                if no_resume {
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let legs = run::Legs { context_window: None, max_handoffs: cli::MAX_HANDOFFS };
+                run::resume(&home, &config()?, &id, model, legs, cli.json).await
+            }
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,
             Command::Demo => run::demo(&home()?, &config()?, cli.json).await,

@@ -20,6 +20,9 @@ pub const SANDBOX_INIT: &str = "__sandbox-init";
 
 /// The process exit code for each way a task can stop; 1 and 2 stay for errors and usage.
 pub fn exit_code(state: &TaskState) -> u8 {
+    if state.status() == Status::Waiting {
+        return 20;
+    }
     match state.stop.as_ref().map(|s| s.reason) {
         Some(StopReason::Verified) => 0,
         Some(StopReason::ChecksFailed) => 10,
@@ -85,6 +88,7 @@ fn engine_parts_with(
         model: name,
         price,
         rates: catalog.rates(),
+        approval: config.approval()?,
         max_output_tokens,
         context_window,
         max_handoffs: legs.max_handoffs,
@@ -118,7 +122,13 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
     };
     let end = engine.run(&state.id, &mut observer).await?;
     if !json {
-        let stop = end.stop.as_ref().map_or("running".to_owned(), |s| format!("{}: {}", s.reason, s.detail));
+        let stop = match (&end.stop, &end.question) {
+            (Some(stop), _) => format!("{}: {}", stop.reason, stop.detail),
+            (None, Some(question)) => {
+                format!("{question}\nanswer with `baton decide {} --answer TEXT` (--deny to refuse)", end.id)
+            }
+            (None, None) => "running".to_owned(),
+        };
         println!("{} — {stop}", end.status());
         let priced = if parts.price.is_some() { format!("{cost} credits") } else { "price unknown".to_owned() };
         println!(

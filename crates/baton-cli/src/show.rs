@@ -105,7 +105,17 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
     for (label, value) in rows {
         writeln!(out, "{label:<8} {value}")?;
     }
-    if let Some(question) = &state.question {
+    for (decision, answer) in &state.work.decisions {
+        let status = match answer {
+            None => format!("WAITING — answer with `baton decide {} --answer TEXT` (add --deny to refuse)", state.id),
+            Some(answer) if answer.approved => format!("answered: {}", answer.answer),
+            Some(answer) => format!("denied: {}", answer.answer),
+        };
+        writeln!(out, "decision {}: {} ({}) — {status}", decision.id, decision.question, decision.why)?;
+    }
+    if state.work.decisions.is_empty()
+        && let Some(question) = &state.question
+    {
         writeln!(out, "question {question}")?;
     }
     Ok(())
@@ -178,6 +188,10 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         Event::Settled { key, charges: paid } if paid.is_empty() => format!("{key}: released, nothing charged"),
         Event::Settled { key, charges: paid } => format!("{key}: {} charged ({})", total(paid), charges(paid)),
         Event::BudgetChanged { budget } => format!("limits now {}", limits(budget)),
+        Event::DecisionRequested { decision } => format!("{}: {} ({})", decision.id, decision.question, decision.why),
+        Event::DecisionMade { id, answer } => {
+            format!("{id}: {} {}", if answer.approved { "approved" } else { "denied" }, answer.answer)
+        }
         Event::HandoffWritten { handoff } => format!(
             "leg {} handed off at step {}: plan {}/{} done, {} files changed",
             handoff.from_leg,

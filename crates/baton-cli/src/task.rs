@@ -4,7 +4,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use baton_core::{Budget, CheckSpec, Event, Handoff, Status, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
+use baton_core::{
+    Answer, Budget, CheckSpec, Event, Handoff, Status, TaskId, TaskSpec, TaskState, Timestamp, branch_name,
+};
 use baton_git::Repo;
 use baton_store::{SqliteStore, Store, StoreError};
 
@@ -116,6 +118,23 @@ pub async fn events(store: &SqliteStore, id: &TaskId, follow: bool, json: bool) 
         }
         tokio::time::sleep(FOLLOW_POLL).await;
     }
+}
+
+/// `baton decide`: records the answer to the task's open decision. Returns the task's id.
+pub async fn decide(home: &Path, id: &str, answer: String, deny: bool, json: bool) -> anyhow::Result<String> {
+    let store = SqliteStore::open(home).await?;
+    let id = store.resolve(id).await?;
+    let state = store.load(&id).await?;
+    let Some((decision, _)) = state.work.decisions.iter().find(|(_, answer)| answer.is_none()) else {
+        bail!("task {id} is not waiting for a decision (it is {})", state.status());
+    };
+    let event = Event::DecisionMade { id: decision.id.clone(), answer: Answer { answer, approved: !deny } };
+    store.append(&id, state.next_seq, now(), std::slice::from_ref(&event)).await?;
+    if !json {
+        let verb = if deny { "denied" } else { "answered" };
+        println!("task {id}: {} {verb}", decision.id);
+    }
+    Ok(id.to_string())
 }
 
 /// `baton handoffs ID`: every handoff of the task, oldest first.

@@ -188,3 +188,46 @@ async fn a_run_out_of_credits_pauses_and_resumes_once_its_limit_is_raised() {
     let charged: i64 = entries.as_array().unwrap().iter().map(|e| e["amount"].as_i64().unwrap()).sum();
     assert_eq!(charged, -40_200, "two answers at 0.0201 each");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_waiting_for_approval_goes_on_once_decided() {
+    let repo = FixtureRepo::with_files(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
+    ]);
+    let script = Script {
+        turns: vec![
+            call("p", "shell", json!({"command": "git push --force origin main || echo no remote here"})),
+            call("c1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+            call("c2", "finish", json!({"summary": "add() adds."})),
+        ],
+        ..Script::default()
+    };
+    let server = ScriptedServer::start(script).await.unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
+    let repo_arg = repo.path().display().to_string();
+    let args = ["run", "Make add() add", "--repo", &repo_arg, "--check", "python3 test_calc.py"];
+    let output = baton(home.path(), &[&args[..], &["--model", "openai-compatible/scripted"]].concat(), &env).await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(output.status.code(), Some(20), "{stdout}");
+    assert!(
+        stdout.contains("waiting — May the agent run `git push --force origin main || echo no remote here`?"),
+        "{stdout}"
+    );
+
+    let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
+    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    let shown = String::from_utf8(baton(home.path(), &["task", "show", &id], &[]).await.stdout).unwrap();
+    assert!(shown.contains("decision d1: May the agent run") && shown.contains("WAITING"), "{shown}");
+    let output =
+        baton(home.path(), &["decide", &id, "--answer", "go ahead", "--model", "openai-compatible/scripted"], &env)
+            .await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("d1 answered") && stdout.contains("no remote here"), "{stdout}");
+    assert!(server.failures().is_empty() && server.remaining_turns() == 0, "{:?}", server.failures());
+    let again = baton(home.path(), &["decide", &id, "--answer", "again"], &[]).await;
+    let stderr = String::from_utf8(again.stderr).unwrap();
+    assert_eq!(stderr.trim_end(), format!("error: task {id} is not waiting for a decision (it is done)"));
+}

@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::Charge;
 use crate::chat::ModelResponse;
+use crate::decision::{Answer, Decision};
 use crate::ledger::{Effect, Handoff};
 use crate::spec::{Budget, TaskSpec};
 use crate::status::StopReason;
@@ -92,6 +93,10 @@ pub enum Event {
     BudgetChanged { budget: Budget },
     /// Most of a limit is used: the agent is told what remains, once per change of limits.
     BudgetLow { text: String },
+    /// A decision point: the task waits for a human, spending nothing.
+    DecisionRequested { decision: Decision },
+    /// A human answered; the task may go on.
+    DecisionMade { id: String, answer: Answer },
 }
 
 impl Event {
@@ -124,6 +129,8 @@ impl Event {
             Event::Settled { .. } => "settled",
             Event::BudgetChanged { .. } => "budget_changed",
             Event::BudgetLow { .. } => "budget_low",
+            Event::DecisionRequested { .. } => "decision_requested",
+            Event::DecisionMade { .. } => "decision_made",
         }
     }
 }

@@ -6,6 +6,7 @@
 
 mod account;
 mod chat;
+mod decision;
 mod event;
 mod id;
 mod ledger;
@@ -20,6 +21,7 @@ pub use account::{
     Admission, AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Rates, Refusal, total,
 };
 pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
+pub use decision::{Answer, ApprovalPolicy, BadRule, DEFAULT_RULES, Decision, DecisionKind};
 pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, Recorded};
 pub use id::{InvalidTaskId, TaskId};
 pub use ledger::{Effect, FileChange, Handoff, Ledger, PlanStep, StepStatus};

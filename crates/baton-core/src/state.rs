@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::{Charge, ChargeKind, add, total};
 use crate::chat::{Message, Part, Role};
+use crate::decision::{Answer, Decision};
 use crate::event::{Event, Recorded};
 use crate::id::TaskId;
 use crate::ledger::{Effect, Handoff, PlanStep, StepStatus};
@@ -138,6 +139,8 @@ pub struct Work {
     pub leg_first_step: u32,
     /// The agent was told its budget is running low, since the limits last changed.
     pub budget_warned: bool,
+    /// Every decision point of the task, with its answer once given.
+    pub decisions: Vec<(Decision, Option<Answer>)>,
     /// How many of `files_read` earlier legs read.
     read_before_leg: usize,
 }
@@ -262,6 +265,12 @@ impl Work {
                 self.tell(Part::Text { text: text.clone() });
             }
             Event::BudgetChanged { .. } => self.budget_warned = false,
+            Event::DecisionRequested { decision } => self.decisions.push((decision.clone(), None)),
+            Event::DecisionMade { id, answer } => {
+                if let Some((_, slot)) = self.decisions.iter_mut().find(|(d, _)| d.id == *id) {
+                    *slot = Some(answer.clone());
+                }
+            }
             Event::Nudged { text, .. } => {
                 self.nudged = true;
                 self.tell(Part::Text { text: text.clone() });
@@ -403,6 +412,7 @@ impl TaskState {
         };
         self.question = match (event, self.lifecycle.status) {
             (Event::WaitingForHuman { question }, _) => Some(question.clone()),
+            (Event::DecisionRequested { decision }, _) => Some(decision.question.clone()),
             (_, Status::Waiting) => self.question.take(),
             _ => None,
         };

@@ -83,7 +83,8 @@ impl Lifecycle {
             (_, Done | Failed | Cancelled) => Err(not_allowed()),
             (Event::Started, Queued) => to(Running),
             (Event::Resumed { .. }, Waiting | Paused | Verifying | Reviewing) => to(Running),
-            (Event::WaitingForHuman { .. }, Running) => to(Waiting),
+            (Event::WaitingForHuman { .. } | Event::DecisionRequested { .. }, Running) => to(Waiting),
+            (Event::DecisionMade { .. }, Waiting) => to(Running),
             (Event::VerificationStarted, Running) => to(Verifying),
             (Event::ReviewStarted, Verifying) => to(Reviewing),
             (Event::Paused { reason, .. }, Running | Waiting | Verifying | Reviewing) => match reason {

@@ -90,6 +90,7 @@ fn main() {
         let tools = {
             let mut tools = baton_tools::Toolbox::new(baton_tools::Workspace::open(h.repo.path()).unwrap()).specs();
             tools.push(baton_agent::recall_spec());
+            tools.push(baton_agent::ask_human_spec());
             tools
         };
         let body = |messages: Vec<Message>| {

@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use baton_agent::ContextBudget;
 use baton_core::{
-    Credits, Effect, Event, Message, ModelRequest, PromptSize, Rates, Recorded, Refusal, Status, StopReason, TaskId,
-    TaskState, ToolSpec,
+    Answer, ApprovalPolicy, Credits, Decision, DecisionKind, Effect, Event, Message, ModelRequest, PromptSize, Rates,
+    Recorded, Refusal, Status, StopReason, TaskId, TaskState, ToolSpec,
 };
 use baton_git::{GitError, Repo, Worktree};
 use baton_model::{ModelClient, ModelError, ModelName, Price};
@@ -53,6 +53,8 @@ pub struct EngineConfig {
     pub price: Option<Price>,
     /// What sandbox seconds and check runs cost.
     pub rates: Rates,
+    /// Commands that wait for a human's approval before they run.
+    pub approval: ApprovalPolicy,
     pub max_output_tokens: u32,
     /// The model's context window in tokens: legs hand off before their prompt outgrows it.
     pub context_window: u64,
@@ -82,6 +84,15 @@ enum Acted {
     Finish(String),
     /// The budget refused a call's sandbox time; the calls from there on did not start.
     Refused(Refusal),
+    /// A call waits for a human; the calls from there on did not start.
+    Waiting,
+}
+
+/// What stands between a tool call and its running.
+enum Gate {
+    Open,
+    Answered(Answer),
+    Ask(Decision),
 }
 
 /// A checkpoint commit every this many model steps (when something changed).
@@ -119,7 +130,9 @@ impl Engine {
         match journal.state().status() {
             Status::Done | Status::Failed | Status::Cancelled => return Ok(journal.into_state()),
             Status::Queued => journal.append(Event::Started).await?,
-            Status::Paused | Status::Waiting => journal.append(Event::Resumed { detail: "resumed".into() }).await?,
+            // A task waiting for a human waits, spending nothing, until `decision_made` resumes it.
+            Status::Waiting => return Ok(journal.into_state()),
+            Status::Paused => journal.append(Event::Resumed { detail: "resumed".into() }).await?,
             Status::Running | Status::Verifying | Status::Reviewing => {}
         }
 
@@ -199,7 +212,7 @@ impl Engine {
         let unanswered = journal.state().work.unanswered_calls();
         if !unanswered.is_empty() {
             let step = journal.state().work.steps;
-            match self.act(journal, toolbox, step, unanswered).await? {
+            match self.act(journal, toolbox, worktree, step, unanswered).await? {
                 Acted::Done => {}
                 Acted::Finish(summary) => {
                     if self.verify(journal, checks, worktree, &summary).await? {
@@ -209,6 +222,7 @@ impl Engine {
                 Acted::Refused(refusal) => {
                     return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
                 }
+                Acted::Waiting => return Ok(()),
             }
         }
         self.work(journal, toolbox, checks, worktree).await
@@ -297,7 +311,7 @@ impl Engine {
                 let text = "You answered without calling a tool. Keep working with the tools, or call `finish` when the task is done.";
                 journal.append(Event::Feedback { text: text.into() }).await?;
             }
-            match self.act(journal, toolbox, step, calls).await? {
+            match self.act(journal, toolbox, worktree, step, calls).await? {
                 Acted::Done => {}
                 Acted::Finish(summary) => {
                     if self.verify(journal, checks, worktree, &summary).await? {
@@ -308,6 +322,7 @@ impl Engine {
                 Acted::Refused(refusal) => {
                     return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
                 }
+                Acted::Waiting => return Ok(()),
             }
             let steps = journal.state().work.steps;
             if steps.is_multiple_of(CHECKPOINT_STEPS) {
@@ -325,10 +340,11 @@ impl Engine {
         }
     }
 
-    /// The leg's tools: the toolbox's and `recall`, which the engine answers from the transcript.
+    /// The leg's tools: the toolbox's, and `recall` and `ask_human`, which the engine answers.
     fn tools(&self, toolbox: &Toolbox) -> Vec<ToolSpec> {
         let mut tools = toolbox.specs();
         tools.push(baton_agent::recall_spec());
+        tools.push(baton_agent::ask_human_spec());
         tools
     }
 
@@ -382,6 +398,40 @@ impl Engine {
         journal.append(Event::Paused { reason, detail }).await
     }
 
+    /// Whether a call needs a human first: `ask_human` always, a command when the approval policy
+    /// says so. A call whose decision is answered goes on with the answer.
+    fn decision_for(&self, journal: &Journal<'_>, call_id: &str, name: &str, arguments: &str) -> Gate {
+        let work = &journal.state().work;
+        if let Some((_, answer)) = work.decisions.iter().find(|(d, _)| d.call_id.as_deref() == Some(call_id)) {
+            return answer.clone().map_or(Gate::Open, Gate::Answered);
+        }
+        let id = format!("d{}", work.decisions.len() + 1);
+        let call_id = Some(call_id.to_owned());
+        if name == baton_agent::ASK_HUMAN {
+            // Malformed arguments are answered as an error by the tool path, without a human.
+            return match baton_agent::ask_human_args(arguments) {
+                Ok((question, options, why)) => {
+                    Gate::Ask(Decision { id, kind: DecisionKind::Ask, question, options, why, call_id })
+                }
+                Err(_) => Gate::Open,
+            };
+        }
+        let Some(command) = (name == "shell").then(|| baton_tools::command_of(arguments)).flatten() else {
+            return Gate::Open;
+        };
+        match self.config.approval.needs_approval(&command) {
+            Some(rule) => Gate::Ask(Decision {
+                id,
+                question: format!("May the agent run `{command}`?"),
+                kind: DecisionKind::Destructive { rule: rule.to_owned(), command },
+                options: vec!["approve".to_owned(), "deny".to_owned()],
+                why: format!("it matches the approval rule \"{rule}\""),
+                call_id,
+            }),
+            None => Gate::Open,
+        }
+    }
+
     /// Runs one answer's tool calls, each journaled before and after; calls after a `finish` in the
     /// same answer are not run. A command's sandbox time is held before it starts: when the budget
     /// refuses it, the calls from there on stay unanswered (a resume runs them).
@@ -389,13 +439,26 @@ impl Engine {
         &self,
         journal: &mut Journal<'_>,
         toolbox: &Toolbox,
+        worktree: &Worktree,
         step: u32,
         calls: Vec<(String, String, String)>,
     ) -> Result<Acted, EngineError> {
         let mut finish = None;
         for (call_id, name, arguments) in calls {
+            let answered = match self.decision_for(journal, &call_id, &name, &arguments) {
+                Gate::Open => None,
+                Gate::Answered(answer) => Some(answer),
+                Gate::Ask(decision) => {
+                    // Nothing waits only in the worktree while a human thinks.
+                    self.checkpoint(journal, worktree, format!("work in progress while waiting for {}", decision.id))
+                        .await?;
+                    journal.append(Event::DecisionRequested { decision }).await?;
+                    return Ok(Acted::Waiting);
+                }
+            };
             let key = format!("step {step} {name} #{}", journal.state().next_seq);
-            let hold = if name == "shell" && finish.is_none() {
+            let denied = answered.as_ref().is_some_and(|answer| !answer.approved);
+            let hold = if name == "shell" && finish.is_none() && !denied {
                 self.config.rates.charges(baton_tools::busy_time(&arguments).as_secs(), 0)
             } else {
                 Vec::new()
@@ -412,6 +475,16 @@ impl Engine {
             let started = Instant::now();
             let (output, is_error, effect) = if finish.is_some() {
                 ("not run: `finish` was called earlier in the same turn".to_owned(), true, Effect::None)
+            } else if name == baton_agent::ASK_HUMAN {
+                let answer = answered.map_or_else(String::new, |a| a.answer);
+                (format!("The human answered: {answer}"), false, Effect::None)
+            } else if let Some(answer) = answered.filter(|a| !a.approved) {
+                let reason = if answer.answer.is_empty() { String::new() } else { format!(": {}", answer.answer) };
+                (
+                    format!("not run: a human denied this command{reason}. Find another way, or ask_human."),
+                    true,
+                    Effect::None,
+                )
             } else if name == baton_agent::RECALL {
                 match baton_agent::recall(&journal.state().work.transcript, &arguments) {
                     Ok(output) => (output, false, Effect::None),

@@ -29,6 +29,11 @@ fn timeout(requested: Option<u64>) -> Result<Duration, ToolError> {
     }
 }
 
+/// The command a `shell` call with these arguments runs, if they are valid.
+pub fn command_of(arguments: &str) -> Option<String> {
+    serde_json::from_str::<ShellArgs>(arguments).ok().map(|args| args.command)
+}
+
 /// How long a `shell` call with these arguments may keep a sandbox busy: its timeout, or nothing
 /// for a call that starts a background process or that the tool would refuse.
 pub fn busy_time(arguments: &str) -> Duration {

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use baton_core::{Budget, CheckSpec, Event, Rates, TaskId, TaskSpec, TaskState, Timestamp, branch_name};
+use baton_core::{
+    ApprovalPolicy, Budget, CheckSpec, Event, Rates, TaskId, TaskSpec, TaskState, Timestamp, branch_name,
+};
 use baton_engine::{Engine, EngineConfig};
 use baton_model::{Price, ProviderConfig, Providers};
 use baton_sandbox::SandboxConfig;
@@ -124,6 +126,7 @@ impl Harness {
             model: "openai-compatible/scripted".parse().unwrap(),
             price: self.price,
             rates: self.rates,
+            approval: ApprovalPolicy::new(&[], &[]).unwrap(),
             max_output_tokens: 4096,
             context_window: self.context_window,
             max_handoffs: 50,

@@ -1,0 +1,114 @@
+//! Decision points: a destructive command waits for a human's approval, a denial is told to the
+//! agent, `ask_human` gets its answer, and a waiting task survives restarts spending nothing. Real
+//! path: scripted model server over HTTP, git, sandbox (root), SQLite journal.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use baton_core::{Answer, DecisionKind, Event, Status, StopReason, TaskId, TaskState, Timestamp};
+use baton_model::Price;
+use baton_store::Store;
+use baton_testkit::model::{Reply, Script, Usage};
+use common::{Harness, call, turn};
+use serde_json::json;
+
+/// The first answer is `first`; then the agent fixes add() (after seeing `told` in the last tool
+/// result) and finishes.
+fn script(first: Reply, told: &str) -> Script {
+    let used = |reply: Reply| Reply { usage: Usage { input: 1000, output: 100, ..Usage::default() }, ..reply };
+    Script {
+        turns: vec![
+            turn(None, used(first)),
+            turn(Some(told), used(call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})))),
+            turn(Some("edited `calc.py`"), used(call("f", "finish", json!({"summary": "add() adds."})))),
+        ],
+        ..Script::default()
+    }
+}
+
+async fn decide(h: &Harness, id: &TaskId, state: &TaskState, answer: &str, approved: bool) {
+    let decision = state.work.decisions.last().unwrap().0.id.clone();
+    let event = Event::DecisionMade { id: decision, answer: Answer { answer: answer.into(), approved } };
+    h.store.append(id, state.next_seq, Timestamp(state.next_seq as i64), &[event]).await.unwrap();
+}
+
+fn verified(state: &TaskState) -> bool {
+    state.stop.as_ref().map(|s| s.reason) == Some(StopReason::Verified)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_destructive_command_waits_through_a_restart_spending_nothing_and_runs_once_approved() {
+    let command = "echo 'DROP TABLE sessions;' > drop.sql && echo dropped";
+    let mut h = Harness::new(script(call("d", "shell", json!({"command": command})), "dropped")).await;
+    h.price = Some(Price {
+        input: "1".parse().unwrap(),
+        cache_read: "0.1".parse().unwrap(),
+        cache_write: "1".parse().unwrap(),
+        output: "5".parse().unwrap(),
+    });
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "{kinds:?}");
+    let (decision, answer) = state.work.decisions.last().unwrap();
+    assert!(answer.is_none());
+    assert_eq!(decision.kind, DecisionKind::Destructive { rule: "database dropped".into(), command: command.into() });
+    assert_eq!(state.question.as_deref(), Some(format!("May the agent run `{command}`?").as_str()));
+    assert!(!kinds.contains(&"tool_call_started".to_owned()), "the command did not start: {kinds:?}");
+    assert!(!h.worktree(&id).join("drop.sql").exists());
+
+    // A restart of a waiting task changes nothing and spends nothing.
+    let (again, kinds) = h.run(&id).await;
+    assert!(kinds.is_empty(), "{kinds:?}");
+    assert_eq!(
+        (again.status(), again.next_seq, again.money.spent),
+        (Status::Waiting, state.next_seq, state.money.spent)
+    );
+    assert_eq!(h.server.requests().len(), 1);
+
+    decide(&h, &id, &again, "fine, it is a scratch database", true).await;
+    let (state, kinds) = h.run(&id).await;
+    assert!(verified(&state), "{kinds:?} {:?}", state.stop);
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert_eq!((h.server.requests().len(), h.server.remaining_turns()), (3, 0));
+    let journal = h.store.events(&id, 0).await.unwrap();
+    let started =
+        journal.iter().filter(|r| matches!(&r.event, Event::ToolCallStarted { call_id, .. } if call_id == "d")).count();
+    assert_eq!(started, 1, "the approved command ran once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_command_does_not_run_and_the_agent_is_told_why() {
+    let first = call("d", "shell", json!({"command": "rm -rf /etc/ssl && echo gone"}));
+    let h = Harness::new(script(first, "a human denied this command: not on my machine")).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "{kinds:?}");
+    assert!(
+        matches!(&state.work.decisions[0].0.kind, DecisionKind::Destructive { rule, .. } if rule == "recursive delete outside the workspace")
+    );
+    decide(&h, &id, &state, "not on my machine", false).await;
+    let (state, kinds) = h.run(&id).await;
+    assert!(verified(&state), "{kinds:?} {:?}", state.stop);
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert_eq!(h.server.remaining_turns(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ask_human_waits_for_the_answer_and_the_agent_reads_it() {
+    let ask = json!({"question": "Should add() also accept strings?", "options": ["yes", "no"], "why": "the tests do not say"});
+    let h = Harness::new(script(call("q", "ask_human", ask), "The human answered: no, numbers only")).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "{kinds:?}");
+    let decision = &state.work.decisions[0].0;
+    assert_eq!(
+        (decision.kind.clone(), decision.options.clone()),
+        (DecisionKind::Ask, vec!["yes".to_owned(), "no".to_owned()])
+    );
+    assert_eq!(decision.why, "the tests do not say");
+    decide(&h, &id, &state, "no, numbers only", true).await;
+    let (state, kinds) = h.run(&id).await;
+    assert!(verified(&state), "{kinds:?} {:?}", state.stop);
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+}
