@@ -105,6 +105,21 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
     for (label, value) in rows {
         writeln!(out, "{label:<8} {value}")?;
     }
+    for finding in &state.work.findings {
+        let commit = finding.commit.as_deref().map_or(String::new(), |c| format!(" in {}", &c[..c.len().min(12)]));
+        writeln!(
+            out,
+            "finding {} {:?} {:?}{commit}: {} ({}:{}-{}){}",
+            finding.id,
+            finding.severity,
+            finding.status,
+            finding.title,
+            finding.file,
+            finding.lines.0,
+            finding.lines.1,
+            if finding.note.is_empty() { String::new() } else { format!(" — {}", finding.note) }
+        )?;
+    }
     for (decision, answer) in &state.work.decisions {
         let status = match answer {
             None => format!("WAITING — answer with `baton decide {} --answer TEXT` (add --deny to refuse)", state.id),
@@ -148,7 +163,7 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         Event::Resumed { detail } | Event::Cancelled { detail } => detail.clone(),
         Event::WaitingForHuman { question } => question.clone(),
         Event::Paused { reason, detail } | Event::Finished { reason, detail } => format!("{reason}: {detail}"),
-        Event::LegStarted { leg, model, .. } => format!("leg {leg} with {model}"),
+        Event::LegStarted { leg, model, role, .. } => format!("leg {leg}: {role} with {model}"),
         Event::ModelCallStarted { step, prompt: None } => format!("step {step}"),
         Event::ModelCallStarted { step, prompt: Some(prompt) } => format!(
             "step {step}: prompt ~{} tokens, {}% of the context",
@@ -188,6 +203,12 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         Event::Settled { key, charges: paid } if paid.is_empty() => format!("{key}: released, nothing charged"),
         Event::Settled { key, charges: paid } => format!("{key}: {} charged ({})", total(paid), charges(paid)),
         Event::BudgetChanged { budget } => format!("limits now {}", limits(budget)),
+        Event::FindingsReported { round, findings, .. } if findings.is_empty() => format!("review round {round}: clean"),
+        Event::FindingsReported { round, findings, .. } => {
+            let listed: Vec<String> = findings.iter().map(|f| format!("{} {:?} {}", f.id, f.severity, f.title)).collect();
+            format!("review round {round}: {}", listed.join("; "))
+        }
+        Event::FindingUpdated { id, status, note, by } => format!("{id} {status:?} by {by}: {note}"),
         Event::DecisionRequested { decision } => format!("{}: {} ({})", decision.id, decision.question, decision.why),
         Event::DecisionMade { id, answer } => {
             format!("{id}: {} {}", if answer.approved { "approved" } else { "denied" }, answer.answer)

@@ -4,6 +4,7 @@ use crate::account::Charge;
 use crate::chat::ModelResponse;
 use crate::decision::{Answer, Decision};
 use crate::ledger::{Effect, Handoff};
+use crate::review::{Finding, FindingStatus, Role as LegRole};
 use crate::spec::{Budget, TaskSpec};
 use crate::status::StopReason;
 use crate::time::Timestamp;
@@ -40,7 +41,14 @@ pub enum Event {
     // The work of a running task. None of these changes the task's status.
     /// A leg begins: a fresh model context with this system prompt, opened by `brief` (the request
     /// for the first leg, a handoff for later ones).
-    LegStarted { leg: u32, model: String, system: String, brief: String },
+    LegStarted {
+        leg: u32,
+        model: String,
+        system: String,
+        brief: String,
+        #[serde(default)]
+        role: LegRole,
+    },
     /// A model call is about to be made (intent before effect), with the prompt's estimated size and
     /// the context window it is measured against.
     ModelCallStarted {
@@ -97,6 +105,10 @@ pub enum Event {
     DecisionRequested { decision: Decision },
     /// A human answered; the task may go on.
     DecisionMade { id: String, answer: Answer },
+    /// A review leg reported what it found in the diff up to `reviewed` (a commit); empty: clean.
+    FindingsReported { round: u32, reviewed: String, findings: Vec<Finding> },
+    /// A build leg or a human resolved a finding or declared it irrelevant.
+    FindingUpdated { id: String, status: FindingStatus, note: String, by: String },
 }
 
 impl Event {
@@ -131,6 +143,8 @@ impl Event {
             Event::BudgetLow { .. } => "budget_low",
             Event::DecisionRequested { .. } => "decision_requested",
             Event::DecisionMade { .. } => "decision_made",
+            Event::FindingsReported { .. } => "findings_reported",
+            Event::FindingUpdated { .. } => "finding_updated",
         }
     }
 }

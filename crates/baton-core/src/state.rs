@@ -7,6 +7,7 @@ use crate::event::{Event, Recorded};
 use crate::id::TaskId;
 use crate::ledger::{Effect, Handoff, PlanStep, StepStatus};
 use crate::money::Credits;
+use crate::review::{Finding, FindingStatus, Role as LegRole};
 use crate::spec::TaskSpec;
 use crate::status::{Lifecycle, Status, StopReason, TransitionError};
 use crate::time::Timestamp;
@@ -141,6 +142,14 @@ pub struct Work {
     pub budget_warned: bool,
     /// Every decision point of the task, with its answer once given.
     pub decisions: Vec<(Decision, Option<Answer>)>,
+    /// Who works the current leg.
+    pub role: LegRole,
+    /// Every finding of every review round, with its current status.
+    pub findings: Vec<Finding>,
+    /// Review rounds so far.
+    pub review_rounds: u32,
+    /// The commit the latest review covered up to: the next review reads only what came after.
+    pub reviewed: Option<String>,
     /// How many of `files_read` earlier legs read.
     read_before_leg: usize,
 }
@@ -205,7 +214,8 @@ impl Work {
 
     fn apply(&mut self, event: &Event) {
         match event {
-            Event::LegStarted { leg, model, system, brief } => {
+            Event::LegStarted { leg, model, system, brief, role } => {
+                self.role = *role;
                 self.leg_progress = false;
                 self.rereads.clear();
                 self.plan_step_completed = false;
@@ -266,6 +276,17 @@ impl Work {
             }
             Event::BudgetChanged { .. } => self.budget_warned = false,
             Event::DecisionRequested { decision } => self.decisions.push((decision.clone(), None)),
+            Event::FindingsReported { round, reviewed, findings } => {
+                self.review_rounds = *round;
+                self.reviewed = Some(reviewed.clone());
+                self.findings.extend(findings.iter().cloned());
+            }
+            Event::FindingUpdated { id, status, note, by } => {
+                if let Some(finding) = self.findings.iter_mut().find(|f| f.id == *id) {
+                    finding.status = *status;
+                    finding.note = format!("{by}: {note}");
+                }
+            }
             Event::DecisionMade { id, answer } => {
                 if let Some((_, slot)) = self.decisions.iter_mut().find(|(d, _)| d.id == *id) {
                     *slot = Some(answer.clone());
@@ -296,6 +317,12 @@ impl Work {
             Event::Checkpointed { commit, .. } => {
                 // A checkpoint is only made when the worktree changed, by any tool or command.
                 self.leg_progress = true;
+                // Findings resolved since the last commit were resolved by this one.
+                for finding in
+                    self.findings.iter_mut().filter(|f| f.status == FindingStatus::Resolved && f.commit.is_none())
+                {
+                    finding.commit = Some(commit.clone());
+                }
                 self.last_commit = Some(commit.clone());
             }
             // Resuming, a human decides the task may try again: earlier idle legs no longer count.
@@ -574,7 +601,13 @@ mod tests {
             let status = if done { StepStatus::Done } else { StepStatus::InProgress };
             Effect::Plan(vec![PlanStep { title: "lexer".into(), status }])
         };
-        let leg = |leg| Event::LegStarted { leg, model: "m".into(), system: "s".into(), brief: "b".into() };
+        let leg = |leg| Event::LegStarted {
+            leg,
+            model: "m".into(),
+            system: "s".into(),
+            brief: "b".into(),
+            role: LegRole::Build,
+        };
         let tool = |id: &str, effect: Effect| {
             [
                 Event::ToolCallStarted { step: 1, call_id: id.into(), name: "t".into(), arguments: id.into() },

@@ -100,6 +100,18 @@ impl Lifecycle {
             (Event::Cancelled { .. }, _) => stopped(Cancelled, StopReason::Cancelled),
             (Event::BudgetChanged { .. }, _) => Ok(self),
             (Event::Reserved { .. } | Event::Settled { .. }, Running | Verifying | Reviewing) => Ok(self),
+            // A review leg works like any leg, in the reviewing status.
+            (
+                Event::LegStarted { .. }
+                | Event::ModelCallStarted { .. }
+                | Event::ModelCallFinished { .. }
+                | Event::ModelCallFailed { .. }
+                | Event::ToolCallStarted { .. }
+                | Event::ToolCallFinished { .. }
+                | Event::FindingsReported { .. },
+                Reviewing,
+            ) => Ok(self),
+            (Event::FindingUpdated { .. }, _) => Ok(self),
             (
                 Event::LegStarted { .. }
                 | Event::ModelCallStarted { .. }
@@ -115,7 +127,7 @@ impl Lifecycle {
                 Running,
             )
             | (Event::CheckFinished { .. } | Event::ProtectedRestored { .. }, Verifying)
-            | (Event::Checkpointed { .. }, Running | Verifying) => Ok(self),
+            | (Event::Checkpointed { .. }, Running | Verifying | Reviewing) => Ok(self),
             _ => Err(not_allowed()),
         }
     }

@@ -71,11 +71,19 @@ impl Engine {
             usage,
             ledger: self.ledger(state, worktree)?,
         };
-        let system = state.work.system.clone();
+        let (system, state_role) = (state.work.system.clone(), state.work.role);
         self.settle(journal, &key, self.call_cost(&usage.unwrap_or_default()))?;
         journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
         let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs);
-        journal.append(Event::LegStarted { leg: leg + 1, model: self.config.model.to_string(), system, brief }).await?;
+        journal
+            .append(Event::LegStarted {
+                leg: leg + 1,
+                model: self.config.model.to_string(),
+                system,
+                brief,
+                role: state_role,
+            })
+            .await?;
         Ok(true)
     }
 

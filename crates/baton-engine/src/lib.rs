@@ -15,8 +15,8 @@ use std::time::Instant;
 
 use baton_agent::ContextBudget;
 use baton_core::{
-    Answer, ApprovalPolicy, Credits, Decision, DecisionKind, Effect, Event, Message, ModelRequest, PromptSize, Rates,
-    Recorded, Refusal, Status, StopReason, TaskId, TaskState, ToolSpec,
+    Answer, ApprovalPolicy, Credits, ModelResponse, Decision, DecisionKind, Effect, Event, LegRole, Message, ModelRequest, PromptSize,
+    Rates, Recorded, Refusal, Status, StopReason, TaskId, TaskState, ToolSpec,
 };
 use baton_git::{GitError, Repo, Worktree};
 use baton_model::{ModelClient, ModelError, ModelName, Price};
@@ -86,6 +86,18 @@ enum Acted {
     Refused(Refusal),
     /// A call waits for a human; the calls from there on did not start.
     Waiting,
+}
+
+/// Why a model call gave no answer.
+enum CallFailure {
+    /// The budget refused its hold; nothing was sent.
+    Refused(Refusal),
+    Failed(ModelError),
+}
+
+/// The tool calls of an answer: `(id, name, arguments)`.
+fn calls_of(response: &ModelResponse) -> Vec<(String, String, String)> {
+    response.tool_calls().map(|(id, name, arguments)| (id.to_owned(), name.to_owned(), arguments.to_owned())).collect()
 }
 
 /// What stands between a tool call and its running.
@@ -175,7 +187,15 @@ impl Engine {
             let instructions = baton_agent::instructions(worktree.path(), &state.spec);
             let system = baton_agent::system_prompt(&instructions);
             let brief = baton_agent::brief(&state.spec);
-            journal.append(Event::LegStarted { leg: 1, model: self.config.model.to_string(), system, brief }).await?;
+            journal
+                .append(Event::LegStarted {
+                    leg: 1,
+                    model: self.config.model.to_string(),
+                    system,
+                    brief,
+                    role: LegRole::Build,
+                })
+                .await?;
         }
         // What a crash interrupted is told, never redone.
         for (call_id, name) in state.work.pending_tools.clone() {
@@ -272,18 +292,12 @@ impl Engine {
                 }
                 continue;
             }
-            let prompt = PromptSize { tokens: estimate, room: budget.input_limit() };
-            let key = format!("step {step} model call #{}", journal.state().next_seq);
-            let intent = vec![Event::ModelCallStarted { step, prompt: Some(prompt) }];
-            if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(estimate, budget)).await? {
-                return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
-            }
-            let response = match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
+            let response = match self.call_model(journal, &request, step, estimate, budget).await? {
                 Ok(response) => response,
-                Err(error) => {
-                    // A refused call is not billed.
-                    self.settle(journal, &key, Vec::new())?;
-                    journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
+                Err(CallFailure::Refused(refusal)) => {
+                    return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
+                }
+                Err(CallFailure::Failed(error)) => {
                     if let ModelError::ContextOverflow { .. } = error {
                         // What the provider says its window is, or else at most what it refused.
                         let window = error.stated_window().unwrap_or(estimate);
@@ -299,13 +313,9 @@ impl Engine {
                     return self.pause(journal, worktree, StopReason::ModelError, detail).await;
                 }
             };
-            let calls: Vec<(String, String, String)> = response
-                .tool_calls()
-                .map(|(id, name, arguments)| (id.to_owned(), name.to_owned(), arguments.to_owned()))
-                .collect();
+            let calls = calls_of(&response);
             // Written with the first tool call's intent (or whatever comes next): if it is lost, the
             // model is asked again, and the lost call is charged its hold.
-            self.settle(journal, &key, self.call_cost(&response.usage))?;
             journal.defer(Event::ModelCallFinished { step, response })?;
             if calls.is_empty() {
                 let text = "You answered without calling a tool. Keep working with the tools, or call `finish` when the task is done.";
@@ -396,6 +406,35 @@ impl Engine {
     ) -> Result<(), EngineError> {
         self.checkpoint(journal, worktree, format!("work in progress before pausing ({reason})")).await?;
         journal.append(Event::Paused { reason, detail }).await
+    }
+
+    /// One model call, journaled and charged: held before, settled after (a failed call is not
+    /// billed). The answer is not journaled yet: the caller defers it with what comes next.
+    async fn call_model(
+        &self,
+        journal: &mut Journal<'_>,
+        request: &ModelRequest,
+        step: u32,
+        estimate: u64,
+        budget: ContextBudget,
+    ) -> Result<Result<ModelResponse, CallFailure>, EngineError> {
+        let prompt = PromptSize { tokens: estimate, room: budget.input_limit() };
+        let key = format!("step {step} model call #{}", journal.state().next_seq);
+        let intent = vec![Event::ModelCallStarted { step, prompt: Some(prompt) }];
+        if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(estimate, budget)).await? {
+            return Ok(Err(CallFailure::Refused(refusal)));
+        }
+        match self.model.complete(request, &mut |_| {}, &CancellationToken::new()).await {
+            Ok(response) => {
+                self.settle(journal, &key, self.call_cost(&response.usage))?;
+                Ok(Ok(response))
+            }
+            Err(error) => {
+                self.settle(journal, &key, Vec::new())?;
+                journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
+                Ok(Err(CallFailure::Failed(error)))
+            }
+        }
     }
 
     /// Whether a call needs a human first: `ask_human` always, a command when the approval policy

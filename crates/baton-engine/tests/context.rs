@@ -156,6 +156,7 @@ async fn a_handoff_a_crash_interrupted_is_written_on_resume_and_the_task_goes_on
             model: "openai-compatible/scripted".into(),
             system: "build".into(),
             brief: "# Task".into(),
+            role: Default::default(),
         },
         Event::HandoffStarted {
             reason: "the prompt reached 71% of the context (soft threshold)".into(),

@@ -154,6 +154,7 @@ async fn a_tool_call_a_crash_interrupted_is_reported_never_run_again() {
             model: "openai-compatible/scripted".into(),
             system: "s".into(),
             brief: "Make add() add".into(),
+            role: Default::default(),
         },
         Event::ModelCallStarted { step: 1, prompt: None },
         Event::ModelCallFinished { step: 1, response },

@@ -1,0 +1,81 @@
+//! Roles of a leg, and what a reviewer finds: findings journaled as open, then resolved (with the
+//! commit that fixed them) or declared irrelevant (with the reason), by a build leg or a human.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Who works a leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Plans and delegates; never edits.
+    Captain,
+    /// Implements.
+    #[default]
+    Build,
+    /// Reads a diff and reports findings.
+    Review,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Captain => "captain",
+            Role::Build => "build",
+            Role::Review => "review",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How bad a finding is: P0 breaks something that matters, P3 is a nit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Severity {
+    P0,
+    P1,
+    P2,
+    P3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingStatus {
+    Open,
+    Resolved,
+    Irrelevant,
+}
+
+/// One thing a reviewer found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    /// `f1`, `f2`, … in the order found, over the whole task.
+    pub id: String,
+    pub title: String,
+    pub body: String,
+    pub severity: Severity,
+    /// The reviewer's confidence, in percent.
+    pub confidence: u8,
+    pub file: String,
+    /// First and last line the finding is about.
+    pub lines: (u32, u32),
+    /// The review round that found it.
+    pub round: u32,
+    pub status: FindingStatus,
+    /// Why it was resolved or is irrelevant, and who said so.
+    pub note: String,
+    /// The commit that resolved it.
+    pub commit: Option<String>,
+}
+
+impl Finding {
+    /// Whether a build leg must address it: open, and more than a nit.
+    pub fn is_actionable(&self) -> bool {
+        self.status == FindingStatus::Open && self.severity <= Severity::P2
+    }
+}
