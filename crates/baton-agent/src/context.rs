@@ -475,6 +475,7 @@ mod tests {
             budget: Default::default(),
             model: None,
             context_window: None,
+            review: false,
         };
         let handoff = Handoff {
             from_leg: 2,

@@ -2,15 +2,21 @@
 //! the scope and finishing), the repository's own instructions, and the brief that opens the leg.
 
 mod context;
+mod review;
 
 use std::fmt::Write as _;
 use std::path::Path;
 
-use baton_core::{Budget, Credits, TaskSpec};
+use baton_core::{Budget, Credits, LegRole, TaskSpec};
 
 pub use context::{
     ASK_HUMAN, ContextBudget, RECALL, ask_human_args, ask_human_spec, elide, fallback_narrative, fit_output,
     handoff_brief, handoff_request, recall, recall_spec, shorten,
+};
+
+pub use review::{
+    REPORT_FINDINGS, RESOLVE_FINDING, REVIEW_TOOLS, findings_brief, parse_findings, parse_resolution,
+    report_findings_spec, resolve_finding_spec, review_brief, review_system,
 };
 
 const BUILD_PROMPT: &str = include_str!("build.md");
@@ -18,9 +24,10 @@ const BUILD_PROMPT: &str = include_str!("build.md");
 /// Instructions files are cut to this many bytes each, so a huge one cannot crowd out the task.
 const MAX_INSTRUCTIONS: usize = 32 * 1024;
 
-/// The repository's instructions for the build role: the `AGENTS.md` nearest to the scope (or the
-/// root one), then `.baton/BUILD.md`, each as written.
-pub fn instructions(worktree: &Path, spec: &TaskSpec) -> String {
+/// The repository's instructions for a role: the `AGENTS.md` nearest to the scope (or the root
+/// one), then the role's own file (`.baton/BUILD.md`, `.baton/REVIEW.md`, `.baton/CAPTAIN.md`),
+/// each as written.
+pub fn instructions(worktree: &Path, spec: &TaskSpec, role: LegRole) -> String {
     let mut found = Vec::new();
     let start = spec.scope.first().map(|scope| worktree.join(scope)).unwrap_or_else(|| worktree.to_owned());
     let mut dir =
@@ -39,8 +46,9 @@ pub fn instructions(worktree: &Path, spec: &TaskSpec) -> String {
             None => break,
         }
     }
-    if let Ok(text) = std::fs::read_to_string(worktree.join(".baton/BUILD.md")) {
-        found.push((".baton/BUILD.md".to_owned(), text));
+    let role_file = format!(".baton/{}.md", role.as_str().to_uppercase());
+    if let Ok(text) = std::fs::read_to_string(worktree.join(&role_file)) {
+        found.push((role_file, text));
     }
     let mut out = String::new();
     for (name, text) in found {
@@ -122,6 +130,7 @@ mod tests {
             budget: Budget::default(),
             model: None,
             context_window: None,
+            review: false,
         }
     }
 
@@ -134,10 +143,10 @@ mod tests {
         std::fs::write(root.join("AGENTS.md"), "root rules").unwrap();
         std::fs::write(root.join("pkg/AGENTS.md"), "package rules").unwrap();
         std::fs::write(root.join(".baton/BUILD.md"), "build rules").unwrap();
-        let nested = instructions(root, &spec(vec!["pkg/sub".into()]));
+        let nested = instructions(root, &spec(vec!["pkg/sub".into()]), LegRole::Build);
         assert!(nested.contains("(pkg/AGENTS.md)\n\npackage rules") && !nested.contains("root rules"), "{nested}");
         assert!(nested.ends_with("(.baton/BUILD.md)\n\nbuild rules"), "{nested}");
-        let top = instructions(root, &spec(vec![]));
+        let top = instructions(root, &spec(vec![]), LegRole::Build);
         assert!(top.contains("(AGENTS.md)\n\nroot rules"), "{top}");
         assert!(system_prompt(&top).ends_with("build rules"));
     }

@@ -286,4 +286,8 @@ pub struct TaskArgs {
     /// baton does not know]. Legs hand off to a fresh context before their prompt outgrows it.
     #[arg(long, value_name = "TOKENS", value_parser = window_parser())]
     pub context_window: Option<u64>,
+
+    /// Skip the review: a verified change is done without a reviewer reading it.
+    #[arg(long)]
+    pub no_review: bool,
 }

@@ -203,9 +203,12 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         Event::Settled { key, charges: paid } if paid.is_empty() => format!("{key}: released, nothing charged"),
         Event::Settled { key, charges: paid } => format!("{key}: {} charged ({})", total(paid), charges(paid)),
         Event::BudgetChanged { budget } => format!("limits now {}", limits(budget)),
-        Event::FindingsReported { round, findings, .. } if findings.is_empty() => format!("review round {round}: clean"),
+        Event::FindingsReported { round, findings, .. } if findings.is_empty() => {
+            format!("review round {round}: clean")
+        }
         Event::FindingsReported { round, findings, .. } => {
-            let listed: Vec<String> = findings.iter().map(|f| format!("{} {:?} {}", f.id, f.severity, f.title)).collect();
+            let listed: Vec<String> =
+                findings.iter().map(|f| format!("{} {:?} {}", f.id, f.severity, f.title)).collect();
             format!("review round {round}: {}", listed.join("; "))
         }
         Event::FindingUpdated { id, status, note, by } => format!("{id} {status:?} by {by}: {note}"),

@@ -91,6 +91,7 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
         },
         model: args.model,
         context_window: args.context_window,
+        review: !args.no_review,
     };
     spec.validate()?;
     let id = new_task_id()?;

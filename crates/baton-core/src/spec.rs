@@ -27,6 +27,13 @@ pub struct TaskSpec {
     /// The model's context window in tokens, when the user set it; otherwise the model table's.
     #[serde(default)]
     pub context_window: Option<u64>,
+    /// Whether a reviewer reads every verified change before the task is done.
+    #[serde(default = "reviewed")]
+    pub review: bool,
+}
+
+fn reviewed() -> bool {
+    true
 }
 
 /// An acceptance command that the harness itself runs in the task's sandbox.
@@ -161,6 +168,7 @@ mod tests {
             budget: Budget::default(),
             model: None,
             context_window: None,
+            review: false,
         }
     }
 

@@ -489,6 +489,7 @@ mod tests {
                 budget: Budget::default(),
                 model: None,
                 context_window: None,
+                review: false,
             },
             base_commit: "0".repeat(40),
             branch: "baton/do-it-00000000".into(),

@@ -7,6 +7,7 @@
 mod handoff;
 mod journal;
 mod money;
+mod review;
 mod verify;
 
 use std::path::PathBuf;
@@ -15,8 +16,8 @@ use std::time::Instant;
 
 use baton_agent::ContextBudget;
 use baton_core::{
-    Answer, ApprovalPolicy, Credits, ModelResponse, Decision, DecisionKind, Effect, Event, LegRole, Message, ModelRequest, PromptSize,
-    Rates, Recorded, Refusal, Status, StopReason, TaskId, TaskState, ToolSpec,
+    Answer, ApprovalPolicy, Credits, Decision, DecisionKind, Effect, Event, LegRole, Message, ModelRequest,
+    ModelResponse, PromptSize, Rates, Recorded, Refusal, Status, StopReason, TaskId, TaskState, ToolSpec,
 };
 use baton_git::{GitError, Repo, Worktree};
 use baton_model::{ModelClient, ModelError, ModelName, Price};
@@ -86,6 +87,8 @@ enum Acted {
     Refused(Refusal),
     /// A call waits for a human; the calls from there on did not start.
     Waiting,
+    /// The reviewer reported its findings: the review round is over.
+    Reported,
 }
 
 /// Why a model call gave no answer.
@@ -98,6 +101,24 @@ enum CallFailure {
 /// The tool calls of an answer: `(id, name, arguments)`.
 fn calls_of(response: &ModelResponse) -> Vec<(String, String, String)> {
     response.tool_calls().map(|(id, name, arguments)| (id.to_owned(), name.to_owned(), arguments.to_owned())).collect()
+}
+
+/// What a tool call produced, and the event it leads to, if any.
+struct Outcome {
+    output: String,
+    is_error: bool,
+    effect: Effect,
+    then: Option<Event>,
+}
+
+impl Outcome {
+    fn ok(output: String) -> Outcome {
+        Outcome { output, is_error: false, effect: Effect::None, then: None }
+    }
+
+    fn error(output: String) -> Outcome {
+        Outcome { output, is_error: true, effect: Effect::None, then: None }
+    }
 }
 
 /// What stands between a tool call and its running.
@@ -184,7 +205,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let state = journal.state().clone();
         if state.work.leg == 0 {
-            let instructions = baton_agent::instructions(worktree.path(), &state.spec);
+            let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Build);
             let system = baton_agent::system_prompt(&instructions);
             let brief = baton_agent::brief(&state.spec);
             journal
@@ -213,18 +234,26 @@ impl Engine {
         }
         // A handoff a crash interrupted is written again: its summarisation call has no effect.
         if let Some((reason, emergency)) = state.work.handoff_in_flight.clone()
-            && !self.hand_off(journal, worktree, &self.tools(toolbox), reason, emergency, None).await?
+            && !self.hand_off(journal, worktree, &self.tools(toolbox, &state.work), reason, emergency, None).await?
         {
             return Ok(());
         }
         if journal.state().status() == Status::Verifying
-            && self.verify(journal, checks, worktree, "verification interrupted by a restart").await?
+            && self.verify(journal, toolbox, checks, worktree, "verification interrupted by a restart").await?
+        {
+            return Ok(());
+        }
+        // A review a crash interrupted starts its round again.
+        if journal.state().status() == Status::Reviewing
+            && self.review(journal, toolbox, worktree, "verified (the review was interrupted by a restart)").await?
         {
             return Ok(());
         }
         // A crash between `finish` and the checks: the checks are still owed.
         if journal.state().work.finish_requested
-            && self.verify(journal, checks, worktree, "finished (the checks were interrupted by a restart)").await?
+            && self
+                .verify(journal, toolbox, checks, worktree, "finished (the checks were interrupted by a restart)")
+                .await?
         {
             return Ok(());
         }
@@ -233,9 +262,10 @@ impl Engine {
         if !unanswered.is_empty() {
             let step = journal.state().work.steps;
             match self.act(journal, toolbox, worktree, step, unanswered).await? {
-                Acted::Done => {}
+                // Only a review leg reports, and it does not get here.
+                Acted::Done | Acted::Reported => {}
                 Acted::Finish(summary) => {
-                    if self.verify(journal, checks, worktree, &summary).await? {
+                    if self.verify(journal, toolbox, checks, worktree, &summary).await? {
                         return Ok(());
                     }
                 }
@@ -256,9 +286,13 @@ impl Engine {
         checks: &LocalSandbox,
         worktree: &Worktree,
     ) -> Result<(), EngineError> {
-        // The tools do not change during a leg; built once, not per step.
-        let tools = self.tools(toolbox);
+        // The tools do not change during a leg; built once per leg, not per step.
+        let mut tools = (journal.state().work.leg, self.tools(toolbox, &journal.state().work));
         loop {
+            if tools.0 != journal.state().work.leg {
+                tools = (journal.state().work.leg, self.tools(toolbox, &journal.state().work));
+            }
+            let tools = &tools.1;
             let work = &journal.state().work;
             if let Some(limit) = journal.state().spec.budget.steps.filter(|limit| u64::from(work.steps) >= *limit) {
                 let detail = format!("the step limit of {limit} is reached");
@@ -322,9 +356,10 @@ impl Engine {
                 journal.append(Event::Feedback { text: text.into() }).await?;
             }
             match self.act(journal, toolbox, worktree, step, calls).await? {
-                Acted::Done => {}
+                // Only a review leg reports, and it does not get here.
+                Acted::Done | Acted::Reported => {}
                 Acted::Finish(summary) => {
-                    if self.verify(journal, checks, worktree, &summary).await? {
+                    if self.verify(journal, toolbox, checks, worktree, &summary).await? {
                         return Ok(());
                     }
                     continue;
@@ -351,10 +386,21 @@ impl Engine {
     }
 
     /// The leg's tools: the toolbox's, and `recall` and `ask_human`, which the engine answers.
-    fn tools(&self, toolbox: &Toolbox) -> Vec<ToolSpec> {
+    fn tools(&self, toolbox: &Toolbox, work: &baton_core::Work) -> Vec<ToolSpec> {
         let mut tools = toolbox.specs();
         tools.push(baton_agent::recall_spec());
-        tools.push(baton_agent::ask_human_spec());
+        match work.role {
+            LegRole::Review => {
+                tools.retain(|tool| baton_agent::REVIEW_TOOLS.contains(&tool.name.as_str()));
+                tools.push(baton_agent::report_findings_spec());
+            }
+            LegRole::Build | LegRole::Captain => {
+                tools.push(baton_agent::ask_human_spec());
+                if !work.findings.is_empty() {
+                    tools.push(baton_agent::resolve_finding_spec());
+                }
+            }
+        }
         tools
     }
 
@@ -512,35 +558,86 @@ impl Engine {
                 return Ok(Acted::Refused(refusal));
             }
             let started = Instant::now();
-            let (output, is_error, effect) = if finish.is_some() {
-                ("not run: `finish` was called earlier in the same turn".to_owned(), true, Effect::None)
-            } else if name == baton_agent::ASK_HUMAN {
-                let answer = answered.map_or_else(String::new, |a| a.answer);
-                (format!("The human answered: {answer}"), false, Effect::None)
-            } else if let Some(answer) = answered.filter(|a| !a.approved) {
-                let reason = if answer.answer.is_empty() { String::new() } else { format!(": {}", answer.answer) };
-                (
-                    format!("not run: a human denied this command{reason}. Find another way, or ask_human."),
-                    true,
-                    Effect::None,
-                )
-            } else if name == baton_agent::RECALL {
-                match baton_agent::recall(&journal.state().work.transcript, &arguments) {
-                    Ok(output) => (output, false, Effect::None),
-                    Err(error) => (error, true, Effect::None),
-                }
+            let outcome = if finish.is_some() {
+                Outcome::error("not run: `finish` was called earlier in the same turn".to_owned())
             } else {
-                let result = toolbox.call(&name, &arguments);
-                if let Effect::Finish(summary) = &result.effect {
-                    finish = Some(summary.clone());
-                }
-                (result.output, result.is_error, result.effect)
+                self.run_call(journal, toolbox, worktree, &name, &arguments, answered)?
             };
-            let output = baton_agent::fit_output(output, self.budget(&journal.state().work).max_result_bytes());
+            let output = baton_agent::fit_output(outcome.output, self.budget(&journal.state().work).max_result_bytes());
             self.settle(journal, &key, self.config.rates.charges(started.elapsed().as_secs().max(1), 0))?;
             // Written with the next intent: if it is lost, the call is reported as interrupted.
-            journal.defer(Event::ToolCallFinished { call_id, output, is_error, effect })?;
+            let effect = outcome.effect;
+            if let Effect::Finish(summary) = &effect {
+                finish = Some(summary.clone());
+            }
+            journal.defer(Event::ToolCallFinished { call_id, output, is_error: outcome.is_error, effect })?;
+            if let Some(then) = outcome.then {
+                let reported = matches!(then, Event::FindingsReported { .. });
+                journal.defer(then)?;
+                if reported {
+                    return Ok(Acted::Reported);
+                }
+            }
         }
         Ok(finish.map_or(Acted::Done, Acted::Finish))
+    }
+
+    /// Answers one tool call: the harness's own tools here, the rest by the toolbox.
+    fn run_call(
+        &self,
+        journal: &Journal<'_>,
+        toolbox: &Toolbox,
+        worktree: &Worktree,
+        name: &str,
+        arguments: &str,
+        answered: Option<Answer>,
+    ) -> Result<Outcome, EngineError> {
+        let work = &journal.state().work;
+        if work.role == LegRole::Review && !baton_agent::REVIEW_TOOLS.contains(&name) {
+            let tools = baton_agent::REVIEW_TOOLS.join(", ");
+            return Ok(Outcome::error(format!("a reviewer only reads and reports; `{name}` is not one of: {tools}")));
+        }
+        Ok(match name {
+            baton_agent::ASK_HUMAN => {
+                let answer = answered.map_or_else(String::new, |a| a.answer);
+                Outcome::ok(format!("The human answered: {answer}"))
+            }
+            _ if answered.as_ref().is_some_and(|a| !a.approved) => {
+                let answer = answered.map(|a| a.answer).unwrap_or_default();
+                let reason = if answer.is_empty() { String::new() } else { format!(": {answer}") };
+                Outcome::error(format!("not run: a human denied this command{reason}. Find another way, or ask_human."))
+            }
+            baton_agent::RECALL => match baton_agent::recall(&work.transcript, arguments) {
+                Ok(output) => Outcome::ok(output),
+                Err(error) => Outcome::error(error),
+            },
+            baton_agent::REPORT_FINDINGS if work.role == LegRole::Review => {
+                match baton_agent::parse_findings(arguments, work.findings.len() + 1, work.review_rounds + 1) {
+                    Ok(findings) => Outcome {
+                        then: Some(Event::FindingsReported {
+                            round: work.review_rounds + 1,
+                            reviewed: worktree.head()?,
+                            findings: findings.clone(),
+                        }),
+                        ..Outcome::ok(format!("{} findings recorded; the review is over", findings.len()))
+                    },
+                    Err(error) => Outcome::error(error),
+                }
+            }
+            baton_agent::RESOLVE_FINDING if work.role == LegRole::Build => {
+                match baton_agent::parse_resolution(arguments, &work.findings) {
+                    Ok((id, status, note)) => Outcome {
+                        output: format!("{id} marked {status:?}"),
+                        then: Some(Event::FindingUpdated { id, status, note, by: "build".to_owned() }),
+                        ..Outcome::ok(String::new())
+                    },
+                    Err(error) => Outcome::error(error),
+                }
+            }
+            _ => {
+                let result = toolbox.call(name, arguments);
+                Outcome { output: result.output, is_error: result.is_error, effect: result.effect, then: None }
+            }
+        })
     }
 }

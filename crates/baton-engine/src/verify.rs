@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use baton_core::{Event, Status, StopReason, TaskState};
 use baton_git::Worktree;
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
+use baton_tools::Toolbox;
 
 use crate::journal::Journal;
 use crate::{Engine, EngineError};
@@ -64,6 +65,7 @@ impl Engine {
     pub(crate) async fn verify(
         &self,
         journal: &mut Journal<'_>,
+        toolbox: &Toolbox,
         checks: &LocalSandbox,
         worktree: &Worktree,
         summary: &str,
@@ -124,8 +126,7 @@ impl Engine {
             journal
                 .append(Event::Checkpointed { commit, evidence: format!("{count} of {count} checks passed") })
                 .await?;
-            journal.append(Event::Finished { reason: StopReason::Verified, detail: summary.to_owned() }).await?;
-            return Ok(true);
+            return self.review(journal, toolbox, worktree, summary).await;
         }
         if state.work.verifications >= self.config.max_verifications {
             let detail = format!("the checks failed {} times", state.work.verifications);

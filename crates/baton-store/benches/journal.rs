@@ -28,6 +28,7 @@ fn created() -> Event {
             budget: Budget::default(),
             model: None,
             context_window: None,
+            review: false,
         },
         base_commit: "0".repeat(40),
         branch: "baton/benchmark-00000000".into(),

@@ -102,6 +102,7 @@ impl Harness {
             budget: Budget { steps: Some(20), ..Budget::default() },
             model: None,
             context_window: None,
+            review: false,
         };
         edit(&mut spec);
         let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);

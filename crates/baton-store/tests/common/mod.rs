@@ -19,6 +19,7 @@ pub fn created(request: &str) -> Event {
             budget: Budget::default(),
             model: None,
             context_window: None,
+            review: false,
         },
         base_commit: "0".repeat(40),
         branch: "baton/test-00000000".into(),

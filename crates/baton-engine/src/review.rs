@@ -1,0 +1,125 @@
+//! Review: after the checks pass, a reviewer leg reads the change (all of it in the first round,
+//! only what came after the last review later) and reports findings; actionable ones go back to a
+//! build leg, which resolves them, and the loop repeats, bounded.
+
+use baton_core::{Event, Finding, FindingStatus, LegRole, Status, StopReason};
+use baton_git::Worktree;
+use baton_tools::Toolbox;
+
+use crate::journal::Journal;
+use crate::{Acted, CallFailure, Engine, EngineError, calls_of};
+
+/// Review rounds per task; after the last one the task is done with what is still open listed.
+const REVIEW_ROUNDS: u32 = 3;
+/// Model steps a reviewer may take to report.
+const REVIEW_STEPS: u32 = 20;
+
+impl Engine {
+    /// Reviews the verified change. Returns true when the task has ended (done, or paused by the
+    /// budget); false when a build leg now addresses the findings.
+    pub(crate) async fn review(
+        &self,
+        journal: &mut Journal<'_>,
+        toolbox: &Toolbox,
+        worktree: &Worktree,
+        summary: &str,
+    ) -> Result<bool, EngineError> {
+        let state = journal.state();
+        if !state.spec.review || state.work.review_rounds >= REVIEW_ROUNDS {
+            return self.done(journal, summary).await;
+        }
+        let from = state.work.reviewed.clone().unwrap_or_else(|| state.base_commit.clone());
+        let diff = worktree.diff(&from)?;
+        if diff.trim().is_empty() {
+            return self.done(journal, summary).await;
+        }
+        if state.status() != Status::Reviewing {
+            journal.append(Event::ReviewStarted).await?;
+        }
+        let state = journal.state();
+        let round = state.work.review_rounds + 1;
+        let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Review);
+        let brief = baton_agent::review_brief(&state.spec, round, &diff, &state.work.last_checks, &state.work.findings);
+        let leg = Event::LegStarted {
+            leg: state.work.leg + 1,
+            model: self.config.model.to_string(),
+            system: baton_agent::review_system(&instructions),
+            brief,
+            role: LegRole::Review,
+        };
+        journal.append(leg).await?;
+        let tools = self.tools(toolbox, &journal.state().work);
+        for _ in 0..REVIEW_STEPS {
+            let work = &journal.state().work;
+            let step = work.steps + 1;
+            let budget = self.budget(work);
+            let request = self.request(work.system.clone(), baton_agent::elide(&work.transcript), &tools, budget);
+            let estimate = baton_model::estimate_tokens(&request, self.config.model.provider);
+            let response = match self.call_model(journal, &request, step, estimate, budget).await? {
+                Ok(response) => response,
+                Err(CallFailure::Refused(refusal)) => {
+                    self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
+                    return Ok(true);
+                }
+                Err(CallFailure::Failed(error)) => {
+                    return self.done(journal, &format!("{summary}\n\n(The review could not run: {error}.)")).await;
+                }
+            };
+            let calls = calls_of(&response);
+            journal.defer(Event::ModelCallFinished { step, response })?;
+            if calls.is_empty() {
+                let text = "Report what you found with `report_findings` (an empty list if the change is clean).";
+                journal.append(Event::Feedback { text: text.into() }).await?;
+                continue;
+            }
+            match self.act(journal, toolbox, worktree, step, calls).await? {
+                Acted::Reported => break,
+                Acted::Refused(refusal) => {
+                    self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
+                    return Ok(true);
+                }
+                Acted::Done | Acted::Finish(_) | Acted::Waiting => {}
+            }
+        }
+        let state = journal.state();
+        if state.work.review_rounds < round {
+            let note = format!("{summary}\n\n(The reviewer reported nothing in {REVIEW_STEPS} steps.)");
+            return self.done(journal, &note).await;
+        }
+        let actionable: Vec<Finding> = state.work.findings.iter().filter(|f| f.is_actionable()).cloned().collect();
+        if actionable.is_empty() {
+            return self.done(journal, summary).await;
+        }
+        let detail = format!("review round {round} found {} findings to address", actionable.len());
+        journal.append(Event::Resumed { detail }).await?;
+        let state = journal.state();
+        let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Build);
+        let leg = Event::LegStarted {
+            leg: state.work.leg + 1,
+            model: self.config.model.to_string(),
+            system: baton_agent::system_prompt(&instructions),
+            brief: baton_agent::findings_brief(&state.spec, &actionable),
+            role: LegRole::Build,
+        };
+        journal.append(leg).await?;
+        Ok(false)
+    }
+
+    /// Ends the task as verified, naming the findings still open.
+    async fn done(&self, journal: &mut Journal<'_>, summary: &str) -> Result<bool, EngineError> {
+        let open: Vec<&str> = journal
+            .state()
+            .work
+            .findings
+            .iter()
+            .filter(|f| f.status == FindingStatus::Open)
+            .map(|f| f.id.as_str())
+            .collect();
+        let detail = match open.as_slice() {
+            [] => summary.to_owned(),
+            ids => format!("{summary}\n\nStill open after review: {}.", ids.join(", ")),
+        };
+        journal.append(Event::Finished { reason: StopReason::Verified, detail }).await?;
+        Ok(true)
+    }
+}

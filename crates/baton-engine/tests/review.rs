@@ -1,0 +1,82 @@
+//! Review: a reviewer reads the verified change and reports findings; a build leg fixes them and
+//! marks them resolved; the reviewer reads only the new delta; the task ends done with each
+//! finding linked to the commit that resolved it. Real path: scripted model server over HTTP, git,
+//! sandbox (root), SQLite journal.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use baton_core::{FindingStatus, LegRole, Severity, Status, StopReason};
+use baton_testkit::model::{Expect, Script, Turn, text_of};
+use common::{Harness, call, turn};
+use serde_json::json;
+
+fn expecting(body_contains: &str, reply: baton_testkit::model::Reply) -> Turn {
+    Turn { expect: Expect { body_contains: Some(body_contains.into()), ..Expect::default() }, reply, ..Turn::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_p1_finding_is_fixed_rereviewed_as_a_delta_and_resolved_with_its_commit() {
+    let finding = json!({"findings": [{
+        "title": "debug print left in add()", "body": "add() prints on every call; remove the print.",
+        "severity": "P1", "confidence": 90, "file": "calc.py", "start_line": 2, "end_line": 2
+    }]});
+    let script = Script {
+        turns: vec![
+            // Build: a fix that passes the checks, with a debug print left in.
+            turn(
+                None,
+                call(
+                    "b1",
+                    "edit_file",
+                    json!({"path": "calc.py", "old": "return a - b", "new": "print('debug', a, b)\n    return a + b"}),
+                ),
+            ),
+            turn(None, call("b2", "finish", json!({"summary": "add() adds."}))),
+            // Review round 1 reads the whole change.
+            expecting("+    print('debug', a, b)", call("r1", "read_file", json!({"path": "calc.py"}))),
+            turn(Some("print('debug', a, b)"), call("r2", "report_findings", finding)),
+            // Build addresses the finding.
+            expecting(
+                "debug print left in add()",
+                call("b3", "edit_file", json!({"path": "calc.py", "old": "print('debug', a, b)\n    ", "new": ""})),
+            ),
+            turn(
+                None,
+                call("b4", "resolve_finding", json!({"id": "f1", "status": "resolved", "reason": "removed the print"})),
+            ),
+            turn(Some("f1 marked Resolved"), call("b5", "finish", json!({"summary": "add() adds, quietly."}))),
+            // Review round 2 reads only the delta, and it is clean.
+            expecting("-    print('debug', a, b)", call("r3", "report_findings", json!({"findings": []}))),
+        ],
+        ..Script::default()
+    };
+    let h = Harness::new(script).await;
+    let id = h.create_with(|spec| spec.review = true).await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Done, Some(StopReason::Verified)),
+        "{kinds:?}"
+    );
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert_eq!(h.server.remaining_turns(), 0);
+
+    assert_eq!(state.work.review_rounds, 2);
+    let f1 = &state.work.findings[0];
+    assert_eq!((f1.id.as_str(), f1.severity, f1.status), ("f1", Severity::P1, FindingStatus::Resolved));
+    assert_eq!(f1.note, "build: removed the print");
+    let fixed = f1.commit.clone().expect("the finding is linked to the commit that resolved it");
+    assert_eq!(state.work.last_commit.as_deref(), Some(fixed.as_str()), "the verified commit of round 2");
+    let file = h.repo.git(&["show", &format!("{fixed}:calc.py")]);
+    assert!(file.contains("return a + b") && !file.contains("print("), "{file}");
+
+    // The second review's brief holds only the delta, not the first round's change.
+    let requests = h.server.requests();
+    let second_review = text_of(&requests[7].body);
+    assert!(second_review.contains("Review round 2: only what changed since the last review"), "{second_review}");
+    assert!(!second_review.contains("return a - b"), "the round-1 diff is not shown again: {second_review}");
+    assert!(kinds.iter().filter(|k| *k == "review_started").count() == 2);
+    assert_eq!(state.work.role, LegRole::Review);
+}
