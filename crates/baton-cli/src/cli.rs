@@ -91,9 +91,31 @@ pub enum Command {
     /// See the models baton knows and check that one answers.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Settle a review finding yourself: resolve it, or dismiss it as irrelevant.
+    #[command(subcommand)]
+    Finding(FindingCommand),
     /// The account's credits and spending rules, and a task's limits.
     #[command(subcommand)]
     Budget(BudgetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FindingCommand {
+    /// Mark a finding resolved.
+    Resolve(FindingArgs),
+    /// Mark a finding irrelevant.
+    Dismiss(FindingArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FindingArgs {
+    /// The task's id, or a unique prefix of it.
+    pub task: String,
+    /// The finding's id, like f1.
+    pub finding: String,
+    /// Why, for the journal and the agent.
+    #[arg(long, default_value = "")]
+    pub note: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
                 let legs = run::Legs { context_window, max_handoffs };
                 run::resume_all(&home()?, &config()?, model, legs, cli.json).await
             }
+            Command::Finding(command) => task::finding(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Budget(command) => budget::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Decide { id, answer, deny, no_resume, model } => {
                 let home = home()?;

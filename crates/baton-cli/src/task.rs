@@ -5,12 +5,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use baton_core::{
-    Answer, Budget, CheckSpec, Event, Handoff, Status, TaskId, TaskSpec, TaskState, Timestamp, branch_name,
+    Answer, Budget, CheckSpec, Event, FindingStatus, Handoff, Status, TaskId, TaskSpec, TaskState, Timestamp,
+    branch_name,
 };
 use baton_git::Repo;
 use baton_store::{SqliteStore, Store, StoreError};
 
-use crate::cli::{CreateArgs, TaskArgs, TaskCommand};
+use crate::cli::{CreateArgs, FindingCommand, TaskArgs, TaskCommand};
 use crate::show;
 
 /// How often `task events --follow` looks for new events.
@@ -136,6 +137,30 @@ pub async fn decide(home: &Path, id: &str, answer: String, deny: bool, json: boo
         println!("task {id}: {} {verb}", decision.id);
     }
     Ok(id.to_string())
+}
+
+/// `baton finding resolve|dismiss`: a human settles a finding.
+pub async fn finding(home: &Path, command: FindingCommand, json: bool) -> anyhow::Result<()> {
+    let (args, status) = match command {
+        FindingCommand::Resolve(args) => (args, FindingStatus::Resolved),
+        FindingCommand::Dismiss(args) => (args, FindingStatus::Irrelevant),
+    };
+    let store = SqliteStore::open(home).await?;
+    let id = store.resolve(&args.task).await?;
+    let state = store.load(&id).await?;
+    if !state.work.findings.iter().any(|f| f.id == args.finding) {
+        bail!("task {id} has no finding `{}`", args.finding);
+    }
+    let event = Event::FindingUpdated { id: args.finding.clone(), status, note: args.note, by: "human".to_owned() };
+    store.append(&id, state.next_seq, now(), &[event]).await?;
+    let state = store.load(&id).await?;
+    let updated = state.work.findings.iter().find(|f| f.id == args.finding);
+    if json {
+        show::json(&updated)
+    } else {
+        println!("task {id}: {} is now {status:?}", args.finding);
+        Ok(())
+    }
 }
 
 /// `baton handoffs ID`: every handoff of the task, oldest first.

@@ -88,6 +88,7 @@ fn run_args(repo: &FixtureRepo) -> Vec<String> {
         "python3 test_calc.py",
         "--model",
         "openai-compatible/scripted",
+        "--no-review",
         // Small enough that the task hands off between legs, so kills land in handoffs too.
         "--context-window",
         "5000",

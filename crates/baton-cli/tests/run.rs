@@ -63,6 +63,7 @@ async fn run_fixes_a_repository_and_exits_verified() {
         "python3 test_calc.py",
         "--model",
         "openai-compatible/scripted",
+        "--no-review",
         "--json",
     ];
     let output = baton(home.path(), &args, &env).await;
@@ -163,7 +164,7 @@ async fn a_run_out_of_credits_pauses_and_resumes_once_its_limit_is_raised() {
     let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
     let repo_arg = repo.path().display().to_string();
     let args = ["run", "Make add() add", "--repo", &repo_arg, "--check", "python3 test_calc.py"];
-    let args = [&args[..], &["--model", "openai-compatible/scripted", "--budget", "0.05"]].concat();
+    let args = [&args[..], &["--model", "openai-compatible/scripted", "--budget", "0.05", "--no-review"]].concat();
     let output = baton(home.path(), &args, &env).await;
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(11), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
@@ -208,7 +209,9 @@ async fn a_task_waiting_for_approval_goes_on_once_decided() {
     let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
     let repo_arg = repo.path().display().to_string();
     let args = ["run", "Make add() add", "--repo", &repo_arg, "--check", "python3 test_calc.py"];
-    let output = baton(home.path(), &[&args[..], &["--model", "openai-compatible/scripted"]].concat(), &env).await;
+    let output =
+        baton(home.path(), &[&args[..], &["--model", "openai-compatible/scripted", "--no-review"]].concat(), &env)
+            .await;
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert_eq!(output.status.code(), Some(20), "{stdout}");
     assert!(

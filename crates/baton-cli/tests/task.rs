@@ -289,4 +289,5 @@ fn the_account_and_a_tasks_limits_are_managed_from_the_command_line() {
     env.ok_json(&["budget", "task", &id, "--credits", "none"]);
     assert_eq!(env.ok_json(&["task", "show", &id])["spec"]["budget"]["credits"], Value::Null);
     assert!(env.fails(&["budget", "task", &id, "--max-steps", "many"]).starts_with("error: invalid step limit `many`"));
+    assert_eq!(env.fails(&["finding", "resolve", &id, "f1"]), format!("error: task {id} has no finding `f1`"));
 }
