@@ -318,10 +318,10 @@ impl Engine {
             }
             let step = work.steps + 1;
             let budget = self.budget(work);
-            let request = self.request(work.system.clone(), baton_agent::elide(&work.transcript), &tools, budget);
+            let request = self.request(work.system.clone(), baton_agent::elide(&work.transcript), tools, budget);
             let estimate = baton_model::estimate_tokens(&request, self.config.model.provider);
             if let Some((reason, emergency)) = budget.handoff_due(estimate, work.plan_step_completed) {
-                if !self.hand_off(journal, worktree, &tools, reason, emergency, None).await? {
+                if !self.hand_off(journal, worktree, tools, reason, emergency, None).await? {
                     return Ok(());
                 }
                 continue;
@@ -338,7 +338,7 @@ impl Engine {
                         let reason = format!(
                             "the provider refused a prompt baton estimated at {estimate} tokens as too long for the model's context ({window} tokens)"
                         );
-                        if !self.hand_off(journal, worktree, &tools, reason, true, Some(window)).await? {
+                        if !self.hand_off(journal, worktree, tools, reason, true, Some(window)).await? {
                             return Ok(());
                         }
                         continue;
