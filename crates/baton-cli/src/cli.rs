@@ -197,7 +197,7 @@ pub enum ModelCommand {
 #[derive(Debug, Subcommand)]
 pub enum TaskCommand {
     /// Create a task: pin its base commit, name its branch, and queue it.
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List tasks, newest first.
     List {
         /// Only tasks with this status (queued, running, waiting, paused, verifying, reviewing,

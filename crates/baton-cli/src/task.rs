@@ -20,7 +20,7 @@ const FOLLOW_POLL: Duration = Duration::from_millis(250);
 pub async fn run(home: &Path, command: TaskCommand, json: bool) -> anyhow::Result<()> {
     let open = || SqliteStore::open(home);
     match command {
-        TaskCommand::Create(args) => create(home, args, json).await,
+        TaskCommand::Create(args) => create(home, *args, json).await,
         TaskCommand::List { status } => list(&open().await?, status, json).await,
         TaskCommand::Show { id } => {
             let store = open().await?;
