@@ -476,6 +476,8 @@ mod tests {
             model: None,
             context_window: None,
             review: false,
+            plan: false,
+            parent: None,
         };
         let handoff = Handoff {
             from_leg: 2,

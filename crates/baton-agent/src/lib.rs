@@ -1,6 +1,7 @@
 //! What a build leg is told: the system prompt (a product asset: exact about the tools, the checks,
 //! the scope and finishing), the repository's own instructions, and the brief that opens the leg.
 
+mod captain;
 mod context;
 mod review;
 
@@ -14,6 +15,7 @@ pub use context::{
     handoff_brief, handoff_request, recall, recall_spec, shorten,
 };
 
+pub use captain::{CAPTAIN_TOOLS, SUBMIT_PLAN, captain_brief, captain_system, parse_plan, submit_plan_spec};
 pub use review::{
     REPORT_FINDINGS, RESOLVE_FINDING, REVIEW_TOOLS, findings_brief, parse_findings, parse_resolution,
     report_findings_spec, resolve_finding_spec, review_brief, review_system,
@@ -131,6 +133,8 @@ mod tests {
             model: None,
             context_window: None,
             review: false,
+            plan: false,
+            parent: None,
         }
     }
 

@@ -33,6 +33,7 @@ pub fn exit_code(state: &TaskState) -> u8 {
         Some(StopReason::EnvironmentError) => 15,
         Some(StopReason::ModelError) => 16,
         Some(StopReason::HandoffLoop) => 17,
+        Some(StopReason::SubtaskStopped) => 18,
         None => 1,
     }
 }

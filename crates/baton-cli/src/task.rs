@@ -93,6 +93,8 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
         model: args.model,
         context_window: args.context_window,
         review: !args.no_review,
+        plan: false,
+        parent: None,
     };
     spec.validate()?;
     let id = new_task_id()?;

@@ -4,7 +4,7 @@ use crate::account::Charge;
 use crate::chat::ModelResponse;
 use crate::decision::{Answer, Decision};
 use crate::ledger::{Effect, Handoff};
-use crate::review::{Finding, FindingStatus, Role as LegRole};
+use crate::review::{Finding, FindingStatus, Role as LegRole, Subtask, SubtaskOutcome};
 use crate::spec::{Budget, TaskSpec};
 use crate::status::StopReason;
 use crate::time::Timestamp;
@@ -109,6 +109,12 @@ pub enum Event {
     FindingsReported { round: u32, reviewed: String, findings: Vec<Finding> },
     /// A build leg or a human resolved a finding or declared it irrelevant.
     FindingUpdated { id: String, status: FindingStatus, note: String, by: String },
+    /// The captain's plan, validated: the subtasks in the order they run.
+    PlanSubmitted { subtasks: Vec<Subtask> },
+    /// A subtask of the plan became a child task.
+    SubtaskCreated { key: String, task: String },
+    /// A child task ended, or stopped.
+    SubtaskEnded { key: String, outcome: SubtaskOutcome },
 }
 
 impl Event {
@@ -145,6 +151,9 @@ impl Event {
             Event::DecisionMade { .. } => "decision_made",
             Event::FindingsReported { .. } => "findings_reported",
             Event::FindingUpdated { .. } => "finding_updated",
+            Event::PlanSubmitted { .. } => "plan_submitted",
+            Event::SubtaskCreated { .. } => "subtask_created",
+            Event::SubtaskEnded { .. } => "subtask_ended",
         }
     }
 }

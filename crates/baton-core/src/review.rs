@@ -34,6 +34,38 @@ impl fmt::Display for Role {
     }
 }
 
+/// One subtask of a captain's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subtask {
+    /// The plan's own name for it, like `s1`; `depends_on` refers to these.
+    pub key: String,
+    pub request: String,
+    /// Paths the subtask may change.
+    pub scope: Vec<String>,
+    /// Acceptance commands the captain confirmed run.
+    pub checks: Vec<String>,
+    pub depends_on: Vec<String>,
+    /// Percent of the parent's credit budget.
+    pub budget_share: u8,
+}
+
+/// Where a subtask of the plan stands, as the parent's journal says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskState {
+    pub plan: Subtask,
+    /// The child task, once created.
+    pub task: Option<String>,
+    /// How it ended: verified or not, with the child's last commit and its stop detail.
+    pub outcome: Option<SubtaskOutcome>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubtaskOutcome {
+    pub verified: bool,
+    pub commit: Option<String>,
+    pub detail: String,
+}
+
 /// How bad a finding is: P0 breaks something that matters, P3 is a nit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Severity {

@@ -30,6 +30,12 @@ pub struct TaskSpec {
     /// Whether a reviewer reads every verified change before the task is done.
     #[serde(default = "reviewed")]
     pub review: bool,
+    /// Whether a captain first plans the work as subtasks, which then run as child tasks.
+    #[serde(default)]
+    pub plan: bool,
+    /// The task this one is a subtask of.
+    #[serde(default)]
+    pub parent: Option<String>,
 }
 
 fn reviewed() -> bool {
@@ -169,6 +175,8 @@ mod tests {
             model: None,
             context_window: None,
             review: false,
+            plan: false,
+            parent: None,
         }
     }
 

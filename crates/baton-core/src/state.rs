@@ -7,7 +7,7 @@ use crate::event::{Event, Recorded};
 use crate::id::TaskId;
 use crate::ledger::{Effect, Handoff, PlanStep, StepStatus};
 use crate::money::Credits;
-use crate::review::{Finding, FindingStatus, Role as LegRole};
+use crate::review::{Finding, FindingStatus, Role as LegRole, SubtaskState};
 use crate::spec::TaskSpec;
 use crate::status::{Lifecycle, Status, StopReason, TransitionError};
 use crate::time::Timestamp;
@@ -150,6 +150,8 @@ pub struct Work {
     pub review_rounds: u32,
     /// The commit the latest review covered up to: the next review reads only what came after.
     pub reviewed: Option<String>,
+    /// The captain's plan, once submitted, with each subtask's child task and outcome.
+    pub subtasks: Vec<SubtaskState>,
     /// How many of `files_read` earlier legs read.
     read_before_leg: usize,
 }
@@ -276,6 +278,22 @@ impl Work {
             }
             Event::BudgetChanged { .. } => self.budget_warned = false,
             Event::DecisionRequested { decision } => self.decisions.push((decision.clone(), None)),
+            Event::PlanSubmitted { subtasks } => {
+                self.subtasks = subtasks
+                    .iter()
+                    .map(|plan| SubtaskState { plan: plan.clone(), task: None, outcome: None })
+                    .collect();
+            }
+            Event::SubtaskCreated { key, task } => {
+                if let Some(subtask) = self.subtasks.iter_mut().find(|s| s.plan.key == *key) {
+                    subtask.task = Some(task.clone());
+                }
+            }
+            Event::SubtaskEnded { key, outcome } => {
+                if let Some(subtask) = self.subtasks.iter_mut().find(|s| s.plan.key == *key) {
+                    subtask.outcome = Some(outcome.clone());
+                }
+            }
             Event::FindingsReported { round, reviewed, findings } => {
                 self.review_rounds = *round;
                 self.reviewed = Some(reviewed.clone());
@@ -490,6 +508,8 @@ mod tests {
                 model: None,
                 context_window: None,
                 review: false,
+                plan: false,
+                parent: None,
             },
             base_commit: "0".repeat(40),
             branch: "baton/do-it-00000000".into(),

@@ -38,6 +38,8 @@ pub enum StopReason {
     ModelError,
     /// Legs kept filling their context and handing off without progress.
     HandoffLoop,
+    /// A subtask of the plan stopped without being verified.
+    SubtaskStopped,
 }
 
 /// A name that is not one of the known statuses or stop reasons.
@@ -122,6 +124,9 @@ impl Lifecycle {
                 | Event::Feedback { .. }
                 | Event::Nudged { .. }
                 | Event::BudgetLow { .. }
+                | Event::PlanSubmitted { .. }
+                | Event::SubtaskCreated { .. }
+                | Event::SubtaskEnded { .. }
                 | Event::HandoffStarted { .. }
                 | Event::HandoffWritten { .. },
                 Running,
@@ -171,7 +176,7 @@ impl Status {
 }
 
 impl StopReason {
-    pub const ALL: [StopReason; 9] = [
+    pub const ALL: [StopReason; 10] = [
         StopReason::Verified,
         StopReason::ChecksFailed,
         StopReason::BudgetExhausted,
@@ -181,6 +186,7 @@ impl StopReason {
         StopReason::EnvironmentError,
         StopReason::ModelError,
         StopReason::HandoffLoop,
+        StopReason::SubtaskStopped,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -194,6 +200,7 @@ impl StopReason {
             StopReason::EnvironmentError => "environment_error",
             StopReason::ModelError => "model_error",
             StopReason::HandoffLoop => "handoff_loop",
+            StopReason::SubtaskStopped => "subtask_stopped",
         }
     }
 }

@@ -7,6 +7,7 @@
 mod handoff;
 mod journal;
 mod money;
+mod plan;
 mod review;
 mod verify;
 
@@ -40,6 +41,8 @@ pub enum EngineError {
     Workspace(#[from] ToolError),
     #[error("task {task}: {source}")]
     Journal { task: TaskId, source: baton_core::FoldError },
+    #[error("the plan: {0}")]
+    Plan(String),
 }
 
 /// How the engine runs tasks.
@@ -89,6 +92,8 @@ enum Acted {
     Waiting,
     /// The reviewer reported its findings: the review round is over.
     Reported,
+    /// The captain's plan was accepted.
+    Planned,
 }
 
 /// Why a model call gave no answer.
@@ -204,7 +209,8 @@ impl Engine {
         worktree: &Worktree,
     ) -> Result<(), EngineError> {
         let state = journal.state().clone();
-        if state.work.leg == 0 {
+        // A task with a plan starts with its captain, who opens its own leg.
+        if state.work.leg == 0 && !state.spec.plan {
             let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Build);
             let system = baton_agent::system_prompt(&instructions);
             let brief = baton_agent::brief(&state.spec);
@@ -245,7 +251,9 @@ impl Engine {
         }
         // A review a crash interrupted starts its round again.
         if journal.state().status() == Status::Reviewing
-            && self.review(journal, toolbox, worktree, "verified (the review was interrupted by a restart)").await?
+            && self
+                .review(journal, toolbox, checks, worktree, "verified (the review was interrupted by a restart)")
+                .await?
         {
             return Ok(());
         }
@@ -261,9 +269,9 @@ impl Engine {
         let unanswered = journal.state().work.unanswered_calls();
         if !unanswered.is_empty() {
             let step = journal.state().work.steps;
-            match self.act(journal, toolbox, worktree, step, unanswered).await? {
-                // Only a review leg reports, and it does not get here.
-                Acted::Done | Acted::Reported => {}
+            match self.act(journal, toolbox, checks, worktree, step, unanswered).await? {
+                // Only review and captain legs report or plan, and they do not get here.
+                Acted::Done | Acted::Reported | Acted::Planned => {}
                 Acted::Finish(summary) => {
                     if self.verify(journal, toolbox, checks, worktree, &summary).await? {
                         return Ok(());
@@ -274,6 +282,9 @@ impl Engine {
                 }
                 Acted::Waiting => return Ok(()),
             }
+        }
+        if journal.state().spec.plan {
+            return self.plan_and_delegate(journal, toolbox, checks, worktree).await;
         }
         self.work(journal, toolbox, checks, worktree).await
     }
@@ -355,9 +366,9 @@ impl Engine {
                 let text = "You answered without calling a tool. Keep working with the tools, or call `finish` when the task is done.";
                 journal.append(Event::Feedback { text: text.into() }).await?;
             }
-            match self.act(journal, toolbox, worktree, step, calls).await? {
-                // Only a review leg reports, and it does not get here.
-                Acted::Done | Acted::Reported => {}
+            match self.act(journal, toolbox, checks, worktree, step, calls).await? {
+                // Only review and captain legs report or plan, and they do not get here.
+                Acted::Done | Acted::Reported | Acted::Planned => {}
                 Acted::Finish(summary) => {
                     if self.verify(journal, toolbox, checks, worktree, &summary).await? {
                         return Ok(());
@@ -394,7 +405,12 @@ impl Engine {
                 tools.retain(|tool| baton_agent::REVIEW_TOOLS.contains(&tool.name.as_str()));
                 tools.push(baton_agent::report_findings_spec());
             }
-            LegRole::Build | LegRole::Captain => {
+            LegRole::Captain => {
+                tools.retain(|tool| baton_agent::CAPTAIN_TOOLS.contains(&tool.name.as_str()));
+                tools.push(baton_agent::ask_human_spec());
+                tools.push(baton_agent::submit_plan_spec());
+            }
+            LegRole::Build => {
                 tools.push(baton_agent::ask_human_spec());
                 if !work.findings.is_empty() {
                     tools.push(baton_agent::resolve_finding_spec());
@@ -524,6 +540,7 @@ impl Engine {
         &self,
         journal: &mut Journal<'_>,
         toolbox: &Toolbox,
+        checks: &LocalSandbox,
         worktree: &Worktree,
         step: u32,
         calls: Vec<(String, String, String)>,
@@ -561,7 +578,7 @@ impl Engine {
             let outcome = if finish.is_some() {
                 Outcome::error("not run: `finish` was called earlier in the same turn".to_owned())
             } else {
-                self.run_call(journal, toolbox, worktree, &name, &arguments, answered)?
+                self.run_call(journal, toolbox, checks, worktree, &name, &arguments, answered)?
             };
             let output = baton_agent::fit_output(outcome.output, self.budget(&journal.state().work).max_result_bytes());
             self.settle(journal, &key, self.config.rates.charges(started.elapsed().as_secs().max(1), 0))?;
@@ -572,10 +589,14 @@ impl Engine {
             }
             journal.defer(Event::ToolCallFinished { call_id, output, is_error: outcome.is_error, effect })?;
             if let Some(then) = outcome.then {
-                let reported = matches!(then, Event::FindingsReported { .. });
+                let ends = match then {
+                    Event::FindingsReported { .. } => Some(Acted::Reported),
+                    Event::PlanSubmitted { .. } => Some(Acted::Planned),
+                    _ => None,
+                };
                 journal.defer(then)?;
-                if reported {
-                    return Ok(Acted::Reported);
+                if let Some(acted) = ends {
+                    return Ok(acted);
                 }
             }
         }
@@ -583,19 +604,29 @@ impl Engine {
     }
 
     /// Answers one tool call: the harness's own tools here, the rest by the toolbox.
+    #[allow(clippy::too_many_arguments)] // the machines a call may need, and the call itself
     fn run_call(
         &self,
         journal: &Journal<'_>,
         toolbox: &Toolbox,
+        checks: &LocalSandbox,
         worktree: &Worktree,
         name: &str,
         arguments: &str,
         answered: Option<Answer>,
     ) -> Result<Outcome, EngineError> {
         let work = &journal.state().work;
-        if work.role == LegRole::Review && !baton_agent::REVIEW_TOOLS.contains(&name) {
-            let tools = baton_agent::REVIEW_TOOLS.join(", ");
-            return Ok(Outcome::error(format!("a reviewer only reads and reports; `{name}` is not one of: {tools}")));
+        let allowed = match work.role {
+            LegRole::Review => Some(baton_agent::REVIEW_TOOLS),
+            LegRole::Captain => Some(baton_agent::CAPTAIN_TOOLS),
+            LegRole::Build => None,
+        };
+        if let Some(allowed) = allowed.filter(|allowed| !allowed.contains(&name)) {
+            let role = work.role;
+            return Ok(Outcome::error(format!(
+                "a {role} leg never edits; `{name}` is not one of: {}",
+                allowed.join(", ")
+            )));
         }
         Ok(match name {
             baton_agent::ASK_HUMAN => {
@@ -624,6 +655,16 @@ impl Engine {
                     Err(error) => Outcome::error(error),
                 }
             }
+            baton_agent::SUBMIT_PLAN if work.role == LegRole::Captain => match baton_agent::parse_plan(arguments) {
+                Ok(plan) => match self.plan_problems(&plan, checks, worktree).as_slice() {
+                    [] => Outcome {
+                        then: Some(Event::PlanSubmitted { subtasks: plan.clone() }),
+                        ..Outcome::ok(format!("plan accepted: {} subtasks; baton runs them now", plan.len()))
+                    },
+                    problems => Outcome::error(format!("plan refused: {}", problems.join("; "))),
+                },
+                Err(error) => Outcome::error(format!("plan refused: {error}")),
+            },
             baton_agent::RESOLVE_FINDING if work.role == LegRole::Build => {
                 match baton_agent::parse_resolution(arguments, &work.findings) {
                     Ok((id, status, note)) => Outcome {

@@ -4,6 +4,7 @@
 
 use baton_core::{Event, Finding, FindingStatus, LegRole, Status, StopReason};
 use baton_git::Worktree;
+use baton_sandbox::LocalSandbox;
 use baton_tools::Toolbox;
 
 use crate::journal::Journal;
@@ -21,11 +22,13 @@ impl Engine {
         &self,
         journal: &mut Journal<'_>,
         toolbox: &Toolbox,
+        checks: &LocalSandbox,
         worktree: &Worktree,
         summary: &str,
     ) -> Result<bool, EngineError> {
         let state = journal.state();
-        if !state.spec.review || state.work.review_rounds >= REVIEW_ROUNDS {
+        // A planned task's subtasks were reviewed each on its own.
+        if !state.spec.review || state.spec.plan || state.work.review_rounds >= REVIEW_ROUNDS {
             return self.done(journal, summary).await;
         }
         let from = state.work.reviewed.clone().unwrap_or_else(|| state.base_commit.clone());
@@ -72,13 +75,13 @@ impl Engine {
                 journal.append(Event::Feedback { text: text.into() }).await?;
                 continue;
             }
-            match self.act(journal, toolbox, worktree, step, calls).await? {
+            match self.act(journal, toolbox, checks, worktree, step, calls).await? {
                 Acted::Reported => break,
                 Acted::Refused(refusal) => {
                     self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
                     return Ok(true);
                 }
-                Acted::Done | Acted::Finish(_) | Acted::Waiting => {}
+                Acted::Done | Acted::Finish(_) | Acted::Waiting | Acted::Planned => {}
             }
         }
         let state = journal.state();

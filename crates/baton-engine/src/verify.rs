@@ -126,7 +126,7 @@ impl Engine {
             journal
                 .append(Event::Checkpointed { commit, evidence: format!("{count} of {count} checks passed") })
                 .await?;
-            return self.review(journal, toolbox, worktree, summary).await;
+            return self.review(journal, toolbox, checks, worktree, summary).await;
         }
         if state.work.verifications >= self.config.max_verifications {
             let detail = format!("the checks failed {} times", state.work.verifications);

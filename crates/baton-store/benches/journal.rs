@@ -29,6 +29,8 @@ fn created() -> Event {
             model: None,
             context_window: None,
             review: false,
+            plan: false,
+            parent: None,
         },
         base_commit: "0".repeat(40),
         branch: "baton/benchmark-00000000".into(),

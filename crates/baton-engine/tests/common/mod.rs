@@ -103,6 +103,8 @@ impl Harness {
             model: None,
             context_window: None,
             review: false,
+            plan: false,
+            parent: None,
         };
         edit(&mut spec);
         let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);

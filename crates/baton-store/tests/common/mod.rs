@@ -20,6 +20,8 @@ pub fn created(request: &str) -> Event {
             model: None,
             context_window: None,
             review: false,
+            plan: false,
+            parent: None,
         },
         base_commit: "0".repeat(40),
         branch: "baton/test-00000000".into(),

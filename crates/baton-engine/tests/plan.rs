@@ -1,0 +1,87 @@
+//! The captain: a scripted captain splits a request into two dependent subtasks (after a plan the
+//! harness refuses); both run as child tasks and end verified in order, the second starting from
+//! the first's result; the parent ends verified on the last result. Real path: scripted model
+//! server over HTTP, git, sandbox (root), SQLite journal.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use baton_core::{CheckSpec, LegRole, Status, StopReason, TaskId};
+use baton_store::Store;
+use baton_testkit::FixtureRepo;
+use baton_testkit::model::Script;
+use common::{Harness, call, python_fixture, turn};
+use serde_json::json;
+
+fn subtask(key: &str, request: &str, check: &str, depends_on: &[&str]) -> serde_json::Value {
+    json!({"key": key, "request": request, "scope": ["calc.py"], "checks": [check], "depends_on": depends_on, "budget_share": 50})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_captain_splits_the_work_into_two_dependent_subtasks_that_end_verified_in_order() {
+    let repo: FixtureRepo = python_fixture();
+    repo.write(&[("test_mul.py", "from calc import mul\n\nassert mul(2, 3) == 6\nprint(\"all tests passed\")\n")]);
+    repo.commit("a test for mul");
+    let refused = json!({"subtasks": [
+        {"key": "s1", "request": "Fix add()", "scope": ["src/calc.py"], "checks": ["no-such-runner test"], "depends_on": [], "budget_share": 50}
+    ]});
+    // Listed second-first: the harness runs dependencies first.
+    let plan = json!({"subtasks": [
+        subtask("s2", "Add mul(a, b) to calc.py", "python3 test_mul.py", &["s1"]),
+        subtask("s1", "Make add() add", "python3 test_calc.py", &[]),
+    ]});
+    let append_mul = json!({"path": "calc.py", "old": "    return a + b\n", "new": "    return a + b\n\n\ndef mul(a, b):\n    return a * b\n"});
+    let script = Script {
+        turns: vec![
+            turn(None, call("c1", "list_dir", json!({"path": "."}))),
+            turn(None, call("c2", "submit_plan", refused)),
+            turn(Some("does not run (exit code 127"), call("c3", "submit_plan", plan)),
+            // s1, on its own branch from the base.
+            turn(None, call("a1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
+            turn(None, call("a2", "finish", json!({"summary": "add() adds."}))),
+            // s2, from s1's result.
+            turn(None, call("m1", "read_file", json!({"path": "calc.py"}))),
+            turn(Some("return a + b"), call("m2", "edit_file", append_mul)),
+            turn(None, call("m3", "finish", json!({"summary": "mul() multiplies."}))),
+        ],
+        ..Script::default()
+    };
+    let h = Harness::with_repo(script, repo).await;
+    let id = h
+        .create_with(|spec| {
+            spec.plan = true;
+            spec.checks = ["python3 test_calc.py", "python3 test_mul.py"]
+                .map(|c| CheckSpec { name: c.into(), command: c.into(), timeout_secs: 60 })
+                .to_vec();
+        })
+        .await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Done, Some(StopReason::Verified)),
+        "{kinds:?} {:?}",
+        state.stop
+    );
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert_eq!(h.server.remaining_turns(), 0);
+
+    let transcript = format!("{:?}", h.server.requests()[2].body);
+    assert!(transcript.contains("scope path `src/calc.py` does not exist"), "the refusal names each problem");
+    assert_eq!(state.work.role, LegRole::Captain, "the parent never built anything itself");
+    let keys: Vec<&str> = state.work.subtasks.iter().map(|s| s.plan.key.as_str()).collect();
+    assert_eq!(keys, ["s1", "s2"]);
+    let (s1, s2) = (&state.work.subtasks[0], &state.work.subtasks[1]);
+    assert!(s1.outcome.as_ref().unwrap().verified && s2.outcome.as_ref().unwrap().verified);
+
+    let first = h.store.load(&TaskId::parse(s1.task.as_ref().unwrap()).unwrap()).await.unwrap();
+    let second = h.store.load(&TaskId::parse(s2.task.as_ref().unwrap()).unwrap()).await.unwrap();
+    assert_eq!(second.base_commit, first.work.last_commit.clone().unwrap(), "s2 starts from s1's result");
+    assert_eq!((first.spec.parent.as_deref(), second.spec.parent.as_deref()), (Some(id.as_str()), Some(id.as_str())));
+    assert!(first.updated_at <= second.created_at, "s1 ended before s2 began");
+    // The parent's branch holds the last result, which its own checks verified.
+    let head = h.repo.git(&["rev-parse", &state.branch]);
+    assert_eq!(Some(head.clone()), second.work.last_commit);
+    assert!(h.repo.git(&["show", &format!("{head}:calc.py")]).contains("def mul(a, b):\n    return a * b"));
+    assert!(state.work.last_checks.iter().all(|c| c.passed) && state.work.last_checks.len() == 2);
+}
