@@ -312,4 +312,8 @@ pub struct TaskArgs {
     /// Skip the review: a verified change is done without a reviewer reading it.
     #[arg(long)]
     pub no_review: bool,
+
+    /// Start with a captain who plans the work as subtasks; they run as child tasks in order.
+    #[arg(long)]
+    pub plan: bool,
 }

@@ -243,8 +243,9 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         window: None,
         max_steps: Some(20),
         context_window: None,
-        // The recorded session has no review round.
+        // The recorded session has no review round and no plan.
         no_review: true,
+        plan: false,
     };
     let state = task::create_task(home, baton_testkit::DEMO_REQUEST.to_owned(), args).await?;
     let code = drive(home, parts, state.clone(), json).await?;

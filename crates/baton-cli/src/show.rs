@@ -105,6 +105,29 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
     for (label, value) in rows {
         writeln!(out, "{label:<8} {value}")?;
     }
+    if let Some(parent) = &state.spec.parent {
+        writeln!(out, "parent   {parent}")?;
+    }
+    for subtask in &state.work.subtasks {
+        let status = match (&subtask.task, &subtask.outcome) {
+            (_, Some(outcome)) if outcome.verified => "verified".to_owned(),
+            (_, Some(outcome)) => format!("stopped: {}", outcome.detail),
+            (Some(_), None) => "running".to_owned(),
+            (None, None) => "not started".to_owned(),
+        };
+        let task = subtask.task.as_deref().unwrap_or("-");
+        let after = if subtask.plan.depends_on.is_empty() {
+            String::new()
+        } else {
+            format!(" after {}", subtask.plan.depends_on.join(", "))
+        };
+        writeln!(
+            out,
+            "subtask  {} {task}{after}: {} — {status}",
+            subtask.plan.key,
+            headline(&subtask.plan.request, 60)
+        )?;
+    }
     for finding in &state.work.findings {
         let commit = finding.commit.as_deref().map_or(String::new(), |c| format!(" in {}", &c[..c.len().min(12)]));
         writeln!(
@@ -203,6 +226,20 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         Event::Settled { key, charges: paid } if paid.is_empty() => format!("{key}: released, nothing charged"),
         Event::Settled { key, charges: paid } => format!("{key}: {} charged ({})", total(paid), charges(paid)),
         Event::BudgetChanged { budget } => format!("limits now {}", limits(budget)),
+        Event::PlanSubmitted { subtasks } => {
+            format!(
+                "plan: {}",
+                subtasks
+                    .iter()
+                    .map(|s| format!("{} {}", s.key, headline(&s.request, 30)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )
+        }
+        Event::SubtaskCreated { key, task } => format!("{key} → task {task}"),
+        Event::SubtaskEnded { key, outcome } => {
+            format!("{key}: {}", if outcome.verified { "verified".to_owned() } else { outcome.detail.clone() })
+        }
         Event::FindingsReported { round, findings, .. } if findings.is_empty() => {
             format!("review round {round}: clean")
         }

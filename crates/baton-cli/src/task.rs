@@ -93,7 +93,7 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
         model: args.model,
         context_window: args.context_window,
         review: !args.no_review,
-        plan: false,
+        plan: args.plan,
         parent: None,
     };
     spec.validate()?;
