@@ -134,6 +134,7 @@ mod tests {
             context_window: None,
             review: false,
             plan: false,
+            approve_plan: false,
             parent: None,
         }
     }

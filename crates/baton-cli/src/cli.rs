@@ -316,4 +316,8 @@ pub struct TaskArgs {
     /// Start with a captain who plans the work as subtasks; they run as child tasks in order.
     #[arg(long)]
     pub plan: bool,
+
+    /// With --plan: a human approves the plan (`baton decide`) before any subtask starts.
+    #[arg(long, requires = "plan")]
+    pub approve_plan: bool,
 }

@@ -246,6 +246,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         // The recorded session has no review round and no plan.
         no_review: true,
         plan: false,
+        approve_plan: false,
     };
     let state = task::create_task(home, baton_testkit::DEMO_REQUEST.to_owned(), args).await?;
     let code = drive(home, parts, state.clone(), json).await?;

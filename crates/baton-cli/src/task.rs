@@ -94,6 +94,7 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
         context_window: args.context_window,
         review: !args.no_review,
         plan: args.plan,
+        approve_plan: args.approve_plan,
         parent: None,
     };
     spec.validate()?;

@@ -26,6 +26,8 @@ pub enum DecisionKind {
     Ask,
     /// A command matched a rule of the approval policy and waits for approval.
     Destructive { rule: String, command: String },
+    /// The captain's plan waits for approval before any subtask starts.
+    PlanApproval,
 }
 
 /// A human's answer. For a destructive command, `approved` says whether it may run; for a

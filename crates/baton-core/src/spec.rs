@@ -33,6 +33,9 @@ pub struct TaskSpec {
     /// Whether a captain first plans the work as subtasks, which then run as child tasks.
     #[serde(default)]
     pub plan: bool,
+    /// Whether a human approves the captain's plan before any subtask starts.
+    #[serde(default)]
+    pub approve_plan: bool,
     /// The task this one is a subtask of.
     #[serde(default)]
     pub parent: Option<String>,
@@ -176,6 +179,7 @@ mod tests {
             context_window: None,
             review: false,
             plan: false,
+            approve_plan: false,
             parent: None,
         }
     }

@@ -509,6 +509,7 @@ mod tests {
                 context_window: None,
                 review: false,
                 plan: false,
+                approve_plan: false,
                 parent: None,
             },
             base_commit: "0".repeat(40),

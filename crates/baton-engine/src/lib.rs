@@ -517,6 +517,33 @@ impl Engine {
                 Err(_) => Gate::Open,
             };
         }
+        if name == baton_agent::SUBMIT_PLAN && journal.state().spec.approve_plan {
+            // Only a plan that could be accepted is put to a human.
+            return match baton_agent::parse_plan(arguments) {
+                Ok(plan) => {
+                    let listed: Vec<String> = plan
+                        .iter()
+                        .map(|s| {
+                            let after = if s.depends_on.is_empty() {
+                                String::new()
+                            } else {
+                                format!(" (after {})", s.depends_on.join(", "))
+                            };
+                            format!("{}{after}: {} [checks: {}]", s.key, s.request, s.checks.join("; "))
+                        })
+                        .collect();
+                    Gate::Ask(Decision {
+                        id,
+                        kind: DecisionKind::PlanApproval,
+                        question: format!("Approve this plan? {}", listed.join(" | ")),
+                        options: vec!["approve".to_owned(), "deny with what to change".to_owned()],
+                        why: "the task was started with --approve-plan".to_owned(),
+                        call_id,
+                    })
+                }
+                Err(_) => Gate::Open,
+            };
+        }
         let Some(command) = (name == "shell").then(|| baton_tools::command_of(arguments)).flatten() else {
             return Gate::Open;
         };
@@ -636,7 +663,13 @@ impl Engine {
             _ if answered.as_ref().is_some_and(|a| !a.approved) => {
                 let answer = answered.map(|a| a.answer).unwrap_or_default();
                 let reason = if answer.is_empty() { String::new() } else { format!(": {answer}") };
-                Outcome::error(format!("not run: a human denied this command{reason}. Find another way, or ask_human."))
+                if name == baton_agent::SUBMIT_PLAN {
+                    Outcome::error(format!("plan refused by a human{reason}. Change it and submit it again."))
+                } else {
+                    Outcome::error(format!(
+                        "not run: a human denied this command{reason}. Find another way, or ask_human."
+                    ))
+                }
             }
             baton_agent::RECALL => match baton_agent::recall(&work.transcript, arguments) {
                 Ok(output) => Outcome::ok(output),

@@ -208,6 +208,7 @@ impl Engine {
             context_window: state.spec.context_window,
             review: state.spec.review,
             plan: false,
+            approve_plan: false,
             parent: Some(state.id.to_string()),
         };
         // Derived from the parent and the subtask's place, so a retried creation names the same child.

@@ -85,3 +85,56 @@ async fn a_captain_splits_the_work_into_two_dependent_subtasks_that_end_verified
     assert!(h.repo.git(&["show", &format!("{head}:calc.py")]).contains("def mul(a, b):\n    return a * b"));
     assert!(state.work.last_checks.iter().all(|c| c.passed) && state.work.last_checks.len() == 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_plan_runs_and_a_refused_one_goes_back_to_the_captain() {
+    let two = json!({"subtasks": [
+        subtask("s1", "Make add() add", "python3 test_calc.py", &[]),
+        subtask("s2", "Tidy calc.py", "python3 test_calc.py", &["s1"]),
+    ]});
+    let one = json!({"subtasks": [subtask("s1", "Make add() add", "python3 test_calc.py", &[])]});
+    let script = Script {
+        turns: vec![
+            turn(None, call("c1", "submit_plan", two)),
+            turn(Some("plan refused by a human: one subtask is enough"), call("c2", "submit_plan", one)),
+            turn(None, call("a1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
+            turn(None, call("a2", "finish", json!({"summary": "add() adds."}))),
+        ],
+        ..Script::default()
+    };
+    let h = Harness::new(script).await;
+    let id = h
+        .create_with(|spec| {
+            spec.plan = true;
+            spec.approve_plan = true;
+        })
+        .await;
+    let decide = |state: &baton_core::TaskState, answer: &str, approved: bool| {
+        let decision = state.work.decisions.last().unwrap().0.id.clone();
+        let event = baton_core::Event::DecisionMade {
+            id: decision,
+            answer: baton_core::Answer { answer: answer.into(), approved },
+        };
+        (state.next_seq, event)
+    };
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "{kinds:?}");
+    let question = state.question.clone().unwrap();
+    assert!(
+        question.starts_with(
+            "Approve this plan? s1: Make add() add [checks: python3 test_calc.py] | s2 (after s1): Tidy calc.py"
+        ),
+        "{question}"
+    );
+    assert!(state.work.subtasks.is_empty(), "nothing runs before approval");
+    let (seq, event) = decide(&state, "one subtask is enough", false);
+    h.store.append(&id, seq, baton_core::Timestamp(1), &[event]).await.unwrap();
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "{kinds:?}");
+    let (seq, event) = decide(&state, "yes", true);
+    h.store.append(&id, seq, baton_core::Timestamp(2), &[event]).await.unwrap();
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?} {:?}", state.stop);
+    assert_eq!(state.work.subtasks.len(), 1);
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+}

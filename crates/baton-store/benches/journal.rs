@@ -30,6 +30,7 @@ fn created() -> Event {
             context_window: None,
             review: false,
             plan: false,
+            approve_plan: false,
             parent: None,
         },
         base_commit: "0".repeat(40),

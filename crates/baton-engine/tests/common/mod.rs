@@ -104,6 +104,7 @@ impl Harness {
             context_window: None,
             review: false,
             plan: false,
+            approve_plan: false,
             parent: None,
         };
         edit(&mut spec);

@@ -21,6 +21,7 @@ pub fn created(request: &str) -> Event {
             context_window: None,
             review: false,
             plan: false,
+            approve_plan: false,
             parent: None,
         },
         base_commit: "0".repeat(40),
