@@ -478,6 +478,7 @@ mod tests {
             review: false,
             plan: false,
             approve_plan: false,
+            role_models: Default::default(),
             parent: None,
         };
         let handoff = Handoff {

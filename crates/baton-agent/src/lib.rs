@@ -135,6 +135,7 @@ mod tests {
             review: false,
             plan: false,
             approve_plan: false,
+            role_models: Default::default(),
             parent: None,
         }
     }

@@ -320,4 +320,12 @@ pub struct TaskArgs {
     /// With --plan: a human approves the plan (`baton decide`) before any subtask starts.
     #[arg(long, requires = "plan")]
     pub approve_plan: bool,
+
+    /// provider/model for the captain [default: --model]
+    #[arg(long, value_name = "P/M")]
+    pub captain_model: Option<String>,
+
+    /// provider/model for the reviewer [default: --model]
+    #[arg(long, value_name = "P/M")]
+    pub review_model: Option<String>,
 }

@@ -33,11 +33,11 @@ fn main() -> ExitCode {
             Command::Model(command) => model::run(&config()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(&home()?, &config()?, args, cli.json).await,
             Command::Resume { id: Some(id), model, context_window, max_handoffs, .. } => {
-                let legs = run::Legs { context_window, max_handoffs };
+                let legs = run::Legs { context_window, max_handoffs, role_models: Default::default() };
                 run::resume(&home()?, &config()?, &id, model, legs, cli.json).await
             }
             Command::Resume { id: None, model, context_window, max_handoffs, .. } => {
-                let legs = run::Legs { context_window, max_handoffs };
+                let legs = run::Legs { context_window, max_handoffs, role_models: Default::default() };
                 run::resume_all(&home()?, &config()?, model, legs, cli.json).await
             }
             Command::Finding(command) => task::finding(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
@@ -48,7 +48,11 @@ fn main() -> ExitCode {
                 if no_resume {
                     return Ok(ExitCode::SUCCESS);
                 }
-                let legs = run::Legs { context_window: None, max_handoffs: cli::MAX_HANDOFFS };
+                let legs = run::Legs {
+                    context_window: None,
+                    max_handoffs: cli::MAX_HANDOFFS,
+                    role_models: Default::default(),
+                };
                 run::resume(&home, &config()?, &id, model, legs, cli.json).await
             }
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use baton_core::{Credits, Event, Recorded, Status, StopReason, TaskState, Usage, total};
-use baton_engine::{Engine, EngineConfig};
+use baton_core::{Credits, Event, LegRole, Recorded, Status, StopReason, TaskState, Usage, total};
+use baton_engine::{Engine, EngineConfig, RoleModel};
 use baton_model::{Catalog, HttpClient, ModelName, Price, Providers};
 use baton_sandbox::SandboxConfig;
 use baton_store::{SqliteStore, Store};
@@ -45,6 +45,7 @@ const NO_MODEL: &str = "no model is configured: pass --model provider/model or s
 /// Everything `drive` needs besides the task.
 struct Parts {
     client: HttpClient,
+    roles: Vec<(LegRole, RoleModel)>,
     engine: EngineConfig,
     /// The model's price, when the catalog knows it.
     price: Option<Price>,
@@ -52,11 +53,13 @@ struct Parts {
 
 /// The model client and the engine's settings; checked before a task is created, so a missing key
 /// leaves nothing behind.
-/// How a run's legs use the context: a window that overrides the model table's, and the handoff cap.
-#[derive(Debug, Clone, Copy)]
+/// How a run's legs work: a window that overrides the model table's, the handoff cap, and the
+/// models of roles that do not use the task's.
+#[derive(Debug, Clone, Default)]
 pub struct Legs {
     pub context_window: Option<u64>,
     pub max_handoffs: u32,
+    pub role_models: std::collections::BTreeMap<LegRole, String>,
 }
 
 fn engine_parts(home: &Path, config: &Config, model: &str, legs: Legs) -> anyhow::Result<Parts> {
@@ -96,12 +99,24 @@ fn engine_parts_with(
         max_verifications: 3,
         sandbox,
     };
-    Ok(Parts { client, engine, price })
+    let mut roles = Vec::new();
+    for (role, model) in &legs.role_models {
+        let name: ModelName = model.parse()?;
+        let client = providers.client(&name, &|var| std::env::var(var).ok())?;
+        let price = catalog.get(&name.to_string()).and_then(|info| info.price);
+        roles.push((*role, RoleModel { name, client: Arc::new(client), price }));
+    }
+    Ok(Parts { client, roles, engine, price })
 }
 
 async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
-    let engine = Engine::new(store, Arc::new(parts.client), parts.engine);
+    let engine = parts
+        .roles
+        .into_iter()
+        .fold(Engine::new(store, Arc::new(parts.client), parts.engine), |engine, (role, model)| {
+            engine.with_role_model(role, model)
+        });
     if !json {
         println!("task {} on branch {}", state.id, state.branch);
     }
@@ -145,7 +160,11 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
 
 pub async fn run(home: &Path, config: &Config, args: RunArgs, json: bool) -> anyhow::Result<ExitCode> {
     let model = args.task.model.clone().context(NO_MODEL)?;
-    let legs = Legs { context_window: args.task.context_window, max_handoffs: args.max_handoffs };
+    let role_models = [(LegRole::Captain, &args.task.captain_model), (LegRole::Review, &args.task.review_model)]
+        .into_iter()
+        .filter_map(|(role, model)| model.clone().map(|m| (role, m)))
+        .collect();
+    let legs = Legs { context_window: args.task.context_window, max_handoffs: args.max_handoffs, role_models };
     let parts = engine_parts(home, config, &model, legs)?;
     if args.task.budget.is_some() && parts.price.is_none() {
         bail!(
@@ -170,7 +189,11 @@ pub async fn resume(
     let store = SqliteStore::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
     let model = model.or_else(|| state.spec.model.clone()).context(NO_MODEL)?;
-    let legs = Legs { context_window: legs.context_window.or(state.spec.context_window), ..legs };
+    let legs = Legs {
+        context_window: legs.context_window.or(state.spec.context_window),
+        role_models: state.spec.role_models.clone(),
+        ..legs
+    };
     let parts = engine_parts(home, config, &model, legs)?;
     drive(home, parts, state, json).await
 }
@@ -187,7 +210,7 @@ pub async fn resume_all(
     let mut code = ExitCode::SUCCESS;
     for status in [Status::Queued, Status::Running, Status::Verifying] {
         for task in store.list(Some(status)).await? {
-            code = resume(home, config, task.id.as_str(), model.clone(), legs, json).await?;
+            code = resume(home, config, task.id.as_str(), model.clone(), legs.clone(), json).await?;
         }
     }
     Ok(code)
@@ -229,7 +252,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         ..Providers::default()
     };
     let model = "openai-compatible/recorded-demo";
-    let legs = Legs { context_window: None, max_handoffs: crate::cli::MAX_HANDOFFS };
+    let legs = Legs { context_window: None, max_handoffs: crate::cli::MAX_HANDOFFS, role_models: Default::default() };
     let parts = engine_parts_with(home, config, &providers, model, legs)?;
     let args = crate::cli::TaskArgs {
         model: Some(model.to_owned()),
@@ -247,6 +270,8 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         no_review: true,
         plan: false,
         approve_plan: false,
+        captain_model: None,
+        review_model: None,
     };
     let state = task::create_task(home, baton_testkit::DEMO_REQUEST.to_owned(), args).await?;
     let code = drive(home, parts, state.clone(), json).await?;

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use baton_core::{
-    Answer, Budget, CheckSpec, Event, FindingStatus, Handoff, Status, TaskId, TaskSpec, TaskState, Timestamp,
+    Answer, Budget, CheckSpec, Event, FindingStatus, Handoff, LegRole, Status, TaskId, TaskSpec, TaskState, Timestamp,
     branch_name,
 };
 use baton_git::Repo;
@@ -95,6 +95,10 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
         review: !args.no_review,
         plan: args.plan,
         approve_plan: args.approve_plan,
+        role_models: [(LegRole::Captain, args.captain_model), (LegRole::Review, args.review_model)]
+            .into_iter()
+            .filter_map(|(role, model)| model.map(|m| (role, m)))
+            .collect(),
         parent: None,
     };
     spec.validate()?;

@@ -36,6 +36,9 @@ pub struct TaskSpec {
     /// Whether a human approves the captain's plan before any subtask starts.
     #[serde(default)]
     pub approve_plan: bool,
+    /// `provider/model` for roles that do not use `model`.
+    #[serde(default)]
+    pub role_models: std::collections::BTreeMap<crate::review::Role, String>,
     /// The task this one is a subtask of.
     #[serde(default)]
     pub parent: Option<String>,
@@ -180,6 +183,7 @@ mod tests {
             review: false,
             plan: false,
             approve_plan: false,
+            role_models: Default::default(),
             parent: None,
         }
     }

@@ -510,6 +510,7 @@ mod tests {
                 review: false,
                 plan: false,
                 approve_plan: false,
+                role_models: Default::default(),
                 parent: None,
             },
             base_commit: "0".repeat(40),

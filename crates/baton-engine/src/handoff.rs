@@ -52,10 +52,12 @@ impl Engine {
         }
         // Held for the first attempt, the larger: a prompt refused as too long is not billed.
         let budget = self.budget(work);
-        let first = self.summary_request(&work.transcript, &work.system, tools, &reason, emergency, budget);
-        let tokens = baton_model::estimate_tokens(&first, self.config.model.provider);
+        let first = self.summary_request(work, tools, &reason, emergency, budget);
+        let tokens = self.estimate(&first, work.role);
         let key = format!("step {} handoff #{}", work.steps, journal.state().next_seq);
-        if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(tokens, budget)).await? {
+        if let Err(refusal) =
+            self.start_charged(journal, intent, &key, self.call_hold(work.role, tokens, budget)).await?
+        {
             self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
             return Ok(false);
         }
@@ -72,13 +74,13 @@ impl Engine {
             ledger: self.ledger(state, worktree)?,
         };
         let (system, state_role) = (state.work.system.clone(), state.work.role);
-        self.settle(journal, &key, self.call_cost(&usage.unwrap_or_default()))?;
+        self.settle(journal, &key, self.call_cost(state_role, &usage.unwrap_or_default()))?;
         journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
         let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs);
         journal
             .append(Event::LegStarted {
                 leg: leg + 1,
-                model: self.config.model.to_string(),
+                model: self.chosen(state_role).name.to_string(),
                 system,
                 brief,
                 role: state_role,
@@ -101,8 +103,8 @@ impl Engine {
         let mut used: Option<Usage> = None;
         let mut failure = String::new();
         for shortened in [emergency, true] {
-            let request = self.summary_request(&work.transcript, &work.system, tools, reason, shortened, budget);
-            match self.model.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
+            let request = self.summary_request(work, tools, reason, shortened, budget);
+            match self.chosen(work.role).client.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
                 Ok(response) => {
                     *used.get_or_insert_with(Usage::default) += response.usage;
                     let text = response.text();
@@ -126,23 +128,23 @@ impl Engine {
     /// with the handoff request appended.
     pub(crate) fn summary_request(
         &self,
-        transcript: &[Message],
-        system: &str,
+        work: &baton_core::Work,
         tools: &[ToolSpec],
         reason: &str,
         shortened: bool,
         budget: ContextBudget,
     ) -> ModelRequest {
+        let (role, system, transcript) = (work.role, work.system.as_str(), &work.transcript);
         let messages = if shortened {
             let target = budget.emergency_target();
             baton_agent::shorten(transcript, |messages| {
-                let request = self.request(system.to_owned(), messages.to_vec(), tools, budget);
-                baton_model::estimate_tokens(&request, self.config.model.provider) <= target
+                let request = self.request(role, system.to_owned(), messages.to_vec(), tools, budget);
+                self.estimate(&request, role) <= target
             })
         } else {
             baton_agent::elide(transcript)
         };
-        let mut request = self.request(system.to_owned(), messages, tools, budget);
+        let mut request = self.request(role, system.to_owned(), messages, tools, budget);
         let ask = Part::Text { text: baton_agent::handoff_request(reason) };
         match request.messages.last_mut() {
             Some(Message { role: Role::User, parts }) => parts.push(ask),

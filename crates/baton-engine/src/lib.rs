@@ -73,6 +73,28 @@ pub struct Engine {
     store: Arc<dyn Store>,
     model: Arc<dyn ModelClient>,
     config: EngineConfig,
+    /// Roles that use a model of their own instead of `config.model`.
+    roles: std::collections::BTreeMap<LegRole, RoleModel>,
+}
+
+/// A model a role uses instead of the task's: its name, its client and its price.
+pub struct RoleModel {
+    pub name: ModelName,
+    pub client: Arc<dyn ModelClient>,
+    pub price: Option<Price>,
+}
+
+impl std::fmt::Debug for RoleModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RoleModel").field("name", &self.name).field("price", &self.price).finish_non_exhaustive()
+    }
+}
+
+/// The model a leg calls.
+struct Chosen<'a> {
+    name: &'a ModelName,
+    client: &'a dyn ModelClient,
+    price: Option<Price>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -154,7 +176,25 @@ fn stuck(work: &baton_core::Work) -> Option<String> {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, model: Arc<dyn ModelClient>, config: EngineConfig) -> Engine {
-        Engine { store, model, config }
+        Engine { store, model, config, roles: Default::default() }
+    }
+
+    /// Has `role`'s legs call `model` instead of the task's.
+    pub fn with_role_model(mut self, role: LegRole, model: RoleModel) -> Engine {
+        self.roles.insert(role, model);
+        self
+    }
+
+    fn chosen(&self, role: LegRole) -> Chosen<'_> {
+        match self.roles.get(&role) {
+            Some(model) => Chosen { name: &model.name, client: model.client.as_ref(), price: model.price },
+            None => Chosen { name: &self.config.model, client: self.model.as_ref(), price: self.config.price },
+        }
+    }
+
+    /// A request's input tokens, as the role's provider counts them.
+    fn estimate(&self, request: &ModelRequest, role: LegRole) -> u64 {
+        baton_model::estimate_tokens(request, self.chosen(role).name.provider)
     }
 
     /// Runs (or resumes) a task until it is done, fails, or pauses. `observer` sees every event as it
@@ -217,7 +257,7 @@ impl Engine {
             journal
                 .append(Event::LegStarted {
                     leg: 1,
-                    model: self.config.model.to_string(),
+                    model: self.chosen(LegRole::Build).name.to_string(),
                     system,
                     brief,
                     role: LegRole::Build,
@@ -329,8 +369,9 @@ impl Engine {
             }
             let step = work.steps + 1;
             let budget = self.budget(work);
-            let request = self.request(work.system.clone(), baton_agent::elide(&work.transcript), tools, budget);
-            let estimate = baton_model::estimate_tokens(&request, self.config.model.provider);
+            let request =
+                self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript), tools, budget);
+            let estimate = self.estimate(&request, work.role);
             if let Some((reason, emergency)) = budget.handoff_due(estimate, work.plan_step_completed) {
                 if !self.hand_off(journal, worktree, tools, reason, emergency, None).await? {
                     return Ok(());
@@ -428,13 +469,14 @@ impl Engine {
 
     fn request(
         &self,
+        role: LegRole,
         system: String,
         messages: Vec<Message>,
         tools: &[ToolSpec],
         budget: ContextBudget,
     ) -> ModelRequest {
         ModelRequest {
-            model: self.config.model.model.clone(),
+            model: self.chosen(role).name.model.clone(),
             system,
             // Everything but the newest turn stays the same for the next call.
             stable_prefix: messages.len().saturating_sub(1),
@@ -483,12 +525,14 @@ impl Engine {
         let prompt = PromptSize { tokens: estimate, room: budget.input_limit() };
         let key = format!("step {step} model call #{}", journal.state().next_seq);
         let intent = vec![Event::ModelCallStarted { step, prompt: Some(prompt) }];
-        if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(estimate, budget)).await? {
+        let role = journal.state().work.role;
+        if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(role, estimate, budget)).await? {
             return Ok(Err(CallFailure::Refused(refusal)));
         }
-        match self.model.complete(request, &mut |_| {}, &CancellationToken::new()).await {
+        let role = journal.state().work.role;
+        match self.chosen(role).client.complete(request, &mut |_| {}, &CancellationToken::new()).await {
             Ok(response) => {
-                self.settle(journal, &key, self.call_cost(&response.usage))?;
+                self.settle(journal, &key, self.call_cost(role, &response.usage))?;
                 Ok(Ok(response))
             }
             Err(error) => {

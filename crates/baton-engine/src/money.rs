@@ -2,7 +2,7 @@
 //! here, against the account's policy in the store's transaction) and is settled at what it cost.
 
 use baton_agent::ContextBudget;
-use baton_core::{Charge, Event, Refusal, Usage, total};
+use baton_core::{Charge, Event, LegRole, Refusal, Usage, total};
 
 use crate::journal::Journal;
 use crate::{Engine, EngineError};
@@ -40,12 +40,12 @@ impl Engine {
     }
 
     /// The most a model call with a prompt of `tokens` can cost (nothing when the model has no price).
-    pub(crate) fn call_hold(&self, tokens: u64, budget: ContextBudget) -> Vec<Charge> {
-        self.config.price.map(|price| price.worst_case(tokens, budget.max_output())).unwrap_or_default()
+    pub(crate) fn call_hold(&self, role: LegRole, tokens: u64, budget: ContextBudget) -> Vec<Charge> {
+        self.chosen(role).price.map(|price| price.worst_case(tokens, budget.max_output())).unwrap_or_default()
     }
 
     /// What a model call that used `usage` costs.
-    pub(crate) fn call_cost(&self, usage: &Usage) -> Vec<Charge> {
-        self.config.price.map(|price| price.charges(usage)).unwrap_or_default()
+    pub(crate) fn call_cost(&self, role: LegRole, usage: &Usage) -> Vec<Charge> {
+        self.chosen(role).price.map(|price| price.charges(usage)).unwrap_or_default()
     }
 }

@@ -50,7 +50,7 @@ impl Engine {
             let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Captain);
             let leg = Event::LegStarted {
                 leg: state.work.leg + 1,
-                model: self.config.model.to_string(),
+                model: self.chosen(LegRole::Captain).name.to_string(),
                 system: baton_agent::captain_system(&instructions),
                 brief: baton_agent::captain_brief(&state.spec),
                 role: LegRole::Captain,
@@ -62,8 +62,9 @@ impl Engine {
             let work = &journal.state().work;
             let step = work.steps + 1;
             let budget = self.budget(work);
-            let request = self.request(work.system.clone(), baton_agent::elide(&work.transcript), &tools, budget);
-            let estimate = baton_model::estimate_tokens(&request, self.config.model.provider);
+            let request =
+                self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript), &tools, budget);
+            let estimate = self.estimate(&request, work.role);
             let response = match self.call_model(journal, &request, step, estimate, budget).await? {
                 Ok(response) => response,
                 Err(CallFailure::Refused(refusal)) => {
@@ -209,6 +210,7 @@ impl Engine {
             review: state.spec.review,
             plan: false,
             approve_plan: false,
+            role_models: state.spec.role_models.clone(),
             parent: Some(state.id.to_string()),
         };
         // Derived from the parent and the subtask's place, so a retried creation names the same child.

@@ -45,7 +45,7 @@ impl Engine {
         let brief = baton_agent::review_brief(&state.spec, round, &diff, &state.work.last_checks, &state.work.findings);
         let leg = Event::LegStarted {
             leg: state.work.leg + 1,
-            model: self.config.model.to_string(),
+            model: self.chosen(LegRole::Review).name.to_string(),
             system: baton_agent::review_system(&instructions),
             brief,
             role: LegRole::Review,
@@ -56,8 +56,9 @@ impl Engine {
             let work = &journal.state().work;
             let step = work.steps + 1;
             let budget = self.budget(work);
-            let request = self.request(work.system.clone(), baton_agent::elide(&work.transcript), &tools, budget);
-            let estimate = baton_model::estimate_tokens(&request, self.config.model.provider);
+            let request =
+                self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript), &tools, budget);
+            let estimate = self.estimate(&request, work.role);
             let response = match self.call_model(journal, &request, step, estimate, budget).await? {
                 Ok(response) => response,
                 Err(CallFailure::Refused(refusal)) => {
@@ -99,7 +100,7 @@ impl Engine {
         let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Build);
         let leg = Event::LegStarted {
             leg: state.work.leg + 1,
-            model: self.config.model.to_string(),
+            model: self.chosen(LegRole::Build).name.to_string(),
             system: baton_agent::system_prompt(&instructions),
             brief: baton_agent::findings_brief(&state.spec, &actionable),
             role: LegRole::Build,

@@ -7,8 +7,12 @@
 
 mod common;
 
-use baton_core::{FindingStatus, LegRole, Severity, Status, StopReason};
-use baton_testkit::model::{Expect, Script, Turn, text_of};
+use std::sync::Arc;
+
+use baton_core::{Event, FindingStatus, LegRole, Severity, Status, StopReason};
+use baton_engine::RoleModel;
+use baton_model::{ModelName, ProviderConfig, Providers};
+use baton_testkit::model::{Expect, Script, ScriptedServer, Turn, text_of};
 use common::{Harness, call, turn};
 use serde_json::json;
 
@@ -79,4 +83,47 @@ async fn a_p1_finding_is_fixed_rereviewed_as_a_delta_and_resolved_with_its_commi
     assert!(!second_review.contains("return a - b"), "the round-1 diff is not shown again: {second_review}");
     assert!(kinds.iter().filter(|k| *k == "review_started").count() == 2);
     assert_eq!(state.work.role, LegRole::Review);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reviewer_uses_a_model_of_its_own() {
+    let build = Script {
+        turns: vec![
+            turn(None, call("b1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
+            turn(None, call("b2", "finish", json!({"summary": "add() adds."}))),
+        ],
+        ..Script::default()
+    };
+    let review =
+        Script { turns: vec![turn(None, call("r1", "report_findings", json!({"findings": []})))], ..Script::default() };
+    let h = Harness::new(build).await;
+    let reviewer = ScriptedServer::start(review).await.unwrap();
+    let providers = Providers {
+        openai_compatible: ProviderConfig { base_url: Some(format!("{}/v1", reviewer.url())), api_key_env: None },
+        ..Providers::default()
+    };
+    let name: ModelName = "openai-compatible/reviewer".parse().unwrap();
+    let client = Arc::new(providers.client(&name, &|_| None).unwrap());
+    let engine = h.engine().with_role_model(LegRole::Review, RoleModel { name, client, price: None });
+    let id = h.create_with(|spec| spec.review = true).await;
+    let mut legs = Vec::new();
+    let state = engine
+        .run(&id, &mut |recorded| {
+            if let Event::LegStarted { role, model, .. } = &recorded.event {
+                legs.push((*role, model.clone()));
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{:?}", state.stop);
+    assert_eq!(
+        legs,
+        [
+            (LegRole::Build, "openai-compatible/scripted".to_owned()),
+            (LegRole::Review, "openai-compatible/reviewer".to_owned())
+        ]
+    );
+    assert_eq!((h.server.requests().len(), reviewer.requests().len()), (2, 1));
+    assert_eq!(reviewer.requests()[0].body["model"], "reviewer");
+    assert!(h.server.failures().is_empty() && reviewer.failures().is_empty());
 }

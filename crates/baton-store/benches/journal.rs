@@ -31,6 +31,7 @@ fn created() -> Event {
             review: false,
             plan: false,
             approve_plan: false,
+            role_models: Default::default(),
             parent: None,
         },
         base_commit: "0".repeat(40),

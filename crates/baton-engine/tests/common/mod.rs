@@ -105,6 +105,7 @@ impl Harness {
             review: false,
             plan: false,
             approve_plan: false,
+            role_models: Default::default(),
             parent: None,
         };
         edit(&mut spec);

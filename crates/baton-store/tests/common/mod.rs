@@ -22,6 +22,7 @@ pub fn created(request: &str) -> Event {
             review: false,
             plan: false,
             approve_plan: false,
+            role_models: Default::default(),
             parent: None,
         },
         base_commit: "0".repeat(40),
