@@ -28,7 +28,7 @@ pub struct Cli {
 pub enum Command {
     /// Run a task in the foreground: an agent works in a sandbox on the task's branch until the
     /// checks pass. The exit code says how it ended (see README).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Continue a paused or interrupted task where its journal ends; with --all, every task a crash
     /// or a kill left unfinished (queued, running or verifying), one after another.
     Resume {

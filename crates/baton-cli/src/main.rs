@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Task(command) => task::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Model(command) => model::run(&config()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
-            Command::Run(args) => run::run(&home()?, &config()?, args, cli.json).await,
+            Command::Run(args) => run::run(&home()?, &config()?, *args, cli.json).await,
             Command::Resume { id: Some(id), model, context_window, max_handoffs, .. } => {
                 let legs = run::Legs { context_window, max_handoffs, role_models: Default::default() };
                 run::resume(&home()?, &config()?, &id, model, legs, cli.json).await
