@@ -203,6 +203,48 @@ pub fn ask_human_spec() -> ToolSpec {
     }
 }
 
+pub const REQUEST_CREDENTIAL: &str = "request_credential";
+
+/// The tool that asks a human for a credential by name.
+pub fn request_credential_spec() -> ToolSpec {
+    let parameters = json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "The environment variable, like NPM_TOKEN."},
+            "why": {"type": "string", "description": "What you need it for."}
+        },
+        "required": ["name", "why"],
+        "additionalProperties": false
+    });
+    ToolSpec {
+        name: REQUEST_CREDENTIAL.to_owned(),
+        description: "Ask for a credential by name. If a human approves, it is set as that environment variable in your later shell commands; its value is never shown to you.".to_owned(),
+        parameters: parameters.to_string(),
+    }
+}
+
+/// A `request_credential` call's `(name, why)`, or the error for the model.
+pub fn request_credential_args(arguments: &str) -> Result<(String, String), String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Args {
+        name: String,
+        why: String,
+    }
+    let args: Args =
+        serde_json::from_str(arguments).map_err(|e| format!("invalid arguments for request_credential: {e}"))?;
+    let valid = !args.name.is_empty()
+        && !args.name.starts_with(|c: char| c.is_ascii_digit())
+        && args.name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    if !valid {
+        return Err(format!(
+            "`{}` is not an environment variable name (A-Z, 0-9 and _, not starting with a digit)",
+            args.name
+        ));
+    }
+    Ok((args.name, args.why))
+}
+
 /// An `ask_human` call's arguments: `(question, options, why)`, or the error for the model.
 pub fn ask_human_args(arguments: &str) -> Result<(String, Vec<String>, String), String> {
     #[derive(Deserialize)]

@@ -11,8 +11,9 @@ use std::path::Path;
 use baton_core::{Budget, Credits, LegRole, TaskSpec};
 
 pub use context::{
-    ASK_HUMAN, ContextBudget, RECALL, ask_human_args, ask_human_spec, elide, fallback_narrative, fit_output,
-    handoff_brief, handoff_request, recall, recall_spec, shorten,
+    ASK_HUMAN, ContextBudget, RECALL, REQUEST_CREDENTIAL, ask_human_args, ask_human_spec, elide, fallback_narrative,
+    fit_output, handoff_brief, handoff_request, recall, recall_spec, request_credential_args, request_credential_spec,
+    shorten,
 };
 
 pub use captain::{CAPTAIN_TOOLS, SUBMIT_PLAN, captain_brief, captain_system, parse_plan, submit_plan_spec};

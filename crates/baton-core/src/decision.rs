@@ -28,6 +28,9 @@ pub enum DecisionKind {
     Destructive { rule: String, command: String },
     /// The captain's plan waits for approval before any subtask starts.
     PlanApproval,
+    /// The agent asks for a credential by name: approved, the value of that variable in baton's
+    /// environment is given to its commands (never to the model or the journal).
+    Credential { name: String },
 }
 
 /// A human's answer. For a destructive command, `approved` says whether it may run; for a

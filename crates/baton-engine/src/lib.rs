@@ -18,7 +18,7 @@ use std::time::Instant;
 use baton_agent::ContextBudget;
 use baton_core::{
     Answer, ApprovalPolicy, Credits, Decision, DecisionKind, Effect, Event, LegRole, Message, ModelRequest,
-    ModelResponse, PromptSize, Rates, Recorded, Refusal, Status, StopReason, TaskId, TaskState, ToolSpec,
+    ModelResponse, PromptSize, Rates, Recorded, Refusal, Secret, Status, StopReason, TaskId, TaskState, ToolSpec,
 };
 use baton_git::{GitError, Repo, Worktree};
 use baton_model::{ModelClient, ModelError, ModelName, Price};
@@ -235,7 +235,15 @@ impl Engine {
         let git_dirs = vec![worktree.common_dir()?];
         let sandbox =
             || LocalSandbox::new(self.config.sandbox.clone(), &sandbox_state, worktree.path(), git_dirs.clone());
-        let toolbox = Toolbox::new(Workspace::open(worktree.path())?).with_sandbox(Box::new(sandbox()?), Vec::new());
+        // Credentials a human granted: the journal keeps their names, the environment their values.
+        let granted = state.work.decisions.iter().filter_map(|(decision, answer)| match (&decision.kind, answer) {
+            (DecisionKind::Credential { name }, Some(answer)) if answer.approved => {
+                std::env::var(name).ok().map(|value| Secret { name: name.clone(), value })
+            }
+            _ => None,
+        });
+        let toolbox =
+            Toolbox::new(Workspace::open(worktree.path())?).with_sandbox(Box::new(sandbox()?), granted.collect());
         let checks = sandbox()?;
         Ok((worktree, toolbox, checks))
     }
@@ -453,6 +461,7 @@ impl Engine {
             }
             LegRole::Build => {
                 tools.push(baton_agent::ask_human_spec());
+                tools.push(baton_agent::request_credential_spec());
                 if !work.findings.is_empty() {
                     tools.push(baton_agent::resolve_finding_spec());
                 }
@@ -558,6 +567,19 @@ impl Engine {
                 Ok((question, options, why)) => {
                     Gate::Ask(Decision { id, kind: DecisionKind::Ask, question, options, why, call_id })
                 }
+                Err(_) => Gate::Open,
+            };
+        }
+        if name == baton_agent::REQUEST_CREDENTIAL {
+            return match baton_agent::request_credential_args(arguments) {
+                Ok((credential, why)) => Gate::Ask(Decision {
+                    id,
+                    question: format!("Give the agent the credential `{credential}`?"),
+                    kind: DecisionKind::Credential { name: credential },
+                    options: vec!["approve".to_owned(), "deny".to_owned()],
+                    why,
+                    call_id,
+                }),
                 Err(_) => Gate::Open,
             };
         }
@@ -709,12 +731,28 @@ impl Engine {
                 let reason = if answer.is_empty() { String::new() } else { format!(": {answer}") };
                 if name == baton_agent::SUBMIT_PLAN {
                     Outcome::error(format!("plan refused by a human{reason}. Change it and submit it again."))
+                } else if name == baton_agent::REQUEST_CREDENTIAL {
+                    Outcome::error(format!("a human refused the credential{reason}. Do without it, or ask_human."))
                 } else {
                     Outcome::error(format!(
                         "not run: a human denied this command{reason}. Find another way, or ask_human."
                     ))
                 }
             }
+            baton_agent::REQUEST_CREDENTIAL => match baton_agent::request_credential_args(arguments) {
+                Ok((credential, _)) => match std::env::var(&credential) {
+                    Ok(value) => {
+                        toolbox.grant(Secret { name: credential.clone(), value });
+                        Outcome::ok(format!(
+                            "`{credential}` is set in the environment of your shell commands from now on (its value is never shown)"
+                        ))
+                    }
+                    Err(_) => Outcome::error(format!(
+                        "approved, but `{credential}` is not set where baton runs; ask_human for another way"
+                    )),
+                },
+                Err(error) => Outcome::error(error),
+            },
             baton_agent::RECALL => match baton_agent::recall(&work.transcript, arguments) {
                 Ok(output) => Outcome::ok(output),
                 Err(error) => Outcome::error(error),

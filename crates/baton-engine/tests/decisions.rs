@@ -112,3 +112,37 @@ async fn ask_human_waits_for_the_answer_and_the_agent_reads_it() {
     assert!(verified(&state), "{kinds:?} {:?}", state.stop);
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credential_granted_by_name_reaches_commands_but_never_the_model() {
+    // `cargo test` sets CARGO_PKG_NAME (baton-engine) in the test's environment: the credential.
+    let ask = json!({"name": "CARGO_PKG_NAME", "why": "to publish"});
+    let script = Script {
+        turns: vec![
+            turn(None, call("k", "request_credential", ask)),
+            turn(
+                Some("is set in the environment"),
+                call("s", "shell", json!({"command": "echo \"$CARGO_PKG_NAME\"; echo ${#CARGO_PKG_NAME}"})),
+            ),
+            turn(
+                Some("[secret CARGO_PKG_NAME]\n12"),
+                call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+            ),
+            turn(None, call("f", "finish", json!({"summary": "add() adds."}))),
+        ],
+        ..Script::default()
+    };
+    let h = Harness::new(script).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "{kinds:?}");
+    assert_eq!(state.work.decisions[0].0.kind, DecisionKind::Credential { name: "CARGO_PKG_NAME".into() });
+    decide(&h, &id, &state, "ok", true).await;
+    let (state, kinds) = h.run(&id).await;
+    assert!(verified(&state), "{kinds:?} {:?}", state.stop);
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    let sent: String = h.server.requests().iter().map(|r| r.body.to_string()).collect();
+    assert!(!sent.contains("baton-engine"), "the value never reaches the model");
+    let journal = format!("{:?}", h.store.events(&id, 0).await.unwrap());
+    assert!(!journal.contains("baton-engine"), "nor the journal");
+}

@@ -67,7 +67,8 @@ pub struct Toolbox {
     /// Started by the first `shell` call and kept for the toolbox's life (a leg): commands share it.
     session: std::sync::Mutex<Option<Box<dyn SandboxSession>>>,
     background: shell::BackgroundProcesses,
-    secrets: Vec<Secret>,
+    /// Granted during a leg too (a credential a human approved), so behind a lock.
+    secrets: std::sync::RwLock<Vec<Secret>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,13 +99,24 @@ impl Toolbox {
             sandbox: None,
             session: Default::default(),
             background: Default::default(),
-            secrets: Vec::new(),
+            secrets: Default::default(),
         }
     }
 
     /// Adds `shell`, running in `sandbox` with `secrets` in its environment.
     pub fn with_sandbox(self, sandbox: Box<dyn Sandbox>, secrets: Vec<Secret>) -> Toolbox {
-        Toolbox { sandbox: Some(sandbox), secrets, ..self }
+        Toolbox { sandbox: Some(sandbox), secrets: std::sync::RwLock::new(secrets), ..self }
+    }
+
+    /// Adds a secret: set in the environment of later `shell` commands, redacted from every output.
+    pub fn grant(&self, secret: Secret) {
+        let mut secrets = self.secrets.write().unwrap_or_else(|e| e.into_inner());
+        secrets.retain(|s| s.name != secret.name);
+        secrets.push(secret);
+    }
+
+    fn secrets(&self) -> Vec<Secret> {
+        self.secrets.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The names, descriptions and JSON schemas of the tools this toolbox offers.
@@ -193,8 +205,9 @@ impl Toolbox {
             Ok((output, effect)) => ToolResult::ok(output, effect),
             Err(error) => ToolResult::error(error),
         };
-        if !self.secrets.is_empty() {
-            result.output = redact(&result.output, &self.secrets);
+        let secrets = self.secrets();
+        if !secrets.is_empty() {
+            result.output = redact(&result.output, &secrets);
         }
         result
     }
@@ -207,7 +220,7 @@ impl Toolbox {
                 *session = Some(sandbox.session().map_err(|e| ToolError::new(e.to_string()))?);
             }
             let session = session.as_deref().ok_or_else(|| ToolError::new("the sandbox session is gone".to_owned()))?;
-            return shell::shell(session, &self.background, &self.secrets, args);
+            return shell::shell(session, &self.background, &self.secrets(), args);
         }
         match name {
             "search" => arguments(name, arguments_json).and_then(|a| search::search(&self.workspace, a)),
