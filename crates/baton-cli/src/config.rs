@@ -45,6 +45,9 @@ struct Approval {
     ask: std::collections::BTreeMap<String, String>,
     #[serde(default)]
     allow: Vec<String>,
+    /// Ask a human to raise a task's credit limit instead of pausing at it.
+    #[serde(default)]
+    budget_overrun: bool,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -58,7 +61,9 @@ impl Config {
         let sections: Sections = toml::from_str(&self.text).with_context(|| self.context())?;
         let approval = sections.approval.unwrap_or_default();
         let rules: Vec<(String, String)> = approval.ask.into_iter().collect();
-        baton_core::ApprovalPolicy::new(&rules, &approval.allow).with_context(|| self.context())
+        let mut policy = baton_core::ApprovalPolicy::new(&rules, &approval.allow).with_context(|| self.context())?;
+        policy.ask_on_budget_overrun = approval.budget_overrun;
+        Ok(policy)
     }
 
     /// Names the file in an error about its content.

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::money::Credits;
+
 /// A question put to a human.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
@@ -31,6 +33,8 @@ pub enum DecisionKind {
     /// The agent asks for a credential by name: approved, the value of that variable in baton's
     /// environment is given to its commands (never to the model or the journal).
     Credential { name: String },
+    /// The task's credit limit would be crossed: a human may raise it (the answer is the new limit).
+    BudgetOverrun { limit: Credits, spent: Credits, needed: Credits },
 }
 
 /// A human's answer. For a destructive command, `approved` says whether it may run; for a
@@ -47,6 +51,8 @@ pub struct Answer {
 pub struct ApprovalPolicy {
     rules: Vec<(String, regex::Regex)>,
     allow: Vec<regex::Regex>,
+    /// At its credit limit a task asks a human to raise it instead of pausing.
+    pub ask_on_budget_overrun: bool,
 }
 
 /// What baton asks about unless told otherwise, besides recursive deletes outside the workspace:
@@ -100,7 +106,7 @@ impl ApprovalPolicy {
             .map(|(name, pattern)| compile(&name, &pattern).map(|regex| (name, regex)))
             .collect::<Result<_, _>>()?;
         let allow = allow.iter().map(|pattern| compile("allow", pattern)).collect::<Result<_, _>>()?;
-        Ok(ApprovalPolicy { rules, allow })
+        Ok(ApprovalPolicy { rules, allow, ask_on_budget_overrun: false })
     }
 
     /// The rule `command` breaks, if it needs approval.

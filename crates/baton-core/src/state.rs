@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::{Charge, ChargeKind, add, total};
 use crate::chat::{Message, Part, Role};
-use crate::decision::{Answer, Decision};
+use crate::decision::{Answer, Decision, DecisionKind};
 use crate::event::{Event, Recorded};
 use crate::id::TaskId;
 use crate::ledger::{Effect, Handoff, PlanStep, StepStatus};
@@ -142,6 +142,8 @@ pub struct Work {
     pub budget_warned: bool,
     /// Every decision point of the task, with its answer once given.
     pub decisions: Vec<(Decision, Option<Answer>)>,
+    /// A human answered a budget overrun and the answer has not been acted on yet.
+    pub overrun_answered: bool,
     /// Who works the current leg.
     pub role: LegRole,
     /// Every finding of every review round, with its current status.
@@ -276,7 +278,10 @@ impl Work {
                 self.budget_warned = true;
                 self.tell(Part::Text { text: text.clone() });
             }
-            Event::BudgetChanged { .. } => self.budget_warned = false,
+            Event::BudgetChanged { .. } => {
+                self.budget_warned = false;
+                self.overrun_answered = false;
+            }
             Event::DecisionRequested { decision } => self.decisions.push((decision.clone(), None)),
             Event::PlanSubmitted { subtasks } => {
                 self.subtasks = subtasks
@@ -306,10 +311,12 @@ impl Work {
                 }
             }
             Event::DecisionMade { id, answer } => {
-                if let Some((_, slot)) = self.decisions.iter_mut().find(|(d, _)| d.id == *id) {
+                if let Some((decision, slot)) = self.decisions.iter_mut().find(|(d, _)| d.id == *id) {
                     *slot = Some(answer.clone());
+                    self.overrun_answered = matches!(decision.kind, DecisionKind::BudgetOverrun { .. });
                 }
             }
+            Event::Paused { .. } => self.overrun_answered = false,
             Event::Nudged { text, .. } => {
                 self.nudged = true;
                 self.tell(Part::Text { text: text.clone() });

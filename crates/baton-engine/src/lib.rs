@@ -286,6 +286,24 @@ impl Engine {
         for (key, charges) in state.money.held.clone() {
             journal.append(Event::Settled { key, charges }).await?;
         }
+        // A budget overrun a human answered: the new limit, or a pause.
+        if let Some((decision, Some(answer))) = state.work.decisions.last().filter(|_| state.work.overrun_answered)
+            && let DecisionKind::BudgetOverrun { limit, .. } = decision.kind
+        {
+            match answer.answer.trim().parse::<Credits>().ok().filter(|raised| answer.approved && *raised > limit) {
+                Some(raised) => {
+                    let budget = baton_core::Budget { credits: Some(raised), ..state.spec.budget };
+                    journal.append(Event::BudgetChanged { budget }).await?;
+                }
+                None => {
+                    let detail = format!(
+                        "the budget of {limit} credits stays (the answer to {} was not a higher limit: {:?})",
+                        decision.id, answer.answer
+                    );
+                    return self.pause(journal, worktree, StopReason::BudgetExhausted, detail).await;
+                }
+            }
+        }
         // A handoff a crash interrupted is written again: its summarisation call has no effect.
         if let Some((reason, emergency)) = state.work.handoff_in_flight.clone()
             && !self.hand_off(journal, worktree, &self.tools(toolbox, &state.work), reason, emergency, None).await?
@@ -388,6 +406,24 @@ impl Engine {
             }
             let response = match self.call_model(journal, &request, step, estimate, budget).await? {
                 Ok(response) => response,
+                Err(CallFailure::Refused(Refusal::TaskBudget { limit, spent, reserved, needed }))
+                    if self.config.approval.ask_on_budget_overrun =>
+                {
+                    let spent = Credits::from_micros(spent.micros() + reserved.micros());
+                    let question = format!(
+                        "The task's budget of {limit} credits would be crossed ({spent} spent or held, the next step needs up to {needed}). Raise it? Answer with the new limit in credits."
+                    );
+                    let decision = Decision {
+                        id: format!("d{}", journal.state().work.decisions.len() + 1),
+                        kind: DecisionKind::BudgetOverrun { limit, spent, needed },
+                        question,
+                        options: vec![Credits::from_micros(limit.micros().saturating_mul(2)).to_string()],
+                        why: "the approval policy asks before a budget overrun".to_owned(),
+                        call_id: None,
+                    };
+                    self.checkpoint(journal, worktree, "work in progress at the budget limit".to_owned()).await?;
+                    return journal.append(Event::DecisionRequested { decision }).await;
+                }
                 Err(CallFailure::Refused(refusal)) => {
                     return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
                 }

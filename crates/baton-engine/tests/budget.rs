@@ -225,3 +225,35 @@ async fn sandbox_time_and_checks_are_charged_and_a_command_waits_for_its_hold() 
     let charged: i64 = h.store.entries(100).await.unwrap().iter().map(|e| e.amount.micros()).sum();
     assert_eq!(-charged, state.money.spent.micros());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_its_credit_limit_a_task_can_ask_a_human_to_raise_it() {
+    let mut h = priced(fixing_script()).await;
+    h.ask_on_budget_overrun = true;
+    let id = h.create_with(|spec| spec.budget = Budget { credits: Some(credits("0.05")), ..Budget::default() }).await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "{kinds:?}");
+    let question = state.question.clone().unwrap();
+    assert!(
+        question.starts_with("The task's budget of 0.05 credits would be crossed (0.0201 spent or held"),
+        "{question}"
+    );
+    // A refusal to raise it pauses the task; an answer with a higher limit raises it and goes on.
+    let answer = |state: &TaskState, text: &str, approved: bool| {
+        let id = state.work.decisions.last().unwrap().0.id.clone();
+        Event::DecisionMade { id, answer: baton_core::Answer { answer: text.into(), approved } }
+    };
+    h.store.append(&id, state.next_seq, Timestamp(1), &[answer(&state, "no", false)]).await.unwrap();
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(stopped(&state), (Status::Paused, Some(StopReason::BudgetExhausted)), "{kinds:?}");
+    assert!(state.stop.as_ref().unwrap().detail.starts_with("the budget of 0.05 credits stays"));
+
+    let (state, _) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "asked again on resume");
+    h.store.append(&id, state.next_seq, Timestamp(2), &[answer(&state, "0.5", true)]).await.unwrap();
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(stopped(&state), (Status::Done, Some(StopReason::Verified)), "{kinds:?}");
+    assert_eq!(state.spec.budget.credits, Some(credits("0.5")));
+    assert!(h.server.failures().is_empty() && h.server.remaining_turns() == 0, "{:?}", h.server.failures());
+    assert_eq!(h.server.requests().len(), 3, "no request was sent twice");
+}

@@ -55,6 +55,8 @@ pub struct Harness {
     /// The model's price; without one, calls are not charged.
     pub price: Option<Price>,
     pub rates: Rates,
+    /// Whether a task at its credit limit asks a human instead of pausing.
+    pub ask_on_budget_overrun: bool,
 }
 
 impl Harness {
@@ -66,7 +68,16 @@ impl Harness {
         let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let store = Arc::new(SqliteStore::open(home.path()).await.unwrap());
         let server = ScriptedServer::start(script).await.unwrap();
-        Harness { home, repo, store, server, context_window: 128_000, price: None, rates: Rates::default() }
+        Harness {
+            home,
+            repo,
+            store,
+            server,
+            context_window: 128_000,
+            price: None,
+            rates: Rates::default(),
+            ask_on_budget_overrun: false,
+        }
     }
 
     /// LONG-HORIZON on a model declared with a `window`-token context: the harness, the task, and
@@ -116,6 +127,12 @@ impl Harness {
         id
     }
 
+    fn approval(&self) -> ApprovalPolicy {
+        let mut policy = ApprovalPolicy::new(&[], &[]).unwrap();
+        policy.ask_on_budget_overrun = self.ask_on_budget_overrun;
+        policy
+    }
+
     pub fn engine(&self) -> Engine {
         let providers = Providers {
             openai_compatible: ProviderConfig {
@@ -131,7 +148,7 @@ impl Harness {
             model: "openai-compatible/scripted".parse().unwrap(),
             price: self.price,
             rates: self.rates,
-            approval: ApprovalPolicy::new(&[], &[]).unwrap(),
+            approval: self.approval(),
             max_output_tokens: 4096,
             context_window: self.context_window,
             max_handoffs: 50,
