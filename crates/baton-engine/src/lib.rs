@@ -242,8 +242,9 @@ impl Engine {
             }
             _ => None,
         });
-        let toolbox =
-            Toolbox::new(Workspace::open(worktree.path())?).with_sandbox(Box::new(sandbox()?), granted.collect());
+        let toolbox = Toolbox::new(Workspace::open(worktree.path())?)
+            .with_sandbox(Box::new(sandbox()?), granted.collect())
+            .with_reader(Box::new(sandbox()?.reading_only()));
         let checks = sandbox()?;
         Ok((worktree, toolbox, checks))
     }
@@ -827,7 +828,11 @@ impl Engine {
                 }
             }
             _ => {
-                let result = toolbox.call(name, arguments);
+                // Roles that only read run their commands where the worktree is read-only.
+                let result = match work.role {
+                    LegRole::Build => toolbox.call(name, arguments),
+                    LegRole::Captain | LegRole::Review => toolbox.call_reading(name, arguments),
+                };
                 Outcome { output: result.output, is_error: result.is_error, effect: result.effect, then: None }
             }
         })

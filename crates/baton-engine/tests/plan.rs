@@ -35,7 +35,9 @@ async fn a_captain_splits_the_work_into_two_dependent_subtasks_that_end_verified
     let script = Script {
         turns: vec![
             turn(None, call("c1", "list_dir", json!({"path": "."}))),
-            turn(None, call("c2", "submit_plan", refused)),
+            // The captain's commands run, and cannot write the worktree.
+            turn(None, call("c0", "shell", json!({"command": "touch probe.txt || echo cannot write"}))),
+            turn(Some("Read-only file system"), call("c2", "submit_plan", refused)),
             turn(Some("does not run (exit code 127"), call("c3", "submit_plan", plan)),
             // s1, on its own branch from the base.
             turn(None, call("a1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
@@ -66,7 +68,8 @@ async fn a_captain_splits_the_work_into_two_dependent_subtasks_that_end_verified
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
     assert_eq!(h.server.remaining_turns(), 0);
 
-    let transcript = format!("{:?}", h.server.requests()[2].body);
+    assert!(!h.worktree(&id).join("probe.txt").exists());
+    let transcript = format!("{:?}", h.server.requests()[3].body);
     assert!(transcript.contains("scope path `src/calc.py` does not exist"), "the refusal names each problem");
     assert_eq!(state.work.role, LegRole::Captain, "the parent never built anything itself");
     let keys: Vec<&str> = state.work.subtasks.iter().map(|s| s.plan.key.as_str()).collect();

@@ -184,7 +184,7 @@ fn build_root(spec: &InitSpec) -> Step<()> {
 
     let workspace = root.join("workspace");
     mkdirs(&workspace)?;
-    bind(&spec.workspace, &workspace, false)?;
+    bind(&spec.workspace, &workspace, spec.workspace_read_only)?;
     // The worktree's `.git` file names the git metadata; neither may be changed from inside.
     let git_file = spec.workspace.join(".git");
     if git_file.is_file() {

@@ -202,6 +202,8 @@ pub struct LocalSandbox {
     workspace: PathBuf,
     read_only: Vec<PathBuf>,
     proxy: Option<EgressProxy>,
+    /// Commands see the worktree read-only.
+    workspace_read_only: bool,
 }
 
 static RUNS: AtomicU64 = AtomicU64::new(0);
@@ -242,7 +244,14 @@ impl LocalSandbox {
             }
             None => None,
         };
-        Ok(LocalSandbox { config, state: state.to_owned(), workspace: workspace.to_owned(), read_only, proxy })
+        Ok(LocalSandbox {
+            config,
+            state: state.to_owned(),
+            workspace: workspace.to_owned(),
+            read_only,
+            proxy,
+            workspace_read_only: false,
+        })
     }
 
     /// The environment a command starts with: the base variables, the proxy's if there is one, and
@@ -285,6 +294,7 @@ impl LocalSandbox {
             layer: self.state.join("layer"),
             root: root.to_owned(),
             workspace: self.workspace.clone(),
+            workspace_read_only: self.workspace_read_only,
             read_only: self.config.toolchains.iter().chain(&self.read_only).cloned().collect(),
             hidden: self.config.hidden.clone(),
             cgroups: cgroup.dirs().to_vec(),
@@ -294,6 +304,11 @@ impl LocalSandbox {
             cwd,
             proxy_socket: self.proxy.as_ref().map(|p| p.socket().to_owned()),
         }
+    }
+
+    /// The same sandbox with the worktree mounted read-only: for a role that reads, never writes.
+    pub fn reading_only(self) -> LocalSandbox {
+        LocalSandbox { workspace_read_only: true, ..self }
     }
 
     /// A directory for one run or session, and its cgroup.

@@ -13,8 +13,11 @@ pub struct InitSpec {
     pub layer: PathBuf,
     /// An empty directory where the sandbox root is assembled.
     pub root: PathBuf,
-    /// The task worktree, mounted read-write at `/workspace`.
+    /// The task worktree, mounted at `/workspace`.
     pub workspace: PathBuf,
+    /// Mount the worktree read-only (for roles that read, never write).
+    #[serde(default)]
+    pub workspace_read_only: bool,
     /// Host paths mounted read-only at the same path (the repository's git metadata).
     pub read_only: Vec<PathBuf>,
     /// Host paths replaced by an empty tmpfs (baton's data, homes, /tmp, /run).

@@ -63,12 +63,20 @@ fn arguments<T: DeserializeOwned>(tool: &str, text: &str) -> Result<T, ToolError
 #[derive(Debug)]
 pub struct Toolbox {
     workspace: Workspace,
-    sandbox: Option<Box<dyn Sandbox>>,
-    /// Started by the first `shell` call and kept for the toolbox's life (a leg): commands share it.
-    session: std::sync::Mutex<Option<Box<dyn SandboxSession>>>,
+    writer: Machine,
+    /// Where the commands of roles that only read run: the worktree mounted read-only.
+    reader: Machine,
     background: shell::BackgroundProcesses,
     /// Granted during a leg too (a credential a human approved), so behind a lock.
     secrets: std::sync::RwLock<Vec<Secret>>,
+}
+
+/// A sandbox and the session its commands share, started by the first `shell` call and kept for
+/// the toolbox's life.
+#[derive(Debug, Default)]
+struct Machine {
+    sandbox: Option<Box<dyn Sandbox>>,
+    session: std::sync::Mutex<Option<Box<dyn SandboxSession>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,8 +104,8 @@ impl Toolbox {
     pub fn new(workspace: Workspace) -> Toolbox {
         Toolbox {
             workspace,
-            sandbox: None,
-            session: Default::default(),
+            writer: Machine::default(),
+            reader: Machine::default(),
             background: Default::default(),
             secrets: Default::default(),
         }
@@ -105,7 +113,13 @@ impl Toolbox {
 
     /// Adds `shell`, running in `sandbox` with `secrets` in its environment.
     pub fn with_sandbox(self, sandbox: Box<dyn Sandbox>, secrets: Vec<Secret>) -> Toolbox {
-        Toolbox { sandbox: Some(sandbox), secrets: std::sync::RwLock::new(secrets), ..self }
+        let writer = Machine { sandbox: Some(sandbox), session: Default::default() };
+        Toolbox { writer, secrets: std::sync::RwLock::new(secrets), ..self }
+    }
+
+    /// Adds the sandbox (its worktree read-only) where `call_reading` runs `shell`.
+    pub fn with_reader(self, sandbox: Box<dyn Sandbox>) -> Toolbox {
+        Toolbox { reader: Machine { sandbox: Some(sandbox), session: Default::default() }, ..self }
     }
 
     /// Adds a secret: set in the environment of later `shell` commands, redacted from every output.
@@ -122,7 +136,7 @@ impl Toolbox {
     /// The names, descriptions and JSON schemas of the tools this toolbox offers.
     pub fn specs(&self) -> Vec<ToolSpec> {
         let mut specs = Toolbox::workspace_specs();
-        if self.sandbox.is_some() {
+        if self.writer.sandbox.is_some() {
             specs.insert(
                 0,
                 spec(
@@ -201,7 +215,16 @@ impl Toolbox {
 
     /// Runs one call. Unknown tools and malformed arguments are errors for the model, like any other.
     pub fn call(&self, name: &str, arguments_json: &str) -> ToolResult {
-        let mut result = match self.dispatch(name, arguments_json) {
+        self.call_on(&self.writer, name, arguments_json)
+    }
+
+    /// Runs one call for a role that only reads: `shell` commands see the worktree read-only.
+    pub fn call_reading(&self, name: &str, arguments_json: &str) -> ToolResult {
+        self.call_on(&self.reader, name, arguments_json)
+    }
+
+    fn call_on(&self, machine: &Machine, name: &str, arguments_json: &str) -> ToolResult {
+        let mut result = match self.dispatch(machine, name, arguments_json) {
             Ok((output, effect)) => ToolResult::ok(output, effect),
             Err(error) => ToolResult::error(error),
         };
@@ -212,10 +235,10 @@ impl Toolbox {
         result
     }
 
-    fn dispatch(&self, name: &str, arguments_json: &str) -> Result<(String, Effect), ToolError> {
-        if let ("shell", Some(sandbox)) = (name, &self.sandbox) {
+    fn dispatch(&self, machine: &Machine, name: &str, arguments_json: &str) -> Result<(String, Effect), ToolError> {
+        if let ("shell", Some(sandbox)) = (name, &machine.sandbox) {
             let args = arguments(name, arguments_json)?;
-            let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+            let mut session = machine.session.lock().unwrap_or_else(|e| e.into_inner());
             if session.is_none() {
                 *session = Some(sandbox.session().map_err(|e| ToolError::new(e.to_string()))?);
             }
