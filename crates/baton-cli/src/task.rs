@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use baton_core::{
-    Answer, Budget, CheckSpec, Event, FindingStatus, Handoff, LegRole, Status, TaskId, TaskSpec, TaskState, Timestamp,
+    Answer, Budget, CheckSpec, Credits, Event, FindingStatus, Handoff, LegRole, Status, TaskId, TaskSpec, TaskState, Timestamp,
     branch_name,
 };
 use baton_git::Repo;
@@ -25,7 +25,18 @@ pub async fn run(home: &Path, command: TaskCommand, json: bool) -> anyhow::Resul
         TaskCommand::Show { id } => {
             let store = open().await?;
             let state = store.load(&store.resolve(&id).await?).await?;
-            show::state(&state, json)
+            show::state(&state, json)?;
+            // A parent's subtasks spend in their own journals: the total, with the parent's own.
+            let mut children = Credits::ZERO;
+            for task in state.work.subtasks.iter().filter_map(|s| s.task.as_deref()) {
+                let child = store.load(&TaskId::parse(task)?).await?;
+                children = Credits::from_micros(children.micros() + child.money.spent.micros());
+            }
+            if !json && !state.work.subtasks.is_empty() {
+                let all = Credits::from_micros(children.micros() + state.money.spent.micros());
+                println!("total    {all} credits with the subtasks ({children} in subtasks)");
+            }
+            Ok(())
         }
         TaskCommand::Events { id, follow } => {
             let store = open().await?;

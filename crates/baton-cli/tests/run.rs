@@ -234,3 +234,43 @@ async fn a_task_waiting_for_approval_goes_on_once_decided() {
     let stderr = String::from_utf8(again.stderr).unwrap();
     assert_eq!(stderr.trim_end(), format!("error: task {id} is not waiting for a decision (it is done)"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nit_left_open_by_a_review_can_be_dismissed_by_a_human() {
+    let repo = FixtureRepo::with_files(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
+    ]);
+    let nit = json!({"findings": [{"title": "name the parameters x and y", "body": "style", "severity": "P3",
+        "confidence": 40, "file": "calc.py", "start_line": 1, "end_line": 1}]});
+    let script = Script {
+        turns: vec![
+            call("c1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+            call("c2", "finish", json!({"summary": "add() adds."})),
+            call("r1", "report_findings", nit),
+        ],
+        ..Script::default()
+    };
+    let server = ScriptedServer::start(script).await.unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
+    let repo_arg = repo.path().display().to_string();
+    let args = ["run", "Make add() add", "--repo", &repo_arg, "--check", "python3 test_calc.py"];
+    let output = baton(home.path(), &[&args[..], &["--model", "openai-compatible/scripted"]].concat(), &env).await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("Still open after review: f1."), "a P3 is reported, not sent back: {stdout}");
+
+    let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
+    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    let dismissed = baton(home.path(), &["finding", "dismiss", &id, "f1", "--note", "style only", "--json"], &[]).await;
+    assert!(dismissed.status.success(), "{}", String::from_utf8_lossy(&dismissed.stderr));
+    let finding: Value = serde_json::from_slice(&dismissed.stdout).unwrap();
+    assert_eq!((finding["status"].as_str(), finding["note"].as_str()), (Some("irrelevant"), Some("human: style only")));
+    let shown = String::from_utf8(baton(home.path(), &["task", "show", &id], &[]).await.stdout).unwrap();
+    assert!(
+        shown.contains("finding f1 P3 Irrelevant: name the parameters x and y (calc.py:1-1) — human: style only"),
+        "{shown}"
+    );
+    assert!(server.failures().is_empty(), "{:?}", server.failures());
+}

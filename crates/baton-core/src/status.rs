@@ -82,6 +82,8 @@ impl Lifecycle {
         let stopped = |status, reason| Ok(Lifecycle { status, stop_reason: Some(reason) });
         match (event, from) {
             (Event::TaskCreated { .. }, _) => Err(not_allowed()),
+            // Settling a finding is bookkeeping, after the end too (a nit left open by a done task).
+            (Event::FindingUpdated { .. }, _) => Ok(self),
             (_, Done | Failed | Cancelled) => Err(not_allowed()),
             (Event::Started, Queued) => to(Running),
             (Event::Resumed { .. }, Waiting | Paused | Verifying | Reviewing) => to(Running),
@@ -113,7 +115,6 @@ impl Lifecycle {
                 | Event::FindingsReported { .. },
                 Reviewing,
             ) => Ok(self),
-            (Event::FindingUpdated { .. }, _) => Ok(self),
             (
                 Event::LegStarted { .. }
                 | Event::ModelCallStarted { .. }
