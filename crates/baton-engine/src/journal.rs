@@ -33,6 +33,11 @@ impl<'a> Journal<'a> {
         Ok(Journal { store, state, deferred: Vec::new(), observer })
     }
 
+    /// The observer, for a child task whose events the same watcher should see.
+    pub(crate) fn observer(&mut self) -> &mut (dyn FnMut(&Recorded) + Send) {
+        &mut *self.observer
+    }
+
     pub(crate) fn state(&self) -> &TaskState {
         &self.state
     }

@@ -151,8 +151,10 @@ impl Engine {
                 Some(id) => TaskId::parse(id).map_err(|e| EngineError::Plan(e.to_string()))?,
                 None => self.create_child(journal, &subtask.plan).await?,
             };
-            // A child journals into its own task; the parent records how it ended.
-            let end = Box::pin(self.run(&child, &mut |_| {})).await?;
+            // A child journals into its own task, watched by the parent's observer; the parent
+            // records how it ended.
+            journal.flush().await?;
+            let end = Box::pin(self.run(&child, journal.observer())).await?;
             let verified = end.status() == baton_core::Status::Done;
             let detail = match (&end.stop, &end.question) {
                 (Some(stop), _) => format!("{}: {}", stop.reason, stop.detail),

@@ -69,6 +69,8 @@ async fn a_captain_splits_the_work_into_two_dependent_subtasks_that_end_verified
     assert_eq!(h.server.remaining_turns(), 0);
 
     assert!(!h.worktree(&id).join("probe.txt").exists());
+    let finished = kinds.iter().filter(|k| *k == "finished").count();
+    assert_eq!(finished, 3, "the parent's watcher saw both subtasks end, then the parent: {kinds:?}");
     let transcript = format!("{:?}", h.server.requests()[3].body);
     assert!(transcript.contains("scope path `src/calc.py` does not exist"), "the refusal names each problem");
     assert_eq!(state.work.role, LegRole::Captain, "the parent never built anything itself");
