@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use baton_core::{
-    Answer, Budget, CheckSpec, Credits, Event, FindingStatus, Handoff, LegRole, Status, TaskId, TaskSpec, TaskState, Timestamp,
-    branch_name,
+    Answer, Budget, CheckSpec, Credits, Event, FindingStatus, Handoff, LegRole, Status, TaskId, TaskSpec, TaskState,
+    Timestamp, branch_name,
 };
 use baton_git::Repo;
 use baton_store::{SqliteStore, Store, StoreError};
