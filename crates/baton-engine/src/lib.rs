@@ -75,6 +75,8 @@ pub struct Engine {
     config: EngineConfig,
     /// Roles that use a model of their own instead of `config.model`.
     roles: std::collections::BTreeMap<LegRole, RoleModel>,
+    /// Counts each long text of the prompts once.
+    estimator: baton_model::Estimator,
 }
 
 /// A model a role uses instead of the task's: its name, its client and its price.
@@ -176,7 +178,7 @@ fn stuck(work: &baton_core::Work) -> Option<String> {
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, model: Arc<dyn ModelClient>, config: EngineConfig) -> Engine {
-        Engine { store, model, config, roles: Default::default() }
+        Engine { store, model, config, roles: Default::default(), estimator: Default::default() }
     }
 
     /// Has `role`'s legs call `model` instead of the task's.
@@ -194,7 +196,7 @@ impl Engine {
 
     /// A request's input tokens, as the role's provider counts them.
     fn estimate(&self, request: &ModelRequest, role: LegRole) -> u64 {
-        baton_model::estimate_tokens(request, self.chosen(role).name.provider)
+        self.estimator.estimate(request, self.chosen(role).name.provider)
     }
 
     /// Runs (or resumes) a task until it is done, fails, or pauses. `observer` sees every event as it

@@ -13,8 +13,39 @@ const PER_TOOL: u64 = 8;
 /// (o200k_base); other providers' tokenizers are not public, so their estimate is the o200k count
 /// plus a fifth, erring on the side of a prompt that fits.
 pub fn estimate_tokens(request: &ModelRequest, provider: ProviderKind) -> u64 {
-    let bpe = tiktoken_rs::o200k_base_singleton();
-    let count = |text: &str| bpe.encode_ordinary(text).len() as u64;
+    Estimator::default().estimate(request, provider)
+}
+
+/// The cache is emptied when it holds this many texts.
+const CACHE_ENTRIES: usize = 100_000;
+
+/// Token estimates that remember the texts they counted. A leg's prompt repeats itself from one
+/// call to the next, so each text (a tool output, a call, the system prompt) is tokenized once;
+/// hashing even a short text costs a fraction of tokenizing it.
+#[derive(Debug, Default)]
+pub struct Estimator {
+    counts: std::sync::Mutex<std::collections::HashMap<u64, u64>>,
+}
+
+impl Estimator {
+    /// As [`estimate_tokens`], counting each text once over the estimator's life.
+    pub fn estimate(&self, request: &ModelRequest, provider: ProviderKind) -> u64 {
+        let bpe = tiktoken_rs::o200k_base_singleton();
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() > CACHE_ENTRIES {
+            counts.clear();
+        }
+        let mut count = |text: &str| {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::hash::DefaultHasher::new();
+            text.hash(&mut hasher);
+            *counts.entry(hasher.finish()).or_insert_with(|| bpe.encode_ordinary(text).len() as u64)
+        };
+        tokens_of(request, provider, &mut count)
+    }
+}
+
+fn tokens_of(request: &ModelRequest, provider: ProviderKind, count: &mut dyn FnMut(&str) -> u64) -> u64 {
     let mut tokens = count(&request.system);
     for message in &request.messages {
         tokens += PER_MESSAGE;
@@ -41,6 +72,23 @@ mod tests {
     use baton_core::{Message, Role, ToolSpec};
 
     use super::*;
+
+    #[test]
+    fn a_remembering_estimator_counts_the_same() {
+        let long = "the same long tool output, again and again ".repeat(40);
+        let request = ModelRequest {
+            model: "m".into(),
+            system: long.clone(),
+            messages: vec![Message { role: Role::User, parts: vec![Part::Text { text: long }] }],
+            tools: vec![],
+            max_output_tokens: 1,
+            stable_prefix: 0,
+        };
+        let estimator = Estimator::default();
+        let once = estimate_tokens(&request, ProviderKind::OpenAi);
+        assert_eq!(estimator.estimate(&request, ProviderKind::OpenAi), once);
+        assert_eq!(estimator.estimate(&request, ProviderKind::OpenAi), once, "from the cache");
+    }
 
     #[test]
     fn counts_every_part_and_pads_unknown_tokenizers() {

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub use assemble::Assembler;
 pub use catalog::{Catalog, CatalogError, ModelInfo, Price};
 pub use error::ModelError;
-pub use estimate::estimate_tokens;
+pub use estimate::{Estimator, estimate_tokens};
 pub use retry::RetryPolicy;
 pub use select::{ConfigError, ModelName, ProviderConfig, ProviderKind, Providers};
 pub use sse::{SseEvent, SseParser};
