@@ -507,22 +507,7 @@ mod tests {
 
     #[test]
     fn the_next_leg_gets_the_task_the_narrative_and_the_ledger() {
-        let spec = TaskSpec {
-            request: "Fix the parser".into(),
-            repo: "/repo".into(),
-            base_ref: "HEAD".into(),
-            checks: vec![],
-            scope: vec![],
-            protect: vec![],
-            budget: Default::default(),
-            model: None,
-            context_window: None,
-            review: false,
-            plan: false,
-            approve_plan: false,
-            role_models: Default::default(),
-            parent: None,
-        };
+        let spec = TaskSpec::new("Fix the parser", "/repo");
         let handoff = Handoff {
             from_leg: 2,
             step: 40,

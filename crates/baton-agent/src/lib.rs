@@ -116,7 +116,6 @@ pub fn brief(spec: &TaskSpec) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use baton_core::{Budget, CheckSpec};
 
@@ -124,20 +123,9 @@ mod tests {
 
     fn spec(scope: Vec<String>) -> TaskSpec {
         TaskSpec {
-            request: "Fix the parser".into(),
-            repo: PathBuf::from("/repo"),
-            base_ref: "HEAD".into(),
             checks: vec![CheckSpec { name: "test".into(), command: "pytest -q".into(), timeout_secs: 600 }],
             scope,
-            protect: vec![],
-            budget: Budget::default(),
-            model: None,
-            context_window: None,
-            review: false,
-            plan: false,
-            approve_plan: false,
-            role_models: Default::default(),
-            parent: None,
+            ..TaskSpec::new("Fix the parser", "/repo")
         }
     }
 

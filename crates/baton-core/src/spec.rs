@@ -87,6 +87,27 @@ pub enum SpecError {
 }
 
 impl TaskSpec {
+    /// A request on `repo` from `HEAD`, with nothing else set: no checks, no scope, no limits, the
+    /// model chosen later, reviewed, not planned.
+    pub fn new(request: impl Into<String>, repo: impl Into<PathBuf>) -> TaskSpec {
+        TaskSpec {
+            request: request.into(),
+            repo: repo.into(),
+            base_ref: "HEAD".to_owned(),
+            checks: Vec::new(),
+            scope: Vec::new(),
+            protect: Vec::new(),
+            budget: Budget::default(),
+            model: None,
+            context_window: None,
+            review: true,
+            plan: false,
+            approve_plan: false,
+            role_models: Default::default(),
+            parent: None,
+        }
+    }
+
     /// Checks what can be checked without touching the filesystem or git.
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.request.trim().is_empty() {
@@ -171,20 +192,10 @@ mod tests {
 
     fn spec() -> TaskSpec {
         TaskSpec {
-            request: "Fix the parser".into(),
-            repo: PathBuf::from("/repo"),
-            base_ref: "HEAD".into(),
             checks: vec![CheckSpec { name: "test".into(), command: "cargo test".into(), timeout_secs: 600 }],
             scope: vec!["src".into()],
             protect: vec!["tests/**".into()],
-            budget: Budget::default(),
-            model: None,
-            context_window: None,
-            review: false,
-            plan: false,
-            approve_plan: false,
-            role_models: Default::default(),
-            parent: None,
+            ..TaskSpec::new("Fix the parser", "/repo")
         }
     }
 

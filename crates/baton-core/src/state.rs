@@ -495,31 +495,14 @@ pub fn fold<'a>(id: TaskId, journal: impl IntoIterator<Item = &'a Recorded>) -> 
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
 
     use proptest::prelude::*;
 
     use super::*;
-    use crate::spec::Budget;
 
     fn created() -> Event {
         Event::TaskCreated {
-            spec: TaskSpec {
-                request: "do it".into(),
-                repo: PathBuf::from("/repo"),
-                base_ref: "HEAD".into(),
-                checks: vec![],
-                scope: vec![],
-                protect: vec![],
-                budget: Budget::default(),
-                model: None,
-                context_window: None,
-                review: false,
-                plan: false,
-                approve_plan: false,
-                role_models: Default::default(),
-                parent: None,
-            },
+            spec: TaskSpec::new("do it", "/repo"),
             base_commit: "0".repeat(40),
             branch: "baton/do-it-00000000".into(),
         }

@@ -560,6 +560,35 @@ impl Engine {
         journal.append(Event::Paused { reason, detail }).await
     }
 
+    /// One step of a leg that reads and reports (captain, reviewer): a model call, then its tool
+    /// calls; an answer without one is told `nudge`.
+    async fn reading_step(
+        &self,
+        journal: &mut Journal<'_>,
+        toolbox: &Toolbox,
+        checks: &LocalSandbox,
+        worktree: &Worktree,
+        tools: &[ToolSpec],
+        nudge: &str,
+    ) -> Result<Result<Acted, CallFailure>, EngineError> {
+        let work = &journal.state().work;
+        let step = work.steps + 1;
+        let budget = self.budget(work);
+        let request = self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript), tools, budget);
+        let estimate = self.estimate(&request, work.role);
+        let response = match self.call_model(journal, &request, step, estimate, budget).await? {
+            Ok(response) => response,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let calls = calls_of(&response);
+        journal.defer(Event::ModelCallFinished { step, response })?;
+        if calls.is_empty() {
+            journal.append(Event::Feedback { text: nudge.to_owned() }).await?;
+            return Ok(Ok(Acted::Done));
+        }
+        self.act(journal, toolbox, checks, worktree, step, calls).await.map(Ok)
+    }
+
     /// One model call, journaled and charged: held before, settled after (a failed call is not
     /// billed). The answer is not journaled yet: the caller defers it with what comes next.
     async fn call_model(

@@ -14,7 +14,7 @@ use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
 use baton_tools::Toolbox;
 
 use crate::journal::{self, Journal};
-use crate::{Acted, CallFailure, Engine, EngineError, calls_of};
+use crate::{Acted, CallFailure, Engine, EngineError};
 
 /// Model steps a captain may take to submit a valid plan.
 const PLAN_STEPS: u32 = 30;
@@ -59,15 +59,14 @@ impl Engine {
         }
         let tools = self.tools(toolbox, &journal.state().work);
         for _ in 0..PLAN_STEPS {
-            let work = &journal.state().work;
-            let step = work.steps + 1;
-            let budget = self.budget(work);
-            let request =
-                self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript), &tools, budget);
-            let estimate = self.estimate(&request, work.role);
-            let response = match self.call_model(journal, &request, step, estimate, budget).await? {
-                Ok(response) => response,
-                Err(CallFailure::Refused(refusal)) => {
+            let nudge = "Submit the plan with `submit_plan`.";
+            match self.reading_step(journal, toolbox, checks, worktree, &tools, nudge).await? {
+                Ok(Acted::Planned) => {
+                    journal.flush().await?;
+                    return Ok(true);
+                }
+                Ok(Acted::Waiting) => return Ok(false),
+                Ok(Acted::Refused(refusal)) | Err(CallFailure::Refused(refusal)) => {
                     self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
                     return Ok(false);
                 }
@@ -76,25 +75,7 @@ impl Engine {
                     self.pause(journal, worktree, StopReason::ModelError, detail).await?;
                     return Ok(false);
                 }
-            };
-            let calls = calls_of(&response);
-            journal.defer(Event::ModelCallFinished { step, response })?;
-            if calls.is_empty() {
-                let text = "Submit the plan with `submit_plan`.";
-                journal.append(Event::Feedback { text: text.into() }).await?;
-                continue;
-            }
-            match self.act(journal, toolbox, checks, worktree, step, calls).await? {
-                Acted::Planned => {
-                    journal.flush().await?;
-                    return Ok(true);
-                }
-                Acted::Waiting => return Ok(false),
-                Acted::Refused(refusal) => {
-                    self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
-                    return Ok(false);
-                }
-                Acted::Done | Acted::Finish(_) | Acted::Reported => {}
+                Ok(Acted::Done | Acted::Finish(_) | Acted::Reported) => {}
             }
         }
         let detail = format!("the captain submitted no plan baton could accept in {PLAN_STEPS} steps");

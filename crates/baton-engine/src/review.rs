@@ -8,7 +8,7 @@ use baton_sandbox::LocalSandbox;
 use baton_tools::Toolbox;
 
 use crate::journal::Journal;
-use crate::{Acted, CallFailure, Engine, EngineError, calls_of};
+use crate::{Acted, CallFailure, Engine, EngineError};
 
 /// Review rounds per task; after the last one the task is done with what is still open listed.
 const REVIEW_ROUNDS: u32 = 3;
@@ -53,36 +53,17 @@ impl Engine {
         journal.append(leg).await?;
         let tools = self.tools(toolbox, &journal.state().work);
         for _ in 0..REVIEW_STEPS {
-            let work = &journal.state().work;
-            let step = work.steps + 1;
-            let budget = self.budget(work);
-            let request =
-                self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript), &tools, budget);
-            let estimate = self.estimate(&request, work.role);
-            let response = match self.call_model(journal, &request, step, estimate, budget).await? {
-                Ok(response) => response,
-                Err(CallFailure::Refused(refusal)) => {
+            let nudge = "Report what you found with `report_findings` (an empty list if the change is clean).";
+            match self.reading_step(journal, toolbox, checks, worktree, &tools, nudge).await? {
+                Ok(Acted::Reported) => break,
+                Ok(Acted::Refused(refusal)) | Err(CallFailure::Refused(refusal)) => {
                     self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
                     return Ok(true);
                 }
                 Err(CallFailure::Failed(error)) => {
                     return self.done(journal, &format!("{summary}\n\n(The review could not run: {error}.)")).await;
                 }
-            };
-            let calls = calls_of(&response);
-            journal.defer(Event::ModelCallFinished { step, response })?;
-            if calls.is_empty() {
-                let text = "Report what you found with `report_findings` (an empty list if the change is clean).";
-                journal.append(Event::Feedback { text: text.into() }).await?;
-                continue;
-            }
-            match self.act(journal, toolbox, checks, worktree, step, calls).await? {
-                Acted::Reported => break,
-                Acted::Refused(refusal) => {
-                    self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
-                    return Ok(true);
-                }
-                Acted::Done | Acted::Finish(_) | Acted::Waiting | Acted::Planned => {}
+                Ok(Acted::Done | Acted::Finish(_) | Acted::Waiting | Acted::Planned) => {}
             }
         }
         let state = journal.state();

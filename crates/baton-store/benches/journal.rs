@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use baton_core::{Budget, Charge, ChargeKind, Credits, Event, StopReason, TaskId, TaskSpec, Timestamp};
+use baton_core::{Charge, ChargeKind, Credits, Event, StopReason, TaskId, TaskSpec, Timestamp};
 use baton_store::{SqliteStore, Store};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -18,22 +18,7 @@ const BATCH: u64 = 1_000;
 
 fn created() -> Event {
     Event::TaskCreated {
-        spec: TaskSpec {
-            request: "benchmark".into(),
-            repo: "/repo".into(),
-            base_ref: "HEAD".into(),
-            checks: vec![],
-            scope: vec![],
-            protect: vec![],
-            budget: Budget::default(),
-            model: None,
-            context_window: None,
-            review: false,
-            plan: false,
-            approve_plan: false,
-            role_models: Default::default(),
-            parent: None,
-        },
+        spec: TaskSpec::new("benchmark", "/repo"),
         base_commit: "0".repeat(40),
         branch: "baton/benchmark-00000000".into(),
     }

@@ -104,20 +104,10 @@ impl Harness {
     /// A task on the fixture, its spec adjusted by `edit` (more checks, protected files, a window).
     pub async fn create_with(&self, edit: impl FnOnce(&mut TaskSpec)) -> TaskId {
         let mut spec = TaskSpec {
-            request: "Make add() add".into(),
-            repo: self.repo.path().canonicalize().unwrap(),
-            base_ref: "HEAD".into(),
             checks: vec![CheckSpec { name: "tests".into(), command: "python3 test_calc.py".into(), timeout_secs: 60 }],
-            scope: vec![],
-            protect: vec![],
             budget: Budget { steps: Some(20), ..Budget::default() },
-            model: None,
-            context_window: None,
             review: false,
-            plan: false,
-            approve_plan: false,
-            role_models: Default::default(),
-            parent: None,
+            ..TaskSpec::new("Make add() add", self.repo.path().canonicalize().unwrap())
         };
         edit(&mut spec);
         let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);

@@ -3,28 +3,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 #![allow(dead_code)] // each test binary uses its own part of these helpers
 
-use std::path::PathBuf;
-
-use baton_core::{Budget, Event, Status, StopReason, TaskId, TaskSpec, Timestamp};
+use baton_core::{Event, Status, StopReason, TaskId, TaskSpec, Timestamp};
 
 pub fn created(request: &str) -> Event {
     Event::TaskCreated {
-        spec: TaskSpec {
-            request: request.to_owned(),
-            repo: PathBuf::from("/repo"),
-            base_ref: "HEAD".into(),
-            checks: vec![],
-            scope: vec![],
-            protect: vec![],
-            budget: Budget::default(),
-            model: None,
-            context_window: None,
-            review: false,
-            plan: false,
-            approve_plan: false,
-            role_models: Default::default(),
-            parent: None,
-        },
+        spec: TaskSpec::new(request, "/repo"),
         base_commit: "0".repeat(40),
         branch: "baton/test-00000000".into(),
     }
