@@ -91,6 +91,7 @@ fn main() {
             let mut tools = baton_tools::Toolbox::new(baton_tools::Workspace::open(h.repo.path()).unwrap()).specs();
             tools.push(baton_agent::recall_spec());
             tools.push(baton_agent::ask_human_spec());
+            tools.push(baton_agent::request_credential_spec());
             tools
         };
         let body = |messages: Vec<Message>| {
