@@ -27,6 +27,8 @@ pub fn python_fixture() -> FixtureRepo {
             "from calc import add\n\nassert add(2, 3) == 5, f\"add(2, 3) gave {add(2, 3)}\"\nprint(\"all tests passed\")\n",
         ),
         ("AGENTS.md", "Run `python3 test_calc.py` to test.\n"),
+        // Byte-code caches are not work: kept out of the commits, they cannot differ by timing.
+        (".gitignore", "__pycache__/\n"),
     ])
 }
 
