@@ -281,11 +281,13 @@ impl Worktree {
 
     /// Moves the branch forward to `commit`, which must descend from HEAD (the result of work that
     /// started from this branch), and checks it out. For a worktree with no work of its own (a
-    /// parent whose subtasks did the work): what is not committed is dropped.
+    /// parent whose subtasks did the work): what is not committed is dropped, ignored files too —
+    /// build caches made from the old files (a `.pyc` whose source kept its size and second) would
+    /// otherwise be taken for the new ones.
     pub fn fast_forward(&self, commit: &str) -> Result<(), GitError> {
         run_ok(&self.path, &["merge-base", "--is-ancestor", "HEAD", commit])?;
         run_ok(&self.path, &["reset", "--hard", "--quiet", commit])?;
-        run_ok(&self.path, &["clean", "-d", "--force", "--quiet"]).map(|_| ())
+        run_ok(&self.path, &["clean", "-d", "-x", "--force", "--quiet"]).map(|_| ())
     }
 
     /// Files matching `globs` (git glob pathspecs) that differ from `base` in the working tree,
