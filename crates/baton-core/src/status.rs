@@ -104,7 +104,7 @@ impl Lifecycle {
             (Event::Cancelled { .. }, _) => stopped(Cancelled, StopReason::Cancelled),
             (Event::BudgetChanged { .. }, _) => Ok(self),
             (Event::Reserved { .. } | Event::Settled { .. }, Running | Verifying | Reviewing) => Ok(self),
-            // A review leg works like any leg, in the reviewing status.
+            // A leg works the same way building (running) or reviewing.
             (
                 Event::LegStarted { .. }
                 | Event::ModelCallStarted { .. }
@@ -112,18 +112,12 @@ impl Lifecycle {
                 | Event::ModelCallFailed { .. }
                 | Event::ToolCallStarted { .. }
                 | Event::ToolCallFinished { .. }
-                | Event::FindingsReported { .. },
-                Reviewing,
-            ) => Ok(self),
+                | Event::Feedback { .. },
+                Running | Reviewing,
+            )
+            | (Event::FindingsReported { .. }, Reviewing) => Ok(self),
             (
-                Event::LegStarted { .. }
-                | Event::ModelCallStarted { .. }
-                | Event::ModelCallFinished { .. }
-                | Event::ModelCallFailed { .. }
-                | Event::ToolCallStarted { .. }
-                | Event::ToolCallFinished { .. }
-                | Event::Feedback { .. }
-                | Event::Nudged { .. }
+                Event::Nudged { .. }
                 | Event::BudgetLow { .. }
                 | Event::PlanSubmitted { .. }
                 | Event::SubtaskCreated { .. }

@@ -94,8 +94,18 @@ async fn the_reviewer_uses_a_model_of_its_own() {
         ],
         ..Script::default()
     };
-    let review =
-        Script { turns: vec![turn(None, call("r1", "report_findings", json!({"findings": []})))], ..Script::default() };
+    // The reviewer first answers in words; it is told to report, and does.
+    let said = baton_testkit::model::Reply { text: Some("Looks fine to me.".into()), ..Default::default() };
+    let review = Script {
+        turns: vec![
+            turn(None, said),
+            expecting(
+                "Report what you found with `report_findings`",
+                call("r1", "report_findings", json!({"findings": []})),
+            ),
+        ],
+        ..Script::default()
+    };
     let h = Harness::new(build).await;
     let reviewer = ScriptedServer::start(review).await.unwrap();
     let providers = Providers {
@@ -123,7 +133,7 @@ async fn the_reviewer_uses_a_model_of_its_own() {
             (LegRole::Review, "openai-compatible/reviewer".to_owned())
         ]
     );
-    assert_eq!((h.server.requests().len(), reviewer.requests().len()), (2, 1));
+    assert_eq!((h.server.requests().len(), reviewer.requests().len()), (2, 2));
     assert_eq!(reviewer.requests()[0].body["model"], "reviewer");
     assert!(h.server.failures().is_empty() && reviewer.failures().is_empty());
 }
