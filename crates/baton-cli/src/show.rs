@@ -348,8 +348,8 @@ fn spending(state: &TaskState) -> String {
     }
     let per_step = money.spent.micros() / steps as i64;
     out.push_str(&format!("; {} per step", Credits::from_micros(per_step)));
-    if let (Some(first), Some(started)) = (money.last_charge_at, state.work.started_at) {
-        let minutes = (first.as_millis() - started.as_millis()) as f64 / 60_000.0;
+    if let (Some(last), Some(started)) = (money.last_charge_at, state.work.started_at) {
+        let minutes = (last.as_millis() - started.as_millis()) as f64 / 60_000.0;
         if minutes > 0.0 {
             let per_minute = (money.spent.micros() as f64 / minutes) as i64;
             out.push_str(&format!(", {} per minute", Credits::from_micros(per_minute)));

@@ -40,8 +40,7 @@ pub struct Money {
     pub by_kind: std::collections::BTreeMap<ChargeKind, Credits>,
     /// Reservations not yet settled, by key, with the charges they were estimated at.
     pub held: std::collections::BTreeMap<String, Vec<Charge>>,
-    /// When the first and the latest charge were settled.
-    pub first_charge_at: Option<Timestamp>,
+    /// When the latest charge was settled.
     pub last_charge_at: Option<Timestamp>,
 }
 
@@ -63,7 +62,6 @@ impl Money {
                     *by_kind = add(*by_kind, charge.amount);
                 }
                 if !charges.is_empty() {
-                    self.first_charge_at.get_or_insert(at);
                     self.last_charge_at = Some(at);
                 }
             }
@@ -119,8 +117,6 @@ pub struct Work {
     pub files_read: Vec<String>,
     /// Files the current leg read that an earlier leg had read already.
     pub rereads: Vec<String>,
-    /// Files changed through the file tools, over the whole task, in the order first changed.
-    pub files_changed: Vec<String>,
     /// The latest model step completed a plan step: a natural point to hand off.
     pub plan_step_completed: bool,
     /// The current leg changed a file (through a tool or a command), completed a plan step or ran
@@ -136,8 +132,6 @@ pub struct Work {
     pub last_handoff: Option<Box<Handoff>>,
     /// The context window learned from a provider's refusal, smaller than the configured one.
     pub learned_window: Option<u64>,
-    /// `steps` when the current leg started.
-    pub leg_first_step: u32,
     /// The agent was told its budget is running low, since the limits last changed.
     pub budget_warned: bool,
     /// Every decision point of the task, with its answer once given.
@@ -223,7 +217,6 @@ impl Work {
                 self.leg_progress = false;
                 self.rereads.clear();
                 self.plan_step_completed = false;
-                self.leg_first_step = self.steps;
                 self.read_before_leg = self.files_read.len();
                 self.seen_calls.clear();
                 self.most_repeated_call = 0;
@@ -378,14 +371,8 @@ impl Work {
                 Some(_) => {}
                 None => self.files_read.push(path.clone()),
             },
-            Effect::Changed(paths) => {
-                self.leg_progress = true;
-                for path in paths {
-                    if !self.files_changed.contains(path) {
-                        self.files_changed.push(path.clone());
-                    }
-                }
-            }
+            // Which files changed is git's to say (the ledger's diffstat); that some did is progress.
+            Effect::Changed(_) => self.leg_progress = true,
             Effect::Plan(steps) => {
                 let done = |plan: &[PlanStep]| plan.iter().filter(|s| s.status == StepStatus::Done).count();
                 if done(steps) > done(&self.plan) {
@@ -652,7 +639,7 @@ mod tests {
             .collect();
         let mut state = fold(TaskId::from_entropy(3), &journal).unwrap();
         let work = &state.work;
-        assert_eq!((work.files_read.clone(), work.files_changed.clone()), (vec!["a.rs".into()], vec!["a.rs".into()]));
+        assert_eq!(work.files_read, ["a.rs"]);
         assert!(work.plan_step_completed && work.leg_progress);
         assert_eq!(work.plan[0].status, StepStatus::Done);
 
