@@ -55,27 +55,29 @@ impl<'a> Journal<'a> {
 
     /// Journals `events` like `append`, unless the account refuses a reservation among them: then
     /// none of them is written (the deferred events before them are) and the refusal is returned.
+    /// The events are written before they are applied, so a refusal leaves the state as it was.
     pub(crate) async fn try_append(&mut self, events: Vec<Event>) -> Result<Result<(), Refusal>, EngineError> {
-        if !events.iter().any(|event| matches!(event, Event::Reserved { .. })) {
-            for event in events {
-                self.apply(event)?;
-            }
-            return self.flush().await.map(Ok);
-        }
-        // Only a reservation can be refused; keep what to go back to.
-        let (before, written_before) = (self.state.clone(), self.deferred.len());
-        for event in events {
-            self.apply(event)?;
-        }
-        match self.flush().await {
-            Err(EngineError::Store(StoreError::Refused { refusal, .. })) => {
-                self.state = before;
-                self.deferred.truncate(written_before);
+        let seq = self.deferred.first().map_or(self.state.next_seq, |first| first.seq);
+        let mut written: Vec<Event> = self.deferred.iter().map(|r| r.event.clone()).collect();
+        written.extend(events.iter().cloned());
+        let at = now();
+        match self.store.append(&self.state.id, seq, at, &written).await {
+            Ok(_) => {}
+            Err(StoreError::Refused { refusal, .. }) => {
                 self.flush().await?;
-                Ok(Err(refusal))
+                return Ok(Err(refusal));
             }
-            other => other.map(Ok),
+            Err(error) => return Err(error.into()),
         }
+        for recorded in self.deferred.drain(..) {
+            (self.observer)(&recorded);
+        }
+        for event in events {
+            let recorded = Recorded { seq: self.state.next_seq, at, event };
+            self.state.apply(&recorded).map_err(|source| EngineError::Journal { task: self.state.id.clone(), source })?;
+            (self.observer)(&recorded);
+        }
+        Ok(Ok(()))
     }
 
     /// Journals `event`, and every deferred event before it, durably before returning.
