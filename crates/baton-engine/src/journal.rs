@@ -74,7 +74,9 @@ impl<'a> Journal<'a> {
         }
         for event in events {
             let recorded = Recorded { seq: self.state.next_seq, at, event };
-            self.state.apply(&recorded).map_err(|source| EngineError::Journal { task: self.state.id.clone(), source })?;
+            self.state
+                .apply(&recorded)
+                .map_err(|source| EngineError::Journal { task: self.state.id.clone(), source })?;
             (self.observer)(&recorded);
         }
         Ok(Ok(()))

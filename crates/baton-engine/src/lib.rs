@@ -622,7 +622,14 @@ impl Engine {
 
     /// Whether a call needs a human first: `ask_human` always, a command when the approval policy
     /// says so. A call whose decision is answered goes on with the answer.
-    fn decision_for(&self, journal: &Journal<'_>, call_id: &str, name: &str, arguments: &str) -> Gate {
+    fn decision_for(
+        &self,
+        journal: &Journal<'_>,
+        call_id: &str,
+        name: &str,
+        arguments: &str,
+        shell: Option<&baton_tools::ShellCall>,
+    ) -> Gate {
         let work = &journal.state().work;
         if let Some((_, answer)) = work.decisions.iter().find(|(d, _)| d.call_id.as_deref() == Some(call_id)) {
             return answer.clone().map_or(Gate::Open, Gate::Answered);
@@ -678,7 +685,7 @@ impl Engine {
                 Err(_) => Gate::Open,
             };
         }
-        let Some(command) = (name == "shell").then(|| baton_tools::command_of(arguments)).flatten() else {
+        let Some(command) = shell.map(|shell| shell.command.clone()) else {
             return Gate::Open;
         };
         match self.config.approval.needs_approval(&command) {
@@ -708,7 +715,8 @@ impl Engine {
     ) -> Result<Acted, EngineError> {
         let mut finish = None;
         for (call_id, name, arguments) in calls {
-            let answered = match self.decision_for(journal, &call_id, &name, &arguments) {
+            let shell = baton_tools::shell_call(&name, &arguments);
+            let answered = match self.decision_for(journal, &call_id, &name, &arguments, shell.as_ref()) {
                 Gate::Open => None,
                 Gate::Answered(answer) => Some(answer),
                 Gate::Ask(decision) => {
@@ -721,10 +729,9 @@ impl Engine {
             };
             let key = format!("step {step} {name} #{}", journal.state().next_seq);
             let denied = answered.as_ref().is_some_and(|answer| !answer.approved);
-            let hold = if name == "shell" && finish.is_none() && !denied {
-                self.config.rates.charges(baton_tools::busy_time(&arguments).as_secs(), 0)
-            } else {
-                Vec::new()
+            let hold = match &shell {
+                Some(shell) if finish.is_none() && !denied => self.config.rates.charges(shell.busy.as_secs(), 0),
+                _ => Vec::new(),
             };
             let intent = vec![Event::ToolCallStarted {
                 step,

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-pub use shell::{DEFAULT_TIMEOUT, MAX_TIMEOUT, busy_time, command_of};
+pub use shell::{DEFAULT_TIMEOUT, MAX_TIMEOUT, ShellCall, shell_call};
 pub use workspace::{MAX_FILE_BYTES, MOUNT, Workspace};
 
 /// A failure the model is told about, worded for it to act on.

@@ -29,18 +29,20 @@ fn timeout(requested: Option<u64>) -> Result<Duration, ToolError> {
     }
 }
 
-/// The command a `shell` call with these arguments runs, if they are valid.
-pub fn command_of(arguments: &str) -> Option<String> {
-    serde_json::from_str::<ShellArgs>(arguments).ok().map(|args| args.command)
+/// What the harness needs to know of a `shell` call before it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShellCall {
+    pub command: String,
+    /// How long it may keep a sandbox busy: its timeout, or nothing for a background process or
+    /// a timeout the tool would refuse.
+    pub busy: Duration,
 }
 
-/// How long a `shell` call with these arguments may keep a sandbox busy: its timeout, or nothing
-/// for a call that starts a background process or that the tool would refuse.
-pub fn busy_time(arguments: &str) -> Duration {
-    match serde_json::from_str::<ShellArgs>(arguments) {
-        Ok(args) if !args.background => timeout(args.timeout_s).unwrap_or(Duration::ZERO),
-        _ => Duration::ZERO,
-    }
+/// The `shell` call a tool call is, if it is one with valid arguments.
+pub fn shell_call(name: &str, arguments: &str) -> Option<ShellCall> {
+    let args = serde_json::from_str::<ShellArgs>(arguments).ok().filter(|_| name == "shell")?;
+    let busy = if args.background { Duration::ZERO } else { timeout(args.timeout_s).unwrap_or(Duration::ZERO) };
+    Some(ShellCall { command: args.command, busy })
 }
 
 #[derive(Debug, Deserialize)]
