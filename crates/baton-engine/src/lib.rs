@@ -105,6 +105,15 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What a task's legs work with: its worktree, its tools (with the session sandbox) and the fresh
+/// sandbox its checks run in.
+#[derive(Clone, Copy)]
+struct Machine<'a> {
+    toolbox: &'a Toolbox,
+    checks: &'a LocalSandbox,
+    worktree: &'a Worktree,
+}
+
 /// How an answer's tool calls went.
 enum Acted {
     Done,
@@ -217,7 +226,10 @@ impl Engine {
         }
 
         match self.prepare(journal.state()) {
-            Ok((worktree, toolbox, checks)) => self.resume(&mut journal, &toolbox, &checks, &worktree).await?,
+            Ok((worktree, toolbox, checks)) => {
+                let machine = Machine { toolbox: &toolbox, checks: &checks, worktree: &worktree };
+                self.resume(&mut journal, machine).await?
+            }
             Err(error) => {
                 let detail = format!("the task's machine could not be prepared: {error}");
                 journal.append(Event::Paused { reason: StopReason::EnvironmentError, detail }).await?;
@@ -252,13 +264,8 @@ impl Engine {
     }
 
     /// Continues from wherever the journal ends, then works.
-    async fn resume(
-        &self,
-        journal: &mut Journal<'_>,
-        toolbox: &Toolbox,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
-    ) -> Result<(), EngineError> {
+    async fn resume(&self, journal: &mut Journal<'_>, machine: Machine<'_>) -> Result<(), EngineError> {
+        let Machine { toolbox, worktree, .. } = machine;
         let state = journal.state().clone();
         // A task with a plan starts with its captain, who opens its own leg.
         if state.work.leg == 0 && !state.spec.plan {
@@ -314,23 +321,19 @@ impl Engine {
             return Ok(());
         }
         if journal.state().status() == Status::Verifying
-            && self.verify(journal, toolbox, checks, worktree, "verification interrupted by a restart").await?
+            && self.verify(journal, machine, "verification interrupted by a restart").await?
         {
             return Ok(());
         }
         // A review a crash interrupted starts its round again.
         if journal.state().status() == Status::Reviewing
-            && self
-                .review(journal, toolbox, checks, worktree, "verified (the review was interrupted by a restart)")
-                .await?
+            && self.review(journal, machine, "verified (the review was interrupted by a restart)").await?
         {
             return Ok(());
         }
         // A crash between `finish` and the checks: the checks are still owed.
         if journal.state().work.finish_requested
-            && self
-                .verify(journal, toolbox, checks, worktree, "finished (the checks were interrupted by a restart)")
-                .await?
+            && self.verify(journal, machine, "finished (the checks were interrupted by a restart)").await?
         {
             return Ok(());
         }
@@ -338,11 +341,11 @@ impl Engine {
         let unanswered = journal.state().work.unanswered_calls();
         if !unanswered.is_empty() {
             let step = journal.state().work.steps;
-            match self.act(journal, toolbox, checks, worktree, step, unanswered).await? {
+            match self.act(journal, machine, step, unanswered).await? {
                 // Only review and captain legs report or plan, and they do not get here.
                 Acted::Done | Acted::Reported | Acted::Planned => {}
                 Acted::Finish(summary) => {
-                    if self.verify(journal, toolbox, checks, worktree, &summary).await? {
+                    if self.verify(journal, machine, &summary).await? {
                         return Ok(());
                     }
                 }
@@ -353,19 +356,14 @@ impl Engine {
             }
         }
         if journal.state().spec.plan {
-            return self.plan_and_delegate(journal, toolbox, checks, worktree).await;
+            return self.plan_and_delegate(journal, machine).await;
         }
-        self.work(journal, toolbox, checks, worktree).await
+        self.work(journal, machine).await
     }
 
     /// The leg's loop: call the model, run its tool calls, verify on `finish`.
-    async fn work(
-        &self,
-        journal: &mut Journal<'_>,
-        toolbox: &Toolbox,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
-    ) -> Result<(), EngineError> {
+    async fn work(&self, journal: &mut Journal<'_>, machine: Machine<'_>) -> Result<(), EngineError> {
+        let Machine { toolbox, worktree, .. } = machine;
         // The tools do not change during a leg; built once per leg, not per step.
         let mut tools = (journal.state().work.leg, self.tools(toolbox, &journal.state().work));
         loop {
@@ -454,11 +452,11 @@ impl Engine {
                 let text = "You answered without calling a tool. Keep working with the tools, or call `finish` when the task is done.";
                 journal.append(Event::Feedback { text: text.into() }).await?;
             }
-            match self.act(journal, toolbox, checks, worktree, step, calls).await? {
+            match self.act(journal, machine, step, calls).await? {
                 // Only review and captain legs report or plan, and they do not get here.
                 Acted::Done | Acted::Reported | Acted::Planned => {}
                 Acted::Finish(summary) => {
-                    if self.verify(journal, toolbox, checks, worktree, &summary).await? {
+                    if self.verify(journal, machine, &summary).await? {
                         return Ok(());
                     }
                     continue;
@@ -565,9 +563,7 @@ impl Engine {
     async fn reading_step(
         &self,
         journal: &mut Journal<'_>,
-        toolbox: &Toolbox,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
+        machine: Machine<'_>,
         tools: &[ToolSpec],
         nudge: &str,
     ) -> Result<Result<Acted, CallFailure>, EngineError> {
@@ -586,7 +582,7 @@ impl Engine {
             journal.append(Event::Feedback { text: nudge.to_owned() }).await?;
             return Ok(Ok(Acted::Done));
         }
-        self.act(journal, toolbox, checks, worktree, step, calls).await.map(Ok)
+        self.act(journal, machine, step, calls).await.map(Ok)
     }
 
     /// One model call, journaled and charged: held before, settled after (a failed call is not
@@ -707,12 +703,11 @@ impl Engine {
     async fn act(
         &self,
         journal: &mut Journal<'_>,
-        toolbox: &Toolbox,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
+        machine: Machine<'_>,
         step: u32,
         calls: Vec<(String, String, String)>,
     ) -> Result<Acted, EngineError> {
+        let worktree = machine.worktree;
         let mut finish = None;
         for (call_id, name, arguments) in calls {
             let shell = baton_tools::shell_call(&name, &arguments);
@@ -746,7 +741,7 @@ impl Engine {
             let outcome = if finish.is_some() {
                 Outcome::error("not run: `finish` was called earlier in the same turn".to_owned())
             } else {
-                self.run_call(journal, toolbox, checks, worktree, &name, &arguments, answered)?
+                self.run_call(journal, machine, &name, &arguments, answered)?
             };
             let output = baton_agent::fit_output(outcome.output, self.budget(&journal.state().work).max_result_bytes());
             self.settle(journal, &key, self.config.rates.charges(started.elapsed().as_secs().max(1), 0))?;
@@ -776,13 +771,12 @@ impl Engine {
     fn run_call(
         &self,
         journal: &Journal<'_>,
-        toolbox: &Toolbox,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
+        machine: Machine<'_>,
         name: &str,
         arguments: &str,
         answered: Option<Answer>,
     ) -> Result<Outcome, EngineError> {
+        let Machine { toolbox, checks, worktree } = machine;
         let work = &journal.state().work;
         let allowed = match work.role {
             LegRole::Review => Some(baton_agent::REVIEW_TOOLS),

@@ -11,10 +11,9 @@ use baton_core::{
 };
 use baton_git::Worktree;
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
-use baton_tools::Toolbox;
 
 use crate::journal::{self, Journal};
-use crate::{Acted, CallFailure, Engine, EngineError};
+use crate::{Acted, CallFailure, Engine, EngineError, Machine};
 
 /// Model steps a captain may take to submit a valid plan.
 const PLAN_STEPS: u32 = 30;
@@ -26,25 +25,18 @@ impl Engine {
     pub(crate) async fn plan_and_delegate(
         &self,
         journal: &mut Journal<'_>,
-        toolbox: &Toolbox,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
+        machine: Machine<'_>,
     ) -> Result<(), EngineError> {
-        if journal.state().work.subtasks.is_empty() && !self.captain(journal, toolbox, checks, worktree).await? {
+        if journal.state().work.subtasks.is_empty() && !self.captain(journal, machine).await? {
             return Ok(());
         }
-        self.delegate(journal, toolbox, checks, worktree).await
+        self.delegate(journal, machine).await
     }
 
     /// Runs the captain's leg until it submits a plan the harness accepts. Returns false when the
     /// task paused or waits instead.
-    async fn captain(
-        &self,
-        journal: &mut Journal<'_>,
-        toolbox: &Toolbox,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
-    ) -> Result<bool, EngineError> {
+    async fn captain(&self, journal: &mut Journal<'_>, machine: Machine<'_>) -> Result<bool, EngineError> {
+        let Machine { toolbox, worktree, .. } = machine;
         if journal.state().work.role != LegRole::Captain {
             let state = journal.state();
             let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Captain);
@@ -60,7 +52,7 @@ impl Engine {
         let tools = self.tools(toolbox, &journal.state().work);
         for _ in 0..PLAN_STEPS {
             let nudge = "Submit the plan with `submit_plan`.";
-            match self.reading_step(journal, toolbox, checks, worktree, &tools, nudge).await? {
+            match self.reading_step(journal, machine, &tools, nudge).await? {
                 Ok(Acted::Planned) => {
                     journal.flush().await?;
                     return Ok(true);
@@ -115,13 +107,8 @@ impl Engine {
 
     /// Runs the plan's subtasks in order, each as a child task; then verifies the parent on the
     /// last one's result.
-    async fn delegate(
-        &self,
-        journal: &mut Journal<'_>,
-        toolbox: &Toolbox,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
-    ) -> Result<(), EngineError> {
+    async fn delegate(&self, journal: &mut Journal<'_>, machine: Machine<'_>) -> Result<(), EngineError> {
+        let worktree = machine.worktree;
         let count = journal.state().work.subtasks.len();
         for index in 0..count {
             let subtask = journal.state().work.subtasks[index].clone();
@@ -159,7 +146,7 @@ impl Engine {
             state.work.subtasks.len(),
             state.work.subtasks.iter().map(|s| s.plan.key.as_str()).collect::<Vec<_>>().join(", ")
         );
-        self.verify(journal, toolbox, checks, worktree, &summary).await?;
+        self.verify(journal, machine, &summary).await?;
         Ok(())
     }
 

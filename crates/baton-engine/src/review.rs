@@ -3,12 +3,9 @@
 //! build leg, which resolves them, and the loop repeats, bounded.
 
 use baton_core::{Event, Finding, FindingStatus, LegRole, Status, StopReason};
-use baton_git::Worktree;
-use baton_sandbox::LocalSandbox;
-use baton_tools::Toolbox;
 
 use crate::journal::Journal;
-use crate::{Acted, CallFailure, Engine, EngineError};
+use crate::{Acted, CallFailure, Engine, EngineError, Machine};
 
 /// Review rounds per task; after the last one the task is done with what is still open listed.
 const REVIEW_ROUNDS: u32 = 3;
@@ -21,11 +18,10 @@ impl Engine {
     pub(crate) async fn review(
         &self,
         journal: &mut Journal<'_>,
-        toolbox: &Toolbox,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
+        machine: Machine<'_>,
         summary: &str,
     ) -> Result<bool, EngineError> {
+        let Machine { toolbox, worktree, .. } = machine;
         let state = journal.state();
         // A planned task's subtasks were reviewed each on its own.
         if !state.spec.review || state.spec.plan || state.work.review_rounds >= REVIEW_ROUNDS {
@@ -54,7 +50,7 @@ impl Engine {
         let tools = self.tools(toolbox, &journal.state().work);
         for _ in 0..REVIEW_STEPS {
             let nudge = "Report what you found with `report_findings` (an empty list if the change is clean).";
-            match self.reading_step(journal, toolbox, checks, worktree, &tools, nudge).await? {
+            match self.reading_step(journal, machine, &tools, nudge).await? {
                 Ok(Acted::Reported) => break,
                 Ok(Acted::Refused(refusal)) | Err(CallFailure::Refused(refusal)) => {
                     self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;

@@ -4,12 +4,10 @@
 use std::time::{Duration, Instant};
 
 use baton_core::{Event, Status, StopReason, TaskState};
-use baton_git::Worktree;
-use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
-use baton_tools::Toolbox;
+use baton_sandbox::{RunRequest, Sandbox};
 
 use crate::journal::Journal;
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, Machine};
 
 /// Output kept from a check for the journal and the agent.
 const CHECK_OUTPUT: usize = 4096;
@@ -65,11 +63,10 @@ impl Engine {
     pub(crate) async fn verify(
         &self,
         journal: &mut Journal<'_>,
-        toolbox: &Toolbox,
-        checks: &LocalSandbox,
-        worktree: &Worktree,
+        machine: Machine<'_>,
         summary: &str,
     ) -> Result<bool, EngineError> {
+        let Machine { checks, worktree, .. } = machine;
         if journal.state().status() != Status::Verifying {
             journal.append(Event::VerificationStarted).await?;
         }
@@ -126,7 +123,7 @@ impl Engine {
             journal
                 .append(Event::Checkpointed { commit, evidence: format!("{count} of {count} checks passed") })
                 .await?;
-            return self.review(journal, toolbox, checks, worktree, summary).await;
+            return self.review(journal, machine, summary).await;
         }
         if state.work.verifications >= self.config.max_verifications {
             let detail = format!("the checks failed {} times", state.work.verifications);
