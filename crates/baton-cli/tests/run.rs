@@ -20,6 +20,14 @@ fn call(id: &str, name: &str, arguments: Value) -> Turn {
     }
 }
 
+/// A Python module whose `add` subtracts, and the test that says so.
+fn calc_repo() -> FixtureRepo {
+    FixtureRepo::with_files(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
+    ])
+}
+
 async fn baton(home: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Output {
     let config = home.join("no-config.toml");
     if !config.exists() {
@@ -39,10 +47,7 @@ async fn baton(home: &std::path::Path, args: &[&str], env: &[(&str, String)]) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_fixes_a_repository_and_exits_verified() {
-    let repo = FixtureRepo::with_files(&[
-        ("calc.py", "def add(a, b):\n    return a - b\n"),
-        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
-    ]);
+    let repo = calc_repo();
     let script = Script {
         turns: vec![
             call("c1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
@@ -138,10 +143,7 @@ async fn the_demo_replays_its_session_through_the_real_machinery() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_out_of_credits_pauses_and_resumes_once_its_limit_is_raised() {
-    let repo = FixtureRepo::with_files(&[
-        ("calc.py", "def add(a, b):\n    return a - b\n"),
-        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
-    ]);
+    let repo = calc_repo();
     // Each answer reports 2,000 output tokens at 10 credits per million: 0.02 credits.
     let costly = |turn: Turn| Turn {
         reply: Reply { usage: ScriptUsage { input: 1000, output: 2000, ..ScriptUsage::default() }, ..turn.reply },
@@ -192,10 +194,7 @@ async fn a_run_out_of_credits_pauses_and_resumes_once_its_limit_is_raised() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_waiting_for_approval_goes_on_once_decided() {
-    let repo = FixtureRepo::with_files(&[
-        ("calc.py", "def add(a, b):\n    return a - b\n"),
-        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
-    ]);
+    let repo = calc_repo();
     let script = Script {
         turns: vec![
             call("p", "shell", json!({"command": "git push --force origin main || echo no remote here"})),
@@ -237,10 +236,7 @@ async fn a_task_waiting_for_approval_goes_on_once_decided() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_nit_left_open_by_a_review_can_be_dismissed_by_a_human() {
-    let repo = FixtureRepo::with_files(&[
-        ("calc.py", "def add(a, b):\n    return a - b\n"),
-        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
-    ]);
+    let repo = calc_repo();
     let nit = json!({"findings": [{"title": "name the parameters x and y", "body": "style", "severity": "P3",
         "confidence": 40, "file": "calc.py", "start_line": 1, "end_line": 1}]});
     let script = Script {
