@@ -230,12 +230,6 @@ pub enum Refusal {
     TaskBudget { limit: Credits, spent: Credits, reserved: Credits, needed: Credits },
 }
 
-/// What may happen before a reservation of `needed` is held: an auto-reload of this amount.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Admission {
-    pub reload: Option<Credits>,
-}
-
 pub(crate) fn add(a: Credits, b: Credits) -> Credits {
     Credits::from_micros(a.micros().saturating_add(b.micros()))
 }
@@ -262,9 +256,10 @@ impl Position {
         sub(self.balance, self.reserved)
     }
 
-    /// Whether a reservation of `needed` may be held at `at`, and the auto-reload that must come
-    /// first. The cap is checked before any reload: a month at its cap reloads nothing.
-    pub fn admit(&self, at: Timestamp, needed: Credits) -> Result<Admission, Refusal> {
+    /// Whether a reservation of `needed` may be held at `at`, and the amount of the auto-reload
+    /// that must come first, if any. The cap is checked before any reload: a month at its cap
+    /// reloads nothing.
+    pub fn admit(&self, at: Timestamp, needed: Credits) -> Result<Option<Credits>, Refusal> {
         let position = self.in_month(Month::of(at));
         if let Some(cap) = position.policy.monthly_cap
             && add(add(position.spent_this_month, position.reserved), needed) > cap
@@ -288,7 +283,7 @@ impl Position {
         if !position.policy.overage && available < needed {
             return Err(Refusal::NoCredits { available, needed });
         }
-        Ok(Admission { reload })
+        Ok(reload)
     }
 
     /// The position as seen from `month`: a new month starts with nothing spent or reloaded.
@@ -353,9 +348,9 @@ mod tests {
         let policy = Policy { monthly_cap: Some(credits(30)), auto_reload: Some(reload), overage: false };
         let mut position = Position::new(policy, month);
         position.apply(at, EntryKind::TopUp, credits(10));
-        assert_eq!(position.admit(at, credits(3)), Ok(Admission { reload: None }));
+        assert_eq!(position.admit(at, credits(3)), Ok(None));
         // 10 - 6 = 4 < 5: reload to 20, i.e. 16 more.
-        assert_eq!(position.admit(at, credits(6)), Ok(Admission { reload: Some(credits(16)) }));
+        assert_eq!(position.admit(at, credits(6)), Ok(Some(credits(16))));
         position.apply(at, EntryKind::Charge(ChargeKind::Output), credits(-28));
         let refused = position.admit(at, credits(3)).unwrap_err();
         assert!(matches!(refused, Refusal::MonthlyCap { .. }), "{refused}");
@@ -365,7 +360,7 @@ mod tests {
         );
         // Next month the cap is fresh; the balance (-18) is what it is, and overage is off.
         let next = Month { year: 2026, month: 12 }.start();
-        assert!(matches!(position.admit(next, credits(1)), Ok(Admission { reload: Some(_) })));
+        assert!(matches!(position.admit(next, credits(1)), Ok(Some(_))));
         position.policy.auto_reload = None;
         assert!(matches!(position.admit(next, credits(1)), Err(Refusal::NoCredits { .. })));
         position.policy.overage = true;

@@ -18,9 +18,7 @@ mod state;
 mod status;
 mod time;
 
-pub use account::{
-    Admission, AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Rates, Refusal, total,
-};
+pub use account::{AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Rates, Refusal, total};
 pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
 pub use decision::{Answer, ApprovalPolicy, BadRule, DEFAULT_RULES, Decision, DecisionKind};
 pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, Recorded};

@@ -69,9 +69,8 @@ pub(crate) async fn reserve(
     if charges.iter().any(|c| c.amount < Credits::ZERO) {
         return Err(unbalanced(task, format!("reservation `{key}` holds a negative amount")));
     }
-    let admission =
-        position.admit(at, amount).map_err(|refusal| StoreError::Refused { task: task.clone(), refusal })?;
-    if let Some(reload) = admission.reload {
+    let reload = position.admit(at, amount).map_err(|refusal| StoreError::Refused { task: task.clone(), refusal })?;
+    if let Some(reload) = reload {
         let entry = Entry {
             at,
             kind: EntryKind::AutoReload,
