@@ -1,6 +1,7 @@
-//! The cgroup a command's whole process tree runs in: it caps processes (a fork bomb stops there;
-//! rlimits cannot, since the sandbox runs as root) and memory, and reports the peak. Works with the
-//! v1 hierarchy (`pids` and `memory` controllers) and with v2.
+//! The cgroup a command's whole process tree runs in: it caps processes, memory and the share of
+//! the processors, and reports the peak memory and how long the tree was held back at its share.
+//! Works with the v1 hierarchy (`pids`, `memory` and `cpu` controllers) and with v2. Everything it
+//! writes is under its own `baton` directory: nothing changes for the rest of the host.
 
 use std::fs;
 use std::io;
@@ -19,7 +20,7 @@ enum Version {
 #[derive(Debug)]
 pub(crate) struct Cgroup {
     version: Version,
-    /// v1: the pids and memory directories; v2: the one directory.
+    /// v1: the pids, memory and cpu directories; v2: the one directory.
     dirs: Vec<PathBuf>,
 }
 
@@ -33,18 +34,18 @@ impl Cgroup {
         let version = if root.join("pids").is_dir() { Version::V1 } else { Version::V2 };
         let cgroup = match version {
             Version::V1 => {
-                let pids = root.join("pids/baton").join(name);
-                let memory = root.join("memory/baton").join(name);
-                fs::create_dir_all(&pids)?;
-                fs::create_dir_all(&memory)?;
-                Cgroup { version, dirs: vec![pids, memory] }
+                let dirs: Vec<PathBuf> =
+                    ["pids", "memory", "cpu"].iter().map(|c| root.join(c).join("baton").join(name)).collect();
+                for dir in &dirs {
+                    fs::create_dir_all(dir)?;
+                }
+                Cgroup { version, dirs }
             }
             Version::V2 => {
                 let parent = root.join("baton");
                 fs::create_dir_all(&parent)?;
-                // Controllers must be enabled on the way down; they may be already.
-                let _ = write(root, "cgroup.subtree_control", "+pids +memory");
-                let _ = write(&parent, "cgroup.subtree_control", "+pids +memory");
+                // The host enables controllers for baton's directory; baton enables them below it.
+                write(&parent, "cgroup.subtree_control", "+pids +memory +cpu")?;
                 let dir = parent.join(name);
                 fs::create_dir_all(&dir)?;
                 Cgroup { version, dirs: vec![dir] }
@@ -62,6 +63,17 @@ impl Cgroup {
                 }
             }
         }
+        if let Some(millis) = limits.cpu_millis {
+            const PERIOD_MICROS: u64 = 100_000;
+            let quota = (millis * PERIOD_MICROS / 1000).max(1000);
+            match version {
+                Version::V1 => {
+                    write(&cgroup.dirs[2], "cpu.cfs_period_us", &PERIOD_MICROS.to_string())?;
+                    write(&cgroup.dirs[2], "cpu.cfs_quota_us", &quota.to_string())?;
+                }
+                Version::V2 => write(&cgroup.dirs[0], "cpu.max", &format!("{quota} {PERIOD_MICROS}"))?,
+            }
+        }
         Ok(cgroup)
     }
 
@@ -70,7 +82,18 @@ impl Cgroup {
     }
 
     fn memory_dir(&self) -> &Path {
-        &self.dirs[self.dirs.len() - 1]
+        &self.dirs[if self.version == Version::V1 { 1 } else { 0 }]
+    }
+
+    /// How long the tree waited at its cpu share.
+    pub(crate) fn cpu_throttled(&self) -> Option<std::time::Duration> {
+        let (dir, field, nanos_per_unit) = match self.version {
+            Version::V1 => (&self.dirs[2], "throttled_time ", 1),
+            Version::V2 => (&self.dirs[0], "throttled_usec ", 1000),
+        };
+        let text = fs::read_to_string(dir.join("cpu.stat")).ok()?;
+        let value: u64 = text.lines().find_map(|line| line.strip_prefix(field))?.trim().parse().ok()?;
+        Some(std::time::Duration::from_nanos(value * nanos_per_unit))
     }
 
     pub(crate) fn peak_memory(&self) -> Option<u64> {

@@ -1,59 +1,60 @@
-//! The process that builds a sandbox and runs one command in it. It runs as root on the host, in two
-//! stages of the same binary:
+//! The process that builds a sandbox and runs one command in it, as the user baton runs as:
 //!
-//! 1. **setup** (on the host): joins the task's cgroups, unshares the mount, pid, network, ipc and uts
-//!    namespaces, and assembles the root in a private mount namespace: the host root read-only under
-//!    the task's writable overlay layer, sensitive host paths hidden under empty tmpfs, the worktree at
-//!    `/workspace`, git metadata read-only, a minimal `/dev`. Then it starts stage 2 and waits.
-//! 2. **pid 1** (the first process of the new pid namespace): mounts a `/proc` of that namespace,
-//!    pivots into the new root, sets limits, drops capabilities, forbids new privileges, installs the
-//!    seccomp filter, and runs the command, reaping every orphan until the command exits. When it
-//!    exits, the kernel kills whatever is left in the namespace.
+//! 1. **setup**: starts a session of its own (no controlling terminal), joins the task's cgroups,
+//!    creates the sandbox's user namespace (see `userns.rs`), takes copies of what the sandbox
+//!    mounts while it still has the host user's rights, enters the namespace as root inside,
+//!    unshares the mount, pid, network, ipc, uts and cgroup namespaces, and assembles the root
+//!    (see `root.rs`). Then it forks pid 1 and waits for it.
+//! 2. **pid 1** (the first process of the new pid namespace): mounts a `/proc` of that namespace
+//!    with the kernel's knobs read-only or masked, pivots into the new root, sets limits, drops
+//!    capabilities, forbids new privileges, installs the seccomp filter, and runs the command,
+//!    reaping every orphan until the command exits. When it exits, the kernel kills whatever is
+//!    left in the namespace.
 
-use std::ffi::CString;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::Command;
 use std::time::Duration;
 
-use rustix::mount::{MountFlags, MountPropagationFlags, UnmountFlags};
+use rustix::mount::{MountPropagationFlags, UnmountFlags};
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 
+use crate::root::{self, ASSEMBLY};
 use crate::spec::{InitSpec, Limits, SPEC_VARIABLE};
+use crate::userns::{Mode, UserNamespace};
 use crate::{proxy, seccomp};
-
-/// The argument that selects stage 2.
-pub const STAGE_TWO: &str = "--pid1";
 
 /// Exit status of the init process when the sandbox itself could not be built (not the command).
 pub const SETUP_FAILED: i32 = 125;
 
-/// Capabilities root keeps inside the sandbox: enough to install packages and own files, nothing that
-/// reaches the kernel or other processes (no SYS_ADMIN, SYS_PTRACE, SYS_MODULE, NET_ADMIN, MKNOD,
-/// SYS_CHROOT…).
+/// Capabilities root keeps inside the sandbox's user namespace (they mean nothing outside it):
+/// enough to own files and switch users, nothing that reaches the kernel or other processes, and
+/// neither `FSETID` nor `SETFCAP`, which would let a file carry privileges out to the host.
 fn kept_capabilities() -> CapabilitySet {
     CapabilitySet::CHOWN
         | CapabilitySet::DAC_OVERRIDE
         | CapabilitySet::FOWNER
-        | CapabilitySet::FSETID
         | CapabilitySet::KILL
         | CapabilitySet::SETGID
         | CapabilitySet::SETUID
         | CapabilitySet::SETPCAP
         | CapabilitySet::NET_BIND_SERVICE
         | CapabilitySet::AUDIT_WRITE
-        | CapabilitySet::SETFCAP
 }
 
-type Step<T> = Result<T, String>;
+/// A stage of building the sandbox; the error says what failed, for the one line the host reads.
+pub(crate) type Step<T> = Result<T, String>;
 
-fn step<T, E: std::fmt::Display>(what: impl FnOnce() -> String, result: Result<T, E>) -> Step<T> {
+pub(crate) fn step<T, E: std::fmt::Display>(what: impl FnOnce() -> String, result: Result<T, E>) -> Step<T> {
     result.map_err(|e| format!("{}: {e}", what()))
 }
 
-/// `root` joined with an absolute host path.
-fn inside(root: &Path, host_path: &Path) -> PathBuf {
-    root.join(host_path.strip_prefix("/").unwrap_or(host_path))
+pub(crate) fn unshare(flags: UnshareFlags) -> rustix::io::Result<()> {
+    // SAFETY: `unshare_unsafe` is unsafe only for CLONE_FILES, which breaks file descriptors shared
+    // between threads; no caller passes it.
+    #[allow(unsafe_code)]
+    unsafe {
+        rustix::thread::unshare_unsafe(flags)
+    }
 }
 
 fn read_spec() -> Step<InitSpec> {
@@ -61,17 +62,10 @@ fn read_spec() -> Step<InitSpec> {
     serde_json::from_str(&text).map_err(|e| format!("{SPEC_VARIABLE} is not a valid spec: {e}"))
 }
 
-/// Runs the stage the arguments ask for and returns the process's exit code. The arguments the
-/// program was started with are kept for stage 2 (a `baton` binary acting as the init needs its
-/// subcommand again), with [`STAGE_TWO`] added.
+/// Builds the sandbox the spec in the environment describes, runs its command, and returns the
+/// process's exit code.
 pub fn main() -> i32 {
-    let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let stage_two = args.last().map(String::as_str) == Some(STAGE_TWO);
-    if stage_two {
-        args.pop();
-    }
-    let result = read_spec().and_then(|spec| if stage_two { pid_one(&spec) } else { setup(&spec, &args) });
-    match result {
+    match read_spec().and_then(|spec| setup(&spec)) {
         Ok(code) => code,
         Err(message) => {
             eprintln!("baton sandbox: {message}");
@@ -80,134 +74,51 @@ pub fn main() -> i32 {
     }
 }
 
-fn exit_code(status: ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
-}
-
-fn setup(spec: &InitSpec, args: &[String]) -> Step<i32> {
+fn setup(spec: &InitSpec) -> Step<i32> {
+    step(|| "starting a session without a terminal".to_owned(), rustix::process::setsid())?;
     let pid = std::process::id().to_string();
     for cgroup in &spec.cgroups {
         step(|| format!("joining cgroup {}", cgroup.display()), std::fs::write(cgroup.join("cgroup.procs"), &pid))?;
     }
-    let namespaces =
-        UnshareFlags::NEWNS | UnshareFlags::NEWPID | UnshareFlags::NEWNET | UnshareFlags::NEWIPC | UnshareFlags::NEWUTS;
-    // SAFETY: `unshare_unsafe` is unsafe only for CLONE_FILES, which breaks file descriptors shared
-    // between threads; these flags do not include it, and this process is single-threaded.
-    #[allow(unsafe_code)]
-    let unshared = unsafe { rustix::thread::unshare_unsafe(namespaces) };
-    step(|| "unsharing namespaces".to_owned(), unshared)?;
+    let userns = UserNamespace::create(Mode::of_this_process())?;
+    let binds = root::binds(spec, &userns)?;
+    userns.enter()?;
+    let namespaces = UnshareFlags::NEWNS
+        | UnshareFlags::NEWPID
+        | UnshareFlags::NEWNET
+        | UnshareFlags::NEWIPC
+        | UnshareFlags::NEWUTS
+        | UnshareFlags::NEWCGROUP;
+    step(|| "unsharing namespaces".to_owned(), unshare(namespaces))?;
     step(
         || "making mounts private".to_owned(),
         rustix::mount::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC),
     )?;
-    build_root(spec)?;
+    root::build(&binds)?;
 
-    let me = step(|| "finding the init program".to_owned(), std::env::current_exe())?;
-    let status = step(|| "starting pid 1".to_owned(), Command::new(me).args(args).arg(STAGE_TWO).status())?;
-    Ok(exit_code(status))
-}
-
-fn mkdirs(path: &Path) -> Step<()> {
-    step(|| format!("creating {}", path.display()), std::fs::create_dir_all(path))
-}
-
-fn bind(source: &Path, target: &Path, read_only: bool) -> Step<()> {
-    let what = || format!("binding {} to {}", source.display(), target.display());
-    step(what, rustix::mount::mount_bind_recursive(source, target))?;
-    if read_only {
-        let flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
-        step(|| format!("making {} read-only", target.display()), rustix::mount::mount_remount(target, flags, ""))?;
-    }
-    Ok(())
-}
-
-fn tmpfs(target: &Path, mode: &str) -> Step<()> {
-    let options = CString::new(format!("mode={mode}")).map_err(|e| e.to_string())?;
-    let flags = MountFlags::NOSUID | MountFlags::NODEV;
-    step(
-        || format!("mounting tmpfs on {}", target.display()),
-        rustix::mount::mount("tmpfs", target, "tmpfs", flags, options.as_c_str()),
-    )
-}
-
-fn build_root(spec: &InitSpec) -> Step<()> {
-    let root = &spec.root;
-    let upper = spec.layer.join("upper");
-    let work = spec.layer.join("work");
-    for path in [&upper, &work, root] {
-        let text = path.to_string_lossy();
-        if text.contains([',', ':', '\\']) {
-            return Err(format!("{text}: overlay paths may not contain , : or \\"));
+    // SAFETY: this process is single-threaded, so the child may run any code: it becomes pid 1
+    // and leaves through `exit`, never returning into this function.
+    #[allow(unsafe_code)]
+    let child = unsafe { libc::fork() };
+    match child {
+        -1 => Err(format!("starting pid 1: {}", std::io::Error::last_os_error())),
+        0 => {
+            let code = pid_one(spec).unwrap_or_else(|message| {
+                eprintln!("baton sandbox: {message}");
+                SETUP_FAILED
+            });
+            std::process::exit(code)
         }
-        mkdirs(path)?;
-    }
-    let options = CString::new(format!("lowerdir=/,upperdir={},workdir={}", upper.display(), work.display()))
-        .map_err(|e| e.to_string())?;
-    step(
-        || "mounting the task's layer over the host root".to_owned(),
-        rustix::mount::mount("overlay", root, "overlay", MountFlags::NOSUID, options.as_c_str()),
-    )?;
-
-    // Each hidden path becomes an empty directory of the task's own, which persists with its layer
-    // (so `/root` is the task's home, not the host's).
-    for hidden in &spec.hidden {
-        let target = inside(root, hidden);
-        if target.is_dir() {
-            let replacement = inside(&spec.layer.join("hidden"), hidden);
-            mkdirs(&replacement)?;
-            bind(&replacement, &target, false)?;
+        pid => {
+            let pid = rustix::process::Pid::from_raw(pid).ok_or("fork returned no pid")?;
+            let status = step(
+                || "waiting for pid 1".to_owned(),
+                rustix::process::waitpid(Some(pid), rustix::process::WaitOptions::empty()),
+            )?;
+            let status = status.map(|(_, status)| status).ok_or("pid 1 vanished")?;
+            Ok(status.exit_status().unwrap_or_else(|| 128 + status.terminating_signal().unwrap_or(0)))
         }
     }
-    let tmp = root.join("tmp");
-    mkdirs(&tmp)?;
-    tmpfs(&tmp, "1777")?;
-
-    let dev = root.join("dev");
-    mkdirs(&dev)?;
-    tmpfs(&dev, "0755")?;
-    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
-        let target = dev.join(node);
-        step(|| format!("creating {}", target.display()), std::fs::File::create(&target))?;
-        bind(&Path::new("/dev").join(node), &target, false)?;
-    }
-    mkdirs(&dev.join("shm"))?;
-    tmpfs(&dev.join("shm"), "1777")?;
-    for (link, target) in [
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        step(|| format!("linking /dev/{link}"), std::os::unix::fs::symlink(target, dev.join(link)))?;
-    }
-
-    let workspace = root.join("workspace");
-    mkdirs(&workspace)?;
-    bind(&spec.workspace, &workspace, spec.workspace_read_only)?;
-    // The worktree's `.git` file names the git metadata; neither may be changed from inside.
-    let git_file = spec.workspace.join(".git");
-    if git_file.is_file() {
-        bind(&git_file, &workspace.join(".git"), true)?;
-    }
-    for path in &spec.read_only {
-        let target = inside(root, path);
-        if path.is_dir() {
-            mkdirs(&target)?;
-        } else {
-            mkdirs(target.parent().unwrap_or(root))?;
-            step(|| format!("creating {}", target.display()), std::fs::File::create(&target))?;
-        }
-        bind(path, &target, true)?;
-    }
-    if let Some(socket) = &spec.proxy_socket {
-        let target = inside(root, Path::new(proxy::SOCKET_INSIDE));
-        mkdirs(target.parent().unwrap_or(root))?;
-        step(|| format!("creating {}", target.display()), std::fs::File::create(&target))?;
-        bind(socket, &target, false)?;
-    }
-    mkdirs(&root.join("proc"))?;
-    Ok(())
 }
 
 /// Brings up the loopback interface of the new network namespace, so that servers a command starts
@@ -384,6 +295,8 @@ fn set_limits(limits: &Limits) -> Step<()> {
     set(Resource::Cpu, limits.cpu_seconds)?;
     set(Resource::Fsize, limits.file_bytes)?;
     set(Resource::Nofile, limits.open_files)?;
+    // Counted per user namespace, so it stops a fork bomb where there is no pids cgroup.
+    set(Resource::Nproc, limits.processes)?;
     set(Resource::Core, Some(0))
 }
 
@@ -404,21 +317,12 @@ fn pid_one(spec: &InitSpec) -> Step<i32> {
         || "arming the parent-death signal".to_owned(),
         rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)),
     )?;
-    let root = &spec.root;
-    step(
-        || "mounting /proc".to_owned(),
-        rustix::mount::mount(
-            "proc",
-            root.join("proc"),
-            "proc",
-            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-            None,
-        ),
-    )?;
+    let root = std::path::Path::new(ASSEMBLY);
+    root::mount_proc(root)?;
     step(|| "setting the hostname".to_owned(), rustix::system::sethostname(b"sandbox"))?;
     loopback_up()?;
     let old = root.join(".baton-old-root");
-    mkdirs(&old)?;
+    step(|| "creating the old root".to_owned(), std::fs::create_dir(&old))?;
     step(|| "pivoting into the sandbox root".to_owned(), rustix::process::pivot_root(root, &old))?;
     step(|| "entering /".to_owned(), std::env::set_current_dir("/"))?;
     step(|| "detaching the host root".to_owned(), rustix::mount::unmount("/.baton-old-root", UnmountFlags::DETACH))?;

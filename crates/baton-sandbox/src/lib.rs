@@ -1,21 +1,25 @@
-//! Where a task's commands run: an isolated machine of their own. Each command gets fresh mount, pid,
-//! network, ipc and uts namespaces; the host root read-only under the task's own writable layer (so
-//! `apt-get install` or `pip install` persist for that task, and only for it); the worktree at
-//! `/workspace` with its git metadata read-only; no network; baton's data and the host's homes
-//! hidden; resource limits enforced by cgroups and rlimits; dangerous system calls refused by seccomp;
-//! a wall-clock timeout and an output cap that kill the whole process tree.
+//! Where a task's commands run: an isolated machine of their own. Each command gets fresh user,
+//! mount, pid, network, ipc, uts and cgroup namespaces: root inside is an unprivileged id outside;
+//! the host's directories are read-only; the task has a home of its own that persists between its
+//! commands (so `pip install --user` lasts for that task, and only for it); the worktree is at
+//! `/workspace` with its git metadata read-only; no network; baton's data and the host's homes are
+//! hidden; resource limits are enforced by cgroups and rlimits; dangerous system calls are refused
+//! by seccomp; a wall-clock timeout and an output cap kill the whole process tree.
 //!
 //! The isolation is built by `baton-sandbox-init` (see `init.rs`), which the [`Sandbox`] starts for
-//! every command. It needs root on the host (baton's workers run as root, as CI does).
+//! every command. baton may run as root (servers) or as an ordinary user where the kernel allows
+//! unprivileged user namespaces (see `userns.rs`).
 
 mod cgroup;
 mod channel;
 mod init;
 mod output;
 mod proxy;
+mod root;
 mod seccomp;
 mod session;
 mod spec;
+mod userns;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -43,8 +47,8 @@ pub enum SandboxError {
     Setup(String),
     #[error("the command is empty")]
     EmptyCommand,
-    #[error("baton's sandbox needs root (it builds Linux namespaces, mounts and cgroups); run baton as root")]
-    NotRoot,
+    #[error("baton cannot build sandboxes here: {0}")]
+    Unsupported(String),
 }
 
 /// Where a task's commands run. [`LocalSandbox`] (Linux namespaces on this machine) is the backend
@@ -137,6 +141,7 @@ impl SandboxConfig {
                 memory_bytes: Some(4 << 30),
                 processes: Some(512),
                 cpu_seconds: None,
+                cpu_millis: Some(default_cpu_millis()),
                 file_bytes: Some(8 << 30),
                 open_files: Some(4096),
             },
@@ -144,6 +149,13 @@ impl SandboxConfig {
             network: None,
         }
     }
+}
+
+/// Half of the machine's processors (at least one): a runaway task leaves the rest to baton and to
+/// other tasks.
+fn default_cpu_millis() -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    (cores / 2).max(1) * 1000
 }
 
 /// One command to run.
@@ -192,6 +204,8 @@ pub struct RunOutcome {
     pub output_file: PathBuf,
     pub duration: Duration,
     pub peak_memory_bytes: Option<u64>,
+    /// How long the cpu cgroup held the command back at its share, where there is one.
+    pub cpu_throttled: Option<Duration>,
 }
 
 /// A task's sandbox: its writable layer and its worktree.
@@ -221,17 +235,20 @@ fn base_env() -> Vec<(String, String)> {
 impl LocalSandbox {
     /// `state` is the task's own directory (it keeps the writable layer between commands);
     /// `read_only` are host paths shown read-only, like the repository's git directory.
-    /// Fails at once, with the reason, where sandboxes cannot be built (not root).
+    /// Fails at once, with the reason, where sandboxes cannot be built (a kernel setting refuses an
+    /// ordinary user its user namespaces).
     pub fn new(
         config: SandboxConfig,
         state: &Path,
         workspace: &Path,
         read_only: Vec<PathBuf>,
     ) -> Result<LocalSandbox, SandboxError> {
-        if !rustix::process::geteuid().is_root() {
-            return Err(SandboxError::NotRoot);
+        if !rustix::process::geteuid().is_root()
+            && let Some(setting) = userns::refused_by_setting()
+        {
+            return Err(SandboxError::Unsupported(setting));
         }
-        for dir in [state.join("layer/upper"), state.join("layer/work"), state.join("runs")] {
+        for dir in [state.join("layer/hidden"), state.join("runs")] {
             std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Prepare { path: dir.clone(), source })?;
         }
         let proxy = match &config.network {
@@ -284,20 +301,18 @@ impl LocalSandbox {
     /// session.
     fn spec(
         &self,
-        root: &Path,
-        cgroup: &Cgroup,
+        cgroup: Option<&Cgroup>,
         argv: Vec<String>,
         env: Vec<(String, String)>,
         cwd: String,
     ) -> InitSpec {
         InitSpec {
             layer: self.state.join("layer"),
-            root: root.to_owned(),
             workspace: self.workspace.clone(),
             workspace_read_only: self.workspace_read_only,
             read_only: self.config.toolchains.iter().chain(&self.read_only).cloned().collect(),
             hidden: self.config.hidden.clone(),
-            cgroups: cgroup.dirs().to_vec(),
+            cgroups: cgroup.map(|c| c.dirs().to_vec()).unwrap_or_default(),
             limits: self.config.limits,
             argv,
             env,
@@ -311,14 +326,17 @@ impl LocalSandbox {
         LocalSandbox { workspace_read_only: true, ..self }
     }
 
-    /// A directory for one run or session, and its cgroup.
-    fn prepare_run(&self) -> Result<(String, PathBuf, Cgroup), SandboxError> {
+    /// A name for one run or session, and its cgroup. Root always has one; an ordinary user has
+    /// one where the cgroup tree is delegated to it, and otherwise only the rlimits.
+    fn prepare_run(&self) -> Result<(String, Option<Cgroup>), SandboxError> {
         let run = format!("{}-{}", std::process::id(), RUNS.fetch_add(1, Ordering::Relaxed));
-        let root = self.state.join("runs").join(&run);
-        std::fs::create_dir_all(&root).map_err(|source| SandboxError::Prepare { path: root.clone(), source })?;
-        let cgroup = Cgroup::create(&format!("baton-{run}"), &self.config.limits)
-            .map_err(|source| SandboxError::Prepare { path: PathBuf::from("/sys/fs/cgroup"), source })?;
-        Ok((run, root, cgroup))
+        let cgroup = Cgroup::create(&format!("baton-{run}"), &self.config.limits);
+        let cgroup = if rustix::process::geteuid().is_root() {
+            Some(cgroup.map_err(|source| SandboxError::Prepare { path: PathBuf::from("/sys/fs/cgroup"), source })?)
+        } else {
+            cgroup.ok()
+        };
+        Ok((run, cgroup))
     }
 }
 
@@ -329,19 +347,20 @@ impl Sandbox for LocalSandbox {
     }
 
     /// Runs one command to its end, a timeout, or the output cap.
-    /// Runs one command to its end, a timeout, or the output cap.
     fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError> {
         if request.argv.is_empty() {
             return Err(SandboxError::EmptyCommand);
         }
-        let (run, root, cgroup) = self.prepare_run()?;
+        let (run, cgroup) = self.prepare_run()?;
         let prepare = |path: &Path, source| SandboxError::Prepare { path: path.to_owned(), source };
 
-        let spec = self.spec(&root, &cgroup, request.argv.clone(), self.command_env(&request.env), request.cwd.clone());
+        let spec =
+            self.spec(cgroup.as_ref(), request.argv.clone(), self.command_env(&request.env), request.cwd.clone());
         let spec_json = serde_json::to_string(&spec).map_err(|e| SandboxError::Setup(e.to_string()))?;
 
-        let (reader, writer) = std::io::pipe().map_err(|e| prepare(&root, e))?;
-        let writer_too = writer.try_clone().map_err(|e| prepare(&root, e))?;
+        let runs = self.state.join("runs");
+        let (reader, writer) = std::io::pipe().map_err(|e| prepare(&runs, e))?;
+        let writer_too = writer.try_clone().map_err(|e| prepare(&runs, e))?;
         let start = Instant::now();
         let mut child = Command::new(&self.config.init_program)
             .args(&self.config.init_args)
@@ -396,9 +415,10 @@ impl Sandbox for LocalSandbox {
         let stopped = watchdog.join().unwrap_or(None);
         let duration = start.elapsed();
         let output = capture.finish();
-        let (peak_memory_bytes, out_of_memory) = (cgroup.peak_memory(), cgroup.out_of_memory());
+        let peak_memory_bytes = cgroup.as_ref().and_then(Cgroup::peak_memory);
+        let out_of_memory = cgroup.as_ref().is_some_and(Cgroup::out_of_memory);
+        let cpu_throttled = cgroup.as_ref().and_then(Cgroup::cpu_throttled);
         drop(cgroup);
-        let _ = std::fs::remove_dir(&root);
 
         use std::os::unix::process::ExitStatusExt;
         let exit_code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
@@ -409,7 +429,16 @@ impl Sandbox for LocalSandbox {
                 return Err(SandboxError::Setup(message.to_owned()));
             }
         }
-        Ok(RunOutcome { exit_code, stopped, out_of_memory, output, output_file, duration, peak_memory_bytes })
+        Ok(RunOutcome {
+            exit_code,
+            stopped,
+            out_of_memory,
+            output,
+            output_file,
+            duration,
+            peak_memory_bytes,
+            cpu_throttled,
+        })
     }
 
     fn session(&self) -> Result<Box<dyn SandboxSession>, SandboxError> {

@@ -39,13 +39,13 @@ pub struct LocalSession {
     env: Vec<(String, String)>,
     max_output_bytes: u64,
     runs: PathBuf,
-    root: PathBuf,
-    _cgroup: Cgroup,
+    run: String,
+    _cgroup: Option<Cgroup>,
 }
 
 impl std::fmt::Debug for LocalSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalSession").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("LocalSession").field("run", &self.run).finish_non_exhaustive()
     }
 }
 
@@ -60,8 +60,8 @@ fn io_error(what: &str) -> impl Fn(std::io::Error) -> SandboxError + '_ {
 impl LocalSandbox {
     /// Builds the sandbox once and keeps it for the commands of a session.
     pub(crate) fn start_session(&self) -> Result<LocalSession, SandboxError> {
-        let (run, root, cgroup) = self.prepare_run()?;
-        let spec = self.spec(&root, &cgroup, Vec::new(), Vec::new(), "/workspace".into());
+        let (run, cgroup) = self.prepare_run()?;
+        let spec = self.spec(cgroup.as_ref(), Vec::new(), Vec::new(), "/workspace".into());
         let spec_json = serde_json::to_string(&spec).map_err(|e| SandboxError::Setup(e.to_string()))?;
         let (ours, theirs) =
             rustix::net::socketpair(AddressFamily::UNIX, SocketType::SEQPACKET, SocketFlags::CLOEXEC, None)
@@ -109,7 +109,7 @@ impl LocalSandbox {
             env: self.command_env(&[]),
             max_output_bytes: self.config.max_output_bytes,
             runs: self.state.join("runs"),
-            root,
+            run,
             _cgroup: cgroup,
         };
         if ready_rx.recv_timeout(READY_TIMEOUT).is_err() {
@@ -245,6 +245,7 @@ impl SandboxSession for LocalSession {
             output_file,
             duration: start.elapsed(),
             peak_memory_bytes: None,
+            cpu_throttled: None,
         })
     }
 
@@ -295,6 +296,5 @@ impl Drop for LocalSession {
         }
         let _ = self.init.kill();
         let _ = self.init.wait();
-        let _ = std::fs::remove_dir(&self.root);
     }
 }

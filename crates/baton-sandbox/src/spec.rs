@@ -9,10 +9,9 @@ pub const SPEC_VARIABLE: &str = "BATON_SANDBOX_SPEC";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InitSpec {
-    /// Holds `upper/` and `work/`: the task's writable layer over the host root.
+    /// The task's own directories, kept between its sandboxes: `hidden/` holds what replaces each
+    /// hidden host path (so the task's `/root` is its home, not the host's).
     pub layer: PathBuf,
-    /// An empty directory where the sandbox root is assembled.
-    pub root: PathBuf,
     /// The task worktree, mounted at `/workspace`.
     pub workspace: PathBuf,
     /// Mount the worktree read-only (for roles that read, never write).
@@ -20,7 +19,7 @@ pub struct InitSpec {
     pub workspace_read_only: bool,
     /// Host paths mounted read-only at the same path (the repository's git metadata).
     pub read_only: Vec<PathBuf>,
-    /// Host paths replaced by an empty tmpfs (baton's data, homes, /tmp, /run).
+    /// Host paths replaced by a directory of the task's own (baton's data, homes, /run).
     pub hidden: Vec<PathBuf>,
     /// Cgroup directories the command's processes are put in, limits already written.
     pub cgroups: Vec<PathBuf>,
@@ -42,6 +41,9 @@ pub struct Limits {
     pub processes: Option<u64>,
     /// CPU seconds per process.
     pub cpu_seconds: Option<u64>,
+    /// Share of the machine's processors for the whole tree, in thousandths of a core (cpu cgroup).
+    #[serde(default)]
+    pub cpu_millis: Option<u64>,
     /// Largest file a process may write, in bytes.
     pub file_bytes: Option<u64>,
     pub open_files: Option<u64>,

@@ -60,7 +60,8 @@ fn a_command_runs_in_the_workspace_and_reports_its_exit() {
     assert_eq!(std::fs::read_to_string(&outcome.output_file).unwrap(), text(&outcome));
     assert_eq!(outcome.stopped, None);
     let outcome = sh(&sandbox, "echo $$; hostname; id -u");
-    // The shell is the second process of its own pid namespace, on a host named `sandbox`, as root.
+    // The shell is the second process of its own pid namespace, on a host named `sandbox`, as root
+    // (of its own user namespace).
     assert_eq!(text(&outcome), "2\nsandbox\n0\n");
     // Its own loopback works, for the servers a task's tests start.
     let local = "import socket; s = socket.socket(); s.bind(('127.0.0.1', 8765)); s.listen(); socket.create_connection(('127.0.0.1', 8765)); print('loopback ok')";
@@ -68,24 +69,140 @@ fn a_command_runs_in_the_workspace_and_reports_its_exit() {
 }
 
 #[test]
-fn writes_outside_the_worktree_stay_in_the_task_layer() {
+fn the_host_is_read_only_and_the_task_keeps_a_home_of_its_own() {
     let f = Fixture::new();
-    let probe = "/usr/local/bin/baton-layer-probe";
     let first = f.sandbox("one", |_| {});
-    let outcome = sh(
-        &first,
-        &format!("printf '#!/bin/sh\\necho installed\\n' > {probe} && chmod +x {probe} && echo ok > /etc/baton-probe"),
-    );
+    for path in ["/usr/local/bin/baton-probe", "/etc/baton-probe", "/var/baton-probe"] {
+        let outcome = sh(&first, &format!("echo x > {path}"));
+        assert!(text(&outcome).contains("Read-only file system"), "{path}: {}", text(&outcome));
+        assert!(!Path::new(path).exists(), "the write reached the host");
+    }
+    let install = "mkdir -p ~/.local/bin && printf '#!/bin/sh\\necho installed\\n' > ~/.local/bin/probe && chmod +x ~/.local/bin/probe";
+    let outcome = sh(&first, install);
     assert_eq!(outcome.exit_code, 0, "{}", text(&outcome));
-    assert!(!Path::new(probe).exists(), "the write reached the host");
-    assert!(!Path::new("/etc/baton-probe").exists(), "the write reached the host");
 
     // The same task's next sandbox still has it; another task's never had it.
     let again = f.sandbox("one", |_| {});
-    assert_eq!(text(&sh(&again, "baton-layer-probe; cat /etc/baton-probe")), "installed\nok\n");
+    assert_eq!(text(&sh(&again, "~/.local/bin/probe")), "installed\n");
     let other = f.sandbox("two", |_| {});
-    let outcome = sh(&other, "baton-layer-probe");
+    let outcome = sh(&other, "~/.local/bin/probe");
     assert_eq!(outcome.exit_code, 127, "{}", text(&outcome));
+}
+
+#[test]
+fn root_inside_is_an_unprivileged_id_outside_and_files_belong_to_the_user() {
+    let f = Fixture::new();
+    let sandbox = f.sandbox("ids", |_| {});
+    let outcome = sh(&sandbox, "id -u; cat /proc/self/uid_map; touch made-inside; ls -ln made-inside README");
+    let shown = text(&outcome);
+    let mut lines = shown.lines();
+    assert_eq!(lines.next(), Some("0"), "{shown}");
+    let map: Vec<u64> = lines.next().unwrap().split_whitespace().map(|n| n.parse().unwrap()).collect();
+    assert_eq!(map[0], 0, "{shown}");
+    assert_ne!(map[1], 0, "root inside is root outside: {shown}");
+    let me = rustix::process::geteuid().as_raw();
+    if me != 0 {
+        assert_eq!((map[1], map[2]), (u64::from(me), 1), "{shown}");
+    }
+    // Inside, the worktree is root's; on the host, what root inside made is the invoking user's.
+    assert!(shown.lines().skip(2).all(|l| l.contains(" 0 0 ")), "{shown}");
+    let made = f.dir.path().join("worktree-ids/made-inside");
+    assert_eq!(std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&made).unwrap()), me);
+}
+
+#[test]
+fn no_file_made_inside_carries_setuid_or_setgid_bits_to_the_host() {
+    let f = Fixture::new();
+    let sandbox = f.sandbox("suid", |_| {});
+    let attempts = [
+        "cp /bin/true t1 && chmod u+s t1",
+        "cp /bin/true t2 && chmod g+s t2",
+        "install -m 4755 /bin/true t3",
+        "python3 -c 'import os; os.close(os.open(\"t4\", os.O_CREAT | os.O_WRONLY, 0o6755))'",
+        "mkdir d && chmod 2775 d",
+    ];
+    for attempt in attempts {
+        let outcome = sh(&sandbox, attempt);
+        assert_ne!(outcome.exit_code, 0, "`{attempt}` worked: {}", text(&outcome));
+    }
+    for entry in std::fs::read_dir(f.dir.path().join("worktree-suid")).unwrap() {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&entry.as_ref().unwrap().metadata().unwrap().permissions());
+        assert_eq!(mode & 0o6000, 0, "{:?} has mode {mode:o}", entry.unwrap().path());
+    }
+}
+
+/// Python that prints `name errno` for each attempted system call: 0 when it succeeded.
+const SYSCALLS: &str = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def attempt(name, number, *args):
+    result = libc.syscall(number, *[ctypes.c_long(a) for a in args])
+    if result == 0 and name == "clone-newuser":
+        os._exit(0)  # the child of a clone that worked
+    print(name, 0 if result >= 0 else ctypes.get_errno(), flush=True)
+SIGCHLD, CLONE_NEWUSER, CLONE_NEWNET = 17, 0x10000000, 0x40000000
+attempt("clone-newuser", 56, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0)
+attempt("clone-newnet", 56, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0)
+params = ctypes.create_string_buffer(120)
+attempt("io_uring_setup", 425, 4, ctypes.addressof(params))
+attempt("x32-getpid", 0x40000000 | 39)
+attempt("personality-no-aslr", 135, 0x0040000)
+attempt("clone3", 435, 0, 0)
+attempt("kcmp", 312, os.getpid(), 1, 0, 0, 0)
+attempt("pidfd_getfd", 438, 0, 0, 0)
+attempt("tiocsti", 16, 0, 0x5412, ctypes.addressof(ctypes.create_string_buffer(b"x")))
+for path in ["/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger", "/proc/sys/vm/drop_caches"]:
+    try:
+        os.close(os.open(path, os.O_WRONLY))
+        print(path, 0)
+    except OSError as e:
+        print(path, e.errno)
+"#;
+
+#[test]
+fn the_kernel_and_the_terminal_are_out_of_reach() {
+    let f = Fixture::new();
+    let sandbox = f.sandbox("kernel", |_| {});
+    std::fs::write(f.dir.path().join("worktree-kernel/attempts.py"), SYSCALLS).unwrap();
+    let outcome = sh(&sandbox, "python3 attempts.py");
+    let shown = text(&outcome);
+    let result = |name: &str| -> i32 {
+        let line = shown.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{shown}"));
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let (eperm, enoent, enosys, eacces, erofs) = (1, 2, 38, 13, 30);
+    for name in ["clone-newuser", "clone-newnet", "io_uring_setup", "x32-getpid", "personality-no-aslr"] {
+        assert_eq!(result(name), eperm, "{name}: {shown}");
+    }
+    for name in ["kcmp", "pidfd_getfd", "tiocsti"] {
+        assert_eq!(result(name), eperm, "{name}: {shown}");
+    }
+    assert_eq!(result("clone3"), enosys, "{shown}");
+    for path in ["/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger", "/proc/sys/vm/drop_caches"] {
+        // A kernel without magic SysRq has no trigger to refuse.
+        assert!([eacces, erofs, enoent].contains(&result(path)), "{path} opened for writing: {shown}");
+    }
+    // No terminal: no /dev/tty, and the sandbox is a session without a controlling one.
+    let outcome = sh(&sandbox, "ls /dev; echo tty_nr=$(cut -d' ' -f7 /proc/self/stat); wc -c < /proc/kcore");
+    let shown = text(&outcome);
+    assert!(!shown.lines().any(|l| l == "tty"), "{shown}");
+    assert!(shown.contains("tty_nr=0\n"), "{shown}");
+    assert!(shown.ends_with("0\n"), "/proc/kcore is not masked: {shown}");
+}
+
+#[test]
+fn a_cpu_hog_is_held_at_its_share() {
+    let f = Fixture::new();
+    let sandbox = f.sandbox("cpu", |config| config.limits.cpu_millis = Some(100));
+    let hog = sandbox
+        .run(&RunRequest::shell("timeout 1 sh -c 'while :; do :; done'; true", Duration::from_secs(20)))
+        .unwrap();
+    match hog.cpu_throttled {
+        Some(throttled) => assert!(throttled > Duration::ZERO, "a tenth of a core was never enforced"),
+        // An ordinary user without a delegated cgroup has no cpu share to enforce; root always has.
+        None => assert!(!rustix::process::geteuid().is_root(), "root ran without a cpu cgroup"),
+    }
 }
 
 #[test]

@@ -1,0 +1,238 @@
+//! The sandbox's root filesystem, assembled in its own mount namespace: the host's top-level
+//! directories read-only (no setuid, no devices), host paths baton hides replaced by directories of
+//! the task's own (persistent, writable: the task's home), a fresh `/tmp`, a minimal `/dev` without
+//! the host's terminal, the worktree at `/workspace` with its git metadata read-only, and a
+//! `/proc` of the sandbox's pid namespace whose kernel knobs are read-only or masked.
+//!
+//! Root inside is an unprivileged id outside, so the host's own files are read-only to it anyway;
+//! the read-only mounts say so to every process, and keep world-writable host directories out of
+//! reach too.
+
+use std::ffi::CString;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::MountFlags;
+
+use crate::init::{Step, step};
+use crate::proxy;
+use crate::spec::InitSpec;
+use crate::userns::{Access, Mode, UserNamespace, attach_detached, restrict_mount};
+
+/// Where the root is assembled: a path of the host's that exists everywhere, covered only in the
+/// sandbox's own mount namespace.
+pub const ASSEMBLY: &str = "/tmp";
+
+/// Host top-level directories the sandbox gets its own of.
+const NOT_SHOWN: &[&str] = &["proc", "sys", "dev", "tmp"];
+
+/// Files in `/proc` whose contents say too much about the host kernel, replaced by `/dev/null`.
+const MASKED_FILES: &[&str] = &["kcore", "keys", "timer_list", "sched_debug", "latency_stats", "timer_stats"];
+/// Directories in `/proc` replaced by an empty read-only one.
+const MASKED_DIRS: &[&str] = &["acpi", "scsi"];
+/// Parts of `/proc` that change the host kernel when written: read-only.
+const READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
+
+/// What a bind mounts: in root mode a copy made with root's rights before entering the user
+/// namespace (root inside may not even walk to the path); rootless, the user's own path.
+#[derive(Debug)]
+enum Source {
+    Tree(OwnedFd),
+    Host(PathBuf),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Directory,
+    File,
+}
+
+/// One host path shown in the sandbox.
+#[derive(Debug)]
+pub struct Bind {
+    source: Source,
+    /// Absolute, inside the sandbox.
+    target: PathBuf,
+    access: Access,
+    kind: Kind,
+}
+
+/// `root` joined with an absolute path.
+fn inside(root: &Path, path: &Path) -> PathBuf {
+    root.join(path.strip_prefix("/").unwrap_or(path))
+}
+
+fn mkdirs(path: &Path) -> Step<()> {
+    step(|| format!("creating {}", path.display()), std::fs::create_dir_all(path))
+}
+
+/// Everything the spec binds into the sandbox, in mount order (a bind may land inside an earlier
+/// one, like a toolchain inside the task's home).
+pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> Step<Vec<Bind>> {
+    let mut wanted: Vec<(PathBuf, PathBuf, Access)> = Vec::new();
+    for hidden in &spec.hidden {
+        // Resolved on the host: a hidden path that is a symlink would otherwise be followed inside,
+        // where it may lead somewhere shown.
+        let Ok(hidden) = std::fs::canonicalize(hidden) else { continue };
+        // Under a directory the sandbox has its own of, there is nothing of the host's to hide.
+        let shown = hidden.components().nth(1).is_some_and(|top| !NOT_SHOWN.iter().any(|n| top.as_os_str() == *n));
+        if hidden.is_dir() && shown {
+            let replacement = inside(&spec.layer.join("hidden"), &hidden);
+            mkdirs(&replacement)?;
+            wanted.push((replacement, hidden, Access::Writable));
+        }
+    }
+    for path in &spec.read_only {
+        wanted.push((path.clone(), path.clone(), Access::ReadOnly));
+    }
+    let workspace = PathBuf::from("/workspace");
+    let access = if spec.workspace_read_only { Access::ReadOnly } else { Access::Writable };
+    wanted.push((spec.workspace.clone(), workspace.clone(), access));
+    // The worktree's `.git` file names the git metadata; neither may be changed from inside.
+    let git_file = spec.workspace.join(".git");
+    if git_file.is_file() {
+        wanted.push((git_file, workspace.join(".git"), Access::ReadOnly));
+    }
+    if let Some(socket) = &spec.proxy_socket {
+        wanted.push((socket.clone(), PathBuf::from(proxy::SOCKET_INSIDE), Access::Writable));
+    }
+    wanted
+        .into_iter()
+        .map(|(source, target, access)| {
+            let kind = if source.is_dir() { Kind::Directory } else { Kind::File };
+            let source = match userns.mode() {
+                Mode::Root => Source::Tree(userns.detach(&source, access)?),
+                Mode::Rootless { .. } => Source::Host(source),
+            };
+            Ok(Bind { source, target, access, kind })
+        })
+        .collect()
+}
+
+fn tmpfs(target: &Path, mode: &str) -> Step<()> {
+    let options = CString::new(format!("mode={mode}")).map_err(|e| e.to_string())?;
+    let flags = MountFlags::NOSUID | MountFlags::NODEV;
+    step(
+        || format!("mounting tmpfs on {}", target.display()),
+        rustix::mount::mount("tmpfs", target, "tmpfs", flags, options.as_c_str()),
+    )
+}
+
+/// Shows the host path `source` at `target`, recursively, restricted to `access`.
+fn bind_host(source: &Path, target: &Path, access: Access) -> Step<()> {
+    step(
+        || format!("binding {} to {}", source.display(), target.display()),
+        rustix::mount::mount_bind_recursive(source, target),
+    )?;
+    restrict_mount(target, access)
+}
+
+/// Assembles the root at [`ASSEMBLY`], in the sandbox's mount namespace.
+pub fn build(binds: &[Bind]) -> Step<()> {
+    let root = Path::new(ASSEMBLY);
+    tmpfs(root, "0755")?;
+    let entries = step(|| "listing /".to_owned(), std::fs::read_dir("/"))?;
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name();
+        if NOT_SHOWN.iter().any(|n| name == *n) {
+            continue;
+        }
+        let (host, target) = (Path::new("/").join(&name), root.join(&name));
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_symlink() {
+            let link = step(|| format!("reading {}", host.display()), std::fs::read_link(&host))?;
+            step(|| format!("linking {}", target.display()), std::os::unix::fs::symlink(link, &target))?;
+        } else if kind.is_dir() {
+            mkdirs(&target)?;
+            bind_host(&host, &target, Access::ReadOnly)?;
+        }
+    }
+    mkdirs(&root.join("tmp"))?;
+    tmpfs(&root.join("tmp"), "1777")?;
+    build_dev(&root.join("dev"))?;
+    mkdirs(&root.join("proc"))?;
+    mkdirs(&root.join("workspace"))?;
+    for bind in binds {
+        let target = inside(root, &bind.target);
+        match bind.kind {
+            Kind::Directory => mkdirs(&target)?,
+            Kind::File if !target.exists() => {
+                mkdirs(target.parent().unwrap_or(root))?;
+                step(|| format!("creating {}", target.display()), std::fs::File::create(&target))?;
+            }
+            Kind::File => {}
+        }
+        match &bind.source {
+            Source::Tree(tree) => attach_detached(tree, &target)?,
+            Source::Host(path) => bind_host(path, &target, bind.access)?,
+        }
+    }
+    Ok(())
+}
+
+/// A `/dev` with the harmless devices only: no terminal of the host's.
+fn build_dev(dev: &Path) -> Step<()> {
+    mkdirs(dev)?;
+    tmpfs(dev, "0755")?;
+    for node in ["null", "zero", "full", "random", "urandom"] {
+        let target = dev.join(node);
+        step(|| format!("creating {}", target.display()), std::fs::File::create(&target))?;
+        let source = Path::new("/dev").join(node);
+        step(
+            || format!("binding {}", source.display()),
+            rustix::mount::mount_bind(&source, &target),
+        )?;
+    }
+    mkdirs(&dev.join("shm"))?;
+    tmpfs(&dev.join("shm"), "1777")?;
+    for (link, target) in [
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        step(|| format!("linking /dev/{link}"), std::os::unix::fs::symlink(target, dev.join(link)))?;
+    }
+    Ok(())
+}
+
+/// Mounts the pid namespace's `/proc` under `root`, with what runc and Docker keep from a
+/// container read-only or masked. Called by pid 1, the first process of that namespace.
+pub fn mount_proc(root: &Path) -> Step<()> {
+    let proc = root.join("proc");
+    step(
+        || "mounting /proc".to_owned(),
+        rustix::mount::mount(
+            "proc",
+            &proc,
+            "proc",
+            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
+            None,
+        ),
+    )?;
+    for name in READ_ONLY {
+        let path = proc.join(name);
+        if path.exists() {
+            step(|| format!("binding {}", path.display()), rustix::mount::mount_bind(&path, &path))?;
+            restrict_mount(&path, Access::ReadOnly)?;
+        }
+    }
+    let null = root.join("dev/null");
+    for name in MASKED_FILES {
+        let path = proc.join(name);
+        if path.exists() {
+            step(|| format!("masking {}", path.display()), rustix::mount::mount_bind(&null, &path))?;
+        }
+    }
+    for name in MASKED_DIRS {
+        let path = proc.join(name);
+        if path.is_dir() {
+            let flags = MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+            step(
+                || format!("masking {}", path.display()),
+                rustix::mount::mount("tmpfs", &path, "tmpfs", flags, c"mode=0555"),
+            )?;
+        }
+    }
+    Ok(())
+}
