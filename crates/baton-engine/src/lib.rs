@@ -540,10 +540,15 @@ impl Engine {
         evidence: String,
     ) -> Result<(), EngineError> {
         let message = format!("baton checkpoint: {evidence}");
-        if let Some(commit) = worktree.commit_all(&message)? {
-            journal.append(Event::Checkpointed { commit, evidence }).await?;
+        match worktree.commit_all(&message) {
+            Ok(Some(commit)) => journal.append(Event::Checkpointed { commit, evidence }).await,
+            Ok(None) => Ok(()),
+            // Nothing is committed while the agent keeps a repository in the worktree; it is told why.
+            Err(refused @ GitError::EmbeddedRepositories(_)) => {
+                journal.append(Event::Feedback { text: format!("baton did not commit your work: {refused}.") }).await
+            }
+            Err(other) => Err(other.into()),
         }
-        Ok(())
     }
 
     /// Pauses with the work committed first, so nothing waits only in the worktree.

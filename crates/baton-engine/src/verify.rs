@@ -71,6 +71,20 @@ impl Engine {
             journal.append(Event::VerificationStarted).await?;
         }
         let spec = journal.state().spec.clone();
+        // No check runs, and nothing is committed, over a worktree that holds a repository of the
+        // agent's: git would run what its configuration names.
+        let embedded = worktree.embedded_repositories()?;
+        if !embedded.is_empty() {
+            let refused = baton_git::GitError::EmbeddedRepositories(embedded);
+            if journal.state().work.verifications >= self.config.max_verifications {
+                let detail = format!("the checks could not run: {refused}");
+                journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
+                return Ok(true);
+            }
+            journal.append(Event::Resumed { detail: "the worktree holds a git repository; the agent continues".into() }).await?;
+            journal.append(Event::Feedback { text: format!("The checks did not run: {refused}.") }).await?;
+            return Ok(false);
+        }
         let tampered = worktree.changed_since(&journal.state().base_commit, &spec.protect)?;
         if !tampered.is_empty() {
             worktree.restore(&journal.state().base_commit, &tampered)?;

@@ -2,11 +2,17 @@
 //!
 //! Every task gets its own branch and worktree, created from a pinned base commit in baton's data
 //! directory; the user's checkout (files, index, HEAD) is never written. Every git process runs with
-//! inherited `GIT_*` variables removed, no terminal and no prompts, and with the repository's hooks
-//! and fsmonitor disabled, so neither the caller's environment nor the repository's configuration can
-//! redirect, hang, or run code through it.
+//! inherited `GIT_*` variables removed, no terminal and no prompts, without the system's and the
+//! user's configuration, and with hooks, fsmonitor, external diff and textconv off, so neither the
+//! caller's environment nor configuration can redirect, hang, or run code through it.
+//!
+//! A worktree is written by an untrusted agent. The one way it could still name code for git to
+//! run is a repository of its own inside it, whose configuration git would read when it looks into
+//! it (`git add` checks an embedded repository's status): every call over the worktree refuses to
+//! run while one is there ([`GitError::EmbeddedRepositories`]).
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -27,6 +33,13 @@ pub enum GitError {
     InsideCheckout { path: PathBuf, root: PathBuf },
     #[error("worktree path {0} already exists")]
     WorktreeExists(PathBuf),
+    #[error(
+        "git repositories inside the worktree are refused (git would run what their configuration names): {}; remove their `.git` or add their files as plain files",
+        .0.join(", ")
+    )]
+    EmbeddedRepositories(Vec<String>),
+    #[error("cannot read the worktree at {path}: {source}")]
+    Walk { path: PathBuf, source: io::Error },
     #[error("`git {args}` failed in {dir}: {stderr}")]
     Failed { args: String, dir: PathBuf, stderr: String },
 }
@@ -39,6 +52,14 @@ const OVERRIDES: &[&str] = &[
     "core.fsmonitor=false",
     "-c",
     "commit.gpgSign=false",
+    "-c",
+    "core.attributesFile=/dev/null",
+    "-c",
+    "diff.external=",
+    "-c",
+    "submodule.recurse=false",
+    "-c",
+    "core.untrackedCache=false",
     "-c",
     "user.name=baton",
     "-c",
@@ -59,6 +80,8 @@ where
     }
     command
         .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
         .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
         .env("LC_ALL", "C")
         .arg("-C")
@@ -267,9 +290,60 @@ impl Worktree {
         run_ok(&self.path, &["rev-parse", "HEAD"])
     }
 
+    /// Paths below the worktree named `.git` (in any case): repositories the agent embedded.
+    /// Walked beneath a descriptor of the worktree, never following a symlink, so a tree that changes
+    /// while it is read cannot lead the walk outside.
+    pub fn embedded_repositories(&self) -> Result<Vec<String>, GitError> {
+        use rustix::fs::{Dir, FileType, Mode, OFlags};
+        let walk = |source: rustix::io::Errno| GitError::Walk { path: self.path.clone(), source: source.into() };
+        let open = |dir: Option<&std::os::fd::OwnedFd>, name: &std::ffi::CStr| {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+            match dir {
+                Some(dir) => rustix::fs::openat(dir, name, flags, Mode::empty()),
+                None => rustix::fs::open(&self.path, flags, Mode::empty()),
+            }
+        };
+        let mut found = Vec::new();
+        let mut pending = vec![(open(None, c".").map_err(walk)?, PathBuf::new())];
+        while let Some((dir, relative)) = pending.pop() {
+            for entry in Dir::read_from(&dir).map_err(walk)? {
+                let entry = entry.map_err(walk)?;
+                let name = entry.file_name();
+                if name == c"." || name == c".." {
+                    continue;
+                }
+                let path = relative.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+                // The worktree's own `.git` file at the top is baton's.
+                if name.to_bytes().eq_ignore_ascii_case(b".git") && !relative.as_os_str().is_empty() {
+                    found.push(path.display().to_string());
+                    continue;
+                }
+                let is_dir = match entry.file_type() {
+                    FileType::Unknown => rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|stat| FileType::from_raw_mode(stat.st_mode) == FileType::Directory),
+                    kind => kind == FileType::Directory,
+                };
+                if is_dir {
+                    // Gone or swapped for a symlink since it was listed: nothing to walk.
+                    if let Ok(child) = open(Some(&dir), name) {
+                        pending.push((child, path));
+                    }
+                }
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    fn refuse_embedded_repositories(&self) -> Result<(), GitError> {
+        let found = self.embedded_repositories()?;
+        if found.is_empty() { Ok(()) } else { Err(GitError::EmbeddedRepositories(found)) }
+    }
+
     /// Commits every change in the worktree, untracked files included, as baton. Returns the new
     /// commit, or `None` when there was nothing to commit.
     pub fn commit_all(&self, message: &str) -> Result<Option<String>, GitError> {
+        self.refuse_embedded_repositories()?;
         run_ok(&self.path, &["add", "--all"])?;
         let staged = run(&self.path, ["diff", "--cached", "--quiet"])?;
         if staged.status.success() {
@@ -296,8 +370,9 @@ impl Worktree {
         if globs.is_empty() {
             return Ok(Vec::new());
         }
+        self.refuse_embedded_repositories()?;
         let specs: Vec<String> = globs.iter().map(|g| format!(":(glob){g}")).collect();
-        let mut args = vec!["diff", "--name-only", "--no-renames", base, "--"];
+        let mut args = vec!["diff", "--name-only", "--no-renames", "--no-ext-diff", "--no-textconv", base, "--"];
         args.extend(specs.iter().map(String::as_str));
         let mut changed: Vec<String> = run_ok(&self.path, &args)?.lines().map(str::to_owned).collect();
         let mut untracked = vec!["ls-files", "--others", "--exclude-standard", "--"];
@@ -310,6 +385,7 @@ impl Worktree {
 
     /// Puts `paths` back as they are in `base`: changed files restored, files `base` lacks removed.
     pub fn restore(&self, base: &str, paths: &[String]) -> Result<(), GitError> {
+        self.refuse_embedded_repositories()?;
         for path in paths {
             let exists = run(&self.path, ["cat-file", "-e", &format!("{base}:{path}")])?;
             if exists.status.success() {
@@ -324,12 +400,12 @@ impl Worktree {
 
     /// The committed changes of the branch since `base`, as a unified diff.
     pub fn diff(&self, base: &str) -> Result<String, GitError> {
-        run_ok(&self.path, &["diff", "--no-color", "--no-ext-diff", base, "HEAD", "--"])
+        run_ok(&self.path, &["diff", "--no-color", "--no-ext-diff", "--no-textconv", base, "HEAD", "--"])
     }
 
     /// Per-file line counts of the committed changes since `base`.
     pub fn diffstat(&self, base: &str) -> Result<Vec<FileStat>, GitError> {
-        let numstat = run_ok(&self.path, &["diff", "--numstat", "-z", "--no-renames", base, "HEAD", "--"])?;
+        let numstat = run_ok(&self.path, &["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", base, "HEAD", "--"])?;
         let stats = numstat
             .split('\0')
             .filter(|entry| !entry.is_empty())
