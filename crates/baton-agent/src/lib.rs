@@ -6,7 +6,7 @@ mod context;
 mod review;
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use baton_core::{Budget, Credits, LegRole, TaskSpec};
 
@@ -24,39 +24,35 @@ pub use review::{
 
 const BUILD_PROMPT: &str = include_str!("build.md");
 
-/// Instructions files are cut to this many bytes each, so a huge one cannot crowd out the task.
-const MAX_INSTRUCTIONS: usize = 32 * 1024;
+/// Instruction files are read up to this many bytes each, so a huge one cannot crowd out the task.
+pub const MAX_INSTRUCTIONS: u64 = 32 * 1024;
 
 /// The repository's instructions for a role: the `AGENTS.md` nearest to the scope (or the root
 /// one), then the role's own file (`.baton/BUILD.md`, `.baton/REVIEW.md`, `.baton/CAPTAIN.md`),
-/// each as written.
-pub fn instructions(worktree: &Path, spec: &TaskSpec, role: LegRole) -> String {
+/// each as written. `read` gives a file's text by its path in the worktree, at most
+/// [`MAX_INSTRUCTIONS`] bytes of it, or `None`; the caller owns the reading, which must not trust
+/// the worktree (its files are the agent's).
+pub fn instructions(spec: &TaskSpec, role: LegRole, read: impl Fn(&Path) -> Option<String>) -> String {
     let mut found = Vec::new();
-    let start = spec.scope.first().map(|scope| worktree.join(scope)).unwrap_or_else(|| worktree.to_owned());
-    let mut dir =
-        if start.is_dir() { start } else { start.parent().map(Path::to_owned).unwrap_or_else(|| worktree.to_owned()) };
+    // From the scope's directory up (a scope that names a file has no AGENTS.md beneath it).
+    let mut dir = spec.scope.first().map(PathBuf::from).unwrap_or_default();
     loop {
-        if let Ok(text) = std::fs::read_to_string(dir.join("AGENTS.md")) {
-            let shown = dir.strip_prefix(worktree).map(|p| p.join("AGENTS.md")).unwrap_or_default();
-            found.push((shown.display().to_string(), text));
+        let candidate = dir.join("AGENTS.md");
+        if let Some(text) = read(&candidate) {
+            found.push((candidate.display().to_string(), text));
             break;
         }
-        if dir == worktree || !dir.starts_with(worktree) {
+        if !dir.pop() {
             break;
-        }
-        match dir.parent() {
-            Some(parent) => dir = parent.to_owned(),
-            None => break,
         }
     }
     let role_file = format!(".baton/{}.md", role.as_str().to_uppercase());
-    if let Ok(text) = std::fs::read_to_string(worktree.join(&role_file)) {
+    if let Some(text) = read(Path::new(&role_file)) {
         found.push((role_file, text));
     }
     let mut out = String::new();
     for (name, text) in found {
-        let cut: String = text.chars().take(MAX_INSTRUCTIONS).collect();
-        let _ = write!(out, "\n\n## Repository instructions ({name})\n\n{}", cut.trim());
+        let _ = write!(out, "\n\n## Repository instructions ({name})\n\n{}", text.trim());
     }
     out
 }
@@ -131,19 +127,19 @@ mod tests {
 
     #[test]
     fn the_nearest_agents_md_and_the_build_file_are_used() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir_all(root.join("pkg/sub")).unwrap();
-        std::fs::create_dir_all(root.join(".baton")).unwrap();
-        std::fs::write(root.join("AGENTS.md"), "root rules").unwrap();
-        std::fs::write(root.join("pkg/AGENTS.md"), "package rules").unwrap();
-        std::fs::write(root.join(".baton/BUILD.md"), "build rules").unwrap();
-        let nested = instructions(root, &spec(vec!["pkg/sub".into()]), LegRole::Build);
+        let files =
+            [("AGENTS.md", "root rules"), ("pkg/AGENTS.md", "package rules"), (".baton/BUILD.md", "build rules")];
+        let read =
+            |path: &Path| files.iter().find(|(name, _)| Path::new(name) == path).map(|(_, text)| text.to_string());
+        let nested = instructions(&spec(vec!["pkg/sub".into()]), LegRole::Build, read);
         assert!(nested.contains("(pkg/AGENTS.md)\n\npackage rules") && !nested.contains("root rules"), "{nested}");
         assert!(nested.ends_with("(.baton/BUILD.md)\n\nbuild rules"), "{nested}");
-        let top = instructions(root, &spec(vec![]), LegRole::Build);
+        let top = instructions(&spec(vec![]), LegRole::Build, read);
         assert!(top.contains("(AGENTS.md)\n\nroot rules"), "{top}");
         assert!(system_prompt(&top).ends_with("build rules"));
+        // A scope that names a file finds the AGENTS.md of its directory.
+        let file = instructions(&spec(vec!["pkg/parser.py".into()]), LegRole::Build, read);
+        assert!(file.contains("package rules"), "{file}");
     }
 
     #[test]

@@ -166,6 +166,12 @@ enum Gate {
     Ask(Decision),
 }
 
+/// The repository's instructions for `role`, read beneath the worktree by the toolbox (whose reads
+/// follow no symlink and stop at the size cap).
+fn instructions(toolbox: &Toolbox, spec: &baton_core::TaskSpec, role: LegRole) -> String {
+    baton_agent::instructions(spec, role, |path| toolbox.read_own(path, baton_agent::MAX_INSTRUCTIONS))
+}
+
 /// A checkpoint commit every this many model steps (when something changed).
 const CHECKPOINT_STEPS: u32 = 10;
 
@@ -269,7 +275,7 @@ impl Engine {
         let state = journal.state().clone();
         // A task with a plan starts with its captain, who opens its own leg.
         if state.work.leg == 0 && !state.spec.plan {
-            let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Build);
+            let instructions = instructions(toolbox, &state.spec, LegRole::Build);
             let system = baton_agent::system_prompt(&instructions);
             let brief = baton_agent::brief(&state.spec);
             journal

@@ -13,7 +13,7 @@ use baton_git::Worktree;
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
 
 use crate::journal::{self, Journal};
-use crate::{Acted, CallFailure, Engine, EngineError, Machine};
+use crate::{Acted, CallFailure, Engine, EngineError, Machine, instructions};
 
 /// Model steps a captain may take to submit a valid plan.
 const PLAN_STEPS: u32 = 30;
@@ -39,7 +39,7 @@ impl Engine {
         let Machine { toolbox, worktree, .. } = machine;
         if journal.state().work.role != LegRole::Captain {
             let state = journal.state();
-            let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Captain);
+            let instructions = instructions(toolbox, &state.spec, LegRole::Captain);
             let leg = Event::LegStarted {
                 leg: state.work.leg + 1,
                 model: self.chosen(LegRole::Captain).name.to_string(),

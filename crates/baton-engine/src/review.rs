@@ -5,7 +5,7 @@
 use baton_core::{Event, Finding, FindingStatus, LegRole, Status, StopReason};
 
 use crate::journal::Journal;
-use crate::{Acted, CallFailure, Engine, EngineError, Machine};
+use crate::{Acted, CallFailure, Engine, EngineError, Machine, instructions};
 
 /// Review rounds per task; after the last one the task is done with what is still open listed.
 const REVIEW_ROUNDS: u32 = 3;
@@ -37,12 +37,11 @@ impl Engine {
         }
         let state = journal.state();
         let round = state.work.review_rounds + 1;
-        let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Review);
         let brief = baton_agent::review_brief(&state.spec, round, &diff, &state.work.last_checks, &state.work.findings);
         let leg = Event::LegStarted {
             leg: state.work.leg + 1,
             model: self.chosen(LegRole::Review).name.to_string(),
-            system: baton_agent::review_system(&instructions),
+            system: baton_agent::review_system(&instructions(toolbox, &state.spec, LegRole::Review)),
             brief,
             role: LegRole::Review,
         };
@@ -74,7 +73,7 @@ impl Engine {
         let detail = format!("review round {round} found {} findings to address", actionable.len());
         journal.append(Event::Resumed { detail }).await?;
         let state = journal.state();
-        let instructions = baton_agent::instructions(worktree.path(), &state.spec, LegRole::Build);
+        let instructions = instructions(toolbox, &state.spec, LegRole::Build);
         let leg = Event::LegStarted {
             leg: state.work.leg + 1,
             model: self.chosen(LegRole::Build).name.to_string(),

@@ -81,7 +81,9 @@ impl Engine {
                 journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
                 return Ok(true);
             }
-            journal.append(Event::Resumed { detail: "the worktree holds a git repository; the agent continues".into() }).await?;
+            journal
+                .append(Event::Resumed { detail: "the worktree holds a git repository; the agent continues".into() })
+                .await?;
             journal.append(Event::Feedback { text: format!("The checks did not run: {refused}.") }).await?;
             return Ok(false);
         }

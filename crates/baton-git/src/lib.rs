@@ -12,8 +12,8 @@
 //! run while one is there ([`GitError::EmbeddedRepositories`]).
 
 use std::ffi::OsStr;
-use std::os::unix::ffi::OsStrExt;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -391,11 +391,37 @@ impl Worktree {
             if exists.status.success() {
                 run_ok(&self.path, &["checkout", base, "--", path])?;
             } else {
-                let _ = std::fs::remove_file(self.path.join(path));
+                self.remove_beneath(path)?;
                 let _ = run(&self.path, ["rm", "--cached", "--quiet", "--ignore-unmatch", "--", path]);
             }
         }
         Ok(())
+    }
+
+    /// Removes the file at `relative`, its directory reached beneath the worktree with no symlink on
+    /// the way: a directory the agent swapped for a symlink cannot aim the removal at a host file.
+    fn remove_beneath(&self, relative: &str) -> Result<(), GitError> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let failed =
+            |source: rustix::io::Errno| GitError::Walk { path: self.path.join(relative), source: source.into() };
+        let path = Path::new(relative);
+        let name = path.file_name().ok_or_else(|| failed(rustix::io::Errno::INVAL))?;
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let root = rustix::fs::open(&self.path, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .map_err(failed)?;
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let dir = rustix::fs::openat2(
+            &root,
+            parent,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+            resolve,
+        )
+        .map_err(failed)?;
+        match rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty()) {
+            Ok(()) | Err(rustix::io::Errno::NOENT) => Ok(()),
+            Err(e) => Err(failed(e)),
+        }
     }
 
     /// The committed changes of the branch since `base`, as a unified diff.
@@ -405,7 +431,10 @@ impl Worktree {
 
     /// Per-file line counts of the committed changes since `base`.
     pub fn diffstat(&self, base: &str) -> Result<Vec<FileStat>, GitError> {
-        let numstat = run_ok(&self.path, &["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", base, "HEAD", "--"])?;
+        let numstat = run_ok(
+            &self.path,
+            &["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", base, "HEAD", "--"],
+        )?;
         let stats = numstat
             .split('\0')
             .filter(|entry| !entry.is_empty())

@@ -299,13 +299,7 @@ impl LocalSandbox {
 
     /// What the init program needs to build this sandbox in `root`; an empty `argv` asks for a
     /// session.
-    fn spec(
-        &self,
-        cgroup: Option<&Cgroup>,
-        argv: Vec<String>,
-        env: Vec<(String, String)>,
-        cwd: String,
-    ) -> InitSpec {
+    fn spec(&self, cgroup: Option<&Cgroup>, argv: Vec<String>, env: Vec<(String, String)>, cwd: String) -> InitSpec {
         InitSpec {
             layer: self.state.join("layer"),
             workspace: self.workspace.clone(),

@@ -178,10 +178,7 @@ fn build_dev(dev: &Path) -> Step<()> {
         let target = dev.join(node);
         step(|| format!("creating {}", target.display()), std::fs::File::create(&target))?;
         let source = Path::new("/dev").join(node);
-        step(
-            || format!("binding {}", source.display()),
-            rustix::mount::mount_bind(&source, &target),
-        )?;
+        step(|| format!("binding {}", source.display()), rustix::mount::mount_bind(&source, &target))?;
     }
     mkdirs(&dev.join("shm"))?;
     tmpfs(&dev.join("shm"), "1777")?;
@@ -202,13 +199,7 @@ pub fn mount_proc(root: &Path) -> Step<()> {
     let proc = root.join("proc");
     step(
         || "mounting /proc".to_owned(),
-        rustix::mount::mount(
-            "proc",
-            &proc,
-            "proc",
-            MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC,
-            None,
-        ),
+        rustix::mount::mount("proc", &proc, "proc", MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC, None),
     )?;
     for name in READ_ONLY {
         let path = proc.join(name);

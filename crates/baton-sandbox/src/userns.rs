@@ -209,7 +209,10 @@ impl UserNamespace {
             (Mode::Root, Access::Writable) => (flags(access) | MOUNT_ATTR_IDMAP, Some(self.fd.as_fd())),
             _ => (flags(access), None),
         };
-        step(|| format!("mapping the owner of {}", path.display()), set_mount_attributes(tree.as_fd(), attributes, userns))?;
+        step(
+            || format!("mapping the owner of {}", path.display()),
+            set_mount_attributes(tree.as_fd(), attributes, userns),
+        )?;
         Ok(tree)
     }
 

@@ -122,6 +122,13 @@ impl Toolbox {
         Toolbox { reader: Machine { sandbox: Some(sandbox), session: Default::default() }, ..self }
     }
 
+    /// The start of a file of the worktree that baton reads for itself, such as an instruction file
+    /// (see [`Workspace::read_own`]); `path` is as the agent would write it.
+    pub fn read_own(&self, path: &std::path::Path, cap: u64) -> Option<String> {
+        let relative = self.workspace.relative(path.to_str()?).ok()?;
+        self.workspace.read_own(&relative, cap)
+    }
+
     /// Adds a secret: set in the environment of later `shell` commands, redacted from every output.
     pub fn grant(&self, secret: Secret) {
         let mut secrets = self.secrets.write().unwrap_or_else(|e| e.into_inner());

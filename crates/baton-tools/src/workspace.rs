@@ -112,9 +112,9 @@ impl Workspace {
         self.open_beneath(relative, OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty())
     }
 
-    /// The bytes of a regular file.
+    /// The bytes of a regular file. Opened without blocking, so a FIFO is refused, not waited on.
     pub fn read(&self, relative: &Path) -> Result<Vec<u8>, ToolError> {
-        let fd = self.open_beneath(relative, OFlags::RDONLY, Mode::empty())?;
+        let fd = self.open_beneath(relative, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty())?;
         let stat = rustix::fs::fstat(&fd).map_err(|e| Workspace::explain(relative, e))?;
         let shown = Workspace::display(relative);
         match FileType::from_raw_mode(stat.st_mode) {
@@ -134,6 +134,24 @@ impl Workspace {
             .read_to_end(&mut bytes)
             .map_err(|e| ToolError::new(format!("cannot read `{shown}`: {e}")))?;
         Ok(bytes)
+    }
+
+    /// The start of a file the harness reads for itself (an instruction file): a regular file
+    /// reached with no symlink anywhere on its path, at most `cap` bytes of it, never blocking.
+    /// `None` when there is no such file.
+    pub fn read_own(&self, relative: &Path, cap: u64) -> Option<String> {
+        let target = if relative.as_os_str().is_empty() { Path::new(".") } else { relative };
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+        let fd =
+            rustix::fs::openat2(&self.dir, target, flags, Mode::empty(), resolve_flags() | ResolveFlags::NO_SYMLINKS)
+                .ok()?;
+        let stat = rustix::fs::fstat(&fd).ok()?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return None;
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd).take(cap).read_to_end(&mut bytes).ok()?;
+        Some(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// Refuses writes to the repository metadata, which the agent must not rewrite.

@@ -1,0 +1,150 @@
+//! The trust boundary, attacked through `baton run` as a user runs it: the real binary (its own
+//! sandbox init), a fixture repository, and the scripted model server playing a hostile agent.
+//! Each test reproduces a way around the sandbox that baton's own host-side work once opened.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::Path;
+use std::process::Output;
+
+use assert_cmd::cargo::CommandCargoExt;
+use baton_testkit::FixtureRepo;
+use baton_testkit::model::{Reply, Script, ScriptedServer, ToolCall, Turn};
+use serde_json::{Value, json};
+
+fn call(id: &str, name: &str, arguments: Value) -> Turn {
+    Turn {
+        reply: Reply {
+            tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
+            ..Reply::default()
+        },
+        ..Turn::default()
+    }
+}
+
+fn shell(id: &str, command: &str) -> Turn {
+    call(id, "shell", json!({ "command": command }))
+}
+
+fn calc_repo() -> FixtureRepo {
+    FixtureRepo::with_files(&[
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
+    ])
+}
+
+/// `baton run` on `repo` with the scripted model; returns the process output and the run's events.
+async fn run(home: &Path, repo: &FixtureRepo, server: &ScriptedServer, env: &[(&str, &str)]) -> (Output, Vec<Value>) {
+    std::fs::write(home.join("no-config.toml"), "").unwrap();
+    let mut command = std::process::Command::cargo_bin("baton").unwrap();
+    command
+        .args(["run", "Make add() add", "--repo"])
+        .arg(repo.path())
+        .args(["--check", "python3 test_calc.py", "--model", "openai-compatible/scripted", "--no-review", "--json"])
+        .env("BATON_HOME", home)
+        .env("BATON_CONFIG", home.join("no-config.toml"))
+        .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))
+        .env_remove("BATON_MODEL");
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let output = tokio::process::Command::from(command).output().await.unwrap();
+    let events = String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    (output, events)
+}
+
+fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// The reviewer's proof of concept: a repository the agent makes inside the worktree, whose own
+/// configuration defines a clean filter, gets that filter run by baton's `git add` on the host once
+/// a checkpoint has recorded it and a file in it changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_repository_never_gets_its_filter_run_on_the_host() {
+    let repo = calc_repo();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // A host path the sandbox sees read-only: only code running on the host can create it.
+    let marker = home.path().join("host-code-ran");
+    let git = "git -c user.name=a -c user.email=a@example.com";
+    let plant = format!(
+        "git init -q x && git -C x config filter.p.clean \"sh -c 'touch {marker} 2>/dev/null; cat'\" \
+         && echo '* filter=p' > x/.gitattributes && echo a > x/f && {git} -C x add . && {git} -C x commit -qm m \
+         && echo planted",
+        marker = marker.display()
+    );
+    let mut turns = vec![shell("c1", &plant)];
+    // Checkpoints come every ten steps: the first records the repository, the second re-reads it.
+    turns.extend((2..=10).map(|n| shell(&format!("c{n}"), &format!("echo {n}"))));
+    turns.push(shell("c11", "touch x/f && echo touched"));
+    turns.extend((12..=20).map(|n| shell(&format!("c{n}"), &format!("echo {n}"))));
+    turns.push(call("c21", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})));
+    turns.push(call("c22", "finish", json!({"summary": "add() adds."})));
+    // Told why the checks wait, the agent turns its repository into plain files.
+    turns.push(shell("c23", "rm -rf x/.git && echo removed"));
+    turns.push(call("c24", "finish", json!({"summary": "add() adds; x is plain files."})));
+    let server = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
+
+    let (output, events) = run(home.path(), &repo, &server, &[]).await;
+    assert!(!marker.exists(), "the agent's git filter ran on the host\n{}", describe(&output));
+    assert!(output.status.success(), "{}", describe(&output));
+    let told: Vec<&str> = events
+        .iter()
+        .filter(|e| e["event"]["type"] == "feedback")
+        .filter_map(|e| e["event"]["text"].as_str())
+        .filter(|text| text.contains("git repositories inside the worktree are refused") && text.contains("x/.git"))
+        .collect();
+    // Both checkpoints and the first verification refused, and said why.
+    assert!(told.len() >= 3, "{told:?}\n{}", describe(&output));
+    // What was verified holds x's file as a plain file, not as a link to a repository.
+    let verified = events
+        .iter()
+        .rev()
+        .find_map(|e| (e["event"]["type"] == "checkpointed").then(|| e["event"]["commit"].as_str().unwrap().to_owned()))
+        .expect("a verified commit");
+    let tree = std::process::Command::new("git")
+        .args(["-C"])
+        .arg(repo.path())
+        .args(["ls-tree", "-r", &verified, "--", "x"])
+        .output()
+        .unwrap();
+    let tree = String::from_utf8_lossy(&tree.stdout);
+    assert!(tree.starts_with("100644 blob") && tree.contains("\tx/f"), "{tree}");
+}
+
+/// Instruction files are baton's own reads of the worktree: a repository (or an agent) that makes
+/// `AGENTS.md` a symlink to baton's environment, or `.baton/BUILD.md` one to an endless device,
+/// must get neither into the prompt nor baton's memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instruction_files_that_are_symlinks_are_never_followed() {
+    let repo = calc_repo();
+    std::fs::create_dir_all(repo.path().join(".baton")).unwrap();
+    std::os::unix::fs::symlink("/proc/self/environ", repo.path().join("AGENTS.md")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", repo.path().join(".baton/BUILD.md")).unwrap();
+    std::fs::create_dir_all(repo.path().join("pkg")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", repo.path().join("pkg/AGENTS.md")).unwrap();
+    repo.commit("instructions that lead out");
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let turns = vec![
+        call("c1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+        call("c2", "finish", json!({"summary": "add() adds."})),
+    ];
+    let server = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
+    let canary = "canary-4f1b9e-baton-environment";
+
+    let (output, events) = run(home.path(), &repo, &server, &[("BATON_TEST_CANARY", canary)]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let journal = serde_json::to_string(&events).unwrap();
+    assert!(!journal.contains(canary), "baton's environment reached the journal");
+    for request in server.requests() {
+        assert!(!request.body.to_string().contains(canary), "baton's environment reached the model");
+    }
+    let leg = events.iter().find(|e| e["event"]["type"] == "leg_started").expect("a leg");
+    let system = leg["event"]["system"].as_str().unwrap();
+    assert!(!system.contains("Repository instructions"), "a symlinked instruction file was read: {system}");
+}
