@@ -81,7 +81,10 @@ fn setup(spec: &InitSpec) -> Step<i32> {
         step(|| format!("joining cgroup {}", cgroup.display()), std::fs::write(cgroup.join("cgroup.procs"), &pid))?;
     }
     let userns = UserNamespace::create(Mode::of_this_process())?;
-    let binds = root::binds(spec, &userns)?;
+    let copied_as_root = match userns.mode() {
+        Mode::Root => Some(root::binds(spec, &userns)?),
+        Mode::Rootless { .. } => None,
+    };
     userns.enter()?;
     let namespaces = UnshareFlags::NEWNS
         | UnshareFlags::NEWPID
@@ -94,6 +97,10 @@ fn setup(spec: &InitSpec) -> Step<i32> {
         || "making mounts private".to_owned(),
         rustix::mount::mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC),
     )?;
+    let binds = match copied_as_root {
+        Some(binds) => binds,
+        None => root::binds(spec, &userns)?,
+    };
     root::build(&binds)?;
 
     // SAFETY: this process is single-threaded, so the child may run any code: it becomes pid 1

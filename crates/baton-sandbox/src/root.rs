@@ -17,7 +17,7 @@ use rustix::mount::MountFlags;
 use crate::init::{Step, step};
 use crate::proxy;
 use crate::spec::InitSpec;
-use crate::userns::{Access, Mode, UserNamespace, attach_detached, restrict_mount};
+use crate::userns::{Access, UserNamespace, attach_detached, restrict_mount};
 
 /// Where the root is assembled: a path of the host's that exists everywhere, covered only in the
 /// sandbox's own mount namespace.
@@ -33,27 +33,19 @@ const MASKED_DIRS: &[&str] = &["acpi", "scsi"];
 /// Parts of `/proc` that change the host kernel when written: read-only.
 const READ_ONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
 
-/// What a bind mounts: in root mode a copy made with root's rights before entering the user
-/// namespace (root inside may not even walk to the path); rootless, the user's own path.
-#[derive(Debug)]
-enum Source {
-    Tree(OwnedFd),
-    Host(PathBuf),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Directory,
     File,
 }
 
-/// One host path shown in the sandbox.
+/// One host path shown in the sandbox: a detached copy of its mount, made before the root is
+/// assembled over `/tmp` (see [`binds`]).
 #[derive(Debug)]
 pub struct Bind {
-    source: Source,
+    tree: OwnedFd,
     /// Absolute, inside the sandbox.
     target: PathBuf,
-    access: Access,
     kind: Kind,
 }
 
@@ -67,7 +59,9 @@ fn mkdirs(path: &Path) -> Step<()> {
 }
 
 /// Everything the spec binds into the sandbox, in mount order (a bind may land inside an earlier
-/// one, like a toolchain inside the task's home).
+/// one, like a toolchain inside the task's home), as detached copies. In root mode they are made
+/// before entering the user namespace, with root's rights (root inside may not even walk to
+/// them); rootless, in the sandbox's own mount namespace, where the user may copy mounts.
 pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> Step<Vec<Bind>> {
     let mut wanted: Vec<(PathBuf, PathBuf, Access)> = Vec::new();
     for hidden in &spec.hidden {
@@ -100,11 +94,7 @@ pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> Step<Vec<Bind>> {
         .into_iter()
         .map(|(source, target, access)| {
             let kind = if source.is_dir() { Kind::Directory } else { Kind::File };
-            let source = match userns.mode() {
-                Mode::Root => Source::Tree(userns.detach(&source, access)?),
-                Mode::Rootless { .. } => Source::Host(source),
-            };
-            Ok(Bind { source, target, access, kind })
+            Ok(Bind { tree: userns.detach(&source, access)?, target, kind })
         })
         .collect()
 }
@@ -162,10 +152,7 @@ pub fn build(binds: &[Bind]) -> Step<()> {
             }
             Kind::File => {}
         }
-        match &bind.source {
-            Source::Tree(tree) => attach_detached(tree, &target)?,
-            Source::Host(path) => bind_host(path, &target, bind.access)?,
-        }
+        attach_detached(&bind.tree, &target)?;
     }
     Ok(())
 }

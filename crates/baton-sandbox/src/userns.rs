@@ -192,10 +192,9 @@ impl UserNamespace {
         self.mode
     }
 
-    /// A copy of the host tree at `path`, detached, to be attached inside the sandbox with
+    /// A copy of the mount tree at `path`, detached, to be attached inside the sandbox with
     /// [`attach_detached`]. In root mode a writable copy is idmapped, so that its host owner is root
-    /// inside. Made with the host user's rights, before entering the namespace: inside, root is
-    /// unprivileged on the host and may not even walk to `path`.
+    /// inside.
     pub fn detach(&self, path: &Path, access: Access) -> Step<OwnedFd> {
         let tree = step(
             || format!("copying the mount of {}", path.display()),
