@@ -148,3 +148,44 @@ async fn instruction_files_that_are_symlinks_are_never_followed() {
     let system = leg["event"]["system"].as_str().unwrap();
     assert!(!system.contains("Repository instructions"), "a symlinked instruction file was read: {system}");
 }
+
+/// The attacks on the kernel an agent can make from its own shell: each refused, the task going on
+/// to end verified, and nothing with a setuid bit left in the worktree on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_attacks_on_the_kernel_are_refused_and_the_task_goes_on() {
+    let repo = calc_repo();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let turns = vec![
+        call("c1", "write_file", json!({"path": "attempts.py", "content": baton_testkit::hostile::KERNEL_ATTEMPTS})),
+        shell("c2", "python3 attempts.py"),
+        shell("c3", "cp /bin/true escalate; chmod 4755 escalate; echo chmod=$?; ls /dev; tty; echo done"),
+        call("c4", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+        call("c5", "finish", json!({"summary": "add() adds."})),
+    ];
+    let server = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
+
+    let (output, events) = run(home.path(), &repo, &server, &[]).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let result = |call: &str| -> String {
+        events
+            .iter()
+            .find(|e| e["event"]["type"] == "tool_call_finished" && e["event"]["call_id"] == call)
+            .and_then(|e| e["event"]["output"].as_str())
+            .unwrap_or_else(|| panic!("no result for {call}\n{}", describe(&output)))
+            .to_owned()
+    };
+    let unrefused = baton_testkit::hostile::unrefused(&result("c2"));
+    assert!(unrefused.is_empty(), "{unrefused:?}");
+    let escalation = result("c3");
+    assert!(escalation.contains("chmod=1") && escalation.contains("not a tty"), "{escalation}");
+    assert!(!escalation.lines().any(|l| l == "tty"), "{escalation}");
+    let made: Vec<_> = std::fs::read_dir(home.path().join("worktrees"))
+        .unwrap()
+        .map(|task| task.unwrap().path().join("escalate"))
+        .collect();
+    assert_eq!(made.len(), 1, "{made:?}");
+    for made in made {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&made).unwrap().permissions());
+        assert_eq!(mode & 0o6000, 0, "{} has mode {mode:o}", made.display());
+    }
+}

@@ -131,58 +131,14 @@ fn no_file_made_inside_carries_setuid_or_setgid_bits_to_the_host() {
     }
 }
 
-/// Python that prints `name errno` for each attempted system call: 0 when it succeeded.
-const SYSCALLS: &str = r#"
-import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-def attempt(name, number, *args):
-    result = libc.syscall(number, *[ctypes.c_long(a) for a in args])
-    if result == 0 and name == "clone-newuser":
-        os._exit(0)  # the child of a clone that worked
-    print(name, 0 if result >= 0 else ctypes.get_errno(), flush=True)
-SIGCHLD, CLONE_NEWUSER, CLONE_NEWNET = 17, 0x10000000, 0x40000000
-attempt("clone-newuser", 56, CLONE_NEWUSER | SIGCHLD, 0, 0, 0, 0)
-attempt("clone-newnet", 56, CLONE_NEWNET | SIGCHLD, 0, 0, 0, 0)
-params = ctypes.create_string_buffer(120)
-attempt("io_uring_setup", 425, 4, ctypes.addressof(params))
-attempt("x32-getpid", 0x40000000 | 39)
-attempt("personality-no-aslr", 135, 0x0040000)
-attempt("clone3", 435, 0, 0)
-attempt("kcmp", 312, os.getpid(), 1, 0, 0, 0)
-attempt("pidfd_getfd", 438, 0, 0, 0)
-attempt("tiocsti", 16, 0, 0x5412, ctypes.addressof(ctypes.create_string_buffer(b"x")))
-for path in ["/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger", "/proc/sys/vm/drop_caches"]:
-    try:
-        os.close(os.open(path, os.O_WRONLY))
-        print(path, 0)
-    except OSError as e:
-        print(path, e.errno)
-"#;
-
 #[test]
 fn the_kernel_and_the_terminal_are_out_of_reach() {
     let f = Fixture::new();
     let sandbox = f.sandbox("kernel", |_| {});
-    std::fs::write(f.dir.path().join("worktree-kernel/attempts.py"), SYSCALLS).unwrap();
+    std::fs::write(f.dir.path().join("worktree-kernel/attempts.py"), baton_testkit::hostile::KERNEL_ATTEMPTS).unwrap();
     let outcome = sh(&sandbox, "python3 attempts.py");
-    let shown = text(&outcome);
-    let result = |name: &str| -> i32 {
-        let line = shown.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{shown}"));
-        line.rsplit(' ').next().unwrap().parse().unwrap()
-    };
-    let (eperm, enoent, enosys, eacces, erofs) = (1, 2, 38, 13, 30);
-    for name in ["clone-newuser", "clone-newnet", "io_uring_setup", "x32-getpid", "personality-no-aslr"] {
-        assert_eq!(result(name), eperm, "{name}: {shown}");
-    }
-    for name in ["kcmp", "pidfd_getfd", "tiocsti"] {
-        assert_eq!(result(name), eperm, "{name}: {shown}");
-    }
-    assert_eq!(result("clone3"), enosys, "{shown}");
-    for path in ["/proc/sys/kernel/core_pattern", "/proc/sysrq-trigger", "/proc/sys/vm/drop_caches"] {
-        // A kernel without magic SysRq has no trigger to refuse.
-        assert!([eacces, erofs, enoent].contains(&result(path)), "{path} opened for writing: {shown}");
-    }
+    let refusals = baton_testkit::hostile::unrefused(&text(&outcome));
+    assert!(refusals.is_empty(), "{refusals:?}");
     // No terminal: no /dev/tty, and the sandbox is a session without a controlling one.
     let outcome = sh(&sandbox, "ls /dev; echo tty_nr=$(cut -d' ' -f7 /proc/self/stat)");
     let shown = text(&outcome);
