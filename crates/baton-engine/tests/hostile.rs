@@ -27,6 +27,8 @@ const HOSTILE: &[&str] = &[
     "git init -q nested && echo x > nested/f",
     "rm -rf nested tests.moved",
     "ln -sfn {outside} link; echo x > link/planted; true",
+    // A file the base lacks, which the restore removes while the loops above swap its directory.
+    "mkdir -p tests && echo x > tests/secret",
     "(while true; do ln -sfn {outside} tests.moved; mv -T tests.moved tests 2>/dev/null; mkdir -p tests.moved; done) >/dev/null 2>&1 &",
 ];
 
@@ -89,7 +91,12 @@ fn run_case(commands: Vec<usize>) {
         let before = (snapshot(outside.path()), snapshot(h.repo.path()));
         let id = h.create_with(|spec| spec.protect = vec!["tests/**".into()]).await;
         // The outcome may be anything, an engine error included; the host is what is judged.
-        let _ = h.engine().run(&id, &mut |_| {}).await;
+        let mut finished = 0;
+        let _ = h
+            .engine()
+            .run(&id, &mut |recorded| finished += usize::from(recorded.event.kind() == "tool_call_finished"))
+            .await;
+        assert!(finished >= commands.len(), "only {finished} calls ran of {commands:?}");
         let after = (snapshot(outside.path()), snapshot(h.repo.path()));
         assert_eq!(before.0, after.0, "a file outside the task changed after {commands:?}");
         let checkout = |files: &BTreeMap<String, (Vec<u8>, u32)>| -> BTreeMap<String, (Vec<u8>, u32)> {

@@ -150,3 +150,46 @@ fn a_branch_or_path_is_never_reused() {
     repo.remove_worktree(&data.path().join("a")).unwrap();
     assert_eq!(repo.worktrees().unwrap().len(), 1);
 }
+
+/// The restore's list of files is taken a moment before it removes them; meanwhile the agent's
+/// background loop may have swapped their directory for a symlink to a host directory holding a
+/// file of the same name. The removal stays beneath the worktree: it fails, and the host file stays.
+#[test]
+fn a_restore_never_removes_through_a_directory_swapped_for_a_symlink() {
+    let repo = FixtureRepo::with_files(&[("tests/test_a.py", "assert True\n")]);
+    let base = repo.git(&["rev-parse", "HEAD"]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    fs::write(outside.path().join("planted.py"), "the host's\n").unwrap();
+    let worktree = Repo::open(repo.path()).unwrap().create_worktree("baton/t", &data.path().join("wt"), &base).unwrap();
+    fs::write(worktree.path().join("tests/planted.py"), "the agent's\n").unwrap();
+    let listed = worktree.changed_since(&base, &["tests/**".into()]).unwrap();
+    assert_eq!(listed, ["tests/planted.py"]);
+
+    fs::remove_dir_all(worktree.path().join("tests")).unwrap();
+    std::os::unix::fs::symlink(outside.path(), worktree.path().join("tests")).unwrap();
+    let refused = worktree.restore(&base, &listed);
+    assert!(matches!(refused, Err(GitError::Walk { .. })), "{refused:?}");
+    assert_eq!(fs::read_to_string(outside.path().join("planted.py")).unwrap(), "the host's\n");
+}
+
+/// A repository the agent makes inside the worktree, in any letter case and at any depth, is found
+/// without following symlinks, and every call over the worktree refuses while it is there.
+#[test]
+fn embedded_repositories_are_found_and_refused() {
+    let repo = FixtureRepo::with_files(&[("a.txt", "a\n")]);
+    let base = repo.git(&["rev-parse", "HEAD"]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let worktree = Repo::open(repo.path()).unwrap().create_worktree("baton/e", &data.path().join("wt"), &base).unwrap();
+    assert_eq!(worktree.embedded_repositories().unwrap(), Vec::<String>::new());
+    fs::create_dir_all(worktree.path().join("deep/er/.GIT")).unwrap();
+    fs::create_dir_all(worktree.path().join("x")).unwrap();
+    fs::write(worktree.path().join("x/.git"), "gitdir: /elsewhere\n").unwrap();
+    // A symlink to a directory holding a repository is not walked into.
+    std::os::unix::fs::symlink(repo.path(), worktree.path().join("link")).unwrap();
+    assert_eq!(worktree.embedded_repositories().unwrap(), ["deep/er/.GIT", "x/.git"]);
+    let refused = worktree.commit_all("work");
+    assert!(matches!(&refused, Err(GitError::EmbeddedRepositories(found)) if found.len() == 2), "{refused:?}");
+    assert!(refused.unwrap_err().to_string().contains("deep/er/.GIT, x/.git"));
+    assert!(matches!(worktree.changed_since(&base, &["**".into()]), Err(GitError::EmbeddedRepositories(_))));
+}
