@@ -4,16 +4,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use baton_core::{Event, Recorded, Refusal, TaskId, TaskState, Timestamp};
 use baton_store::{Store, StoreError};
+use baton_tools::SharedSecrets;
 
 use crate::EngineError;
 
 /// The journal of one task, as the engine writes it. `append` makes an event durable before it
 /// returns, with any deferred events before it; `defer` is for an event whose durability can wait
 /// for the next `append` (a result, never an intent), which saves a synced commit per event. The
-/// observer sees each event once it is durable.
+/// observer sees each event once it is durable. Every event is redacted of the task's secrets first,
+/// whatever carries them (a tool's output, a check's, a diff, a handoff).
 pub(crate) struct Journal<'a> {
     store: &'a dyn Store,
     state: TaskState,
+    secrets: SharedSecrets,
     /// Applied to `state`, not yet written.
     deferred: Vec<Recorded>,
     observer: &'a mut (dyn FnMut(&Recorded) + Send),
@@ -30,7 +33,27 @@ impl<'a> Journal<'a> {
         observer: &'a mut (dyn FnMut(&Recorded) + Send),
     ) -> Result<Journal<'a>, EngineError> {
         let state = store.load(task).await?;
-        Ok(Journal { store, state, deferred: Vec::new(), observer })
+        Ok(Journal { store, state, secrets: SharedSecrets::default(), observer, deferred: Vec::new() })
+    }
+
+    /// Keeps `secrets` (as they are granted) out of every event from now on.
+    pub(crate) fn redact(&mut self, secrets: SharedSecrets) {
+        self.secrets = secrets;
+    }
+
+    /// `event` with every form of every secret replaced by its name. Through the event's JSON, so
+    /// that no field is missed; a secret's JSON-escaped form is one of the forms looked for.
+    fn redacted(&self, event: Event) -> Result<Event, EngineError> {
+        let secrets = self.secrets.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if secrets.is_empty() {
+            return Ok(event);
+        }
+        let json = serde_json::to_string(&event).map_err(|e| EngineError::Redaction(e.to_string()))?;
+        let clean = baton_core::redact(&json, &secrets);
+        if clean == json {
+            return Ok(event);
+        }
+        serde_json::from_str(&clean).map_err(|e| EngineError::Redaction(e.to_string()))
     }
 
     /// The observer, for a child task whose events the same watcher should see.
@@ -47,6 +70,7 @@ impl<'a> Journal<'a> {
     }
 
     fn apply(&mut self, event: Event) -> Result<(), EngineError> {
+        let event = self.redacted(event)?;
         let recorded = Recorded { seq: self.state.next_seq, at: now(), event };
         self.state.apply(&recorded).map_err(|source| EngineError::Journal { task: self.state.id.clone(), source })?;
         self.deferred.push(recorded);
@@ -57,6 +81,7 @@ impl<'a> Journal<'a> {
     /// none of them is written (the deferred events before them are) and the refusal is returned.
     /// The events are written before they are applied, so a refusal leaves the state as it was.
     pub(crate) async fn try_append(&mut self, events: Vec<Event>) -> Result<Result<(), Refusal>, EngineError> {
+        let events = events.into_iter().map(|event| self.redacted(event)).collect::<Result<Vec<_>, _>>()?;
         let seq = self.deferred.first().map_or(self.state.next_seq, |first| first.seq);
         let mut written: Vec<Event> = self.deferred.iter().map(|r| r.event.clone()).collect();
         written.extend(events.iter().cloned());

@@ -43,6 +43,8 @@ pub enum EngineError {
     Journal { task: TaskId, source: baton_core::FoldError },
     #[error("the plan: {0}")]
     Plan(String),
+    #[error("an event could not be redacted of the task's secrets, so it was not written: {0}")]
+    Redaction(String),
 }
 
 /// How the engine runs tasks.
@@ -233,6 +235,7 @@ impl Engine {
 
         match self.prepare(journal.state()) {
             Ok((worktree, toolbox, checks)) => {
+                journal.redact(toolbox.shared_secrets());
                 let machine = Machine { toolbox: &toolbox, checks: &checks, worktree: &worktree };
                 self.resume(&mut journal, machine).await?
             }
@@ -851,7 +854,7 @@ impl Engine {
                 }
             }
             baton_agent::SUBMIT_PLAN if work.role == LegRole::Captain => match baton_agent::parse_plan(arguments) {
-                Ok(plan) => match self.plan_problems(&plan, checks, worktree).as_slice() {
+                Ok(plan) => match self.plan_problems(&plan, checks, toolbox).as_slice() {
                     [] => Outcome {
                         then: Some(Event::PlanSubmitted { subtasks: plan.clone() }),
                         ..Outcome::ok(format!("plan accepted: {} subtasks; baton runs them now", plan.len()))

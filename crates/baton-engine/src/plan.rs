@@ -9,8 +9,8 @@ use baton_core::{
     Budget, CheckSpec, Credits, Event, LegRole, StopReason, Subtask, SubtaskOutcome, TaskId, TaskSpec, Timestamp,
     branch_name,
 };
-use baton_git::Worktree;
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
+use baton_tools::Toolbox;
 
 use crate::journal::{self, Journal};
 use crate::{Acted, CallFailure, Engine, EngineError, Machine, instructions};
@@ -77,10 +77,11 @@ impl Engine {
 
     /// What in a structurally sound plan cannot work in this repository: scope paths that do not
     /// exist, checks that do not run (not found, not executable).
-    pub(crate) fn plan_problems(&self, plan: &[Subtask], checks: &LocalSandbox, worktree: &Worktree) -> Vec<String> {
+    /// Scope paths are resolved beneath the worktree, so a plan cannot probe the host's files.
+    pub(crate) fn plan_problems(&self, plan: &[Subtask], checks: &LocalSandbox, toolbox: &Toolbox) -> Vec<String> {
         let mut problems = Vec::new();
         for subtask in plan {
-            for path in subtask.scope.iter().filter(|p| !worktree.path().join(p).exists()) {
+            for path in subtask.scope.iter().filter(|p| !toolbox.exists(p)) {
                 problems.push(format!("`{}`: scope path `{path}` does not exist", subtask.key));
             }
             for command in &subtask.checks {

@@ -126,14 +126,20 @@ async fn a_credential_granted_by_name_reaches_commands_but_never_the_model() {
             ),
             turn(
                 Some("[secret CARGO_PKG_NAME]\n12"),
-                call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+                // Into a file, where baton's own reads find it: the check prints it, the diff holds it.
+                call("w", "shell", json!({"command": "echo \"$CARGO_PKG_NAME\" > leak.txt; echo written"})),
             ),
+            turn(Some("written"), call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
             turn(None, call("f", "finish", json!({"summary": "add() adds."}))),
         ],
         ..Script::default()
     };
     let h = Harness::new(script).await;
-    let id = h.create().await;
+    let id = h
+        .create_with(|spec| {
+            spec.checks[0].command = "python3 -c \"print(open('leak.txt').read().encode().hex())\" 2>/dev/null; cat leak.txt 2>/dev/null; python3 test_calc.py".into();
+        })
+        .await;
     let (state, kinds) = h.run(&id).await;
     assert_eq!(state.status(), Status::Waiting, "{kinds:?}");
     assert_eq!(state.work.decisions[0].0.kind, DecisionKind::Credential { name: "CARGO_PKG_NAME".into() });
@@ -145,4 +151,14 @@ async fn a_credential_granted_by_name_reaches_commands_but_never_the_model() {
     assert!(!sent.contains("baton-engine"), "the value never reaches the model");
     let journal = format!("{:?}", h.store.events(&id, 0).await.unwrap());
     assert!(!journal.contains("baton-engine"), "nor the journal");
+    assert!(!journal.contains("6261746f6e2d656e67696e65"), "nor its hex");
+    let checked = h.store.events(&id, 0).await.unwrap().into_iter().find_map(|r| match r.event {
+        baton_core::Event::CheckFinished { output, .. } => Some(output),
+        _ => None,
+    });
+    assert_eq!(
+        checked.as_deref().map(|o| o.lines().take(2).collect::<Vec<_>>()),
+        Some(vec!["[secret CARGO_PKG_NAME]0a", "[secret CARGO_PKG_NAME]"]),
+        "the check printed the value, in hex and as written: {checked:?}"
+    );
 }

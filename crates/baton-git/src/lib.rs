@@ -66,8 +66,9 @@ const OVERRIDES: &[&str] = &[
     "user.email=baton@localhost",
 ];
 
-/// Runs `git -C dir args...` and returns its output, whatever the exit code.
-fn run<I, S>(dir: &Path, args: I) -> Result<Output, GitError>
+/// Runs `git -C dir args...` with the [`OVERRIDES`] and then `overrides`, and returns its output,
+/// whatever the exit code.
+fn run<I, S>(dir: &Path, overrides: &[String], args: I) -> Result<Output, GitError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
@@ -87,6 +88,7 @@ where
         .arg("-C")
         .arg(dir)
         .args(OVERRIDES)
+        .args(overrides)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -96,8 +98,8 @@ where
 }
 
 /// Runs git and returns its trimmed stdout, or a [`GitError::Failed`] with its stderr.
-fn run_ok(dir: &Path, args: &[&str]) -> Result<String, GitError> {
-    let output = run(dir, args)?;
+fn run_ok(dir: &Path, overrides: &[String], args: &[&str]) -> Result<String, GitError> {
+    let output = run(dir, overrides, args)?;
     if !output.status.success() {
         return Err(GitError::Failed {
             args: args.join(" "),
@@ -112,12 +114,33 @@ fn run_ok(dir: &Path, args: &[&str]) -> Result<String, GitError> {
 #[derive(Debug, Clone)]
 pub struct Repo {
     root: PathBuf,
+    /// Turns off the filter drivers the repository's configuration defines, for every call: a
+    /// worktree's files are the agent's, and a checkout that ran a smudge filter would be committed
+    /// without its clean one.
+    overrides: Vec<String>,
+}
+
+/// `-c` settings that turn off every filter driver configured for the repository at `dir`.
+fn filter_overrides(dir: &Path) -> Result<Vec<String>, GitError> {
+    let pattern = r"^filter\..*\.(clean|smudge|process|required)$";
+    // Exit code 1 means no filter is configured.
+    let listed = run(dir, &[], ["config", "--get-regexp", pattern])?;
+    Ok(String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .flat_map(|key| {
+            let off = if key.ends_with(".required") { "false" } else { "" };
+            ["-c".to_owned(), format!("{key}={off}")]
+        })
+        .collect())
 }
 
 /// A task's worktree: a checkout of the task branch that only baton writes.
 #[derive(Debug, Clone)]
 pub struct Worktree {
     path: PathBuf,
+    /// As the repository's.
+    overrides: Vec<String>,
 }
 
 /// One entry of `git worktree list`.
@@ -143,14 +166,15 @@ impl Repo {
         if !path.exists() {
             return Err(GitError::MissingPath(path.to_owned()));
         }
-        let output = run(path, ["rev-parse", "--show-toplevel"])?;
+        let output = run(path, &[], ["rev-parse", "--show-toplevel"])?;
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             let detail = stderr.trim().trim_start_matches("fatal: ").to_owned();
             return Err(GitError::NotARepo { path: path.to_owned(), detail });
         }
         let root = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim_end());
-        Ok(Repo { root })
+        let overrides = filter_overrides(&root)?;
+        Ok(Repo { root, overrides })
     }
 
     pub fn root(&self) -> &Path {
@@ -161,7 +185,7 @@ impl Repo {
     pub fn resolve_commit(&self, rev: &str) -> Result<String, GitError> {
         // `--end-of-options` keeps a rev such as `--output=x` from being read as an option.
         let spec = format!("{rev}^{{commit}}");
-        let output = run(&self.root, ["rev-parse", "--verify", "--quiet", "--end-of-options", &spec])?;
+        let output = run(&self.root, &self.overrides, ["rev-parse", "--verify", "--quiet", "--end-of-options", &spec])?;
         if !output.status.success() {
             let hint = if rev == "HEAD" { " (a new repository needs a first commit)" } else { "" };
             return Err(GitError::UnknownRef { rev: rev.to_owned(), repo: self.root.clone(), hint });
@@ -184,7 +208,7 @@ impl Repo {
         if path.exists() {
             return Err(GitError::WorktreeExists(path.to_owned()));
         }
-        let check = run(&self.root, ["check-ref-format", "--branch", branch])?;
+        let check = run(&self.root, &self.overrides, ["check-ref-format", "--branch", branch])?;
         if !check.status.success() {
             return Err(GitError::Failed {
                 args: format!("check-ref-format --branch {branch}"),
@@ -192,13 +216,14 @@ impl Repo {
                 stderr: "not a valid branch name".into(),
             });
         }
-        let exists = run(&self.root, ["show-ref", "--verify", "--quiet", &format!("refs/heads/{branch}")])?;
+        let exists =
+            run(&self.root, &self.overrides, ["show-ref", "--verify", "--quiet", &format!("refs/heads/{branch}")])?;
         if exists.status.success() {
             return Err(GitError::BranchExists(branch.to_owned()));
         }
         let path_text = path.to_string_lossy();
-        run_ok(&self.root, &["worktree", "add", "--quiet", "-b", branch, &path_text, base_commit])?;
-        Ok(Worktree { path: path.to_owned() })
+        run_ok(&self.root, &self.overrides, &["worktree", "add", "--quiet", "-b", branch, &path_text, base_commit])?;
+        Worktree::open(path)
     }
 
     /// The task's worktree at `path`: opened if it is there, checked out again from its branch if
@@ -207,11 +232,12 @@ impl Repo {
         if path.exists() {
             return Worktree::open(path);
         }
-        let exists = run(&self.root, ["show-ref", "--verify", "--quiet", &format!("refs/heads/{branch}")])?;
+        let exists =
+            run(&self.root, &self.overrides, ["show-ref", "--verify", "--quiet", &format!("refs/heads/{branch}")])?;
         if exists.status.success() {
             self.ensure_outside(path)?;
-            run_ok(&self.root, &["worktree", "prune"])?;
-            run_ok(&self.root, &["worktree", "add", "--quiet", &path.to_string_lossy(), branch])?;
+            run_ok(&self.root, &self.overrides, &["worktree", "prune"])?;
+            run_ok(&self.root, &self.overrides, &["worktree", "add", "--quiet", &path.to_string_lossy(), branch])?;
             return Worktree::open(path);
         }
         self.create_worktree(branch, path, base_commit)
@@ -221,16 +247,16 @@ impl Repo {
     /// directory is already gone is pruned instead.
     pub fn remove_worktree(&self, path: &Path) -> Result<(), GitError> {
         if path.exists() {
-            run_ok(&self.root, &["worktree", "remove", "--force", &path.to_string_lossy()])?;
+            run_ok(&self.root, &self.overrides, &["worktree", "remove", "--force", &path.to_string_lossy()])?;
         } else {
-            run_ok(&self.root, &["worktree", "prune"])?;
+            run_ok(&self.root, &self.overrides, &["worktree", "prune"])?;
         }
         Ok(())
     }
 
     /// Every worktree of the repository, the main checkout first.
     pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>, GitError> {
-        let listing = run_ok(&self.root, &["worktree", "list", "--porcelain"])?;
+        let listing = run_ok(&self.root, &self.overrides, &["worktree", "list", "--porcelain"])?;
         let mut worktrees = Vec::new();
         for block in listing.split("\n\n").filter(|b| !b.trim().is_empty()) {
             let mut info = WorktreeInfo { path: PathBuf::new(), head: String::new(), branch: None };
@@ -276,18 +302,18 @@ impl Worktree {
 
     /// Opens an existing worktree (for a task that resumes).
     pub fn open(path: &Path) -> Result<Worktree, GitError> {
-        Repo::open(path).map(|repo| Worktree { path: repo.root })
+        Repo::open(path).map(|repo| Worktree { path: repo.root, overrides: repo.overrides })
     }
 
     /// The repository's shared git directory (objects, refs), which the worktree's `.git` file
     /// points into; a sandbox shows it read-only.
     pub fn common_dir(&self) -> Result<PathBuf, GitError> {
-        let dir = PathBuf::from(run_ok(&self.path, &["rev-parse", "--git-common-dir"])?);
+        let dir = PathBuf::from(run_ok(&self.path, &self.overrides, &["rev-parse", "--git-common-dir"])?);
         Ok(if dir.is_absolute() { dir } else { self.path.join(dir) })
     }
 
     pub fn head(&self) -> Result<String, GitError> {
-        run_ok(&self.path, &["rev-parse", "HEAD"])
+        run_ok(&self.path, &self.overrides, &["rev-parse", "HEAD"])
     }
 
     /// Paths below the worktree named `.git` (in any case): repositories the agent embedded.
@@ -344,12 +370,12 @@ impl Worktree {
     /// commit, or `None` when there was nothing to commit.
     pub fn commit_all(&self, message: &str) -> Result<Option<String>, GitError> {
         self.refuse_embedded_repositories()?;
-        run_ok(&self.path, &["add", "--all"])?;
-        let staged = run(&self.path, ["diff", "--cached", "--quiet"])?;
+        run_ok(&self.path, &self.overrides, &["add", "--all"])?;
+        let staged = run(&self.path, &self.overrides, ["diff", "--cached", "--quiet"])?;
         if staged.status.success() {
             return Ok(None);
         }
-        run_ok(&self.path, &["commit", "--quiet", "--no-verify", "--message", message])?;
+        run_ok(&self.path, &self.overrides, &["commit", "--quiet", "--no-verify", "--message", message])?;
         self.head().map(Some)
     }
 
@@ -359,9 +385,9 @@ impl Worktree {
     /// build caches made from the old files (a `.pyc` whose source kept its size and second) would
     /// otherwise be taken for the new ones.
     pub fn fast_forward(&self, commit: &str) -> Result<(), GitError> {
-        run_ok(&self.path, &["merge-base", "--is-ancestor", "HEAD", commit])?;
-        run_ok(&self.path, &["reset", "--hard", "--quiet", commit])?;
-        run_ok(&self.path, &["clean", "-d", "-x", "--force", "--quiet"]).map(|_| ())
+        run_ok(&self.path, &self.overrides, &["merge-base", "--is-ancestor", "HEAD", commit])?;
+        run_ok(&self.path, &self.overrides, &["reset", "--hard", "--quiet", commit])?;
+        run_ok(&self.path, &self.overrides, &["clean", "-d", "-x", "--force", "--quiet"]).map(|_| ())
     }
 
     /// Files matching `globs` (git glob pathspecs) that differ from `base` in the working tree,
@@ -374,10 +400,10 @@ impl Worktree {
         let specs: Vec<String> = globs.iter().map(|g| format!(":(glob){g}")).collect();
         let mut args = vec!["diff", "--name-only", "--no-renames", "--no-ext-diff", "--no-textconv", base, "--"];
         args.extend(specs.iter().map(String::as_str));
-        let mut changed: Vec<String> = run_ok(&self.path, &args)?.lines().map(str::to_owned).collect();
+        let mut changed: Vec<String> = run_ok(&self.path, &self.overrides, &args)?.lines().map(str::to_owned).collect();
         let mut untracked = vec!["ls-files", "--others", "--exclude-standard", "--"];
         untracked.extend(specs.iter().map(String::as_str));
-        changed.extend(run_ok(&self.path, &untracked)?.lines().map(str::to_owned));
+        changed.extend(run_ok(&self.path, &self.overrides, &untracked)?.lines().map(str::to_owned));
         changed.sort();
         changed.dedup();
         Ok(changed)
@@ -387,12 +413,12 @@ impl Worktree {
     pub fn restore(&self, base: &str, paths: &[String]) -> Result<(), GitError> {
         self.refuse_embedded_repositories()?;
         for path in paths {
-            let exists = run(&self.path, ["cat-file", "-e", &format!("{base}:{path}")])?;
+            let exists = run(&self.path, &self.overrides, ["cat-file", "-e", &format!("{base}:{path}")])?;
             if exists.status.success() {
-                run_ok(&self.path, &["checkout", base, "--", path])?;
+                run_ok(&self.path, &self.overrides, &["checkout", base, "--", path])?;
             } else {
                 self.remove_beneath(path)?;
-                let _ = run(&self.path, ["rm", "--cached", "--quiet", "--ignore-unmatch", "--", path]);
+                let _ = run(&self.path, &self.overrides, ["rm", "--cached", "--quiet", "--ignore-unmatch", "--", path]);
             }
         }
         Ok(())
@@ -426,13 +452,18 @@ impl Worktree {
 
     /// The committed changes of the branch since `base`, as a unified diff.
     pub fn diff(&self, base: &str) -> Result<String, GitError> {
-        run_ok(&self.path, &["diff", "--no-color", "--no-ext-diff", "--no-textconv", base, "HEAD", "--"])
+        run_ok(
+            &self.path,
+            &self.overrides,
+            &["diff", "--no-color", "--no-ext-diff", "--no-textconv", base, "HEAD", "--"],
+        )
     }
 
     /// Per-file line counts of the committed changes since `base`.
     pub fn diffstat(&self, base: &str) -> Result<Vec<FileStat>, GitError> {
         let numstat = run_ok(
             &self.path,
+            &self.overrides,
             &["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", base, "HEAD", "--"],
         )?;
         let stats = numstat

@@ -193,3 +193,25 @@ fn embedded_repositories_are_found_and_refused() {
     assert!(refused.unwrap_err().to_string().contains("deep/er/.GIT, x/.git"));
     assert!(matches!(worktree.changed_since(&base, &["**".into()]), Err(GitError::EmbeddedRepositories(_))));
 }
+
+/// Filter drivers are code the repository's configuration names, run over files the agent wrote:
+/// baton's own git calls run none, even the user's (a git-lfs repository's work is committed as the
+/// files themselves).
+#[test]
+fn no_filter_driver_runs_over_the_worktree() {
+    let repo = FixtureRepo::with_files(&[("a.txt", "a\n"), (".gitattributes", "* filter=marker\n")]);
+    let marker = repo.path().join("FILTER_RAN");
+    let command = format!("sh -c 'touch {}; cat'", marker.display());
+    repo.git(&["config", "filter.marker.clean", &command]);
+    repo.git(&["config", "filter.marker.smudge", &command]);
+    repo.git(&["config", "filter.marker.required", "true"]);
+    let base = repo.git(&["rev-parse", "HEAD"]);
+    let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let worktree = Repo::open(repo.path()).unwrap().create_worktree("baton/f", &data.path().join("wt"), &base).unwrap();
+    fs::write(worktree.path().join("a.txt"), "changed\n").unwrap();
+    fs::write(worktree.path().join("b.txt"), "new\n").unwrap();
+    assert!(worktree.commit_all("work").unwrap().is_some());
+    worktree.restore(&base, &["a.txt".into()]).unwrap();
+    assert_eq!(worktree.changed_since(&base, &["*.txt".into()]).unwrap(), ["b.txt"]);
+    assert!(!marker.exists(), "a filter driver ran");
+}

@@ -1,7 +1,9 @@
 //! Sandbox start-up: running `true` in a fresh sandbox, against a plain fork/exec of `true` and
-//! against bubblewrap (`bwrap --unshare-all`), median of 100 runs each, in the same run.
+//! against bubblewrap (`bwrap --unshare-all`), median of 100 runs each, in the same run, as the
+//! user it runs as (root, or rootless).
 //!
-//! `cargo bench -p baton-sandbox --bench start` (as root; installs Debian's bubblewrap if missing).
+//! `cargo bench -p baton-sandbox --bench start` (installs Debian's bubblewrap if missing, as root);
+//! rootless: the same binary run as an ordinary user (docs/benchmarks.md shows how).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark code: a panic is the failure report
 
@@ -50,6 +52,8 @@ fn main() {
     let sandbox = LocalSandbox::new(config, &dir.path().join("data/task"), &worktree, vec![]).unwrap();
     let request = RunRequest { argv: vec!["/bin/true".into()], ..RunRequest::shell("", Duration::from_secs(10)) };
 
+    let me = rustix::process::geteuid();
+    println!("as {}", if me.is_root() { "root".to_owned() } else { format!("uid {} (rootless)", me.as_raw()) });
     let plain = time(|| assert!(Command::new("/bin/true").status().unwrap().success()));
     let baton = time(|| assert_eq!(sandbox.run(&request).unwrap().exit_code, 0));
     let session = sandbox.session().unwrap();

@@ -67,9 +67,13 @@ pub struct Toolbox {
     /// Where the commands of roles that only read run: the worktree mounted read-only.
     reader: Machine,
     background: shell::BackgroundProcesses,
-    /// Granted during a leg too (a credential a human approved), so behind a lock.
-    secrets: std::sync::RwLock<Vec<Secret>>,
+    /// Granted during a leg too (a credential a human approved), so behind a lock; shared with
+    /// whatever else must keep them out of what it records (the engine's journal).
+    secrets: SharedSecrets,
 }
+
+/// The secrets of a task, as granted so far.
+pub type SharedSecrets = std::sync::Arc<std::sync::RwLock<Vec<Secret>>>;
 
 /// A sandbox and the session its commands share, started by the first `shell` call and kept for
 /// the toolbox's life.
@@ -114,12 +118,18 @@ impl Toolbox {
     /// Adds `shell`, running in `sandbox` with `secrets` in its environment.
     pub fn with_sandbox(self, sandbox: Box<dyn Sandbox>, secrets: Vec<Secret>) -> Toolbox {
         let writer = Machine { sandbox: Some(sandbox), session: Default::default() };
-        Toolbox { writer, secrets: std::sync::RwLock::new(secrets), ..self }
+        Toolbox { writer, secrets: std::sync::Arc::new(std::sync::RwLock::new(secrets)), ..self }
     }
 
     /// Adds the sandbox (its worktree read-only) where `call_reading` runs `shell`.
     pub fn with_reader(self, sandbox: Box<dyn Sandbox>) -> Toolbox {
         Toolbox { reader: Machine { sandbox: Some(sandbox), session: Default::default() }, ..self }
+    }
+
+    /// Whether `path` (as the agent would write it) names something in the worktree, resolved
+    /// beneath it: never a probe of the host's files.
+    pub fn exists(&self, path: &str) -> bool {
+        self.workspace.relative(path).and_then(|relative| self.workspace.file_type(&relative)).is_ok()
     }
 
     /// The start of a file of the worktree that baton reads for itself, such as an instruction file
@@ -138,6 +148,11 @@ impl Toolbox {
 
     fn secrets(&self) -> Vec<Secret> {
         self.secrets.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The task's secrets, also as granted later.
+    pub fn shared_secrets(&self) -> SharedSecrets {
+        self.secrets.clone()
     }
 
     /// The names, descriptions and JSON schemas of the tools this toolbox offers.
