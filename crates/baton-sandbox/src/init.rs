@@ -18,7 +18,7 @@ use rustix::mount::{MountPropagationFlags, UnmountFlags};
 use rustix::process::{Resource, Rlimit};
 use rustix::thread::{CapabilitySet, CapabilitySets, UnshareFlags};
 
-use crate::root::{self, ASSEMBLY};
+use crate::root::{self, ASSEMBLY, OLD_ROOT};
 use crate::spec::{InitSpec, Limits, SPEC_VARIABLE};
 use crate::userns::{Mode, UserNamespace};
 use crate::{proxy, seccomp};
@@ -101,7 +101,7 @@ fn setup(spec: &InitSpec) -> Step<i32> {
         Some(binds) => binds,
         None => root::binds(spec, &userns)?,
     };
-    root::build(&binds)?;
+    root::build(&binds, spec.limits.memory_bytes)?;
 
     // SAFETY: this process is single-threaded, so the child may run any code: it becomes pid 1
     // and leaves through `exit`, never returning into this function.
@@ -328,12 +328,10 @@ fn pid_one(spec: &InitSpec) -> Step<i32> {
     root::mount_proc(root)?;
     step(|| "setting the hostname".to_owned(), rustix::system::sethostname(b"sandbox"))?;
     loopback_up()?;
-    let old = root.join(".baton-old-root");
-    step(|| "creating the old root".to_owned(), std::fs::create_dir(&old))?;
-    step(|| "pivoting into the sandbox root".to_owned(), rustix::process::pivot_root(root, &old))?;
+    step(|| "pivoting into the sandbox root".to_owned(), rustix::process::pivot_root(root, root.join(OLD_ROOT)))?;
     step(|| "entering /".to_owned(), std::env::set_current_dir("/"))?;
-    step(|| "detaching the host root".to_owned(), rustix::mount::unmount("/.baton-old-root", UnmountFlags::DETACH))?;
-    let _ = std::fs::remove_dir("/.baton-old-root");
+    let old = std::path::Path::new("/").join(OLD_ROOT);
+    step(|| "detaching the host root".to_owned(), rustix::mount::unmount(&old, UnmountFlags::DETACH))?;
 
     if spec.proxy_socket.is_some() {
         start_proxy_relay()?;

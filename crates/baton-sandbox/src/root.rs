@@ -99,8 +99,11 @@ pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> Step<Vec<Bind>> {
         .collect()
 }
 
-fn tmpfs(target: &Path, mode: &str) -> Step<()> {
-    let options = CString::new(format!("mode={mode}")).map_err(|e| e.to_string())?;
+/// A tmpfs of `mode`, at most `size` bytes where given (it is memory: without a cap, and without a
+/// memory cgroup, filling it would take the host's memory).
+fn tmpfs(target: &Path, mode: &str, size: Option<u64>) -> Step<()> {
+    let size = size.map(|bytes| format!(",size={bytes}")).unwrap_or_default();
+    let options = CString::new(format!("mode={mode}{size}")).map_err(|e| e.to_string())?;
     let flags = MountFlags::NOSUID | MountFlags::NODEV;
     step(
         || format!("mounting tmpfs on {}", target.display()),
@@ -117,10 +120,13 @@ fn bind_host(source: &Path, target: &Path, access: Access) -> Step<()> {
     restrict_mount(target, access)
 }
 
-/// Assembles the root at [`ASSEMBLY`], in the sandbox's mount namespace.
-pub fn build(binds: &[Bind]) -> Step<()> {
+/// Assembles the root at [`ASSEMBLY`], in the sandbox's mount namespace. The memory-backed
+/// directories the sandbox writes (`/tmp`, `/dev/shm`) hold at most half of `memory_bytes` each:
+/// filling one is "no space left", not the memory cgroup killing whatever allocates next.
+pub fn build(binds: &[Bind], memory_bytes: Option<u64>) -> Step<()> {
+    let memory_bytes = memory_bytes.map(|bytes| bytes / 2);
     let root = Path::new(ASSEMBLY);
-    tmpfs(root, "0755")?;
+    tmpfs(root, "0755", Some(1 << 20))?;
     let entries = step(|| "listing /".to_owned(), std::fs::read_dir("/"))?;
     for entry in entries.filter_map(Result::ok) {
         let name = entry.file_name();
@@ -138,8 +144,8 @@ pub fn build(binds: &[Bind]) -> Step<()> {
         }
     }
     mkdirs(&root.join("tmp"))?;
-    tmpfs(&root.join("tmp"), "1777")?;
-    build_dev(&root.join("dev"))?;
+    tmpfs(&root.join("tmp"), "1777", memory_bytes)?;
+    build_dev(&root.join("dev"), memory_bytes)?;
     mkdirs(&root.join("proc"))?;
     mkdirs(&root.join("workspace"))?;
     for bind in binds {
@@ -154,13 +160,19 @@ pub fn build(binds: &[Bind]) -> Step<()> {
         }
         attach_detached(&bind.tree, &target)?;
     }
-    Ok(())
+    // Where pid 1 puts the host's root while it pivots; then `/` itself is read-only.
+    mkdirs(&root.join(OLD_ROOT))?;
+    let flags = MountFlags::BIND | MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NODEV;
+    step(|| "making / read-only".to_owned(), rustix::mount::mount_remount(root, flags, ""))
 }
 
+/// Beneath the new root, where pid 1 moves the host's root before detaching it.
+pub const OLD_ROOT: &str = ".baton-old-root";
+
 /// A `/dev` with the harmless devices only: no terminal of the host's.
-fn build_dev(dev: &Path) -> Step<()> {
+fn build_dev(dev: &Path, memory_bytes: Option<u64>) -> Step<()> {
     mkdirs(dev)?;
-    tmpfs(dev, "0755")?;
+    tmpfs(dev, "0755", Some(1 << 20))?;
     for node in ["null", "zero", "full", "random", "urandom"] {
         let target = dev.join(node);
         step(|| format!("creating {}", target.display()), std::fs::File::create(&target))?;
@@ -168,7 +180,7 @@ fn build_dev(dev: &Path) -> Step<()> {
         step(|| format!("binding {}", source.display()), rustix::mount::mount_bind(&source, &target))?;
     }
     mkdirs(&dev.join("shm"))?;
-    tmpfs(&dev.join("shm"), "1777")?;
+    tmpfs(&dev.join("shm"), "1777", memory_bytes)?;
     for (link, target) in [
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),

@@ -261,6 +261,10 @@ fn runaway_commands_are_stopped_with_a_reason() {
         text(&bomb)
     );
 
+    // Memory-backed files count too: /tmp holds at most half the memory limit.
+    let filled = sh(&sandbox, "head -c 300M /dev/zero > /tmp/fill; echo exit=$?; du -m /tmp/fill | cut -f1");
+    assert!(text(&filled).contains("No space left on device"), "{}", text(&filled));
+
     let hog = sh(&sandbox, "python3 -c 'x = bytearray(1 << 30); print(len(x))'");
     assert_ne!(hog.exit_code, 0, "{}", text(&hog));
     assert!(text(&hog).contains("MemoryError") || hog.out_of_memory, "{} / oom {}", text(&hog), hog.out_of_memory);
