@@ -5,28 +5,13 @@
 
 use std::process::Output;
 
+mod common;
+
 use assert_cmd::cargo::CommandCargoExt;
 use baton_testkit::FixtureRepo;
-use baton_testkit::model::{Reply, Script, ScriptedServer, ToolCall, Turn, Usage as ScriptUsage};
+use baton_testkit::model::{Reply, Script, ScriptedServer, Turn, Usage as ScriptUsage};
+use common::{calc_repo, call};
 use serde_json::{Value, json};
-
-fn call(id: &str, name: &str, arguments: Value) -> Turn {
-    Turn {
-        reply: Reply {
-            tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
-            ..Reply::default()
-        },
-        ..Turn::default()
-    }
-}
-
-/// A Python module whose `add` subtracts, and the test that says so.
-fn calc_repo() -> FixtureRepo {
-    FixtureRepo::with_files(&[
-        ("calc.py", "def add(a, b):\n    return a - b\n"),
-        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
-    ])
-}
 
 async fn baton(home: &std::path::Path, args: &[&str], env: &[(&str, String)]) -> Output {
     let config = home.join("no-config.toml");

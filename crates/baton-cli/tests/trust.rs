@@ -7,30 +7,16 @@
 use std::path::Path;
 use std::process::Output;
 
+mod common;
+
 use assert_cmd::cargo::CommandCargoExt;
 use baton_testkit::FixtureRepo;
-use baton_testkit::model::{Reply, Script, ScriptedServer, ToolCall, Turn};
+use baton_testkit::model::{Script, ScriptedServer, Turn};
+use common::{calc_repo, call};
 use serde_json::{Value, json};
-
-fn call(id: &str, name: &str, arguments: Value) -> Turn {
-    Turn {
-        reply: Reply {
-            tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
-            ..Reply::default()
-        },
-        ..Turn::default()
-    }
-}
 
 fn shell(id: &str, command: &str) -> Turn {
     call(id, "shell", json!({ "command": command }))
-}
-
-fn calc_repo() -> FixtureRepo {
-    FixtureRepo::with_files(&[
-        ("calc.py", "def add(a, b):\n    return a - b\n"),
-        ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
-    ])
 }
 
 /// `baton run` on `repo` with the scripted model; returns the process output and the run's events.
