@@ -1,0 +1,133 @@
+//! One model call of a leg: which model a role uses, the tools it is offered, the request with its
+//! context budget and estimate, and the step of a leg that only reads (captain, reviewer).
+
+use baton_agent::ContextBudget;
+use baton_core::{Event, LegRole, Message, ModelRequest, ModelResponse, PromptSize, ToolSpec};
+use baton_tools::Toolbox;
+use tokio_util::sync::CancellationToken;
+
+use crate::calls::calls_of;
+use crate::journal::Journal;
+use crate::{Acted, CallFailure, Chosen, Engine, EngineError, Machine};
+
+impl Engine {
+    pub(crate) fn chosen(&self, role: LegRole) -> Chosen<'_> {
+        match self.roles.get(&role) {
+            Some(model) => Chosen { name: &model.name, client: model.client.as_ref(), price: model.price },
+            None => Chosen { name: &self.config.model, client: self.model.as_ref(), price: self.config.price },
+        }
+    }
+
+    /// A request's input tokens, as the role's provider counts them.
+    pub(crate) fn estimate(&self, request: &ModelRequest, role: LegRole) -> u64 {
+        self.estimator.estimate(request, self.chosen(role).name.provider)
+    }
+
+    /// The leg's tools: the toolbox's, and `recall` and `ask_human`, which the engine answers.
+    pub(crate) fn tools(&self, toolbox: &Toolbox, work: &baton_core::Work) -> Vec<ToolSpec> {
+        let mut tools = toolbox.specs();
+        tools.push(baton_agent::recall_spec());
+        match work.role {
+            LegRole::Review => {
+                tools.retain(|tool| baton_agent::REVIEW_TOOLS.contains(&tool.name.as_str()));
+                tools.push(baton_agent::report_findings_spec());
+            }
+            LegRole::Captain => {
+                tools.retain(|tool| baton_agent::CAPTAIN_TOOLS.contains(&tool.name.as_str()));
+                tools.push(baton_agent::ask_human_spec());
+                tools.push(baton_agent::submit_plan_spec());
+            }
+            LegRole::Build => {
+                tools.push(baton_agent::ask_human_spec());
+                tools.push(baton_agent::request_credential_spec());
+                if !work.findings.is_empty() {
+                    tools.push(baton_agent::resolve_finding_spec());
+                }
+            }
+        }
+        tools
+    }
+
+    /// The room a leg has: the configured window, or the smaller one a provider's refusal taught.
+    pub(crate) fn budget(&self, work: &baton_core::Work) -> ContextBudget {
+        let window = work.learned_window.map_or(self.config.context_window, |w| w.min(self.config.context_window));
+        ContextBudget::new(window, u64::from(self.config.max_output_tokens))
+    }
+
+    pub(crate) fn request(
+        &self,
+        role: LegRole,
+        system: String,
+        messages: Vec<Message>,
+        tools: &[ToolSpec],
+        budget: ContextBudget,
+    ) -> ModelRequest {
+        ModelRequest {
+            model: self.chosen(role).name.model.clone(),
+            system,
+            // Everything but the newest turn stays the same for the next call.
+            stable_prefix: messages.len().saturating_sub(1),
+            messages,
+            tools: tools.to_vec(),
+            max_output_tokens: budget.max_output() as u32,
+        }
+    }
+
+    /// One step of a leg that reads and reports (captain, reviewer): a model call, then its tool
+    /// calls; an answer without one is told `nudge`.
+    pub(crate) async fn reading_step(
+        &self,
+        journal: &mut Journal<'_>,
+        machine: Machine<'_>,
+        tools: &[ToolSpec],
+        nudge: &str,
+    ) -> Result<Result<Acted, CallFailure>, EngineError> {
+        let work = &journal.state().work;
+        let step = work.steps + 1;
+        let budget = self.budget(work);
+        let request = self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript), tools, budget);
+        let estimate = self.estimate(&request, work.role);
+        let response = match self.call_model(journal, &request, step, estimate, budget).await? {
+            Ok(response) => response,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let calls = calls_of(&response);
+        journal.defer(Event::ModelCallFinished { step, response })?;
+        if calls.is_empty() {
+            journal.append(Event::Feedback { text: nudge.to_owned() }).await?;
+            return Ok(Ok(Acted::Done));
+        }
+        self.act(journal, machine, step, calls).await.map(Ok)
+    }
+
+    /// One model call, journaled and charged: held before, settled after (a failed call is not
+    /// billed). The answer is not journaled yet: the caller defers it with what comes next.
+    pub(crate) async fn call_model(
+        &self,
+        journal: &mut Journal<'_>,
+        request: &ModelRequest,
+        step: u32,
+        estimate: u64,
+        budget: ContextBudget,
+    ) -> Result<Result<ModelResponse, CallFailure>, EngineError> {
+        let prompt = PromptSize { tokens: estimate, room: budget.input_limit() };
+        let key = format!("step {step} model call #{}", journal.state().next_seq);
+        let intent = vec![Event::ModelCallStarted { step, prompt: Some(prompt) }];
+        let role = journal.state().work.role;
+        if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(role, estimate, budget)).await? {
+            return Ok(Err(CallFailure::Refused(refusal)));
+        }
+        let role = journal.state().work.role;
+        match self.chosen(role).client.complete(request, &mut |_| {}, &CancellationToken::new()).await {
+            Ok(response) => {
+                self.settle(journal, &key, self.call_cost(role, &response.usage))?;
+                Ok(Ok(response))
+            }
+            Err(error) => {
+                self.settle(journal, &key, Vec::new())?;
+                journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
+                Ok(Err(CallFailure::Failed(error)))
+            }
+        }
+    }
+}
