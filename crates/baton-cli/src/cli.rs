@@ -78,7 +78,7 @@ pub enum Command {
         id: String,
     },
     /// Watch baton fix a sample repository, replaying a recorded model session: no model or key
-    /// needed (the sandbox needs root).
+    /// needed (as root, or as an ordinary user where the kernel allows user namespaces).
     Demo,
     /// Print a task's journal (the same as `baton task events`).
     Log {
