@@ -317,21 +317,25 @@ impl Worktree {
     }
 
     /// Paths below the worktree named `.git` (in any case): repositories the agent embedded.
-    /// Walked beneath a descriptor of the worktree, never following a symlink, so a tree that changes
-    /// while it is read cannot lead the walk outside.
+    /// Walked beneath a descriptor of the worktree, no symlink followed anywhere on a path, so a
+    /// tree that changes while it is read cannot lead the walk outside; one directory is open at a
+    /// time, so no tree the agent makes can run baton out of descriptors.
     pub fn embedded_repositories(&self) -> Result<Vec<String>, GitError> {
-        use rustix::fs::{Dir, FileType, Mode, OFlags};
+        use rustix::fs::{Dir, FileType, Mode, OFlags, ResolveFlags};
         let walk = |source: rustix::io::Errno| GitError::Walk { path: self.path.clone(), source: source.into() };
-        let open = |dir: Option<&std::os::fd::OwnedFd>, name: &std::ffi::CStr| {
-            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-            match dir {
-                Some(dir) => rustix::fs::openat(dir, name, flags, Mode::empty()),
-                None => rustix::fs::open(&self.path, flags, Mode::empty()),
-            }
-        };
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let root = rustix::fs::open(&self.path, flags, Mode::empty()).map_err(walk)?;
         let mut found = Vec::new();
-        let mut pending = vec![(open(None, c".").map_err(walk)?, PathBuf::new())];
-        while let Some((dir, relative)) = pending.pop() {
+        let mut pending = vec![PathBuf::new()];
+        while let Some(relative) = pending.pop() {
+            let dir = if relative.as_os_str().is_empty() {
+                rustix::fs::openat2(&root, ".", flags, Mode::empty(), resolve)
+            } else {
+                rustix::fs::openat2(&root, &relative, flags, Mode::empty(), resolve)
+            };
+            // Gone or swapped for a symlink since it was listed: nothing to walk.
+            let Ok(dir) = dir else { continue };
             for entry in Dir::read_from(&dir).map_err(walk)? {
                 let entry = entry.map_err(walk)?;
                 let name = entry.file_name();
@@ -350,10 +354,7 @@ impl Worktree {
                     kind => kind == FileType::Directory,
                 };
                 if is_dir {
-                    // Gone or swapped for a symlink since it was listed: nothing to walk.
-                    if let Ok(child) = open(Some(&dir), name) {
-                        pending.push((child, path));
-                    }
+                    pending.push(path);
                 }
             }
         }
