@@ -44,7 +44,7 @@ impl<'a> Journal<'a> {
     /// `event` with every form of every secret replaced by its name. Through the event's JSON, so
     /// that no field is missed; a secret's JSON-escaped form is one of the forms looked for.
     fn redacted(&self, event: Event) -> Result<Event, EngineError> {
-        let secrets = self.secrets.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let secrets = self.secrets.read().unwrap_or_else(|e| e.into_inner());
         if secrets.is_empty() {
             return Ok(event);
         }

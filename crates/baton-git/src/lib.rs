@@ -334,8 +334,13 @@ impl Worktree {
             } else {
                 rustix::fs::openat2(&root, &relative, flags, Mode::empty(), resolve)
             };
-            // Gone or swapped for a symlink since it was listed: nothing to walk.
-            let Ok(dir) = dir else { continue };
+            let dir = match dir {
+                Ok(dir) => dir,
+                // Gone, or swapped for a symlink or a file, since it was listed: nothing to walk.
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => continue,
+                // Anything else (a path too long to open, say) could hide a repository: refuse.
+                Err(other) => return Err(walk(other)),
+            };
             for entry in Dir::read_from(&dir).map_err(walk)? {
                 let entry = entry.map_err(walk)?;
                 let name = entry.file_name();
