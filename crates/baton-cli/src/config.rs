@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
 #[derive(Debug, Default)]
 pub struct Config {
@@ -50,9 +50,18 @@ struct Approval {
     budget_overrun: bool,
 }
 
+/// `[sandbox]`: the machine a task's commands run in.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Sandbox {
+    /// The size of each new task's disk in MiB (root only); 0: no disk of its own.
+    disk_mib: Option<u64>,
+}
+
 #[derive(Debug, Default, serde::Deserialize)]
 struct Sections {
     approval: Option<Approval>,
+    sandbox: Option<Sandbox>,
 }
 
 impl Config {
@@ -64,6 +73,21 @@ impl Config {
         let mut policy = baton_core::ApprovalPolicy::new(&rules, &approval.allow).with_context(|| self.context())?;
         policy.ask_on_budget_overrun = approval.budget_overrun;
         Ok(policy)
+    }
+
+    /// The file's `[sandbox]` settings over `sandbox`.
+    pub fn sandbox(&self, sandbox: &mut baton_sandbox::SandboxConfig) -> anyhow::Result<()> {
+        let sections: Sections = toml::from_str(&self.text).with_context(|| self.context())?;
+        match sections.sandbox.and_then(|s| s.disk_mib) {
+            Some(0) => sandbox.disk_bytes = None,
+            // Below this ext4 has no room for its own journal.
+            Some(mib @ 1..8) => bail!("{}: [sandbox] disk_mib = {mib} is too small (at least 8)", self.context()),
+            Some(mib) => {
+                sandbox.disk_bytes = Some(mib.checked_mul(1 << 20).context("[sandbox] disk_mib is too large")?)
+            }
+            None => {}
+        }
+        Ok(())
     }
 
     /// Names the file in an error about its content.

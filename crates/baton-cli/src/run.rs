@@ -86,6 +86,7 @@ fn engine_parts_with(
     let program = std::env::current_exe().context("cannot find the baton program for the sandbox")?;
     let mut sandbox = SandboxConfig::new(program, home);
     sandbox.init_args = vec![SANDBOX_INIT.to_owned()];
+    config.sandbox(&mut sandbox)?;
     let price = info.and_then(|info| info.price);
     let engine = EngineConfig {
         home: home.to_owned(),
@@ -219,9 +220,10 @@ pub async fn resume_all(
 pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
-    let worktree = home.join("worktrees").join(state.id.as_str());
-    let text = if worktree.exists() {
-        baton_git::Worktree::open(&worktree)?.diff(&state.base_commit)?
+    let layout = baton_engine::TaskLayout::of(home, &state.id);
+    let _disk = layout.attach_disk(None)?;
+    let text = if layout.worktree().exists() {
+        baton_git::Worktree::open(&layout.worktree())?.diff(&state.base_commit)?
     } else {
         bail!("task {} has no worktree any more; its branch {} holds the work", state.id, state.branch);
     };

@@ -186,8 +186,10 @@ fn killed_twenty_times_the_task_still_ends_verified_with_the_same_diff() {
     assert!(status.success(), "after {kills} kills the task did not end verified: {status:?}");
     assert_eq!(diff(home.path(), &server, &id), expected);
 
-    let marker = home.path().join("sandboxes").join(&id).join("layer/hidden/root/marker");
-    let lines = std::fs::read_to_string(&marker).unwrap_or_default();
+    let layout = baton_engine::TaskLayout::of(home.path(), &baton_core::TaskId::parse(&id).unwrap());
+    let disk = layout.attach_disk(None).unwrap();
+    let lines = std::fs::read_to_string(layout.layer().join("hidden/root/marker")).unwrap_or_default();
+    drop(disk);
     for step in 1..=STEPS {
         let count = lines.lines().filter(|l| *l == format!("step{step}")).count();
         assert!(count <= 1, "step{step} ran {count} times after {kills} kills:\n{lines}");

@@ -235,7 +235,7 @@ fn cancelling_removes_the_task_worktree_and_keeps_the_branch() {
     let created = env.create("Tidy up");
     let id = created["id"].as_str().unwrap();
     let branch = created["branch"].as_str().unwrap();
-    let worktree: PathBuf = env.home.path().join("worktrees").join(id);
+    let worktree: PathBuf = env.home.path().join("machines").join(id).join("worktree");
     git(env.repo.path(), &["worktree", "add", "--quiet", "-b", branch, &worktree.to_string_lossy(), "HEAD"]);
     fs::write(worktree.join("scratch"), "uncommitted").unwrap();
 

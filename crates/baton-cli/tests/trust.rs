@@ -21,7 +21,18 @@ fn shell(id: &str, command: &str) -> Turn {
 
 /// `baton run` on `repo` with the scripted model; returns the process output and the run's events.
 async fn run(home: &Path, repo: &FixtureRepo, server: &ScriptedServer, env: &[(&str, &str)]) -> (Output, Vec<Value>) {
-    std::fs::write(home.join("no-config.toml"), "").unwrap();
+    run_configured(home, repo, server, env, "").await
+}
+
+/// [`run`] with `config` as baton's configuration file.
+async fn run_configured(
+    home: &Path,
+    repo: &FixtureRepo,
+    server: &ScriptedServer,
+    env: &[(&str, &str)],
+    config: &str,
+) -> (Output, Vec<Value>) {
+    std::fs::write(home.join("no-config.toml"), config).unwrap();
     let mut command = std::process::Command::cargo_bin("baton").unwrap();
     command
         .args(["run", "Make add() add", "--repo"])
@@ -37,6 +48,26 @@ async fn run(home: &Path, repo: &FixtureRepo, server: &ScriptedServer, env: &[(&
     let output = tokio::process::Command::from(command).output().await.unwrap();
     let events = String::from_utf8_lossy(&output.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     (output, events)
+}
+
+/// The result of tool call `call` among a run's events.
+fn result(events: &[Value], output: &Output, call: &str) -> String {
+    events
+        .iter()
+        .find(|e| e["event"]["type"] == "tool_call_finished" && e["event"]["call_id"] == call)
+        .and_then(|e| e["event"]["output"].as_str())
+        .unwrap_or_else(|| panic!("no result for {call}\n{}", describe(output)))
+        .to_owned()
+}
+
+/// The one task of `home`: its id, its disk attached while `look` sees its worktree.
+fn with_machine<T>(home: &Path, look: impl FnOnce(&str, &Path) -> T) -> T {
+    let tasks: Vec<_> = std::fs::read_dir(home.join("machines")).unwrap().map(|t| t.unwrap().file_name()).collect();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let id = tasks[0].to_str().unwrap();
+    let layout = baton_engine::TaskLayout::of(home, &baton_core::TaskId::parse(id).unwrap());
+    let _disk = layout.attach_disk(None).unwrap();
+    look(id, &layout.worktree())
 }
 
 fn describe(output: &Output) -> String {
@@ -152,26 +183,61 @@ async fn the_agents_attacks_on_the_kernel_are_refused_and_the_task_goes_on() {
 
     let (output, events) = run(home.path(), &repo, &server, &[]).await;
     assert!(output.status.success(), "{}", describe(&output));
-    let result = |call: &str| -> String {
-        events
-            .iter()
-            .find(|e| e["event"]["type"] == "tool_call_finished" && e["event"]["call_id"] == call)
-            .and_then(|e| e["event"]["output"].as_str())
-            .unwrap_or_else(|| panic!("no result for {call}\n{}", describe(&output)))
-            .to_owned()
-    };
+    let result = |call| result(&events, &output, call);
     let unrefused = baton_testkit::hostile::unrefused(&result("c2"));
     assert!(unrefused.is_empty(), "{unrefused:?}");
     let escalation = result("c3");
     assert!(escalation.contains("chmod=1") && escalation.contains("not a tty"), "{escalation}");
     assert!(!escalation.lines().any(|l| l == "tty"), "{escalation}");
-    let made: Vec<_> = std::fs::read_dir(home.path().join("worktrees"))
-        .unwrap()
-        .map(|task| task.unwrap().path().join("escalate"))
-        .collect();
-    assert_eq!(made.len(), 1, "{made:?}");
-    for made in made {
-        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&made).unwrap().permissions());
-        assert_eq!(mode & 0o6000, 0, "{} has mode {mode:o}", made.display());
+    let mode = with_machine(home.path(), |_, worktree| std::fs::metadata(worktree.join("escalate")).unwrap());
+    let mode = std::os::unix::fs::PermissionsExt::mode(&mode.permissions());
+    assert_eq!(mode & 0o6000, 0, "escalate has mode {mode:o}");
+}
+
+/// Filling the task's disk (the worktree and the task's home share it) is "no space left" for the
+/// agent's command, which goes on to finish the task; the host's disk holds no more than the
+/// quota, and the store keeps working. Loop devices are root's, so rootless baton has no disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filling_the_tasks_disk_stops_at_its_quota_and_the_task_goes_on() {
+    if std::process::Command::new("id").arg("-u").output().unwrap().stdout != b"0\n" {
+        eprintln!("skipped: only root-mode baton gives a task a disk of its own");
+        return;
     }
+    let repo = calc_repo();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let turns = vec![
+        // ext4 keeps what a failed fallocate got: each attempt cleans up after itself.
+        shell("c1", "fallocate -l 200M /workspace/big; echo worktree=$?; rm /workspace/big"),
+        shell("c2", "fallocate -l 200M /root/big; echo home=$?; rm /root/big"),
+        shell("c3", "fallocate -l 40M /workspace/a && fallocate -l 40M /root/b; echo shared=$?"),
+        shell(
+            "c4",
+            "rm /workspace/a; dd if=/dev/zero of=/root/c bs=1M count=100; rm /root/c /root/b; df -m /workspace | tail -1",
+        ),
+        call("c5", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+        call("c6", "finish", json!({"summary": "add() adds."})),
+    ];
+    let server = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
+
+    let (output, events) = run_configured(home.path(), &repo, &server, &[], "[sandbox]\ndisk_mib = 64\n").await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let result = |call| result(&events, &output, call);
+    for (call, failed) in [("c1", "worktree=1"), ("c2", "home=1"), ("c3", "shared=1"), ("c4", "dd")] {
+        let text = result(call);
+        assert!(text.contains("No space left on device") && text.contains(failed), "{call}: {text}");
+    }
+    let image = std::fs::read_dir(home.path().join("disks")).unwrap().next().unwrap().unwrap().path();
+    let on_host = std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(&image).unwrap()) * 512;
+    assert!(on_host <= 64 << 20, "the disk takes {on_host} bytes of the host's");
+    let verified = with_machine(home.path(), |id, worktree| {
+        assert!(!worktree.join("big").exists() && worktree.join("calc.py").is_file());
+        let show = std::process::Command::cargo_bin("baton")
+            .unwrap()
+            .args(["task", "show", id, "--json"])
+            .env("BATON_HOME", home.path())
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&show.stdout).into_owned()
+    });
+    assert!(verified.contains("\"done\""), "{verified}");
 }

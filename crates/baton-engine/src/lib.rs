@@ -10,6 +10,7 @@ mod checkpoint;
 mod gate;
 mod handoff;
 mod journal;
+mod layout;
 mod model_call;
 mod money;
 mod plan;
@@ -31,6 +32,7 @@ use baton_store::{Store, StoreError};
 use baton_tools::{ToolError, Toolbox, Workspace};
 
 use crate::journal::Journal;
+pub use crate::layout::TaskLayout;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -176,9 +178,10 @@ impl Engine {
         }
 
         match self.prepare(journal.state()) {
-            Ok((worktree, toolbox, checks)) => {
-                journal.redact(toolbox.shared_secrets());
-                let machine = Machine { toolbox: &toolbox, checks: &checks, worktree: &worktree };
+            Ok(prepared) => {
+                journal.redact(prepared.toolbox.shared_secrets());
+                let machine =
+                    Machine { toolbox: &prepared.toolbox, checks: &prepared.checks, worktree: &prepared.worktree };
                 self.resume(&mut journal, machine).await?
             }
             Err(error) => {
@@ -190,16 +193,17 @@ impl Engine {
         Ok(journal.into_state())
     }
 
-    /// The task's worktree, its tools (with a sandbox) and a second sandbox for the checks.
-    fn prepare(&self, state: &TaskState) -> Result<(Worktree, Toolbox, LocalSandbox), EngineError> {
-        let task = &state.id;
-        let worktree_path = self.config.home.join("worktrees").join(task.as_str());
+    /// The task's disk, worktree, tools (with a sandbox) and a second sandbox for the checks.
+    fn prepare(&self, state: &TaskState) -> Result<Prepared, EngineError> {
+        let layout = TaskLayout::of(&self.config.home, &state.id);
+        let disk = layout.attach_disk(self.config.sandbox.disk_bytes)?;
         let repo = Repo::open(&state.spec.repo)?;
-        let worktree = repo.ensure_worktree(&state.branch, &worktree_path, &state.base_commit)?;
-        let sandbox_state = self.config.home.join("sandboxes").join(task.as_str());
+        let worktree = repo.ensure_worktree(&state.branch, &layout.worktree(), &state.base_commit)?;
         let git_dirs = vec![worktree.common_dir()?];
-        let sandbox =
-            || LocalSandbox::new(self.config.sandbox.clone(), &sandbox_state, worktree.path(), git_dirs.clone());
+        let sandbox = || {
+            LocalSandbox::new(self.config.sandbox.clone(), layout.sandbox_state(), worktree.path(), git_dirs.clone())
+                .map(|sandbox| sandbox.with_layer(layout.layer()))
+        };
         // Credentials a human granted: the journal keeps their names, the environment their values.
         let granted = state.work.decisions.iter().filter_map(|(decision, answer)| match (&decision.kind, answer) {
             (DecisionKind::Credential { name }, Some(answer)) if answer.approved => {
@@ -211,6 +215,15 @@ impl Engine {
             .with_sandbox(Box::new(sandbox()?), granted.collect())
             .with_reader(Box::new(sandbox()?.reading_only()));
         let checks = sandbox()?;
-        Ok((worktree, toolbox, checks))
+        Ok(Prepared { worktree, toolbox, checks, _disk: disk })
     }
+}
+
+/// A task's machine while the engine works on it.
+struct Prepared {
+    worktree: Worktree,
+    toolbox: Toolbox,
+    checks: LocalSandbox,
+    /// Last: fields drop in order, and the disk is unmounted only after everything on it is done.
+    _disk: Option<baton_sandbox::TaskDisk>,
 }

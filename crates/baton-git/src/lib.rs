@@ -135,6 +135,10 @@ fn filter_overrides(dir: &Path) -> Result<Vec<String>, GitError> {
         .collect())
 }
 
+/// Why baton's worktrees are locked: git must not prune a worktree whose directory looks gone.
+const LOCK_REASON: &str =
+    "a baton task's worktree: its directory may be on the task's disk, mounted only while baton works on it";
+
 /// A task's worktree: a checkout of the task branch that only baton writes.
 #[derive(Debug, Clone)]
 pub struct Worktree {
@@ -222,7 +226,9 @@ impl Repo {
             return Err(GitError::BranchExists(branch.to_owned()));
         }
         let path_text = path.to_string_lossy();
-        run_ok(&self.root, &self.overrides, &["worktree", "add", "--quiet", "-b", branch, &path_text, base_commit])?;
+        let add =
+            ["worktree", "add", "--quiet", "--lock", "--reason", LOCK_REASON, "-b", branch, &path_text, base_commit];
+        run_ok(&self.root, &self.overrides, &add)?;
         Worktree::open(path)
     }
 
@@ -236,8 +242,13 @@ impl Repo {
             run(&self.root, &self.overrides, ["show-ref", "--verify", "--quiet", &format!("refs/heads/{branch}")])?;
         if exists.status.success() {
             self.ensure_outside(path)?;
-            run_ok(&self.root, &self.overrides, &["worktree", "prune"])?;
-            run_ok(&self.root, &self.overrides, &["worktree", "add", "--quiet", &path.to_string_lossy(), branch])?;
+            self.forget_missing(path)?;
+            let path_text = path.to_string_lossy();
+            run_ok(
+                &self.root,
+                &self.overrides,
+                &["worktree", "add", "--quiet", "--lock", "--reason", LOCK_REASON, &path_text, branch],
+            )?;
             return Worktree::open(path);
         }
         self.create_worktree(branch, path, base_commit)
@@ -247,11 +258,20 @@ impl Repo {
     /// directory is already gone is pruned instead.
     pub fn remove_worktree(&self, path: &Path) -> Result<(), GitError> {
         if path.exists() {
-            run_ok(&self.root, &self.overrides, &["worktree", "remove", "--force", &path.to_string_lossy()])?;
+            // Twice: once for the uncommitted changes, once for baton's lock.
+            let path_text = path.to_string_lossy();
+            run_ok(&self.root, &self.overrides, &["worktree", "remove", "--force", "--force", &path_text])?;
         } else {
-            run_ok(&self.root, &self.overrides, &["worktree", "prune"])?;
+            self.forget_missing(path)?;
         }
         Ok(())
+    }
+
+    /// Drops the registration of a worktree whose directory is gone, lock and all.
+    fn forget_missing(&self, path: &Path) -> Result<(), GitError> {
+        // Fails when it is not registered or not locked, which is as good.
+        run(&self.root, &self.overrides, ["worktree", "unlock", &path.to_string_lossy()])?;
+        run_ok(&self.root, &self.overrides, &["worktree", "prune"]).map(drop)
     }
 
     /// Every worktree of the repository, the main checkout first.

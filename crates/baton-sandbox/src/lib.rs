@@ -12,6 +12,7 @@
 
 mod cgroup;
 mod channel;
+mod disk;
 mod init;
 mod output;
 mod proxy;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+pub use disk::TaskDisk;
 pub use init::{SETUP_FAILED, main as init_main};
 pub use output::Captured;
 pub use proxy::{EgressPolicy, EgressProxy, LISTEN_INSIDE, Refusal, SOCKET_INSIDE};
@@ -45,6 +47,8 @@ pub enum SandboxError {
     Start { program: PathBuf, source: std::io::Error },
     #[error("the sandbox could not be built: {0}")]
     Setup(String),
+    #[error("the task's disk: {0}")]
+    Disk(String),
     #[error("the command is empty")]
     EmptyCommand,
     #[error("baton cannot build sandboxes here: {0}")]
@@ -100,6 +104,9 @@ pub struct SandboxConfig {
     pub max_output_bytes: u64,
     /// `None`: no network at all. Otherwise the hosts the task's commands may reach through the proxy.
     pub network: Option<EgressPolicy>,
+    /// The size of each task's own disk (its worktree and home, see [`TaskDisk`]); `None`: tasks
+    /// write to the host's filesystem. Root only.
+    pub disk_bytes: Option<u64>,
 }
 
 impl SandboxConfig {
@@ -147,9 +154,13 @@ impl SandboxConfig {
             },
             max_output_bytes: 64 << 20,
             network: None,
+            disk_bytes: Some(DEFAULT_DISK_BYTES),
         }
     }
 }
+
+/// Room for a large repository, its dependencies and its build output.
+pub const DEFAULT_DISK_BYTES: u64 = 16 << 30;
 
 /// Half of the machine's processors (at least one): a runaway task leaves the rest to baton and to
 /// other tasks.
@@ -212,7 +223,10 @@ pub struct RunOutcome {
 #[derive(Debug)]
 pub struct LocalSandbox {
     config: SandboxConfig,
+    /// baton's own files about the task's commands: their output, the proxy's socket.
     state: PathBuf,
+    /// The task's home and what replaces other hidden paths, kept between its commands.
+    layer: PathBuf,
     workspace: PathBuf,
     read_only: Vec<PathBuf>,
     proxy: Option<EgressProxy>,
@@ -233,8 +247,9 @@ fn base_env() -> Vec<(String, String)> {
 }
 
 impl LocalSandbox {
-    /// `state` is the task's own directory (it keeps the writable layer between commands);
-    /// `read_only` are host paths shown read-only, like the repository's git directory.
+    /// `state` is the task's own directory (it keeps the writable layer between commands, unless
+    /// [`LocalSandbox::with_layer`] puts it elsewhere); `read_only` are host paths shown read-only,
+    /// like the repository's git directory.
     /// Fails at once, with the reason, where sandboxes cannot be built (a kernel setting refuses an
     /// ordinary user its user namespaces).
     pub fn new(
@@ -248,9 +263,8 @@ impl LocalSandbox {
         {
             return Err(SandboxError::Unsupported(setting));
         }
-        for dir in [state.join("layer/hidden"), state.join("runs")] {
-            std::fs::create_dir_all(&dir).map_err(|source| SandboxError::Prepare { path: dir.clone(), source })?;
-        }
+        let runs = state.join("runs");
+        std::fs::create_dir_all(&runs).map_err(|source| SandboxError::Prepare { path: runs, source })?;
         let proxy = match &config.network {
             Some(policy) => {
                 let socket = state.join("proxy.sock");
@@ -264,6 +278,7 @@ impl LocalSandbox {
         Ok(LocalSandbox {
             config,
             state: state.to_owned(),
+            layer: state.join("layer"),
             workspace: workspace.to_owned(),
             read_only,
             proxy,
@@ -301,7 +316,7 @@ impl LocalSandbox {
     /// session.
     fn spec(&self, cgroup: Option<&Cgroup>, argv: Vec<String>, env: Vec<(String, String)>, cwd: String) -> InitSpec {
         InitSpec {
-            layer: self.state.join("layer"),
+            layer: self.layer.clone(),
             workspace: self.workspace.clone(),
             workspace_read_only: self.workspace_read_only,
             read_only: self.config.toolchains.iter().chain(&self.read_only).cloned().collect(),
@@ -313,6 +328,12 @@ impl LocalSandbox {
             cwd,
             proxy_socket: self.proxy.as_ref().map(|p| p.socket().to_owned()),
         }
+    }
+
+    /// The same sandbox with its writable layer (the task's home) in `layer`, such as the task's
+    /// disk.
+    pub fn with_layer(self, layer: PathBuf) -> LocalSandbox {
+        LocalSandbox { layer, ..self }
     }
 
     /// The same sandbox with the worktree mounted read-only: for a role that reads, never writes.

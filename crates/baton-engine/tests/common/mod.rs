@@ -156,7 +156,20 @@ impl Harness {
         (state, kinds)
     }
 
-    pub fn worktree(&self, id: &TaskId) -> PathBuf {
-        self.home.path().join("worktrees").join(id.as_str())
+    /// The task's worktree, with its disk mounted while the result lives.
+    pub fn worktree(&self, id: &TaskId) -> AttachedWorktree {
+        let layout = baton_engine::TaskLayout::of(self.home.path(), id);
+        AttachedWorktree { _disk: layout.attach_disk(None).unwrap(), path: layout.worktree() }
+    }
+}
+
+pub struct AttachedWorktree {
+    path: PathBuf,
+    _disk: Option<baton_sandbox::TaskDisk>,
+}
+
+impl AttachedWorktree {
+    pub fn join(&self, relative: &str) -> PathBuf {
+        self.path.join(relative)
     }
 }
