@@ -7,6 +7,7 @@
 mod build;
 mod calls;
 mod checkpoint;
+mod confined_git;
 mod gate;
 mod handoff;
 mod journal;
@@ -31,6 +32,7 @@ use baton_sandbox::{LocalSandbox, SandboxConfig, SandboxError};
 use baton_store::{Store, StoreError};
 use baton_tools::{ToolError, Toolbox, Workspace};
 
+pub use crate::confined_git::SandboxedGit;
 use crate::journal::Journal;
 pub use crate::layout::TaskLayout;
 
@@ -200,6 +202,9 @@ impl Engine {
         let repo = Repo::open(&state.spec.repo)?;
         let worktree = repo.ensure_worktree(&state.branch, &layout.worktree(), &state.base_commit)?;
         let git_dirs = vec![worktree.common_dir()?];
+        let git_state = layout.sandbox_state().join("git");
+        let git = SandboxedGit::new(&self.config.sandbox, &git_state, worktree.path(), git_dirs[0].clone())?;
+        let worktree = worktree.confined(Arc::new(git));
         let sandbox = || {
             LocalSandbox::new(self.config.sandbox.clone(), layout.sandbox_state(), worktree.path(), git_dirs.clone())
                 .map(|sandbox| sandbox.with_layer(layout.layer()))

@@ -66,8 +66,17 @@ const OVERRIDES: &[&str] = &[
     "user.email=baton@localhost",
 ];
 
-/// Runs `git -C dir args...` with the [`OVERRIDES`] and then `overrides`, and returns its output,
-/// whatever the exit code.
+/// The environment of every git process: no prompts, no system or user configuration.
+const ENVIRONMENT: &[(&str, &str)] = &[
+    ("GIT_TERMINAL_PROMPT", "0"),
+    ("GIT_CONFIG_NOSYSTEM", "1"),
+    ("GIT_CONFIG_GLOBAL", "/dev/null"),
+    ("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+    ("LC_ALL", "C"),
+];
+
+/// Runs `git -C dir args...` on the host with the [`OVERRIDES`] and then `overrides`, and returns
+/// its output, whatever the exit code.
 fn run<I, S>(dir: &Path, overrides: &[String], args: I) -> Result<Output, GitError>
 where
     I: IntoIterator<Item = S>,
@@ -79,27 +88,21 @@ where
             command.env_remove(name);
         }
     }
-    command
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes")
-        .env("LC_ALL", "C")
-        .arg("-C")
-        .arg(dir)
-        .args(OVERRIDES)
-        .args(overrides)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .map_err(GitError::Spawn)
+    command.envs(ENVIRONMENT.iter().copied()).arg("-C").arg(dir).args(OVERRIDES).args(overrides).args(args);
+    output(command)
+}
+
+fn output(mut command: Command) -> Result<Output, GitError> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).output().map_err(GitError::Spawn)
 }
 
 /// Runs git and returns its trimmed stdout, or a [`GitError::Failed`] with its stderr.
 fn run_ok(dir: &Path, overrides: &[String], args: &[&str]) -> Result<String, GitError> {
-    let output = run(dir, overrides, args)?;
+    checked(run(dir, overrides, args)?, dir, args)
+}
+
+/// `output`'s trimmed stdout if git succeeded, else a [`GitError::Failed`] with its stderr.
+fn checked(output: Output, dir: &Path, args: &[&str]) -> Result<String, GitError> {
     if !output.status.success() {
         return Err(GitError::Failed {
             args: args.join(" "),
@@ -109,6 +112,25 @@ fn run_ok(dir: &Path, overrides: &[String], args: &[&str]) -> Result<String, Git
     }
     Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
 }
+
+/// Whether a git call over a worktree writes its files (a checkout) or only reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorktreeAccess {
+    ReadOnly,
+    Writable,
+}
+
+/// Somewhere without privileges for baton's git over a worktree the agent wrote (a sandbox): git
+/// and anything it might start sit behind the same walls as the agent's own commands.
+pub trait Confinement: Send + Sync + std::fmt::Debug {
+    /// A command that runs `argv` with exactly `env`, the worktree at [`CONFINED_WORKTREE`] and
+    /// the repository's git directory at its own path, writable; the worktree itself is writable
+    /// only where `access` says so.
+    fn command(&self, argv: Vec<String>, env: &[(String, String)], access: WorktreeAccess) -> io::Result<Command>;
+}
+
+/// Where a [`Confinement`] shows the worktree.
+pub const CONFINED_WORKTREE: &str = "/workspace";
 
 /// A user's repository, opened at its top level.
 #[derive(Debug, Clone)]
@@ -145,6 +167,8 @@ pub struct Worktree {
     path: PathBuf,
     /// As the repository's.
     overrides: Vec<String>,
+    /// Where git runs over it: the host until [`Worktree::confined`].
+    confinement: Option<std::sync::Arc<dyn Confinement>>,
 }
 
 /// One entry of `git worktree list`.
@@ -322,18 +346,41 @@ impl Worktree {
 
     /// Opens an existing worktree (for a task that resumes).
     pub fn open(path: &Path) -> Result<Worktree, GitError> {
-        Repo::open(path).map(|repo| Worktree { path: repo.root, overrides: repo.overrides })
+        Repo::open(path).map(|repo| Worktree { path: repo.root, overrides: repo.overrides, confinement: None })
+    }
+
+    /// The same worktree, with every later git call over it run in `confinement`.
+    pub fn confined(self, confinement: std::sync::Arc<dyn Confinement>) -> Worktree {
+        Worktree { confinement: Some(confinement), ..self }
+    }
+
+    /// Runs git over the worktree, where its [`Confinement`] says, and returns its output whatever
+    /// the exit code.
+    fn git(&self, access: WorktreeAccess, args: &[&str]) -> Result<Output, GitError> {
+        let Some(confinement) = &self.confinement else {
+            return run(&self.path, &self.overrides, args);
+        };
+        let argv = ["git", "-C", CONFINED_WORKTREE].into_iter().chain(OVERRIDES.iter().copied());
+        let argv = argv.map(str::to_owned).chain(self.overrides.iter().cloned());
+        let argv = argv.chain(args.iter().map(|a| (*a).to_owned())).collect();
+        let env: Vec<(String, String)> = ENVIRONMENT.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
+        output(confinement.command(argv, &env, access).map_err(GitError::Spawn)?)
+    }
+
+    /// [`Worktree::git`], its trimmed stdout if it succeeded.
+    fn git_ok(&self, access: WorktreeAccess, args: &[&str]) -> Result<String, GitError> {
+        checked(self.git(access, args)?, &self.path, args)
     }
 
     /// The repository's shared git directory (objects, refs), which the worktree's `.git` file
     /// points into; a sandbox shows it read-only.
     pub fn common_dir(&self) -> Result<PathBuf, GitError> {
-        let dir = PathBuf::from(run_ok(&self.path, &self.overrides, &["rev-parse", "--git-common-dir"])?);
+        let dir = PathBuf::from(self.git_ok(WorktreeAccess::ReadOnly, &["rev-parse", "--git-common-dir"])?);
         Ok(if dir.is_absolute() { dir } else { self.path.join(dir) })
     }
 
     pub fn head(&self) -> Result<String, GitError> {
-        run_ok(&self.path, &self.overrides, &["rev-parse", "HEAD"])
+        self.git_ok(WorktreeAccess::ReadOnly, &["rev-parse", "HEAD"])
     }
 
     /// Paths below the worktree named `.git` (in any case): repositories the agent embedded.
@@ -396,12 +443,12 @@ impl Worktree {
     /// commit, or `None` when there was nothing to commit.
     pub fn commit_all(&self, message: &str) -> Result<Option<String>, GitError> {
         self.refuse_embedded_repositories()?;
-        run_ok(&self.path, &self.overrides, &["add", "--all"])?;
-        let staged = run(&self.path, &self.overrides, ["diff", "--cached", "--quiet"])?;
+        self.git_ok(WorktreeAccess::ReadOnly, &["add", "--all"])?;
+        let staged = self.git(WorktreeAccess::ReadOnly, &["diff", "--cached", "--quiet"])?;
         if staged.status.success() {
             return Ok(None);
         }
-        run_ok(&self.path, &self.overrides, &["commit", "--quiet", "--no-verify", "--message", message])?;
+        self.git_ok(WorktreeAccess::ReadOnly, &["commit", "--quiet", "--no-verify", "--message", message])?;
         self.head().map(Some)
     }
 
@@ -411,9 +458,9 @@ impl Worktree {
     /// build caches made from the old files (a `.pyc` whose source kept its size and second) would
     /// otherwise be taken for the new ones.
     pub fn fast_forward(&self, commit: &str) -> Result<(), GitError> {
-        run_ok(&self.path, &self.overrides, &["merge-base", "--is-ancestor", "HEAD", commit])?;
-        run_ok(&self.path, &self.overrides, &["reset", "--hard", "--quiet", commit])?;
-        run_ok(&self.path, &self.overrides, &["clean", "-d", "-x", "--force", "--quiet"]).map(|_| ())
+        self.git_ok(WorktreeAccess::ReadOnly, &["merge-base", "--is-ancestor", "HEAD", commit])?;
+        self.git_ok(WorktreeAccess::Writable, &["reset", "--hard", "--quiet", commit])?;
+        self.git_ok(WorktreeAccess::Writable, &["clean", "-d", "-x", "--force", "--quiet"]).map(|_| ())
     }
 
     /// Files matching `globs` (git glob pathspecs) that differ from `base` in the working tree,
@@ -426,10 +473,11 @@ impl Worktree {
         let specs: Vec<String> = globs.iter().map(|g| format!(":(glob){g}")).collect();
         let mut args = vec!["diff", "--name-only", "--no-renames", "--no-ext-diff", "--no-textconv", base, "--"];
         args.extend(specs.iter().map(String::as_str));
-        let mut changed: Vec<String> = run_ok(&self.path, &self.overrides, &args)?.lines().map(str::to_owned).collect();
+        let mut changed: Vec<String> =
+            self.git_ok(WorktreeAccess::ReadOnly, &args)?.lines().map(str::to_owned).collect();
         let mut untracked = vec!["ls-files", "--others", "--exclude-standard", "--"];
         untracked.extend(specs.iter().map(String::as_str));
-        changed.extend(run_ok(&self.path, &self.overrides, &untracked)?.lines().map(str::to_owned));
+        changed.extend(self.git_ok(WorktreeAccess::ReadOnly, &untracked)?.lines().map(str::to_owned));
         changed.sort();
         changed.dedup();
         Ok(changed)
@@ -439,12 +487,13 @@ impl Worktree {
     pub fn restore(&self, base: &str, paths: &[String]) -> Result<(), GitError> {
         self.refuse_embedded_repositories()?;
         for path in paths {
-            let exists = run(&self.path, &self.overrides, ["cat-file", "-e", &format!("{base}:{path}")])?;
+            let exists = self.git(WorktreeAccess::ReadOnly, &["cat-file", "-e", &format!("{base}:{path}")])?;
             if exists.status.success() {
-                run_ok(&self.path, &self.overrides, &["checkout", base, "--", path])?;
+                self.git_ok(WorktreeAccess::Writable, &["checkout", base, "--", path])?;
             } else {
                 self.remove_beneath(path)?;
-                let _ = run(&self.path, &self.overrides, ["rm", "--cached", "--quiet", "--ignore-unmatch", "--", path]);
+                let _ =
+                    self.git(WorktreeAccess::ReadOnly, &["rm", "--cached", "--quiet", "--ignore-unmatch", "--", path]);
             }
         }
         Ok(())
@@ -478,18 +527,16 @@ impl Worktree {
 
     /// The committed changes of the branch since `base`, as a unified diff.
     pub fn diff(&self, base: &str) -> Result<String, GitError> {
-        run_ok(
-            &self.path,
-            &self.overrides,
+        self.git_ok(
+            WorktreeAccess::ReadOnly,
             &["diff", "--no-color", "--no-ext-diff", "--no-textconv", base, "HEAD", "--"],
         )
     }
 
     /// Per-file line counts of the committed changes since `base`.
     pub fn diffstat(&self, base: &str) -> Result<Vec<FileStat>, GitError> {
-        let numstat = run_ok(
-            &self.path,
-            &self.overrides,
+        let numstat = self.git_ok(
+            WorktreeAccess::ReadOnly,
             &["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", base, "HEAD", "--"],
         )?;
         let stats = numstat

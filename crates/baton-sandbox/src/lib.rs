@@ -229,6 +229,7 @@ pub struct LocalSandbox {
     layer: PathBuf,
     workspace: PathBuf,
     read_only: Vec<PathBuf>,
+    writable: Vec<PathBuf>,
     proxy: Option<EgressProxy>,
     /// Commands see the worktree read-only.
     workspace_read_only: bool,
@@ -281,6 +282,7 @@ impl LocalSandbox {
             layer: state.join("layer"),
             workspace: workspace.to_owned(),
             read_only,
+            writable: Vec::new(),
             proxy,
             workspace_read_only: false,
         })
@@ -320,6 +322,7 @@ impl LocalSandbox {
             workspace: self.workspace.clone(),
             workspace_read_only: self.workspace_read_only,
             read_only: self.config.toolchains.iter().chain(&self.read_only).cloned().collect(),
+            writable: self.writable.clone(),
             hidden: self.config.hidden.clone(),
             cgroups: cgroup.map(|c| c.dirs().to_vec()).unwrap_or_default(),
             limits: self.config.limits,
@@ -334,6 +337,26 @@ impl LocalSandbox {
     /// disk.
     pub fn with_layer(self, layer: PathBuf) -> LocalSandbox {
         LocalSandbox { layer, ..self }
+    }
+
+    /// The same sandbox with `paths` shown writable at their own paths.
+    pub fn with_writable(self, paths: Vec<PathBuf>) -> LocalSandbox {
+        LocalSandbox { writable: paths, ..self }
+    }
+
+    /// A one-off command for baton's own work over the task's files (its git): behind the same
+    /// walls as the agent's commands, in `/workspace`, but with the caller's standard streams and
+    /// no cgroup of its own (it is short, and its caller waits for it). A sandbox that cannot be
+    /// built makes the command exit with [`SETUP_FAILED`], saying why on its standard error.
+    pub fn command(&self, argv: Vec<String>, env: &[(String, String)]) -> Result<Command, SandboxError> {
+        if argv.is_empty() {
+            return Err(SandboxError::EmptyCommand);
+        }
+        let spec = self.spec(None, argv, self.command_env(env), "/workspace".into());
+        let spec_json = serde_json::to_string(&spec).map_err(|e| SandboxError::Setup(e.to_string()))?;
+        let mut command = Command::new(&self.config.init_program);
+        command.args(&self.config.init_args).env_clear().env(SPEC_VARIABLE, spec_json);
+        Ok(command)
     }
 
     /// The same sandbox with the worktree mounted read-only: for a role that reads, never writes.

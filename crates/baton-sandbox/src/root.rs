@@ -79,6 +79,9 @@ pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> Step<Vec<Bind>> {
     for path in &spec.read_only {
         wanted.push((path.clone(), path.clone(), Access::ReadOnly));
     }
+    for path in &spec.writable {
+        wanted.push((path.clone(), path.clone(), Access::Writable));
+    }
     let workspace = PathBuf::from("/workspace");
     let access = if spec.workspace_read_only { Access::ReadOnly } else { Access::Writable };
     wanted.push((spec.workspace.clone(), workspace.clone(), access));

@@ -19,6 +19,9 @@ pub struct InitSpec {
     pub workspace_read_only: bool,
     /// Host paths mounted read-only at the same path (the repository's git metadata).
     pub read_only: Vec<PathBuf>,
+    /// Host paths mounted writable at the same path (the git metadata, for baton's own git).
+    #[serde(default)]
+    pub writable: Vec<PathBuf>,
     /// Host paths replaced by a directory of the task's own (baton's data, homes, /run).
     pub hidden: Vec<PathBuf>,
     /// Cgroup directories the command's processes are put in, limits already written.

@@ -3,8 +3,9 @@
 //!
 //! - **root mode** (baton runs as root, as servers do): ids `0..65536` inside are
 //!   [`SANDBOX_ID`]`..+65536` outside. Host files are not owned by any of those ids, so the
-//!   directories the sandbox writes (the worktree, its home) are mounted *idmapped*: their host
-//!   owner appears as root inside, and what root inside writes lands owned by their host owner.
+//!   directories baton binds in (the worktree, its home, the git metadata) are mounted *idmapped*:
+//!   their host owner appears as root inside, and what root inside writes lands owned by their
+//!   host owner.
 //! - **rootless** (baton runs as an ordinary user): root inside is that user outside, the only id
 //!   an unprivileged user may map; the worktree is the user's own already.
 
@@ -26,7 +27,7 @@ const ROOT_MODE_IDS: u32 = 65536;
 /// How ids inside map to the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// baton is root: a range of unprivileged host ids, idmapped writable mounts.
+    /// baton is root: a range of unprivileged host ids, idmapped binds.
     Root,
     /// baton is `uid`/`gid`: root inside is that user.
     Rootless { uid: u32, gid: u32 },
@@ -193,8 +194,9 @@ impl UserNamespace {
     }
 
     /// A copy of the mount tree at `path`, detached, to be attached inside the sandbox with
-    /// [`attach_detached`]. In root mode a writable copy is idmapped, so that its host owner is root
-    /// inside.
+    /// [`attach_detached`]. In root mode it is idmapped, so that its host owners are the same ids
+    /// inside: root inside writes as the host owner, and reads what the agent made (files of the
+    /// host's root, mode 0600 maybe) where the copy is read-only.
     pub fn detach(&self, path: &Path, access: Access) -> Step<OwnedFd> {
         let tree = step(
             || format!("copying the mount of {}", path.display()),
@@ -204,9 +206,9 @@ impl UserNamespace {
                 OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE,
             ),
         )?;
-        let (attributes, userns) = match (self.mode, access) {
-            (Mode::Root, Access::Writable) => (flags(access) | MOUNT_ATTR_IDMAP, Some(self.fd.as_fd())),
-            _ => (flags(access), None),
+        let (attributes, userns) = match self.mode {
+            Mode::Root => (flags(access) | MOUNT_ATTR_IDMAP, Some(self.fd.as_fd())),
+            Mode::Rootless { .. } => (flags(access), None),
         };
         step(
             || format!("mapping the owner of {}", path.display()),
