@@ -9,7 +9,9 @@
 //! A worktree is written by an untrusted agent. The one way it could still name code for git to
 //! run is a repository of its own inside it, whose configuration git would read when it looks into
 //! it (`git add` checks an embedded repository's status): every call over the worktree refuses to
-//! run while one is there ([`GitError::EmbeddedRepositories`]).
+//! run while one is there ([`GitError::EmbeddedRepositories`]). And in case git has a way to run a
+//! program that all this misses, a caller can have every call over a worktree run somewhere without
+//! privileges ([`Confinement`], [`Worktree::confined`]).
 
 use std::ffi::OsStr;
 use std::io;
