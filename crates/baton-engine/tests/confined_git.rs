@@ -35,7 +35,7 @@ fn fixture() -> Fixture {
 /// Runs `script` as a git alias in the confinement, as anything git started would run.
 fn through_git(git: &SandboxedGit, access: WorktreeAccess, script: &str) -> String {
     let argv = ["git", "-C", "/workspace", "-c", &format!("alias.probe=!sh -c '{script}'"), "probe"];
-    let output = git.command(argv.map(str::to_owned).to_vec(), &[], access).unwrap().output().unwrap();
+    let output = git.output(&argv.map(str::to_owned), &[], access).unwrap();
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 

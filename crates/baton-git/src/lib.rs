@@ -91,10 +91,6 @@ where
         }
     }
     command.envs(ENVIRONMENT.iter().copied()).arg("-C").arg(dir).args(OVERRIDES).args(overrides).args(args);
-    output(command)
-}
-
-fn output(mut command: Command) -> Result<Output, GitError> {
     command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).output().map_err(GitError::Spawn)
 }
 
@@ -125,10 +121,10 @@ pub enum WorktreeAccess {
 /// Somewhere without privileges for baton's git over a worktree the agent wrote (a sandbox): git
 /// and anything it might start sit behind the same walls as the agent's own commands.
 pub trait Confinement: Send + Sync + std::fmt::Debug {
-    /// A command that runs `argv` with exactly `env`, the worktree at [`CONFINED_WORKTREE`] and
+    /// Runs `argv` to its end with `env` and no input, the worktree at [`CONFINED_WORKTREE`] and
     /// the repository's git directory at its own path, writable; the worktree itself is writable
-    /// only where `access` says so.
-    fn command(&self, argv: Vec<String>, env: &[(String, String)], access: WorktreeAccess) -> io::Result<Command>;
+    /// only where `access` says so. Its output whatever the exit code.
+    fn output(&self, argv: &[String], env: &[(String, String)], access: WorktreeAccess) -> io::Result<Output>;
 }
 
 /// Where a [`Confinement`] shows the worktree.
@@ -364,9 +360,9 @@ impl Worktree {
         };
         let argv = ["git", "-C", CONFINED_WORKTREE].into_iter().chain(OVERRIDES.iter().copied());
         let argv = argv.map(str::to_owned).chain(self.overrides.iter().cloned());
-        let argv = argv.chain(args.iter().map(|a| (*a).to_owned())).collect();
+        let argv: Vec<String> = argv.chain(args.iter().map(|a| (*a).to_owned())).collect();
         let env: Vec<(String, String)> = ENVIRONMENT.iter().map(|(n, v)| ((*n).to_owned(), (*v).to_owned())).collect();
-        output(confinement.command(argv, &env, access).map_err(GitError::Spawn)?)
+        confinement.output(&argv, &env, access).map_err(GitError::Spawn)
     }
 
     /// [`Worktree::git`], its trimmed stdout if it succeeded.

@@ -344,21 +344,6 @@ impl LocalSandbox {
         LocalSandbox { writable: paths, ..self }
     }
 
-    /// A one-off command for baton's own work over the task's files (its git): behind the same
-    /// walls as the agent's commands, in `/workspace`, but with the caller's standard streams and
-    /// no cgroup of its own (it is short, and its caller waits for it). A sandbox that cannot be
-    /// built makes the command exit with [`SETUP_FAILED`], saying why on its standard error.
-    pub fn command(&self, argv: Vec<String>, env: &[(String, String)]) -> Result<Command, SandboxError> {
-        if argv.is_empty() {
-            return Err(SandboxError::EmptyCommand);
-        }
-        let spec = self.spec(None, argv, self.command_env(env), "/workspace".into());
-        let spec_json = serde_json::to_string(&spec).map_err(|e| SandboxError::Setup(e.to_string()))?;
-        let mut command = Command::new(&self.config.init_program);
-        command.args(&self.config.init_args).env_clear().env(SPEC_VARIABLE, spec_json);
-        Ok(command)
-    }
-
     /// The same sandbox with the worktree mounted read-only: for a role that reads, never writes.
     pub fn reading_only(self) -> LocalSandbox {
         LocalSandbox { workspace_read_only: true, ..self }

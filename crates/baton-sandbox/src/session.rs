@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -59,7 +59,7 @@ fn io_error(what: &str) -> impl Fn(std::io::Error) -> SandboxError + '_ {
 
 impl LocalSandbox {
     /// Builds the sandbox once and keeps it for the commands of a session.
-    pub(crate) fn start_session(&self) -> Result<LocalSession, SandboxError> {
+    pub fn start_session(&self) -> Result<LocalSession, SandboxError> {
         let (run, cgroup) = self.prepare_run()?;
         let spec = self.spec(cgroup.as_ref(), Vec::new(), Vec::new(), "/workspace".into());
         let spec_json = serde_json::to_string(&spec).map_err(|e| SandboxError::Setup(e.to_string()))?;
@@ -169,33 +169,88 @@ impl BackgroundProcess for LocalBackground {
 }
 
 impl LocalSession {
+    /// Sends `argv` to pid 1 with `fds` as its stdin, stdout and stderr; returns its id and the
+    /// channel its replies arrive on, once it has started.
+    fn exec(
+        &self,
+        argv: &[String],
+        extra_env: &[(String, String)],
+        cwd: &str,
+        fds: [BorrowedFd<'_>; 3],
+    ) -> Result<(u64, Receiver<Reply>), SandboxError> {
+        if argv.is_empty() {
+            return Err(SandboxError::EmptyCommand);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::channel();
+        lock(&self.waiters).insert(id, tx);
+        let mut env = self.env.clone();
+        env.retain(|(name, _)| !extra_env.iter().any(|(n, _)| n == name));
+        env.extend(extra_env.iter().cloned());
+        let exec = Request::Exec { id, argv: argv.to_vec(), env, cwd: cwd.to_owned() };
+        let sent =
+            channel::send(self.control.as_fd(), &exec, &fds).map_err(io_error("sending the command to the sandbox"));
+        let started = sent.and_then(|()| match rx.recv() {
+            Ok(Reply::Started { .. }) => Ok(()),
+            Ok(Reply::Failed { message, .. }) => Err(SandboxError::Setup(message)),
+            _ => Err(SandboxError::Setup("the sandbox ended".into())),
+        });
+        match started {
+            Ok(()) => Ok((id, rx)),
+            Err(error) => {
+                lock(&self.waiters).remove(&id);
+                Err(error)
+            }
+        }
+    }
+
     /// Starts a command; returns its id, the channel its replies arrive on, the write end of its
     /// stdin and the read end of its output.
     fn start(
         &self,
         request: &RunRequest,
     ) -> Result<(u64, Receiver<Reply>, std::io::PipeWriter, std::io::PipeReader), SandboxError> {
-        if request.argv.is_empty() {
-            return Err(SandboxError::EmptyCommand);
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = mpsc::channel();
-        lock(&self.waiters).insert(id, tx);
         let (stdin_read, stdin_write) = std::io::pipe().map_err(io_error("creating pipes"))?;
         let (output_read, output_write) = std::io::pipe().map_err(io_error("creating pipes"))?;
-        let mut env = self.env.clone();
-        env.retain(|(name, _)| !request.env.iter().any(|(n, _)| n == name));
-        env.extend(request.env.iter().cloned());
-        let exec = Request::Exec { id, argv: request.argv.clone(), env, cwd: request.cwd.clone() };
-        channel::send(self.control.as_fd(), &exec, &[stdin_read.as_fd(), output_write.as_fd(), output_write.as_fd()])
-            .map_err(io_error("sending the command to the sandbox"))?;
+        let fds = [stdin_read.as_fd(), output_write.as_fd(), output_write.as_fd()];
+        let (id, rx) = self.exec(&request.argv, &request.env, &request.cwd, fds)?;
         // pid 1 has its own copies now; ours must close so the pipes see their ends.
         drop((stdin_read, output_write));
-        match rx.recv() {
-            Ok(Reply::Started { .. }) => Ok((id, rx, stdin_write, output_read)),
-            Ok(Reply::Failed { message, .. }) => Err(SandboxError::Setup(message)),
-            _ => Err(SandboxError::Setup("the sandbox ended".into())),
-        }
+        Ok((id, rx, stdin_write, output_read))
+    }
+
+    /// Runs a command in `/workspace` to its end, with no input, and returns its standard output
+    /// and error apart and whole: for baton's own work over the task's files (its git), whose
+    /// output is parsed. No timeout or output cap: the caller trusts the program, not the files.
+    pub fn output(&self, argv: &[String], env: &[(String, String)]) -> Result<std::process::Output, SandboxError> {
+        use std::io::Read;
+        let null = std::fs::File::open("/dev/null").map_err(io_error("opening /dev/null"))?;
+        let (mut stdout_read, stdout_write) = std::io::pipe().map_err(io_error("creating pipes"))?;
+        let (mut stderr_read, stderr_write) = std::io::pipe().map_err(io_error("creating pipes"))?;
+        let fds = [null.as_fd(), stdout_write.as_fd(), stderr_write.as_fd()];
+        let (id, replies) = self.exec(argv, env, "/workspace", fds)?;
+        drop((stdout_write, stderr_write));
+        let stderr = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stderr_read.read_to_end(&mut bytes);
+            bytes
+        });
+        let mut stdout = Vec::new();
+        let read = stdout_read.read_to_end(&mut stdout);
+        let stderr = stderr.join().unwrap_or_default();
+        let exited = loop {
+            match replies.recv() {
+                Ok(Reply::Exited { code, .. }) => break Ok(code),
+                Ok(_) => {}
+                Err(_) => break Err(SandboxError::Setup("the sandbox ended".into())),
+            }
+        };
+        lock(&self.waiters).remove(&id);
+        read.map_err(io_error("reading the command's output"))?;
+        use std::os::unix::process::ExitStatusExt;
+        // A wait status: the exit code in the second byte (a signal shows as 128 + its number).
+        let status = std::process::ExitStatus::from_raw((exited? & 0xff) << 8);
+        Ok(std::process::Output { status, stdout, stderr })
     }
 }
 

@@ -153,3 +153,18 @@ fn output_streams_while_the_command_runs() {
         assert_eq!(outcome.output.text(), "first\nsecond\n");
     });
 }
+
+#[test]
+fn output_keeps_standard_output_and_error_apart_with_the_exit_code() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let session = sandbox(dir.path()).start_session().unwrap();
+    let argv = ["/bin/sh", "-c", "cat; echo out; echo err >&2; echo \"$MARK\"; exit 7"].map(str::to_owned);
+    let output = session.output(&argv, &[("MARK".into(), "marked".into())]).unwrap();
+    assert_eq!(output.status.code(), Some(7));
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "out\nmarked\n", "no input, then what went to stdout");
+    assert_eq!(String::from_utf8_lossy(&output.stderr), "err\n");
+    let missing = session.output(&["/no/such/program".to_owned()], &[]).unwrap_err();
+    assert!(missing.to_string().contains("/no/such/program"), "{missing}");
+    let again = session.output(&["/bin/true".to_owned()], &[]).unwrap();
+    assert!(again.status.success(), "the session serves the next command");
+}
