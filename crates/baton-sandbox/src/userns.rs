@@ -125,9 +125,26 @@ fn flags(access: Access) -> u64 {
 }
 
 impl UserNamespace {
-    /// Creates the namespace in a short-lived child (a process cannot map ids of a namespace it
-    /// has entered unless they are its own) and writes its maps from here.
+    /// Creates the namespace. Rootless, this process moves into it and maps its own ids (the one
+    /// map an ordinary user may write); as root, the namespace is made by a short-lived child, so
+    /// that this process can still copy mounts with root's rights and idmap them to it before it
+    /// enters (see [`UserNamespace::enter`]).
     pub fn create(mode: Mode) -> Step<UserNamespace> {
+        match mode {
+            Mode::Rootless { .. } => UserNamespace::create_here(mode),
+            Mode::Root => UserNamespace::create_in_child(mode),
+        }
+    }
+
+    fn create_here(mode: Mode) -> Step<UserNamespace> {
+        step(|| "creating the user namespace".to_owned(), crate::init::unshare(UnshareFlags::NEWUSER))
+            .map_err(|_| unavailable())?;
+        UserNamespace::write_maps(Path::new("/proc/self"), mode)
+    }
+
+    /// A process cannot map ids of a namespace it has entered unless they are its own, so root's
+    /// namespace is made by a child and mapped from here.
+    fn create_in_child(mode: Mode) -> Step<UserNamespace> {
         let (ready_read, ready_write) = step(|| "creating a pipe".to_owned(), rustix::pipe::pipe())?;
         let (done_read, done_write) = step(|| "creating a pipe".to_owned(), rustix::pipe::pipe())?;
         // SAFETY: this process is single-threaded (the init runs before any thread is started), so
@@ -167,7 +184,11 @@ impl UserNamespace {
         if rustix::io::read(ready, &mut byte).unwrap_or(0) != 1 {
             return Err(unavailable());
         }
-        let proc = Path::new("/proc").join(child.as_raw_nonzero().to_string());
+        UserNamespace::write_maps(&Path::new("/proc").join(child.as_raw_nonzero().to_string()), mode)
+    }
+
+    /// Writes the maps of the namespace of the process at `proc` and opens it.
+    fn write_maps(proc: &Path, mode: Mode) -> Step<UserNamespace> {
         let (uid_map, gid_map) = mode.maps();
         let write = |file: &str, text: &str| {
             step(|| format!("writing the sandbox's {file}"), std::fs::write(proc.join(file), text))
@@ -217,12 +238,15 @@ impl UserNamespace {
         Ok(tree)
     }
 
-    /// Moves this process into the namespace as root, with no supplementary groups.
+    /// Moves this process into the namespace (rootless, it is there already) as root, with no
+    /// supplementary groups.
     pub fn enter(&self) -> Step<()> {
-        step(
-            || "entering the user namespace".to_owned(),
-            rustix::thread::move_into_link_name_space(self.fd.as_fd(), Some(LinkNameSpaceType::User)),
-        )?;
+        if self.mode == Mode::Root {
+            step(
+                || "entering the user namespace".to_owned(),
+                rustix::thread::move_into_link_name_space(self.fd.as_fd(), Some(LinkNameSpaceType::User)),
+            )?;
+        }
         let root = || (rustix::process::Gid::ROOT, rustix::process::Uid::ROOT);
         step(|| "becoming root inside".to_owned(), rustix::thread::set_thread_res_gid(root().0, root().0, root().0))?;
         if self.mode == Mode::Root {
