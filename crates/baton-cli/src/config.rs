@@ -56,6 +56,8 @@ struct Approval {
 struct Sandbox {
     /// The size of each new task's disk in MiB (root only); 0: no disk of its own.
     disk_mib: Option<u64>,
+    /// The share of the processors each command's tree may use, in cores (`0.5`, `2`).
+    cpus: Option<f64>,
 }
 
 #[derive(Debug, Default, serde::Deserialize)]
@@ -78,13 +80,22 @@ impl Config {
     /// The file's `[sandbox]` settings over `sandbox`.
     pub fn sandbox(&self, sandbox: &mut baton_sandbox::SandboxConfig) -> anyhow::Result<()> {
         let sections: Sections = toml::from_str(&self.text).with_context(|| self.context())?;
-        match sections.sandbox.and_then(|s| s.disk_mib) {
+        let settings = sections.sandbox.unwrap_or_default();
+        if let Some(cpus) = settings.cpus {
+            // A cgroup's quota is at least a millisecond per 100 ms period.
+            if !(0.01..=4096.0).contains(&cpus) {
+                bail!("{}: [sandbox] cpus = {cpus} is not a share of the processors (0.01 to 4096)", self.context());
+            }
+            sandbox.limits.cpu_millis = Some((cpus * 1000.0).round() as u64);
+        }
+        match settings.disk_mib {
             Some(0) => sandbox.disk_bytes = None,
             // Below this ext4 has no room for its own journal.
             Some(mib @ 1..8) => bail!("{}: [sandbox] disk_mib = {mib} is too small (at least 8)", self.context()),
-            Some(mib) => {
-                sandbox.disk_bytes = Some(mib.checked_mul(1 << 20).context("[sandbox] disk_mib is too large")?)
-            }
+            Some(mib) => match mib.checked_mul(1 << 20) {
+                Some(bytes) => sandbox.disk_bytes = Some(bytes),
+                None => bail!("{}: [sandbox] disk_mib = {mib} is too large", self.context()),
+            },
             None => {}
         }
         Ok(())
@@ -95,6 +106,35 @@ impl Config {
         match &self.path {
             Some(path) => format!("config file {}", path.display()),
             None => "built-in configuration".to_owned(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sandbox(text: &str) -> anyhow::Result<baton_sandbox::SandboxConfig> {
+        let config = Config { path: Some(PathBuf::from("c.toml")), text: text.to_owned() };
+        let mut sandbox = baton_sandbox::SandboxConfig::new(PathBuf::from("/init"), Path::new("/data"));
+        config.sandbox(&mut sandbox).map(|()| sandbox)
+    }
+
+    #[test]
+    fn the_sandbox_section_sets_the_disk_and_the_cpu_share_and_refuses_nonsense() {
+        let set = sandbox("[sandbox]\ndisk_mib = 64\ncpus = 0.5\n").unwrap();
+        assert_eq!((set.disk_bytes, set.limits.cpu_millis), (Some(64 << 20), Some(500)));
+        assert_eq!(sandbox("[sandbox]\ndisk_mib = 0\n").unwrap().disk_bytes, None);
+        assert_eq!(sandbox("").unwrap().disk_bytes, Some(baton_sandbox::DEFAULT_DISK_BYTES));
+        for (text, says) in [
+            ("[sandbox]\ndisk_mib = 4\n", "too small"),
+            ("[sandbox]\ncpus = 0\n", "not a share"),
+            ("[sandbox]\ncpus = -1\n", "not a share"),
+            ("[sandbox]\ndisk = 4\n", "unknown field"),
+            ("[sandbox]\ndisk_mib = 18446744073709551615\n", "too large"),
+        ] {
+            let error = format!("{:#}", sandbox(text).unwrap_err());
+            assert!(error.contains(says) && error.contains("c.toml"), "{text}: {error}");
         }
     }
 }

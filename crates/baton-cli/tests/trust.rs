@@ -241,3 +241,26 @@ async fn filling_the_tasks_disk_stops_at_its_quota_and_the_task_goes_on() {
     });
     assert!(verified.contains("\"done\""), "{verified}");
 }
+
+/// A command that hogs the processors is held at the task's share, and the agent is told so in the
+/// command's result (it is slowness the code is not to blame for). The cpu cgroup is root's here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cpu_hog_is_held_at_the_tasks_share_and_the_agent_is_told() {
+    if std::process::Command::new("id").arg("-u").output().unwrap().stdout != b"0\n" {
+        eprintln!("skipped: an ordinary user has no cpu cgroup here");
+        return;
+    }
+    let repo = calc_repo();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let turns = vec![
+        shell("c1", "timeout 1 sh -c 'while :; do :; done'; echo hogged"),
+        call("c2", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+        call("c3", "finish", json!({"summary": "add() adds."})),
+    ];
+    let server = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
+
+    let (output, events) = run_configured(home.path(), &repo, &server, &[], "[sandbox]\ncpus = 0.1\n").await;
+    assert!(output.status.success(), "{}", describe(&output));
+    let hog = result(&events, &output, "c1");
+    assert!(hog.contains("hogged") && hog.contains("at the task's CPU share"), "{hog}");
+}

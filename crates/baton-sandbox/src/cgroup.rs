@@ -104,15 +104,14 @@ impl Cgroup {
         fs::read_to_string(self.memory_dir().join(file)).ok()?.trim().parse().ok()
     }
 
-    pub(crate) fn out_of_memory(&self) -> bool {
+    /// How many processes the memory cgroup killed so far.
+    pub(crate) fn oom_kills(&self) -> u64 {
         let file = match self.version {
             Version::V1 => "memory.oom_control",
             Version::V2 => "memory.events",
         };
         let text = fs::read_to_string(self.memory_dir().join(file)).unwrap_or_default();
-        text.lines().any(|line| {
-            line.strip_prefix("oom_kill ").and_then(|n| n.trim().parse::<u64>().ok()).is_some_and(|n| n > 0)
-        })
+        text.lines().find_map(|line| line.strip_prefix("oom_kill ")?.trim().parse().ok()).unwrap_or(0)
     }
 }
 

@@ -215,7 +215,8 @@ pub struct RunOutcome {
     pub output_file: PathBuf,
     pub duration: Duration,
     pub peak_memory_bytes: Option<u64>,
-    /// How long the cpu cgroup held the command back at its share, where there is one.
+    /// How long the cpu cgroup held the command back at its share, where there is one (in a
+    /// session: the whole session, while the command ran).
     pub cpu_throttled: Option<Duration>,
 }
 
@@ -439,7 +440,7 @@ impl Sandbox for LocalSandbox {
         let duration = start.elapsed();
         let output = capture.finish();
         let peak_memory_bytes = cgroup.as_ref().and_then(Cgroup::peak_memory);
-        let out_of_memory = cgroup.as_ref().is_some_and(Cgroup::out_of_memory);
+        let out_of_memory = cgroup.as_ref().is_some_and(|c| c.oom_kills() > 0);
         let cpu_throttled = cgroup.as_ref().and_then(Cgroup::cpu_throttled);
         drop(cgroup);
 

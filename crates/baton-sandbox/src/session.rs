@@ -40,7 +40,7 @@ pub struct LocalSession {
     max_output_bytes: u64,
     runs: PathBuf,
     run: String,
-    _cgroup: Option<Cgroup>,
+    cgroup: Option<Cgroup>,
 }
 
 impl std::fmt::Debug for LocalSession {
@@ -110,7 +110,7 @@ impl LocalSandbox {
             max_output_bytes: self.config.max_output_bytes,
             runs: self.state.join("runs"),
             run,
-            _cgroup: cgroup,
+            cgroup,
         };
         if ready_rx.recv_timeout(READY_TIMEOUT).is_err() {
             let _ = session.init.kill();
@@ -259,6 +259,9 @@ impl SandboxSession for LocalSession {
     /// session's sandbox.
     fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError> {
         let start = Instant::now();
+        // The session's cgroup counts for everything in it; the command is told what changed while
+        // it ran (a background process may share the blame).
+        let before = self.cgroup.as_ref().map(|c| (c.oom_kills(), c.cpu_throttled()));
         let (id, replies, mut stdin, output) = self.start(request)?;
         let input = request.stdin.clone();
         std::thread::spawn(move || {
@@ -292,15 +295,23 @@ impl SandboxSession for LocalSession {
             }
         };
         lock(&self.waiters).remove(&id);
+        let after = self.cgroup.as_ref().map(|c| (c.oom_kills(), c.cpu_throttled()));
+        let (out_of_memory, cpu_throttled) = match (before, after) {
+            (Some((kills_before, throttled_before)), Some((kills_after, throttled_after))) => (
+                kills_after > kills_before,
+                throttled_after.zip(throttled_before).map(|(after, before)| after.saturating_sub(before)),
+            ),
+            _ => (false, None),
+        };
         Ok(RunOutcome {
             exit_code,
             stopped,
-            out_of_memory: false,
+            out_of_memory,
             output: capture.finish_within(OUTPUT_GRACE),
             output_file,
             duration: start.elapsed(),
             peak_memory_bytes: None,
-            cpu_throttled: None,
+            cpu_throttled,
         })
     }
 

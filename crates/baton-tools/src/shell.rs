@@ -129,6 +129,11 @@ pub(crate) fn shell(
         }
         (None, false) => format!("exit code {} in {seconds:.1} s", outcome.exit_code),
     };
+    // Slowness the agent should not blame on the code: the task's share of the processors ran out.
+    let status = match outcome.cpu_throttled.filter(|held| held.as_secs_f64() >= 0.1) {
+        Some(held) => format!("{status}; held back {:.1} s at the task's CPU share", held.as_secs_f64()),
+        None => status,
+    };
     // The model sees head and tail; keeping the whole output is the journal's business (the engine
     // stores it as a blob), so the tool does not hold on to the spooled copy.
     let _ = std::fs::remove_file(&outcome.output_file);
