@@ -70,6 +70,10 @@ fn with_machine<T>(home: &Path, look: impl FnOnce(&str, &Path) -> T) -> T {
     look(id, &layout.worktree())
 }
 
+fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().unwrap().stdout == b"0\n"
+}
+
 fn describe(output: &Output) -> String {
     format!(
         "exit {:?}\n{}\n{}",
@@ -199,7 +203,7 @@ async fn the_agents_attacks_on_the_kernel_are_refused_and_the_task_goes_on() {
 /// quota, and the store keeps working. Loop devices are root's, so rootless baton has no disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filling_the_tasks_disk_stops_at_its_quota_and_the_task_goes_on() {
-    if std::process::Command::new("id").arg("-u").output().unwrap().stdout != b"0\n" {
+    if !is_root() {
         eprintln!("skipped: only root-mode baton gives a task a disk of its own");
         return;
     }
@@ -246,7 +250,7 @@ async fn filling_the_tasks_disk_stops_at_its_quota_and_the_task_goes_on() {
 /// command's result (it is slowness the code is not to blame for). The cpu cgroup is root's here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cpu_hog_is_held_at_the_tasks_share_and_the_agent_is_told() {
-    if std::process::Command::new("id").arg("-u").output().unwrap().stdout != b"0\n" {
+    if !is_root() {
         eprintln!("skipped: an ordinary user has no cpu cgroup here");
         return;
     }
