@@ -112,7 +112,7 @@ impl Engine {
         arguments: &str,
         answered: Option<Answer>,
     ) -> Result<Outcome, EngineError> {
-        let Machine { toolbox, checks, worktree } = machine;
+        let Machine { toolbox, clean, worktree } = machine;
         let work = &journal.state().work;
         let allowed = match work.role {
             LegRole::Review => Some(baton_agent::REVIEW_TOOLS),
@@ -176,7 +176,7 @@ impl Engine {
                 }
             }
             baton_agent::SUBMIT_PLAN if work.role == LegRole::Captain => match baton_agent::parse_plan(arguments) {
-                Ok(plan) => match self.plan_problems(&plan, checks, toolbox).as_slice() {
+                Ok(plan) => match self.plan_problems(&plan, clean, worktree, toolbox).as_slice() {
                     [] => Outcome {
                         then: Some(Event::PlanSubmitted { subtasks: plan.clone() }),
                         ..Outcome::ok(format!("plan accepted: {} subtasks; baton runs them now", plan.len()))

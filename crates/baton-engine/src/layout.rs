@@ -1,8 +1,9 @@
 //! Where a task's files live in baton's data directory:
 //!
 //! - `machines/<id>/`: the task's machine, on its own disk where baton has one (see
-//!   [`TaskDisk`]): `worktree/` (the checkout of its branch) and `layer/` (its persistent home,
-//!   and what replaces the host's other hidden paths);
+//!   [`TaskDisk`]): `worktree/` (the checkout of its branch), `layer/` (its persistent home,
+//!   and what replaces the host's other hidden paths) and `clean/` (the clean machine of the last
+//!   verification: a fresh checkout and a fresh home);
 //! - `disks/<id>.img`: that disk;
 //! - `sandboxes/<id>/`: baton's own files about its commands (their output, the proxy's socket).
 
@@ -34,6 +35,11 @@ impl TaskLayout {
     /// What replaces the host's hidden paths in the task's sandboxes (see `LocalSandbox::with_layer`).
     pub fn layer(&self) -> PathBuf {
         self.machine.join("layer")
+    }
+
+    /// Where clean machines are built (see `clean.rs`).
+    pub fn clean(&self) -> PathBuf {
+        self.machine.join("clean")
     }
 
     pub fn sandbox_state(&self) -> &Path {

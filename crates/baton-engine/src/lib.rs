@@ -7,6 +7,7 @@
 mod build;
 mod calls;
 mod checkpoint;
+mod clean;
 mod confined_git;
 mod gate;
 mod handoff;
@@ -32,6 +33,7 @@ use baton_sandbox::{LocalSandbox, SandboxConfig, SandboxError};
 use baton_store::{Store, StoreError};
 use baton_tools::{ToolError, Toolbox, Workspace};
 
+use crate::clean::CleanMachines;
 pub use crate::confined_git::SandboxedGit;
 use crate::journal::Journal;
 pub use crate::layout::TaskLayout;
@@ -50,6 +52,8 @@ pub enum EngineError {
     Journal { task: TaskId, source: baton_core::FoldError },
     #[error("the plan: {0}")]
     Plan(String),
+    #[error("the clean machine: {0}")]
+    Clean(String),
     #[error("an event could not be redacted of the task's secrets, so it was not written: {0}")]
     Redaction(String),
 }
@@ -114,12 +118,12 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// What a task's legs work with: its worktree, its tools (with the session sandbox) and the fresh
-/// sandbox its checks run in.
+/// What a task's legs work with: its worktree, its tools (with the session sandbox) and the clean
+/// machines its checks and probes run in.
 #[derive(Clone, Copy)]
 struct Machine<'a> {
     toolbox: &'a Toolbox,
-    checks: &'a LocalSandbox,
+    clean: &'a CleanMachines,
     worktree: &'a Worktree,
 }
 
@@ -183,7 +187,7 @@ impl Engine {
             Ok(prepared) => {
                 journal.redact(prepared.toolbox.shared_secrets());
                 let machine =
-                    Machine { toolbox: &prepared.toolbox, checks: &prepared.checks, worktree: &prepared.worktree };
+                    Machine { toolbox: &prepared.toolbox, clean: &prepared.clean, worktree: &prepared.worktree };
                 self.resume(&mut journal, machine).await?
             }
             Err(error) => {
@@ -219,8 +223,8 @@ impl Engine {
         let toolbox = Toolbox::new(Workspace::open(worktree.path())?)
             .with_sandbox(Box::new(sandbox()?), granted.collect())
             .with_reader(Box::new(sandbox()?.reading_only()));
-        let checks = sandbox()?;
-        Ok(Prepared { worktree, toolbox, checks, _disk: disk })
+        let clean = CleanMachines::new(self.config.sandbox.clone(), layout, git_dirs[0].clone());
+        Ok(Prepared { worktree, toolbox, clean, _disk: disk })
     }
 }
 
@@ -228,7 +232,7 @@ impl Engine {
 struct Prepared {
     worktree: Worktree,
     toolbox: Toolbox,
-    checks: LocalSandbox,
+    clean: CleanMachines,
     /// Last: fields drop in order, and the disk is unmounted only after everything on it is done.
     _disk: Option<baton_sandbox::TaskDisk>,
 }

@@ -9,9 +9,11 @@ use baton_core::{
     Budget, CheckSpec, Credits, Event, LegRole, StopReason, Subtask, SubtaskOutcome, TaskId, TaskSpec, Timestamp,
     branch_name,
 };
+use baton_git::Worktree;
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
 use baton_tools::Toolbox;
 
+use crate::clean::CleanMachines;
 use crate::journal::{self, Journal};
 use crate::{Acted, CallFailure, Engine, EngineError, Machine, instructions};
 
@@ -77,14 +79,34 @@ impl Engine {
 
     /// What in a structurally sound plan cannot work in this repository: scope paths that do not
     /// exist, checks that do not run (not found, not executable).
-    /// Scope paths are resolved beneath the worktree, so a plan cannot probe the host's files.
-    pub(crate) fn plan_problems(&self, plan: &[Subtask], checks: &LocalSandbox, toolbox: &Toolbox) -> Vec<String> {
+    /// Scope paths are resolved beneath the worktree, so a plan cannot probe the host's files; the
+    /// checks are tried on a clean machine with the branch's head, read-only.
+    pub(crate) fn plan_problems(
+        &self,
+        plan: &[Subtask],
+        clean: &CleanMachines,
+        worktree: &Worktree,
+        toolbox: &Toolbox,
+    ) -> Vec<String> {
         let mut problems = Vec::new();
+        let probing = plan.iter().any(|subtask| !subtask.checks.is_empty());
+        let machine = probing.then(|| {
+            let head = worktree.head()?;
+            clean.build(worktree, &head).map(LocalSandbox::reading_only)
+        });
         for subtask in plan {
             for path in subtask.scope.iter().filter(|p| !toolbox.exists(p)) {
                 problems.push(format!("`{}`: scope path `{path}` does not exist", subtask.key));
             }
             for command in &subtask.checks {
+                let checks = match &machine {
+                    Some(Ok(checks)) => checks,
+                    Some(Err(error)) => {
+                        problems.push(format!("`{}`: check `{command}` could not be tried: {error}", subtask.key));
+                        continue;
+                    }
+                    None => continue,
+                };
                 match checks.run(&RunRequest::shell(command, CHECK_PROBE)) {
                     Ok(outcome) => {
                         let _ = std::fs::remove_file(&outcome.output_file);

@@ -1,5 +1,6 @@
-//! Verification: protected files restored, the acceptance checks run in a fresh sandbox, and the
-//! verdict (verified with a commit, feedback to the agent, or out of attempts).
+//! Verification: the agent's machine stopped, protected files restored, the work committed, the
+//! acceptance checks run on a clean machine over that commit (see `clean.rs`), and the verdict
+//! (verified with that commit, feedback to the agent, or out of attempts).
 
 use std::time::{Duration, Instant};
 
@@ -38,7 +39,13 @@ fn ran_no_test(output: &str) -> bool {
 fn feedback(state: &TaskState) -> String {
     let checks = &state.work.last_checks;
     let failed: Vec<_> = checks.iter().filter(|c| !c.passed).collect();
-    let mut text = format!("baton ran the acceptance checks: {} of {} failed.\n", failed.len(), checks.len());
+    let mut text = format!(
+        "baton ran the acceptance checks: {} of {} failed. They ran on a clean machine: a fresh checkout of \
+         your committed work (files git ignores are not in it) with a fresh home (nothing you installed or \
+         changed in your own machine is there); your shell session and background processes were stopped.\n",
+        failed.len(),
+        checks.len()
+    );
     if !state.work.restored.is_empty() {
         text.push_str(&format!(
             "\nThese files are protected and were put back as they were before the checks ran: {}. Do not change them; fix the code instead.\n",
@@ -66,7 +73,7 @@ impl Engine {
         machine: Machine<'_>,
         summary: &str,
     ) -> Result<bool, EngineError> {
-        let Machine { checks, worktree, .. } = machine;
+        let Machine { toolbox, clean, worktree } = machine;
         if journal.state().status() != Status::Verifying {
             journal.append(Event::VerificationStarted).await?;
         }
@@ -87,6 +94,8 @@ impl Engine {
             journal.append(Event::Feedback { text: format!("The checks did not run: {refused}.") }).await?;
             return Ok(false);
         }
+        // Nothing the agent started may touch the work while it is checked.
+        toolbox.stop_machines();
         let tampered = worktree.changed_since(&journal.state().base_commit, &spec.protect)?;
         if !tampered.is_empty() {
             worktree.restore(&journal.state().base_commit, &tampered)?;
@@ -97,6 +106,21 @@ impl Engine {
             journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
             return Ok(true);
         }
+        // The candidate: all of the agent's work, protected files as they were. It is what the
+        // clean machine checks out, and what is marked verified if the checks pass.
+        let message = format!("baton: {}\n\n{summary}", spec.request.lines().next().unwrap_or("task"));
+        let candidate = match worktree.commit_all(&message)? {
+            Some(commit) => commit,
+            None => worktree.head()?,
+        };
+        let checks = match clean.build(worktree, &candidate) {
+            Ok(checks) => checks,
+            Err(error) => {
+                let detail = format!("the clean machine for the checks could not be built: {error}");
+                self.pause(journal, worktree, StopReason::EnvironmentError, detail).await?;
+                return Ok(true);
+            }
+        };
         for check in &spec.checks {
             let key = format!("check `{}` #{}", check.name, journal.state().next_seq);
             let hold = self.config.rates.charges(check.timeout_secs, 1);
@@ -130,15 +154,9 @@ impl Engine {
         let state = journal.state();
         let passed = state.work.last_checks.iter().all(|c| c.passed);
         if passed {
-            let message = format!("baton: {}\n\n{summary}", state.spec.request.lines().next().unwrap_or("task"));
-            let commit = match worktree.commit_all(&message)? {
-                Some(commit) => commit,
-                None => worktree.head()?,
-            };
             let count = state.work.last_checks.len();
-            journal
-                .append(Event::Checkpointed { commit, evidence: format!("{count} of {count} checks passed") })
-                .await?;
+            let evidence = format!("{count} of {count} checks passed on a clean checkout of this commit");
+            journal.append(Event::Checkpointed { commit: candidate, evidence }).await?;
             return self.review(journal, machine, summary).await;
         }
         if state.work.verifications >= self.config.max_verifications {

@@ -377,6 +377,31 @@ impl Worktree {
         Ok(if dir.is_absolute() { dir } else { self.path.join(dir) })
     }
 
+    /// The worktree's own git directory (its `HEAD` and index, in the repository's).
+    pub fn git_dir(&self) -> Result<PathBuf, GitError> {
+        self.git_ok(WorktreeAccess::ReadOnly, &["rev-parse", "--absolute-git-dir"]).map(PathBuf::from)
+    }
+
+    /// The command (and its environment) that checks `commit` out into the empty directory
+    /// `work_tree`, run wherever the caller runs it (a clean machine) with the repository's git
+    /// directory `git_dir` readable there: baton's settings as for every call, an index of its own
+    /// at `index`, nothing written to the repository.
+    pub fn export_command(
+        &self,
+        git_dir: &Path,
+        commit: &str,
+        work_tree: &str,
+        index: &str,
+    ) -> (Vec<String>, Vec<(String, String)>) {
+        let git_dir = git_dir.to_string_lossy().into_owned();
+        let argv =
+            ["git", "--git-dir", &git_dir, "--work-tree", work_tree].into_iter().chain(OVERRIDES.iter().copied());
+        let argv = argv.map(str::to_owned).chain(self.overrides.iter().cloned());
+        let argv = argv.chain(["read-tree", "--reset", "-u", commit].map(str::to_owned)).collect();
+        let env = ENVIRONMENT.iter().copied().chain([("GIT_INDEX_FILE", index)]);
+        (argv, env.map(|(name, value)| (name.to_owned(), value.to_owned())).collect())
+    }
+
     pub fn head(&self) -> Result<String, GitError> {
         self.git_ok(WorktreeAccess::ReadOnly, &["rev-parse", "HEAD"])
     }
