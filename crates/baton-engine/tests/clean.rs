@@ -82,3 +82,22 @@ fn model_saw(h: &Harness, text: &str) -> bool {
 fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_clean_checkout_reads_to_git_as_the_verified_commit() {
+    let fix = call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}));
+    let finish = call("f", "finish", json!({"summary": "add() adds."}));
+    let h = Harness::new(Script { turns: vec![turn(None, fix), turn(None, finish)], ..Script::default() }).await;
+    let check = "git status --porcelain && git log -1 --format=%s && git diff --quiet HEAD && echo clean-tree";
+    let id = h
+        .create_with(|spec| {
+            spec.checks.push(baton_core::CheckSpec { name: "git".into(), command: check.into(), timeout_secs: 60 })
+        })
+        .await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?}");
+    let git = &state.work.last_checks[1].output;
+    assert!(git.contains("baton: Make add() add") && git.contains("clean-tree"), "{git}");
+    let commit = state.work.last_commit.clone().unwrap();
+    assert_eq!(h.repo.git(&["rev-parse", &state.branch]), commit);
+}
