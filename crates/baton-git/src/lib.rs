@@ -515,8 +515,8 @@ impl Worktree {
                 self.git_ok(WorktreeAccess::Writable, &["checkout", base, "--", path])?;
             } else {
                 self.remove_beneath(path)?;
-                let _ =
-                    self.git(WorktreeAccess::ReadOnly, &["rm", "--cached", "--quiet", "--ignore-unmatch", "--", path]);
+                // Out of the index too, if it was staged; a path it does not hold is no error.
+                self.git_ok(WorktreeAccess::ReadOnly, &["rm", "--cached", "--quiet", "--ignore-unmatch", "--", path])?;
             }
         }
         Ok(())
