@@ -93,6 +93,25 @@ pub fn budget_note(budget: &Budget, spent: Credits, steps: u64, elapsed_ms: u64)
     })
 }
 
+/// What the brief says of the repository's declared environment: what baton runs on the clean
+/// machine before the checks, and the named commands.
+pub fn environment_brief(environment: &baton_core::Environment) -> String {
+    let mut out = String::new();
+    if !environment.after_checkout.is_empty() {
+        out.push_str("\n# Environment\n\nThe checks run on a clean machine: a fresh checkout of your committed work, where baton first runs (from `baton.toml`, as the task's base commit has it):\n");
+        for command in &environment.after_checkout {
+            let _ = writeln!(out, "- `{command}`");
+        }
+    }
+    if !environment.commands.is_empty() {
+        out.push_str("\n# Commands\n\nThe repository names these commands (`baton.toml`):\n");
+        for (name, command) in &environment.commands {
+            let _ = writeln!(out, "- {name}: `{command}`");
+        }
+    }
+    out
+}
+
 /// The message that opens the first leg: the request, and what will decide that it is done.
 pub fn brief(spec: &TaskSpec) -> String {
     let mut out = format!("# Task\n\n{}\n", spec.request.trim());

@@ -4,8 +4,9 @@
 use std::fs;
 use std::path::Path;
 
-// regex: matching commands against the approval policy; it does no IO.
-const ALLOWED_DEPENDENCIES: &[&str] = &["regex", "serde", "thiserror"];
+// regex: matching commands against the approval policy; toml: reading a repository's declared
+// environment from text. Neither does IO.
+const ALLOWED_DEPENDENCIES: &[&str] = &["regex", "serde", "thiserror", "toml"];
 const FORBIDDEN: &[&str] = &[
     "std::fs",
     "std::net",

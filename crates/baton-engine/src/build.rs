@@ -67,7 +67,7 @@ impl Engine {
                 self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript), tools, budget);
             let estimate = self.estimate(&request, work.role);
             if let Some((reason, emergency)) = budget.handoff_due(estimate, work.plan_step_completed) {
-                if !self.hand_off(journal, worktree, tools, reason, emergency, None).await? {
+                if !self.hand_off(journal, machine, tools, reason, emergency, None).await? {
                     return Ok(());
                 }
                 continue;
@@ -102,7 +102,7 @@ impl Engine {
                         let reason = format!(
                             "the provider refused a prompt baton estimated at {estimate} tokens as too long for the model's context ({window} tokens)"
                         );
-                        if !self.hand_off(journal, worktree, tools, reason, true, Some(window)).await? {
+                        if !self.hand_off(journal, machine, tools, reason, true, Some(window)).await? {
                             return Ok(());
                         }
                         continue;

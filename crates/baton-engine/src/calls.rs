@@ -112,7 +112,7 @@ impl Engine {
         arguments: &str,
         answered: Option<Answer>,
     ) -> Result<Outcome, EngineError> {
-        let Machine { toolbox, clean, worktree } = machine;
+        let Machine { toolbox, clean, worktree, .. } = machine;
         let work = &journal.state().work;
         let allowed = match work.role {
             LegRole::Review => Some(baton_agent::REVIEW_TOOLS),

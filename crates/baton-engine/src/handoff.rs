@@ -10,7 +10,7 @@ use baton_model::ModelError;
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, Machine};
 
 impl Engine {
     /// Ends the leg with a handoff and starts the next leg from it. Returns false when a guard
@@ -18,12 +18,13 @@ impl Engine {
     pub(crate) async fn hand_off(
         &self,
         journal: &mut Journal<'_>,
-        worktree: &Worktree,
+        machine: Machine<'_>,
         tools: &[ToolSpec],
         reason: String,
         emergency: bool,
         window: Option<u64>,
     ) -> Result<bool, EngineError> {
+        let worktree = machine.worktree;
         // Committed first: changes made by commands count as progress as much as the file tools'.
         let leg = journal.state().work.leg;
         self.checkpoint(journal, worktree, format!("work in progress at the end of leg {leg}")).await?;
@@ -76,7 +77,8 @@ impl Engine {
         let (system, state_role) = (state.work.system.clone(), state.work.role);
         self.settle(journal, &key, self.call_cost(state_role, &usage.unwrap_or_default()))?;
         journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
-        let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs);
+        let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs)
+            + &baton_agent::environment_brief(machine.environment);
         journal
             .append(Event::LegStarted {
                 leg: leg + 1,

@@ -24,8 +24,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_core::{
-    ApprovalPolicy, DecisionKind, Event, LegRole, Rates, Recorded, Refusal, Secret, Status, StopReason, TaskId,
-    TaskState,
+    ApprovalPolicy, DecisionKind, ENVIRONMENT_FILE, Environment, Event, LegRole, MAX_ENVIRONMENT_FILE, Rates, Recorded,
+    Refusal, Secret, Status, StopReason, TaskId, TaskState,
 };
 use baton_git::{GitError, Repo, Worktree};
 use baton_model::{ModelClient, ModelError, ModelName, Price};
@@ -52,6 +52,8 @@ pub enum EngineError {
     Journal { task: TaskId, source: baton_core::FoldError },
     #[error("the plan: {0}")]
     Plan(String),
+    #[error(transparent)]
+    Environment(#[from] baton_core::EnvironmentError),
     #[error("the clean machine: {0}")]
     Clean(String),
     #[error("an event could not be redacted of the task's secrets, so it was not written: {0}")]
@@ -125,6 +127,8 @@ struct Machine<'a> {
     toolbox: &'a Toolbox,
     clean: &'a CleanMachines,
     worktree: &'a Worktree,
+    /// The repository's declared environment, as the task's base commit has it.
+    environment: &'a Environment,
 }
 
 /// How an answer's tool calls went.
@@ -186,8 +190,12 @@ impl Engine {
         match self.prepare(journal.state()) {
             Ok(prepared) => {
                 journal.redact(prepared.toolbox.shared_secrets());
-                let machine =
-                    Machine { toolbox: &prepared.toolbox, clean: &prepared.clean, worktree: &prepared.worktree };
+                let machine = Machine {
+                    toolbox: &prepared.toolbox,
+                    clean: &prepared.clean,
+                    worktree: &prepared.worktree,
+                    environment: &prepared.environment,
+                };
                 self.resume(&mut journal, machine).await?
             }
             Err(error) => {
@@ -206,6 +214,10 @@ impl Engine {
         let repo = Repo::open(&state.spec.repo)?;
         let worktree = repo.ensure_worktree(&state.branch, &layout.worktree(), &state.base_commit)?;
         let git_dirs = vec![worktree.common_dir()?];
+        // From the base commit, as the user handed the repository over: the agent's own edits to
+        // it do not decide what runs on the machine that judges its work.
+        let declared = worktree.file_at(&state.base_commit, ENVIRONMENT_FILE, MAX_ENVIRONMENT_FILE)?;
+        let environment = declared.map(|text| Environment::parse(&text)).transpose()?.unwrap_or_default();
         let git_state = layout.sandbox_state().join("git");
         let git = SandboxedGit::new(&self.config.sandbox, &git_state, worktree.path(), git_dirs[0].clone())?;
         let worktree = worktree.confined(Arc::new(git));
@@ -224,7 +236,7 @@ impl Engine {
             .with_sandbox(Box::new(sandbox()?), granted.collect())
             .with_reader(Box::new(sandbox()?.reading_only()));
         let clean = CleanMachines::new(self.config.sandbox.clone(), layout, git_dirs[0].clone());
-        Ok(Prepared { worktree, toolbox, clean, _disk: disk })
+        Ok(Prepared { worktree, toolbox, clean, environment, _disk: disk })
     }
 }
 
@@ -233,6 +245,7 @@ struct Prepared {
     worktree: Worktree,
     toolbox: Toolbox,
     clean: CleanMachines,
+    environment: Environment,
     /// Last: fields drop in order, and the disk is unmounted only after everything on it is done.
     _disk: Option<baton_sandbox::TaskDisk>,
 }

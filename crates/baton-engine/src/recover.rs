@@ -9,13 +9,13 @@ use crate::{Acted, Engine, EngineError, Machine, instructions};
 impl Engine {
     /// Continues from wherever the journal ends, then works.
     pub(crate) async fn resume(&self, journal: &mut Journal<'_>, machine: Machine<'_>) -> Result<(), EngineError> {
-        let Machine { toolbox, worktree, .. } = machine;
+        let Machine { toolbox, worktree, environment, .. } = machine;
         let state = journal.state().clone();
         // A task with a plan starts with its captain, who opens its own leg.
         if state.work.leg == 0 && !state.spec.plan {
             let instructions = instructions(toolbox, &state.spec, LegRole::Build);
             let system = baton_agent::system_prompt(&instructions);
-            let brief = baton_agent::brief(&state.spec);
+            let brief = baton_agent::brief(&state.spec) + &baton_agent::environment_brief(environment);
             journal
                 .append(Event::LegStarted {
                     leg: 1,
@@ -60,7 +60,7 @@ impl Engine {
         }
         // A handoff a crash interrupted is written again: its summarisation call has no effect.
         if let Some((reason, emergency)) = state.work.handoff_in_flight.clone()
-            && !self.hand_off(journal, worktree, &self.tools(toolbox, &state.work), reason, emergency, None).await?
+            && !self.hand_off(journal, machine, &self.tools(toolbox, &state.work), reason, emergency, None).await?
         {
             return Ok(());
         }

@@ -4,11 +4,14 @@
 
 use std::time::{Duration, Instant};
 
-use baton_core::{Event, Status, StopReason, TaskState};
+use baton_core::{CheckSpec, Event, Status, StopReason, TaskState};
 use baton_sandbox::{RunRequest, Sandbox};
 
 use crate::journal::Journal;
 use crate::{Engine, EngineError, Machine};
+
+/// How long one `after_checkout` step may take.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Output kept from a check for the journal and the agent.
 const CHECK_OUTPUT: usize = 4096;
@@ -73,7 +76,7 @@ impl Engine {
         machine: Machine<'_>,
         summary: &str,
     ) -> Result<bool, EngineError> {
-        let Machine { toolbox, clean, worktree } = machine;
+        let Machine { toolbox, clean, worktree, environment } = machine;
         if journal.state().status() != Status::Verifying {
             journal.append(Event::VerificationStarted).await?;
         }
@@ -121,7 +124,15 @@ impl Engine {
                 return Ok(true);
             }
         };
-        for check in &spec.checks {
+        // What the repository declares the clean machine needs comes first, each step reported like a
+        // check; one that fails (the agent's work may be what broke it) stops the rest.
+        let setup = environment.after_checkout.iter().map(|command| CheckSpec {
+            name: format!("after_checkout `{command}`"),
+            command: command.clone(),
+            timeout_secs: SETUP_TIMEOUT.as_secs(),
+        });
+        let setup: Vec<CheckSpec> = setup.collect();
+        for (index, check) in setup.iter().chain(&spec.checks).enumerate() {
             let key = format!("check `{}` #{}", check.name, journal.state().next_seq);
             let hold = self.config.rates.charges(check.timeout_secs, 1);
             if let Err(refusal) = self.start_charged(journal, Vec::new(), &key, hold).await? {
@@ -132,7 +143,8 @@ impl Engine {
             let outcome = checks.run(&RunRequest::shell(&check.command, Duration::from_secs(check.timeout_secs)))?;
             let _ = std::fs::remove_file(&outcome.output_file);
             let text = outcome.output.text();
-            let empty = ran_no_test(&text);
+            // A setup step is not a test: only checks must show they ran one.
+            let empty = index >= setup.len() && ran_no_test(&text);
             let passed = outcome.exit_code == 0 && outcome.stopped.is_none() && !empty;
             let mut output = tail(&text, CHECK_OUTPUT);
             if empty {
@@ -150,6 +162,9 @@ impl Engine {
                 duration_ms: start.elapsed().as_millis() as u64,
             };
             journal.append(event).await?;
+            if !passed && index < setup.len() {
+                break;
+            }
         }
         let state = journal.state();
         let passed = state.work.last_checks.iter().all(|c| c.passed);

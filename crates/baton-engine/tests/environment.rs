@@ -1,0 +1,120 @@
+//! A repository's declared environment (`baton.toml`): what the clean machine runs before the
+//! checks, the named commands the agent is told about, and declarations baton cannot honour,
+//! refused by name. Read from the task's base commit: the agent's own edits never decide what runs
+//! on the machine that judges its work.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use baton_core::{Status, StopReason, TaskState};
+use baton_testkit::FixtureRepo;
+use baton_testkit::model::{Expect, Reply, Script, Turn};
+use common::{Harness, call, turn};
+use serde_json::json;
+
+/// Tests that import `settings.py`, which only `gen.py` makes (and git ignores).
+fn generated_settings(baton_toml: Option<&str>) -> FixtureRepo {
+    let mut files = vec![
+        ("calc.py", "def add(a, b):\n    return a - b\n"),
+        ("gen.py", "open('settings.py', 'w').write('OFFSET = 0\\n')\n"),
+        (
+            "test_calc.py",
+            "import settings\nfrom calc import add\n\nassert add(2, 3) + settings.OFFSET == 5, f\"add(2, 3) gave {add(2, 3)}\"\nprint(\"all tests passed\")\n",
+        ),
+        (".gitignore", "settings.py\n__pycache__/\n"),
+    ];
+    files.extend(baton_toml.map(|text| ("baton.toml", text)));
+    FixtureRepo::with_files(&files)
+}
+
+const DECLARED: &str =
+    "[environment]\nafter_checkout = [\"python3 gen.py\"]\n\n[environment.commands]\ntest = \"python3 test_calc.py\"\n";
+
+/// The agent makes the settings in its own machine, fixes `add`, sees the tests pass and finishes;
+/// `more` comes before the finish.
+fn fixing(more: Vec<Reply>) -> Vec<Turn> {
+    let mut replies = vec![
+        call("g", "shell", json!({"command": "python3 gen.py"})),
+        call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+        call("t", "shell", json!({"command": "python3 test_calc.py"})),
+    ];
+    replies.extend(more);
+    replies.push(call("f", "finish", json!({"summary": "add() adds."})));
+    replies.into_iter().map(|reply| turn(None, reply)).collect()
+}
+
+async fn run(repo: FixtureRepo, turns: Vec<Turn>) -> (Harness, TaskState, Vec<String>) {
+    let h = Harness::with_repo(Script { turns, ..Script::default() }, repo).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    (h, state, kinds)
+}
+
+fn first_request(h: &Harness) -> String {
+    h.server.requests()[0].body.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_environment_declares_runs_on_the_clean_machine_and_the_agent_is_told() {
+    let (h, state, kinds) = run(generated_settings(Some(DECLARED)), fixing(vec![])).await;
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?}");
+    let setup = &state.work.last_checks[0];
+    assert_eq!((setup.name.as_str(), setup.passed), ("after_checkout `python3 gen.py`", true));
+    assert!(state.work.last_checks[1].output.contains("all tests passed"));
+    let brief = first_request(&h);
+    assert!(brief.contains("- `python3 gen.py`") && brief.contains("- test: `python3 test_calc.py`"), "{brief}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_only_the_agents_machine_has_is_missing_on_the_clean_one_even_if_the_agent_declares_it() {
+    // The agent also declares the step itself: the base commit has no `baton.toml`, so it does not count.
+    let declare = call("d", "write_file", json!({"path": "baton.toml", "content": DECLARED}));
+    let mut turns = fixing(vec![declare]);
+    turns.push(Turn {
+        expect: Expect { body_contains: Some("No module named 'settings'".into()), ..Expect::default() },
+        ..turn(None, call("f2", "finish", json!({"summary": "add() adds."})))
+    });
+    let (h, state, kinds) = run(generated_settings(None), turns).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Failed, Some(StopReason::ChecksFailed)),
+        "{kinds:?}"
+    );
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert!(
+        h.server.requests().iter().any(|r| r.body.to_string().contains("all tests passed")),
+        "it passed for the agent"
+    );
+    assert_eq!(state.work.last_checks.len(), 1, "no setup step ran: {:?}", state.work.last_checks);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_setup_step_that_fails_is_reported_and_no_check_runs() {
+    let failing = "[environment]\nafter_checkout = [\"python3 gen.py\", \"echo no index here >&2; exit 3\"]\n";
+    let mut turns = fixing(vec![]);
+    turns.push(Turn {
+        expect: Expect { body_contains: Some("after_checkout `echo no index here".into()), ..Expect::default() },
+        ..turn(None, call("f2", "finish", json!({"summary": "add() adds."})))
+    });
+    let (h, state, kinds) = run(generated_settings(Some(failing)), turns).await;
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::ChecksFailed), "{kinds:?}");
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    let results: Vec<(&str, bool)> = state.work.last_checks.iter().map(|c| (c.name.as_str(), c.passed)).collect();
+    assert_eq!(results.len(), 2, "the checks never ran: {results:?}");
+    assert!(!results[1].1 && state.work.last_checks[1].output.contains("no index here"), "{results:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declaration_baton_cannot_honour_pauses_the_task_with_its_name() {
+    let unsupported = "[environment]\npackages = [\"python3-numpy\"]\n";
+    let (h, state, kinds) = run(generated_settings(Some(unsupported)), vec![]).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Paused, Some(StopReason::EnvironmentError)),
+        "{kinds:?}"
+    );
+    let detail = &state.stop.as_ref().unwrap().detail;
+    assert!(detail.contains("baton.toml: [environment] `packages` is not supported yet"), "{detail}");
+    assert!(h.server.requests().is_empty(), "no model call was made");
+}
