@@ -105,6 +105,9 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
     for (label, value) in rows {
         writeln!(out, "{label:<8} {value}")?;
     }
+    if let (Some(commit), Some(evidence)) = (&state.work.last_commit, &state.work.last_evidence) {
+        writeln!(out, "commit   {} {evidence}", &commit[..commit.len().min(12)])?;
+    }
     if let Some(parent) = &state.spec.parent {
         writeln!(out, "parent   {parent}")?;
     }

@@ -73,6 +73,13 @@ async fn run_fixes_a_repository_and_exits_verified() {
     assert!(diff.contains("-    return a - b\n+    return a + b"), "{diff}");
     let handoffs = baton(home.path(), &["handoffs", &id], &[]).await;
     assert_eq!(String::from_utf8(handoffs.stdout).unwrap(), "no handoffs: the task has run in one leg\n");
+    // The verified commit, with what verified it and the environment it was checked in.
+    let shown = String::from_utf8(baton(home.path(), &["task", "show", &id], &[]).await.stdout).unwrap();
+    let line = shown.lines().find(|l| l.starts_with("commit ")).unwrap_or_else(|| panic!("{shown}"));
+    assert!(
+        line.ends_with("1 of 1 checks passed on a clean checkout of this commit (environment: host, nothing declared)"),
+        "{line}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

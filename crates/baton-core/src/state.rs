@@ -93,6 +93,8 @@ pub struct Work {
     /// Protected files restored before the latest checks.
     pub restored: Vec<String>,
     pub last_commit: Option<String>,
+    /// What the last checkpoint says of itself (for a verified one: the checks and the environment).
+    pub last_evidence: Option<String>,
     /// Model steps since the agent last made progress: changed a file or its plan, ran the checks,
     /// or learned something new (a tool result it had not seen in this leg).
     pub steps_without_progress: u32,
@@ -332,7 +334,7 @@ impl Work {
                 })
             }
             Event::ProtectedRestored { paths } => self.restored.clone_from(paths),
-            Event::Checkpointed { commit, .. } => {
+            Event::Checkpointed { commit, evidence } => {
                 // A checkpoint is only made when the worktree changed, by any tool or command.
                 self.leg_progress = true;
                 // Findings resolved since the last commit were resolved by this one.
@@ -342,6 +344,7 @@ impl Work {
                     finding.commit = Some(commit.clone());
                 }
                 self.last_commit = Some(commit.clone());
+                self.last_evidence = Some(evidence.clone());
             }
             // Resuming, a human decides the task may try again: earlier idle legs no longer count.
             Event::Resumed { .. } => self.idle_legs = 0,

@@ -78,7 +78,7 @@ impl Engine {
         self.settle(journal, &key, self.call_cost(state_role, &usage.unwrap_or_default()))?;
         journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
         let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs)
-            + &baton_agent::environment_brief(machine.environment);
+            + &baton_agent::environment_brief(&machine.environment.declared);
         journal
             .append(Event::LegStarted {
                 leg: leg + 1,

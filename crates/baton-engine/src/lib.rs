@@ -128,7 +128,7 @@ struct Machine<'a> {
     clean: &'a CleanMachines,
     worktree: &'a Worktree,
     /// The repository's declared environment, as the task's base commit has it.
-    environment: &'a Environment,
+    environment: &'a TaskEnvironment,
 }
 
 /// How an answer's tool calls went.
@@ -216,8 +216,13 @@ impl Engine {
         let git_dirs = vec![worktree.common_dir()?];
         // From the base commit, as the user handed the repository over: the agent's own edits to
         // it do not decide what runs on the machine that judges its work.
-        let declared = worktree.file_at(&state.base_commit, ENVIRONMENT_FILE, MAX_ENVIRONMENT_FILE)?;
-        let environment = declared.map(|text| Environment::parse(&text)).transpose()?.unwrap_or_default();
+        let environment = match worktree.file_at(&state.base_commit, ENVIRONMENT_FILE, MAX_ENVIRONMENT_FILE)? {
+            Some(file) => TaskEnvironment {
+                declared: Environment::parse(&file.text)?,
+                identity: format!("host, {ENVIRONMENT_FILE} {}", &file.object[..file.object.len().min(12)]),
+            },
+            None => TaskEnvironment { declared: Environment::default(), identity: "host, nothing declared".into() },
+        };
         let git_state = layout.sandbox_state().join("git");
         let git = SandboxedGit::new(&self.config.sandbox, &git_state, worktree.path(), git_dirs[0].clone())?;
         let worktree = worktree.confined(Arc::new(git));
@@ -240,12 +245,20 @@ impl Engine {
     }
 }
 
+/// What a task's machines are prepared with, and how provenance names it.
+#[derive(Debug)]
+struct TaskEnvironment {
+    declared: Environment,
+    /// The base, and the declaration's git object: the same name, the same preparation.
+    identity: String,
+}
+
 /// A task's machine while the engine works on it.
 struct Prepared {
     worktree: Worktree,
     toolbox: Toolbox,
     clean: CleanMachines,
-    environment: Environment,
+    environment: TaskEnvironment,
     /// Last: fields drop in order, and the disk is unmounted only after everything on it is done.
     _disk: Option<baton_sandbox::TaskDisk>,
 }

@@ -15,7 +15,7 @@ impl Engine {
         if state.work.leg == 0 && !state.spec.plan {
             let instructions = instructions(toolbox, &state.spec, LegRole::Build);
             let system = baton_agent::system_prompt(&instructions);
-            let brief = baton_agent::brief(&state.spec) + &baton_agent::environment_brief(environment);
+            let brief = baton_agent::brief(&state.spec) + &baton_agent::environment_brief(&environment.declared);
             journal
                 .append(Event::LegStarted {
                     leg: 1,

@@ -126,7 +126,7 @@ impl Engine {
         };
         // What the repository declares the clean machine needs comes first, each step reported like a
         // check; one that fails (the agent's work may be what broke it) stops the rest.
-        let setup = environment.after_checkout.iter().map(|command| CheckSpec {
+        let setup = environment.declared.after_checkout.iter().map(|command| CheckSpec {
             name: format!("after_checkout `{command}`"),
             command: command.clone(),
             timeout_secs: SETUP_TIMEOUT.as_secs(),
@@ -170,7 +170,10 @@ impl Engine {
         let passed = state.work.last_checks.iter().all(|c| c.passed);
         if passed {
             let count = state.work.last_checks.len();
-            let evidence = format!("{count} of {count} checks passed on a clean checkout of this commit");
+            let evidence = format!(
+                "{count} of {count} checks passed on a clean checkout of this commit (environment: {})",
+                environment.identity
+            );
             journal.append(Event::Checkpointed { commit: candidate, evidence }).await?;
             return self.review(journal, machine, summary).await;
         }

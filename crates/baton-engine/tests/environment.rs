@@ -64,6 +64,10 @@ async fn what_the_environment_declares_runs_on_the_clean_machine_and_the_agent_i
     assert!(state.work.last_checks[1].output.contains("all tests passed"));
     let brief = first_request(&h);
     assert!(brief.contains("- `python3 gen.py`") && brief.contains("- test: `python3 test_calc.py`"), "{brief}");
+    // Provenance: the verified checkpoint names the declaration it was prepared by.
+    let object = h.repo.git(&["rev-parse", "HEAD:baton.toml"]);
+    let evidence = state.work.last_evidence.clone().unwrap();
+    assert!(evidence.ends_with(&format!("(environment: host, baton.toml {})", &object[..12])), "{evidence}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

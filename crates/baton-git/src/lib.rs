@@ -159,6 +159,14 @@ fn filter_overrides(dir: &Path) -> Result<Vec<String>, GitError> {
 const LOCK_REASON: &str =
     "a baton task's worktree: its directory may be on the task's disk, mounted only while baton works on it";
 
+/// A file's content in a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blob {
+    /// git's object id for it: the same content has the same id anywhere.
+    pub object: String,
+    pub text: String,
+}
+
 /// A task's worktree: a checkout of the task branch that only baton writes.
 #[derive(Debug, Clone)]
 pub struct Worktree {
@@ -377,9 +385,9 @@ impl Worktree {
         Ok(if dir.is_absolute() { dir } else { self.path.join(dir) })
     }
 
-    /// The text of the regular file `path` in `commit`, if it has one there, at most `cap` bytes:
-    /// read from the commit, never from the worktree's files.
-    pub fn file_at(&self, commit: &str, path: &str, cap: u64) -> Result<Option<String>, GitError> {
+    /// The regular file `path` in `commit`, if it has one there, at most `cap` bytes: read from the
+    /// commit, never from the worktree's files.
+    pub fn file_at(&self, commit: &str, path: &str, cap: u64) -> Result<Option<Blob>, GitError> {
         let listed = self.git_ok(WorktreeAccess::ReadOnly, &["ls-tree", "-z", commit, "--", path])?;
         let Some((meta, _)) = listed.split_once('\t') else { return Ok(None) };
         let refuse = |what: String| GitError::Failed {
@@ -397,7 +405,7 @@ impl Worktree {
             return Err(refuse(format!("holds {size} bytes, more than the {cap} baton reads")));
         }
         let text = self.git_ok(WorktreeAccess::ReadOnly, &["cat-file", "blob", object])?;
-        Ok(Some(text))
+        Ok(Some(Blob { object: (*object).to_owned(), text }))
     }
 
     /// The worktree's own git directory (its `HEAD` and index, in the repository's).
