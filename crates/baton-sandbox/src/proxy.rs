@@ -5,10 +5,10 @@
 //! one request per connection) are served.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -43,11 +43,55 @@ impl EgressPolicy {
         })
     }
 
+    /// Where to connect for an allowed `host`. A fixed address, or an address the rule names
+    /// itself, is taken as it is; a name is resolved, and only to public addresses: an allowed
+    /// name whose DNS answer points at the host's loopback, a link-local metadata service or a
+    /// private network (a rebinding, or a careless wildcard) does not reach it.
     fn address(&self, host: &str, port: u16) -> io::Result<SocketAddr> {
         if let Some((_, address)) = self.resolve.iter().find(|(name, _)| name.eq_ignore_ascii_case(host)) {
             return Ok(*address);
         }
-        (host, port).to_socket_addrs()?.next().ok_or_else(|| io::Error::other(format!("{host} has no address")))
+        if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            return Ok(SocketAddr::new(ip, port));
+        }
+        let resolved: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+        resolved.iter().copied().find(|address| is_public(address.ip())).ok_or_else(|| match resolved.first() {
+            Some(address) => io::Error::other(format!(
+                "{host} resolves to {}, which is not a public address; name it in the allow-list by address to reach it",
+                address.ip()
+            )),
+            None => io::Error::other(format!("{host} has no address")),
+        })
+    }
+}
+
+/// Whether `ip` is on the public internet: not loopback, unspecified, link-local, private,
+/// shared (CGNAT), multicast, broadcast or documentation space.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_unspecified()
+                || v4.is_link_local()
+                || v4.is_private()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public(IpAddr::V4(v4)),
+            None => {
+                let first = v6.segments()[0];
+                !(v6.is_loopback()
+                    || v6.is_unspecified()
+                    || v6.is_multicast()
+                    || (first & 0xfe00) == 0xfc00
+                    || (first & 0xffc0) == 0xfe80)
+            }
+        },
     }
 }
 
@@ -67,6 +111,8 @@ pub struct EgressProxy {
     stopping: Arc<AtomicBool>,
 }
 
+/// Connections a proxy serves at once; more wait their turn by being refused.
+const MAX_CONNECTIONS: usize = 64;
 /// Bytes of a request head the proxy reads before giving up on it.
 const MAX_HEAD: usize = 16 * 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
@@ -79,15 +125,24 @@ impl EgressProxy {
         let stopping = Arc::new(AtomicBool::new(false));
         let (log, stop) = (refused.clone(), stopping.clone());
         let policy = Arc::new(policy);
+        let open = Arc::new(AtomicUsize::new(0));
         std::thread::spawn(move || {
             for connection in listener.incoming() {
                 if stop.load(Ordering::Acquire) {
                     break;
                 }
-                let Ok(connection) = connection else { continue };
-                let (policy, log) = (policy.clone(), log.clone());
+                let Ok(mut connection) = connection else { continue };
+                // A thread per connection, and a bound on them: a sandbox that opens connections in
+                // a loop must not exhaust baton's threads.
+                if open.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                    open.fetch_sub(1, Ordering::AcqRel);
+                    let _ = reply(&mut connection, "503 Service Unavailable", "baton proxy: too many connections\n");
+                    continue;
+                }
+                let (policy, log, open) = (policy.clone(), log.clone(), open.clone());
                 std::thread::spawn(move || {
                     let _ = serve(connection, &policy, &log);
+                    open.fetch_sub(1, Ordering::AcqRel);
                 });
             }
         });
@@ -162,11 +217,16 @@ fn serve(client: UnixStream, policy: &EgressPolicy, refused: &Mutex<Vec<Refusal>
         let Some((host, port)) = split_authority(authority, 80) else {
             return reply(&mut writer, "400 Bad Request", "baton proxy: bad URL\n");
         };
-        // One request per connection: a kept-alive connection could name another host next.
-        let mut request = format!("{method} {path} {version}\r\n");
+        // One request per connection: a kept-alive connection could name another host next. The
+        // `Host` header is the one the allow-list judged, not whatever the client wrote: a different
+        // one would reach another site behind the same server (domain fronting).
+        let named = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+        let host_header = if port == 80 { named } else { format!("{named}:{port}") };
+        let mut request = format!("{method} {path} {version}\r\nHost: {host_header}\r\n");
         for line in lines.filter(|l| !l.is_empty()) {
             let name = line.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
-            if !matches!(name.as_str(), "connection" | "proxy-connection" | "keep-alive" | "proxy-authorization") {
+            if !matches!(name.as_str(), "host" | "connection" | "proxy-connection" | "keep-alive" | "proxy-authorization")
+            {
                 request.push_str(line);
                 request.push_str("\r\n");
             }
@@ -234,6 +294,20 @@ mod tests {
         assert!(policy.allows("deb.debian.org", 80));
         assert!(!policy.allows("deb.debian.org", 443));
         assert!(!policy.allows("pypi.org.evil.com", 443));
+    }
+
+    #[test]
+    fn only_public_addresses_are_reached_by_name() {
+        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+            assert!(!is_public(private.parse().unwrap()), "{private}");
+        }
+        for public in ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "151.101.0.223"] {
+            assert!(is_public(public.parse().unwrap()), "{public}");
+        }
+        let policy = EgressPolicy { allow: vec!["localhost".into(), "127.0.0.1".into()], resolve: vec![] };
+        let refused = policy.address("localhost", 80).unwrap_err().to_string();
+        assert!(refused.contains("not a public address"), "{refused}");
+        assert_eq!(policy.address("127.0.0.1", 80).unwrap(), "127.0.0.1:80".parse().unwrap());
     }
 
     #[test]

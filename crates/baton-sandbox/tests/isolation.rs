@@ -302,7 +302,7 @@ fn the_allow_list_lets_listed_hosts_through_the_proxy_and_records_the_rest() {
     });
     let sandbox = f.sandbox("net", |config| {
         config.network = Some(baton_sandbox::EgressPolicy {
-            allow: vec!["registry.test".into()],
+            allow: vec!["registry.test".into(), "localhost".into()],
             resolve: vec![("registry.test".into(), address)],
         });
     });
@@ -318,6 +318,12 @@ fn the_allow_list_lets_listed_hosts_through_the_proxy_and_records_the_rest() {
         upstream_saw.starts_with("GET /simple/ HTTP/1.1\r\n") && upstream_saw.contains("Connection: close"),
         "{upstream_saw}"
     );
+    // The Host the allow-list judged, not the client's own (domain fronting).
+    assert!(upstream_saw.contains(&format!("Host: registry.test:{port}\r\n")), "{upstream_saw}");
+    assert!(!upstream_saw.contains("Host: x"), "{upstream_saw}");
+    // An allowed name that DNS points at the host's loopback does not reach it.
+    let rebound = sh(&sandbox, &request(&format!("GET http://localhost:{port}/ HTTP/1.1")));
+    assert!(text(&rebound).contains("which is not a public address"), "{}", text(&rebound));
 
     let denied = sh(&sandbox, &request("CONNECT evil.test:443 HTTP/1.1"));
     assert!(text(&denied).starts_with("HTTP/1.1 403 Forbidden"), "{}", text(&denied));
