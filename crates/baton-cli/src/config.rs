@@ -60,10 +60,24 @@ struct Sandbox {
     cpus: Option<f64>,
 }
 
+/// `[network]`: the hosts every sandboxed command of a task may reach (the agent's, the clean
+/// machine's setup and checks), through baton's proxy. Nothing by default.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Network {
+    /// `host`, `host:port`, `*.domain`, or an address.
+    #[serde(default)]
+    allow: Vec<String>,
+    /// Fixed addresses for names (`"packages.internal" = "10.0.0.5:8080"`), consulted before DNS.
+    #[serde(default)]
+    resolve: std::collections::BTreeMap<String, String>,
+}
+
 #[derive(Debug, Default, serde::Deserialize)]
 struct Sections {
     approval: Option<Approval>,
     sandbox: Option<Sandbox>,
+    network: Option<Network>,
 }
 
 impl Config {
@@ -77,9 +91,25 @@ impl Config {
         Ok(policy)
     }
 
-    /// The file's `[sandbox]` settings over `sandbox`.
+    /// The file's `[sandbox]` and `[network]` settings over `sandbox`.
     pub fn sandbox(&self, sandbox: &mut baton_sandbox::SandboxConfig) -> anyhow::Result<()> {
         let sections: Sections = toml::from_str(&self.text).with_context(|| self.context())?;
+        if let Some(network) = sections.network.filter(|n| !n.allow.is_empty() || !n.resolve.is_empty()) {
+            let mut resolve = Vec::new();
+            for (name, address) in network.resolve {
+                let Ok(address) = address.parse() else {
+                    bail!(
+                        "{}: [network] resolve: {name} = \"{address}\" is not an address with a port",
+                        self.context()
+                    );
+                };
+                resolve.push((name, address));
+            }
+            if let Some(rule) = network.allow.iter().find(|rule| rule.trim().is_empty() || rule.contains('/')) {
+                bail!("{}: [network] allow: {rule:?} is not a host, host:port or *.domain", self.context());
+            }
+            sandbox.network = Some(baton_sandbox::EgressPolicy { allow: network.allow, resolve });
+        }
         let settings = sections.sandbox.unwrap_or_default();
         if let Some(cpus) = settings.cpus {
             // A cgroup's quota is at least a millisecond per 100 ms period.
@@ -126,7 +156,17 @@ mod tests {
         assert_eq!((set.disk_bytes, set.limits.cpu_millis), (Some(64 << 20), Some(500)));
         assert_eq!(sandbox("[sandbox]\ndisk_mib = 0\n").unwrap().disk_bytes, None);
         assert_eq!(sandbox("").unwrap().disk_bytes, Some(baton_sandbox::DEFAULT_DISK_BYTES));
+        let networked =
+            sandbox("[network]\nallow = [\"pypi.org\"]\nresolve = { \"pkgs.test\" = \"127.0.0.1:8080\" }\n");
+        let policy = networked.unwrap().network.unwrap();
+        assert_eq!(
+            (policy.allow, policy.resolve),
+            (vec!["pypi.org".to_owned()], vec![("pkgs.test".to_owned(), "127.0.0.1:8080".parse().unwrap())])
+        );
+        assert!(sandbox("").unwrap().network.is_none(), "no network unless allowed");
         for (text, says) in [
+            ("[network]\nresolve = { a = \"somewhere\" }\n", "not an address with a port"),
+            ("[network]\nallow = [\"http://x/\"]\n", "is not a host"),
             ("[sandbox]\ndisk_mib = 4\n", "too small"),
             ("[sandbox]\ncpus = 0\n", "not a share"),
             ("[sandbox]\ncpus = -1\n", "not a share"),

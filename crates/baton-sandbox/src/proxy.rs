@@ -225,8 +225,10 @@ fn serve(client: UnixStream, policy: &EgressPolicy, refused: &Mutex<Vec<Refusal>
         let mut request = format!("{method} {path} {version}\r\nHost: {host_header}\r\n");
         for line in lines.filter(|l| !l.is_empty()) {
             let name = line.split(':').next().unwrap_or("").trim().to_ascii_lowercase();
-            if !matches!(name.as_str(), "host" | "connection" | "proxy-connection" | "keep-alive" | "proxy-authorization")
-            {
+            if !matches!(
+                name.as_str(),
+                "host" | "connection" | "proxy-connection" | "keep-alive" | "proxy-authorization"
+            ) {
                 request.push_str(line);
                 request.push_str("\r\n");
             }
@@ -298,7 +300,19 @@ mod tests {
 
     #[test]
     fn only_public_addresses_are_reached_by_name() {
-        for private in ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fd00::1", "::ffff:127.0.0.1"] {
+        for private in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(!is_public(private.parse().unwrap()), "{private}");
         }
         for public in ["93.184.215.14", "2606:2800:21f:cb07:6820:80da:af6b:8b2c", "151.101.0.223"] {
