@@ -62,7 +62,9 @@ impl CleanMachines {
         // the branch's head (the commit just checked out) and its index. Read-only, like there.
         let git_file = root.join("workspace/.git");
         let git_dir = worktree.git_dir()?;
-        std::fs::write(&git_file, format!("gitdir: {}\n", git_dir.display())).map_err(prepare)?;
+        // Created, never opened: nothing at that path (git refuses to check out a `.git`) is followed.
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&git_file).map_err(prepare)?;
+        std::io::Write::write_all(&mut file, format!("gitdir: {}\n", git_dir.display()).as_bytes()).map_err(prepare)?;
         Ok(sandbox)
     }
 }

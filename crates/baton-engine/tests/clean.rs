@@ -101,3 +101,31 @@ async fn the_clean_checkout_reads_to_git_as_the_verified_commit() {
     let commit = state.work.last_commit.clone().unwrap();
     assert_eq!(h.repo.git(&["rev-parse", &state.branch]), commit);
 }
+
+/// What the checks leave in the clean machine (here a symlink to a host directory) is removed
+/// before the next verification builds it again, without following it to the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_check_leaves_behind_is_removed_without_following_it_to_the_host() {
+    let host = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::write(host.path().join("kept"), "host file\n").unwrap();
+    let finish = || call("f", "finish", json!({"summary": "Tests pass now."}));
+    let h = Harness::new(Script { turns: vec![turn(None, finish()), turn(None, finish())], ..Script::default() }).await;
+    let plant = format!(
+        "ln -s {} /workspace/link && mkdir -p /workspace/deep && ln -s {} /workspace/deep/link",
+        host.path().display(),
+        host.path().display()
+    );
+    let id = h
+        .create_with(|spec| {
+            spec.checks.insert(0, baton_core::CheckSpec { name: "plant".into(), command: plant, timeout_secs: 60 });
+        })
+        .await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.work.verifications, 2, "the clean machine was built twice: {kinds:?}");
+    assert!(
+        state.work.last_checks[0].passed,
+        "the second build removed the first one's links: {:?}",
+        state.work.last_checks
+    );
+    assert_eq!(std::fs::read_to_string(host.path().join("kept")).unwrap(), "host file\n");
+}
