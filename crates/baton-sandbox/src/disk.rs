@@ -93,7 +93,7 @@ impl TaskDisk {
             std::fs::rename(&new, image).map_err(prepare(image))?;
         }
         let file = OpenOptions::new().read(true).write(true).open(image).map_err(prepare(image))?;
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        lock(&file)
             .map_err(|_| SandboxError::Disk(format!("{} is in use by another baton process", image.display())))?;
         let image = std::fs::canonicalize(image).map_err(prepare(image))?;
         mount(&image, mountpoint)?;
@@ -106,6 +106,24 @@ impl Drop for TaskDisk {
         // Lazily: a sandbox still ending keeps its copy until it is gone; the loop device then
         // frees itself (it was set up to clear on last close).
         let _ = rustix::mount::unmount(&self.mountpoint, UnmountFlags::DETACH);
+    }
+}
+
+/// How long a lock held by someone else is waited for.
+const LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Takes the image's lock. A lock that a holder just released can still be held for a moment by a
+/// process another thread is starting (a fork shares the descriptor until its exec closes it), so
+/// a held lock is tried again for a while before the image counts as in use.
+fn lock(file: &File) -> rustix::io::Result<()> {
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    loop {
+        match rustix::fs::flock(file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Err(rustix::io::Errno::WOULDBLOCK) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
     }
 }
 
