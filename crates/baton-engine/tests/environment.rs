@@ -122,3 +122,28 @@ async fn a_declaration_baton_cannot_honour_pauses_the_task_with_its_name() {
     assert!(detail.contains("baton.toml: [environment] `packages` is not supported yet"), "{detail}");
     assert!(h.server.requests().is_empty(), "no model call was made");
 }
+
+/// `baton.toml` is the repository's, so it may be hostile: a symlink (to `/proc/self/environ`, say)
+/// or a huge file is refused by name, read from the commit and never from a path on the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_environment_file_is_refused_without_being_followed_or_read_whole() {
+    let huge = format!("# {}\n", "x".repeat(100 * 1024));
+    for (repo, says) in [
+        (
+            {
+                let repo = generated_settings(None);
+                std::os::unix::fs::symlink("/proc/self/environ", repo.path().join("baton.toml")).unwrap();
+                repo.commit("a symlinked environment");
+                repo
+            },
+            "is not a regular file (mode 120000)",
+        ),
+        (generated_settings(Some(huge.as_str())), "more than the 65536 baton reads"),
+    ] {
+        let (h, state, kinds) = run(repo, vec![]).await;
+        assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::EnvironmentError), "{kinds:?}");
+        let detail = &state.stop.as_ref().unwrap().detail;
+        assert!(detail.contains(says) && !detail.contains("PATH="), "{detail}");
+        assert!(h.server.requests().is_empty());
+    }
+}

@@ -127,13 +127,12 @@ impl Toolbox {
     }
 
     /// Ends the agent's machines: its background processes, then its sessions (the next `shell`
-    /// call starts a fresh one). Returns how many background processes were still running.
-    pub fn stop_machines(&self) -> usize {
-        let stopped = self.background.stop_all();
+    /// call starts a fresh one).
+    pub fn stop_machines(&self) {
+        self.background.stop_all();
         for machine in [&self.writer, &self.reader] {
             *machine.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
-        stopped
     }
 
     /// Whether `path` (as the agent would write it) names something in the worktree, resolved

@@ -65,14 +65,12 @@ pub(crate) struct BackgroundProcesses {
 }
 
 impl BackgroundProcesses {
-    /// Stops every background process; returns how many were still running.
-    pub(crate) fn stop_all(&self) -> usize {
+    /// Stops every background process.
+    pub(crate) fn stop_all(&self) {
         let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let stopped = running.iter().filter(|(_, _, process)| process.read_new().exit_code.is_none()).count();
         for (_, _, process) in running.drain(..) {
             process.stop();
         }
-        stopped
     }
 
     /// One line per background process that ended since the last call, and forgets them.
