@@ -34,7 +34,7 @@ pub use init::{SETUP_FAILED, main as init_main};
 pub use output::Captured;
 pub use proxy::{EgressPolicy, EgressProxy, LISTEN_INSIDE, Refusal, SOCKET_INSIDE};
 pub use session::{BackgroundOutput, LocalBackground, LocalSession};
-pub use spec::{InitSpec, Limits, SPEC_VARIABLE};
+pub use spec::{InitSpec, Limits, Mount, SPEC_VARIABLE};
 
 use crate::cgroup::Cgroup;
 use crate::output::Capture;
@@ -231,6 +231,9 @@ pub struct LocalSandbox {
     workspace: PathBuf,
     read_only: Vec<PathBuf>,
     writable: Vec<PathBuf>,
+    /// An environment's snapshot beneath the layer (see [`InitSpec::lower`]).
+    lower: Option<PathBuf>,
+    mounts: Vec<Mount>,
     proxy: Option<EgressProxy>,
     /// Commands see the worktree read-only.
     workspace_read_only: bool,
@@ -284,6 +287,8 @@ impl LocalSandbox {
             workspace: workspace.to_owned(),
             read_only,
             writable: Vec::new(),
+            lower: None,
+            mounts: Vec::new(),
             proxy,
             workspace_read_only: false,
         })
@@ -325,6 +330,8 @@ impl LocalSandbox {
             read_only: self.config.toolchains.iter().chain(&self.read_only).cloned().collect(),
             writable: self.writable.clone(),
             hidden: self.config.hidden.clone(),
+            lower: self.lower.clone(),
+            mounts: self.mounts.clone(),
             cgroups: cgroup.map(|c| c.dirs().to_vec()).unwrap_or_default(),
             limits: self.config.limits,
             argv,
@@ -338,6 +345,17 @@ impl LocalSandbox {
     /// disk.
     pub fn with_layer(self, layer: PathBuf) -> LocalSandbox {
         LocalSandbox { layer, ..self }
+    }
+
+    /// The same sandbox over an environment's snapshot: `lower` is read-only, and what the
+    /// sandbox changes lands in its own layer.
+    pub fn with_lower(self, lower: Option<PathBuf>) -> LocalSandbox {
+        LocalSandbox { lower, ..self }
+    }
+
+    /// The same sandbox with host directories shown writable at other paths.
+    pub fn with_mounts(self, mounts: Vec<Mount>) -> LocalSandbox {
+        LocalSandbox { mounts, ..self }
     }
 
     /// The same sandbox with `paths` shown writable at their own paths.

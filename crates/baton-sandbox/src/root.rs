@@ -43,11 +43,28 @@ enum Kind {
 /// assembled over `/tmp` (see [`binds`]).
 #[derive(Debug)]
 pub struct Bind {
-    tree: OwnedFd,
+    source: Source,
     /// Absolute, inside the sandbox.
     target: PathBuf,
     kind: Kind,
 }
+
+#[derive(Debug)]
+enum Source {
+    Tree(OwnedFd),
+    /// A hidden path's replacement over a snapshot's: an overlay of `lower` (read-only) and the
+    /// task's layer, where `upper` and `work` (relative to it) hold the task's changes.
+    Overlay {
+        lower: OwnedFd,
+        layer: OwnedFd,
+        upper: PathBuf,
+        work: PathBuf,
+    },
+}
+
+/// Where an overlay's layers are attached while it is made, under the assembled root; detached
+/// again once the overlay holds them.
+const STAGE: &str = ".baton-stage";
 
 /// `root` joined with an absolute path.
 fn inside(root: &Path, path: &Path) -> PathBuf {
@@ -64,17 +81,37 @@ fn mkdirs(path: &Path) -> Step<()> {
 /// them); rootless, in the sandbox's own mount namespace, where the user may copy mounts.
 pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> Step<Vec<Bind>> {
     let mut wanted: Vec<(PathBuf, PathBuf, Access)> = Vec::new();
+    let mut binds = Vec::new();
     for hidden in &spec.hidden {
         // Resolved on the host: a hidden path that is a symlink would otherwise be followed inside,
         // where it may lead somewhere shown.
         let Ok(hidden) = std::fs::canonicalize(hidden) else { continue };
         // Under a directory the sandbox has its own of, there is nothing of the host's to hide.
         let shown = hidden.components().nth(1).is_some_and(|top| !NOT_SHOWN.iter().any(|n| top.as_os_str() == *n));
-        if hidden.is_dir() && shown {
-            let replacement = inside(&spec.layer.join("hidden"), &hidden);
-            mkdirs(&replacement)?;
-            wanted.push((replacement, hidden, Access::Writable));
+        if !(hidden.is_dir() && shown) {
+            continue;
         }
+        let relative = hidden.strip_prefix("/").unwrap_or(&hidden);
+        let upper = Path::new("hidden").join(relative);
+        mkdirs(&spec.layer.join(&upper))?;
+        let lower = spec.lower.as_ref().map(|lower| lower.join(&upper)).filter(|lower| lower.is_dir());
+        match lower {
+            Some(lower) => {
+                let work = Path::new("work").join(relative);
+                mkdirs(&spec.layer.join(&work))?;
+                let source = Source::Overlay {
+                    lower: userns.detach(&lower, Access::ReadOnly)?,
+                    layer: userns.detach(&spec.layer, Access::Writable)?,
+                    upper,
+                    work,
+                };
+                binds.push(Bind { source, target: hidden, kind: Kind::Directory });
+            }
+            None => wanted.push((spec.layer.join(upper), hidden, Access::Writable)),
+        }
+    }
+    for mount in &spec.mounts {
+        wanted.push((mount.source.clone(), mount.target.clone(), Access::Writable));
     }
     for path in &spec.read_only {
         wanted.push((path.clone(), path.clone(), Access::ReadOnly));
@@ -93,13 +130,41 @@ pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> Step<Vec<Bind>> {
     if let Some(socket) = &spec.proxy_socket {
         wanted.push((socket.clone(), PathBuf::from(proxy::SOCKET_INSIDE), Access::Writable));
     }
-    wanted
-        .into_iter()
-        .map(|(source, target, access)| {
-            let kind = if source.is_dir() { Kind::Directory } else { Kind::File };
-            Ok(Bind { tree: userns.detach(&source, access)?, target, kind })
-        })
-        .collect()
+    for (source, target, access) in wanted {
+        let kind = if source.is_dir() { Kind::Directory } else { Kind::File };
+        binds.push(Bind { source: Source::Tree(userns.detach(&source, access)?), target, kind });
+    }
+    Ok(binds)
+}
+
+/// Mounts the overlay of `lower` and the task's `layer` at `target`. Made inside the sandbox's
+/// user namespace, so its changes are root's inside; `userxattr` keeps overlay's own records in
+/// attributes such a root may write.
+fn overlay(root: &Path, lower: &OwnedFd, layer: &OwnedFd, upper: &Path, work: &Path, target: &Path) -> Step<()> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, UnmountFlags};
+    let stage = root.join(STAGE);
+    let (lower_at, layer_at) = (stage.join("lower"), stage.join("layer"));
+    mkdirs(&lower_at)?;
+    mkdirs(&layer_at)?;
+    attach_detached(lower, &lower_at)?;
+    attach_detached(layer, &layer_at)?;
+    let what = || format!("mounting the environment's layer at {}", target.display());
+    let fs = step(what, rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC))?;
+    // Set one by one, never parsed from one string: a path with a comma stays one path.
+    for (key, value) in [("lowerdir", lower_at), ("upperdir", layer_at.join(upper)), ("workdir", layer_at.join(work))] {
+        step(what, rustix::mount::fsconfig_set_string(&fs, key, &value))?;
+    }
+    step(what, rustix::mount::fsconfig_set_flag(&fs, "userxattr"))?;
+    step(what, rustix::mount::fsconfig_create(&fs))?;
+    let attributes = MountAttrFlags::MOUNT_ATTR_NOSUID | MountAttrFlags::MOUNT_ATTR_NODEV;
+    let mount = step(what, rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attributes))?;
+    attach_detached(&mount, target)?;
+    // The overlay keeps its layers; their staging mounts would only show the task's raw upper layer.
+    for staged in [stage.join("lower"), stage.join("layer")] {
+        step(|| format!("detaching {}", staged.display()), rustix::mount::unmount(&staged, UnmountFlags::DETACH))?;
+        step(|| format!("removing {}", staged.display()), std::fs::remove_dir(&staged))?;
+    }
+    Ok(())
 }
 
 /// A tmpfs of `mode`, at most `size` bytes where given (it is memory: without a cap, and without a
@@ -161,7 +226,13 @@ pub fn build(binds: &[Bind], memory_bytes: Option<u64>) -> Step<()> {
             }
             Kind::File => {}
         }
-        attach_detached(&bind.tree, &target)?;
+        match &bind.source {
+            Source::Tree(tree) => attach_detached(tree, &target)?,
+            Source::Overlay { lower, layer, upper, work } => overlay(root, lower, layer, upper, work, &target)?,
+        }
+    }
+    if root.join(STAGE).exists() {
+        step(|| "removing the staging directory".to_owned(), std::fs::remove_dir(root.join(STAGE)))?;
     }
     // Where pid 1 puts the host's root while it pivots; then `/` itself is read-only.
     mkdirs(&root.join(OLD_ROOT))?;

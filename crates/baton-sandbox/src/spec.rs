@@ -24,6 +24,15 @@ pub struct InitSpec {
     pub writable: Vec<PathBuf>,
     /// Host paths replaced by a directory of the task's own (baton's data, homes, /run).
     pub hidden: Vec<PathBuf>,
+    /// A read-only layer beneath the task's own (an environment's snapshot): where its `hidden/`
+    /// has a hidden path's replacement, the sandbox sees that path as the snapshot's files with
+    /// the task's changes on top (an overlay whose upper layer is in `layer`).
+    #[serde(default)]
+    pub lower: Option<PathBuf>,
+    /// Host directories shown writable at another path inside, after the hidden paths are
+    /// replaced (caches an environment keeps across its builds, at `/root/.cache/pip`).
+    #[serde(default)]
+    pub mounts: Vec<Mount>,
     /// Cgroup directories the command's processes are put in, limits already written.
     pub cgroups: Vec<PathBuf>,
     pub limits: Limits,
@@ -33,6 +42,13 @@ pub struct InitSpec {
     pub cwd: String,
     /// The host end of the egress proxy, when the task may reach the network at all.
     pub proxy_socket: Option<PathBuf>,
+}
+
+/// A host directory shown writable at `target` inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    pub source: PathBuf,
+    pub target: PathBuf,
 }
 
 /// Resource limits; `None` leaves a resource unlimited.

@@ -90,6 +90,36 @@ fn the_host_is_read_only_and_the_task_keeps_a_home_of_its_own() {
 }
 
 #[test]
+fn an_environment_snapshot_is_a_read_only_layer_beneath_each_tasks_own() {
+    let f = Fixture::new();
+    // A build writes the snapshot's files into its home, and a cache into a directory kept apart.
+    let cache = f.dir.path().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let mount = baton_sandbox::Mount { source: cache.clone(), target: PathBuf::from("/root/.cache/pip") };
+    let build = f.sandbox("build", |_| {}).with_mounts(vec![mount]);
+    let install = "mkdir -p ~/.local/bin ~/.cache/pip && printf '#!/bin/sh\\necho from the snapshot\\n' > ~/.local/bin/tool && chmod +x ~/.local/bin/tool && echo cached > ~/.cache/pip/wheel";
+    let outcome = sh(&build, install);
+    assert_eq!(outcome.exit_code, 0, "{}", text(&outcome));
+    assert_eq!(std::fs::read_to_string(cache.join("wheel")).unwrap(), "cached\n");
+    let snapshot = f.data().join("tasks/build/layer");
+    assert!(!snapshot.join("hidden/root/.cache/pip/wheel").exists(), "the cache landed in the snapshot");
+
+    // Two tasks over it: each sees its files, and what one changes is its own.
+    let one = f.sandbox("over-one", |_| {}).with_lower(Some(snapshot.clone()));
+    let two = f.sandbox("over-two", |_| {}).with_lower(Some(snapshot.clone()));
+    assert_eq!(text(&sh(&one, "~/.local/bin/tool")), "from the snapshot\n");
+    let outcome = sh(&one, "rm ~/.local/bin/tool && echo mine > ~/notes && ls -A ~/.local/bin; cat ~/notes");
+    assert_eq!(text(&outcome), "mine\n");
+    assert_eq!(text(&sh(&one, "test -e ~/.local/bin/tool || echo gone; cat ~/notes")), "gone\nmine\n");
+    assert_eq!(text(&sh(&two, "~/.local/bin/tool; test -e ~/notes || echo none")), "from the snapshot\nnone\n");
+    assert!(snapshot.join("hidden/root/.local/bin/tool").is_file(), "a task changed the snapshot");
+    assert!(f.data().join("tasks/over-one/layer/hidden/root/notes").is_file());
+    // The layers' staging place is gone, and the cache was the build's only.
+    let outcome = sh(&one, "ls -A / | grep -c stage; test -e ~/.cache/pip/wheel || echo no cache");
+    assert_eq!(text(&outcome), "0\nno cache\n");
+}
+
+#[test]
 fn root_inside_is_an_unprivileged_id_outside_and_files_belong_to_the_user() {
     let f = Fixture::new();
     let sandbox = f.sandbox("ids", |_| {});
