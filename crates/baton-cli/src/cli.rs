@@ -97,6 +97,56 @@ pub enum Command {
     /// The account's credits and spending rules, and a task's limits.
     #[command(subcommand)]
     Budget(BudgetCommand),
+    /// A repository's declared environment (baton.toml) and the snapshots built from it.
+    #[command(subcommand)]
+    Env(EnvCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// What the repository declares, its hash, and whether its snapshot is built.
+    Show(EnvArgs),
+    /// Build the snapshot, or find the one built before (the repository's caches are kept).
+    Build(EnvArgs),
+    /// Build the snapshot again, replacing the one there was.
+    Rebuild {
+        #[command(flatten)]
+        args: EnvArgs,
+        /// From nothing: empty caches instead of the repository's kept ones.
+        #[arg(long)]
+        clean: bool,
+    },
+    /// Prove the environment complete: build it from nothing in a scratch place, then run the
+    /// checks on a clean checkout of the commit there. Exits 1 when anything fails.
+    Check {
+        #[command(flatten)]
+        args: EnvArgs,
+        /// A check to run (repeatable) [default: the `test` command baton.toml names].
+        #[arg(long = "check", value_name = "CMD")]
+        checks: Vec<String>,
+    },
+    /// The snapshots built, newest first.
+    List,
+    /// Delete snapshots no unfinished task uses and nothing used for a while.
+    Gc {
+        /// How long a snapshot may go unused before it goes, like 7d or 12h.
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+        unused_for: std::time::Duration,
+    },
+}
+
+/// Which environment an `env` command is about.
+#[derive(Debug, Args)]
+pub struct EnvArgs {
+    /// The git repository.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub repo: PathBuf,
+    /// The commit, branch or tag whose baton.toml and inputs count.
+    #[arg(long, value_name = "REF", default_value = "HEAD")]
+    pub base: String,
+    /// An environment file to use instead of the repository's baton.toml.
+    #[arg(long, value_name = "FILE")]
+    pub env: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -291,6 +341,10 @@ pub struct TaskArgs {
     /// change reported (repeatable).
     #[arg(long = "protect", value_name = "GLOB")]
     pub protect: Vec<String>,
+
+    /// An environment file to use instead of the repository's baton.toml (the task keeps its text).
+    #[arg(long, value_name = "FILE")]
+    pub env: Option<PathBuf>,
 
     /// Most credits the task may spend, like 5 or 0.25.
     #[arg(long, value_name = "CREDITS")]

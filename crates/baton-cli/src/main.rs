@@ -3,6 +3,7 @@
 mod budget;
 mod cli;
 mod config;
+mod env;
 mod home;
 mod model;
 mod run;
@@ -42,6 +43,7 @@ fn main() -> ExitCode {
             }
             Command::Finding(command) => task::finding(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Budget(command) => budget::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
+            Command::Env(command) => env::run(&home()?, &config()?, command, cli.json).await,
             Command::Decide { id, answer, deny, no_resume, model } => {
                 let home = home()?;
                 let id = task::decide(&home, &id, answer, deny, cli.json).await?;

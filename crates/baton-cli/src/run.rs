@@ -83,10 +83,7 @@ fn engine_parts_with(
     let info = catalog.get(&name.to_string());
     let max_output_tokens = info.map_or(16_384, |info| info.max_output_tokens.min(32_768)) as u32;
     let context_window = legs.context_window.or(info.map(|info| info.context_window)).unwrap_or(UNKNOWN_WINDOW);
-    let program = std::env::current_exe().context("cannot find the baton program for the sandbox")?;
-    let mut sandbox = SandboxConfig::new(program, home);
-    sandbox.init_args = vec![SANDBOX_INIT.to_owned()];
-    config.sandbox(&mut sandbox)?;
+    let sandbox = sandbox_config(home, config)?;
     let price = info.and_then(|info| info.price);
     let engine = EngineConfig {
         home: home.to_owned(),
@@ -108,6 +105,15 @@ fn engine_parts_with(
         roles.push((*role, RoleModel { name, client: Arc::new(client), price }));
     }
     Ok(Parts { client, roles, engine, price })
+}
+
+/// Sandboxes built by this very program, as the configuration file says.
+pub fn sandbox_config(home: &Path, config: &Config) -> anyhow::Result<SandboxConfig> {
+    let program = std::env::current_exe().context("cannot find the baton program for the sandbox")?;
+    let mut sandbox = SandboxConfig::new(program, home);
+    sandbox.init_args = vec![SANDBOX_INIT.to_owned()];
+    config.sandbox(&mut sandbox)?;
+    Ok(sandbox)
 }
 
 async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyhow::Result<ExitCode> {
@@ -264,6 +270,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         base: "HEAD".to_owned(),
         scope: Vec::new(),
         protect: vec!["test_*.py".to_owned()],
+        env: None,
         budget: None,
         window: None,
         max_steps: Some(20),

@@ -108,6 +108,14 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
     if let (Some(commit), Some(evidence)) = (&state.work.last_commit, &state.work.last_evidence) {
         writeln!(out, "commit   {} {evidence}", &commit[..commit.len().min(12)])?;
     }
+    if let Some(hash) = &state.work.environment {
+        let snapshot = state
+            .work
+            .snapshot
+            .as_deref()
+            .map_or(String::new(), |key| format!(" (snapshot {})", &key[..key.len().min(12)]));
+        writeln!(out, "environment {}{snapshot}", &hash[..hash.len().min(12)])?;
+    }
     if let Some(parent) = &state.spec.parent {
         writeln!(out, "parent   {parent}")?;
     }
@@ -222,6 +230,13 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
             *duration_ms as f64 / 1000.0
         ),
         Event::Checkpointed { commit, evidence } => format!("{} {evidence}", &commit[..commit.len().min(12)]),
+        Event::EnvironmentPrepared { detail, .. } => detail.clone(),
+        Event::ConnectionRefused { host, port, phase } => {
+            format!(
+                "the network policy refused {host}:{port} ({})",
+                serde_json::to_value(phase)?.as_str().unwrap_or("")
+            )
+        }
         Event::HandoffStarted { reason, emergency, .. } => {
             format!("{}{reason}", if *emergency { "emergency: " } else { "" })
         }

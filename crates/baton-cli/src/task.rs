@@ -111,6 +111,15 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
             .filter_map(|(role, model)| model.map(|m| (role, m)))
             .collect(),
         parent: None,
+        environment: match &args.env {
+            // Parsed now, so a broken file is refused before a task exists.
+            Some(file) => {
+                let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+                baton_core::Environment::parse(&text).with_context(|| format!("{}", file.display()))?;
+                Some(text)
+            }
+            None => None,
+        },
     };
     spec.validate()?;
     let id = new_task_id()?;

@@ -1,27 +1,73 @@
-//! A repository's declared environment: `baton.toml` at its root, `[environment]`. What baton does
-//! to a clean machine before the checks run there, and the named commands the agent is told about.
+//! A repository's declared environment: `baton.toml` at its root, `[environment]`. What a task's
+//! machines are built from, what a clean machine runs before the checks, and the named commands
+//! the agent is told about.
 //!
-//! Today every environment is built on the host's own root (`base = "host"`); the declarations of
-//! environments baton would build itself (`packages`, `initialize`, `startup`, `cache`, `inputs`,
-//! other bases) are recognised and refused by name, so a repository that relies on them learns it
-//! at once instead of having them ignored.
+//! The one base is the host's own root (`base = "host"`): the host's directories, read-only. On it,
+//! `initialize` builds a snapshot (what it leaves in the machine's home and other writable places),
+//! keyed by [`Environment::key`] over everything declared that decides its content: the base, the
+//! commands, the secrets' names and the content of the `inputs`. Other bases and Debian `packages`
+//! are refused by name with the reason, so a repository that relies on them learns it at once.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 /// The file, at the repository's root.
 pub const ENVIRONMENT_FILE: &str = "baton.toml";
 /// The largest `baton.toml` baton reads.
 pub const MAX_ENVIRONMENT_FILE: u64 = 64 * 1024;
+/// The largest `startup` readiness wait.
+const MAX_READY_SECS: u64 = 600;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Environment {
+    /// Commands run once, when the snapshot is built, in a machine whose `/workspace` holds only
+    /// the `inputs`; what they leave in its home is the snapshot.
+    pub initialize: Vec<String>,
+    /// Names of variables of baton's own environment handed to `initialize` (a package index's
+    /// token); their values are never recorded.
+    pub secrets: Vec<String>,
+    /// Repository files whose content enters the key (lockfiles), relative to its root.
+    pub inputs: Vec<String>,
+    /// Directories of the home (`~/.cache/pip`) kept from one build to the next.
+    pub cache: Vec<String>,
     /// Commands run in the clean machine's `/workspace`, in order, after the checkout and before
     /// the checks (e.g. generating a file the tests import, installing the project).
     pub after_checkout: Vec<String>,
+    /// Services started in every session, before anything else runs in it.
+    pub startup: Vec<Service>,
     /// Named commands (test, lint, run the app), told to the agent.
     pub commands: BTreeMap<String, String>,
+}
+
+/// A process `startup` keeps running in each session.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub command: String,
+    /// A command that exits 0 once the service is ready, tried until `timeout_secs`.
+    pub ready: Option<String>,
+    pub timeout_secs: u64,
+}
+
+/// Which part of a task's life a command ran in, for the journal's record of what it reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Initialize,
+    AfterCheckout,
+    Startup,
+    /// The agent's own commands.
+    Agent,
+    /// The acceptance checks.
+    Check,
+}
+
+/// A file of `inputs`, as the key's commit has it: its git object names its content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Input {
+    pub path: String,
+    pub object: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,19 +89,94 @@ struct File {
     environment: Option<Declared>,
 }
 
+/// A string or a list of strings: `initialize = "make deps"` or `initialize = ["a", "b"]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Commands {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Commands {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Commands::One(one) => vec![one],
+            Commands::Many(many) => many,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeclaredService {
+    command: String,
+    ready: Option<String>,
+    timeout_secs: Option<u64>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Declared {
     base: Option<String>,
+    packages: Option<toml::Value>,
+    initialize: Option<Commands>,
     #[serde(default)]
-    after_checkout: Vec<String>,
+    secrets: Vec<String>,
+    #[serde(default)]
+    inputs: Vec<String>,
+    #[serde(default)]
+    cache: Vec<String>,
+    after_checkout: Option<Commands>,
+    #[serde(default)]
+    startup: Vec<DeclaredService>,
     #[serde(default)]
     commands: BTreeMap<String, String>,
-    packages: Option<toml::Value>,
-    initialize: Option<toml::Value>,
-    startup: Option<toml::Value>,
-    cache: Option<toml::Value>,
-    inputs: Option<toml::Value>,
+}
+
+fn no_empty_command(list: &str, commands: &[String]) -> Result<(), EnvironmentError> {
+    match commands.iter().find(|c| c.trim().is_empty()) {
+        Some(empty) => Err(EnvironmentError::new(format!("[environment] {list} has an empty command: {empty:?}"))),
+        None => Ok(()),
+    }
+}
+
+/// A path relative to the repository's root that stays beneath it.
+fn input_path(path: &str) -> Result<String, EnvironmentError> {
+    let refuse = |why: &str| Err(EnvironmentError::new(format!("[environment] inputs: {path:?} {why}")));
+    if path.is_empty() || path.starts_with('/') {
+        return refuse("must be a path relative to the repository's root");
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    if parts.iter().any(|p| *p == ".." || *p == "." || p.is_empty()) || path.contains(['\n', '\0']) {
+        return refuse("must name a file beneath the repository's root, without `.`, `..` or empty parts");
+    }
+    Ok(path.to_owned())
+}
+
+/// A directory of the home: `~/x` (the home is `/root` in every machine).
+fn cache_path(path: &str) -> Result<String, EnvironmentError> {
+    let refuse = || {
+        Err(EnvironmentError::new(format!(
+            "[environment] cache: {path:?} must be a directory of the home, like \"~/.cache/pip\""
+        )))
+    };
+    let Some(rest) = path.strip_prefix("~/") else { return refuse() };
+    let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+    if parts.iter().any(|p| *p == ".." || *p == "." || p.is_empty()) || path.contains(['\n', '\0', ',', ':']) {
+        return refuse();
+    }
+    Ok(format!("/root/{}", parts.join("/")))
+}
+
+fn variable_name(name: &str) -> Result<String, EnvironmentError> {
+    let valid = !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if valid {
+        Ok(name.to_owned())
+    } else {
+        Err(EnvironmentError::new(format!("[environment] secrets: {name:?} is not a variable name")))
+    }
 }
 
 impl Environment {
@@ -65,34 +186,100 @@ impl Environment {
         let Some(declared) = file.environment else { return Ok(Environment::default()) };
         if let Some(base) = declared.base.filter(|base| base != "host") {
             return Err(EnvironmentError::new(format!(
-                "[environment] base = \"{base}\" is not supported yet: environments run on the host's root (base = \"host\")"
+                "[environment] base = \"{base}\" is not supported: environments are built on the host's root \
+                 (base = \"host\"), which baton does not rebuild, so it is not reproducible across machines"
             )));
         }
-        let unsupported = [
-            ("packages", declared.packages.is_some()),
-            ("initialize", declared.initialize.is_some()),
-            ("startup", declared.startup.is_some()),
-            ("cache", declared.cache.is_some()),
-            ("inputs", declared.inputs.is_some()),
-        ];
-        let unsupported: Vec<&str> = unsupported.iter().filter(|(_, set)| *set).map(|(name, _)| *name).collect();
-        if !unsupported.is_empty() {
-            return Err(EnvironmentError::new(format!(
-                "[environment] {} not supported yet; prepare the clean machine with `after_checkout`",
-                match unsupported.as_slice() {
-                    [one] => format!("`{one}` is"),
-                    many => format!("{} are", many.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")),
-                }
-            )));
+        if declared.packages.is_some() {
+            return Err(EnvironmentError::new(
+                "[environment] `packages` is not supported: Debian packages need a Debian base, and on \
+                 base = \"host\" the host's directories are read-only; install into the home from `initialize` \
+                 (pip install --user, a release archive into ~/.local)"
+                    .into(),
+            ));
         }
-        if let Some(empty) = declared.after_checkout.iter().find(|c| c.trim().is_empty()) {
-            return Err(EnvironmentError::new(format!("[environment] after_checkout has an empty command: {empty:?}")));
-        }
+        let initialize = declared.initialize.map(Commands::into_vec).unwrap_or_default();
+        let after_checkout = declared.after_checkout.map(Commands::into_vec).unwrap_or_default();
+        no_empty_command("initialize", &initialize)?;
+        no_empty_command("after_checkout", &after_checkout)?;
         if let Some((name, _)) = declared.commands.iter().find(|(n, c)| n.trim().is_empty() || c.trim().is_empty()) {
             return Err(EnvironmentError::new(format!("[environment.commands] `{name}` needs a name and a command")));
         }
-        Ok(Environment { after_checkout: declared.after_checkout, commands: declared.commands })
+        let mut startup = Vec::new();
+        for service in declared.startup {
+            no_empty_command("startup", std::slice::from_ref(&service.command))?;
+            let timeout_secs = service.timeout_secs.unwrap_or(60);
+            if timeout_secs == 0 || timeout_secs > MAX_READY_SECS {
+                return Err(EnvironmentError::new(format!(
+                    "[environment.startup] `{}`: timeout_secs must be between 1 and {MAX_READY_SECS}",
+                    service.command
+                )));
+            }
+            startup.push(Service { command: service.command, ready: service.ready, timeout_secs });
+        }
+        Ok(Environment {
+            initialize,
+            secrets: declared.secrets.iter().map(|n| variable_name(n)).collect::<Result<_, _>>()?,
+            inputs: declared.inputs.iter().map(|p| input_path(p)).collect::<Result<_, _>>()?,
+            cache: declared.cache.iter().map(|p| cache_path(p)).collect::<Result<_, _>>()?,
+            after_checkout,
+            startup,
+            commands: declared.commands,
+        })
     }
+
+    /// Whether there is a snapshot to build: without `initialize`, machines are the host's root.
+    pub fn has_snapshot(&self) -> bool {
+        !self.initialize.is_empty()
+    }
+
+    /// The snapshot's key: a hash of everything that decides its content, and nothing else (the
+    /// checks, `after_checkout`, `startup` and the commands change what runs on it, not what it
+    /// holds). `inputs` are the declared files as the commit has them, in declaration order; a file
+    /// the commit lacks has an empty object.
+    pub fn snapshot_key(&self, inputs: &[Input]) -> String {
+        let mut hasher = Sha256::new();
+        // Every string is framed by its length: no two declarations hash the same text.
+        let mut field = |name: &str, values: &mut dyn Iterator<Item = &str>| {
+            let values: Vec<&str> = values.collect();
+            hasher.update(format!("{name} {}\n", values.len()));
+            for value in values {
+                hasher.update(format!("{}:", value.len()));
+                hasher.update(value);
+            }
+        };
+        field("format", &mut ["1"].into_iter());
+        field("base", &mut ["host"].into_iter());
+        field("initialize", &mut self.initialize.iter().map(String::as_str));
+        field("secrets", &mut self.secrets.iter().map(String::as_str));
+        field("inputs", &mut inputs.iter().flat_map(|input| [input.path.as_str(), input.object.as_str()]));
+        hex(hasher)
+    }
+
+    /// The environment's hash, which provenance records: the snapshot's key and everything else
+    /// that decides the machine the checks run on (`after_checkout`, `startup`). The named
+    /// commands are advice to the agent, not part of it.
+    pub fn hash(&self, inputs: &[Input]) -> String {
+        let mut hasher = Sha256::new();
+        let mut framed = |value: &str| {
+            hasher.update(format!("{}:", value.len()));
+            hasher.update(value);
+        };
+        framed(&self.snapshot_key(inputs));
+        framed(&self.after_checkout.len().to_string());
+        self.after_checkout.iter().for_each(|command| framed(command));
+        framed(&self.startup.len().to_string());
+        for service in &self.startup {
+            framed(&service.command);
+            framed(service.ready.as_deref().unwrap_or(""));
+            framed(&service.timeout_secs.to_string());
+        }
+        hex(hasher)
+    }
+}
+
+fn hex(hasher: Sha256) -> String {
+    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -101,16 +288,33 @@ mod tests {
 
     #[test]
     fn a_declared_environment_is_read_and_what_baton_cannot_do_is_refused_by_name() {
-        let text = "[environment]\nbase = \"host\"\nafter_checkout = [\"python3 gen.py\"]\n\n[environment.commands]\ntest = \"python3 test_calc.py\"\n";
+        let text = "[environment]\nbase = \"host\"\ninitialize = \"pip install --user -r requirements.txt\"\n\
+                    secrets = [\"INDEX_TOKEN\"]\ninputs = [\"requirements.txt\"]\ncache = [\"~/.cache/pip\"]\n\
+                    after_checkout = [\"python3 gen.py\"]\n\n[[environment.startup]]\ncommand = \"redis-server\"\n\
+                    ready = \"redis-cli ping\"\n\n[environment.commands]\ntest = \"python3 test_calc.py\"\n";
         let environment = Environment::parse(text).unwrap();
+        assert_eq!(environment.initialize, vec!["pip install --user -r requirements.txt"]);
+        assert_eq!(environment.secrets, vec!["INDEX_TOKEN"]);
+        assert_eq!(environment.inputs, vec!["requirements.txt"]);
+        assert_eq!(environment.cache, vec!["/root/.cache/pip"]);
         assert_eq!(environment.after_checkout, vec!["python3 gen.py"]);
+        let redis = Service { command: "redis-server".into(), ready: Some("redis-cli ping".into()), timeout_secs: 60 };
+        assert_eq!(environment.startup, vec![redis]);
         assert_eq!(environment.commands["test"], "python3 test_calc.py");
+        assert!(environment.has_snapshot());
         assert_eq!(Environment::parse("").unwrap(), Environment::default());
         for (text, says) in [
-            ("[environment]\nbase = \"debian:bookworm\"\n", "base = \"debian:bookworm\" is not supported yet"),
-            ("[environment]\npackages = [\"jq\"]\ninputs = [\"a.lock\"]\n", "`packages`, `inputs` are not supported"),
-            ("[environment]\ninitialize = \"make\"\n", "`initialize` is not supported"),
-            ("[environment]\nafter_checkout = [\" \"]\n", "empty command"),
+            ("[environment]\nbase = \"debian:bookworm\"\n", "base = \"debian:bookworm\" is not supported"),
+            ("[environment]\npackages = [\"jq\"]\n", "`packages` is not supported"),
+            ("[environment]\ninitialize = [\"make\", \"\"]\n", "initialize has an empty command"),
+            ("[environment]\nafter_checkout = [\" \"]\n", "after_checkout has an empty command"),
+            ("[environment]\ninputs = [\"../secrets\"]\n", "beneath the repository's root"),
+            ("[environment]\ninputs = [\"/etc/passwd\"]\n", "relative to the repository's root"),
+            ("[environment]\ncache = [\"/var/cache\"]\n", "a directory of the home"),
+            ("[environment]\ncache = [\"~/../etc\"]\n", "a directory of the home"),
+            ("[environment]\nsecrets = [\"A-B\"]\n", "not a variable name"),
+            ("[[environment.startup]]\ncommand = \"x\"\ntimeout_secs = 0\n", "timeout_secs must be between"),
+            ("[[environment.startup]]\nready = \"x\"\n", "missing field `command`"),
             ("[environment]\nafter_chekout = []\n", "unknown field `after_chekout`"),
             ("[network]\nallow = []\n", "unknown field `network`"),
             ("[environment\n", "baton.toml: "),
@@ -119,5 +323,33 @@ mod tests {
             let error = Environment::parse(text).unwrap_err().to_string();
             assert!(error.starts_with("baton.toml: ") && error.contains(says), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn the_key_changes_with_what_the_snapshot_holds_and_only_with_that() {
+        let environment =
+            Environment::parse("[environment]\ninitialize = \"pip install --user -r r.txt\"\ninputs = [\"r.txt\"]\n")
+                .unwrap();
+        let inputs = |object: &str| vec![Input { path: "r.txt".into(), object: object.into() }];
+        let key = environment.snapshot_key(&inputs("aaaa"));
+        assert_eq!(key.len(), 64);
+        assert_eq!(key, environment.snapshot_key(&inputs("aaaa")));
+        assert_ne!(key, environment.snapshot_key(&inputs("bbbb")), "a changed input keeps the key");
+        let mut more = environment.clone();
+        more.initialize.push("make".into());
+        assert_ne!(key, more.snapshot_key(&inputs("aaaa")), "a changed initialize keeps the key");
+        let mut secret = environment.clone();
+        secret.secrets.push("TOKEN".into());
+        assert_ne!(key, secret.snapshot_key(&inputs("aaaa")));
+        let mut checks = environment.clone();
+        checks.after_checkout.push("make".into());
+        checks.commands.insert("test".into(), "make test".into());
+        assert_eq!(key, checks.snapshot_key(&inputs("aaaa")), "what runs on the snapshot is not what it holds");
+        let hash = environment.hash(&inputs("aaaa"));
+        assert_ne!(hash, checks.hash(&inputs("aaaa")), "the environment's hash misses after_checkout");
+        assert_ne!(hash, environment.hash(&inputs("bbbb")));
+        let mut advice = environment.clone();
+        advice.commands.insert("lint".into(), "ruff".into());
+        assert_eq!(hash, advice.hash(&inputs("aaaa")));
     }
 }

@@ -3,6 +3,7 @@ use serde::{Deserialize, Serialize};
 use crate::account::Charge;
 use crate::chat::ModelResponse;
 use crate::decision::{Answer, Decision};
+use crate::environment::Phase;
 use crate::ledger::{Effect, Handoff};
 use crate::review::{Finding, FindingStatus, Role as LegRole, Subtask, SubtaskOutcome};
 use crate::spec::{Budget, TaskSpec};
@@ -74,8 +75,27 @@ pub enum Event {
     Feedback { text: String },
     /// The agent made no progress for a while; it is told so once before the task pauses as stuck.
     Nudged { reason: String, text: String },
-    /// One acceptance check ran in the sandbox.
-    CheckFinished { name: String, exit_code: i32, passed: bool, output: String, duration_ms: u64 },
+    /// One acceptance check ran in the sandbox, on the environment of this hash.
+    CheckFinished {
+        name: String,
+        exit_code: i32,
+        passed: bool,
+        output: String,
+        duration_ms: u64,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        environment: String,
+    },
+    /// The task's machines are built on the environment of this hash (its snapshot, if it has one,
+    /// reused or built: `detail` says which, and how long the build took).
+    EnvironmentPrepared {
+        hash: String,
+        /// The key of the snapshot beneath its machines, when it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        snapshot: Option<String>,
+        detail: String,
+    },
+    /// The egress proxy refused a connection of a command in `phase`.
+    ConnectionRefused { host: String, port: u16, phase: Phase },
     /// Protected files the agent changed were put back as they are in the base commit.
     ProtectedRestored { paths: Vec<String> },
     /// The work so far is committed on the task branch.
@@ -139,6 +159,8 @@ impl Event {
             Event::Feedback { .. } => "feedback",
             Event::Nudged { .. } => "nudged",
             Event::CheckFinished { .. } => "check_finished",
+            Event::EnvironmentPrepared { .. } => "environment_prepared",
+            Event::ConnectionRefused { .. } => "connection_refused",
             Event::ProtectedRestored { .. } => "protected_restored",
             Event::Checkpointed { .. } => "checkpointed",
             Event::HandoffStarted { .. } => "handoff_started",

@@ -176,6 +176,7 @@ mod tests {
                 passed: false,
                 output: "ok\nassertion failed: x == 2\n".into(),
                 duration_ms: 5,
+                environment: String::new(),
             }],
             open_questions: vec![],
             branch: "baton/x".into(),

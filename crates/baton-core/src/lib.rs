@@ -22,7 +22,7 @@ mod time;
 pub use account::{AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Rates, Refusal, total};
 pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
 pub use decision::{Answer, ApprovalPolicy, BadRule, DEFAULT_RULES, Decision, DecisionKind};
-pub use environment::{ENVIRONMENT_FILE, Environment, EnvironmentError, MAX_ENVIRONMENT_FILE};
+pub use environment::{ENVIRONMENT_FILE, Environment, EnvironmentError, Input, MAX_ENVIRONMENT_FILE, Phase, Service};
 pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, Recorded};
 pub use id::{InvalidTaskId, TaskId};
 pub use ledger::{Effect, FileChange, Handoff, Ledger, PlanStep, StepStatus};

@@ -42,6 +42,10 @@ pub struct TaskSpec {
     /// The task this one is a subtask of.
     #[serde(default)]
     pub parent: Option<String>,
+    /// The text of the environment file the user gave (`--env FILE`), used instead of the
+    /// repository's `baton.toml`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 fn reviewed() -> bool {
@@ -105,6 +109,7 @@ impl TaskSpec {
             approve_plan: false,
             role_models: Default::default(),
             parent: None,
+            environment: None,
         }
     }
 

@@ -95,6 +95,10 @@ pub struct Work {
     pub last_commit: Option<String>,
     /// What the last checkpoint says of itself (for a verified one: the checks and the environment).
     pub last_evidence: Option<String>,
+    /// The hash of the environment the task's machines were last built on.
+    pub environment: Option<String>,
+    /// The key of that environment's snapshot, when it has one.
+    pub snapshot: Option<String>,
     /// Model steps since the agent last made progress: changed a file or its plan, ran the checks,
     /// or learned something new (a tool result it had not seen in this leg).
     pub steps_without_progress: u32,
@@ -172,6 +176,8 @@ pub struct CheckResult {
     pub passed: bool,
     pub output: String,
     pub duration_ms: u64,
+    /// The hash of the environment it ran on.
+    pub environment: String,
 }
 
 impl Work {
@@ -322,7 +328,11 @@ impl Work {
                 self.last_checks.clear();
                 self.restored.clear();
             }
-            Event::CheckFinished { name, exit_code, passed, output, duration_ms } => {
+            Event::EnvironmentPrepared { hash, snapshot, .. } => {
+                self.environment = Some(hash.clone());
+                self.snapshot.clone_from(snapshot);
+            }
+            Event::CheckFinished { name, exit_code, passed, output, duration_ms, environment } => {
                 self.progress_this_step = true;
                 self.leg_progress = true;
                 self.last_checks.push(CheckResult {
@@ -331,6 +341,7 @@ impl Work {
                     passed: *passed,
                     output: output.clone(),
                     duration_ms: *duration_ms,
+                    environment: environment.clone(),
                 })
             }
             Event::ProtectedRestored { paths } => self.restored.clone_from(paths),

@@ -127,6 +127,7 @@ impl Lifecycle {
                 Running,
             )
             | (Event::CheckFinished { .. } | Event::ProtectedRestored { .. }, Verifying)
+            | (Event::EnvironmentPrepared { .. } | Event::ConnectionRefused { .. }, Running | Verifying | Reviewing)
             | (Event::Checkpointed { .. }, Running | Verifying | Reviewing) => Ok(self),
             _ => Err(not_allowed()),
         }

@@ -60,9 +60,16 @@ impl Engine {
             };
             let key = format!("step {step} {name} #{}", journal.state().next_seq);
             let denied = answered.as_ref().is_some_and(|answer| !answer.approved);
+            // A plan's checks are probed on a clean machine: each is a check run, held at its limit.
+            let probes = match name.as_str() {
+                baton_agent::SUBMIT_PLAN if finish.is_none() && journal.state().work.role == LegRole::Captain => {
+                    crate::plan::probes(&arguments)
+                }
+                _ => 0,
+            };
             let hold = match &shell {
                 Some(shell) if finish.is_none() && !denied => self.config.rates.charges(shell.busy.as_secs(), 0),
-                _ => Vec::new(),
+                _ => self.config.rates.charges(crate::plan::CHECK_PROBE.as_secs() * probes, probes),
             };
             let intent = vec![Event::ToolCallStarted {
                 step,
@@ -80,13 +87,17 @@ impl Engine {
                 self.run_call(journal, machine, &name, &arguments, answered)?
             };
             let output = baton_agent::fit_output(outcome.output, self.budget(&journal.state().work).max_result_bytes());
-            self.settle(journal, &key, self.config.rates.charges(started.elapsed().as_secs().max(1), 0))?;
+            self.settle(journal, &key, self.config.rates.charges(started.elapsed().as_secs().max(1), probes))?;
             // Written with the next intent: if it is lost, the call is reported as interrupted.
             let effect = outcome.effect;
             if let Effect::Finish(summary) = &effect {
                 finish = Some(summary.clone());
             }
             journal.defer(Event::ToolCallFinished { call_id, output, is_error: outcome.is_error, effect })?;
+            for refusal in machine.toolbox.take_refused_connections() {
+                let (host, port) = (refusal.host, refusal.port);
+                journal.defer(Event::ConnectionRefused { host, port, phase: baton_core::Phase::Agent })?;
+            }
             if let Some(then) = outcome.then {
                 let ends = match then {
                     Event::FindingsReported { .. } => Some(Acted::Reported),
@@ -112,7 +123,7 @@ impl Engine {
         arguments: &str,
         answered: Option<Answer>,
     ) -> Result<Outcome, EngineError> {
-        let Machine { toolbox, clean, worktree, .. } = machine;
+        let Machine { toolbox, clean, worktree, environment, .. } = machine;
         let work = &journal.state().work;
         let allowed = match work.role {
             LegRole::Review => Some(baton_agent::REVIEW_TOOLS),
@@ -176,13 +187,15 @@ impl Engine {
                 }
             }
             baton_agent::SUBMIT_PLAN if work.role == LegRole::Captain => match baton_agent::parse_plan(arguments) {
-                Ok(plan) => match self.plan_problems(&plan, clean, worktree, toolbox).as_slice() {
-                    [] => Outcome {
-                        then: Some(Event::PlanSubmitted { subtasks: plan.clone() }),
-                        ..Outcome::ok(format!("plan accepted: {} subtasks; baton runs them now", plan.len()))
-                    },
-                    problems => Outcome::error(format!("plan refused: {}", problems.join("; "))),
-                },
+                Ok(plan) => {
+                    match self.plan_problems(&plan, clean, worktree, toolbox, environment.lower.clone()).as_slice() {
+                        [] => Outcome {
+                            then: Some(Event::PlanSubmitted { subtasks: plan.clone() }),
+                            ..Outcome::ok(format!("plan accepted: {} subtasks; baton runs them now", plan.len()))
+                        },
+                        problems => Outcome::error(format!("plan refused: {}", problems.join("; "))),
+                    }
+                }
                 Err(error) => Outcome::error(format!("plan refused: {error}")),
             },
             baton_agent::RESOLVE_FINDING if work.role == LegRole::Build => {

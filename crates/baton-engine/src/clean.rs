@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use baton_git::Worktree;
+use baton_git::{Export, Worktree};
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox, SandboxConfig};
 
 use crate::{EngineError, TaskLayout};
@@ -20,33 +20,47 @@ const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(600);
 #[derive(Debug)]
 pub(crate) struct CleanMachines {
     config: SandboxConfig,
-    layout: TaskLayout,
+    /// Where the machine's checkout and home are made.
+    root: PathBuf,
+    /// baton's own files about its commands.
+    state: PathBuf,
     git_dir: PathBuf,
 }
 
 impl CleanMachines {
-    pub(crate) fn new(config: SandboxConfig, layout: TaskLayout, git_dir: PathBuf) -> CleanMachines {
-        CleanMachines { config, layout, git_dir }
+    pub(crate) fn new(config: SandboxConfig, layout: &TaskLayout, git_dir: PathBuf) -> CleanMachines {
+        CleanMachines::at(config, layout.clean(), layout.sandbox_state().join("clean"), git_dir)
+    }
+
+    /// Clean machines made in `root`, with baton's files about their commands in `state`.
+    pub(crate) fn at(config: SandboxConfig, root: PathBuf, state: PathBuf, git_dir: PathBuf) -> CleanMachines {
+        CleanMachines { config, root, state, git_dir }
     }
 
     /// A machine whose `/workspace` is a fresh checkout of `commit` (made inside it, by git reading
-    /// the repository read-only), with an empty home. The previous clean machine's files go first.
-    /// `commit` is the worktree's head: git in the machine sees the checkout as that commit.
-    pub(crate) fn build(&self, worktree: &Worktree, commit: &str) -> Result<LocalSandbox, EngineError> {
-        let root = self.layout.clean();
+    /// the repository read-only), with an empty home over the environment's snapshot `lower`. The
+    /// previous clean machine's files go first. `commit` is the worktree's head: git in the machine
+    /// sees the checkout as that commit.
+    pub(crate) fn build(
+        &self,
+        worktree: &Worktree,
+        commit: &str,
+        lower: Option<PathBuf>,
+    ) -> Result<LocalSandbox, EngineError> {
+        let root = &self.root;
         let prepare = |source| EngineError::Clean(format!("cannot prepare {}: {source}", root.display()));
-        match std::fs::remove_dir_all(&root) {
+        match std::fs::remove_dir_all(root) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(prepare(e)),
             _ => {}
         }
         for dir in [root.join("workspace"), root.join("layer")] {
             std::fs::create_dir_all(dir).map_err(prepare)?;
         }
-        let state = self.layout.sandbox_state().join("clean");
         let sandbox =
-            LocalSandbox::new(self.config.clone(), &state, &root.join("workspace"), vec![self.git_dir.clone()])?
-                .with_layer(root.join("layer"));
-        let (argv, env) = worktree.export_command(&self.git_dir, commit, "/workspace", INDEX);
+            LocalSandbox::new(self.config.clone(), &self.state, &root.join("workspace"), vec![self.git_dir.clone()])?
+                .with_layer(root.join("layer"))
+                .with_lower(lower);
+        let (argv, env) = worktree.export_command(&self.git_dir, commit, Export::All, "/workspace", INDEX);
         let request = RunRequest { argv, env, ..RunRequest::shell("", CHECKOUT_TIMEOUT) };
         let outcome = sandbox.run(&request)?;
         let _ = std::fs::remove_file(&outcome.output_file);

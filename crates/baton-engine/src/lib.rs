@@ -9,6 +9,7 @@ mod calls;
 mod checkpoint;
 mod clean;
 mod confined_git;
+mod environment;
 mod gate;
 mod handoff;
 mod journal;
@@ -18,14 +19,16 @@ mod money;
 mod plan;
 mod recover;
 mod review;
+mod services;
+mod snapshot;
 mod verify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_core::{
-    ApprovalPolicy, DecisionKind, ENVIRONMENT_FILE, Environment, Event, LegRole, MAX_ENVIRONMENT_FILE, Rates, Recorded,
-    Refusal, Secret, Status, StopReason, TaskId, TaskState,
+    ApprovalPolicy, DecisionKind, Event, LegRole, Phase, Rates, Recorded, Refusal, Secret, Status, StopReason, TaskId,
+    TaskState,
 };
 use baton_git::{GitError, Repo, Worktree};
 use baton_model::{ModelClient, ModelError, ModelName, Price};
@@ -35,8 +38,12 @@ use baton_tools::{ToolError, Toolbox, Workspace};
 
 use crate::clean::CleanMachines;
 pub use crate::confined_git::SandboxedGit;
+use crate::environment::TaskEnvironment;
+pub use crate::environment::{EnvironmentCheck, Resolved, check_environment};
 use crate::journal::Journal;
 pub use crate::layout::TaskLayout;
+use crate::services::WithServices;
+pub use crate::snapshot::{Caches, Manifest, Provenance, SetupFailure, SetupStep, Snapshot, Snapshots, Source};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -56,6 +63,10 @@ pub enum EngineError {
     Environment(#[from] baton_core::EnvironmentError),
     #[error("the clean machine: {0}")]
     Clean(String),
+    #[error("environments: {0}")]
+    Environments(String),
+    #[error("{0}")]
+    Setup(SetupFailure),
     #[error("an event could not be redacted of the task's secrets, so it was not written: {0}")]
     Redaction(String),
 }
@@ -127,8 +138,10 @@ struct Machine<'a> {
     toolbox: &'a Toolbox,
     clean: &'a CleanMachines,
     worktree: &'a Worktree,
-    /// The repository's declared environment, as the task's base commit has it.
+    /// The environment the task's machines are built on (as its base commit declares it).
     environment: &'a TaskEnvironment,
+    /// Where snapshots are found and built (the candidate's environment may differ).
+    snapshots: &'a Snapshots,
 }
 
 /// How an answer's tool calls went.
@@ -187,18 +200,28 @@ impl Engine {
             Status::Running | Status::Verifying | Status::Reviewing => {}
         }
 
-        match self.prepare(journal.state()) {
+        let snapshots = Snapshots::new(&self.config.home, self.config.sandbox.clone());
+        match self.prepare(journal.state(), &snapshots) {
             Ok(prepared) => {
                 journal.redact(prepared.toolbox.shared_secrets());
+                for event in prepared.environment.events.clone() {
+                    journal.append(event).await?;
+                }
                 let machine = Machine {
                     toolbox: &prepared.toolbox,
                     clean: &prepared.clean,
                     worktree: &prepared.worktree,
                     environment: &prepared.environment,
+                    snapshots: &snapshots,
                 };
                 self.resume(&mut journal, machine).await?
             }
             Err(error) => {
+                if let EngineError::Setup(failure) = &error {
+                    for (host, port) in failure.steps.iter().flat_map(|step| step.refused.clone()) {
+                        journal.append(Event::ConnectionRefused { host, port, phase: Phase::Initialize }).await?;
+                    }
+                }
                 let detail = format!("the task's machine could not be prepared: {error}");
                 journal.append(Event::Paused { reason: StopReason::EnvironmentError, detail }).await?;
             }
@@ -207,28 +230,24 @@ impl Engine {
         Ok(journal.into_state())
     }
 
-    /// The task's disk, worktree, tools (with a sandbox) and a second sandbox for the checks.
-    fn prepare(&self, state: &TaskState) -> Result<Prepared, EngineError> {
+    /// The task's disk, worktree, environment, tools (with a sandbox) and its clean machines.
+    fn prepare(&self, state: &TaskState, snapshots: &Snapshots) -> Result<Prepared, EngineError> {
         let layout = TaskLayout::of(&self.config.home, &state.id);
         let disk = layout.attach_disk(self.config.sandbox.disk_bytes)?;
         let repo = Repo::open(&state.spec.repo)?;
         let worktree = repo.ensure_worktree(&state.branch, &layout.worktree(), &state.base_commit)?;
         let git_dirs = vec![worktree.common_dir()?];
-        // From the base commit, as the user handed the repository over: the agent's own edits to
-        // it do not decide what runs on the machine that judges its work.
-        let environment = match worktree.file_at(&state.base_commit, ENVIRONMENT_FILE, MAX_ENVIRONMENT_FILE)? {
-            Some(file) => TaskEnvironment {
-                declared: Environment::parse(&file.text)?,
-                identity: format!("host, {ENVIRONMENT_FILE} {}", &file.object[..file.object.len().min(12)]),
-            },
-            None => TaskEnvironment { declared: Environment::default(), identity: "host, nothing declared".into() },
-        };
         let git_state = layout.sandbox_state().join("git");
         let git = SandboxedGit::new(&self.config.sandbox, &git_state, worktree.path(), git_dirs[0].clone())?;
         let worktree = worktree.confined(Arc::new(git));
+        // From the base commit, as the user handed the repository over: the agent's own edits to
+        // it decide only the machine its work is checked on, where the review sees them.
+        let resolved = Resolved::read(&worktree, &state.base_commit, state.spec.environment.as_deref())?;
+        let source = resolved.source(&worktree, &git_dirs[0], &state.base_commit);
+        let environment = TaskEnvironment::prepare(snapshots, &resolved, source, Caches::Kept)?;
         let sandbox = || {
             LocalSandbox::new(self.config.sandbox.clone(), layout.sandbox_state(), worktree.path(), git_dirs.clone())
-                .map(|sandbox| sandbox.with_layer(layout.layer()))
+                .map(|sandbox| sandbox.with_layer(layout.layer()).with_lower(environment.lower.clone()))
         };
         // Credentials a human granted: the journal keeps their names, the environment their values.
         let granted = state.work.decisions.iter().filter_map(|(decision, answer)| match (&decision.kind, answer) {
@@ -237,20 +256,13 @@ impl Engine {
             }
             _ => None,
         });
+        let serviced = WithServices::new(sandbox()?, environment.declared.startup.clone());
         let toolbox = Toolbox::new(Workspace::open(worktree.path())?)
-            .with_sandbox(Box::new(sandbox()?), granted.collect())
+            .with_sandbox(Box::new(serviced), granted.collect())
             .with_reader(Box::new(sandbox()?.reading_only()));
-        let clean = CleanMachines::new(self.config.sandbox.clone(), layout, git_dirs[0].clone());
+        let clean = CleanMachines::new(self.config.sandbox.clone(), &layout, git_dirs[0].clone());
         Ok(Prepared { worktree, toolbox, clean, environment, _disk: disk })
     }
-}
-
-/// What a task's machines are prepared with, and how provenance names it.
-#[derive(Debug)]
-struct TaskEnvironment {
-    declared: Environment,
-    /// The base, and the declaration's git object: the same name, the same preparation.
-    identity: String,
 }
 
 /// A task's machine while the engine works on it.

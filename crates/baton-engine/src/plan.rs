@@ -20,7 +20,12 @@ use crate::{Acted, CallFailure, Engine, EngineError, Machine, instructions};
 /// Model steps a captain may take to submit a valid plan.
 const PLAN_STEPS: u32 = 30;
 /// How long a check may run when the plan is checked: long enough to show that it runs.
-const CHECK_PROBE: Duration = Duration::from_secs(120);
+pub(crate) const CHECK_PROBE: Duration = Duration::from_secs(120);
+
+/// How many checks submitting `arguments` as a plan probes (none for a plan that does not parse).
+pub(crate) fn probes(arguments: &str) -> u64 {
+    baton_agent::parse_plan(arguments).map_or(0, |plan| plan.iter().map(|subtask| subtask.checks.len() as u64).sum())
+}
 
 impl Engine {
     /// The life of a task with a plan: the captain (until a plan is accepted), then the subtasks.
@@ -87,12 +92,13 @@ impl Engine {
         clean: &CleanMachines,
         worktree: &Worktree,
         toolbox: &Toolbox,
+        lower: Option<std::path::PathBuf>,
     ) -> Vec<String> {
         let mut problems = Vec::new();
         let probing = plan.iter().any(|subtask| !subtask.checks.is_empty());
         let machine = probing.then(|| {
             let head = worktree.head()?;
-            clean.build(worktree, &head).map(LocalSandbox::reading_only)
+            clean.build(worktree, &head, lower).map(LocalSandbox::reading_only)
         });
         for subtask in plan {
             for path in subtask.scope.iter().filter(|p| !toolbox.exists(p)) {
@@ -205,6 +211,7 @@ impl Engine {
             approve_plan: false,
             role_models: state.spec.role_models.clone(),
             parent: Some(state.id.to_string()),
+            environment: state.spec.environment.clone(),
         };
         // Derived from the parent and the subtask's place, so a retried creation names the same child.
         let entropy = state

@@ -21,7 +21,7 @@ impl Engine {
         machine: Machine<'_>,
         summary: &str,
     ) -> Result<bool, EngineError> {
-        let Machine { toolbox, worktree, .. } = machine;
+        let Machine { toolbox, worktree, environment, .. } = machine;
         let state = journal.state();
         // A planned task's subtasks were reviewed each on its own.
         if !state.spec.review || state.spec.plan || state.work.review_rounds >= REVIEW_ROUNDS {
@@ -37,7 +37,22 @@ impl Engine {
         }
         let state = journal.state();
         let round = state.work.review_rounds + 1;
-        let brief = baton_agent::review_brief(&state.spec, round, &diff, &state.work.last_checks, &state.work.findings);
+        let mut brief =
+            baton_agent::review_brief(&state.spec, round, &diff, &state.work.last_checks, &state.work.findings);
+        // The checks ran on the environment the agent's commit declares: a change to it changes
+        // what judged the work, so the reviewer is told to read it.
+        if let Some(checked_on) = state.work.last_checks.last().map(|check| &check.environment)
+            && *checked_on != environment.hash
+        {
+            brief.push_str(&format!(
+                "\n\n## The environment changed\nThe agent's commit changes the environment ({}): the checks ran on \
+                 environment {} instead of the task's {}. Read that change in the diff: what it runs before the checks \
+                 could decide whether they pass.\n",
+                baton_core::ENVIRONMENT_FILE,
+                &checked_on[..checked_on.len().min(12)],
+                environment.short_hash()
+            ));
+        }
         let leg = Event::LegStarted {
             leg: state.work.leg + 1,
             model: self.chosen(LegRole::Review).name.to_string(),

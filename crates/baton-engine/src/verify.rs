@@ -4,28 +4,17 @@
 
 use std::time::{Duration, Instant};
 
-use baton_core::{CheckSpec, Event, Status, StopReason, TaskState};
+use baton_core::{CheckSpec, Event, Phase, Status, StopReason, TaskState};
 use baton_sandbox::{RunRequest, Sandbox};
 
+use crate::environment::{Resolved, SETUP_TIMEOUT, TaskEnvironment};
 use crate::journal::Journal;
+use crate::services::WithServices;
+use crate::snapshot::{Caches, tail};
 use crate::{Engine, EngineError, Machine};
-
-/// How long one `after_checkout` step may take.
-const SETUP_TIMEOUT: Duration = Duration::from_secs(1800);
 
 /// Output kept from a check for the journal and the agent.
 const CHECK_OUTPUT: usize = 4096;
-
-fn tail(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut start = text.len() - max;
-    while !text.is_char_boundary(start) {
-        start += 1;
-    }
-    format!("…{}", &text[start..])
-}
 
 /// True when a check's output says it ran no test at all (a runner that found nothing exits 0 in
 /// some frameworks): such a check proves nothing, so it does not pass.
@@ -76,7 +65,7 @@ impl Engine {
         machine: Machine<'_>,
         summary: &str,
     ) -> Result<bool, EngineError> {
-        let Machine { toolbox, clean, worktree, environment } = machine;
+        let Machine { toolbox, clean, worktree, environment, snapshots } = machine;
         if journal.state().status() != Status::Verifying {
             journal.append(Event::VerificationStarted).await?;
         }
@@ -86,16 +75,7 @@ impl Engine {
         let embedded = worktree.embedded_repositories()?;
         if !embedded.is_empty() {
             let refused = baton_git::GitError::EmbeddedRepositories(embedded);
-            if journal.state().work.verifications >= self.config.max_verifications {
-                let detail = format!("the checks could not run: {refused}");
-                journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
-                return Ok(true);
-            }
-            journal
-                .append(Event::Resumed { detail: "the worktree holds a git repository; the agent continues".into() })
-                .await?;
-            journal.append(Event::Feedback { text: format!("The checks did not run: {refused}.") }).await?;
-            return Ok(false);
+            return self.not_checked(journal, format!("The checks did not run: {refused}.")).await;
         }
         // Nothing the agent started may touch the work while it is checked.
         toolbox.stop_machines();
@@ -116,8 +96,43 @@ impl Engine {
             Some(commit) => commit,
             None => worktree.head()?,
         };
-        let checks = match clean.build(worktree, &candidate) {
-            Ok(checks) => checks,
+        // The environment the candidate declares: the agent may have changed it, and the review
+        // is told. One built for the agent's declaration gets no kept cache it could poison.
+        let resolved = match Resolved::read(worktree, &candidate, spec.environment.as_deref()) {
+            Ok(resolved) => resolved,
+            Err(EngineError::Environment(error)) => {
+                return self.not_checked(journal, format!("The checks did not run: your commit's {error}")).await;
+            }
+            Err(error) => return Err(error),
+        };
+        let changed;
+        let environment = if resolved.hash() == environment.hash {
+            environment
+        } else {
+            let git_dir = worktree.common_dir()?;
+            let source = resolved.source(worktree, &git_dir, &candidate);
+            match TaskEnvironment::prepare(snapshots, &resolved, source, Caches::Fresh) {
+                Ok(prepared) => {
+                    for event in prepared.events.clone() {
+                        journal.append(event).await?;
+                    }
+                    changed = prepared;
+                    &changed
+                }
+                Err(EngineError::Setup(failure)) => {
+                    let text = format!("The checks did not run: your commit changes the environment, and {failure}");
+                    return self.not_checked(journal, text).await;
+                }
+                Err(error) => return Err(error),
+            }
+        };
+        let built = clean.build(worktree, &candidate, environment.lower.clone()).and_then(|built| {
+            let clean_machine = WithServices::new(built, environment.declared.startup.clone());
+            let session = clean_machine.session()?;
+            Ok((clean_machine, session))
+        });
+        let (clean_machine, session) = match built {
+            Ok(built) => built,
             Err(error) => {
                 let detail = format!("the clean machine for the checks could not be built: {error}");
                 self.pause(journal, worktree, StopReason::EnvironmentError, detail).await?;
@@ -140,11 +155,12 @@ impl Engine {
                 return Ok(true);
             }
             let start = Instant::now();
-            let outcome = checks.run(&RunRequest::shell(&check.command, Duration::from_secs(check.timeout_secs)))?;
+            let outcome = session.run(&RunRequest::shell(&check.command, Duration::from_secs(check.timeout_secs)))?;
             let _ = std::fs::remove_file(&outcome.output_file);
             let text = outcome.output.text();
             // A setup step is not a test: only checks must show they ran one.
-            let empty = index >= setup.len() && ran_no_test(&text);
+            let phase = if index < setup.len() { Phase::AfterCheckout } else { Phase::Check };
+            let empty = phase == Phase::Check && ran_no_test(&text);
             let passed = outcome.exit_code == 0 && outcome.stopped.is_none() && !empty;
             let mut output = tail(&text, CHECK_OUTPUT);
             if empty {
@@ -154,15 +170,19 @@ impl Engine {
                 output.push_str(&format!("\n[stopped: {:?}]", outcome.stopped));
             }
             self.settle(journal, &key, self.config.rates.charges(start.elapsed().as_secs().max(1), 1))?;
+            for refusal in clean_machine.take_refused_connections() {
+                journal.append(Event::ConnectionRefused { host: refusal.host, port: refusal.port, phase }).await?;
+            }
             let event = Event::CheckFinished {
                 name: check.name.clone(),
                 exit_code: outcome.exit_code,
                 passed,
                 output,
                 duration_ms: start.elapsed().as_millis() as u64,
+                environment: environment.hash.clone(),
             };
             journal.append(event).await?;
-            if !passed && index < setup.len() {
+            if !passed && phase == Phase::AfterCheckout {
                 break;
             }
         }
@@ -171,8 +191,8 @@ impl Engine {
         if passed {
             let count = state.work.last_checks.len();
             let evidence = format!(
-                "{count} of {count} checks passed on a clean checkout of this commit (environment: {})",
-                environment.identity
+                "{count} of {count} checks passed on a clean checkout of this commit (environment {})",
+                environment.short_hash()
             );
             journal.append(Event::Checkpointed { commit: candidate, evidence }).await?;
             return self.review(journal, machine, summary).await;
@@ -184,6 +204,20 @@ impl Engine {
         }
         let text = feedback(state);
         journal.append(Event::Resumed { detail: "the checks failed; the agent continues".into() }).await?;
+        journal.append(Event::Feedback { text }).await?;
+        Ok(false)
+    }
+
+    /// The checks could not run on the agent's work for a reason the agent can fix: it is told
+    /// `text` and goes on, unless it is out of attempts.
+    async fn not_checked(&self, journal: &mut Journal<'_>, text: String) -> Result<bool, EngineError> {
+        if journal.state().work.verifications >= self.config.max_verifications {
+            let detail = text.trim_start_matches("The checks did not run: ").to_owned();
+            let detail = format!("the checks could not run: {detail}");
+            journal.append(Event::Finished { reason: StopReason::ChecksFailed, detail }).await?;
+            return Ok(true);
+        }
+        journal.append(Event::Resumed { detail: "the checks could not run; the agent continues".into() }).await?;
         journal.append(Event::Feedback { text }).await?;
         Ok(false)
     }

@@ -1,13 +1,14 @@
 //! A repository's declared environment (`baton.toml`): what the clean machine runs before the
 //! checks, the named commands the agent is told about, and declarations baton cannot honour,
-//! refused by name. Read from the task's base commit: the agent's own edits never decide what runs
-//! on the machine that judges its work.
+//! refused by name. The task's machines are built from the base commit's declaration; the checks
+//! run on the one the agent's commit declares, and a change to it is named to the reviewer.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 mod common;
 
 use baton_core::{Status, StopReason, TaskState};
+use baton_store::Store;
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::{Expect, Reply, Script, Turn};
 use common::{Harness, call, turn};
@@ -64,33 +65,61 @@ async fn what_the_environment_declares_runs_on_the_clean_machine_and_the_agent_i
     assert!(state.work.last_checks[1].output.contains("all tests passed"));
     let brief = first_request(&h);
     assert!(brief.contains("- `python3 gen.py`") && brief.contains("- test: `python3 test_calc.py`"), "{brief}");
-    // Provenance: the verified checkpoint names the declaration it was prepared by.
-    let object = h.repo.git(&["rev-parse", "HEAD:baton.toml"]);
+    // Provenance: the task, the checks and the verified checkpoint name the environment's hash.
+    let hash = state.work.environment.clone().expect("the task records its environment");
+    assert!(state.work.last_checks.iter().all(|check| check.environment == hash), "{:?}", state.work.last_checks);
     let evidence = state.work.last_evidence.clone().unwrap();
-    assert!(evidence.ends_with(&format!("(environment: host, baton.toml {})", &object[..12])), "{evidence}");
+    assert!(evidence.ends_with(&format!("(environment {})", &hash[..12])), "{evidence}");
+    assert_eq!(kinds.iter().filter(|k| *k == "environment_prepared").count(), 1, "{kinds:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn what_only_the_agents_machine_has_is_missing_on_the_clean_one_even_if_the_agent_declares_it() {
-    // The agent also declares the step itself: the base commit has no `baton.toml`, so it does not count.
+async fn what_only_the_agents_machine_has_is_missing_on_the_clean_one_until_the_agent_declares_it() {
+    // The first finish: the settings exist only in the agent's machine. Then the agent declares
+    // the step that makes them; that change is part of its work, and the checks run on it.
+    let mut turns = fixing(vec![]);
+    turns.push(Turn {
+        expect: Expect { body_contains: Some("No module named 'settings'".into()), ..Expect::default() },
+        ..turn(None, call("d", "write_file", json!({"path": "baton.toml", "content": DECLARED})))
+    });
+    turns.push(turn(None, call("f2", "finish", json!({"summary": "add() adds; gen.py runs after checkout."}))));
+    let h = Harness::with_repo(Script { turns, ..Script::default() }, generated_settings(None)).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?}");
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    // The task's own environment (nothing declared), then the agent's, for its second verification.
+    let events = h.store.events(&id, 0).await.unwrap();
+    let hashes: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            baton_core::Event::EnvironmentPrepared { hash, .. } => Some(hash.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hashes.len(), 2, "{kinds:?}");
+    assert_ne!(hashes[0], hashes[1]);
+    assert_eq!(state.work.last_checks[0].name, "after_checkout `python3 gen.py`");
+    assert!(state.work.last_checks.iter().all(|check| check.environment == hashes[1]));
+    let committed = h.repo.git(&["show", &format!("{}:baton.toml", state.work.last_commit.clone().unwrap())]);
+    assert!(committed.contains("python3 gen.py"), "the verified commit is not the tree that was checked");
+}
+
+/// A reviewer reads a change the agent made to the environment, named in its brief: what runs
+/// before the checks could decide whether they pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_the_environment_is_named_to_the_reviewer() {
     let declare = call("d", "write_file", json!({"path": "baton.toml", "content": DECLARED}));
     let mut turns = fixing(vec![declare]);
     turns.push(Turn {
-        expect: Expect { body_contains: Some("No module named 'settings'".into()), ..Expect::default() },
-        ..turn(None, call("f2", "finish", json!({"summary": "add() adds."})))
+        expect: Expect { body_contains: Some("## The environment changed".into()), ..Expect::default() },
+        ..turn(None, call("r", "report_findings", json!({"findings": []})))
     });
-    let (h, state, kinds) = run(generated_settings(None), turns).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Failed, Some(StopReason::ChecksFailed)),
-        "{kinds:?}"
-    );
+    let h = Harness::with_repo(Script { turns, ..Script::default() }, generated_settings(None)).await;
+    let id = h.create_with(|spec| spec.review = true).await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?}");
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
-    assert!(
-        h.server.requests().iter().any(|r| r.body.to_string().contains("all tests passed")),
-        "it passed for the agent"
-    );
-    assert_eq!(state.work.last_checks.len(), 1, "no setup step ran: {:?}", state.work.last_checks);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,7 +148,7 @@ async fn a_declaration_baton_cannot_honour_pauses_the_task_with_its_name() {
         "{kinds:?}"
     );
     let detail = &state.stop.as_ref().unwrap().detail;
-    assert!(detail.contains("baton.toml: [environment] `packages` is not supported yet"), "{detail}");
+    assert!(detail.contains("baton.toml: [environment] `packages` is not supported: Debian packages need"), "{detail}");
     assert!(h.server.requests().is_empty(), "no model call was made");
 }
 

@@ -167,6 +167,14 @@ pub struct Blob {
     pub text: String,
 }
 
+/// Which files of a commit [`Worktree::export_command`] checks out.
+#[derive(Debug, Clone, Copy)]
+pub enum Export<'a> {
+    All,
+    /// These paths (literal, relative to the root), each of which the commit has.
+    Only(&'a [String]),
+}
+
 /// A task's worktree: a checkout of the task branch that only baton writes.
 #[derive(Debug, Clone)]
 pub struct Worktree {
@@ -421,6 +429,7 @@ impl Worktree {
         &self,
         git_dir: &Path,
         commit: &str,
+        files: Export<'_>,
         work_tree: &str,
         index: &str,
     ) -> (Vec<String>, Vec<(String, String)>) {
@@ -428,7 +437,13 @@ impl Worktree {
         let argv =
             ["git", "--git-dir", &git_dir, "--work-tree", work_tree].into_iter().chain(OVERRIDES.iter().copied());
         let argv = argv.map(str::to_owned).chain(self.overrides.iter().cloned());
-        let argv = argv.chain(["read-tree", "--reset", "-u", commit].map(str::to_owned)).collect();
+        let argv: Vec<String> = match files {
+            Export::All => argv.chain(["read-tree", "--reset", "-u", commit].map(str::to_owned)).collect(),
+            Export::Only(paths) => {
+                let checkout = ["--literal-pathspecs", "checkout", commit, "--"].map(str::to_owned);
+                argv.chain(checkout).chain(paths.iter().cloned()).collect()
+            }
+        };
         let env = ENVIRONMENT.iter().copied().chain([("GIT_INDEX_FILE", index)]);
         (argv, env.map(|(name, value)| (name.to_owned(), value.to_owned())).collect())
     }

@@ -62,8 +62,8 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug {
     fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError>;
     /// A machine that runs many commands, for one leg.
     fn session(&self) -> Result<Box<dyn SandboxSession>, SandboxError>;
-    /// Connections the egress proxy refused, for the journal.
-    fn refused_connections(&self) -> Vec<Refusal>;
+    /// Connections the egress proxy refused since the last call, for the journal.
+    fn take_refused_connections(&self) -> Vec<Refusal>;
 }
 
 /// One machine for many commands; dropping it ends everything in it.
@@ -383,9 +383,8 @@ impl LocalSandbox {
 }
 
 impl Sandbox for LocalSandbox {
-    /// Connections the egress proxy refused, for the journal.
-    fn refused_connections(&self) -> Vec<Refusal> {
-        self.proxy.as_ref().map(EgressProxy::refused).unwrap_or_default()
+    fn take_refused_connections(&self) -> Vec<Refusal> {
+        self.proxy.as_ref().map(EgressProxy::take_refused).unwrap_or_default()
     }
 
     /// Runs one command to its end, a timeout, or the output cap.

@@ -153,9 +153,9 @@ impl EgressProxy {
         &self.socket
     }
 
-    /// Every connection refused so far.
-    pub fn refused(&self) -> Vec<Refusal> {
-        self.refused.lock().map(|r| r.clone()).unwrap_or_default()
+    /// The connections refused since the last call.
+    pub fn take_refused(&self) -> Vec<Refusal> {
+        self.refused.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
     }
 }
 

@@ -359,8 +359,10 @@ fn the_allow_list_lets_listed_hosts_through_the_proxy_and_records_the_rest() {
     assert!(text(&denied).starts_with("HTTP/1.1 403 Forbidden"), "{}", text(&denied));
     let denied = sh(&sandbox, &request("GET http://evil.test/steal HTTP/1.1"));
     assert!(text(&denied).contains("evil.test:80 is not on this task's network allow-list"), "{}", text(&denied));
-    let refused: Vec<(String, u16)> = sandbox.refused_connections().into_iter().map(|r| (r.host, r.port)).collect();
+    let refused: Vec<(String, u16)> =
+        sandbox.take_refused_connections().into_iter().map(|r| (r.host, r.port)).collect();
     assert_eq!(refused, [("evil.test".to_owned(), 443), ("evil.test".to_owned(), 80)]);
+    assert!(sandbox.take_refused_connections().is_empty(), "a refusal is reported once");
 
     // The proxy variables are set for the command's tools.
     assert_eq!(text(&sh(&sandbox, "echo $https_proxy")), "http://127.0.0.1:3128\n");

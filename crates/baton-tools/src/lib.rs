@@ -126,6 +126,15 @@ impl Toolbox {
         Toolbox { reader: Machine { sandbox: Some(sandbox), session: Default::default() }, ..self }
     }
 
+    /// Connections the network policy refused the agent's commands since the last call.
+    pub fn take_refused_connections(&self) -> Vec<baton_sandbox::Refusal> {
+        [&self.writer, &self.reader]
+            .iter()
+            .filter_map(|machine| machine.sandbox.as_ref())
+            .flat_map(|sandbox| sandbox.take_refused_connections())
+            .collect()
+    }
+
     /// Ends the agent's machines: its background processes, then its sessions (the next `shell`
     /// call starts a fresh one).
     pub fn stop_machines(&self) {
