@@ -69,7 +69,7 @@ pub async fn run(home: &Path, config: &Config, command: EnvCommand, json: bool) 
                     "name the checks with --check CMD, or declare [environment.commands] test = \"…\" in baton.toml"
                 ),
             };
-            let scratch = home.join("environments").join(format!("check-{}", std::process::id()));
+            let scratch = home.join("environments").join(format!("c{}", std::process::id()));
             let sandbox = crate::run::sandbox_config(home, config)?;
             let report = baton_engine::check_environment(
                 &sandbox,

@@ -63,6 +63,18 @@ pub enum Phase {
     Check,
 }
 
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Phase::Initialize => "initialize",
+            Phase::AfterCheckout => "after_checkout",
+            Phase::Startup => "startup",
+            Phase::Agent => "agent",
+            Phase::Check => "check",
+        })
+    }
+}
+
 /// A file of `inputs`, as the key's commit has it: its git object names its content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Input {

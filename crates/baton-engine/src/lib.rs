@@ -204,7 +204,17 @@ impl Engine {
         match self.prepare(journal.state(), &snapshots) {
             Ok(prepared) => {
                 journal.redact(prepared.toolbox.shared_secrets());
-                for event in prepared.environment.events.clone() {
+                // A resume on the environment the task was on says nothing new: recovery comes first.
+                let work = &journal.state().work;
+                let unchanged = |event: &Event| match event {
+                    Event::EnvironmentPrepared { hash, snapshot, .. } => {
+                        work.environment.as_ref() == Some(hash) && work.snapshot == *snapshot
+                    }
+                    _ => false,
+                };
+                let events: Vec<Event> =
+                    prepared.environment.events.iter().filter(|event| !unchanged(event)).cloned().collect();
+                for event in events {
                     journal.append(event).await?;
                 }
                 let machine = Machine {

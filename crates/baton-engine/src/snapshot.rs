@@ -72,18 +72,12 @@ impl std::fmt::Display for SetupFailure {
         writeln!(f, "the environment's setup failed:")?;
         for step in &self.steps {
             let verdict = if step.exit_code == 0 { "ok".to_owned() } else { format!("exit code {}", step.exit_code) };
-            writeln!(
-                f,
-                "- {:?} `{}`: {verdict} ({:.1} s)",
-                step.phase,
-                step.command,
-                step.duration_ms as f64 / 1000.0
-            )?;
+            writeln!(f, "- {} `{}`: {verdict} ({:.1} s)", step.phase, step.command, step.duration_ms as f64 / 1000.0)?;
             if !step.refused.is_empty() {
                 let refused: Vec<String> = step.refused.iter().map(|(host, port)| format!("{host}:{port}")).collect();
                 writeln!(f, "  refused by the network policy: {}", refused.join(", "))?;
             }
-            if step.exit_code != 0 && !step.output.trim().is_empty() {
+            if !step.output.trim().is_empty() {
                 writeln!(f, "  output:\n{}", indent(step.output.trim_end()))?;
             }
         }
@@ -232,6 +226,12 @@ impl Snapshots {
         self.build_locked(source, caches)
     }
 
+    /// baton's files about a build's commands. Short: the proxy's socket is there, and a socket's
+    /// path has at most 107 bytes.
+    fn build_state(&self, building: &Path) -> PathBuf {
+        self.root.join("s").join(building.file_name().unwrap_or_default())
+    }
+
     fn lock(&self, key: &str) -> Result<std::fs::File, EngineError> {
         let locks = self.root.join("locks");
         std::fs::create_dir_all(&locks).map_err(|e| self.io(&locks, e))?;
@@ -244,17 +244,17 @@ impl Snapshots {
 
     fn build_locked(&self, source: &Source<'_>, caches: Caches) -> Result<Result<Snapshot, SetupFailure>, EngineError> {
         let key = source.key();
-        let building = self.root.join("building").join(format!("{key}-{}", std::process::id()));
+        let building = self.root.join("building").join(format!("{}-{}", &key[..16], std::process::id()));
         let started = Instant::now();
         let steps = match self.run_initialize(source, &building, caches)? {
             Ok(steps) => steps,
             Err(failure) => {
                 let _ = std::fs::remove_dir_all(&building);
+                let _ = std::fs::remove_dir_all(self.build_state(&building));
                 return Ok(Err(failure));
             }
         };
-        for scratch in ["workspace", "state", "caches"] {
-            let path = building.join(scratch);
+        for path in [building.join("workspace"), building.join("caches"), self.build_state(&building)] {
             match std::fs::remove_dir_all(&path) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(self.io(&path, e)),
                 _ => {}
@@ -303,14 +303,11 @@ impl Snapshots {
             std::fs::create_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
             mounts.push(Mount { source: dir, target: PathBuf::from(path) });
         }
-        let sandbox = LocalSandbox::new(
-            self.config.clone(),
-            &building.join("state"),
-            &workspace,
-            vec![source.git_dir.to_owned()],
-        )?
-        .with_layer(building.join("layer"))
-        .with_mounts(mounts);
+        let state = self.build_state(building);
+        let _ = std::fs::remove_dir_all(&state);
+        let sandbox = LocalSandbox::new(self.config.clone(), &state, &workspace, vec![source.git_dir.to_owned()])?
+            .with_layer(building.join("layer"))
+            .with_mounts(mounts);
         let mut steps = Vec::new();
         let present: Vec<String> =
             source.inputs.iter().filter(|input| !input.object.is_empty()).map(|input| input.path.clone()).collect();

@@ -59,6 +59,8 @@ pub struct Harness {
     pub rates: Rates,
     /// Whether a task at its credit limit asks a human instead of pausing.
     pub ask_on_budget_overrun: bool,
+    /// The hosts tasks may reach; `None`: no network.
+    pub network: Option<baton_sandbox::EgressPolicy>,
 }
 
 impl Harness {
@@ -79,6 +81,7 @@ impl Harness {
             price: None,
             rates: Rates::default(),
             ask_on_budget_overrun: false,
+            network: None,
         }
     }
 
@@ -145,7 +148,7 @@ impl Harness {
             context_window: self.context_window,
             max_handoffs: 50,
             max_verifications: 2,
-            sandbox: SandboxConfig::new(init, self.home.path()),
+            sandbox: SandboxConfig { network: self.network.clone(), ..SandboxConfig::new(init, self.home.path()) },
         };
         Engine::new(self.store.clone(), Arc::new(client), config)
     }
