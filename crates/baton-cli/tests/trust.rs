@@ -12,7 +12,7 @@ mod common;
 use assert_cmd::cargo::CommandCargoExt;
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::{Script, ScriptedServer, Turn};
-use common::{calc_repo, call};
+use common::{calc_repo, call, package_index};
 use serde_json::{Value, json};
 
 fn shell(id: &str, command: &str) -> Turn {
@@ -269,51 +269,6 @@ async fn a_cpu_hog_is_held_at_the_tasks_share_and_the_agent_is_told() {
     assert!(hog.contains("hogged") && hog.contains("at the task's CPU share"), "{hog}");
 }
 
-/// A package index on the host's loopback, serving one wheel, `calcextra` (`double(x)`), as a
-/// `--find-links` page. Returns its port.
-fn package_index() -> u16 {
-    let dir = tempfile::tempdir().unwrap();
-    let wheel = dir.path().join("calcextra-1.0-py3-none-any.whl");
-    let made = std::process::Command::new("python3")
-        .arg("-c")
-        .arg(
-            "import sys, zipfile\n\
-             with zipfile.ZipFile(sys.argv[1], 'w') as w:\n\
-             \x20   w.writestr('calcextra/__init__.py', 'def double(x):\\n    return 2 * x\\n')\n\
-             \x20   w.writestr('calcextra-1.0.dist-info/METADATA', 'Metadata-Version: 2.1\\nName: calcextra\\nVersion: 1.0\\n')\n\
-             \x20   w.writestr('calcextra-1.0.dist-info/WHEEL', 'Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n\
-             \x20   w.writestr('calcextra-1.0.dist-info/RECORD', 'calcextra/__init__.py,,\\ncalcextra-1.0.dist-info/METADATA,,\\ncalcextra-1.0.dist-info/WHEEL,,\\ncalcextra-1.0.dist-info/RECORD,,\\n')\n",
-        )
-        .arg(&wheel)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let wheel = std::fs::read(&wheel).unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for connection in listener.incoming() {
-            let Ok(mut connection) = connection else { continue };
-            let mut head = [0u8; 4096];
-            let read = std::io::Read::read(&mut connection, &mut head).unwrap_or(0);
-            let request = String::from_utf8_lossy(&head[..read]).into_owned();
-            let (kind, body) = if request.starts_with("GET /calcextra-1.0-py3-none-any.whl") {
-                ("application/octet-stream", wheel.clone())
-            } else {
-                let page = "<html><body><a href=\"calcextra-1.0-py3-none-any.whl\">calcextra-1.0-py3-none-any.whl</a></body></html>";
-                ("text/html", page.as_bytes().to_vec())
-            };
-            let header = format!(
-                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = std::io::Write::write_all(&mut connection, header.as_bytes());
-            let _ = std::io::Write::write_all(&mut connection, &body);
-        }
-    });
-    port
-}
-
 /// The tests need a package the host lacks, from an index the network policy allows. Declared in
 /// `baton.toml`, it is installed on the clean machine and the task is verified; installed only by
 /// the agent in its own machine, the checks fail there and the agent is told what was missing.
@@ -321,17 +276,23 @@ fn package_index() -> u16 {
 async fn a_package_from_an_allowed_index_counts_only_when_the_environment_declares_it() {
     let port = package_index();
     let install = format!(
-        "python3 -m pip install -q --user --break-system-packages --no-cache-dir --disable-pip-version-check --no-index --trusted-host packages.test --find-links http://packages.test:{port}/ calcextra"
+        "python3 -m pip install -q --user --break-system-packages --no-cache-dir --disable-pip-version-check --no-index --trusted-host packages.test --find-links http://packages.test:{port}/"
     );
     let config =
         format!("[network]\nallow = [\"packages.test\"]\nresolve = {{ \"packages.test\" = \"127.0.0.1:{port}\" }}\n");
     let test = "from calcextra import double\nfrom calc import add\nassert add(2, 3) == 5 and double(2) == 4, 'wrong'\nprint('ok')\n";
     for declared in [true, false] {
-        let baton_toml = format!("[environment]\nafter_checkout = [{install:?}]\n");
-        let mut files = vec![("calc.py", "def add(a, b):\n    return a - b\n"), ("test_calc.py", test)];
+        let initialize = format!("{install} -r requirements.txt");
+        let baton_toml = format!("[environment]\ninitialize = {initialize:?}\ninputs = [\"requirements.txt\"]\n");
+        let mut files = vec![
+            ("calc.py", "def add(a, b):\n    return a - b\n"),
+            ("test_calc.py", test),
+            ("requirements.txt", "calcextra\n"),
+        ];
         if declared {
             files.push(("baton.toml", baton_toml.as_str()));
         }
+        let install = format!("{install} calcextra");
         let repo = FixtureRepo::with_files(&files);
         let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let turns = vec![
@@ -354,6 +315,23 @@ async fn a_package_from_an_allowed_index_counts_only_when_the_environment_declar
             .collect();
         if declared {
             assert_eq!(end, "verified", "{}", describe(&output));
+            // Provenance: the task and its verified checkpoint name the environment's hash.
+            let hash = events
+                .iter()
+                .find(|e| e["event"]["type"] == "environment_prepared")
+                .and_then(|e| e["event"]["hash"].as_str())
+                .unwrap_or_else(|| panic!("no environment_prepared: {}", describe(&output)))
+                .to_owned();
+            let id = with_machine(home.path(), |id, _| id.to_owned());
+            let shown = std::process::Command::cargo_bin("baton")
+                .unwrap()
+                .args(["task", "show", &id])
+                .env("BATON_HOME", home.path())
+                .output()
+                .unwrap();
+            let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+            assert!(shown.contains(&format!("environment {}", &hash[..12])), "{shown}");
+            assert!(shown.contains(&format!("(environment {})", &hash[..12])), "{shown}");
         } else {
             assert_eq!(end, "checks_failed", "{}", describe(&output));
             assert!(checks.iter().all(|c| c.contains("No module named 'calcextra'")), "{checks:?}");

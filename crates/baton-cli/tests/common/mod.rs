@@ -24,3 +24,49 @@ pub fn calc_repo() -> FixtureRepo {
         ("test_calc.py", "from calc import add\nassert add(2, 3) == 5\nprint('ok')\n"),
     ])
 }
+
+/// A package index on the host's loopback, serving one wheel, `calcextra` (`double(x)`), as a
+/// `--find-links` page. Returns its port.
+pub fn package_index() -> u16 {
+    let dir = tempfile::tempdir().unwrap();
+    let wheel = dir.path().join("calcextra-1.0-py3-none-any.whl");
+    let made = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, zipfile\n\
+             with zipfile.ZipFile(sys.argv[1], 'w') as w:\n\
+             \x20   w.writestr('calcextra/__init__.py', 'def double(x):\\n    return 2 * x\\n')\n\
+             \x20   w.writestr('calcextra-1.0.dist-info/METADATA', 'Metadata-Version: 2.1\\nName: calcextra\\nVersion: 1.0\\n')\n\
+             \x20   w.writestr('calcextra-1.0.dist-info/WHEEL', 'Wheel-Version: 1.0\\nGenerator: test\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n')\n\
+             \x20   w.writestr('calcextra-1.0.dist-info/RECORD', 'calcextra/__init__.py,,\\ncalcextra-1.0.dist-info/METADATA,,\\ncalcextra-1.0.dist-info/WHEEL,,\\ncalcextra-1.0.dist-info/RECORD,,\\n')\n",
+        )
+        .arg(&wheel)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let wheel = std::fs::read(&wheel).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for connection in listener.incoming() {
+            let Ok(mut connection) = connection else { continue };
+            let mut head = [0u8; 4096];
+            let read = std::io::Read::read(&mut connection, &mut head).unwrap_or(0);
+            let request = String::from_utf8_lossy(&head[..read]).into_owned();
+            let (kind, body) = if request.starts_with("GET /calcextra-1.0-py3-none-any.whl") {
+                ("application/octet-stream", wheel.clone())
+            } else {
+                let page = "<html><body><a href=\"calcextra-1.0-py3-none-any.whl\">calcextra-1.0-py3-none-any.whl</a></body></html>";
+                ("text/html", page.as_bytes().to_vec())
+            };
+            let header = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = std::io::Write::write_all(&mut connection, header.as_bytes());
+            let _ = std::io::Write::write_all(&mut connection, &body);
+        }
+    });
+    port
+}
+
