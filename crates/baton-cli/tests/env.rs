@@ -126,7 +126,11 @@ fn a_broken_environment_file_is_refused_with_its_reason() {
     std::fs::write(home.path().join("given.toml"), "[environment]\nbase = \"debian:bookworm\"\n").unwrap();
     let given = home.path().join("given.toml");
     let output = baton(home.path(), &repo, &["env", "show", "--env", given.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&output.stderr).contains("base = \"debian:bookworm\" is not supported"), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("base = \"debian:bookworm\" is not supported"),
+        "{}",
+        describe(&output)
+    );
     let output = baton(home.path(), &repo, &["env", "build"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("beneath the repository's root"), "{}", describe(&output));
 }

@@ -54,6 +54,17 @@ async fn a_module_planted_in_the_agents_home_never_judges_the_work() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_early_on_the_path_never_judges_the_work() {
+    // A `python3` that always passes, first on the PATH of every login shell of the agent's home.
+    let command = "mkdir -p ~/.local/bin && printf '#!/bin/sh\\necho all tests passed\\n' > ~/.local/bin/python3 \
+         && chmod +x ~/.local/bin/python3 && echo 'PATH=$HOME/.local/bin:$PATH' | tee -a ~/.profile >> ~/.bashrc \
+         && bash -lc 'python3 test_calc.py'";
+    let (h, state, kinds) = tricked(vec![call("t", "shell", json!({ "command": command }))]).await;
+    assert!(model_saw(&h, "all tests passed"), "the trick works in the agent's own machine");
+    assert_not_verified(&h, &state, &kinds);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ignored_package_shadowing_the_code_never_judges_the_work() {
     // A package `calc/` wins over `calc.py`; listed in `.gitignore`, it is never committed.
     let trick = vec![

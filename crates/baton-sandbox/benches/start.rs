@@ -49,13 +49,24 @@ fn main() {
     let worktree = dir.path().join("worktree");
     std::fs::create_dir_all(&worktree).unwrap();
     let config = SandboxConfig::new(PathBuf::from(env!("CARGO_BIN_EXE_baton-sandbox-init")), &dir.path().join("data"));
-    let sandbox = LocalSandbox::new(config, &dir.path().join("data/task"), &worktree, vec![]).unwrap();
+    let sandbox = LocalSandbox::new(config.clone(), &dir.path().join("data/task"), &worktree, vec![]).unwrap();
+    // An environment's snapshot: 47 MiB of Python libraries an `initialize` copied into the home.
+    let build = LocalSandbox::new(config.clone(), &dir.path().join("data/build"), &worktree, vec![]).unwrap();
+    let install = RunRequest::shell(
+        "mkdir -p ~/.local/lib && cp -r /usr/lib/python3 ~/.local/lib/deps",
+        Duration::from_secs(120),
+    );
+    assert_eq!(build.run(&install).unwrap().exit_code, 0);
+    let over_snapshot = LocalSandbox::new(config, &dir.path().join("data/over"), &worktree, vec![])
+        .unwrap()
+        .with_lower(Some(dir.path().join("data/build/layer")));
     let request = RunRequest { argv: vec!["/bin/true".into()], ..RunRequest::shell("", Duration::from_secs(10)) };
 
     let me = rustix::process::geteuid();
     println!("as {}", if me.is_root() { "root".to_owned() } else { format!("uid {} (rootless)", me.as_raw()) });
     let plain = time(|| assert!(Command::new("/bin/true").status().unwrap().success()));
     let baton = time(|| assert_eq!(sandbox.run(&request).unwrap().exit_code, 0));
+    let layered = time(|| assert_eq!(over_snapshot.run(&request).unwrap().exit_code, 0));
     let session = sandbox.session().unwrap();
     let in_session = time(|| assert_eq!(session.run(&request).unwrap().exit_code, 0));
     println!("fork/exec true        {:7.2} ms", plain.as_secs_f64() * 1e3);
@@ -68,6 +79,11 @@ fn main() {
         "baton sandbox + true  {:7.2} ms  ratio to fork/exec {:5.1}x",
         baton.as_secs_f64() * 1e3,
         baton.as_secs_f64() / plain.as_secs_f64()
+    );
+    println!(
+        "  over a snapshot     {:7.2} ms  ratio to over the host root {:4.2}x",
+        layered.as_secs_f64() * 1e3,
+        layered.as_secs_f64() / baton.as_secs_f64()
     );
     if ensure_bwrap() {
         let args = [

@@ -94,7 +94,9 @@ pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> Step<Vec<Bind>> {
         let relative = hidden.strip_prefix("/").unwrap_or(&hidden);
         let upper = Path::new("hidden").join(relative);
         mkdirs(&spec.layer.join(&upper))?;
-        let lower = spec.lower.as_ref().map(|lower| lower.join(&upper)).filter(|lower| lower.is_dir());
+        // An empty directory of the snapshot adds nothing: no overlay for it.
+        let holds_files = |dir: &PathBuf| std::fs::read_dir(dir).is_ok_and(|mut entries| entries.next().is_some());
+        let lower = spec.lower.as_ref().map(|lower| lower.join(&upper)).filter(holds_files);
         match lower {
             Some(lower) => {
                 let work = Path::new("work").join(relative);

@@ -69,4 +69,3 @@ pub fn package_index() -> u16 {
     });
     port
 }
-
