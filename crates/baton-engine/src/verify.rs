@@ -190,8 +190,14 @@ impl Engine {
         let passed = state.work.last_checks.iter().all(|c| c.passed);
         if passed {
             let count = state.work.last_checks.len();
+            // An environment the agent changed is part of what judged its work: the verdict says so.
+            let changed = if environment.hash == machine.environment.hash {
+                String::new()
+            } else {
+                format!(", changed by the agent from {}", machine.environment.short_hash())
+            };
             let evidence = format!(
-                "{count} of {count} checks passed on a clean checkout of this commit (environment {})",
+                "{count} of {count} checks passed on a clean checkout of this commit (environment {}{changed})",
                 environment.short_hash()
             );
             journal.append(Event::Checkpointed { commit: candidate, evidence }).await?;

@@ -101,6 +101,9 @@ async fn what_only_the_agents_machine_has_is_missing_on_the_clean_one_until_the_
     assert_ne!(hashes[0], hashes[1]);
     assert_eq!(state.work.last_checks[0].name, "after_checkout `python3 gen.py`");
     assert!(state.work.last_checks.iter().all(|check| check.environment == hashes[1]));
+    let evidence = state.work.last_evidence.clone().unwrap();
+    let changed = format!("(environment {}, changed by the agent from {})", &hashes[1][..12], &hashes[0][..12]);
+    assert!(evidence.ends_with(&changed), "{evidence}");
     let committed = h.repo.git(&["show", &format!("{}:baton.toml", state.work.last_commit.clone().unwrap())]);
     assert!(committed.contains("python3 gen.py"), "the verified commit is not the tree that was checked");
 }
