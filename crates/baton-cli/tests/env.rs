@@ -10,27 +10,18 @@ use std::process::Output;
 
 use assert_cmd::cargo::CommandCargoExt;
 use baton_testkit::FixtureRepo;
-use common::package_index;
+use common::{describe, package_index};
 use serde_json::Value;
 
 fn baton(home: &Path, repo: &FixtureRepo, args: &[&str]) -> Output {
-    std::process::Command::cargo_bin("baton")
-        .unwrap()
-        .args(args)
-        .current_dir(repo.path())
-        .env("BATON_HOME", home)
-        .env("BATON_CONFIG", home.join("config.toml"))
-        .output()
-        .unwrap()
+    baton_with(home, repo, args, &[])
 }
 
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+/// [`baton`] with more variables in its environment.
+fn baton_with(home: &Path, repo: &FixtureRepo, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = std::process::Command::cargo_bin("baton").unwrap();
+    command.args(args).current_dir(repo.path()).env("BATON_HOME", home).env("BATON_CONFIG", home.join("config.toml"));
+    command.envs(env.iter().copied()).output().unwrap()
 }
 
 fn json(output: &Output) -> Value {
@@ -133,4 +124,25 @@ fn a_broken_environment_file_is_refused_with_its_reason() {
     );
     let output = baton(home.path(), &repo, &["env", "build"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("beneath the repository's root"), "{}", describe(&output));
+}
+
+/// A secret `initialize` needs reaches it by name, from baton's environment, and never shows in
+/// the report; one that is not set is named before anything runs.
+#[test]
+fn a_secret_reaches_initialize_and_never_its_report() {
+    let home = home(1);
+    let baton_toml = "[environment]\nsecrets = [\"BATON_TEST_INDEX_TOKEN\"]\ninitialize = \"echo using $BATON_TEST_INDEX_TOKEN; test -n \\\"$BATON_TEST_INDEX_TOKEN\\\" && exit 9\"\n";
+    let repo = FixtureRepo::with_files(&[("baton.toml", baton_toml)]);
+    let token = "s3cr3t-index-token-5f1a";
+    let output = baton_with(home.path(), &repo, &["env", "build"], &[("BATON_TEST_INDEX_TOKEN", token)]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let said = String::from_utf8_lossy(&output.stdout);
+    // Exit code 9: the command saw the token; its output shows only its name.
+    assert!(said.contains("exit code 9") && said.contains("using [secret BATON_TEST_INDEX_TOKEN]"), "{said}");
+    assert!(!said.contains(token), "{said}");
+
+    let output = baton(home.path(), &repo, &["env", "build"]);
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(said.contains("the secret BATON_TEST_INDEX_TOKEN that initialize needs is not set"), "{said}");
 }

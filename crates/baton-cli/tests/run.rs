@@ -76,8 +76,10 @@ async fn run_fixes_a_repository_and_exits_verified() {
     // The verified commit, with what verified it and the environment it was checked in.
     let shown = String::from_utf8(baton(home.path(), &["task", "show", &id], &[]).await.stdout).unwrap();
     let line = shown.lines().find(|l| l.starts_with("commit ")).unwrap_or_else(|| panic!("{shown}"));
+    let environment = shown.lines().find_map(|l| l.strip_prefix("environment ")).unwrap_or_else(|| panic!("{shown}"));
+    assert_eq!(environment.len(), 12, "the environment's hash, and no snapshot (nothing declared): {shown}");
     assert!(
-        line.ends_with("1 of 1 checks passed on a clean checkout of this commit (environment: host, nothing declared)"),
+        line.ends_with(&format!("1 of 1 checks passed on a clean checkout of this commit (environment {environment})")),
         "{line}"
     );
 }

@@ -12,7 +12,7 @@ mod common;
 use assert_cmd::cargo::CommandCargoExt;
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::{Script, ScriptedServer, Turn};
-use common::{calc_repo, call, package_index};
+use common::{calc_repo, call, describe, package_index};
 use serde_json::{Value, json};
 
 fn shell(id: &str, command: &str) -> Turn {
@@ -72,15 +72,6 @@ fn with_machine<T>(home: &Path, look: impl FnOnce(&str, &Path) -> T) -> T {
 
 fn is_root() -> bool {
     std::process::Command::new("id").arg("-u").output().unwrap().stdout == b"0\n"
-}
-
-fn describe(output: &Output) -> String {
-    format!(
-        "exit {:?}\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// The reviewer's proof of concept: a repository the agent makes inside the worktree, whose own

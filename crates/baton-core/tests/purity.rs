@@ -5,8 +5,8 @@ use std::fs;
 use std::path::Path;
 
 // regex: matching commands against the approval policy; toml: reading a repository's declared
-// environment from text. Neither does IO.
-const ALLOWED_DEPENDENCIES: &[&str] = &["regex", "serde", "thiserror", "toml"];
+// environment from text; sha2: the environment's hash. None does IO.
+const ALLOWED_DEPENDENCIES: &[&str] = &["regex", "serde", "sha2", "thiserror", "toml"];
 const FORBIDDEN: &[&str] = &[
     "std::fs",
     "std::net",

@@ -8,7 +8,6 @@
 mod common;
 
 use baton_core::{Status, StopReason, TaskState};
-use baton_store::Store;
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::{Expect, Reply, Script, Turn};
 use common::{Harness, call, turn};
@@ -89,14 +88,12 @@ async fn what_only_the_agents_machine_has_is_missing_on_the_clean_one_until_the_
     assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?}");
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
     // The task's own environment (nothing declared), then the agent's, for its second verification.
-    let events = h.store.events(&id, 0).await.unwrap();
-    let hashes: Vec<String> = events
-        .iter()
-        .filter_map(|e| match &e.event {
-            baton_core::Event::EnvironmentPrepared { hash, .. } => Some(hash.clone()),
+    let hashes: Vec<String> = h
+        .events_matching(&id, |event| match event {
+            baton_core::Event::EnvironmentPrepared { hash, .. } => Some(hash),
             _ => None,
         })
-        .collect();
+        .await;
     assert_eq!(hashes.len(), 2, "{kinds:?}");
     assert_ne!(hashes[0], hashes[1]);
     assert_eq!(state.work.last_checks[0].name, "after_checkout `python3 gen.py`");

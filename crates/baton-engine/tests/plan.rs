@@ -7,7 +7,7 @@
 
 mod common;
 
-use baton_core::{CheckSpec, LegRole, Status, StopReason, TaskId};
+use baton_core::{Charge, ChargeKind, CheckSpec, Credits, Event, LegRole, Rates, Status, StopReason, TaskId};
 use baton_store::Store;
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::Script;
@@ -49,7 +49,9 @@ async fn a_captain_splits_the_work_into_two_dependent_subtasks_that_end_verified
         ],
         ..Script::default()
     };
-    let h = Harness::with_repo(script, repo).await;
+    let mut h = Harness::with_repo(script, repo).await;
+    // Every check the plan names is tried on a clean machine: each is charged as a check run.
+    h.rates = Rates { check: Credits::from_micros(10_000), ..Rates::default() };
     let id = h
         .create_with(|spec| {
             spec.plan = true;
@@ -89,6 +91,15 @@ async fn a_captain_splits_the_work_into_two_dependent_subtasks_that_end_verified
     assert_eq!(Some(head.clone()), second.work.last_commit);
     assert!(h.repo.git(&["show", &format!("{head}:calc.py")]).contains("def mul(a, b):\n    return a * b"));
     assert!(state.work.last_checks.iter().all(|c| c.passed) && state.work.last_checks.len() == 2);
+    // The refused plan probed one check, the accepted one two.
+    let probes: Vec<Vec<Charge>> = h
+        .events_matching(&id, |event| match event {
+            Event::Settled { key, charges } if key.contains("submit_plan") => Some(charges),
+            _ => None,
+        })
+        .await;
+    let check = |micros| Charge { kind: ChargeKind::Check, amount: Credits::from_micros(micros) };
+    assert_eq!(probes, [vec![check(10_000)], vec![check(20_000)]]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,6 @@ mod common;
 use baton_core::{CheckSpec, Event, Phase, Status, StopReason, TaskId};
 use baton_engine::Snapshots;
 use baton_sandbox::{EgressPolicy, SandboxConfig};
-use baton_store::Store;
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::{Script, Turn};
 use common::{Harness, call, turn};
@@ -33,14 +32,11 @@ fn expects(version: &str) -> impl FnOnce(&mut baton_core::TaskSpec) {
 }
 
 async fn prepared(h: &Harness, id: &TaskId) -> Vec<String> {
-    let events = h.store.events(id, 0).await.unwrap();
-    events
-        .into_iter()
-        .filter_map(|e| match e.event {
-            Event::EnvironmentPrepared { detail, .. } => Some(detail),
-            _ => None,
-        })
-        .collect()
+    h.events_matching(id, |event| match event {
+        Event::EnvironmentPrepared { detail, .. } => Some(detail),
+        _ => None,
+    })
+    .await
 }
 
 fn snapshots(h: &Harness) -> Snapshots {
@@ -134,16 +130,11 @@ async fn a_connection_initialize_may_not_make_is_journaled_with_its_phase() {
     let (state, kinds) = h.run(&id).await;
     assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?} {:?}", state.stop);
     let refused: Vec<(String, u16, Phase)> = h
-        .store
-        .events(&id, 0)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter_map(|e| match e.event {
+        .events_matching(&id, |event| match event {
             Event::ConnectionRefused { host, port, phase } => Some((host, port, phase)),
             _ => None,
         })
-        .collect();
+        .await;
     assert_eq!(refused, [("index.blocked.test".to_owned(), 80, Phase::Initialize)]);
 }
 

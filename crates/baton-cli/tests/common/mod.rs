@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // not every test file uses every helper
 
+use std::process::Output;
+
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::{Reply, ToolCall, Turn};
 use serde_json::Value;
@@ -68,4 +70,14 @@ pub fn package_index() -> u16 {
         }
     });
     port
+}
+
+/// A finished process, for a failure message.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "exit {:?}\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }

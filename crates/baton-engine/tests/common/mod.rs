@@ -159,6 +159,11 @@ impl Harness {
         (state, kinds)
     }
 
+    /// What `pick` takes from each of the task's events, in journal order.
+    pub async fn events_matching<T>(&self, id: &TaskId, pick: impl FnMut(Event) -> Option<T>) -> Vec<T> {
+        self.store.events(id, 0).await.unwrap().into_iter().map(|recorded| recorded.event).filter_map(pick).collect()
+    }
+
     /// The task's worktree, with its disk mounted while the result lives.
     pub fn worktree(&self, id: &TaskId) -> AttachedWorktree {
         let layout = baton_engine::TaskLayout::of(self.home.path(), id);
