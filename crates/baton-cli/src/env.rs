@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use baton_engine::{Caches, Manifest, Provenance, Resolved, SetupFailure, Snapshots};
+use baton_engine::{Caches, EngineError, Manifest, Provenance, Resolved, SetupFailure, Snapshots};
 use baton_git::{Repo, Worktree};
 use baton_store::{SqliteStore, Store};
 use serde::Serialize;
@@ -161,9 +161,9 @@ fn build(snapshots: &Snapshots, args: &EnvArgs, how: Build, json: bool) -> anyho
     let git_dir = target.worktree.common_dir()?;
     let source = resolved.source(&target.worktree, &git_dir, &target.commit);
     let built = match how {
-        Build::Reuse => snapshots.ensure(&source, Caches::Kept)?,
-        Build::KeptCaches => snapshots.rebuild(&source, Caches::Kept)?.map(|s| (s, Provenance::Built)),
-        Build::Clean => snapshots.rebuild(&source, Caches::Fresh)?.map(|s| (s, Provenance::Built)),
+        Build::Reuse => snapshots.ensure(&source, Caches::Kept),
+        Build::KeptCaches => snapshots.rebuild(&source, Caches::Kept).map(|s| (s, Provenance::Built)),
+        Build::Clean => snapshots.rebuild(&source, Caches::Fresh).map(|s| (s, Provenance::Built)),
     };
     match built {
         Ok((snapshot, provenance)) => {
@@ -182,7 +182,7 @@ fn build(snapshots: &Snapshots, args: &EnvArgs, how: Build, json: bool) -> anyho
             }
             Ok(ExitCode::SUCCESS)
         }
-        Err(failure) => {
+        Err(EngineError::Setup(failure)) => {
             if json {
                 show::json(&Failed { failure: failure.to_string(), steps: &failure.steps })?;
             } else {
@@ -190,6 +190,7 @@ fn build(snapshots: &Snapshots, args: &EnvArgs, how: Build, json: bool) -> anyho
             }
             Ok(ExitCode::FAILURE)
         }
+        Err(error) => Err(error.into()),
     }
 }
 

@@ -102,7 +102,7 @@ impl TaskEnvironment {
         let hash = resolved.hash();
         let short = &hash[..12];
         let (lower, mut events, detail, key) = if resolved.environment.has_snapshot() {
-            let (snapshot, provenance) = snapshots.ensure(&source, caches)?.map_err(EngineError::Setup)?;
+            let (snapshot, provenance) = snapshots.ensure(&source, caches)?;
             let key = &snapshot.manifest.key[..12];
             let detail = match provenance {
                 Provenance::Reused => format!("snapshot {key} reused"),
@@ -161,16 +161,17 @@ pub fn check_environment(
     let mut report = EnvironmentCheck { hash: resolved.hash(), steps: Vec::new(), failure: None, passed: false };
     let lower = if resolved.environment.has_snapshot() {
         let snapshots = Snapshots::new(scratch, config.clone());
-        match snapshots.rebuild(&resolved.source(worktree, &git_dir, commit), Caches::Fresh)? {
+        match snapshots.rebuild(&resolved.source(worktree, &git_dir, commit), Caches::Fresh) {
             Ok(snapshot) => {
                 report.steps.extend(snapshot.manifest.steps);
                 Some(snapshot.layer)
             }
-            Err(failure) => {
+            Err(EngineError::Setup(failure)) => {
                 report.steps = failure.steps;
                 report.failure = Some(failure.reason.unwrap_or_else(|| "initialize failed".into()));
                 return Ok(report);
             }
+            Err(error) => return Err(error),
         }
     } else {
         None

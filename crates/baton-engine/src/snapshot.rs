@@ -204,23 +204,19 @@ impl Snapshots {
     }
 
     /// The snapshot of `source`: the one built before, or a new one. A build of the same key by
-    /// another task is waited for, not repeated.
-    pub fn ensure(
-        &self,
-        source: &Source<'_>,
-        caches: Caches,
-    ) -> Result<Result<(Snapshot, Provenance), SetupFailure>, EngineError> {
+    /// another task is waited for, not repeated. A setup that fails is [`EngineError::Setup`].
+    pub fn ensure(&self, source: &Source<'_>, caches: Caches) -> Result<(Snapshot, Provenance), EngineError> {
         let key = source.key();
         let _lock = self.lock(&key)?;
         if let Some(snapshot) = self.find(&key) {
             self.touch(&key)?;
-            return Ok(Ok((snapshot, Provenance::Reused)));
+            return Ok((snapshot, Provenance::Reused));
         }
-        Ok(self.build_locked(source, caches)?.map(|snapshot| (snapshot, Provenance::Built)))
+        Ok((self.build_locked(source, caches)?, Provenance::Built))
     }
 
     /// Builds `source`'s snapshot again, replacing the one there was.
-    pub fn rebuild(&self, source: &Source<'_>, caches: Caches) -> Result<Result<Snapshot, SetupFailure>, EngineError> {
+    pub fn rebuild(&self, source: &Source<'_>, caches: Caches) -> Result<Snapshot, EngineError> {
         let key = source.key();
         let _lock = self.lock(&key)?;
         self.build_locked(source, caches)
@@ -242,16 +238,16 @@ impl Snapshots {
         Ok(file)
     }
 
-    fn build_locked(&self, source: &Source<'_>, caches: Caches) -> Result<Result<Snapshot, SetupFailure>, EngineError> {
+    fn build_locked(&self, source: &Source<'_>, caches: Caches) -> Result<Snapshot, EngineError> {
         let key = source.key();
         let building = self.root.join("building").join(format!("{}-{}", &key[..16], std::process::id()));
         let started = Instant::now();
-        let steps = match self.run_initialize(source, &building, caches)? {
+        let steps = match self.run_initialize(source, &building, caches) {
             Ok(steps) => steps,
-            Err(failure) => {
+            Err(error) => {
                 let _ = std::fs::remove_dir_all(&building);
                 let _ = std::fs::remove_dir_all(self.build_state(&building));
-                return Ok(Err(failure));
+                return Err(error);
             }
         };
         for path in [building.join("workspace"), building.join("caches"), self.build_state(&building)] {
@@ -280,7 +276,7 @@ impl Snapshots {
         std::fs::create_dir_all(self.root.join("snapshots")).map_err(|e| self.io(&self.root, e))?;
         std::fs::rename(&building, &dir).map_err(|e| self.io(&dir, e))?;
         self.touch(&key)?;
-        Ok(Ok(Snapshot { manifest, layer: dir.join("layer") }))
+        Ok(Snapshot { manifest, layer: dir.join("layer") })
     }
 
     /// Checks the inputs out and runs `initialize`, in a machine whose layer is `building/layer`.
@@ -289,16 +285,17 @@ impl Snapshots {
         source: &Source<'_>,
         building: &Path,
         caches: Caches,
-    ) -> Result<Result<Vec<SetupStep>, SetupFailure>, EngineError> {
+    ) -> Result<Vec<SetupStep>, EngineError> {
         let _ = std::fs::remove_dir_all(building);
         let workspace = building.join("workspace");
         std::fs::create_dir_all(&workspace).map_err(|e| self.io(&workspace, e))?;
+        // A repository's caches are its own: another's initialize never sees what this one left.
+        let kept = match caches {
+            Caches::Kept => self.root.join("caches").join(digest(&source.worktree.common_dir()?.to_string_lossy())),
+            Caches::Fresh => building.join("caches"),
+        };
         let mut mounts = Vec::new();
         for path in &source.environment.cache {
-            let kept = match caches {
-                Caches::Kept => self.root.join("caches").join(digest(&source.worktree.common_dir()?.to_string_lossy())),
-                Caches::Fresh => building.join("caches"),
-            };
             let dir = kept.join(digest(path));
             std::fs::create_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
             mounts.push(Mount { source: dir, target: PathBuf::from(path) });
@@ -325,7 +322,7 @@ impl Snapshots {
             let failed = step.exit_code != 0;
             steps.push(step);
             if failed {
-                return Ok(Err(SetupFailure { steps, reason: None }));
+                return Err(EngineError::Setup(SetupFailure { steps, reason: None }));
             }
         }
         let mut secrets = Vec::new();
@@ -334,7 +331,7 @@ impl Snapshots {
                 Ok(value) => secrets.push(Secret { name: name.clone(), value }),
                 Err(_) => {
                     let reason = format!("the secret {name} that initialize needs is not set in baton's environment");
-                    return Ok(Err(SetupFailure { steps, reason: Some(reason) }));
+                    return Err(EngineError::Setup(SetupFailure { steps, reason: Some(reason) }));
                 }
             }
         }
@@ -346,10 +343,10 @@ impl Snapshots {
             let failed = step.exit_code != 0;
             steps.push(step);
             if failed {
-                return Ok(Err(SetupFailure { steps, reason: None }));
+                return Err(EngineError::Setup(SetupFailure { steps, reason: None }));
             }
         }
-        Ok(Ok(steps))
+        Ok(steps)
     }
 
     /// Deletes snapshots nobody used for `unused_for` that no key in `keep` names; returns them.
