@@ -102,9 +102,12 @@ fn build_reuses_a_snapshot_show_names_it_and_gc_collects_what_nothing_uses() {
     // Used just now: kept. Unused for no time at all: collected.
     let kept = json(&baton(home.path(), &repo, &["env", "gc", "--json"]));
     assert_eq!(kept, Value::Array(vec![]), "{kept}");
+    // The rebuild retired the first snapshot rather than deleting it under whoever used it.
+    assert_eq!(std::fs::read_dir(home.path().join("environments/retired")).unwrap().count(), 1);
     let collected = json(&baton(home.path(), &repo, &["env", "gc", "--unused-for", "0s", "--json"]));
     assert_eq!(collected.as_array().unwrap().len(), 1, "{collected}");
     assert_eq!(json(&baton(home.path(), &repo, &["env", "list", "--json"])), Value::Array(vec![]));
+    assert_eq!(std::fs::read_dir(home.path().join("environments/retired")).unwrap().count(), 0);
 }
 
 #[test]

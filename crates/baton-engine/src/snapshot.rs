@@ -7,7 +7,8 @@
 //!   exists is whole;
 //! - `caches/<repository>/<directory>/`: the declared cache directories, kept between builds of
 //!   one repository's environments;
-//! - `locks/<key>`: held while a key is built, so two tasks never build the same one twice.
+//! - `locks/<key>`: held while a key is built, so two tasks never build the same one twice;
+//! - `retired/<key>.<ms>`: snapshots a rebuild replaced, which a running task may still stand on.
 //!
 //! A build's machine has no worktree: its `/workspace` holds only the declared `inputs`, checked
 //! out of the commit, so the snapshot depends on nothing else of the repository.
@@ -272,7 +273,14 @@ impl Snapshots {
         let manifest_file = building.join("manifest.json");
         std::fs::write(&manifest_file, text).map_err(|e| self.io(&manifest_file, e))?;
         let dir = self.dir(&key);
-        let _ = std::fs::remove_dir_all(&dir);
+        // A running task may stand on the snapshot being replaced: it is retired, not deleted
+        // under it, and collected once nothing unfinished uses its key.
+        if dir.exists() {
+            let retired = self.root.join("retired");
+            std::fs::create_dir_all(&retired).map_err(|e| self.io(&retired, e))?;
+            let to = retired.join(format!("{key}.{}", now_ms()));
+            std::fs::rename(&dir, &to).map_err(|e| self.io(&to, e))?;
+        }
         std::fs::create_dir_all(self.root.join("snapshots")).map_err(|e| self.io(&self.root, e))?;
         std::fs::rename(&building, &dir).map_err(|e| self.io(&dir, e))?;
         self.touch(&key)?;
@@ -349,7 +357,8 @@ impl Snapshots {
         Ok(steps)
     }
 
-    /// Deletes snapshots nobody used for `unused_for` that no key in `keep` names; returns them.
+    /// Deletes snapshots nobody used for `unused_for` that no key in `keep` names, and returns them;
+    /// and retired ones replaced that long ago whose key `keep` does not name.
     pub fn collect(&self, unused_for: Duration, keep: &BTreeSet<String>) -> Result<Vec<Manifest>, EngineError> {
         let now = now_ms();
         let mut removed = Vec::new();
@@ -362,6 +371,15 @@ impl Snapshots {
             let dir = self.dir(&manifest.key);
             std::fs::remove_dir_all(&dir).map_err(|e| self.io(&dir, e))?;
             removed.push(manifest);
+        }
+        let retired = std::fs::read_dir(self.root.join("retired")).into_iter().flatten().filter_map(Result::ok);
+        for entry in retired {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((key, at)) = name.split_once('.') else { continue };
+            let at: u64 = at.parse().unwrap_or(0);
+            if !keep.contains(key) && now.saturating_sub(at) >= unused_for.as_millis() as u64 {
+                std::fs::remove_dir_all(entry.path()).map_err(|e| self.io(&entry.path(), e))?;
+            }
         }
         Ok(removed)
     }
