@@ -30,7 +30,7 @@ pub enum Command {
     /// checks pass. The exit code says how it ended (see README).
     Run(Box<RunArgs>),
     /// Continue a paused or interrupted task where its journal ends; with --all, every task a crash
-    /// or a kill left unfinished (queued, running or verifying), one after another.
+    /// or a kill left unfinished (queued, running, verifying or reviewing), one after another.
     Resume {
         /// The task's id, or a unique prefix of it.
         #[arg(required_unless_present = "all", conflicts_with = "all")]

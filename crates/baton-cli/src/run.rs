@@ -124,7 +124,11 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
         .fold(Engine::new(store, Arc::new(parts.client), parts.engine), |engine, (role, model)| {
             engine.with_role_model(role, model)
         });
-    if !json {
+    if json {
+        // The stream's first line names the task, so a consumer knows what to resume or inspect.
+        let task = serde_json::json!({"id": state.id, "branch": state.branch, "base_commit": state.base_commit});
+        show::json(&serde_json::json!({ "task": task }))?;
+    } else {
         println!("task {} on branch {}", state.id, state.branch);
     }
     // What this run's model calls used and cost, from the usage each answer reports.
@@ -215,10 +219,22 @@ pub async fn resume_all(
 ) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
     let mut code = ExitCode::SUCCESS;
-    for status in [Status::Queued, Status::Running, Status::Verifying] {
+    let mut failed = Vec::new();
+    // Every status a crash or a kill can leave a task in; one task that cannot resume is reported
+    // and the others still run.
+    for status in [Status::Queued, Status::Running, Status::Verifying, Status::Reviewing] {
         for task in store.list(Some(status)).await? {
-            code = resume(home, config, task.id.as_str(), model.clone(), legs.clone(), json).await?;
+            match resume(home, config, task.id.as_str(), model.clone(), legs.clone(), json).await {
+                Ok(ended) => code = ended,
+                Err(error) => {
+                    eprintln!("error: task {}: {error:#}", task.id);
+                    failed.push(task.id.to_string());
+                }
+            }
         }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("{} of the interrupted tasks could not resume: {}", failed.len(), failed.join(", "));
     }
     Ok(code)
 }

@@ -23,7 +23,8 @@ async fn baton(home: &std::path::Path, args: &[&str], env: &[(&str, String)]) ->
         .args(args)
         .env("BATON_HOME", home)
         .env("BATON_CONFIG", home.join("no-config.toml"))
-        .env_remove("BATON_MODEL");
+        .env_remove("BATON_MODEL")
+        .env_remove("ANTHROPIC_API_KEY");
     for (name, value) in env {
         command.env(name, value);
     }
@@ -59,7 +60,11 @@ async fn run_fixes_a_repository_and_exits_verified() {
     let output = baton(home.path(), &args, &env).await;
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "exit {:?}\n{stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
-    let events: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    // The first line names the task; the events follow.
+    let (task, events) = lines.split_first().unwrap();
+    assert_eq!(task["task"]["branch"].as_str().map(|b| b.starts_with("baton/make-add-add")), Some(true), "{task}");
+    assert_eq!(task["task"]["base_commit"].as_str().unwrap(), repo.git(&["rev-parse", "HEAD"]), "{task}");
     let kinds: Vec<&str> = events.iter().map(|e| e["event"]["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"started"));
     assert_eq!(kinds.last(), Some(&"finished"));
@@ -68,6 +73,7 @@ async fn run_fixes_a_repository_and_exits_verified() {
 
     let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
     let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(task["task"]["id"], id.as_str());
     let diff = baton(home.path(), &["diff", &id], &[]).await;
     let diff = String::from_utf8(diff.stdout).unwrap();
     assert!(diff.contains("-    return a - b\n+    return a + b"), "{diff}");
@@ -263,4 +269,39 @@ async fn a_nit_left_open_by_a_review_can_be_dismissed_by_a_human() {
         "{shown}"
     );
     assert!(server.failures().is_empty(), "{:?}", server.failures());
+}
+
+/// `resume --all` after a restart: a task that cannot resume (its model's key is not set) is
+/// reported by id, and the next one still runs to its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_all_reports_a_task_that_cannot_resume_and_goes_on() {
+    let repo = calc_repo();
+    let script = Script {
+        turns: vec![
+            call("c1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+            call("c2", "finish", json!({"summary": "add() adds."})),
+        ],
+        ..Script::default()
+    };
+    let server = ScriptedServer::start(script).await.unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let repo_arg = repo.path().display().to_string();
+    let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
+    let mut ids = Vec::new();
+    for model in ["openai-compatible/scripted", "anthropic/claude-sonnet-4-5"] {
+        let args =
+            ["task", "create", "--repo", &repo_arg, "--request", "Make add() add", "--check", "python3 test_calc.py"];
+        let created =
+            baton(home.path(), &[&args[..], &["--model", model, "--no-review", "--json"]].concat(), &env).await;
+        assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+        ids.push(serde_json::from_slice::<Value>(&created.stdout).unwrap()["id"].as_str().unwrap().to_owned());
+    }
+    let output = baton(home.path(), &["resume", "--all"], &env).await;
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&format!("error: task {}:", ids[1])) && stderr.contains("ANTHROPIC_API_KEY"), "{stderr}");
+    assert!(stderr.contains(&format!("1 of the interrupted tasks could not resume: {}", ids[1])), "{stderr}");
+    let shown = baton(home.path(), &["task", "show", &ids[0], "--json"], &[]).await;
+    let state: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(state["lifecycle"]["status"], "done", "the other task ran: {state}");
 }

@@ -17,6 +17,7 @@ mod secret;
 mod spec;
 mod state;
 mod status;
+mod steady;
 mod time;
 
 pub use account::{AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Rates, Refusal, total};

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::account::{Charge, ChargeKind, add, total};
-use crate::chat::{Message, Part, Role};
+use crate::chat::{Message, ModelResponse, Part, Role};
 use crate::decision::{Answer, Decision, DecisionKind};
 use crate::event::{Event, Recorded};
 use crate::id::TaskId;
@@ -10,6 +10,7 @@ use crate::money::Credits;
 use crate::review::{Finding, FindingStatus, Role as LegRole, SubtaskState};
 use crate::spec::TaskSpec;
 use crate::status::{Lifecycle, Status, StopReason, TransitionError};
+use crate::steady::steady;
 use crate::time::Timestamp;
 
 /// Everything known about a task, derived from its journal alone.
@@ -107,6 +108,9 @@ pub struct Work {
     pub most_repeated_call: u32,
     /// Tool calls seen this leg, by a hash of tool, arguments and result, with their counts.
     pub seen_calls: std::collections::BTreeMap<u64, u32>,
+    /// Every tool call id the task's answers have used (see [`Work::with_unique_call_ids`]).
+    #[serde(default)]
+    pub call_ids: std::collections::BTreeSet<String>,
     /// The agent was nudged since it last made progress.
     pub nudged: bool,
     /// The agent called `finish` and the checks have not run since.
@@ -181,6 +185,25 @@ pub struct CheckResult {
 }
 
 impl Work {
+    /// `response` with every tool call id unique within the task. Providers that number calls per
+    /// answer (`call_0` at every step), or send none (baton then makes `call_{index}`), would
+    /// otherwise have a later call taken for an earlier one: its decision, its result, `recall`.
+    /// A repeated id gets a suffix; the transcript then uses it for the call and its result alike.
+    pub fn with_unique_call_ids(&self, mut response: ModelResponse) -> ModelResponse {
+        let mut taken: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for part in &mut response.parts {
+            let Part::ToolCall { id, .. } = part else { continue };
+            let used = |candidate: &str| self.call_ids.contains(candidate) || taken.contains(candidate);
+            if id.is_empty() || used(id) {
+                let base = if id.is_empty() { "call".to_owned() } else { id.clone() };
+                let fresh = (self.steps + 1..).map(|n| format!("{base}_s{n}")).find(|c| !used(c));
+                *id = fresh.unwrap_or(base);
+            }
+            taken.insert(id.clone());
+        }
+        response
+    }
+
     /// The tool calls of the latest model answer that have no result yet, `(id, name, arguments)`:
     /// after a crash between an answer and its tool calls, these still have to run.
     pub fn unanswered_calls(&self) -> Vec<(String, String, String)> {
@@ -249,6 +272,7 @@ impl Work {
                 self.most_repeated_call = 0;
             }
             Event::ModelCallFinished { response, .. } => {
+                self.call_ids.extend(response.tool_calls().map(|(id, _, _)| id.to_owned()));
                 self.transcript.push(Message { role: Role::Assistant, parts: response.parts.clone() });
                 self.steps += 1;
                 self.model_call_in_flight = None;
@@ -263,7 +287,8 @@ impl Work {
                 if let Some(at) = self.pending_tools.iter().position(|(id, _)| id == call_id) {
                     let (_, name) = self.pending_tools.remove(at);
                     let arguments = self.pending_arguments.remove(at);
-                    let count = self.seen_calls.entry(call_hash(&name, &arguments, output)).or_insert(0);
+                    // Compared as any identical run would print it: a re-run whose timings differ repeats.
+                    let count = self.seen_calls.entry(call_hash(&name, &arguments, &steady(output))).or_insert(0);
                     *count += 1;
                     self.most_repeated_call = self.most_repeated_call.max(*count);
                     let changed_work = !is_error && PROGRESS_TOOLS.contains(&name.as_str());
@@ -677,6 +702,27 @@ mod tests {
         assert_eq!(work.rereads, Vec::<String>::new(), "cleared by the new leg");
         assert_eq!((work.handoffs, work.idle_legs, work.learned_window), (3, 0, Some(9000)));
         assert!(work.handoff_in_flight.is_none());
+    }
+
+    #[test]
+    fn every_tool_call_id_is_unique_within_the_task() {
+        let calls = |ids: &[&str]| ModelResponse {
+            parts: ids
+                .iter()
+                .map(|id| Part::ToolCall { id: (*id).into(), name: "shell".into(), arguments: "{}".into() })
+                .collect(),
+            usage: Default::default(),
+            finish: crate::chat::FinishReason::ToolUse,
+        };
+        let ids = |response: &ModelResponse| response.tool_calls().map(|(id, _, _)| id.to_owned()).collect::<Vec<_>>();
+        let mut work = Work::default();
+        let first = work.with_unique_call_ids(calls(&["call_0", "call_1"]));
+        assert_eq!(ids(&first), ["call_0", "call_1"], "fresh ids are kept");
+        work.call_ids.extend(ids(&first));
+        work.steps = 1;
+        // The next answer numbers its calls from 0 again, repeats one within itself, and has none.
+        let second = work.with_unique_call_ids(calls(&["call_0", "call_7", "call_7", ""]));
+        assert_eq!(ids(&second), ["call_0_s2", "call_7", "call_7_s2", "call_s2"]);
     }
 
     #[test]

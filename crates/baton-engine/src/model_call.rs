@@ -121,7 +121,7 @@ impl Engine {
         match self.chosen(role).client.complete(request, &mut |_| {}, &CancellationToken::new()).await {
             Ok(response) => {
                 self.settle(journal, &key, self.call_cost(role, &response.usage))?;
-                Ok(Ok(response))
+                Ok(Ok(journal.state().work.with_unique_call_ids(response)))
             }
             Err(error) => {
                 self.settle(journal, &key, Vec::new())?;

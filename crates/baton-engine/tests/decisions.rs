@@ -162,3 +162,31 @@ async fn a_credential_granted_by_name_reaches_commands_but_never_the_model() {
         "the check printed the value, in hex and as written: {checked:?}"
     );
 }
+
+/// A server that numbers tool calls per answer gives two different destructive commands the same
+/// id: the approval of the first must not let the second run unasked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_destructive_commands_with_one_reused_call_id_each_wait_for_their_own_decision() {
+    let drop = |table: &str| format!("echo 'DROP TABLE {table};' > {table}.sql && echo dropped {table}");
+    let script = Script {
+        turns: vec![
+            turn(None, call("call_0", "shell", json!({ "command": drop("a") }))),
+            turn(Some("dropped a"), call("call_0", "shell", json!({ "command": drop("b") }))),
+        ],
+        ..Script::default()
+    };
+    let h = Harness::new(script).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "{kinds:?}");
+    decide(&h, &id, &state, "a is a scratch table", true).await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "the second command ran on the first one's approval: {kinds:?}");
+    assert_eq!(state.work.decisions.len(), 2);
+    assert!(state.question.as_deref().is_some_and(|q| q.contains("DROP TABLE b")), "{:?}", state.question);
+    assert!(h.worktree(&id).join("a.sql").exists() && !h.worktree(&id).join("b.sql").exists());
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    // Each call and its result carry the task-unique id the transcript replays.
+    let ids: Vec<String> = state.work.call_ids.iter().cloned().collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+}

@@ -71,11 +71,10 @@ async fn nop_finishes_at_once_gets_feedback_and_is_not_verified() {
     assert!(state.work.last_commit.is_none(), "nothing unverified is checkpointed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_looping_agent_is_nudged_once_then_paused_as_stuck() {
-    // The same read, forever: the third identical result earns a nudge, the next one a pause.
-    let looping =
-        (0..10).map(|i| turn(None, call(&format!("c{i}"), "read_file", json!({"path": "calc.py"})))).collect();
+/// The same call, forever (`looping` makes the i-th): the third identical result earns a nudge,
+/// the next one a pause.
+async fn nudged_then_stuck(looping: impl Fn(usize) -> baton_testkit::model::Reply) {
+    let looping = (0..10).map(|i| turn(None, looping(i))).collect();
     let h = Harness::new(Script { turns: looping, ..Script::default() }).await;
     let id = h.create().await;
     let (state, kinds) = h.run(&id).await;
@@ -91,6 +90,18 @@ async fn a_looping_agent_is_nudged_once_then_paused_as_stuck() {
     assert_eq!(requests.len() as u32, state.work.steps);
     assert_eq!(state.work.steps, 4);
     assert_eq!(h.server.remaining_turns(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_looping_agent_is_nudged_once_then_paused_as_stuck() {
+    nudged_then_stuck(|i| call(&format!("c{i}"), "read_file", json!({"path": "calc.py"}))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rerunning_a_slow_failing_test_whose_output_differs_only_in_timing_is_stuck() {
+    // Each run prints another duration (and the shell's own timing line differs too).
+    let slow = "python3 -c \"import random, time; s = time.time(); time.sleep(0.05 + random.random() / 10); print(f'FAILED test_add in {time.time() - s:.4f}s'); raise SystemExit(1)\"";
+    nudged_then_stuck(|i| call(&format!("c{i}"), "shell", json!({ "command": slow }))).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
