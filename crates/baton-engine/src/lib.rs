@@ -71,6 +71,24 @@ pub enum EngineError {
     Redaction(String),
 }
 
+impl EngineError {
+    /// The stop reason a task pauses with when this error ends a run; `None` for failures of the
+    /// journal, which cannot record a pause.
+    fn pauses_as(&self) -> Option<StopReason> {
+        match self {
+            EngineError::Store(_) | EngineError::Journal { .. } | EngineError::Redaction(_) => None,
+            EngineError::Git(_)
+            | EngineError::Sandbox(_)
+            | EngineError::Workspace(_)
+            | EngineError::Plan(_)
+            | EngineError::Environment(_)
+            | EngineError::Clean(_)
+            | EngineError::Environments(_)
+            | EngineError::Setup(_) => Some(StopReason::EnvironmentError),
+        }
+    }
+}
+
 /// How the engine runs tasks.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -224,7 +242,16 @@ impl Engine {
                     environment: &prepared.environment,
                     snapshots: &snapshots,
                 };
-                self.resume(&mut journal, machine).await?
+                if let Err(error) = self.resume(&mut journal, machine).await {
+                    // A failure of the task's machine (a commit git refused, a check the sandbox
+                    // could not start) pauses the task with what failed; `resume` tries again.
+                    // One of the journal itself cannot be journaled.
+                    let running =
+                        matches!(journal.state().status(), Status::Running | Status::Verifying | Status::Reviewing);
+                    let Some(reason) = error.pauses_as().filter(|_| running) else { return Err(error) };
+                    let detail = format!("baton could not go on: {error}");
+                    journal.append(Event::Paused { reason, detail }).await?;
+                }
             }
             Err(error) => {
                 if let EngineError::Setup(failure) = &error {

@@ -341,3 +341,45 @@ async fn a_machine_that_cannot_be_prepared_pauses_with_environment_error() {
     );
     assert!(h.server.requests().is_empty(), "no model call without a machine");
 }
+
+/// git refuses the verification's commit (another git holds the worktree's index): the task
+/// pauses, saying why, instead of staying `verifying` with every resume failing the same way; once
+/// the lock is gone, `resume` verifies it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_git_refuses_mid_run_pauses_the_task_and_resume_verifies_it_once_the_cause_is_gone() {
+    let waits = "echo 'DROP TABLE scratch;' > scratch.sql";
+    let turns = vec![
+        turn(None, call("w", "shell", json!({ "command": waits }))),
+        turn(None, call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
+        turn(None, call("f", "finish", json!({"summary": "add() adds."}))),
+        turn(None, call("f2", "finish", json!({"summary": "add() adds."}))),
+    ];
+    let h = Harness::new(Script { turns, ..Script::default() }).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.status(), Status::Waiting, "{kinds:?}");
+    // While the task waits, another git takes the worktree's index.
+    let worktrees: Vec<_> =
+        std::fs::read_dir(h.repo.path().join(".git/worktrees")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(worktrees.len(), 1, "{worktrees:?}");
+    let lock = worktrees[0].join("index.lock");
+    std::fs::write(&lock, "").unwrap();
+    let decision = state.work.decisions.last().unwrap().0.id.clone();
+    let answer =
+        Event::DecisionMade { id: decision, answer: baton_core::Answer { answer: "go".into(), approved: true } };
+    h.store.append(&id, state.next_seq, Timestamp(1), &[answer]).await.unwrap();
+
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Paused, Some(StopReason::EnvironmentError)),
+        "{kinds:?}"
+    );
+    let detail = &state.stop.as_ref().unwrap().detail;
+    assert!(detail.starts_with("baton could not go on: ") && detail.contains("index.lock"), "{detail}");
+
+    std::fs::remove_file(&lock).unwrap();
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?} {:?}", state.stop);
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+}
