@@ -127,6 +127,18 @@ fn a_broken_environment_file_is_refused_with_its_reason() {
     );
     let output = baton(home.path(), &repo, &["env", "build"]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("beneath the repository's root"), "{}", describe(&output));
+    // An input that is a symlink (here to the host's secrets) is refused by name, never followed.
+    let linked =
+        FixtureRepo::with_files(&[("baton.toml", "[environment]\ninitialize = \"true\"\ninputs = [\"lock\"]\n")]);
+    std::os::unix::fs::symlink("/etc/shadow", linked.path().join("lock")).unwrap();
+    linked.commit("a symlinked input");
+    let output = baton(home.path(), &linked, &["env", "show"]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("lock in "), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is not a regular file (mode 120000)"),
+        "{}",
+        describe(&output)
+    );
 }
 
 /// A secret `initialize` needs reaches it by name, from baton's environment, and never shows in

@@ -17,9 +17,6 @@ use crate::snapshot::{Caches, Provenance, SetupStep, Snapshots, Source, run_step
 /// How long one `after_checkout` step may take.
 pub(crate) const SETUP_TIMEOUT: Duration = Duration::from_secs(1800);
 
-/// The largest input file baton reads to name its content.
-const MAX_INPUT: u64 = 256 << 20;
-
 /// Where a declaration came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Origin {
@@ -51,7 +48,8 @@ impl Resolved {
         };
         let mut inputs = Vec::new();
         for path in &environment.inputs {
-            let object = worktree.file_at(commit, path, MAX_INPUT)?.map(|blob| blob.object).unwrap_or_default();
+            // Named by its object, never read: an input may be large.
+            let object = worktree.object_at(commit, path)?.unwrap_or_default();
             inputs.push(Input { path: path.clone(), object });
         }
         Ok(Resolved { environment, inputs, origin })

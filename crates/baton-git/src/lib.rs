@@ -396,24 +396,37 @@ impl Worktree {
     /// The regular file `path` in `commit`, if it has one there, at most `cap` bytes: read from the
     /// commit, never from the worktree's files.
     pub fn file_at(&self, commit: &str, path: &str, cap: u64) -> Result<Option<Blob>, GitError> {
+        let Some(object) = self.object_at(commit, path)? else { return Ok(None) };
+        let size: u64 =
+            self.git_ok(WorktreeAccess::ReadOnly, &["cat-file", "-s", &object])?.parse().unwrap_or(u64::MAX);
+        if size > cap {
+            return Err(self.refuse_at(commit, path, format!("holds {size} bytes, more than the {cap} baton reads")));
+        }
+        let text = self.git_ok(WorktreeAccess::ReadOnly, &["cat-file", "blob", &object])?;
+        Ok(Some(Blob { object, text }))
+    }
+
+    /// The git object of the regular file `path` in `commit`, if it has one there: what names its
+    /// content, without reading it.
+    pub fn object_at(&self, commit: &str, path: &str) -> Result<Option<String>, GitError> {
         let listed = self.git_ok(WorktreeAccess::ReadOnly, &["ls-tree", "-z", commit, "--", path])?;
         let Some((meta, _)) = listed.split_once('\t') else { return Ok(None) };
-        let refuse = |what: String| GitError::Failed {
+        let fields: Vec<&str> = meta.split(' ').collect();
+        let [mode, "blob", object] = fields.as_slice() else {
+            return Err(self.refuse_at(commit, path, "is not a file".into()));
+        };
+        if !matches!(*mode, "100644" | "100755") {
+            return Err(self.refuse_at(commit, path, format!("is not a regular file (mode {mode})")));
+        }
+        Ok(Some((*object).to_owned()))
+    }
+
+    fn refuse_at(&self, commit: &str, path: &str, what: String) -> GitError {
+        GitError::Failed {
             args: format!("ls-tree {commit} -- {path}"),
             dir: self.path.clone(),
             stderr: format!("{path} in {commit} {what}"),
-        };
-        let fields: Vec<&str> = meta.split(' ').collect();
-        let [mode, "blob", object] = fields.as_slice() else { return Err(refuse("is not a file".into())) };
-        if !matches!(*mode, "100644" | "100755") {
-            return Err(refuse(format!("is not a regular file (mode {mode})")));
         }
-        let size: u64 = self.git_ok(WorktreeAccess::ReadOnly, &["cat-file", "-s", object])?.parse().unwrap_or(u64::MAX);
-        if size > cap {
-            return Err(refuse(format!("holds {size} bytes, more than the {cap} baton reads")));
-        }
-        let text = self.git_ok(WorktreeAccess::ReadOnly, &["cat-file", "blob", object])?;
-        Ok(Some(Blob { object: (*object).to_owned(), text }))
     }
 
     /// The worktree's own git directory (its `HEAD` and index, in the repository's).
