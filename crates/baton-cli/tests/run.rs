@@ -31,17 +31,21 @@ async fn baton(home: &std::path::Path, args: &[&str], env: &[(&str, String)]) ->
     tokio::process::Command::from(command).output().await.unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn run_fixes_a_repository_and_exits_verified() {
-    let repo = calc_repo();
-    let script = Script {
+/// The agent fixes `add` and finishes.
+fn fixing() -> Script {
+    Script {
         turns: vec![
             call("c1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
             call("c2", "finish", json!({"summary": "add() adds."})),
         ],
         ..Script::default()
-    };
-    let server = ScriptedServer::start(script).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_fixes_a_repository_and_exits_verified() {
+    let repo = calc_repo();
+    let server = ScriptedServer::start(fixing()).await.unwrap();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let repo_arg = repo.path().display().to_string();
     let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
@@ -276,14 +280,7 @@ async fn a_nit_left_open_by_a_review_can_be_dismissed_by_a_human() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_all_reports_a_task_that_cannot_resume_and_goes_on() {
     let repo = calc_repo();
-    let script = Script {
-        turns: vec![
-            call("c1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
-            call("c2", "finish", json!({"summary": "add() adds."})),
-        ],
-        ..Script::default()
-    };
-    let server = ScriptedServer::start(script).await.unwrap();
+    let server = ScriptedServer::start(fixing()).await.unwrap();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let repo_arg = repo.path().display().to_string();
     let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
