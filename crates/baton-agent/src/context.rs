@@ -92,20 +92,58 @@ impl ContextBudget {
 }
 
 /// Tool outputs (and string arguments of tool calls) longer than this are elided once old.
-const ELIDE_ABOVE: usize = 1536;
+const ELIDE_ABOVE: usize = 1024;
 /// The newest messages are never elided: the agent is still working with them.
-const KEEP_RECENT: usize = 8;
-/// The elision cutoff moves in steps of this many messages, so between moves the prompt keeps its
-/// prefix and the provider's prompt cache stays warm.
-const CUTOFF_STEP: usize = 16;
+const KEEP_RECENT: usize = 6;
+/// Once the transcript passes this share of the input room, its oldest outputs are elided until it
+/// is down to [`ELIDE_TO_PERCENT`]. The cutoff moves in such jumps, so between them the prompt keeps
+/// its prefix and the provider's prompt cache stays warm.
+const ELIDE_AT_PERCENT: u64 = 40;
+const ELIDE_TO_PERCENT: u64 = 20;
+/// Bytes per token assumed when sizing the transcript: few tokenizers pack fewer into a token.
+const BYTES_PER_TOKEN: u64 = 3;
 /// How much of an elided output stays visible.
 const GLIMPSE: usize = 160;
 
 /// The transcript as it is sent: large tool outputs and arguments older than the recent messages
-/// replaced by short references. The transcript itself (the journal) keeps everything.
-pub fn elide(messages: &[Message]) -> Vec<Message> {
-    let cutoff = messages.len().saturating_sub(KEEP_RECENT) / CUTOFF_STEP * CUTOFF_STEP;
-    elide_before(messages, cutoff, ELIDE_ABOVE)
+/// replaced by short references, by size: a leg of small outputs keeps them all, a few large ones
+/// go early. The transcript itself (the journal) keeps everything.
+pub fn elide(messages: &[Message], budget: ContextBudget) -> Vec<Message> {
+    let room = budget.input_limit().saturating_mul(BYTES_PER_TOKEN);
+    let (at, to) = ((room * ELIDE_AT_PERCENT / 100) as usize, (room * ELIDE_TO_PERCENT / 100) as usize);
+    elide_before(messages, cutoff(messages, at, to), ELIDE_ABOVE)
+}
+
+/// Where elision stops: replayed from the first message, so the same transcript always gives the
+/// same cutoff and one more message moves it only when the transcript crosses `at` bytes again.
+fn cutoff(messages: &[Message], at: usize, to: usize) -> usize {
+    let size = |message: &Message| message.parts.iter().map(part_bytes).sum::<usize>();
+    let saved = |message: &Message| {
+        let elided = elide_before(std::slice::from_ref(message), 1, ELIDE_ABOVE);
+        size(message) - size(&elided[0])
+    };
+    let (mut cutoff, mut sent) = (0, 0);
+    for (at_message, message) in messages.iter().enumerate() {
+        sent += size(message);
+        if sent <= at {
+            continue;
+        }
+        let keep_from = (at_message + 1).saturating_sub(KEEP_RECENT);
+        while sent > to && cutoff < keep_from {
+            sent -= saved(&messages[cutoff]);
+            cutoff += 1;
+        }
+    }
+    cutoff
+}
+
+fn part_bytes(part: &Part) -> usize {
+    match part {
+        Part::Text { text } => text.len(),
+        Part::ToolCall { id, name, arguments } => id.len() + name.len() + arguments.len(),
+        Part::ToolResult { call_id, output, .. } => call_id.len() + output.len(),
+        Part::Reasoning { text, replay } => text.len() + replay.as_ref().map_or(0, |replay| replay.item.len()),
+    }
 }
 
 fn elide_before(messages: &[Message], cutoff: usize, above: usize) -> Vec<Message> {
@@ -376,7 +414,7 @@ pub fn handoff_brief(spec: &TaskSpec, handoff: &Handoff, idle_legs: u32) -> Stri
         handoff.from_leg, handoff.step, handoff.reason
     );
     if idle_legs > 0 {
-        out.push_str("\nThe previous leg filled its context without changing a file, finishing a plan step or running the checks. Do not re-read what the ledger lists unless you must; act on the next steps. Another leg without progress pauses the task.\n");
+        out.push_str("\nThe previous leg filled its context without changing a file, finishing a plan step, running the checks or seeing anything earlier legs had not. Do not re-read what the ledger lists unless you must; act on the next steps. Another such leg pauses the task.\n");
     }
     if let Some(error) = &handoff.narrative_error {
         let _ = writeln!(out, "\n(The leaving leg's summary failed: {error}.)");
@@ -448,18 +486,39 @@ mod tests {
     }
 
     #[test]
-    fn old_large_outputs_are_elided_in_steps_and_recalled_whole() {
+    fn old_large_outputs_are_elided_in_jumps_by_size() {
+        let budget = ContextBudget::new(32_768, 4096);
+        let bytes = |messages: &[Message]| messages.iter().flat_map(|m| &m.parts).map(part_bytes).sum::<usize>();
+        let is_elided = |message: &Message| output_of(message).starts_with("[baton elided");
+
+        // Twenty outputs of 1.5 kB fit the room: none is elided, however old.
+        let small = transcript(20, &"s".repeat(1500));
+        assert_eq!(elide(&small, budget), small);
+
         let big = format!("first line\n{}", "x".repeat(4000));
         let messages = transcript(20, &big);
-        let sent = elide(&messages);
-        // 41 messages: the cutoff is (41 - 8) / 16 * 16 = 32.
-        assert!(output_of(&sent[30]).starts_with("[baton elided this output (2 lines, 4011 bytes)"));
-        assert!(output_of(&sent[30]).ends_with("It began: first line]"));
-        assert_eq!(output_of(&sent[32]), big);
-        // One more exchange does not move the cutoff, so the sent prefix is unchanged.
-        let mut longer = messages.clone();
-        longer.extend(exchange(20, &big));
-        assert_eq!(elide(&longer)[..41], sent[..]);
+        let sent = elide(&messages, budget);
+        assert!(output_of(&sent[2]).starts_with("[baton elided this output (2 lines, 4011 bytes)"));
+        assert!(output_of(&sent[2]).ends_with("It began: first line]"));
+        assert!(bytes(&sent) <= 28_672 * 3 * 40 / 100, "{} bytes sent", bytes(&sent));
+        assert!(sent[36..].iter().step_by(2).all(|m| !is_elided(m)), "the newest outputs stay whole");
+        // Growing one exchange at a time, the cutoff jumps a few times and otherwise stays, so the
+        // sent prefix (the provider's cached part) stays too.
+        let (at, to) = (28_672 * 3 * 40 / 100, 28_672 * 3 * 20 / 100);
+        let cutoffs: Vec<usize> = (1..=messages.len()).map(|n| cutoff(&messages[..n], at, to)).collect();
+        assert!(cutoffs.windows(2).all(|pair| pair[0] <= pair[1]), "{cutoffs:?}");
+        let jumps = cutoffs.windows(2).filter(|pair| pair[0] != pair[1]).count();
+        assert!((2..=5).contains(&jumps), "{jumps} jumps: {cutoffs:?}");
+        for n in 1..messages.len() {
+            if cutoffs[n - 1] == cutoffs[n] {
+                assert_eq!(elide(&messages[..=n], budget)[..n], elide(&messages[..n], budget)[..], "{n}");
+            }
+        }
+    }
+    #[test]
+    fn recall_shows_an_output_whole() {
+        let big = format!("first line\n{}", "x".repeat(4000));
+        let messages = transcript(20, &big);
         assert_eq!(recall(&messages, r#"{"call_id": "c3"}"#).unwrap(), big);
         assert_eq!(
             recall(&messages, r#"{"call_id": "c3", "start_line": 1, "line_count": 1}"#).unwrap(),

@@ -70,6 +70,9 @@ pub enum Event {
         is_error: bool,
         #[serde(default, skip_serializing_if = "Effect::is_none")]
         effect: Effect,
+        /// The output's [`digest`](crate::digest); absent in journals written before it was kept.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<u64>,
     },
     /// A message from the harness to the agent (check results, a reminder), added to the transcript.
     Feedback { text: String },
@@ -138,6 +141,12 @@ pub enum Event {
 }
 
 impl Event {
+    /// A tool call's result, with its output's digest taken now.
+    pub fn tool_call_finished(call_id: String, output: String, is_error: bool, effect: Effect) -> Event {
+        let digest = Some(crate::digest(&output));
+        Event::ToolCallFinished { call_id, output, is_error, effect, digest }
+    }
+
     /// The event's type name, as written in the journal's `kind` column and in its JSON `type` tag.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::chat::Usage;
+use crate::coverage::Span;
 use crate::state::CheckResult;
 
 /// A step of the agent's plan, as `update_plan` sets it.
@@ -41,8 +42,8 @@ impl StepStatus {
 pub enum Effect {
     #[default]
     None,
-    /// A file was read (workspace-relative).
-    Read(String),
+    /// Lines of a file were read.
+    Read(Span),
     /// Files written, created or deleted (workspace-relative).
     Changed(Vec<String>),
     Plan(Vec<PlanStep>),
@@ -198,7 +199,7 @@ mod tests {
     fn effects_round_trip_and_none_is_the_default() {
         let effects = [
             Effect::None,
-            Effect::Read("a".into()),
+            Effect::Read(Span { path: "a".into(), first: 1, last: 9 }),
             Effect::Changed(vec!["b".into()]),
             Effect::Plan(vec![PlanStep { title: "t".into(), status: StepStatus::Pending }]),
             Effect::Finish("s".into()),

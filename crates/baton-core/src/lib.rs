@@ -6,6 +6,7 @@
 
 mod account;
 mod chat;
+mod coverage;
 mod decision;
 mod environment;
 mod event;
@@ -22,6 +23,7 @@ mod time;
 
 pub use account::{AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Rates, Refusal, total};
 pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
+pub use coverage::{Coverage, Span, digest};
 pub use decision::{Answer, ApprovalPolicy, BadRule, DEFAULT_RULES, Decision, DecisionKind};
 pub use environment::{ENVIRONMENT_FILE, Environment, EnvironmentError, Input, MAX_ENVIRONMENT_FILE, Phase, Service};
 pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, Recorded};

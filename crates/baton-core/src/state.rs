@@ -2,6 +2,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::{Charge, ChargeKind, add, total};
 use crate::chat::{Message, ModelResponse, Part, Role};
+use crate::coverage::Coverage;
 use crate::decision::{Answer, Decision, DecisionKind};
 use crate::event::{Event, Recorded};
 use crate::id::TaskId;
@@ -10,7 +11,6 @@ use crate::money::Credits;
 use crate::review::{Finding, FindingStatus, Role as LegRole, SubtaskState};
 use crate::spec::TaskSpec;
 use crate::status::{Lifecycle, Status, StopReason, TransitionError};
-use crate::steady::steady;
 use crate::time::Timestamp;
 
 /// Everything known about a task, derived from its journal alone.
@@ -125,14 +125,21 @@ pub struct Work {
     pub plan: Vec<PlanStep>,
     /// Files read with `read_file`, over the whole task, in the order first read.
     pub files_read: Vec<String>,
-    /// Files the current leg read that an earlier leg had read already.
-    pub rereads: Vec<String>,
+    /// What the task's tools have shown, over all legs.
+    #[serde(default)]
+    pub coverage: Coverage,
+    /// Results of the current leg that showed something the task had not seen.
+    #[serde(default)]
+    pub leg_new: u32,
+    /// Results of the current leg that showed only what the task had seen.
+    #[serde(default)]
+    pub leg_seen: u32,
     /// The latest model step completed a plan step: a natural point to hand off.
     pub plan_step_completed: bool,
     /// The current leg changed a file (through a tool or a command), completed a plan step or ran
     /// the checks.
     pub leg_progress: bool,
-    /// Legs in a row that ended in a handoff without progress.
+    /// Legs in a row that ended in a handoff without progress and without seeing anything new.
     pub idle_legs: u32,
     /// Handoffs written over the whole task.
     pub handoffs: u32,
@@ -158,18 +165,16 @@ pub struct Work {
     pub reviewed: Option<String>,
     /// The captain's plan, once submitted, with each subtask's child task and outcome.
     pub subtasks: Vec<SubtaskState>,
-    /// How many of `files_read` earlier legs read.
-    read_before_leg: usize,
 }
 
 /// Tools whose success changes the work itself.
 const PROGRESS_TOOLS: &[&str] = &["write_file", "edit_file", "apply_patch", "update_plan"];
 
-fn call_hash(name: &str, arguments: &str, output: &str) -> u64 {
+fn call_hash(name: &str, arguments: &str, digest: u64) -> u64 {
     use std::hash::{Hash, Hasher};
     // `DefaultHasher::new` is specified to be the same in every process, so replays agree.
     let mut hasher = std::hash::DefaultHasher::new();
-    (name, arguments, output).hash(&mut hasher);
+    (name, arguments, digest).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -246,9 +251,8 @@ impl Work {
             Event::LegStarted { leg, model, system, brief, role } => {
                 self.role = *role;
                 self.leg_progress = false;
-                self.rereads.clear();
+                (self.leg_new, self.leg_seen) = (0, 0);
                 self.plan_step_completed = false;
-                self.read_before_leg = self.files_read.len();
                 self.seen_calls.clear();
                 self.most_repeated_call = 0;
                 self.steps_without_progress = 0;
@@ -282,13 +286,21 @@ impl Work {
                 self.pending_tools.push((call_id.clone(), name.clone()));
                 self.pending_arguments.push(arguments.clone());
             }
-            Event::ToolCallFinished { call_id, output, is_error, effect } => {
+            Event::ToolCallFinished { call_id, output, is_error, effect, digest } => {
+                let digest = digest.unwrap_or_else(|| crate::digest(output));
                 self.note(effect);
+                if !is_error {
+                    let new = match effect {
+                        Effect::Read(span) => self.coverage.read(span),
+                        _ => self.coverage.output(digest),
+                    };
+                    *(if new { &mut self.leg_new } else { &mut self.leg_seen }) += 1;
+                }
                 if let Some(at) = self.pending_tools.iter().position(|(id, _)| id == call_id) {
                     let (_, name) = self.pending_tools.remove(at);
                     let arguments = self.pending_arguments.remove(at);
                     // Compared as any identical run would print it: a re-run whose timings differ repeats.
-                    let count = self.seen_calls.entry(call_hash(&name, &arguments, &steady(output))).or_insert(0);
+                    let count = self.seen_calls.entry(call_hash(&name, &arguments, digest)).or_insert(0);
                     *count += 1;
                     self.most_repeated_call = self.most_repeated_call.max(*count);
                     let changed_work = !is_error && PROGRESS_TOOLS.contains(&name.as_str());
@@ -393,7 +405,7 @@ impl Work {
             Event::HandoffWritten { handoff } => {
                 self.handoff_in_flight = None;
                 self.handoffs += 1;
-                self.idle_legs = if self.leg_progress { 0 } else { self.idle_legs + 1 };
+                self.idle_legs = if self.leg_progress || self.leg_new > 0 { 0 } else { self.idle_legs + 1 };
                 self.last_handoff = Some(handoff.clone());
             }
             _ => {}
@@ -403,13 +415,11 @@ impl Work {
     /// Folds a tool call's effect into the ledger's facts.
     fn note(&mut self, effect: &Effect) {
         match effect {
-            Effect::Read(path) => match self.files_read.iter().position(|p| p == path) {
-                Some(at) if at < self.read_before_leg && !self.rereads.contains(path) => {
-                    self.rereads.push(path.clone())
+            Effect::Read(span) => {
+                if !self.files_read.contains(&span.path) {
+                    self.files_read.push(span.path.clone());
                 }
-                Some(_) => {}
-                None => self.files_read.push(path.clone()),
-            },
+            }
             // Which files changed is git's to say (the ledger's diffstat); that some did is progress.
             Effect::Changed(_) => self.leg_progress = true,
             Effect::Plan(steps) => {
@@ -635,6 +645,7 @@ mod tests {
 
     #[test]
     fn the_ledger_facts_and_leg_progress_follow_the_journal() {
+        use crate::coverage::Span;
         use crate::ledger::{Effect, Handoff, Ledger, PlanStep, StepStatus};
         let plan = |done: bool| {
             let status = if done { StepStatus::Done } else { StepStatus::InProgress };
@@ -650,7 +661,7 @@ mod tests {
         let tool = |id: &str, effect: Effect| {
             [
                 Event::ToolCallStarted { step: 1, call_id: id.into(), name: "t".into(), arguments: id.into() },
-                Event::ToolCallFinished { call_id: id.into(), output: "ok".into(), is_error: false, effect },
+                Event::tool_call_finished(id.into(), "ok".into(), false, effect),
             ]
         };
         let handoff = || Event::HandoffWritten {
@@ -666,7 +677,8 @@ mod tests {
             }),
         };
         let mut events = vec![created(), Event::Started, leg(1)];
-        events.extend(tool("a", Effect::Read("a.rs".into())));
+        let read = |first, last| Effect::Read(Span { path: "a.rs".into(), first, last });
+        events.extend(tool("a", read(1, 100)));
         events.extend(tool("b", plan(false)));
         events.extend(tool("c", Effect::Changed(vec!["a.rs".into()])));
         events.push(Event::ModelCallStarted { step: 2, prompt: None });
@@ -682,25 +694,31 @@ mod tests {
         assert!(work.plan_step_completed && work.leg_progress);
         assert_eq!(work.plan[0].status, StepStatus::Done);
 
-        // A leg that only re-reads is idle; one whose commands changed the worktree (a checkpoint) is not.
+        // A leg that reads on is not idle; one that only re-reads is; one whose commands changed the
+        // worktree (a checkpoint) is not.
         let mut next = |event: Event| {
             let recorded = Recorded { seq: state.next_seq, at: Timestamp(0), event };
             state.apply(&recorded).unwrap();
+            (state.work.leg_new, state.work.leg_seen, state.work.idle_legs)
         };
         next(Event::HandoffStarted { reason: "r".into(), emergency: true, window: Some(9000) });
         next(handoff());
         next(leg(2));
-        for event in tool("e", Effect::Read("a.rs".into())) {
+        for event in tool("e", read(50, 150)) {
             next(event);
         }
-        next(Event::HandoffStarted { reason: "r".into(), emergency: true, window: Some(12_000) });
-        next(handoff());
+        assert_eq!(next(handoff()), (1, 0, 0), "lines 101-150 were new");
         next(leg(3));
+        next(tool("f", read(1, 150))[0].clone());
+        assert_eq!(next(tool("f", read(1, 150))[1].clone()), (0, 1, 0));
+        next(Event::HandoffStarted { reason: "r".into(), emergency: true, window: Some(12_000) });
+        assert_eq!(next(handoff()), (0, 1, 1), "a leg that saw nothing new is idle");
+        next(leg(4));
         next(Event::Checkpointed { commit: "c".into(), evidence: "e".into() });
         next(handoff());
         let work = &state.work;
-        assert_eq!(work.rereads, Vec::<String>::new(), "cleared by the new leg");
-        assert_eq!((work.handoffs, work.idle_legs, work.learned_window), (3, 0, Some(9000)));
+        assert_eq!(work.files_read, ["a.rs"]);
+        assert_eq!((work.handoffs, work.idle_legs, work.learned_window), (4, 0, Some(9000)));
         assert!(work.handoff_in_flight.is_none());
     }
 

@@ -93,7 +93,7 @@ impl Engine {
             if let Effect::Finish(summary) = &effect {
                 finish = Some(summary.clone());
             }
-            journal.defer(Event::ToolCallFinished { call_id, output, is_error: outcome.is_error, effect })?;
+            journal.defer(Event::tool_call_finished(call_id, output, outcome.is_error, effect))?;
             for refusal in machine.toolbox.take_refused_connections() {
                 let (host, port) = (refusal.host, refusal.port);
                 journal.defer(Event::ConnectionRefused { host, port, phase: baton_core::Phase::Agent })?;

@@ -34,15 +34,14 @@ impl Engine {
             self.pause(journal, worktree, StopReason::BudgetExhausted, detail).await?;
             return Ok(false);
         }
-        if !work.leg_progress && work.idle_legs >= 1 {
-            let rereads = match work.rereads.len() {
-                0 => String::new(),
-                n => format!("; this leg re-read {n} files earlier legs had read ({})", work.rereads.join(", ")),
-            };
+        // Exploring is not looping: a leg that read lines or saw output no earlier leg had is progress.
+        if !work.leg_progress && work.leg_new == 0 && work.idle_legs >= 1 {
             let detail = format!(
-                "handoff loop: legs {} and {} each filled their context without changing a file, completing a plan step or running the checks{rereads}",
+                "handoff loop: legs {} and {} each filled their context without changing a file, completing a plan step, running the checks or seeing anything earlier legs had not (leg {}: {} results, every one seen before)",
                 work.leg - 1,
-                work.leg
+                work.leg,
+                work.leg,
+                work.leg_seen
             );
             self.pause(journal, worktree, StopReason::HandoffLoop, detail).await?;
             return Ok(false);
@@ -144,7 +143,7 @@ impl Engine {
                 self.estimate(&request, role) <= target
             })
         } else {
-            baton_agent::elide(transcript)
+            baton_agent::elide(transcript, budget)
         };
         let mut request = self.request(role, system.to_owned(), messages, tools, budget);
         let ask = Part::Text { text: baton_agent::handoff_request(reason) };

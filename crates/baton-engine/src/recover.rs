@@ -31,7 +31,7 @@ impl Engine {
             let output = format!(
                 "interrupted: baton stopped while this `{name}` call ran; it may or may not have taken effect. Check before repeating it."
             );
-            journal.append(Event::ToolCallFinished { call_id, output, is_error: true, effect: Effect::None }).await?;
+            journal.append(Event::tool_call_finished(call_id, output, true, Effect::None)).await?;
         }
         if let Some(step) = state.work.model_call_in_flight {
             journal.append(Event::ModelCallFailed { step, error: "interrupted by a restart".into() }).await?;

@@ -6,9 +6,9 @@
 
 mod common;
 
-use baton_core::{Budget, Event, Status, StopReason, Timestamp};
+use baton_core::{Budget, Event, Handoff, Status, StopReason, Timestamp};
 use baton_store::Store;
-use baton_testkit::long_horizon;
+use baton_testkit::{exploration, long_horizon};
 use baton_testkit::model::{Expect, RecordedRequest, Reply, Rule, Script, count_tokens, text_of};
 use common::{Harness, call, turn};
 use serde_json::json;
@@ -105,35 +105,78 @@ async fn a_providers_context_overflow_mid_leg_is_an_emergency_handoff_and_the_ta
     assert_eq!(order, ["leg_started", "model_call_failed", "handoff_started", "handoff_written", "leg_started"]);
 }
 
+/// The steps each leg took, from the handoffs' records.
+fn leg_lengths(state: &baton_core::TaskState, handoffs: &[Handoff]) -> Vec<u32> {
+    let ends: Vec<u32> = handoffs.iter().map(|h| h.step).chain([state.work.steps]).collect();
+    ends.iter().scan(0, |start, end| Some(end - std::mem::replace(start, *end))).collect()
+}
+
+async fn handoffs(h: &Harness, id: &baton_core::TaskId) -> Vec<Handoff> {
+    h.events_matching(id, |event| match event {
+        Event::HandoffWritten { handoff } => Some(*handoff),
+        _ => None,
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn legs_that_hand_off_without_progress_pause_the_task_as_a_handoff_loop() {
-    // An agent that only reads: every leg reads calc.py again (each time a different range, so no
-    // call repeats) and fills its context with output, changing nothing.
-    let turns = (0..20)
-        .flat_map(|i| {
-            let range = json!({"path": "calc.py", "start_line": 1, "end_line": 2 + i});
-            let seq = json!({"command": format!("seq {} {}", i * 400, i * 400 + 399)});
-            [turn(None, call(&format!("r{i}"), "read_file", range)), turn(None, call(&format!("s{i}"), "shell", seq))]
-        })
-        .collect();
-    let script = Script { turns, rules: vec![summary_rule()], ..Script::default() };
-    let mut h = Harness::new(script).await;
-    h.context_window = 6000;
+async fn exploring_a_large_module_on_a_32k_window_is_never_taken_for_a_loop() {
+    // 200 pages of 100 lines, every range new: several legs that change nothing but each read on.
+    const WINDOW: u64 = 32_768;
+    let scenario = exploration::exploration(200, WINDOW);
+    let mut h = Harness::with_repo(scenario.script, scenario.repo).await;
+    h.context_window = WINDOW;
+    let id = h.create_with(|spec| spec.budget = Budget::default()).await;
+    let (state, kinds) = h.run(&id).await;
+    let stop = state.stop.clone();
+    assert_eq!(
+        (state.status(), stop.as_ref().map(|s| s.reason)),
+        (Status::Done, Some(StopReason::Verified)),
+        "{stop:?}"
+    );
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert!(!kinds.contains(&"nudged".to_owned()), "reading on is not being stuck");
+    let handoffs = handoffs(&h, &id).await;
+    assert!(handoffs.len() >= 2, "200 pages must not fit one 32k leg: {} handoffs", handoffs.len());
+    // Large outputs are elided by size, so a leg holds dozens of reads, not the ten it held when
+    // the newest eight messages were kept whatever their size.
+    let lengths = leg_lengths(&state, &handoffs);
+    assert!(lengths[..lengths.len() - 1].iter().all(|steps| *steps >= 30), "steps per leg: {lengths:?}");
+    for request in h.server.requests() {
+        assert!(count_tokens(&request.body) <= WINDOW);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reading_the_same_ranges_round_and_round_pauses_the_task_as_a_handoff_loop() {
+    // 60 pages read round and round: each leg reads ranges it has not read itself (so nothing
+    // repeats within a leg), but from the third leg on, only ranges earlier legs read.
+    const WINDOW: u64 = 32_768;
+    let scenario = exploration::looping(60, 600, WINDOW);
+    let mut h = Harness::with_repo(scenario.script, scenario.repo).await;
+    h.context_window = WINDOW;
     let id = h.create_with(|spec| spec.budget = Budget::default()).await;
     let (state, kinds) = h.run(&id).await;
     let stop = state.stop.clone().unwrap();
     assert_eq!((state.status(), stop.reason), (Status::Paused, StopReason::HandoffLoop), "{stop:?} {kinds:?}");
-    assert!(stop.detail.starts_with("handoff loop: legs 1 and 2 each filled their context"), "{}", stop.detail);
-    assert!(stop.detail.contains("re-read 1 files earlier legs had read (calc.py)"), "{}", stop.detail);
-    assert_eq!(state.work.handoffs, 1, "the second handoff is refused");
+    let (leg, seen) = (state.work.leg, state.work.leg_seen);
+    let expected = format!(
+        "handoff loop: legs {} and {leg} each filled their context without changing a file, completing a plan step, running the checks or seeing anything earlier legs had not (leg {leg}: {seen} results, every one seen before)",
+        leg - 1
+    );
+    assert_eq!(stop.detail, expected);
+    assert!(seen >= 30 && state.work.leg_new == 0, "{seen}");
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    let handoffs = handoffs(&h, &id).await;
+    let lengths = leg_lengths(&state, &handoffs);
+    // The pages go round once in the first legs, which are not idle.
+    assert!(lengths.iter().take(lengths.len() - 2).sum::<u32>() >= 60, "{lengths:?}");
 
     // `baton resume` gives the task one more try; the same behaviour pauses it again.
     let (state, _) = h.run(&id).await;
     let stop = state.stop.clone().unwrap();
     assert_eq!((state.status(), stop.reason), (Status::Paused, StopReason::HandoffLoop), "{stop:?}");
-    assert_eq!(state.work.handoffs, 2);
-    assert!(stop.detail.starts_with("handoff loop: legs 2 and 3"), "{}", stop.detail);
+    assert!(stop.detail.starts_with(&format!("handoff loop: legs {} and {}", leg, leg + 1)), "{}", stop.detail);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

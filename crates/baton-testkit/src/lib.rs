@@ -3,6 +3,7 @@
 
 mod demo;
 pub mod hostile;
+pub mod exploration;
 pub mod long_horizon;
 pub mod model;
 mod repo;

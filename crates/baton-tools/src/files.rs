@@ -7,7 +7,7 @@ use rustix::fs::FileType;
 use serde::Deserialize;
 
 use crate::workspace::Workspace;
-use crate::{Effect, ToolError};
+use crate::{Effect, Span, ToolError};
 
 /// Lines shown by one `read_file` call unless the caller asks for a range.
 const PAGE_LINES: usize = 2000;
@@ -48,7 +48,7 @@ pub(crate) fn read_file(workspace: &Workspace, args: ReadArgs) -> Outcome {
     let lines: Vec<&str> = text.lines().collect();
     let total = lines.len();
     if total == 0 {
-        return Ok((format!("`{shown}` is empty"), Effect::Read(shown)));
+        return Ok((format!("`{shown}` is empty"), Effect::Read(Span { path: shown, first: 1, last: 0 })));
     }
     let start = args.start_line.unwrap_or(1);
     if start == 0 || start > total as u64 {
@@ -89,7 +89,7 @@ pub(crate) fn read_file(workspace: &Workspace, args: ReadArgs) -> Outcome {
         let _ =
             write!(output, "… lines {}-{total} not shown; continue with start_line={}", shown_last + 1, shown_last + 1);
     }
-    Ok((output, Effect::Read(shown)))
+    Ok((output, Effect::Read(Span { path: shown, first: start as u64, last: shown_last as u64 })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ mod search;
 mod shell;
 mod workspace;
 
-pub use baton_core::{Effect, PlanStep, StepStatus};
+pub use baton_core::{Effect, PlanStep, Span, StepStatus};
 use baton_core::{Secret, ToolSpec, redact};
 use baton_sandbox::{Sandbox, SandboxSession};
 use serde::Deserialize;
