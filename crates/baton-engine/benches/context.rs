@@ -4,6 +4,9 @@
 //! facts (files written, plan statuses) each request lacks. Every request is counted the same way:
 //! the o200k tokens of every string of its Chat Completions body.
 //!
+//! EXPLORATION (600 steps reading a large module page by page, on the same window) measures what a
+//! task that only reads costs, and that it is never taken for a loop.
+//!
 //! `cargo bench -p baton-engine --bench context` (as root: the agent's commands run in the sandbox)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // benchmark code: a panic is the failure report
@@ -16,6 +19,7 @@ use std::time::Instant;
 use baton_core::{Event, Message, ModelRequest, Part, Role, StopReason, TaskState};
 use baton_model::protocol::{ChatCompletions, Protocol};
 use baton_store::Store;
+use baton_testkit::exploration;
 use baton_testkit::model::{count_tokens, text_of};
 use common::Harness;
 
@@ -86,31 +90,7 @@ fn main() {
 
         // The baselines, from the same journal. Token counts add up over a body's strings, so each
         // message is counted once and requests are sums of prefixes.
-        let history = full_history(&journal, &state);
-        let tools = {
-            let mut tools = baton_tools::Toolbox::new(baton_tools::Workspace::open(h.repo.path()).unwrap()).specs();
-            tools.push(baton_agent::recall_spec());
-            tools.push(baton_agent::ask_human_spec());
-            tools.push(baton_agent::request_credential_spec());
-            tools
-        };
-        let body = |messages: Vec<Message>| {
-            let request = ModelRequest {
-                model: "scripted".into(),
-                system: state.work.system.clone(),
-                messages,
-                tools: tools.clone(),
-                max_output_tokens: 4096,
-                stable_prefix: 0,
-            };
-            count_tokens(&ChatCompletions.body(&request).unwrap())
-        };
-        let base = body(Vec::new());
-        let sizes: Vec<u64> = history.iter().map(|m| body(vec![m.clone()]) - base).collect();
-        let texts: Vec<String> = history.iter().map(message_text).collect();
-        // Request k holds every message before the k-th answer.
-        let asks: Vec<usize> =
-            history.iter().enumerate().filter(|(_, m)| m.role == Role::Assistant).map(|(i, _)| i).collect();
+        let History { base, sizes, texts, asks } = History::of(&h, &journal, &state);
         let mut prefix = vec![0u64];
         for size in &sizes {
             prefix.push(prefix.last().unwrap() + size);
@@ -159,7 +139,87 @@ fn main() {
         println!(
             "facts lost (files written, plan statuses; summed over requests): baton {baton_lost}; dropping the oldest {dropped_lost} in {lossy_requests} requests; full history {full_lost} at its last request"
         );
+        explore().await;
     });
+}
+
+/// EXPLORATION: 597 pages of a module read in order, then the fix (600 steps), on the same window;
+/// then the same pages read round and round, which must be caught.
+async fn explore() {
+    let scenario = exploration::exploration(597, WINDOW);
+    let mut h = Harness::with_repo(scenario.script, scenario.repo).await;
+    h.context_window = WINDOW;
+    let id = h.create_with(|spec| spec.budget = baton_core::Budget::default()).await;
+    let started = Instant::now();
+    let (state, kinds) = h.run(&id).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let journal = h.store.events(&id, 0).await.unwrap();
+    let false_loops = kinds.iter().filter(|kind| *kind == "nudged").count()
+        + usize::from(matches!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::HandoffLoop | StopReason::Stuck)));
+    let baton: u64 = h.server.requests().iter().map(|r| count_tokens(&r.body)).sum();
+    let History { base, sizes, asks, .. } = History::of(&h, &journal, &state);
+    let full: u64 = asks.iter().map(|&end| base + sizes[..end].iter().sum::<u64>()).sum();
+    println!(
+        "EXPLORATION: {} steps in {:.1} s, window {WINDOW} tokens, ended {:?}; {} handoffs; loops falsely detected: {false_loops} (aim 0)",
+        state.work.steps,
+        seconds,
+        state.stop.as_ref().map(|s| s.reason),
+        state.work.handoffs,
+    );
+    println!(
+        "input tokens: baton {baton} ({} per step), full history {full}; ratio baton / full history: {:.3}",
+        baton / u64::from(state.work.steps.max(1)),
+        baton as f64 / full as f64
+    );
+    let scenario = exploration::looping(60, 600, WINDOW);
+    let mut h = Harness::with_repo(scenario.script, scenario.repo).await;
+    h.context_window = WINDOW;
+    let id = h.create_with(|spec| spec.budget = baton_core::Budget::default()).await;
+    let (state, _) = h.run(&id).await;
+    println!(
+        "EXPLORATION going round 60 pages: stopped after {} steps with {:?}",
+        state.work.steps,
+        state.stop.as_ref().map(|s| s.reason)
+    );
+}
+
+/// The whole task as one conversation, sized message by message in Chat Completions tokens.
+struct History {
+    /// The request without messages.
+    base: u64,
+    sizes: Vec<u64>,
+    texts: Vec<String>,
+    /// Request k holds every message before the k-th answer.
+    asks: Vec<usize>,
+}
+
+impl History {
+    fn of(h: &Harness, journal: &[baton_core::Recorded], state: &TaskState) -> History {
+        let history = full_history(journal, state);
+        let tools = {
+            let mut tools = baton_tools::Toolbox::new(baton_tools::Workspace::open(h.repo.path()).unwrap()).specs();
+            tools.push(baton_agent::recall_spec());
+            tools.push(baton_agent::ask_human_spec());
+            tools.push(baton_agent::request_credential_spec());
+            tools
+        };
+        let body = |messages: Vec<Message>| {
+            let request = ModelRequest {
+                model: "scripted".into(),
+                system: state.work.system.clone(),
+                messages,
+                tools: tools.clone(),
+                max_output_tokens: 4096,
+                stable_prefix: 0,
+            };
+            count_tokens(&ChatCompletions.body(&request).unwrap())
+        };
+        let base = body(Vec::new());
+        let sizes = history.iter().map(|m| body(vec![m.clone()]) - base).collect();
+        let texts = history.iter().map(message_text).collect();
+        let asks = history.iter().enumerate().filter(|(_, m)| m.role == Role::Assistant).map(|(i, _)| i).collect();
+        History { base, sizes, texts, asks }
+    }
 }
 
 /// The sandbox needs root; a benchmark run without it says so instead of failing.
