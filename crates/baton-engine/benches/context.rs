@@ -155,7 +155,10 @@ async fn explore() {
     let seconds = started.elapsed().as_secs_f64();
     let journal = h.store.events(&id, 0).await.unwrap();
     let false_loops = kinds.iter().filter(|kind| *kind == "nudged").count()
-        + usize::from(matches!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::HandoffLoop | StopReason::Stuck)));
+        + usize::from(matches!(
+            state.stop.as_ref().map(|s| s.reason),
+            Some(StopReason::HandoffLoop | StopReason::Stuck)
+        ));
     let baton: u64 = h.server.requests().iter().map(|r| count_tokens(&r.body)).sum();
     let History { base, sizes, asks, .. } = History::of(&h, &journal, &state);
     let full: u64 = asks.iter().map(|&end| base + sizes[..end].iter().sum::<u64>()).sum();

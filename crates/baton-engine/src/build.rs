@@ -63,8 +63,13 @@ impl Engine {
             }
             let step = work.steps + 1;
             let budget = self.budget(work);
-            let request =
-                self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript, budget), tools, budget);
+            let request = self.request(
+                work.role,
+                work.system.clone(),
+                baton_agent::elide(&work.transcript, budget),
+                tools,
+                budget,
+            );
             let estimate = self.estimate(&request, work.role);
             if let Some((reason, emergency)) = budget.handoff_due(estimate, work.plan_step_completed) {
                 if !self.hand_off(journal, machine, tools, reason, emergency, None).await? {

@@ -85,7 +85,8 @@ impl Engine {
         let work = &journal.state().work;
         let step = work.steps + 1;
         let budget = self.budget(work);
-        let request = self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript, budget), tools, budget);
+        let request =
+            self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript, budget), tools, budget);
         let estimate = self.estimate(&request, work.role);
         let response = match self.call_model(journal, &request, step, estimate, budget).await? {
             Ok(response) => response,

@@ -8,8 +8,8 @@ mod common;
 
 use baton_core::{Budget, Event, Handoff, Status, StopReason, Timestamp};
 use baton_store::Store;
-use baton_testkit::{exploration, long_horizon};
 use baton_testkit::model::{Expect, RecordedRequest, Reply, Rule, Script, count_tokens, text_of};
+use baton_testkit::{exploration, long_horizon};
 use common::{Harness, call, turn};
 use serde_json::json;
 

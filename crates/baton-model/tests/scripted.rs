@@ -357,6 +357,33 @@ async fn reasoning_is_sent_back_verbatim_to_the_protocol_that_made_it() {
 }
 
 #[tokio::test]
+async fn an_answer_cut_off_while_thinking_leaves_no_orphan_in_the_next_request() {
+    // The scripted server refuses, in the provider's words, reasoning sent back on its own.
+    for wire in ALL {
+        let cut = Reply {
+            reasoning: Some("Still weighing the lexer.".into()),
+            stop: Some("max_tokens".into()),
+            ..Reply::default()
+        };
+        let server =
+            ScriptedServer::start(Script { turns: vec![turn(cut), turn(text_reply("Done."))], ..Script::default() })
+                .await
+                .unwrap();
+        let client = client(wire, &server, fast_retries());
+        let mut conversation = request();
+        let (cut, _) = complete(&client, &conversation).await;
+        let cut = cut.unwrap();
+        assert_eq!(cut.finish, FinishReason::MaxTokens, "{wire:?}");
+        assert!(cut.parts.iter().all(|p| matches!(p, Part::Reasoning { .. })), "{wire:?}: {:?}", cut.parts);
+        conversation.messages.push(Message { role: Role::Assistant, parts: cut.parts });
+        conversation.messages.push(Message { role: Role::User, parts: vec![Part::Text { text: "Go on.".into() }] });
+        let (next, _) = complete(&client, &conversation).await;
+        assert_eq!(next.unwrap().text(), "Done.", "{wire:?}: {:?}", server.failures());
+        assert!(server.failures().is_empty(), "{wire:?}: {:?}", server.failures());
+    }
+}
+
+#[tokio::test]
 async fn anthropic_requests_carry_cache_breakpoints_on_the_stable_prefix() {
     let server =
         ScriptedServer::start(Script { turns: vec![turn(text_reply("ok"))], ..Script::default() }).await.unwrap();

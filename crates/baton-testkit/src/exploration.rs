@@ -32,7 +32,8 @@ fn module(pages: usize) -> String {
     let mut text = String::new();
     for line in 1..=pages * PAGE {
         let route = (line * 7919) % 100_003;
-        let _ = writeln!(text, "def handler_{line:05}(request):  return dispatch(request, route={route:06}, retries=3)");
+        let _ =
+            writeln!(text, "def handler_{line:05}(request):  return dispatch(request, route={route:06}, retries=3)");
     }
     text
 }
@@ -55,7 +56,10 @@ fn scenario(turns: Vec<Turn>, pages: usize, window: u64) -> Exploration {
     let module = module(pages);
     let repo = FixtureRepo::with_files(&[
         ("calc.py", "def add(a, b):\n    return a - b\n"),
-        ("test_calc.py", "from calc import add\n\nassert add(2, 3) == 5, f\"add(2, 3) gave {add(2, 3)}\"\nprint(\"all tests passed\")\n"),
+        (
+            "test_calc.py",
+            "from calc import add\n\nassert add(2, 3) == 5, f\"add(2, 3) gave {add(2, 3)}\"\nprint(\"all tests passed\")\n",
+        ),
         (MODULE, &module),
     ]);
     let narrative = "I am reading service.py a hundred lines at a time; the ledger's plan says how far. Next: read on \

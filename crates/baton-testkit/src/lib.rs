@@ -2,8 +2,8 @@
 //! fixture git repositories; also the material of `baton demo`. It depends on no other baton crate, so the tests can trust it.
 
 mod demo;
-pub mod hostile;
 pub mod exploration;
+pub mod hostile;
 pub mod long_horizon;
 pub mod model;
 mod repo;

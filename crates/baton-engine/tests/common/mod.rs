@@ -61,6 +61,9 @@ pub struct Harness {
     pub ask_on_budget_overrun: bool,
     /// The hosts tasks may reach; `None`: no network.
     pub network: Option<baton_sandbox::EgressPolicy>,
+    /// The provider the task's model is reached through, and so the wire protocol:
+    /// `openai-compatible` (Chat Completions), `openai` (Responses) or `anthropic` (Messages).
+    pub provider: &'static str,
 }
 
 impl Harness {
@@ -82,6 +85,7 @@ impl Harness {
             rates: Rates::default(),
             ask_on_budget_overrun: false,
             network: None,
+            provider: "openai-compatible",
         }
     }
 
@@ -129,18 +133,20 @@ impl Harness {
     }
 
     pub fn engine(&self) -> Engine {
+        let at = |base: String| ProviderConfig { base_url: Some(base), api_key_env: None };
         let providers = Providers {
-            openai_compatible: ProviderConfig {
-                base_url: Some(format!("{}/v1", self.server.url())),
-                api_key_env: None,
-            },
+            openai: at(format!("{}/v1", self.server.url())),
+            openai_compatible: at(format!("{}/v1", self.server.url())),
+            anthropic: at(self.server.url()),
             ..Providers::default()
         };
-        let client = providers.client(&"openai-compatible/scripted".parse().unwrap(), &|_| None).unwrap();
+        let model: baton_model::ModelName = format!("{}/scripted", self.provider).parse().unwrap();
+        let key = |_: &str| Some("scripted-key".to_owned());
+        let client = providers.client(&model, &key).unwrap();
         let init = SandboxConfig::locate_init().expect("baton-sandbox-init is not built: run the workspace's tests");
         let config = EngineConfig {
             home: self.home.path().to_owned(),
-            model: "openai-compatible/scripted".parse().unwrap(),
+            model,
             price: self.price,
             rates: self.rates,
             approval: self.approval(),

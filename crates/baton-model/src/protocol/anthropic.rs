@@ -27,7 +27,7 @@ fn cache_breakpoint() -> Value {
 fn blocks(role: Role, parts: &[Part]) -> Result<Vec<Value>, ModelError> {
     let mut results = Vec::new();
     let mut others = Vec::new();
-    for part in parts {
+    for part in super::answered(parts) {
         match (role, part) {
             (_, Part::Text { text }) if text.is_empty() => {}
             (_, Part::Text { text }) => others.push(json!({"type": "text", "text": text})),
@@ -72,7 +72,7 @@ impl Protocol for AnthropicMessages {
     }
 
     fn body(&self, request: &ModelRequest) -> Result<Value, ModelError> {
-        let mut messages = Vec::new();
+        let mut messages: Vec<Value> = Vec::new();
         for (i, message) in request.messages.iter().enumerate() {
             let mut content = blocks(message.role, &message.parts)?;
             if i + 1 == request.stable_prefix
@@ -87,7 +87,16 @@ impl Protocol for AnthropicMessages {
                 Role::User => "user",
                 Role::Assistant => "assistant",
             };
-            messages.push(json!({"role": role, "content": content}));
+            // A turn left empty (an answer that was only reasoning) is skipped; the API joins the
+            // turns of one role around it, and so does baton, so the request reads as it is taken.
+            match messages.last_mut() {
+                Some(last) if last["role"] == role => {
+                    if let Some(joined) = last["content"].as_array_mut() {
+                        joined.extend(content);
+                    }
+                }
+                _ => messages.push(json!({"role": role, "content": content})),
+            }
         }
         let mut body = json!({
             "model": request.model,

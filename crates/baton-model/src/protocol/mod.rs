@@ -8,7 +8,7 @@ mod responses;
 
 use std::time::Duration;
 
-use baton_core::{ModelRequest, ToolSpec};
+use baton_core::{ModelRequest, Part, ToolSpec};
 use reqwest::header::HeaderMap;
 use serde_json::Value;
 
@@ -30,6 +30,20 @@ pub trait Protocol: Send + Sync + 'static {
     fn decoder(&self) -> Box<dyn Decoder>;
     /// The typed error for a response with a failing HTTP status.
     fn error(&self, status: u16, retry_after: Option<Duration>, body: &str) -> ModelError;
+}
+
+/// A message's parts without the reasoning at its end. Reasoning is sent back only with what it led
+/// to: an answer cut off while the model was still thinking leaves it orphaned, and providers refuse
+/// it on its own (Responses: a reasoning item "without its required following item"; Anthropic: an
+/// assistant turn whose final block is `thinking`), on every later request of the leg.
+pub(crate) fn answered(parts: &[Part]) -> &[Part] {
+    let said = |part: &Part| match part {
+        Part::Reasoning { .. } => false,
+        Part::Text { text } => !text.is_empty(),
+        Part::ToolCall { .. } | Part::ToolResult { .. } => true,
+    };
+    let end = parts.iter().rposition(said).map_or(0, |last| last + 1);
+    &parts[..end]
 }
 
 /// Reads one response's server-sent events.

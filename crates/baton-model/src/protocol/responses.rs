@@ -49,7 +49,7 @@ impl Protocol for OpenAiResponses {
     fn body(&self, request: &ModelRequest) -> Result<Value, ModelError> {
         let mut input = Vec::new();
         for message in &request.messages {
-            for part in &message.parts {
+            for part in super::answered(&message.parts) {
                 let item = match (message.role, part) {
                     (Role::User, Part::Text { text }) => {
                         json!({"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]})

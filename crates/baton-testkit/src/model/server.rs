@@ -268,6 +268,12 @@ async fn serve(shared: &Shared, wire: &dyn Wire, path: &str, headers: &HeaderMap
         }
     };
     record.body = body.clone();
+    if let Err(message) = wire.check(&body) {
+        lock(&shared.failures).push(format!("invalid request: {message}"));
+        record.served = format!("invalid: {message}");
+        lock(&shared.requests).push(record);
+        return json_response(StatusCode::BAD_REQUEST, &wire.error_body(400, &message), None);
+    }
     let streaming = body.get("stream").and_then(Value::as_bool) == Some(true);
     let model = body.get("model").and_then(Value::as_str).unwrap_or("scripted").to_owned();
     let action = next_action(shared, wire, &body, &raw_text);

@@ -59,6 +59,9 @@ pub trait Wire: Send + Sync {
     }
 
     fn last_tool_result(&self, body: &Value) -> Option<String>;
+
+    /// Why the provider would refuse the request's conversation, in its words.
+    fn check(&self, body: &Value) -> Result<(), String>;
 }
 
 fn text_of(value: &Value) -> String {
@@ -138,6 +141,10 @@ impl Responses {
 impl Wire for Responses {
     fn name(&self) -> &'static str {
         "openai-responses"
+    }
+
+    fn check(&self, body: &Value) -> Result<(), String> {
+        super::check::responses(body)
     }
 
     fn stream(&self, reply: &Reply, model: &str) -> Vec<Sse> {
@@ -276,6 +283,10 @@ impl Wire for Chat {
         "openai-chat"
     }
 
+    fn check(&self, body: &Value) -> Result<(), String> {
+        super::check::chat(body)
+    }
+
     fn stream(&self, reply: &Reply, model: &str) -> Vec<Sse> {
         let data = |value: Value| Sse { event: None, data: value.to_string() };
         let mut events = vec![data(Chat::chunk(model, json!({"role": "assistant", "content": ""}), Value::Null))];
@@ -364,6 +375,10 @@ impl Anthropic {
 impl Wire for Anthropic {
     fn name(&self) -> &'static str {
         "anthropic"
+    }
+
+    fn check(&self, body: &Value) -> Result<(), String> {
+        super::check::anthropic(body)
     }
 
     fn stream(&self, reply: &Reply, model: &str) -> Vec<Sse> {
