@@ -112,6 +112,21 @@ pub fn environment_brief(environment: &baton_core::Environment) -> String {
     out
 }
 
+/// What the brief says of merges that conflicted (`path (merging what)`): the files hold git's
+/// conflict markers, committed, and resolving them comes first.
+pub fn conflicts_brief(conflicts: &[String]) -> String {
+    if conflicts.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n# Merge conflicts\n\nbaton merged work done on other branches into this one, and these files conflicted. They hold git's conflict markers (`<<<<<<<`, `=======`, `>>>>>>>`), committed as they are. First resolve each one, keeping what both sides meant, with no marker left; then go on:\n",
+    );
+    for conflict in conflicts {
+        let _ = writeln!(out, "- `{conflict}`");
+    }
+    out
+}
+
 /// The message that opens the first leg: the request, and what will decide that it is done.
 pub fn brief(spec: &TaskSpec) -> String {
     let mut out = format!("# Task\n\n{}\n", spec.request.trim());

@@ -120,12 +120,13 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
             }
             None => None,
         },
+        merges: Vec::new(),
     };
     spec.validate()?;
     let id = new_task_id()?;
     let branch = branch_name(&spec.request, &id);
     let store = SqliteStore::open(home).await?;
-    store.append(&id, 0, now(), &[Event::TaskCreated { spec, base_commit, branch }]).await?;
+    store.append(&id, 0, now(), &[Event::TaskCreated { spec: Box::new(spec), base_commit, branch }]).await?;
     Ok(store.load(&id).await?)
 }
 

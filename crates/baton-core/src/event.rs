@@ -21,7 +21,7 @@ pub const EVENT_SCHEMA_VERSION: u32 = 1;
 pub enum Event {
     /// Always the first event (seq 0). The base commit is resolved once, so the task is pinned to
     /// it even if the base ref moves later.
-    TaskCreated { spec: TaskSpec, base_commit: String, branch: String },
+    TaskCreated { spec: Box<TaskSpec>, base_commit: String, branch: String },
     /// Work begins for the first time.
     Started,
     /// Work continues after a pause, a decision, a failed verification or a review.

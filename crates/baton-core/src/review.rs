@@ -64,6 +64,10 @@ pub struct SubtaskOutcome {
     pub verified: bool,
     pub commit: Option<String>,
     pub detail: String,
+    /// What the child task spent (its own children's spending included): the parent's credit
+    /// limit holds over all of it.
+    #[serde(default)]
+    pub spent: crate::money::Credits,
 }
 
 /// How bad a finding is: P0 breaks something that matters, P3 is a nit.

@@ -46,6 +46,10 @@ pub struct TaskSpec {
     /// repository's `baton.toml`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// Commits merged into the branch before the first leg: the results of a subtask's other
+    /// dependencies (the first is its base). A conflict is the first leg's to resolve.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merges: Vec<String>,
 }
 
 fn reviewed() -> bool {
@@ -110,6 +114,7 @@ impl TaskSpec {
             role_models: Default::default(),
             parent: None,
             environment: None,
+            merges: Vec::new(),
         }
     }
 

@@ -36,7 +36,11 @@ pub struct TaskState {
 /// What the task has spent and holds, from its `reserved` and `settled` events.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Money {
+    /// Charged to this task.
     pub spent: Credits,
+    /// Spent by its subtasks' child tasks, as each ended.
+    #[serde(default)]
+    pub delegated: Credits,
     /// Charged so far, by kind.
     pub by_kind: std::collections::BTreeMap<ChargeKind, Credits>,
     /// Reservations not yet settled, by key, with the charges they were estimated at.
@@ -46,6 +50,11 @@ pub struct Money {
 }
 
 impl Money {
+    /// Spent by the task and its subtasks: what its credit limit holds over.
+    pub fn spent_in_all(&self) -> Credits {
+        add(self.spent, self.delegated)
+    }
+
     pub fn held_total(&self) -> Credits {
         self.held.values().fold(Credits::ZERO, |sum, charges| add(sum, total(charges)))
     }
@@ -66,6 +75,7 @@ impl Money {
                     self.last_charge_at = Some(at);
                 }
             }
+            Event::SubtaskEnded { outcome, .. } => self.delegated = add(self.delegated, outcome.spent),
             _ => {}
         }
     }
@@ -465,7 +475,7 @@ impl TaskState {
         }
         Ok(TaskState {
             id,
-            spec: spec.clone(),
+            spec: (**spec).clone(),
             base_commit: base_commit.clone(),
             branch: branch.clone(),
             lifecycle: Lifecycle::CREATED,
@@ -538,7 +548,7 @@ mod tests {
 
     fn created() -> Event {
         Event::TaskCreated {
-            spec: TaskSpec::new("do it", "/repo"),
+            spec: Box::new(TaskSpec::new("do it", "/repo")),
             base_commit: "0".repeat(40),
             branch: "baton/do-it-00000000".into(),
         }
@@ -720,6 +730,29 @@ mod tests {
         assert_eq!(work.files_read, ["a.rs"]);
         assert_eq!((work.handoffs, work.idle_legs, work.learned_window), (4, 0, Some(9000)));
         assert!(work.handoff_in_flight.is_none());
+    }
+
+    #[test]
+    fn what_subtasks_spent_counts_against_the_parent() {
+        use crate::review::SubtaskOutcome;
+        let mut money = Money::default();
+        let ended = |micros| Event::SubtaskEnded {
+            key: "s1".into(),
+            outcome: SubtaskOutcome {
+                verified: true,
+                commit: None,
+                detail: String::new(),
+                spent: Credits::from_micros(micros),
+            },
+        };
+        let charge = Charge { kind: crate::account::ChargeKind::Input, amount: Credits::from_micros(5) };
+        money.apply(Timestamp(1), &Event::Settled { key: "k".into(), charges: vec![charge] });
+        money.apply(Timestamp(2), &ended(30));
+        money.apply(Timestamp(3), &ended(7));
+        assert_eq!(
+            (money.spent, money.delegated, money.spent_in_all()),
+            (Credits::from_micros(5), Credits::from_micros(37), Credits::from_micros(42))
+        );
     }
 
     #[test]

@@ -52,7 +52,8 @@ impl Engine {
             }
             if !work.budget_warned {
                 let state = journal.state();
-                let spent = Credits::from_micros(state.money.spent.micros() + state.money.held_total().micros());
+                let spent =
+                    Credits::from_micros(state.money.spent_in_all().micros() + state.money.held_total().micros());
                 let elapsed = work.started_at.map_or(0, |at| (journal::now().as_millis() - at.as_millis()).max(0));
                 if let Some(text) =
                     baton_agent::budget_note(&state.spec.budget, spent, u64::from(work.steps), elapsed as u64)

@@ -188,7 +188,10 @@ impl Engine {
             }
             baton_agent::SUBMIT_PLAN if work.role == LegRole::Captain => match baton_agent::parse_plan(arguments) {
                 Ok(plan) => {
-                    match self.plan_problems(&plan, clean, worktree, toolbox, environment.lower.clone()).as_slice() {
+                    match self
+                        .plan_problems(journal.state(), &plan, clean, worktree, toolbox, environment.lower.clone())
+                        .as_slice()
+                    {
                         [] => Outcome {
                             then: Some(Event::PlanSubmitted { subtasks: plan.clone() }),
                             ..Outcome::ok(format!("plan accepted: {} subtasks; baton runs them now", plan.len()))

@@ -21,7 +21,7 @@ impl Engine {
         if !hold.is_empty() {
             let state = journal.state();
             if let Some(limit) = state.spec.budget.credits {
-                let (spent, reserved, needed) = (state.money.spent, state.money.held_total(), total(&hold));
+                let (spent, reserved, needed) = (state.money.spent_in_all(), state.money.held_total(), total(&hold));
                 if spent.micros() + reserved.micros() + needed.micros() > limit.micros() {
                     return Ok(Err(Refusal::TaskBudget { limit, spent, reserved, needed }));
                 }

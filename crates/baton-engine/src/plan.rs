@@ -1,7 +1,9 @@
 //! Planning: a captain leg reads the repository and submits a plan of subtasks; the harness checks
-//! it (scope paths exist, checks run), then runs each subtask as a child task on its own branch, in
-//! dependency order, each starting from the result of those it depends on. The parent ends with the
-//! last result, verified by its own checks.
+//! it (scope paths exist, checks run, each child's spec is valid), then runs each subtask as a child
+//! task on its own branch, in dependency order. A subtask without dependencies starts from the
+//! parent's base; one with dependencies from the first one's result, the others merged in (a
+//! conflict is its first leg's to resolve). The parent merges the results no other subtask built
+//! on — a conflict there becomes a build leg of its own — and is verified by its own checks.
 
 use std::time::Duration;
 
@@ -88,6 +90,7 @@ impl Engine {
     /// checks are tried on a clean machine with the branch's head, read-only.
     pub(crate) fn plan_problems(
         &self,
+        state: &baton_core::TaskState,
         plan: &[Subtask],
         clean: &CleanMachines,
         worktree: &Worktree,
@@ -101,6 +104,9 @@ impl Engine {
             clean.build(worktree, &head, lower).map(LocalSandbox::reading_only)
         });
         for subtask in plan {
+            if let Err(error) = child_spec(state, subtask).validate() {
+                problems.push(format!("`{}`: {error}", subtask.key));
+            }
             for path in subtask.scope.iter().filter(|p| !toolbox.exists(p)) {
                 problems.push(format!("`{}`: scope path `{path}` does not exist", subtask.key));
             }
@@ -134,10 +140,14 @@ impl Engine {
         problems
     }
 
-    /// Runs the plan's subtasks in order, each as a child task; then verifies the parent on the
-    /// last one's result.
+    /// Runs the plan's subtasks in order, each as a child task; then merges their results into the
+    /// parent's branch and verifies it.
     async fn delegate(&self, journal: &mut Journal<'_>, machine: Machine<'_>) -> Result<(), EngineError> {
         let worktree = machine.worktree;
+        // A build leg of the parent's own resolves what merging the results left in conflict.
+        if journal.state().work.role == LegRole::Build {
+            return self.work(journal, machine).await;
+        }
         let count = journal.state().work.subtasks.len();
         for index in 0..count {
             let subtask = journal.state().work.subtasks[index].clone();
@@ -158,7 +168,9 @@ impl Engine {
                 (None, Some(question)) => format!("waiting for a human: {question}"),
                 (None, None) => end.status().to_string(),
             };
-            let outcome = SubtaskOutcome { verified, commit: end.work.last_commit.clone(), detail: detail.clone() };
+            let spent = end.money.spent_in_all();
+            let outcome =
+                SubtaskOutcome { verified, commit: end.work.last_commit.clone(), detail: detail.clone(), spent };
             journal.append(Event::SubtaskEnded { key: subtask.plan.key.clone(), outcome }).await?;
             if !verified {
                 let detail = format!("subtask `{}` ({child}) is not verified: {detail}", subtask.plan.key);
@@ -166,53 +178,49 @@ impl Engine {
             }
         }
         let state = journal.state();
-        let last = state.work.subtasks.iter().rev().find_map(|s| s.outcome.as_ref().and_then(|o| o.commit.clone()));
-        if let Some(commit) = last {
-            worktree.fast_forward(&commit)?;
+        let keys = state.work.subtasks.iter().map(|s| s.plan.key.as_str()).collect::<Vec<_>>().join(", ");
+        let summary = format!("{} subtasks verified: {keys}", state.work.subtasks.len());
+        let merges: Vec<(String, String)> = leaves(&state.work.subtasks)
+            .into_iter()
+            .map(|(key, commit)| (format!("the result of subtask {key}"), commit))
+            .collect();
+        let conflicts = self.merge_in(journal, worktree, &merges).await?;
+        if conflicts.is_empty() {
+            self.verify(journal, machine, &summary).await?;
+            return Ok(());
         }
-        let summary = format!(
-            "{} subtasks verified: {}",
-            state.work.subtasks.len(),
-            state.work.subtasks.iter().map(|s| s.plan.key.as_str()).collect::<Vec<_>>().join(", ")
-        );
-        self.verify(journal, machine, &summary).await?;
-        Ok(())
+        let state = journal.state();
+        let instructions = instructions(machine.toolbox, &state.spec, LegRole::Build);
+        let leg = Event::LegStarted {
+            leg: state.work.leg + 1,
+            model: self.chosen(LegRole::Build).name.to_string(),
+            system: baton_agent::system_prompt(&instructions),
+            brief: baton_agent::brief(&state.spec)
+                + &baton_agent::conflicts_brief(&conflicts)
+                + &baton_agent::environment_brief(&machine.environment.declared),
+            role: LegRole::Build,
+        };
+        journal.append(leg).await?;
+        self.work(journal, machine).await
     }
 
-    /// Creates the child task of `subtask`: on the parent's repository, starting from the result of
-    /// the last of its dependencies (or the parent's base), with its share of the parent's credits.
+    /// Creates the child task of `subtask`: on the parent's repository, from the parent's base or
+    /// its dependencies' results, with its shares of the parent's limits.
     async fn create_child(&self, journal: &mut Journal<'_>, subtask: &Subtask) -> Result<TaskId, EngineError> {
         let state = journal.state();
-        let base = state
+        let results: Vec<String> = state
             .work
             .subtasks
             .iter()
             .filter(|s| subtask.depends_on.contains(&s.plan.key))
             .filter_map(|s| s.outcome.as_ref().and_then(|o| o.commit.clone()))
-            .next_back()
-            .unwrap_or_else(|| state.base_commit.clone());
-        let share = |credits: Credits| Credits::from_micros(credits.micros() * i64::from(subtask.budget_share) / 100);
-        let spec = TaskSpec {
-            request: subtask.request.clone(),
-            repo: state.spec.repo.clone(),
-            base_ref: base.clone(),
-            checks: subtask
-                .checks
-                .iter()
-                .map(|command| CheckSpec { name: command.clone(), command: command.clone(), timeout_secs: 600 })
-                .collect(),
-            scope: subtask.scope.clone(),
-            protect: state.spec.protect.clone(),
-            budget: Budget { credits: state.spec.budget.credits.map(share), ..Budget::default() },
-            model: state.spec.model.clone(),
-            context_window: state.spec.context_window,
-            review: state.spec.review,
-            plan: false,
-            approve_plan: false,
-            role_models: state.spec.role_models.clone(),
-            parent: Some(state.id.to_string()),
-            environment: state.spec.environment.clone(),
+            .collect();
+        let (base, merges) = match results.split_first() {
+            Some((first, rest)) => (first.clone(), rest.to_vec()),
+            None => (state.base_commit.clone(), Vec::new()),
         };
+        let spec = TaskSpec { base_ref: base.clone(), merges, ..child_spec(state, subtask) };
+        spec.validate().map_err(|error| EngineError::Plan(format!("subtask `{}`: {error}", subtask.key)))?;
         // Derived from the parent and the subtask's place, so a retried creation names the same child.
         let entropy = state
             .id
@@ -222,7 +230,7 @@ impl Engine {
             .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
         let child = TaskId::from_entropy(entropy);
         let branch = branch_name(&spec.request, &child);
-        let created = Event::TaskCreated { spec, base_commit: base, branch };
+        let created = Event::TaskCreated { spec: Box::new(spec), base_commit: base, branch };
         let at: Timestamp = journal::now();
         match self.store.append(&child, 0, at, &[created]).await {
             Ok(_) | Err(baton_store::StoreError::Conflict { .. }) => {}
@@ -231,4 +239,54 @@ impl Engine {
         journal.append(Event::SubtaskCreated { key: subtask.key.clone(), task: child.to_string() }).await?;
         Ok(child)
     }
+}
+
+/// The spec of `subtask`'s child task, from the parent's base: the parent's repository, model and
+/// settings; the subtask's request, scope and checks; its share of the parent's step limit and
+/// window, and of its credit limit within what the parent and earlier children left.
+fn child_spec(state: &baton_core::TaskState, subtask: &Subtask) -> TaskSpec {
+    let share = u64::from(subtask.budget_share);
+    let part = |limit: u64| (limit * share).div_ceil(100).max(1);
+    let budget = &state.spec.budget;
+    let credits = budget.credits.map(|limit| {
+        let left = limit.micros() - state.money.spent_in_all().micros() - state.money.held_total().micros();
+        Credits::from_micros((limit.micros() * share as i64 / 100).min(left))
+    });
+    let window = budget.wall_clock_secs.map(|window| {
+        let elapsed = state.work.started_at.map_or(0, |at| (journal::now().as_millis() - at.as_millis()).max(0) / 1000);
+        part(window).min(window.saturating_sub(elapsed as u64))
+    });
+    TaskSpec {
+        request: subtask.request.clone(),
+        repo: state.spec.repo.clone(),
+        base_ref: state.base_commit.clone(),
+        checks: subtask
+            .checks
+            .iter()
+            .map(|command| CheckSpec { name: command.clone(), command: command.clone(), timeout_secs: 600 })
+            .collect(),
+        scope: subtask.scope.clone(),
+        protect: state.spec.protect.clone(),
+        budget: Budget { credits, steps: budget.steps.map(part), wall_clock_secs: window },
+        model: state.spec.model.clone(),
+        context_window: state.spec.context_window,
+        review: state.spec.review,
+        plan: false,
+        approve_plan: false,
+        role_models: state.spec.role_models.clone(),
+        parent: Some(state.id.to_string()),
+        environment: state.spec.environment.clone(),
+        merges: Vec::new(),
+    }
+}
+
+/// The results no other subtask started from, `(key, commit)`, in plan order: merging them gives
+/// every subtask's work.
+fn leaves(subtasks: &[baton_core::SubtaskState]) -> Vec<(String, String)> {
+    let built_on = |key: &str| subtasks.iter().any(|s| s.plan.depends_on.iter().any(|d| d == key));
+    subtasks
+        .iter()
+        .filter(|s| !built_on(&s.plan.key))
+        .filter_map(|s| Some((s.plan.key.clone(), s.outcome.as_ref()?.commit.clone()?)))
+        .collect()
 }

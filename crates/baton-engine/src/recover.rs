@@ -13,9 +13,19 @@ impl Engine {
         let state = journal.state().clone();
         // A task with a plan starts with its captain, who opens its own leg.
         if state.work.leg == 0 && !state.spec.plan {
+            // A subtask with several dependencies: the others' results join its branch first.
+            let merges: Vec<(String, String)> = state
+                .spec
+                .merges
+                .iter()
+                .map(|commit| (format!("the dependency result {commit}"), commit.clone()))
+                .collect();
+            let conflicts = self.merge_in(journal, worktree, &merges).await?;
             let instructions = instructions(toolbox, &state.spec, LegRole::Build);
             let system = baton_agent::system_prompt(&instructions);
-            let brief = baton_agent::brief(&state.spec) + &baton_agent::environment_brief(&environment.declared);
+            let brief = baton_agent::brief(&state.spec)
+                + &baton_agent::conflicts_brief(&conflicts)
+                + &baton_agent::environment_brief(&environment.declared);
             journal
                 .append(Event::LegStarted {
                     leg: 1,

@@ -545,6 +545,38 @@ impl Worktree {
         self.git_ok(WorktreeAccess::Writable, &["clean", "-d", "-x", "--force", "--quiet"]).map(|_| ())
     }
 
+    /// Merges `commit` into the branch and commits the result, also when it conflicts: the
+    /// conflicted files are committed with git's markers in them, for an agent to resolve, and
+    /// returned (none for a clean merge, a fast-forward, or a commit already in the branch). A merge
+    /// a crash left half done is committed the same way.
+    pub fn merge(&self, commit: &str, message: &str) -> Result<Vec<String>, GitError> {
+        let merging = || -> Result<bool, GitError> {
+            let head = self.git(WorktreeAccess::ReadOnly, &["rev-parse", "--quiet", "--verify", "MERGE_HEAD"])?;
+            Ok(head.status.success())
+        };
+        if !merging()? {
+            let contained = self.git(WorktreeAccess::ReadOnly, &["merge-base", "--is-ancestor", commit, "HEAD"])?;
+            if contained.status.success() {
+                return Ok(Vec::new());
+            }
+            let args = ["merge", "--quiet", "--no-edit", "--no-verify", "--message", message, commit];
+            let merged = self.git(WorktreeAccess::Writable, &args)?;
+            if merged.status.success() {
+                return Ok(Vec::new());
+            }
+            if !merging()? {
+                // Not a conflict: git refused the merge itself (an unknown commit, a dirty worktree).
+                return checked(merged, &self.path, &args).map(|_| Vec::new());
+            }
+        }
+        let listed = self.git_ok(WorktreeAccess::ReadOnly, &["diff", "--name-only", "--diff-filter=U", "-z"])?;
+        let conflicted: Vec<String> = listed.split('\0').filter(|p| !p.is_empty()).map(str::to_owned).collect();
+        let message = format!("{message} (conflicts left in {})", conflicted.join(", "));
+        self.git_ok(WorktreeAccess::ReadOnly, &["add", "--all"])?;
+        self.git_ok(WorktreeAccess::ReadOnly, &["commit", "--quiet", "--no-verify", "--message", &message])?;
+        Ok(conflicted)
+    }
+
     /// Files matching `globs` (git glob pathspecs) that differ from `base` in the working tree,
     /// untracked ones included.
     pub fn changed_since(&self, base: &str, globs: &[String]) -> Result<Vec<String>, GitError> {

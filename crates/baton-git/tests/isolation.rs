@@ -215,3 +215,46 @@ fn no_filter_driver_runs_over_the_worktree() {
     assert_eq!(worktree.changed_since(&base, &["*.txt".into()]).unwrap(), ["b.txt"]);
     assert!(!marker.exists(), "a filter driver ran");
 }
+
+#[test]
+fn merges_are_committed_whole_and_a_conflict_is_committed_with_its_markers_named() {
+    let user = FixtureRepo::with_files(&[("a.txt", "one\n"), ("b.txt", "two\n")]);
+    let base = user.git(&["rev-parse", "HEAD"]);
+    let data = tempfile::tempdir().unwrap();
+    let repo = Repo::open(user.path()).unwrap();
+    // Two branches from the base: one changes a.txt, the other b.txt, a third a.txt differently.
+    let branch = |name: &str, file: &str, text: &str| {
+        let worktree = repo.create_worktree(name, &data.path().join(name), &base).unwrap();
+        fs::write(worktree.path().join(file), text).unwrap();
+        worktree.commit_all(name).unwrap().unwrap()
+    };
+    let (left, right, clash) =
+        (branch("left", "a.txt", "ONE\n"), branch("right", "b.txt", "TWO\n"), branch("clash", "a.txt", "uno\n"));
+    let target = repo.create_worktree("target", &data.path().join("target"), &base).unwrap();
+
+    assert_eq!(target.merge(&left, "merge left").unwrap(), Vec::<String>::new(), "a fast-forward");
+    assert_eq!(target.head().unwrap(), left);
+    assert_eq!(target.merge(&right, "merge right").unwrap(), Vec::<String>::new(), "a clean merge");
+    let merged = target.head().unwrap();
+    assert_eq!(git(target.path(), &["rev-list", "--parents", "-n", "1", "HEAD"]).split(' ').count(), 3);
+    assert_eq!(target.merge(&right, "again").unwrap(), Vec::<String>::new(), "already contained");
+    assert_eq!(target.head().unwrap(), merged);
+
+    assert_eq!(target.merge(&clash, "merge clash").unwrap(), ["a.txt"]);
+    let text = fs::read_to_string(target.path().join("a.txt")).unwrap();
+    assert!(text.contains("<<<<<<<") && text.contains("ONE") && text.contains("uno"), "{text}");
+    assert_eq!(git(target.path(), &["status", "--porcelain"]), "", "committed, markers and all");
+    assert!(git(target.path(), &["log", "-1", "--format=%s"]).ends_with("(conflicts left in a.txt)"));
+    assert!(matches!(target.merge("no-such-commit", "m"), Err(GitError::Failed { .. })));
+
+    // A merge a crash interrupted (MERGE_HEAD left behind) is committed on the next try.
+    let other = repo.create_worktree("other", &data.path().join("other"), &left).unwrap();
+    let stopped = std::process::Command::new("git")
+        .args(["-c", "user.name=fixture", "-c", "user.email=fixture@localhost", "merge", "--no-edit", &clash])
+        .current_dir(other.path())
+        .output()
+        .unwrap();
+    assert!(!stopped.status.success() && other.path().join(".git").exists());
+    assert_eq!(other.merge(&clash, "merge clash").unwrap(), ["a.txt"]);
+    assert_eq!(git(other.path(), &["status", "--porcelain"]), "");
+}

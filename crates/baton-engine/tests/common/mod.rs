@@ -122,7 +122,10 @@ impl Harness {
         let id = TaskId::from_entropy(SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64);
         let base_commit = self.repo.git(&["rev-parse", "HEAD"]);
         let branch = branch_name(&spec.request, &id);
-        self.store.append(&id, 0, Timestamp(0), &[Event::TaskCreated { spec, base_commit, branch }]).await.unwrap();
+        self.store
+            .append(&id, 0, Timestamp(0), &[Event::TaskCreated { spec: Box::new(spec), base_commit, branch }])
+            .await
+            .unwrap();
         id
     }
 
