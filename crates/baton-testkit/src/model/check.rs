@@ -62,6 +62,10 @@ pub fn chat(body: &Value) -> Result<(), String> {
 /// OpenAI Responses: a reasoning item is followed by the item it produced, every function call has
 /// its output, and every output its call.
 pub fn responses(body: &Value) -> Result<(), String> {
+    // A plain string is a single user message.
+    if body.get("input").is_some_and(Value::is_string) {
+        return Ok(());
+    }
     let input = array(body, "input")?;
     for (at, item) in input.iter().enumerate() {
         match kind(item) {
@@ -207,6 +211,7 @@ mod tests {
             responses(&json!({"input": [user, call]})),
             Err("No tool output found for function call c1.".into())
         );
+        assert_eq!(responses(&json!({"input": "Say hello"})), Ok(()), "a string is one user message");
     }
 
     #[test]
