@@ -10,10 +10,6 @@ const CAPTAIN_PROMPT: &str = include_str!("captain.md");
 
 pub const SUBMIT_PLAN: &str = "submit_plan";
 
-/// Tools a captain may call: it reads (its commands see the worktree read-only), asks, and plans.
-pub const CAPTAIN_TOOLS: &[&str] =
-    &["read_file", "search", "list_dir", "shell", crate::RECALL, crate::ASK_HUMAN, SUBMIT_PLAN];
-
 /// The captain's system prompt, with the repository's instructions for it appended.
 pub fn captain_system(instructions: &str) -> String {
     format!("{}{instructions}", CAPTAIN_PROMPT.trim_end())

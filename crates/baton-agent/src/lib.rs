@@ -3,6 +3,7 @@
 
 mod captain;
 mod context;
+mod grants;
 mod review;
 
 use std::fmt::Write as _;
@@ -16,10 +17,11 @@ pub use context::{
     shorten,
 };
 
-pub use captain::{CAPTAIN_TOOLS, SUBMIT_PLAN, captain_brief, captain_system, parse_plan, submit_plan_spec};
+pub use captain::{SUBMIT_PLAN, captain_brief, captain_system, parse_plan, submit_plan_spec};
+pub use grants::{may_call, tools_of};
 pub use review::{
-    REPORT_FINDINGS, RESOLVE_FINDING, REVIEW_TOOLS, findings_brief, parse_findings, parse_resolution,
-    report_findings_spec, resolve_finding_spec, review_brief, review_system,
+    REPORT_FINDINGS, RESOLVE_FINDING, findings_brief, parse_findings, parse_resolution, report_findings_spec,
+    resolve_finding_spec, review_brief, review_system,
 };
 
 const BUILD_PROMPT: &str = include_str!("build.md");

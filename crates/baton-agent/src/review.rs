@@ -12,9 +12,6 @@ const REVIEW_PROMPT: &str = include_str!("review.md");
 pub const REPORT_FINDINGS: &str = "report_findings";
 pub const RESOLVE_FINDING: &str = "resolve_finding";
 
-/// Tools a reviewer may call: it reads (its commands see the worktree read-only), and reports.
-pub const REVIEW_TOOLS: &[&str] = &["read_file", "search", "list_dir", "shell", crate::RECALL, REPORT_FINDINGS];
-
 /// Most of a diff a reviewer is shown in its brief; the rest it reads with the tools.
 const MAX_DIFF: usize = 48 * 1024;
 

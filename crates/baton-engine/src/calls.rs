@@ -125,17 +125,11 @@ impl Engine {
     ) -> Result<Outcome, EngineError> {
         let Machine { toolbox, clean, worktree, environment, .. } = machine;
         let work = &journal.state().work;
-        let allowed = match work.role {
-            LegRole::Review => Some(baton_agent::REVIEW_TOOLS),
-            LegRole::Captain => Some(baton_agent::CAPTAIN_TOOLS),
-            LegRole::Build => None,
-        };
-        if let Some(allowed) = allowed.filter(|allowed| !allowed.contains(&name)) {
+        // Offered or not, a tool runs only for the roles the registry grants it to.
+        if !baton_agent::may_call(work.role, name) {
             let role = work.role;
-            return Ok(Outcome::error(format!(
-                "a {role} leg never edits; `{name}` is not one of: {}",
-                allowed.join(", ")
-            )));
+            let tools = baton_agent::tools_of(role).collect::<Vec<_>>().join(", ");
+            return Ok(Outcome::error(format!("a {role} leg has no tool `{name}`; its tools are: {tools}")));
         }
         Ok(match name {
             baton_agent::ASK_HUMAN => {
@@ -173,7 +167,7 @@ impl Engine {
                 Ok(output) => Outcome::ok(output),
                 Err(error) => Outcome::error(error),
             },
-            baton_agent::REPORT_FINDINGS if work.role == LegRole::Review => {
+            baton_agent::REPORT_FINDINGS => {
                 match baton_agent::parse_findings(arguments, work.findings.len() + 1, work.review_rounds + 1) {
                     Ok(findings) => Outcome {
                         then: Some(Event::FindingsReported {
@@ -186,7 +180,7 @@ impl Engine {
                     Err(error) => Outcome::error(error),
                 }
             }
-            baton_agent::SUBMIT_PLAN if work.role == LegRole::Captain => match baton_agent::parse_plan(arguments) {
+            baton_agent::SUBMIT_PLAN => match baton_agent::parse_plan(arguments) {
                 Ok(plan) => {
                     match self
                         .plan_problems(journal.state(), &plan, clean, worktree, toolbox, environment.lower.clone())
@@ -201,16 +195,14 @@ impl Engine {
                 }
                 Err(error) => Outcome::error(format!("plan refused: {error}")),
             },
-            baton_agent::RESOLVE_FINDING if work.role == LegRole::Build => {
-                match baton_agent::parse_resolution(arguments, &work.findings) {
-                    Ok((id, status, note)) => Outcome {
-                        output: format!("{id} marked {status:?}"),
-                        then: Some(Event::FindingUpdated { id, status, note, by: "build".to_owned() }),
-                        ..Outcome::ok(String::new())
-                    },
-                    Err(error) => Outcome::error(error),
-                }
-            }
+            baton_agent::RESOLVE_FINDING => match baton_agent::parse_resolution(arguments, &work.findings) {
+                Ok((id, status, note)) => Outcome {
+                    output: format!("{id} marked {status:?}"),
+                    then: Some(Event::FindingUpdated { id, status, note, by: "build".to_owned() }),
+                    ..Outcome::ok(String::new())
+                },
+                Err(error) => Outcome::error(error),
+            },
             _ => {
                 // Roles that only read run their commands where the worktree is read-only.
                 let result = match work.role {

@@ -14,6 +14,7 @@ mod gate;
 mod handoff;
 mod journal;
 mod layout;
+mod machine;
 mod model_call;
 mod money;
 mod plan;
@@ -27,22 +28,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_core::{
-    ApprovalPolicy, DecisionKind, Event, LegRole, Phase, Rates, Recorded, Refusal, Secret, Status, StopReason, TaskId,
-    TaskState,
+    ApprovalPolicy, Event, LegRole, Phase, Rates, Recorded, Refusal, Status, StopReason, TaskId, TaskState,
 };
-use baton_git::{GitError, Repo, Worktree};
+use baton_git::GitError;
 use baton_model::{ModelClient, ModelError, ModelName, Price};
-use baton_sandbox::{LocalSandbox, SandboxConfig, SandboxError};
+use baton_sandbox::{SandboxConfig, SandboxError};
 use baton_store::{Store, StoreError};
-use baton_tools::{ToolError, Toolbox, Workspace};
+use baton_tools::{ToolError, Toolbox};
 
-use crate::clean::CleanMachines;
 pub use crate::confined_git::SandboxedGit;
-use crate::environment::TaskEnvironment;
 pub use crate::environment::{EnvironmentCheck, Resolved, check_environment};
 use crate::journal::Journal;
 pub use crate::layout::TaskLayout;
-use crate::services::WithServices;
+use crate::machine::Machine;
 pub use crate::snapshot::{Caches, Manifest, Provenance, SetupFailure, SetupStep, Snapshot, Snapshots, Source};
 
 #[derive(Debug, thiserror::Error)]
@@ -149,19 +147,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// What a task's legs work with: its worktree, its tools (with the session sandbox) and the clean
-/// machines its checks and probes run in.
-#[derive(Clone, Copy)]
-struct Machine<'a> {
-    toolbox: &'a Toolbox,
-    clean: &'a CleanMachines,
-    worktree: &'a Worktree,
-    /// The environment the task's machines are built on (as its base commit declares it).
-    environment: &'a TaskEnvironment,
-    /// Where snapshots are found and built (the candidate's environment may differ).
-    snapshots: &'a Snapshots,
-}
-
 /// How an answer's tool calls went.
 enum Acted {
     Done,
@@ -266,48 +251,4 @@ impl Engine {
         journal.flush().await?;
         Ok(journal.into_state())
     }
-
-    /// The task's disk, worktree, environment, tools (with a sandbox) and its clean machines.
-    fn prepare(&self, state: &TaskState, snapshots: &Snapshots) -> Result<Prepared, EngineError> {
-        let layout = TaskLayout::of(&self.config.home, &state.id);
-        let disk = layout.attach_disk(self.config.sandbox.disk_bytes)?;
-        let repo = Repo::open(&state.spec.repo)?;
-        let worktree = repo.ensure_worktree(&state.branch, &layout.worktree(), &state.base_commit)?;
-        let git_dirs = vec![worktree.common_dir()?];
-        let git_state = layout.sandbox_state().join("git");
-        let git = SandboxedGit::new(&self.config.sandbox, &git_state, worktree.path(), git_dirs[0].clone())?;
-        let worktree = worktree.confined(Arc::new(git));
-        // From the base commit, as the user handed the repository over: the agent's own edits to
-        // it decide only the machine its work is checked on, where the review sees them.
-        let resolved = Resolved::read(&worktree, &state.base_commit, state.spec.environment.as_deref())?;
-        let source = resolved.source(&worktree, &git_dirs[0], &state.base_commit);
-        let environment = TaskEnvironment::prepare(snapshots, &resolved, source, Caches::Kept)?;
-        let sandbox = || {
-            LocalSandbox::new(self.config.sandbox.clone(), layout.sandbox_state(), worktree.path(), git_dirs.clone())
-                .map(|sandbox| sandbox.with_layer(layout.layer()).with_lower(environment.lower.clone()))
-        };
-        // Credentials a human granted: the journal keeps their names, the environment their values.
-        let granted = state.work.decisions.iter().filter_map(|(decision, answer)| match (&decision.kind, answer) {
-            (DecisionKind::Credential { name }, Some(answer)) if answer.approved => {
-                std::env::var(name).ok().map(|value| Secret { name: name.clone(), value })
-            }
-            _ => None,
-        });
-        let serviced = WithServices::new(sandbox()?, environment.declared.startup.clone());
-        let toolbox = Toolbox::new(Workspace::open(worktree.path())?)
-            .with_sandbox(Box::new(serviced), granted.collect())
-            .with_reader(Box::new(sandbox()?.reading_only()));
-        let clean = CleanMachines::new(self.config.sandbox.clone(), &layout, git_dirs[0].clone());
-        Ok(Prepared { worktree, toolbox, clean, environment, _disk: disk })
-    }
-}
-
-/// A task's machine while the engine works on it.
-struct Prepared {
-    worktree: Worktree,
-    toolbox: Toolbox,
-    clean: CleanMachines,
-    environment: TaskEnvironment,
-    /// Last: fields drop in order, and the disk is unmounted only after everything on it is done.
-    _disk: Option<baton_sandbox::TaskDisk>,
 }

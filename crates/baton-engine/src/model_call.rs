@@ -25,27 +25,22 @@ impl Engine {
 
     /// The leg's tools: the toolbox's, and `recall` and `ask_human`, which the engine answers.
     pub(crate) fn tools(&self, toolbox: &Toolbox, work: &baton_core::Work) -> Vec<ToolSpec> {
-        let mut tools = toolbox.specs();
-        tools.push(baton_agent::recall_spec());
-        match work.role {
-            LegRole::Review => {
-                tools.retain(|tool| baton_agent::REVIEW_TOOLS.contains(&tool.name.as_str()));
-                tools.push(baton_agent::report_findings_spec());
-            }
-            LegRole::Captain => {
-                tools.retain(|tool| baton_agent::CAPTAIN_TOOLS.contains(&tool.name.as_str()));
-                tools.push(baton_agent::ask_human_spec());
-                tools.push(baton_agent::submit_plan_spec());
-            }
-            LegRole::Build => {
-                tools.push(baton_agent::ask_human_spec());
-                tools.push(baton_agent::request_credential_spec());
-                if !work.findings.is_empty() {
-                    tools.push(baton_agent::resolve_finding_spec());
-                }
-            }
-        }
-        tools
+        let harness = [
+            baton_agent::recall_spec(),
+            baton_agent::ask_human_spec(),
+            baton_agent::request_credential_spec(),
+            baton_agent::report_findings_spec(),
+            baton_agent::submit_plan_spec(),
+            baton_agent::resolve_finding_spec(),
+        ];
+        toolbox
+            .specs()
+            .into_iter()
+            .chain(harness)
+            .filter(|tool| baton_agent::may_call(work.role, &tool.name))
+            // Findings are resolved only once a review reported some.
+            .filter(|tool| tool.name != baton_agent::RESOLVE_FINDING || !work.findings.is_empty())
+            .collect()
     }
 
     /// The room a leg has: the configured window, or the smaller one a provider's refusal taught.

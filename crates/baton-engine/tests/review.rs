@@ -137,3 +137,36 @@ async fn the_reviewer_uses_a_model_of_its_own() {
     assert_eq!(reviewer.requests()[0].body["model"], "reviewer");
     assert!(h.server.failures().is_empty() && reviewer.failures().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_calling_a_tool_it_was_not_offered_is_refused_and_nothing_changes() {
+    let script = Script {
+        turns: vec![
+            turn(None, call("b1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
+            turn(None, call("b2", "finish", json!({"summary": "add() adds."}))),
+            // The reviewer writes anyway, then edits by patch, then reports.
+            turn(None, call("r1", "write_file", json!({"path": "calc.py", "content": "hacked\n"}))),
+            turn(
+                Some(
+                    "a review leg has no tool `write_file`; its tools are: read_file, search, list_dir, shell, recall, report_findings",
+                ),
+                call("r2", "submit_plan", json!({"subtasks": []})),
+            ),
+            turn(
+                Some("a review leg has no tool `submit_plan`"),
+                call("r3", "report_findings", json!({"findings": []})),
+            ),
+        ],
+        ..Script::default()
+    };
+    let h = Harness::new(script).await;
+    let id = h.create_with(|spec| spec.review = true).await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?}");
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    let head = h.repo.git(&["rev-parse", &state.branch]);
+    assert_eq!(h.repo.git(&["show", &format!("{head}:calc.py")]), "def add(a, b):\n    return a + b");
+    let offered = &h.server.requests()[2].body["tools"];
+    let names: Vec<&str> = offered.as_array().unwrap().iter().filter_map(|t| t["function"]["name"].as_str()).collect();
+    assert_eq!(names, ["shell", "read_file", "search", "list_dir", "recall", "report_findings"]);
+}

@@ -1,0 +1,73 @@
+//! A task's machine: its disk, worktree (with baton's git confined), environment, the toolbox with
+//! the agent's sandbox session, and the clean machines its checks run on.
+
+use std::sync::Arc;
+
+use baton_core::{DecisionKind, Secret, TaskState};
+use baton_git::{Repo, Worktree};
+use baton_sandbox::LocalSandbox;
+use baton_tools::{Toolbox, Workspace};
+
+use crate::clean::CleanMachines;
+use crate::environment::TaskEnvironment;
+use crate::services::WithServices;
+use crate::{Caches, Engine, EngineError, Resolved, SandboxedGit, Snapshots, TaskLayout};
+
+/// What a task's legs work with: its worktree, its tools (with the session sandbox) and the clean
+/// machines its checks and probes run in.
+#[derive(Clone, Copy)]
+pub(crate) struct Machine<'a> {
+    pub(crate) toolbox: &'a Toolbox,
+    pub(crate) clean: &'a CleanMachines,
+    pub(crate) worktree: &'a Worktree,
+    /// The environment the task's machines are built on (as its base commit declares it).
+    pub(crate) environment: &'a TaskEnvironment,
+    /// Where snapshots are found and built (the candidate's environment may differ).
+    pub(crate) snapshots: &'a Snapshots,
+}
+
+impl Engine {
+    /// The task's disk, worktree, environment, tools (with a sandbox) and its clean machines.
+    pub(crate) fn prepare(&self, state: &TaskState, snapshots: &Snapshots) -> Result<Prepared, EngineError> {
+        let layout = TaskLayout::of(&self.config.home, &state.id);
+        let disk = layout.attach_disk(self.config.sandbox.disk_bytes)?;
+        let repo = Repo::open(&state.spec.repo)?;
+        let worktree = repo.ensure_worktree(&state.branch, &layout.worktree(), &state.base_commit)?;
+        let git_dirs = vec![worktree.common_dir()?];
+        let git_state = layout.sandbox_state().join("git");
+        let git = SandboxedGit::new(&self.config.sandbox, &git_state, worktree.path(), git_dirs[0].clone())?;
+        let worktree = worktree.confined(Arc::new(git));
+        // From the base commit, as the user handed the repository over: the agent's own edits to
+        // it decide only the machine its work is checked on, where the review sees them.
+        let resolved = Resolved::read(&worktree, &state.base_commit, state.spec.environment.as_deref())?;
+        let source = resolved.source(&worktree, &git_dirs[0], &state.base_commit);
+        let environment = TaskEnvironment::prepare(snapshots, &resolved, source, Caches::Kept)?;
+        let sandbox = || {
+            LocalSandbox::new(self.config.sandbox.clone(), layout.sandbox_state(), worktree.path(), git_dirs.clone())
+                .map(|sandbox| sandbox.with_layer(layout.layer()).with_lower(environment.lower.clone()))
+        };
+        // Credentials a human granted: the journal keeps their names, the environment their values.
+        let granted = state.work.decisions.iter().filter_map(|(decision, answer)| match (&decision.kind, answer) {
+            (DecisionKind::Credential { name }, Some(answer)) if answer.approved => {
+                std::env::var(name).ok().map(|value| Secret { name: name.clone(), value })
+            }
+            _ => None,
+        });
+        let serviced = WithServices::new(sandbox()?, environment.declared.startup.clone());
+        let toolbox = Toolbox::new(Workspace::open(worktree.path())?)
+            .with_sandbox(Box::new(serviced), granted.collect())
+            .with_reader(Box::new(sandbox()?.reading_only()));
+        let clean = CleanMachines::new(self.config.sandbox.clone(), &layout, git_dirs[0].clone());
+        Ok(Prepared { worktree, toolbox, clean, environment, _disk: disk })
+    }
+}
+
+/// A task's machine while the engine works on it.
+pub(crate) struct Prepared {
+    pub(crate) worktree: Worktree,
+    pub(crate) toolbox: Toolbox,
+    pub(crate) clean: CleanMachines,
+    pub(crate) environment: TaskEnvironment,
+    /// Last: fields drop in order, and the disk is unmounted only after everything on it is done.
+    _disk: Option<baton_sandbox::TaskDisk>,
+}
