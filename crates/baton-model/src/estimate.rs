@@ -30,7 +30,6 @@ pub struct Estimator {
 impl Estimator {
     /// As [`estimate_tokens`], counting each text once over the estimator's life.
     pub fn estimate(&self, request: &ModelRequest, provider: ProviderKind) -> u64 {
-        let bpe = tiktoken_rs::o200k_base_singleton();
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if counts.len() > CACHE_ENTRIES {
             counts.clear();
@@ -39,7 +38,7 @@ impl Estimator {
             use std::hash::{Hash, Hasher};
             let mut hasher = std::hash::DefaultHasher::new();
             text.hash(&mut hasher);
-            *counts.entry(hasher.finish()).or_insert_with(|| bpe.encode_ordinary(text).len() as u64)
+            *counts.entry(hasher.finish()).or_insert_with(|| crate::bpe::count(text))
         };
         tokens_of(request, provider, &mut count)
     }
@@ -115,7 +114,7 @@ mod tests {
             stable_prefix: 0,
         };
         let openai = estimate_tokens(&request, ProviderKind::OpenAi);
-        let bpe = tiktoken_rs::o200k_base_singleton();
+        let bpe = tiktoken_rs::o200k_base().unwrap();
         let text_tokens: u64 = [
             "You are a careful engineer.",
             "hello world",

@@ -5,6 +5,7 @@
 //! caching and recovery all depend on exactly what goes over the wire.
 
 mod assemble;
+mod bpe;
 mod catalog;
 mod error;
 mod estimate;
