@@ -6,7 +6,7 @@ use baton_model::ModelError;
 
 use crate::calls::calls_of;
 use crate::journal::{self, Journal};
-use crate::{Acted, CallFailure, Engine, EngineError, Machine};
+use crate::{Acted, Called, Engine, EngineError, Machine};
 
 /// A checkpoint commit every this many model steps (when something changed).
 const CHECKPOINT_STEPS: u32 = 10;
@@ -79,8 +79,8 @@ impl Engine {
                 continue;
             }
             let response = match self.call_model(journal, &request, step, estimate, budget).await? {
-                Ok(response) => response,
-                Err(CallFailure::Refused(Refusal::TaskBudget { limit, spent, reserved, needed }))
+                Called::Answered(response) => response,
+                Called::Refused(Refusal::TaskBudget { limit, spent, reserved, needed })
                     if self.config.approval.ask_on_budget_overrun =>
                 {
                     let spent = Credits::from_micros(spent.micros() + reserved.micros());
@@ -98,10 +98,10 @@ impl Engine {
                     self.checkpoint(journal, worktree, "work in progress at the budget limit".to_owned()).await?;
                     return journal.append(Event::DecisionRequested { decision }).await;
                 }
-                Err(CallFailure::Refused(refusal)) => {
+                Called::Refused(refusal) => {
                     return self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await;
                 }
-                Err(CallFailure::Failed(error)) => {
+                Called::Failed(error) => {
                     if let ModelError::ContextOverflow { .. } = error {
                         // What the provider says its window is, or else at most what it refused.
                         let window = error.stated_window().unwrap_or(estimate);

@@ -7,7 +7,7 @@ use baton_core::{Answer, Effect, Event, LegRole, ModelResponse, Secret};
 
 use crate::gate::Gate;
 use crate::journal::Journal;
-use crate::{Acted, Engine, EngineError, Machine};
+use crate::{Acted, Admission, Engine, EngineError, Machine};
 
 /// The tool calls of an answer: `(id, name, arguments)`.
 pub(crate) fn calls_of(response: &ModelResponse) -> Vec<(String, String, String)> {
@@ -77,7 +77,7 @@ impl Engine {
                 name: name.clone(),
                 arguments: arguments.clone(),
             }];
-            if let Err(refusal) = self.start_charged(journal, intent, &key, hold).await? {
+            if let Admission::Refused(refusal) = self.start_charged(journal, intent, &key, hold).await? {
                 return Ok(Acted::Refused(refusal));
             }
             let started = Instant::now();

@@ -10,7 +10,7 @@ use baton_model::ModelError;
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
-use crate::{Engine, EngineError, Machine};
+use crate::{Admission, Engine, EngineError, Machine};
 
 impl Engine {
     /// Ends the leg with a handoff and starts the next leg from it. Returns false when a guard
@@ -55,7 +55,7 @@ impl Engine {
         let first = self.summary_request(work, tools, &reason, emergency, budget);
         let tokens = self.estimate(&first, work.role);
         let key = format!("step {} handoff #{}", work.steps, journal.state().next_seq);
-        if let Err(refusal) =
+        if let Admission::Refused(refusal) =
             self.start_charged(journal, intent, &key, self.call_hold(work.role, tokens, budget)).await?
         {
             self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;

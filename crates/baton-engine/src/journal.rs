@@ -2,11 +2,11 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use baton_core::{Event, Recorded, Refusal, TaskId, TaskState, Timestamp};
+use baton_core::{Event, Recorded, TaskId, TaskState, Timestamp};
 use baton_store::{Store, StoreError};
 use baton_tools::SharedSecrets;
 
-use crate::EngineError;
+use crate::{Admission, EngineError};
 
 /// The journal of one task, as the engine writes it. `append` makes an event durable before it
 /// returns, with any deferred events before it; `defer` is for an event whose durability can wait
@@ -80,7 +80,7 @@ impl<'a> Journal<'a> {
     /// Journals `events` like `append`, unless the account refuses a reservation among them: then
     /// none of them is written (the deferred events before them are) and the refusal is returned.
     /// The events are written before they are applied, so a refusal leaves the state as it was.
-    pub(crate) async fn try_append(&mut self, events: Vec<Event>) -> Result<Result<(), Refusal>, EngineError> {
+    pub(crate) async fn try_append(&mut self, events: Vec<Event>) -> Result<Admission, EngineError> {
         let events = events.into_iter().map(|event| self.redacted(event)).collect::<Result<Vec<_>, _>>()?;
         let seq = self.deferred.first().map_or(self.state.next_seq, |first| first.seq);
         let mut written: Vec<Event> = self.deferred.iter().map(|r| r.event.clone()).collect();
@@ -90,7 +90,7 @@ impl<'a> Journal<'a> {
             Ok(_) => {}
             Err(StoreError::Refused { refusal, .. }) => {
                 self.flush().await?;
-                return Ok(Err(refusal));
+                return Ok(Admission::Refused(refusal));
             }
             Err(error) => return Err(error.into()),
         }
@@ -104,7 +104,7 @@ impl<'a> Journal<'a> {
                 .map_err(|source| EngineError::Journal { task: self.state.id.clone(), source })?;
             (self.observer)(&recorded);
         }
-        Ok(Ok(()))
+        Ok(Admission::Admitted)
     }
 
     /// Journals `event`, and every deferred event before it, durably before returning.

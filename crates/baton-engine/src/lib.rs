@@ -162,11 +162,19 @@ enum Acted {
     Planned,
 }
 
-/// Why a model call gave no answer.
-enum CallFailure {
+/// What a model call came to: its answer (or what was done with it), or why there is none.
+enum Called<T> {
+    Answered(T),
     /// The budget refused its hold; nothing was sent.
     Refused(Refusal),
     Failed(ModelError),
+}
+
+/// Whether the account and the task's limit admitted what was to be journaled.
+enum Admission {
+    Admitted,
+    /// Nothing of it was written.
+    Refused(Refusal),
 }
 
 /// The repository's instructions for `role`, read beneath the worktree by the toolbox (whose reads

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::calls::calls_of;
 use crate::journal::Journal;
-use crate::{Acted, CallFailure, Chosen, Engine, EngineError, Machine};
+use crate::{Acted, Admission, Called, Chosen, Engine, EngineError, Machine};
 
 impl Engine {
     pub(crate) fn chosen(&self, role: LegRole) -> Chosen<'_> {
@@ -76,7 +76,7 @@ impl Engine {
         machine: Machine<'_>,
         tools: &[ToolSpec],
         nudge: &str,
-    ) -> Result<Result<Acted, CallFailure>, EngineError> {
+    ) -> Result<Called<Acted>, EngineError> {
         let work = &journal.state().work;
         let step = work.steps + 1;
         let budget = self.budget(work);
@@ -84,16 +84,17 @@ impl Engine {
             self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript, budget), tools, budget);
         let estimate = self.estimate(&request, work.role);
         let response = match self.call_model(journal, &request, step, estimate, budget).await? {
-            Ok(response) => response,
-            Err(failure) => return Ok(Err(failure)),
+            Called::Answered(response) => response,
+            Called::Refused(refusal) => return Ok(Called::Refused(refusal)),
+            Called::Failed(error) => return Ok(Called::Failed(error)),
         };
         let calls = calls_of(&response);
         journal.defer(Event::ModelCallFinished { step, response })?;
         if calls.is_empty() {
             journal.append(Event::Feedback { text: nudge.to_owned() }).await?;
-            return Ok(Ok(Acted::Done));
+            return Ok(Called::Answered(Acted::Done));
         }
-        self.act(journal, machine, step, calls).await.map(Ok)
+        self.act(journal, machine, step, calls).await.map(Called::Answered)
     }
 
     /// One model call, journaled and charged: held before, settled after (a failed call is not
@@ -105,24 +106,26 @@ impl Engine {
         step: u32,
         estimate: u64,
         budget: ContextBudget,
-    ) -> Result<Result<ModelResponse, CallFailure>, EngineError> {
+    ) -> Result<Called<ModelResponse>, EngineError> {
         let prompt = PromptSize { tokens: estimate, room: budget.input_limit() };
         let key = format!("step {step} model call #{}", journal.state().next_seq);
         let intent = vec![Event::ModelCallStarted { step, prompt: Some(prompt) }];
         let role = journal.state().work.role;
-        if let Err(refusal) = self.start_charged(journal, intent, &key, self.call_hold(role, estimate, budget)).await? {
-            return Ok(Err(CallFailure::Refused(refusal)));
+        if let Admission::Refused(refusal) =
+            self.start_charged(journal, intent, &key, self.call_hold(role, estimate, budget)).await?
+        {
+            return Ok(Called::Refused(refusal));
         }
         let role = journal.state().work.role;
         match self.chosen(role).client.complete(request, &mut |_| {}, &CancellationToken::new()).await {
             Ok(response) => {
                 self.settle(journal, &key, self.call_cost(role, &response.usage))?;
-                Ok(Ok(journal.state().work.with_unique_call_ids(response)))
+                Ok(Called::Answered(journal.state().work.with_unique_call_ids(response)))
             }
             Err(error) => {
                 self.settle(journal, &key, Vec::new())?;
                 journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
-                Ok(Err(CallFailure::Failed(error)))
+                Ok(Called::Failed(error))
             }
         }
     }

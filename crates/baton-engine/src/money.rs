@@ -5,7 +5,7 @@ use baton_agent::ContextBudget;
 use baton_core::{Charge, Event, LegRole, Refusal, Usage, total};
 
 use crate::journal::Journal;
-use crate::{Engine, EngineError};
+use crate::{Admission, Engine, EngineError};
 
 impl Engine {
     /// Journals `intent` with a hold of `hold` under `key` (when it holds anything), after the
@@ -17,13 +17,13 @@ impl Engine {
         mut intent: Vec<Event>,
         key: &str,
         hold: Vec<Charge>,
-    ) -> Result<Result<(), Refusal>, EngineError> {
+    ) -> Result<Admission, EngineError> {
         if !hold.is_empty() {
             let state = journal.state();
             if let Some(limit) = state.spec.budget.credits {
                 let (spent, reserved, needed) = (state.money.spent_in_all(), state.money.held_total(), total(&hold));
                 if spent.micros() + reserved.micros() + needed.micros() > limit.micros() {
-                    return Ok(Err(Refusal::TaskBudget { limit, spent, reserved, needed }));
+                    return Ok(Admission::Refused(Refusal::TaskBudget { limit, spent, reserved, needed }));
                 }
             }
             intent.push(Event::Reserved { key: key.to_owned(), charges: hold });

@@ -17,7 +17,7 @@ use baton_tools::Toolbox;
 
 use crate::clean::CleanMachines;
 use crate::journal::{self, Journal};
-use crate::{Acted, CallFailure, Engine, EngineError, Machine, instructions};
+use crate::{Acted, Called, Engine, EngineError, Machine, instructions};
 
 /// Model steps a captain may take to submit a valid plan.
 const PLAN_STEPS: u32 = 30;
@@ -62,21 +62,21 @@ impl Engine {
         for _ in 0..PLAN_STEPS {
             let nudge = "Submit the plan with `submit_plan`.";
             match self.reading_step(journal, machine, &tools, nudge).await? {
-                Ok(Acted::Planned) => {
+                Called::Answered(Acted::Planned) => {
                     journal.flush().await?;
                     return Ok(true);
                 }
-                Ok(Acted::Waiting) => return Ok(false),
-                Ok(Acted::Refused(refusal)) | Err(CallFailure::Refused(refusal)) => {
+                Called::Answered(Acted::Waiting) => return Ok(false),
+                Called::Answered(Acted::Refused(refusal)) | Called::Refused(refusal) => {
                     self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
                     return Ok(false);
                 }
-                Err(CallFailure::Failed(error)) => {
+                Called::Failed(error) => {
                     let detail = format!("the captain's model call failed: {error}");
                     self.pause(journal, worktree, StopReason::ModelError, detail).await?;
                     return Ok(false);
                 }
-                Ok(Acted::Done | Acted::Finish(_) | Acted::Reported) => {}
+                Called::Answered(Acted::Done | Acted::Finish(_) | Acted::Reported) => {}
             }
         }
         let detail = format!("the captain submitted no plan baton could accept in {PLAN_STEPS} steps");

@@ -5,7 +5,7 @@
 use baton_core::{Event, Finding, FindingStatus, LegRole, Status, StopReason};
 
 use crate::journal::Journal;
-use crate::{Acted, CallFailure, Engine, EngineError, Machine, instructions};
+use crate::{Acted, Called, Engine, EngineError, Machine, instructions};
 
 /// Review rounds per task; after the last one the task is done with what is still open listed.
 const REVIEW_ROUNDS: u32 = 3;
@@ -65,15 +65,15 @@ impl Engine {
         for _ in 0..REVIEW_STEPS {
             let nudge = "Report what you found with `report_findings` (an empty list if the change is clean).";
             match self.reading_step(journal, machine, &tools, nudge).await? {
-                Ok(Acted::Reported) => break,
-                Ok(Acted::Refused(refusal)) | Err(CallFailure::Refused(refusal)) => {
+                Called::Answered(Acted::Reported) => break,
+                Called::Answered(Acted::Refused(refusal)) | Called::Refused(refusal) => {
                     self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
                     return Ok(true);
                 }
-                Err(CallFailure::Failed(error)) => {
+                Called::Failed(error) => {
                     return self.done(journal, &format!("{summary}\n\n(The review could not run: {error}.)")).await;
                 }
-                Ok(Acted::Done | Acted::Finish(_) | Acted::Waiting | Acted::Planned) => {}
+                Called::Answered(Acted::Done | Acted::Finish(_) | Acted::Waiting | Acted::Planned) => {}
             }
         }
         let state = journal.state();

@@ -11,7 +11,7 @@ use crate::environment::{Resolved, SETUP_TIMEOUT, TaskEnvironment};
 use crate::journal::Journal;
 use crate::services::WithServices;
 use crate::snapshot::{Caches, tail};
-use crate::{Engine, EngineError, Machine};
+use crate::{Admission, Engine, EngineError, Machine};
 
 /// Output kept from a check for the journal and the agent.
 const CHECK_OUTPUT: usize = 4096;
@@ -150,7 +150,7 @@ impl Engine {
         for (index, check) in setup.iter().chain(&spec.checks).enumerate() {
             let key = format!("check `{}` #{}", check.name, journal.state().next_seq);
             let hold = self.config.rates.charges(check.timeout_secs, 1);
-            if let Err(refusal) = self.start_charged(journal, Vec::new(), &key, hold).await? {
+            if let Admission::Refused(refusal) = self.start_charged(journal, Vec::new(), &key, hold).await? {
                 self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
                 return Ok(true);
             }
