@@ -39,8 +39,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let task = TaskId::from_entropy(1);
         let spec = Box::new(TaskSpec::new("floor", PathBuf::from("/floor")));
         let created = Event::TaskCreated { spec, base_commit: "0".repeat(40), branch: "baton/floor".into() };
-        store.append(&task, 0, Timestamp(0), &[created]).await?;
+        store.append(&task, 0, Timestamp(0), &[created, Event::Started]).await?;
         let started = Instant::now();
+        // Time in each part, so a multiple of the floor can be read as "this many more commits".
+        let (mut http, mut command, mut commit) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
         let session = sandbox.session()?;
         for step in 1..=steps {
             let request = ModelRequest {
@@ -51,13 +53,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 max_output_tokens: 1024,
                 stable_prefix: 0,
             };
+            let at = Instant::now();
             client.complete(&request, &mut |_| {}, &CancellationToken::new()).await?;
+            http += at.elapsed();
+            let at = Instant::now();
             let outcome = session.run(&RunRequest::shell(&format!("true {step}"), Duration::from_secs(60)))?;
             let _ = std::fs::remove_file(&outcome.output_file);
-            store.append(&task, step, Timestamp(0), &[Event::Feedback { text: format!("step {step}") }]).await?;
+            command += at.elapsed();
+            let at = Instant::now();
+            store.append(&task, step + 1, Timestamp(0), &[Event::Feedback { text: format!("step {step}") }]).await?;
+            commit += at.elapsed();
         }
         let seconds = started.elapsed().as_secs_f64();
-        println!("{{\"steps\": {steps}, \"seconds\": {seconds}}}");
+        let ms = |total: Duration| total.as_secs_f64() * 1000.0 / steps as f64;
+        println!(
+            "{{\"steps\": {steps}, \"seconds\": {seconds}, \"http_ms\": {}, \"command_ms\": {}, \"commit_ms\": {}}}",
+            ms(http),
+            ms(command),
+            ms(commit)
+        );
         Ok::<(), Box<dyn std::error::Error>>(())
     })
 }
