@@ -62,14 +62,7 @@ async fn a_captain_splits_the_work_into_two_dependent_subtasks_that_end_verified
                 .to_vec();
         })
         .await;
-    let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Done, Some(StopReason::Verified)),
-        "{kinds:?} {:?}",
-        state.stop
-    );
-    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    let (state, kinds) = h.run_verified(&id).await;
     assert_eq!(h.server.remaining_turns(), 0);
 
     assert!(!h.worktree(&id).join("probe.txt").exists());
@@ -203,14 +196,7 @@ async fn independent_subtasks_and_a_diamond_all_land_on_the_parents_branch() {
                 .to_vec();
         })
         .await;
-    let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Done, Some(StopReason::Verified)),
-        "{kinds:?} {:?}",
-        state.stop
-    );
-    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    let (state, _) = h.run_verified(&id).await;
     assert_eq!(h.server.remaining_turns(), 0);
 
     let child = |key: &str| {
@@ -275,14 +261,7 @@ async fn results_that_conflict_are_resolved_by_a_build_leg_of_the_parent_then_ch
     };
     let h = Harness::new(script).await;
     let id = h.create_with(|spec| spec.plan = true).await;
-    let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Done, Some(StopReason::Verified)),
-        "{kinds:?} {:?}",
-        state.stop
-    );
-    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    let (state, _) = h.run_verified(&id).await;
     assert_eq!(h.server.remaining_turns(), 0);
     assert_eq!(state.work.role, LegRole::Build, "the conflict was the parent's to resolve");
     let head = h.repo.git(&["rev-parse", &state.branch]);

@@ -10,7 +10,6 @@
 
 mod common;
 
-use baton_core::{Status, StopReason};
 use baton_testkit::long_horizon::HANDOFF_ASK;
 use baton_testkit::model::{Expect, Fault, Reply, Rule, Script, ToolCall, Turn};
 use common::Harness;
@@ -72,15 +71,7 @@ async fn a_build_a_handoff_and_a_review_over(provider: &'static str) {
     let mut h = Harness::new(script).await;
     h.provider = provider;
     let id = h.create_with(|spec| spec.review = true).await;
-    let (state, kinds) = h.run(&id).await;
-    let stop = state.stop.clone();
-    assert_eq!(
-        (state.status(), stop.as_ref().map(|s| s.reason)),
-        (Status::Done, Some(StopReason::Verified)),
-        "{provider}: {stop:?} {kinds:?} {:?}",
-        h.server.failures()
-    );
-    assert!(h.server.failures().is_empty(), "{provider}: {:?}", h.server.failures());
+    let (state, _) = h.run_verified(&id).await;
     assert_eq!(h.server.remaining_turns(), 0, "{provider}");
     let requests = h.server.requests();
     let expected = match provider {

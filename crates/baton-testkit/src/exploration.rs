@@ -8,14 +8,12 @@ use std::fmt::Write as _;
 use serde_json::json;
 
 use crate::FixtureRepo;
-use crate::model::{Expect, Reply, Rule, Script, ToolCall, Turn};
+use crate::model::{Reply, Script, ToolCall, Turn};
 
 /// Lines read per call.
 pub const PAGE: usize = 100;
 /// The module the agent reads.
 pub const MODULE: &str = "service.py";
-/// The text the scripted model answers a handoff's summarisation call by.
-pub const HANDOFF_ASK: &str = crate::long_horizon::HANDOFF_ASK;
 pub const REQUEST: &str =
     "Read service.py to learn how it routes requests, then fix add() in calc.py so the tests pass.";
 pub const CHECK: &str = "python3 test_calc.py";
@@ -64,16 +62,7 @@ fn scenario(turns: Vec<Turn>, pages: usize, window: u64) -> Exploration {
     ]);
     let narrative = "I am reading service.py a hundred lines at a time; the ledger's plan says how far. Next: read on \
         from the line after the last one I read, then fix add() in calc.py.";
-    let script = Script {
-        turns,
-        rules: vec![Rule {
-            when: Expect { body_contains: Some(HANDOFF_ASK.into()), ..Expect::default() },
-            reply: Reply { text: Some(narrative.into()), ..Reply::default() },
-        }],
-        context_window: Some(window),
-        replay_identical: false,
-    };
-    Exploration { repo, script }
+    Exploration { repo, script: crate::long_horizon::handing_off(turns, narrative, window) }
 }
 
 /// Every page of a module of `pages` pages, once, in order; then the fix, the tests and `finish`.

@@ -110,6 +110,20 @@ fn shell(turn: usize, command: String) -> Turn {
     call(turn, "shell", json!({ "command": command }))
 }
 
+/// A script of `turns` for a model with a `window`-token context, whose every handoff's
+/// summarisation call is answered with `narrative`.
+pub fn handing_off(turns: Vec<Turn>, narrative: &str, window: u64) -> Script {
+    Script {
+        turns,
+        rules: vec![Rule {
+            when: Expect { body_contains: Some(HANDOFF_ASK.into()), ..Expect::default() },
+            reply: Reply { text: Some(narrative.into()), ..Reply::default() },
+        }],
+        context_window: Some(window),
+        replay_identical: false,
+    }
+}
+
 /// The scenario for a model whose context window is `window` tokens: the scripted server refuses
 /// any request larger than that.
 pub fn long_horizon(window: u64) -> LongHorizon {
@@ -162,16 +176,7 @@ pub fn long_horizon(window: u64) -> LongHorizon {
 
     let narrative = "Each item's answer is on the `answer_N = VALUE` line of data/log_NNN.txt; I write VALUE to \
         out/r_NNN.txt, then check it. Next: continue with the item after the last out/r_NNN.txt in the ledger.";
-    let script = Script {
-        turns,
-        rules: vec![Rule {
-            when: Expect { body_contains: Some(HANDOFF_ASK.into()), ..Expect::default() },
-            reply: Reply { text: Some(narrative.into()), ..Reply::default() },
-        }],
-        context_window: Some(window),
-        replay_identical: false,
-    };
-    LongHorizon { repo, script, facts: Facts { writes, plan_steps } }
+    LongHorizon { repo, script: handing_off(turns, narrative, window), facts: Facts { writes, plan_steps } }
 }
 
 impl Facts {

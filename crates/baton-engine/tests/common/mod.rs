@@ -162,6 +162,20 @@ impl Harness {
         Engine::new(self.store.clone(), Arc::new(client), config)
     }
 
+    /// Runs the task and asserts that it ended verified, every scripted expectation met.
+    pub async fn run_verified(&self, id: &TaskId) -> (TaskState, Vec<String>) {
+        let (state, kinds) = self.run(id).await;
+        assert_eq!(
+            (state.status(), state.stop.as_ref().map(|s| s.reason)),
+            (baton_core::Status::Done, Some(baton_core::StopReason::Verified)),
+            "{:?} {kinds:?} {:?}",
+            state.stop,
+            self.server.failures()
+        );
+        assert!(self.server.failures().is_empty(), "{:?}", self.server.failures());
+        (state, kinds)
+    }
+
     pub async fn run(&self, id: &TaskId) -> (TaskState, Vec<String>) {
         let mut kinds = Vec::new();
         let state = self.engine().run(id, &mut |recorded| kinds.push(recorded.event.kind().to_owned())).await.unwrap();
