@@ -66,6 +66,19 @@ pub enum Command {
         #[arg(long, env = "BATON_MODEL")]
         model: Option<String>,
     },
+    /// Serve the HTTP API on this data directory and run queued tasks in the background, several at
+    /// a time (loopback only: the API has no tokens yet). Prints its URL.
+    Serve {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:8420")]
+        addr: std::net::SocketAddr,
+        /// Tasks run at once [default: the machine's cores].
+        #[arg(long, value_name = "N")]
+        slots: Option<usize>,
+        /// provider/model for tasks created without one.
+        #[arg(long, env = "BATON_MODEL")]
+        model: Option<String>,
+    },
     /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
     /// with what changed since the handoff before.
     Handoffs {

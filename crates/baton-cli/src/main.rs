@@ -7,6 +7,7 @@ mod env;
 mod home;
 mod model;
 mod run;
+mod serve;
 mod show;
 mod task;
 
@@ -57,6 +58,7 @@ fn main() -> ExitCode {
                 };
                 run::resume(&home, &config()?, &id, model, legs, cli.json).await
             }
+            Command::Serve { addr, slots, model } => serve::serve(&home()?, &config()?, addr, slots, model).await,
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,
             Command::Demo => run::demo(&home()?, &config()?, cli.json).await,

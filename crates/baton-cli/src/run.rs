@@ -43,12 +43,12 @@ const NO_MODEL: &str = "no model is configured: pass --model provider/model or s
      --model openai-compatible/qwen3-coder (with OPENAI_COMPATIBLE_BASE_URL=http://localhost:11434/v1)";
 
 /// Everything `drive` needs besides the task.
-struct Parts {
+pub struct Parts {
     client: HttpClient,
     roles: Vec<(LegRole, RoleModel)>,
     engine: EngineConfig,
     /// The model's price, when the catalog knows it.
-    price: Option<Price>,
+    pub price: Option<Price>,
 }
 
 /// The model client and the engine's settings; checked before a task is created, so a missing key
@@ -62,7 +62,7 @@ pub struct Legs {
     pub role_models: std::collections::BTreeMap<LegRole, String>,
 }
 
-fn engine_parts(home: &Path, config: &Config, model: &str, legs: Legs) -> anyhow::Result<Parts> {
+pub fn engine_parts(home: &Path, config: &Config, model: &str, legs: Legs) -> anyhow::Result<Parts> {
     let providers = Providers::from_config(&config.text).with_context(|| config.context())?;
     engine_parts_with(home, config, &providers, model, legs)
 }
@@ -116,14 +116,17 @@ pub fn sandbox_config(home: &Path, config: &Config) -> anyhow::Result<SandboxCon
     Ok(sandbox)
 }
 
+/// The engine `parts` describe, journaling into `store`.
+pub fn engine(store: Arc<dyn Store>, parts: Parts) -> Engine {
+    parts.roles.into_iter().fold(Engine::new(store, Arc::new(parts.client), parts.engine), |engine, (role, model)| {
+        engine.with_role_model(role, model)
+    })
+}
+
 async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
-    let engine = parts
-        .roles
-        .into_iter()
-        .fold(Engine::new(store, Arc::new(parts.client), parts.engine), |engine, (role, model)| {
-            engine.with_role_model(role, model)
-        });
+    let price = parts.price;
+    let engine = engine(store, parts);
     if json {
         // The stream's first line names the task, so a consumer knows what to resume or inspect.
         let task = serde_json::json!({"id": state.id, "branch": state.branch, "base_commit": state.base_commit});
@@ -157,7 +160,7 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
             (None, None) => "running".to_owned(),
         };
         println!("{} — {stop}", end.status());
-        let priced = if parts.price.is_some() { format!("{cost} credits") } else { "price unknown".to_owned() };
+        let priced = if price.is_some() { format!("{cost} credits") } else { "price unknown".to_owned() };
         println!(
             "{} steps; tokens: {} in, {} from cache, {} written to cache, {} out; {priced}",
             end.work.steps, used.input, used.cache_read, used.cache_write, used.output

@@ -76,8 +76,15 @@ async fn create(home: &Path, args: CreateArgs, json: bool) -> anyhow::Result<()>
 
 /// Validates the arguments, pins the base commit and journals a new task.
 pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow::Result<TaskState> {
-    let repo = Repo::open(&args.repo)?;
     // Checked before the store is opened, which would already write into the checkout.
+    Repo::open(&args.repo)?.ensure_outside(home)?;
+    let store = SqliteStore::open(home).await?;
+    create_in(&store, home, request, args).await
+}
+
+/// Creates the task in `store` (open on `home`), queued.
+pub async fn create_in(store: &dyn Store, home: &Path, request: String, args: TaskArgs) -> anyhow::Result<TaskState> {
+    let repo = Repo::open(&args.repo)?;
     repo.ensure_outside(home)?;
     let base_commit = repo.resolve_commit(&args.base)?;
     let checks = args
@@ -125,7 +132,6 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
     spec.validate()?;
     let id = new_task_id()?;
     let branch = branch_name(&spec.request, &id);
-    let store = SqliteStore::open(home).await?;
     store.append(&id, 0, now(), &[Event::TaskCreated { spec: Box::new(spec), base_commit, branch }]).await?;
     Ok(store.load(&id).await?)
 }

@@ -20,6 +20,7 @@ mod money;
 mod plan;
 mod recover;
 mod review;
+mod scheduler;
 mod services;
 mod snapshot;
 mod verify;
@@ -41,6 +42,7 @@ pub use crate::environment::{EnvironmentCheck, Resolved, check_environment};
 use crate::journal::Journal;
 pub use crate::layout::TaskLayout;
 use crate::machine::Machine;
+pub use crate::scheduler::{Engines, Observer, Scheduler};
 pub use crate::snapshot::{Caches, Manifest, Provenance, SetupFailure, SetupStep, Snapshot, Snapshots, Source};
 
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,136 @@
+//! `baton serve`: the HTTP API and the scheduler on this data directory. Tasks created over the API
+//! are validated as `baton run` validates them and queued; the scheduler runs queued tasks and takes
+//! up the ones a previous server left interrupted.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use baton_core::{Credits, TaskId};
+use baton_engine::{Engines, Observer, Scheduler};
+use baton_server::{Api, NewTask, Tasks};
+use baton_store::{SqliteStore, Store};
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{MAX_HANDOFFS, TaskArgs};
+use crate::config::Config;
+use crate::run::{self, Legs};
+use crate::task;
+
+pub async fn serve(
+    home: &Path,
+    config: &Config,
+    addr: SocketAddr,
+    slots: Option<usize>,
+    model: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
+    let slots = slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let (journaled, _) = broadcast::channel(4096);
+    let announce = journaled.clone();
+    let observer: Arc<Observer> = Arc::new(move |id, recorded| {
+        let _ = announce.send((id.clone(), recorded.seq));
+    });
+    let engines: Arc<Engines> = {
+        let (home, config, store) = (home.to_owned(), config.clone(), store.clone());
+        Arc::new(move |state| {
+            let model = state.spec.model.clone().ok_or("the task names no model")?;
+            let legs = Legs {
+                context_window: state.spec.context_window,
+                max_handoffs: MAX_HANDOFFS,
+                role_models: state.spec.role_models.clone(),
+            };
+            let parts = run::engine_parts(&home, &config, &model, legs).map_err(|error| format!("{error:#}"))?;
+            Ok(run::engine(store.clone(), parts))
+        })
+    };
+    let scheduler = Scheduler::new(store.clone(), slots, engines, observer);
+    let tasks =
+        Creator { store: store.clone(), home: home.to_owned(), config: config.clone(), model, wake: scheduler.waker() };
+    let api = Api { store, tasks: Arc::new(tasks), journaled };
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    // The first line of output, for scripts and tests that start a server on port 0.
+    println!("baton serves {url} with {slots} slots");
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        stopped().await;
+        stop.cancel();
+    });
+    let (served, ()) = tokio::join!(baton_server::serve(listener, api, shutdown.clone()), scheduler.run(shutdown));
+    served?;
+    // Runs still in progress are left at their last journal point; the next start takes them up.
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Until SIGINT or SIGTERM.
+async fn stopped() {
+    let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+}
+
+/// Creates tasks for the API as `baton run` would, and wakes the scheduler.
+struct Creator {
+    store: Arc<dyn Store>,
+    home: PathBuf,
+    config: Config,
+    /// For tasks created without a model.
+    model: Option<String>,
+    wake: Arc<Notify>,
+}
+
+#[async_trait::async_trait]
+impl Tasks for Creator {
+    async fn create(&self, new: NewTask) -> Result<TaskId, String> {
+        let model = new.model.or_else(|| self.model.clone()).ok_or("no model: give `model` (provider/model)")?;
+        if new.checks.is_empty() {
+            return Err("give at least one check: baton only calls a task done when its checks pass".into());
+        }
+        let budget = match &new.budget {
+            Some(text) => Some(text.parse::<Credits>().map_err(|error| format!("budget: {error}"))?),
+            None => None,
+        };
+        // The model must be usable before a task exists (a key, a price for a budget).
+        let legs =
+            Legs { context_window: new.context_window, max_handoffs: MAX_HANDOFFS, role_models: Default::default() };
+        let parts = run::engine_parts(&self.home, &self.config, &model, legs).map_err(|error| format!("{error:#}"))?;
+        if budget.is_some() && parts.price.is_none() {
+            return Err(format!("{model} has no price, so a credit budget cannot be kept"));
+        }
+        let args = TaskArgs {
+            model: Some(model),
+            repo: PathBuf::from(&new.repo),
+            checks: new.checks,
+            check_timeout: Duration::from_secs(new.check_timeout_secs.unwrap_or(600)),
+            base: new.base.unwrap_or_else(|| "HEAD".to_owned()),
+            scope: new.scope,
+            protect: new.protect,
+            env: None,
+            budget,
+            window: new.window_secs.map(Duration::from_secs),
+            max_steps: new.max_steps,
+            context_window: new.context_window,
+            no_review: !new.review.unwrap_or(true),
+            plan: new.plan,
+            approve_plan: false,
+            captain_model: None,
+            review_model: None,
+        };
+        let state = task::create_in(self.store.as_ref(), &self.home, new.request, args)
+            .await
+            .map_err(|error| format!("{error:#}"))?;
+        self.wake.notify_one();
+        Ok(state.id)
+    }
+}

@@ -1,0 +1,211 @@
+//! `baton serve` as a real process on loopback: tasks created over its API run in the background at
+//! most `--slots` at a time and end verified; a task's event stream resumes exactly after a
+//! reconnect with `Last-Event-ID`; bad requests get a JSON error with the right status. Real path:
+//! the baton binary, HTTP, SQLite, the sandbox (root), the scripted model.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use baton_testkit::model::{Expect, Reply, Rule, Script, ScriptedServer, ToolCall};
+use serde_json::{Value, json};
+
+/// The server process, killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(home: &std::path::Path, model: &ScriptedServer, slots: &str) -> Served {
+    std::fs::create_dir_all(home).unwrap();
+    std::fs::write(home.join("config.toml"), "").unwrap();
+    let mut child = Command::cargo_bin("baton")
+        .unwrap()
+        .args(["serve", "--addr", "127.0.0.1:0", "--slots", slots, "--model", "openai-compatible/scripted"])
+        .env("BATON_HOME", home)
+        .env("BATON_CONFIG", home.join("config.toml"))
+        .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    let url = first.split_whitespace().nth(2).expect("baton serves URL …").to_owned();
+    Served { child, url }
+}
+
+/// Every request is answered with a `finish` after a pause, so tasks overlap if they may.
+fn finishing() -> Script {
+    let finish = ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "done"}).to_string() };
+    let reply = Reply { tool_calls: vec![finish], delay_ms: Some(400), ..Reply::default() };
+    Script { rules: vec![Rule { when: Expect::default(), reply }], ..Script::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_created_over_the_api_run_two_at_a_time_and_their_streams_resume_exactly() {
+    let model = ScriptedServer::start(finishing()).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "2");
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+
+    let health: Value = http.get(api("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health, json!({"status": "ok"}));
+
+    let mut ids = Vec::new();
+    for n in 0..6 {
+        let body = json!({"request": format!("task {n}"), "repo": repo.path(), "checks": ["true"], "review": false});
+        let response = http.post(api("/tasks")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        let task: Value = response.json().await.unwrap();
+        assert_eq!(task["status"], "queued");
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+
+    // Follow the first task live: take its first three events, drop the connection, reconnect.
+    let stream = |after: Option<u64>| {
+        let mut request = http.get(api(&format!("/tasks/{}/events/stream", ids[0])));
+        if let Some(seq) = after {
+            request = request.header("Last-Event-ID", seq.to_string());
+        }
+        request.send()
+    };
+    let mut seen = sse_ids(stream(None).await.unwrap(), Some(3)).await;
+    let last = *seen.last().unwrap();
+    seen.extend(sse_ids(stream(Some(last)).await.unwrap(), None).await);
+
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut views = Vec::new();
+    for id in &ids {
+        loop {
+            let task: Value = http.get(api(&format!("/tasks/{id}"))).send().await.unwrap().json().await.unwrap();
+            if task["status"] == "done" || task["status"] == "failed" || task["status"] == "paused" {
+                views.push(task);
+                break;
+            }
+            assert!(Instant::now() < deadline, "task {id} did not end: {task}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for task in &views {
+        assert_eq!(
+            (task["status"].as_str(), task["stop"]["reason"].as_str()),
+            (Some("done"), Some("verified")),
+            "{task}"
+        );
+    }
+
+    // The stream gave every event of the first task once, in order, and ended with the task.
+    let page: Value = http.get(api(&format!("/tasks/{}/events", ids[0]))).send().await.unwrap().json().await.unwrap();
+    let journal: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seen, journal, "every event once, in order, across the reconnect");
+    let after: Value =
+        http.get(api(&format!("/tasks/{}/events?after=2", ids[0]))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(after["events"][0]["seq"], 3);
+
+    // Never more than two at once, and the slots were used: from each journal, started to finished.
+    let mut spans = Vec::new();
+    for id in &ids {
+        let page: Value = http.get(api(&format!("/tasks/{id}/events"))).send().await.unwrap().json().await.unwrap();
+        let at = |kind: &str| {
+            page["events"].as_array().unwrap().iter().find(|e| e["event"]["type"] == kind).unwrap()["at"]
+                .as_i64()
+                .unwrap()
+        };
+        spans.push((at("started"), at("finished")));
+    }
+    let most = spans.iter().map(|(start, _)| spans.iter().filter(|(s, e)| s <= start && start < e).count()).max();
+    assert_eq!(most, Some(2), "{spans:?}");
+
+    let listed: Value = http.get(api("/tasks?status=done")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 6);
+}
+
+/// The `id:` of each event of an SSE response, stopping after `count` when given (the connection
+/// is then dropped) or at the end of the stream.
+async fn sse_ids(response: reqwest::Response, count: Option<usize>) -> Vec<u64> {
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut response = response;
+    let (mut ids, mut buffer) = (Vec::new(), String::new());
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find('\n') {
+            let line: String = buffer.drain(..=end).collect();
+            if let Some(id) = line.trim_end().strip_prefix("id: ").or_else(|| line.trim_end().strip_prefix("id:")) {
+                ids.push(id.trim().parse().unwrap());
+                if Some(ids.len()) == count {
+                    return ids;
+                }
+            }
+        }
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_a_json_error_with_the_right_status_and_no_task() {
+    let model = ScriptedServer::start(finishing()).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let error = |value: &Value| {
+        (value["error"]["code"].as_str().unwrap().to_owned(), value["error"]["message"].as_str().unwrap().to_owned())
+    };
+
+    let cases = [
+        (
+            json!({"request": "x", "repo": repo.path(), "checks": ["true"], "colour": "red"}),
+            400,
+            "invalid_json",
+            "unknown field `colour`",
+        ),
+        (json!({"request": "x", "repo": repo.path(), "checks": []}), 422, "invalid_task", "at least one check"),
+        (json!({"request": "x", "repo": "/no/such/repo", "checks": ["true"]}), 422, "invalid_task", "/no/such/repo"),
+        (json!({"request": " ", "repo": repo.path(), "checks": ["true"]}), 422, "invalid_task", "the request is empty"),
+        (
+            json!({"request": "x", "repo": repo.path(), "checks": ["true"], "budget": "lots"}),
+            422,
+            "invalid_task",
+            "budget",
+        ),
+    ];
+    for (body, status, code, says) in cases {
+        let response = http.post(api("/tasks")).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), status, "{body}");
+        let (got, message) = error(&response.json().await.unwrap());
+        assert_eq!(got, code, "{body}");
+        assert!(message.contains(says), "{message}");
+    }
+    let garbage = http.post(api("/tasks")).body("{not json").send().await.unwrap();
+    assert_eq!(garbage.status(), 400);
+    let listed: Value = http.get(api("/tasks")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["tasks"], json!([]), "nothing was created");
+
+    let missing = http.get(api("/tasks/000000000000")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(error(&missing.json().await.unwrap()).0, "not_found");
+    let status = http.get(api("/tasks?status=sleeping")).send().await.unwrap();
+    assert_eq!(status.status(), 400);
+    let nowhere = http.get(api("/nowhere")).send().await.unwrap();
+    assert_eq!((nowhere.status().as_u16(), error(&nowhere.json().await.unwrap()).0), (404, "not_found".to_owned()));
+    let bad_id =
+        http.get(api("/tasks/000000000000/events/stream")).header("Last-Event-ID", "soon").send().await.unwrap();
+    assert_eq!(bad_id.status(), 404, "an unknown task is named before its header is read");
+}

@@ -1,0 +1,131 @@
+//! Many tasks in the background: runnable tasks taken oldest first, at most `slots` at a time, each
+//! run on a thread of its own with a runtime of its own, so the engine's blocking sandbox and git
+//! work never stalls the runtime that serves requests. A task that waits for a human or pauses
+//! holds no slot: its run returns, and whatever makes it runnable again wakes the scheduler.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use baton_core::{Recorded, Status, TaskId, TaskState};
+use baton_store::Store;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::Engine;
+
+/// Builds the engine a task runs with (its model, its price, the configured sandbox), or says why
+/// it cannot.
+pub type Engines = dyn Fn(&TaskState) -> Result<Engine, String> + Send + Sync;
+
+/// Sees every event any scheduled task journals, as it is journaled.
+pub type Observer = dyn Fn(&TaskId, &Recorded) + Send + Sync;
+
+/// How often the store is looked at even without a wake: tasks queued by another process.
+const POLL: Duration = Duration::from_secs(1);
+
+pub struct Scheduler {
+    store: Arc<dyn Store>,
+    engines: Arc<Engines>,
+    observer: Arc<Observer>,
+    slots: Arc<Semaphore>,
+    total: usize,
+    wake: Arc<Notify>,
+    /// Tasks with a run in progress here.
+    running: Arc<Mutex<BTreeSet<TaskId>>>,
+    /// Tasks whose run could not start (no engine for them): not tried again until a restart.
+    refused: Arc<Mutex<BTreeSet<TaskId>>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler").field("free_slots", &self.slots.available_permits()).finish_non_exhaustive()
+    }
+}
+
+impl Scheduler {
+    pub fn new(store: Arc<dyn Store>, slots: usize, engines: Arc<Engines>, observer: Arc<Observer>) -> Scheduler {
+        Scheduler {
+            store,
+            engines,
+            observer,
+            slots: Arc::new(Semaphore::new(slots.max(1))),
+            total: slots.max(1),
+            wake: Arc::new(Notify::new()),
+            running: Arc::default(),
+            refused: Arc::default(),
+        }
+    }
+
+    /// Wakes the scheduler: a task was queued or became runnable.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Tasks running here now.
+    pub fn running(&self) -> usize {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Takes up runnable tasks until `shutdown`: first the ones a previous run left interrupted,
+    /// then every queued one. Runs in progress are waited for before it returns.
+    pub async fn run(&self, shutdown: CancellationToken) {
+        let mut statuses = vec![Status::Running, Status::Verifying, Status::Reviewing, Status::Queued];
+        loop {
+            let mut runnable = Vec::new();
+            for status in &statuses {
+                match self.store.list(Some(*status)).await {
+                    // Newest first from the store; the oldest waited longest.
+                    Ok(tasks) => runnable.extend(tasks.into_iter().rev().map(|task| task.id)),
+                    Err(error) => eprintln!("scheduler: cannot list {status} tasks: {error}"),
+                }
+            }
+            // Interrupted tasks are taken up once, at start; afterwards only new ones are queued.
+            statuses = vec![Status::Queued];
+            for id in runnable {
+                if shutdown.is_cancelled() {
+                    break;
+                }
+                let taken = |set: &Mutex<BTreeSet<TaskId>>| set.lock().unwrap_or_else(|e| e.into_inner()).contains(&id);
+                if taken(&self.running) || taken(&self.refused) {
+                    continue;
+                }
+                let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
+                self.start(id, permit);
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        // Every slot back means every run has ended.
+        let _ = self.slots.acquire_many(u32::try_from(self.total).unwrap_or(u32::MAX)).await;
+    }
+
+    fn start(&self, id: TaskId, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+        let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
+        let (running, refused, wake) = (self.running.clone(), self.refused.clone(), self.wake.clone());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let outcome = match runtime {
+                Ok(runtime) => runtime.block_on(async {
+                    let state = store.load(&id).await.map_err(|error| error.to_string())?;
+                    let engine = engines(&state).inspect_err(|_| {
+                        refused.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+                    })?;
+                    let mut observe = |recorded: &Recorded| observer(&id, recorded);
+                    engine.run(&id, &mut observe).await.map(|_| ()).map_err(|error| error.to_string())
+                }),
+                Err(error) => Err(format!("no runtime: {error}")),
+            };
+            if let Err(error) = outcome {
+                eprintln!("scheduler: task {id}: {error}");
+            }
+            running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            drop(permit);
+            wake.notify_one();
+        });
+    }
+}

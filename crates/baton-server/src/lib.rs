@@ -1,0 +1,176 @@
+//! baton's HTTP API under `/api/v1`: create tasks, list them, read one, page through its journal
+//! and follow it live over server-sent events. JSON everywhere; every error is
+//! `{"error": {"code", "message"}}` with the status that fits. No domain logic lives here: tasks
+//! are read from the [`Store`] and new ones are handed to [`Tasks`], whose implementation (the
+//! `baton` command) creates and queues them for the scheduler.
+
+mod stream;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use baton_core::{Status, TaskId};
+use baton_store::{Store, StoreError};
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+pub use views::{NewTask, TaskView};
+
+/// Creates tasks: validates a request as the command line would and queues the task.
+#[async_trait::async_trait]
+pub trait Tasks: Send + Sync {
+    /// The new task's id, or why it was refused (worded for the client).
+    async fn create(&self, task: NewTask) -> Result<TaskId, String>;
+}
+
+/// What the API serves from.
+#[derive(Clone)]
+pub struct Api {
+    pub store: Arc<dyn Store>,
+    pub tasks: Arc<dyn Tasks>,
+    /// `(task, seq)` of every event journaled by this process's workers, so live streams wake at
+    /// once; events written by other processes are found by polling.
+    pub journaled: broadcast::Sender<(TaskId, u64)>,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api").finish_non_exhaustive()
+    }
+}
+
+/// The API's routes.
+pub fn router(api: Api) -> Router {
+    Router::new()
+        .route("/api/v1/healthz", get(healthz))
+        .route("/api/v1/tasks", get(list).post(create))
+        .route("/api/v1/tasks/{id}", get(show))
+        .route("/api/v1/tasks/{id}/events", get(events))
+        .route("/api/v1/tasks/{id}/events/stream", get(stream::follow))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
+        .with_state(api)
+}
+
+/// Serves `api` on `listener` until `shutdown`, then lets requests in flight finish. Only a
+/// loopback address is served: the API has no authentication yet, so anyone who can reach it can
+/// run commands in its sandboxes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    api: Api,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    let address = listener.local_addr()?;
+    if !address.ip().is_loopback() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{address} is not a loopback address: without tokens (not yet supported) baton serves 127.0.0.1 or ::1 only"
+            ),
+        ));
+    }
+    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+/// An error as the API reports it.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: String) -> ApiError {
+        ApiError { status, code, message }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> ApiError {
+        match error {
+            StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
+            StoreError::Ambiguous { .. } => ApiError::new(StatusCode::BAD_REQUEST, "ambiguous_id", error.to_string()),
+            other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+async fn task_id(api: &Api, id: &str) -> Result<TaskId, ApiError> {
+    Ok(api.store.resolve(id).await?)
+}
+
+async fn create(State(api): State<Api>, body: axum::body::Bytes) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+    let task: NewTask = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))?;
+    let id = api
+        .tasks
+        .create(task)
+        .await
+        .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_task", message))?;
+    let state = api.store.load(&id).await?;
+    Ok((StatusCode::CREATED, Json(TaskView::of(&state))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+}
+
+async fn list(State(api): State<Api>, Query(query): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let status = match &query.status {
+        Some(name) => Some(
+            name.parse::<Status>()
+                .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_status", error.to_string()))?,
+        ),
+        None => None,
+    };
+    let tasks = api.store.list(status).await?;
+    Ok(Json(serde_json::json!({ "tasks": tasks })))
+}
+
+async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
+    let id = task_id(&api, &id).await?;
+    Ok(Json(TaskView::of(&api.store.load(&id).await?)))
+}
+
+/// Events returned by one page at most.
+const PAGE: usize = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Events after this seq; all of them without it.
+    after: Option<u64>,
+}
+
+async fn events(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = task_id(&api, &id).await?;
+    let from = query.after.map_or(0, |after| after + 1);
+    let mut events = api.store.events(&id, from).await?;
+    let more = events.len() > PAGE;
+    events.truncate(PAGE);
+    let next = events.last().map(|last| last.seq);
+    Ok(Json(serde_json::json!({ "events": events, "last_seq": next, "more": more })))
+}

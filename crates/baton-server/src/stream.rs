@@ -1,0 +1,113 @@
+//! A task's journal as server-sent events, from where the client left off: the event id is the
+//! journal seq, so a client that reconnects with `Last-Event-ID` gets exactly the events after it,
+//! each once, in order. The stream reads the store (the journal is the truth, whoever wrote it),
+//! wakes at once for events this process's workers journal and polls for the others'; it ends
+//! after the event that ends the task, and keeps an idle connection alive with comments.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use baton_core::{Event, Recorded, TaskId};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use crate::{Api, ApiError};
+
+/// How often the store is read when nothing woke the stream: events written by another process.
+const POLL: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FollowQuery {
+    /// Events after this seq (as `Last-Event-ID`, which wins when both are given).
+    after: Option<u64>,
+}
+
+struct Follow {
+    api: Api,
+    id: TaskId,
+    next: u64,
+    pending: VecDeque<Recorded>,
+    journaled: broadcast::Receiver<(TaskId, u64)>,
+    ended: bool,
+}
+
+pub(crate) async fn follow(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Query(query): Query<FollowQuery>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    let id = crate::task_id(&api, &id).await?;
+    let last = match headers.get("last-event-id") {
+        Some(value) => Some(value.to_str().ok().and_then(|text| text.trim().parse::<u64>().ok()).ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "invalid_last_event_id",
+                "Last-Event-ID is not a seq".into(),
+            )
+        })?),
+        None => query.after,
+    };
+    let journaled = api.journaled.subscribe();
+    let state =
+        Follow { api, id, next: last.map_or(0, |seq| seq + 1), pending: VecDeque::new(), journaled, ended: false };
+    let events = futures_util::stream::unfold(state, |mut state| async move {
+        let recorded = state.next_event().await?;
+        Some((Ok(sse_event(&recorded)), state))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))
+}
+
+impl Follow {
+    /// The next event to send, waiting for it if need be; `None` once the task has ended and every
+    /// event has gone out (or the store cannot be read).
+    async fn next_event(&mut self) -> Option<Recorded> {
+        loop {
+            if let Some(recorded) = self.pending.pop_front() {
+                self.next = recorded.seq + 1;
+                self.ended = matches!(recorded.event, Event::Finished { .. } | Event::Cancelled { .. });
+                return Some(recorded);
+            }
+            if self.ended {
+                return None;
+            }
+            let events = self.api.store.events(&self.id, self.next).await.ok()?;
+            if !events.is_empty() {
+                self.pending.extend(events);
+                continue;
+            }
+            self.wait().await;
+        }
+    }
+
+    /// Until this process journals an event of the task, or the poll interval passes.
+    async fn wait(&mut self) {
+        let deadline = tokio::time::sleep(POLL);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                received = self.journaled.recv() => match received {
+                    Ok((task, _)) if task != self.id => continue,
+                    // This task's event, or some were missed: read the store either way.
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => return,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        (&mut deadline).await;
+                        return;
+                    }
+                },
+            }
+        }
+    }
+}
+
+fn sse_event(recorded: &Recorded) -> SseEvent {
+    let data = serde_json::to_string(recorded).unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"));
+    SseEvent::default().id(recorded.seq.to_string()).event(recorded.event.kind()).data(data)
+}
