@@ -78,6 +78,11 @@ pub enum Command {
         /// provider/model for tasks created without one.
         #[arg(long, env = "BATON_MODEL")]
         model: Option<String>,
+        /// Seconds a task stays this server's after its last lease renewal: how long a crashed
+        /// server's tasks wait before another process takes them up (a restart on the same
+        /// machine takes them at once).
+        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+        lease_secs: u64,
     },
     /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
     /// with what changed since the handoff before.

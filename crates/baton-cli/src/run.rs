@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use baton_core::{Credits, Event, LegRole, Recorded, Status, StopReason, TaskState, Usage, total};
-use baton_engine::{Engine, EngineConfig, RoleModel};
+use baton_engine::{Engine, EngineConfig, HeldLease, RoleModel};
 use baton_model::{Catalog, HttpClient, ModelName, Price, Providers};
 use baton_sandbox::SandboxConfig;
 use baton_store::{SqliteStore, Store};
@@ -123,10 +123,14 @@ pub fn engine(store: Arc<dyn Store>, parts: Parts) -> Engine {
     })
 }
 
+/// How long a task stays a process's after its last renewal: a holder that died on another machine
+/// (or in another pid namespace) gives its tasks up after this.
+pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
     let price = parts.price;
-    let engine = engine(store, parts);
+    let engine = engine(store.clone(), parts);
     if json {
         // The stream's first line names the task, so a consumer knows what to resume or inspect.
         let task = serde_json::json!({"id": state.id, "branch": state.branch, "base_commit": state.base_commit});
@@ -150,7 +154,16 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
             println!("{:>5}  {:<20}  {:<20}  {cost} credits so far", "", "", "");
         }
     };
-    let end = engine.run(&state.id, &mut observer).await?;
+    // The task is this process's while it runs: a server on the same data directory leaves it
+    // alone, and a second `baton resume` is refused instead of running its tools twice.
+    let Some(lease) = HeldLease::claim(store.clone(), &state.id, &baton_engine::holder_name(), LEASE_TTL).await? else {
+        bail!(
+            "task {} is being run by another baton process (it holds the task's lease); wait for it to stop",
+            state.id
+        );
+    };
+    let end = engine.run_leased(&state.id, Some(lease.lease()), &mut observer).await?;
+    drop(lease);
     if !json {
         let stop = match (&end.stop, &end.question) {
             (Some(stop), _) => format!("{}: {}", stop.reason, stop.detail),

@@ -27,6 +27,7 @@ pub async fn serve(
     addr: SocketAddr,
     slots: Option<usize>,
     model: Option<String>,
+    lease_ttl: Duration,
 ) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
     let slots = slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -48,7 +49,7 @@ pub async fn serve(
             Ok(run::engine(store.clone(), parts))
         })
     };
-    let scheduler = Scheduler::new(store.clone(), slots, engines, observer);
+    let scheduler = Scheduler::new(store.clone(), slots, lease_ttl, engines, observer);
     let tasks =
         Creator { store: store.clone(), home: home.to_owned(), config: config.clone(), model, wake: scheduler.waker() };
     let api = Api { store, tasks: Arc::new(tasks), journaled };

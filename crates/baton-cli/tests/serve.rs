@@ -209,3 +209,96 @@ async fn bad_requests_get_a_json_error_with_the_right_status_and_no_task() {
         http.get(api("/tasks/000000000000/events/stream")).header("Last-Event-ID", "soon").send().await.unwrap();
     assert_eq!(bad_id.status(), 404, "an unknown task is named before its header is read");
 }
+
+/// Steps of each task in the kill test.
+const STEPS: usize = 4;
+
+/// Task `n`'s script as rules: its request opens step 1; the output of step k opens step k + 1;
+/// after the last, `finish`. Each step appends its mark to the task's own /root/marker.
+fn marking(tasks: usize) -> Script {
+    let shell = |n: usize, k: usize| {
+        let command = format!("sleep 0.4; echo mark-{n}-{k} >> /root/marker; echo ran-{n}-{k}");
+        let call =
+            ToolCall { id: format!("s{k}"), name: "shell".into(), arguments: json!({"command": command}).to_string() };
+        Reply { tool_calls: vec![call], ..Reply::default() }
+    };
+    let finish =
+        ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "marked"}).to_string() };
+    let mut rules = Vec::new();
+    for n in 0..tasks {
+        let when = |text: String| Expect { body_contains: Some(text), ..Expect::default() };
+        rules.push(Rule {
+            when: when(format!("ran-{n}-{STEPS}")),
+            reply: Reply { tool_calls: vec![finish.clone()], ..Reply::default() },
+        });
+        for k in (1..STEPS).rev() {
+            // An interrupted step shows its command, not its output: the script goes on either way.
+            rules.push(Rule { when: when(format!("ran-{n}-{k}")), reply: shell(n, k + 1) });
+        }
+        rules.push(Rule { when: when(format!("marking task {n}.")), reply: shell(n, 1) });
+    }
+    Script { rules, ..Script::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_with_eight_tasks_running_is_restarted_and_every_task_ends_verified_without_repeats() {
+    let model = ScriptedServer::start(marking(8)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let served = serve(home.path(), &model, "8");
+    let http = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let body =
+            json!({"request": format!("marking task {n}."), "repo": repo.path(), "checks": ["true"], "review": false});
+        let task: Value =
+            http.post(format!("{}/api/v1/tasks", served.url)).json(&body).send().await.unwrap().json().await.unwrap();
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    // Every task past its first step, none finished: then the server dies.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed: Value =
+            http.get(format!("{}/api/v1/tasks?status=running", served.url)).send().await.unwrap().json().await.unwrap();
+        let running = listed["tasks"].as_array().unwrap();
+        if running.len() == 8 && running.iter().all(|t| t["next_seq"].as_u64().unwrap() > 8) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tasks did not all start: {listed}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let old_url = served.url.clone();
+    drop(served); // SIGKILL, and reaped
+
+    let served = serve(home.path(), &model, "8");
+    assert_ne!(served.url, old_url, "a fresh process on a fresh port");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    for id in &ids {
+        loop {
+            let task: Value =
+                http.get(format!("{}/api/v1/tasks/{id}", served.url)).send().await.unwrap().json().await.unwrap();
+            if task["status"] != "running" && task["status"] != "queued" && task["status"] != "verifying" {
+                assert_eq!(
+                    (task["status"].as_str(), task["stop"]["reason"].as_str()),
+                    (Some("done"), Some("verified")),
+                    "{task}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "task {id} did not end after the restart: {task}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(served);
+    for (n, id) in ids.iter().enumerate() {
+        let layout = baton_engine::TaskLayout::of(home.path(), &baton_core::TaskId::parse(id).unwrap());
+        let disk = layout.attach_disk(None).unwrap();
+        let marks = std::fs::read_to_string(layout.layer().join("hidden/root/marker")).unwrap_or_default();
+        drop(disk);
+        for k in 1..=STEPS {
+            let count = marks.lines().filter(|l| *l == format!("mark-{n}-{k}")).count();
+            assert!(count <= 1, "task {n}: step {k} ran {count} times:\n{marks}");
+        }
+        assert!(marks.lines().count() >= STEPS - 1, "task {n} did its steps:\n{marks}");
+    }
+}

@@ -3,7 +3,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use baton_core::{Event, Recorded, TaskId, TaskState, Timestamp};
-use baton_store::{Store, StoreError};
+use baton_store::{Lease, Store, StoreError};
 use baton_tools::SharedSecrets;
 
 use crate::{Admission, EngineError};
@@ -20,6 +20,8 @@ pub(crate) struct Journal<'a> {
     /// Applied to `state`, not yet written.
     deferred: Vec<Recorded>,
     observer: &'a mut (dyn FnMut(&Recorded) + Send),
+    /// Every append is made under it, when the run holds one: a run that lost it writes nothing.
+    lease: Option<&'a Lease>,
 }
 
 pub(crate) fn now() -> Timestamp {
@@ -30,10 +32,19 @@ impl<'a> Journal<'a> {
     pub(crate) async fn open(
         store: &'a dyn Store,
         task: &TaskId,
+        lease: Option<&'a Lease>,
         observer: &'a mut (dyn FnMut(&Recorded) + Send),
     ) -> Result<Journal<'a>, EngineError> {
         let state = store.load(task).await?;
-        Ok(Journal { store, state, secrets: SharedSecrets::default(), observer, deferred: Vec::new() })
+        Ok(Journal { store, state, secrets: SharedSecrets::default(), observer, deferred: Vec::new(), lease })
+    }
+
+    /// Writes `events` at `seq`, under the run's lease if it has one.
+    async fn write(&self, seq: u64, at: Timestamp, events: &[Event]) -> Result<u64, StoreError> {
+        match self.lease {
+            Some(lease) => self.store.append_leased(lease, seq, at, events).await,
+            None => self.store.append(&self.state.id, seq, at, events).await,
+        }
     }
 
     /// Keeps `secrets` (as they are granted) out of every event from now on.
@@ -86,7 +97,7 @@ impl<'a> Journal<'a> {
         let mut written: Vec<Event> = self.deferred.iter().map(|r| r.event.clone()).collect();
         written.extend(events.iter().cloned());
         let at = now();
-        match self.store.append(&self.state.id, seq, at, &written).await {
+        match self.write(seq, at, &written).await {
             Ok(_) => {}
             Err(StoreError::Refused { refusal, .. }) => {
                 self.flush().await?;
@@ -125,7 +136,7 @@ impl<'a> Journal<'a> {
         let Some(first) = self.deferred.first() else { return Ok(()) };
         let (seq, at) = (first.seq, self.deferred.last().map_or(first.at, |last| last.at));
         let events: Vec<Event> = self.deferred.iter().map(|r| r.event.clone()).collect();
-        self.store.append(&self.state.id, seq, at, &events).await?;
+        self.write(seq, at, &events).await?;
         // Observers see only what is durable.
         for recorded in self.deferred.drain(..) {
             (self.observer)(&recorded);

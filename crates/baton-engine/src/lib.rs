@@ -14,6 +14,7 @@ mod gate;
 mod handoff;
 mod journal;
 mod layout;
+mod lease;
 mod machine;
 mod model_call;
 mod money;
@@ -41,6 +42,7 @@ pub use crate::confined_git::SandboxedGit;
 pub use crate::environment::{EnvironmentCheck, Resolved, check_environment};
 use crate::journal::Journal;
 pub use crate::layout::TaskLayout;
+pub use crate::lease::{HeldLease, holder_name};
 use crate::machine::Machine;
 pub use crate::scheduler::{Engines, Observer, Scheduler};
 pub use crate::snapshot::{Caches, Manifest, Provenance, SetupFailure, SetupStep, Snapshot, Snapshots, Source};
@@ -203,7 +205,19 @@ impl Engine {
         task: &TaskId,
         observer: &mut (dyn FnMut(&Recorded) + Send),
     ) -> Result<TaskState, EngineError> {
-        let mut journal = Journal::open(self.store.as_ref(), task, observer).await?;
+        self.run_leased(task, None, observer).await
+    }
+
+    /// [`Engine::run`], every append made under `lease` when one is given: a run whose lease was
+    /// taken over (its holder frozen past the expiry) fails at its next write, having written
+    /// nothing more.
+    pub async fn run_leased(
+        &self,
+        task: &TaskId,
+        lease: Option<&baton_store::Lease>,
+        observer: &mut (dyn FnMut(&Recorded) + Send),
+    ) -> Result<TaskState, EngineError> {
+        let mut journal = Journal::open(self.store.as_ref(), task, lease, observer).await?;
         match journal.state().status() {
             Status::Done | Status::Failed | Status::Cancelled => return Ok(journal.into_state()),
             Status::Queued => journal.append(Event::Started).await?,

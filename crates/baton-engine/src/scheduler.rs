@@ -1,7 +1,9 @@
 //! Many tasks in the background: runnable tasks taken oldest first, at most `slots` at a time, each
 //! run on a thread of its own with a runtime of its own, so the engine's blocking sandbox and git
-//! work never stalls the runtime that serves requests. A task that waits for a human or pauses
-//! holds no slot: its run returns, and whatever makes it runnable again wakes the scheduler.
+//! work never stalls the runtime that serves requests. Each run holds the task's lease (see
+//! `lease.rs`): a task another process runs is left alone, one whose holder died is taken over once
+//! its lease expires. A task that waits for a human or pauses holds no slot: its run returns, and
+//! whatever makes it runnable again wakes the scheduler.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::Engine;
+use crate::lease::HeldLease;
 
 /// Builds the engine a task runs with (its model, its price, the configured sandbox), or says why
 /// it cannot.
@@ -29,7 +32,9 @@ pub struct Scheduler {
     engines: Arc<Engines>,
     observer: Arc<Observer>,
     slots: Arc<Semaphore>,
-    total: usize,
+    /// This process, as a lease holder.
+    holder: String,
+    lease_ttl: Duration,
     wake: Arc<Notify>,
     /// Tasks with a run in progress here.
     running: Arc<Mutex<BTreeSet<TaskId>>>,
@@ -44,13 +49,22 @@ impl std::fmt::Debug for Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(store: Arc<dyn Store>, slots: usize, engines: Arc<Engines>, observer: Arc<Observer>) -> Scheduler {
+    /// `lease_ttl`: how long a task stays this process's after its last renewal (renewed at a third
+    /// of it), and so how long a crashed holder's tasks wait before another process takes them up.
+    pub fn new(
+        store: Arc<dyn Store>,
+        slots: usize,
+        lease_ttl: Duration,
+        engines: Arc<Engines>,
+        observer: Arc<Observer>,
+    ) -> Scheduler {
         Scheduler {
             store,
             engines,
             observer,
             slots: Arc::new(Semaphore::new(slots.max(1))),
-            total: slots.max(1),
+            holder: crate::lease::holder_name(),
+            lease_ttl,
             wake: Arc::new(Notify::new()),
             running: Arc::default(),
             refused: Arc::default(),
@@ -67,10 +81,11 @@ impl Scheduler {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    /// Takes up runnable tasks until `shutdown`: first the ones a previous run left interrupted,
-    /// then every queued one. Runs in progress are waited for before it returns.
+    /// Takes up runnable tasks until `shutdown`: queued ones, and running ones whose holder's lease
+    /// has expired (a crashed process's). Runs in progress go on on their threads; a restart takes
+    /// up whatever they leave.
     pub async fn run(&self, shutdown: CancellationToken) {
-        let mut statuses = vec![Status::Running, Status::Verifying, Status::Reviewing, Status::Queued];
+        let statuses = [Status::Running, Status::Verifying, Status::Reviewing, Status::Queued];
         loop {
             let mut runnable = Vec::new();
             for status in &statuses {
@@ -80,8 +95,6 @@ impl Scheduler {
                     Err(error) => eprintln!("scheduler: cannot list {status} tasks: {error}"),
                 }
             }
-            // Interrupted tasks are taken up once, at start; afterwards only new ones are queued.
-            statuses = vec![Status::Queued];
             for id in runnable {
                 if shutdown.is_cancelled() {
                     break;
@@ -91,7 +104,12 @@ impl Scheduler {
                     continue;
                 }
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
-                self.start(id, permit);
+                match HeldLease::claim(self.store.clone(), &id, &self.holder, self.lease_ttl).await {
+                    Ok(Some(lease)) => self.start(id, lease, permit),
+                    // Another process runs it.
+                    Ok(None) => {}
+                    Err(error) => eprintln!("scheduler: task {id}: cannot claim its lease: {error}"),
+                }
             }
             tokio::select! {
                 _ = self.wake.notified() => {}
@@ -99,11 +117,9 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
             }
         }
-        // Every slot back means every run has ended.
-        let _ = self.slots.acquire_many(u32::try_from(self.total).unwrap_or(u32::MAX)).await;
     }
 
-    fn start(&self, id: TaskId, permit: tokio::sync::OwnedSemaphorePermit) {
+    fn start(&self, id: TaskId, lease: HeldLease, permit: tokio::sync::OwnedSemaphorePermit) {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
         let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
         let (running, refused, wake) = (self.running.clone(), self.refused.clone(), self.wake.clone());
@@ -116,13 +132,16 @@ impl Scheduler {
                         refused.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
                     })?;
                     let mut observe = |recorded: &Recorded| observer(&id, recorded);
-                    engine.run(&id, &mut observe).await.map(|_| ()).map_err(|error| error.to_string())
+                    let ran = engine.run_leased(&id, Some(lease.lease()), &mut observe).await;
+                    ran.map(|_| ()).map_err(|error| error.to_string())
                 }),
                 Err(error) => Err(format!("no runtime: {error}")),
             };
             if let Err(error) = outcome {
                 eprintln!("scheduler: task {id}: {error}");
             }
+            // Released before the slot: the task is free for whoever takes it next.
+            drop(lease);
             running.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             drop(permit);
             wake.notify_one();

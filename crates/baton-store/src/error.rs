@@ -32,6 +32,8 @@ pub enum StoreError {
     Blob { hash: String, reason: String },
     #[error("task {task}: {refusal}")]
     Refused { task: TaskId, refusal: Refusal },
+    #[error("task {task}: the lease of epoch {epoch} is no longer held ({holder} lost it); nothing was written")]
+    Fenced { task: TaskId, holder: String, epoch: u64 },
     #[error("task {task}: {reason}")]
     Unbalanced { task: TaskId, reason: String },
     #[error("the account's records are unreadable: {0}")]

@@ -36,6 +36,18 @@ pub struct TaskSummary {
     pub next_seq: u64,
 }
 
+/// The right to run a task, held by one process at a time until `expires_at` unless renewed. Every
+/// append made under it is checked against the task's current epoch, so a holder that lost it (a
+/// process frozen past its expiry, then woken) can no longer write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub task: TaskId,
+    pub holder: String,
+    /// Grows each time the lease changes hands.
+    pub epoch: u64,
+    pub expires_at: Timestamp,
+}
+
 /// Where journals live. SQLite is the embedded default; other backends implement the same trait so
 /// callers never change.
 #[async_trait]
@@ -55,6 +67,41 @@ pub trait Store: Send + Sync {
         at: Timestamp,
         events: &[Event],
     ) -> Result<u64, StoreError>;
+
+    /// As [`Store::append`], and only while `lease` is the task's current lease (same holder and
+    /// epoch; expiry is the holder's to watch): otherwise [`StoreError::Fenced`] and nothing is
+    /// written.
+    async fn append_leased(
+        &self,
+        lease: &Lease,
+        expected_seq: u64,
+        at: Timestamp,
+        events: &[Event],
+    ) -> Result<u64, StoreError>;
+
+    /// Takes the task's lease for `holder` until `at + ttl_ms`, if it is free, expired or already
+    /// `holder`'s (then it is renewed, same epoch); `None` while another holder has it.
+    async fn claim(&self, task: &TaskId, holder: &str, at: Timestamp, ttl_ms: i64)
+    -> Result<Option<Lease>, StoreError>;
+
+    /// Renews `lease` until `at + ttl_ms`; `None` when it is no longer this holder's.
+    async fn renew(&self, lease: &Lease, at: Timestamp, ttl_ms: i64) -> Result<Option<Lease>, StoreError>;
+
+    /// The task's lease as it stands (released and expired ones included), if it ever had one.
+    async fn lease(&self, task: &TaskId) -> Result<Option<Lease>, StoreError>;
+
+    /// Takes `stale` (the lease of a holder known to be dead) for `holder` before it expires, with
+    /// a new epoch; `None` if it changed meanwhile.
+    async fn take_over(
+        &self,
+        stale: &Lease,
+        holder: &str,
+        at: Timestamp,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, StoreError>;
+
+    /// Gives `lease` up, if it is still held.
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError>;
 
     /// The task's events from `from_seq` on, in order.
     async fn events(&self, task: &TaskId, from_seq: u64) -> Result<Vec<Recorded>, StoreError>;

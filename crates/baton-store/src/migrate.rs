@@ -63,6 +63,15 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (task_id, key)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 3: leases: who runs a task, until when, and the epoch that fences a holder that lost it.
+    r#"
+    CREATE TABLE leases (
+        task_id    TEXT PRIMARY KEY REFERENCES tasks (id),
+        holder     TEXT NOT NULL,
+        epoch      INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -15,7 +15,7 @@ use crate::blob::{BlobHash, BlobStore};
 use crate::codec::{self, EVENT_COLUMNS, EventRow};
 use crate::error::StoreError;
 use crate::migrate::migrate;
-use crate::{Store, TaskSummary};
+use crate::{Lease, Store, TaskSummary};
 
 /// The embedded store: `<home>/baton.db` (SQLite in WAL mode, every commit synced to disk) and
 /// `<home>/blobs/`.
@@ -29,70 +29,14 @@ pub struct SqliteStore {
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `home`, applying any pending migrations.
-    pub async fn open(home: &Path) -> Result<SqliteStore, StoreError> {
-        let blob_dir = home.join("blobs");
-        fs::create_dir_all(&blob_dir).map_err(|source| StoreError::DataDir { path: blob_dir.clone(), source })?;
-        probe_writable(home)?;
-        let path = home.join("baton.db");
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        migrate(&pool).await?;
-        Ok(SqliteStore { pool, blobs: std::sync::Arc::new(BlobStore::new(blob_dir)) })
-    }
-
-    /// The pool, for tests and benchmarks that need to look under the store's abstraction.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-}
-
-/// SQLite reports an unwritable directory as "unable to open database file"; find out first and
-/// name the directory and the reason instead.
-fn probe_writable(home: &Path) -> Result<(), StoreError> {
-    let probe: PathBuf = home.join(format!(".write-probe-{}", std::process::id()));
-    fs::write(&probe, b"")
-        .and_then(|()| fs::remove_file(&probe))
-        .map_err(|source| StoreError::DataDir { path: home.to_owned(), source })
-}
-
-fn summary_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskSummary, StoreError> {
-    let id: String = row.try_get("id")?;
-    let corrupt = |reason: String| StoreError::CorruptSummary { task: id.clone(), reason };
-    let status: String = row.try_get("status")?;
-    let stop_reason: Option<String> = row.try_get("stop_reason")?;
-    Ok(TaskSummary {
-        id: TaskId::parse(&id).map_err(|e| corrupt(e.to_string()))?,
-        request: row.try_get("request")?,
-        branch: row.try_get("branch")?,
-        status: status.parse::<Status>().map_err(|e| corrupt(e.to_string()))?,
-        stop_reason: stop_reason.map(|r| r.parse::<StopReason>()).transpose().map_err(|e| corrupt(e.to_string()))?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
-        next_seq: row.try_get::<i64, _>("next_seq")? as u64,
-    })
-}
-
-const SUMMARY_COLUMNS: &str = "id, request, branch, status, stop_reason, created_at, updated_at, next_seq";
-
-#[async_trait]
-impl Store for SqliteStore {
-    async fn append(
+    /// Appends `events` at `expected_seq`, under `lease` when one is given (see [`Store::append_leased`]).
+    async fn append_checked(
         &self,
         task: &TaskId,
         expected_seq: u64,
         at: Timestamp,
         events: &[Event],
+        lease: Option<&Lease>,
     ) -> Result<u64, StoreError> {
         if events.is_empty() {
             return Ok(expected_seq);
@@ -102,6 +46,19 @@ impl Store for SqliteStore {
         // IMMEDIATE takes the write lock before the read below, so the seq check and the insert are
         // one atomic step even across processes.
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if let Some(lease) = lease {
+            let current: Option<(String, i64)> = sqlx::query_as("SELECT holder, epoch FROM leases WHERE task_id = ?")
+                .bind(task.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            if current != Some((lease.holder.clone(), lease.epoch as i64)) {
+                return Err(StoreError::Fenced {
+                    task: task.clone(),
+                    holder: lease.holder.clone(),
+                    epoch: lease.epoch,
+                });
+            }
+        }
         let row = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM tasks WHERE id = ?"))
             .bind(task.as_str())
             .fetch_optional(&mut *tx)
@@ -178,6 +135,192 @@ impl Store for SqliteStore {
             .await?;
         tx.commit().await?;
         Ok(next_seq)
+    }
+
+    /// Opens (creating if needed) the store in `home`, applying any pending migrations.
+    pub async fn open(home: &Path) -> Result<SqliteStore, StoreError> {
+        let blob_dir = home.join("blobs");
+        fs::create_dir_all(&blob_dir).map_err(|source| StoreError::DataDir { path: blob_dir.clone(), source })?;
+        probe_writable(home)?;
+        let path = home.join("baton.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        migrate(&pool).await?;
+        Ok(SqliteStore { pool, blobs: std::sync::Arc::new(BlobStore::new(blob_dir)) })
+    }
+
+    /// The pool, for tests and benchmarks that need to look under the store's abstraction.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+/// SQLite reports an unwritable directory as "unable to open database file"; find out first and
+/// name the directory and the reason instead.
+fn probe_writable(home: &Path) -> Result<(), StoreError> {
+    let probe: PathBuf = home.join(format!(".write-probe-{}", std::process::id()));
+    fs::write(&probe, b"")
+        .and_then(|()| fs::remove_file(&probe))
+        .map_err(|source| StoreError::DataDir { path: home.to_owned(), source })
+}
+
+fn summary_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskSummary, StoreError> {
+    let id: String = row.try_get("id")?;
+    let corrupt = |reason: String| StoreError::CorruptSummary { task: id.clone(), reason };
+    let status: String = row.try_get("status")?;
+    let stop_reason: Option<String> = row.try_get("stop_reason")?;
+    Ok(TaskSummary {
+        id: TaskId::parse(&id).map_err(|e| corrupt(e.to_string()))?,
+        request: row.try_get("request")?,
+        branch: row.try_get("branch")?,
+        status: status.parse::<Status>().map_err(|e| corrupt(e.to_string()))?,
+        stop_reason: stop_reason.map(|r| r.parse::<StopReason>()).transpose().map_err(|e| corrupt(e.to_string()))?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+        next_seq: row.try_get::<i64, _>("next_seq")? as u64,
+    })
+}
+
+const SUMMARY_COLUMNS: &str = "id, request, branch, status, stop_reason, created_at, updated_at, next_seq";
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(
+        &self,
+        task: &TaskId,
+        expected_seq: u64,
+        at: Timestamp,
+        events: &[Event],
+    ) -> Result<u64, StoreError> {
+        self.append_checked(task, expected_seq, at, events, None).await
+    }
+
+    async fn append_leased(
+        &self,
+        lease: &Lease,
+        expected_seq: u64,
+        at: Timestamp,
+        events: &[Event],
+    ) -> Result<u64, StoreError> {
+        self.append_checked(&lease.task, expected_seq, at, events, Some(lease)).await
+    }
+
+    async fn claim(
+        &self,
+        task: &TaskId,
+        holder: &str,
+        at: Timestamp,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?").bind(task.as_str()).fetch_optional(&mut *tx).await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(task.to_string()));
+        }
+        let current: Option<(String, i64, i64)> =
+            sqlx::query_as("SELECT holder, epoch, expires_at FROM leases WHERE task_id = ?")
+                .bind(task.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let epoch = match current {
+            Some((owner, epoch, _)) if owner == holder => epoch,
+            Some((_, epoch, expires_at)) if expires_at <= at.as_millis() => epoch + 1,
+            Some(_) => return Ok(None),
+            None => 1,
+        };
+        let expires_at = at.as_millis() + ttl_ms;
+        sqlx::query(
+            "INSERT INTO leases (task_id, holder, epoch, expires_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (task_id) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch, expires_at = excluded.expires_at",
+        )
+        .bind(task.as_str())
+        .bind(holder)
+        .bind(epoch)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(Lease {
+            task: task.clone(),
+            holder: holder.to_owned(),
+            epoch: epoch as u64,
+            expires_at: Timestamp(expires_at),
+        }))
+    }
+
+    async fn renew(&self, lease: &Lease, at: Timestamp, ttl_ms: i64) -> Result<Option<Lease>, StoreError> {
+        let expires_at = at.as_millis() + ttl_ms;
+        let renewed = sqlx::query("UPDATE leases SET expires_at = ? WHERE task_id = ? AND holder = ? AND epoch = ?")
+            .bind(expires_at)
+            .bind(lease.task.as_str())
+            .bind(&lease.holder)
+            .bind(lease.epoch as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok((renewed.rows_affected() == 1).then(|| Lease { expires_at: Timestamp(expires_at), ..lease.clone() }))
+    }
+
+    async fn lease(&self, task: &TaskId) -> Result<Option<Lease>, StoreError> {
+        let row: Option<(String, i64, i64)> =
+            sqlx::query_as("SELECT holder, epoch, expires_at FROM leases WHERE task_id = ?")
+                .bind(task.as_str())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(holder, epoch, expires_at)| Lease {
+            task: task.clone(),
+            holder,
+            epoch: epoch as u64,
+            expires_at: Timestamp(expires_at),
+        }))
+    }
+
+    async fn take_over(
+        &self,
+        stale: &Lease,
+        holder: &str,
+        at: Timestamp,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let (epoch, expires_at) = (stale.epoch + 1, at.as_millis() + ttl_ms);
+        let taken = sqlx::query(
+            "UPDATE leases SET holder = ?, epoch = ?, expires_at = ? WHERE task_id = ? AND holder = ? AND epoch = ?",
+        )
+        .bind(holder)
+        .bind(epoch as i64)
+        .bind(expires_at)
+        .bind(stale.task.as_str())
+        .bind(&stale.holder)
+        .bind(stale.epoch as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok((taken.rows_affected() == 1).then(|| Lease {
+            task: stale.task.clone(),
+            holder: holder.to_owned(),
+            epoch,
+            expires_at: Timestamp(expires_at),
+        }))
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
+        // Expired rather than deleted: the epoch only ever grows.
+        sqlx::query("UPDATE leases SET expires_at = 0 WHERE task_id = ? AND holder = ? AND epoch = ?")
+            .bind(lease.task.as_str())
+            .bind(&lease.holder)
+            .bind(lease.epoch as i64)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     async fn events(&self, task: &TaskId, from_seq: u64) -> Result<Vec<Recorded>, StoreError> {

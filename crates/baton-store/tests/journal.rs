@@ -191,7 +191,7 @@ async fn a_newer_schema_is_refused_not_guessed_at() {
     let err = SqliteStore::open(dir.path()).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the journal database has schema version 99, newer than this baton knows (2); upgrade baton"
+        "the journal database has schema version 99, newer than this baton knows (3); upgrade baton"
     );
 }
 
@@ -214,4 +214,42 @@ async fn reopening_keeps_everything() {
     let journal = store.events(&id, 0).await.unwrap();
     assert_eq!(journal.len(), 50);
     assert_eq!(fold(id.clone(), &journal).unwrap().status(), status);
+}
+
+#[tokio::test]
+async fn a_lease_has_one_holder_until_it_expires_and_a_holder_that_lost_it_cannot_write() {
+    let (_dir, store) = store().await;
+    let id = Rng(7).task_id();
+    store.append(&id, 0, at(0), &[created("leased")]).await.unwrap();
+    assert!(matches!(store.claim(&Rng(8).task_id(), "a", at(0), 1000).await, Err(StoreError::NotFound(_))));
+
+    let first = store.claim(&id, "a", at(100), 1000).await.unwrap().unwrap();
+    assert_eq!((first.epoch, first.expires_at), (1, at(1100)));
+    assert_eq!(store.claim(&id, "b", at(500), 1000).await.unwrap(), None, "held by a");
+    let again = store.claim(&id, "a", at(600), 1000).await.unwrap().unwrap();
+    assert_eq!((again.epoch, again.expires_at), (1, at(1600)), "a renews by claiming again");
+    assert_eq!(store.append_leased(&first, 1, at(700), &[Event::Started]).await.unwrap(), 2);
+
+    // a stops renewing (frozen); once the lease expires b takes it over, with a new epoch.
+    let taken = store.claim(&id, "b", at(1601), 1000).await.unwrap().unwrap();
+    assert_eq!(taken.epoch, 2);
+    assert_eq!(store.renew(&first, at(1700), 1000).await.unwrap(), None, "a's renewal fails");
+    let late = store.append_leased(&first, 2, at(1700), &[Event::Feedback { text: "late".into() }]).await;
+    assert!(matches!(late, Err(StoreError::Fenced { epoch: 1, .. })), "{late:?}");
+    assert_eq!(store.events(&id, 0).await.unwrap().len(), 2, "nothing of a's was written");
+    assert_eq!(store.append_leased(&taken, 2, at(1700), &[Event::Feedback { text: "b".into() }]).await.unwrap(), 3);
+    let renewed = store.renew(&taken, at(1800), 1000).await.unwrap().unwrap();
+    assert_eq!(renewed.expires_at, at(2800));
+
+    // Released, it is free at once; the epoch still grows.
+    store.release(&renewed).await.unwrap();
+    let third = store.claim(&id, "c", at(1900), 1000).await.unwrap().unwrap();
+    assert_eq!(third.epoch, 3);
+    assert!(matches!(store.append_leased(&renewed, 3, at(1900), &[]).await, Ok(3)), "an empty append writes nothing");
+
+    // c is known dead: its lease is taken over before it expires, once.
+    assert_eq!(store.lease(&id).await.unwrap(), Some(third.clone()));
+    let over = store.take_over(&third, "d", at(2000), 1000).await.unwrap().unwrap();
+    assert_eq!((over.holder.as_str(), over.epoch), ("d", 4));
+    assert_eq!(store.take_over(&third, "e", at(2000), 1000).await.unwrap(), None, "the lease changed meanwhile");
 }

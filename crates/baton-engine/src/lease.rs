@@ -1,0 +1,107 @@
+//! Holding a task's lease while running it: claimed before the run, renewed at a third of its time
+//! to live from a thread of its own (a run's blocking sandbox or git work never delays a renewal),
+//! released when the run ends. Whoever holds it is the only writer: appends are fenced by it.
+
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use baton_core::TaskId;
+use baton_store::{Lease, Store, StoreError};
+
+use crate::journal::now;
+
+/// This process's name as a lease holder: its host, pid and start time, unique across restarts.
+pub fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    format!("{host}:{}:{started}", std::process::id())
+}
+
+/// Whether `holder` (see [`holder_name`]) is a process of this machine that is no longer running.
+/// A holder elsewhere is never judged: its lease has to expire.
+fn is_dead(holder: &str) -> bool {
+    let mut parts = holder.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else { return false };
+    let here = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
+    host == here && pid.parse::<u32>().is_ok_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
+/// A lease kept renewed until dropped, then released.
+pub struct HeldLease {
+    lease: Lease,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    keeper: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HeldLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeldLease").field("lease", &self.lease).finish_non_exhaustive()
+    }
+}
+
+impl HeldLease {
+    /// Claims `task` for `holder` for `ttl`; `None` while another holder has it.
+    pub async fn claim(
+        store: Arc<dyn Store>,
+        task: &TaskId,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<HeldLease>, StoreError> {
+        let ttl_ms = ttl.as_millis() as i64;
+        let lease = match store.claim(task, holder, now(), ttl_ms).await? {
+            Some(lease) => lease,
+            // A holder on this machine that is no longer running (killed) gives way at once.
+            None => match store.lease(task).await?.filter(|current| is_dead(&current.holder)) {
+                Some(stale) => match store.take_over(&stale, holder, now(), ttl_ms).await? {
+                    Some(lease) => lease,
+                    None => return Ok(None),
+                },
+                None => return Ok(None),
+            },
+        };
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let (kept, signal) = (lease.clone(), stop.clone());
+        let keeper = std::thread::spawn(move || keep(store, kept, ttl, &signal));
+        Ok(Some(HeldLease { lease, stop, keeper: Some(keeper) }))
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+}
+
+/// Renews `lease` every third of `ttl` until told to stop, then releases it. A renewal that finds
+/// the lease gone ends the keeping: the run's next append is refused by the fence.
+fn keep(store: Arc<dyn Store>, mut lease: Lease, ttl: Duration, stop: &(Mutex<bool>, Condvar)) {
+    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let (stopped, wake) = stop;
+    loop {
+        let guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, _) =
+            wake.wait_timeout_while(guard, ttl / 3, |stopped| !*stopped).unwrap_or_else(|e| e.into_inner());
+        if *guard {
+            drop(guard);
+            let _ = runtime.block_on(store.release(&lease));
+            return;
+        }
+        drop(guard);
+        match runtime.block_on(store.renew(&lease, now(), ttl.as_millis() as i64)) {
+            Ok(Some(renewed)) => lease = renewed,
+            Ok(None) => return,
+            // A store that cannot be reached now may be reachable at the next beat.
+            Err(error) => eprintln!("lease of task {}: cannot renew: {error}", lease.task),
+        }
+    }
+}
+
+impl Drop for HeldLease {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+    }
+}
