@@ -302,3 +302,53 @@ async fn a_server_killed_with_eight_tasks_running_is_restarted_and_every_task_en
         assert!(marks.lines().count() >= STEPS - 1, "task {n} did its steps:\n{marks}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_tasks_on_four_slots_all_end_verified_and_a_hundred_subscribers_each_see_every_event() {
+    let model = ScriptedServer::start(finishing()).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let served = serve(home.path(), &model, "4");
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let mut ids = Vec::new();
+    for n in 0..50 {
+        let body = json!({"request": format!("task {n}"), "repo": repo.path(), "checks": ["true"], "review": false});
+        let task: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    // A hundred subscribers to the last task, from its start.
+    let subscribers: Vec<_> = (0..100)
+        .map(|_| {
+            let request = http.get(api(&format!("/tasks/{}/events/stream", ids[49])));
+            tokio::spawn(async move { sse_ids(request.send().await.unwrap(), None).await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for subscriber in subscribers {
+        seen.push(tokio::time::timeout(Duration::from_secs(300), subscriber).await.unwrap().unwrap());
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let done: Value = http.get(api("/tasks?status=done")).send().await.unwrap().json().await.unwrap();
+        if done["tasks"].as_array().unwrap().len() == 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not all 50 ended verified: {done}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let page: Value = http.get(api(&format!("/tasks/{}/events", ids[49]))).send().await.unwrap().json().await.unwrap();
+    let journal: Vec<u64> = page["events"].as_array().unwrap().iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(seen.iter().all(|ids| *ids == journal), "every subscriber saw every event once, in order");
+
+    let mut spans = Vec::new();
+    for id in &ids {
+        let page: Value = http.get(api(&format!("/tasks/{id}/events"))).send().await.unwrap().json().await.unwrap();
+        let events = page["events"].as_array().unwrap();
+        let at = |kind: &str| events.iter().find(|e| e["event"]["type"] == kind).unwrap()["at"].as_i64().unwrap();
+        assert_eq!(events.last().unwrap()["event"]["reason"], "verified", "{id}");
+        spans.push((at("started"), at("finished")));
+    }
+    let most = spans.iter().map(|(start, _)| spans.iter().filter(|(s, e)| s <= start && start < e).count()).max();
+    assert_eq!(most, Some(4), "never more than four at once, and four reached: {spans:?}");
+}
