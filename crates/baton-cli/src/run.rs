@@ -258,15 +258,18 @@ pub async fn resume_all(
 pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
+    println!("{}", diff_text(home, &state)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The task's change against its base commit, read from its worktree (work not yet committed too).
+pub fn diff_text(home: &Path, state: &TaskState) -> anyhow::Result<String> {
     let layout = baton_engine::TaskLayout::of(home, &state.id);
     let _disk = layout.attach_disk(None)?;
-    let text = if layout.worktree().exists() {
-        baton_git::Worktree::open(&layout.worktree())?.diff(&state.base_commit)?
-    } else {
+    if !layout.worktree().exists() {
         bail!("task {} has no worktree any more; its branch {} holds the work", state.id, state.branch);
-    };
-    println!("{text}");
-    Ok(ExitCode::SUCCESS)
+    }
+    Ok(baton_git::Worktree::open(&layout.worktree())?.diff(&state.base_commit)?)
 }
 
 /// `baton demo`: the real machinery (git, sandbox, checks, journal) on a sample repository, driven by

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use baton_core::{Credits, TaskId};
+use baton_core::{Credits, Event, Status, TaskId};
 use baton_engine::{Engines, Observer, Scheduler};
-use baton_server::{Api, NewTask, Tasks};
-use baton_store::{SqliteStore, Store};
+use baton_server::{Api, NewTask, Refused, Tasks};
+use baton_store::{SqliteStore, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -133,5 +133,36 @@ impl Tasks for Creator {
             .map_err(|error| format!("{error:#}"))?;
         self.wake.notify_one();
         Ok(state.id)
+    }
+
+    async fn resume(&self, id: &TaskId) -> Result<(), Refused> {
+        let failed = |error: StoreError| Refused::Failed(error.to_string());
+        let state = self.store.load(id).await.map_err(failed)?;
+        if state.status() != Status::Paused {
+            return Err(Refused::Conflict(format!("task {id} is {}; only a paused task resumes", state.status())));
+        }
+        // Running, and held by no one: the scheduler takes it up as it would a crashed server's.
+        let resumed = Event::Resumed { detail: "resumed over the API".into() };
+        match self.store.append(id, state.next_seq, task::now(), &[resumed]).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(Refused::Conflict(format!("task {id} changed meanwhile; try again")));
+            }
+            Err(error) => return Err(failed(error)),
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn diff(&self, id: &TaskId) -> Result<String, Refused> {
+        let state = self.store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
+        let home = self.home.clone();
+        // git and the task's disk block: off the runtime that serves requests.
+        let made = tokio::task::spawn_blocking(move || run::diff_text(&home, &state)).await;
+        match made {
+            Ok(Ok(text)) => Ok(text),
+            Ok(Err(error)) => Err(Refused::Conflict(format!("{error:#}"))),
+            Err(error) => Err(Refused::Failed(error.to_string())),
+        }
     }
 }

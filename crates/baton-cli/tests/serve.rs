@@ -352,3 +352,62 @@ async fn fifty_tasks_on_four_slots_all_end_verified_and_a_hundred_subscribers_ea
     let most = spans.iter().map(|(start, _)| spans.iter().filter(|(s, e)| s <= start && start < e).count()).max();
     assert_eq!(most, Some(4), "never more than four at once, and four reached: {spans:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_task_resumes_over_the_api_and_its_diff_is_served() {
+    use baton_testkit::model::{Fault, Turn};
+    let call = |id: &str, name: &str, arguments: Value| Turn {
+        reply: Reply {
+            tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
+            ..Reply::default()
+        },
+        ..Turn::default()
+    };
+    let mut edit = call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}));
+    // The provider refuses the first request for good: the task pauses as model_error.
+    edit.faults = vec![Fault::Status { status: 400, retry_after: None, message: Some("bad request, for once".into()) }];
+    let script =
+        Script { turns: vec![edit, call("f", "finish", json!({"summary": "add() adds"}))], ..Script::default() };
+    let model = ScriptedServer::start(script).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let body =
+        json!({"request": "Make add() add", "repo": repo.path(), "checks": ["python3 test_calc.py"], "review": false});
+    let task: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    let until = |wanted: &'static str| {
+        let (http, url) = (http.clone(), api(&format!("/tasks/{id}")));
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let task: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+                if task["status"] == wanted {
+                    return task;
+                }
+                assert!(Instant::now() < deadline, "never {wanted}: {task}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let paused = until("paused").await;
+    assert_eq!(paused["stop"]["reason"], "model_error", "{paused}");
+    let diff = http.get(api(&format!("/tasks/{id}/diff"))).send().await.unwrap();
+    assert_eq!(diff.status(), 200);
+    assert_eq!(diff.text().await.unwrap(), "", "nothing changed yet");
+
+    let resumed = http.post(api(&format!("/tasks/{id}/resume"))).send().await.unwrap();
+    assert_eq!(resumed.status(), 200);
+    let done = until("done").await;
+    assert_eq!(done["stop"]["reason"], "verified", "{done}");
+    let diff = http.get(api(&format!("/tasks/{id}/diff"))).send().await.unwrap();
+    assert_eq!(diff.headers()["content-type"], "text/x-diff; charset=utf-8");
+    assert!(diff.text().await.unwrap().contains("+    return a + b"));
+
+    let again = http.post(api(&format!("/tasks/{id}/resume"))).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+    let error: Value = again.json().await.unwrap();
+    assert_eq!(error["error"]["message"], format!("task {id} is done; only a paused task resumes"));
+}

@@ -22,11 +22,35 @@ use tokio::sync::broadcast;
 
 pub use views::{NewTask, TaskView};
 
-/// Creates tasks: validates a request as the command line would and queues the task.
+/// What the API asks of whoever runs tasks; each error is worded for the client.
 #[async_trait::async_trait]
 pub trait Tasks: Send + Sync {
-    /// The new task's id, or why it was refused (worded for the client).
+    /// Validates a new task as the command line would and queues it: its id, or why it was refused.
     async fn create(&self, task: NewTask) -> Result<TaskId, String>;
+
+    /// Makes a paused task runnable again.
+    async fn resume(&self, task: &TaskId) -> Result<(), Refused>;
+
+    /// The task's change against its base commit, as a unified diff.
+    async fn diff(&self, task: &TaskId) -> Result<String, Refused>;
+}
+
+/// Why a request about an existing task was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Not in a state that allows it (409).
+    Conflict(String),
+    /// It could not be done (500).
+    Failed(String),
+}
+
+impl From<Refused> for ApiError {
+    fn from(refused: Refused) -> ApiError {
+        match refused {
+            Refused::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
+            Refused::Failed(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", message),
+        }
+    }
 }
 
 /// What the API serves from.
@@ -51,6 +75,8 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/healthz", get(healthz))
         .route("/api/v1/tasks", get(list).post(create))
         .route("/api/v1/tasks/{id}", get(show))
+        .route("/api/v1/tasks/{id}/resume", axum::routing::post(resume))
+        .route("/api/v1/tasks/{id}/diff", get(diff))
         .route("/api/v1/tasks/{id}/events", get(events))
         .route("/api/v1/tasks/{id}/events/stream", get(stream::follow))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
@@ -149,6 +175,18 @@ async fn list(State(api): State<Api>, Query(query): Query<ListQuery>) -> Result<
 async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
     let id = task_id(&api, &id).await?;
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
+}
+
+async fn resume(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
+    let id = task_id(&api, &id).await?;
+    api.tasks.resume(&id).await?;
+    Ok(Json(TaskView::of(&api.store.load(&id).await?)))
+}
+
+async fn diff(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = task_id(&api, &id).await?;
+    let text = api.tasks.diff(&id).await?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], text).into_response())
 }
 
 /// Events returned by one page at most.
