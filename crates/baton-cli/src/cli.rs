@@ -376,6 +376,10 @@ pub struct TaskArgs {
     #[arg(long, value_name = "N")]
     pub max_steps: Option<u64>,
 
+    /// Among queued tasks a server runs, higher goes first (then the oldest).
+    #[arg(long, value_name = "N", default_value_t = 0, allow_negative_numbers = true)]
+    pub priority: i32,
+
     /// The model's context window in tokens [default: the model table's, or 32768 for a model
     /// baton does not know]. Legs hand off to a fresh context before their prompt outgrows it.
     #[arg(long, value_name = "TOKENS", value_parser = window_parser())]

@@ -309,6 +309,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         budget: None,
         window: None,
         max_steps: Some(20),
+        priority: 0,
         context_window: None,
         // The recorded session has no review round and no plan.
         no_review: true,

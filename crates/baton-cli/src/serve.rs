@@ -121,6 +121,7 @@ impl Tasks for Creator {
             budget,
             window: new.window_secs.map(Duration::from_secs),
             max_steps: new.max_steps,
+            priority: new.priority.unwrap_or(0),
             context_window: new.context_window,
             no_review: !new.review.unwrap_or(true),
             plan: new.plan,

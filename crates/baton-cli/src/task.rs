@@ -128,6 +128,7 @@ pub async fn create_in(store: &dyn Store, home: &Path, request: String, args: Ta
             None => None,
         },
         merges: Vec::new(),
+        priority: args.priority,
     };
     spec.validate()?;
     let id = new_task_id()?;

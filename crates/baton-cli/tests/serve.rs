@@ -411,3 +411,37 @@ async fn a_paused_task_resumes_over_the_api_and_its_diff_is_served() {
     let error: Value = again.json().await.unwrap();
     assert_eq!(error["error"]["message"], format!("task {id} is done; only a paused task resumes"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_high_priority_task_overtakes_the_queue() {
+    let model = ScriptedServer::start(finishing()).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let mut ids = Vec::new();
+    for (n, priority) in [0, 0, 0, 0, 10].into_iter().enumerate() {
+        let body = json!({"request": format!("task {n}"), "repo": repo.path(), "checks": ["true"], "review": false, "priority": priority});
+        let task: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(task["priority"], priority);
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut started = Vec::new();
+    for id in &ids {
+        loop {
+            let page: Value = http.get(api(&format!("/tasks/{id}/events"))).send().await.unwrap().json().await.unwrap();
+            let events = page["events"].as_array().unwrap();
+            if events.iter().any(|e| e["event"]["type"] == "finished") {
+                started.push(events.iter().find(|e| e["event"]["type"] == "started").unwrap()["at"].as_i64().unwrap());
+                break;
+            }
+            assert!(Instant::now() < deadline, "task {id} did not end");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // The first task took the one slot at once; the last one, created last but ranked higher, ran
+    // before the three that waited with it.
+    assert!(started[1..4].iter().all(|at| started[4] < *at), "{started:?}");
+}

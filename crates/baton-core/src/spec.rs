@@ -50,6 +50,13 @@ pub struct TaskSpec {
     /// dependencies (the first is its base). A conflict is the first leg's to resolve.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub merges: Vec<String>,
+    /// Among queued tasks, higher runs first (then the oldest); 0 by default.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+}
+
+fn is_zero(priority: &i32) -> bool {
+    *priority == 0
 }
 
 fn reviewed() -> bool {
@@ -115,6 +122,7 @@ impl TaskSpec {
             parent: None,
             environment: None,
             merges: Vec::new(),
+            priority: 0,
         }
     }
 

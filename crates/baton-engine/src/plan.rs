@@ -277,6 +277,7 @@ fn child_spec(state: &baton_core::TaskState, subtask: &Subtask) -> TaskSpec {
         parent: Some(state.id.to_string()),
         environment: state.spec.environment.clone(),
         merges: Vec::new(),
+        priority: state.spec.priority,
     }
 }
 

@@ -91,10 +91,11 @@ impl Scheduler {
             for status in &statuses {
                 match self.store.list(Some(*status)).await {
                     // Newest first from the store; the oldest waited longest.
-                    Ok(tasks) => runnable.extend(tasks.into_iter().rev().map(|task| task.id)),
+                    Ok(tasks) => runnable.extend(tasks.into_iter().rev().map(|task| (task.id, *status))),
                     Err(error) => eprintln!("scheduler: cannot list {status} tasks: {error}"),
                 }
             }
+            let runnable = self.in_order(runnable).await;
             for id in runnable {
                 if shutdown.is_cancelled() {
                     break;
@@ -117,6 +118,20 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
             }
         }
+    }
+
+    /// Tasks that were running first (they were started before any queued one), then queued ones by
+    /// priority, higher first, the oldest first among equals. Reading a queued task's priority
+    /// replays its journal, which is one event long.
+    async fn in_order(&self, tasks: Vec<(TaskId, Status)>) -> Vec<TaskId> {
+        let (running, queued): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|(_, status)| *status != Status::Queued);
+        let mut ranked = Vec::with_capacity(queued.len());
+        for (position, (id, _)) in queued.into_iter().enumerate() {
+            let priority = self.store.load(&id).await.map_or(0, |state| state.spec.priority);
+            ranked.push((std::cmp::Reverse(priority), position, id));
+        }
+        ranked.sort();
+        running.into_iter().map(|(id, _)| id).chain(ranked.into_iter().map(|(_, _, id)| id)).collect()
     }
 
     fn start(&self, id: TaskId, lease: HeldLease, permit: tokio::sync::OwnedSemaphorePermit) {

@@ -33,6 +33,8 @@ pub struct NewTask {
     pub review: Option<bool>,
     #[serde(default)]
     pub plan: bool,
+    /// Among queued tasks, higher runs first (then the oldest); 0 by default.
+    pub priority: Option<i32>,
 }
 
 /// A task as the API shows it: its state without the transcript.
@@ -48,6 +50,7 @@ pub struct TaskView {
     pub branch: String,
     pub base_commit: String,
     pub last_commit: Option<String>,
+    pub priority: i32,
     pub steps: u32,
     pub legs: u32,
     pub handoffs: u32,
@@ -80,6 +83,7 @@ impl TaskView {
             branch: state.branch.clone(),
             base_commit: state.base_commit.clone(),
             last_commit: work.last_commit.clone(),
+            priority: state.spec.priority,
             steps: work.steps,
             legs: work.leg,
             handoffs: work.handoffs,
