@@ -49,7 +49,7 @@ pub async fn serve(
             Ok(run::engine(store.clone(), parts))
         })
     };
-    let scheduler = Scheduler::new(store.clone(), slots, lease_ttl, engines, observer);
+    let scheduler = Scheduler::new(store.clone(), home, slots, lease_ttl, engines, observer);
     let tasks =
         Creator { store: store.clone(), home: home.to_owned(), config: config.clone(), model, wake: scheduler.waker() };
     let api = Api { store, tasks: Arc::new(tasks), journaled };
@@ -152,6 +152,35 @@ impl Tasks for Creator {
             Err(error) => return Err(failed(error)),
         }
         self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn cancel(&self, id: &TaskId, reason: &str) -> Result<(), Refused> {
+        let failed = |error: StoreError| Refused::Failed(error.to_string());
+        let state = loop {
+            let state = self.store.load(id).await.map_err(failed)?;
+            if state.status().is_terminal() {
+                return Err(Refused::Conflict(format!("task {id} has already ended ({})", state.status())));
+            }
+            let cancelled = Event::Cancelled { detail: reason.to_owned() };
+            match self.store.append(id, state.next_seq, task::now(), &[cancelled]).await {
+                Ok(_) => break state,
+                // Its run wrote in between: read again.
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(failed(error)),
+            }
+        };
+        // A run in progress takes its machine down itself once it stops; otherwise it goes now.
+        let held = self.store.lease(id).await.map_err(failed)?.is_some_and(|lease| lease.expires_at > task::now());
+        if !held {
+            let home = self.home.clone();
+            let discarded = tokio::task::spawn_blocking(move || baton_engine::discard(&home, &state)).await;
+            match discarded {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => return Err(Refused::Failed(format!("task {id} is cancelled, but {error}"))),
+                Err(error) => return Err(Refused::Failed(error.to_string())),
+            }
+        }
         Ok(())
     }
 

@@ -235,16 +235,8 @@ async fn cancel(
             Err(other) => return Err(other.into()),
         }
     };
-    let layout = baton_engine::TaskLayout::of(home, id);
-    let disk = layout.attach_disk(None)?;
-    let worktree = layout.worktree();
-    if worktree.exists() {
-        Repo::open(&state.spec.repo)?.remove_worktree(&worktree).with_context(|| {
-            format!("task {id} is cancelled, but its worktree {} could not be removed", worktree.display())
-        })?;
-    }
-    drop(disk);
-    layout.remove().with_context(|| format!("task {id} is cancelled, but its disk could not be removed"))?;
+    baton_engine::discard(home, &state)
+        .with_context(|| format!("task {id} is cancelled, but its machine could not be removed"))?;
     let state = store.load(id).await?;
     if json {
         show::json(&state)

@@ -49,8 +49,12 @@ fn serve(home: &std::path::Path, model: &ScriptedServer, slots: &str) -> Served 
 
 /// Every request is answered with a `finish` after a pause, so tasks overlap if they may.
 fn finishing() -> Script {
+    finishing_after(400)
+}
+
+fn finishing_after(ms: u64) -> Script {
     let finish = ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "done"}).to_string() };
-    let reply = Reply { tool_calls: vec![finish], delay_ms: Some(400), ..Reply::default() };
+    let reply = Reply { tool_calls: vec![finish], delay_ms: Some(ms), ..Reply::default() };
     Script { rules: vec![Rule { when: Expect::default(), reply }], ..Script::default() }
 }
 
@@ -444,4 +448,61 @@ async fn a_high_priority_task_overtakes_the_queue() {
     // The first task took the one slot at once; the last one, created last but ranked higher, ran
     // before the three that waited with it.
     assert!(started[1..4].iter().all(|at| started[4] < *at), "{started:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_task_and_a_queued_one_are_cancelled_and_their_machines_go() {
+    let model = ScriptedServer::start(finishing_after(3000)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let create = |n: usize| {
+        let body = json!({"request": format!("task {n}"), "repo": repo.path(), "checks": ["true"], "review": false});
+        http.post(api("/tasks")).json(&body).send()
+    };
+    let running: Value = create(0).await.unwrap().json().await.unwrap();
+    let queued: Value = create(1).await.unwrap().json().await.unwrap();
+    let (running, queued) = (running["id"].as_str().unwrap().to_owned(), queued["id"].as_str().unwrap().to_owned());
+    let events = |id: &str| {
+        let request = http.get(api(&format!("/tasks/{id}/events")));
+        async move {
+            let page: Value = request.send().await.unwrap().json().await.unwrap();
+            page["events"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["event"]["type"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    // The first task is inside its model call (the model takes 3 s) when it is cancelled.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !events(&running).await.contains(&"model_call_started".to_owned()) {
+        assert!(Instant::now() < deadline, "the first task never called the model");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let worktree =
+        |id: &str| baton_engine::TaskLayout::of(home.path(), &baton_core::TaskId::parse(id).unwrap()).worktree();
+    for id in [&queued, &running] {
+        let response =
+            http.post(api(&format!("/tasks/{id}/cancel"))).json(&json!({"reason": "not needed"})).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let task: Value = response.json().await.unwrap();
+        assert_eq!((task["status"].as_str(), task["stop"]["detail"].as_str()), (Some("cancelled"), Some("not needed")));
+    }
+    // The run stops at its next write; then its machine goes. The queued one never started.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while worktree(&running).exists() {
+        assert!(Instant::now() < deadline, "the cancelled task's worktree is still there");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(events(&running).await.last().map(String::as_str), Some("cancelled"), "nothing written after");
+    assert_eq!(events(&queued).await, ["task_created", "cancelled"]);
+    assert!(!worktree(&queued).exists());
+    let again = http.post(api(&format!("/tasks/{running}/cancel"))).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+    let branch = repo.git(&["branch", "--list", "baton/*"]);
+    assert_eq!(branch.lines().count(), 1, "the running task's branch is kept: {branch}");
 }

@@ -44,6 +44,7 @@ use crate::journal::Journal;
 pub use crate::layout::TaskLayout;
 pub use crate::lease::{HeldLease, holder_name};
 use crate::machine::Machine;
+pub use crate::machine::discard;
 pub use crate::scheduler::{Engines, Observer, Scheduler};
 pub use crate::snapshot::{Caches, Manifest, Provenance, SetupFailure, SetupStep, Snapshot, Snapshots, Source};
 
@@ -71,6 +72,8 @@ pub enum EngineError {
     Setup(SetupFailure),
     #[error("an event could not be redacted of the task's secrets, so it was not written: {0}")]
     Redaction(String),
+    #[error("the task's machine could not be removed: {0}")]
+    Teardown(std::io::Error),
 }
 
 impl EngineError {
@@ -86,7 +89,8 @@ impl EngineError {
             | EngineError::Environment(_)
             | EngineError::Clean(_)
             | EngineError::Environments(_)
-            | EngineError::Setup(_) => Some(StopReason::EnvironmentError),
+            | EngineError::Setup(_)
+            | EngineError::Teardown(_) => Some(StopReason::EnvironmentError),
         }
     }
 }

@@ -71,3 +71,16 @@ pub(crate) struct Prepared {
     /// Last: fields drop in order, and the disk is unmounted only after everything on it is done.
     _disk: Option<baton_sandbox::TaskDisk>,
 }
+
+/// Takes a task's machine down once the task is over: its worktree (the branch is kept) and its
+/// disk and layers. Nothing must be running on it.
+pub fn discard(home: &std::path::Path, state: &TaskState) -> Result<(), EngineError> {
+    let layout = TaskLayout::of(home, &state.id);
+    let disk = layout.attach_disk(None)?;
+    let worktree = layout.worktree();
+    if worktree.exists() {
+        Repo::open(&state.spec.repo)?.remove_worktree(&worktree)?;
+    }
+    drop(disk);
+    layout.remove().map_err(EngineError::Teardown)
+}

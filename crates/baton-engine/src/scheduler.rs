@@ -29,6 +29,8 @@ const POLL: Duration = Duration::from_secs(1);
 
 pub struct Scheduler {
     store: Arc<dyn Store>,
+    /// The data directory: where a cancelled task's machine is taken down once its run ends.
+    home: std::path::PathBuf,
     engines: Arc<Engines>,
     observer: Arc<Observer>,
     slots: Arc<Semaphore>,
@@ -53,6 +55,7 @@ impl Scheduler {
     /// of it), and so how long a crashed holder's tasks wait before another process takes them up.
     pub fn new(
         store: Arc<dyn Store>,
+        home: &std::path::Path,
         slots: usize,
         lease_ttl: Duration,
         engines: Arc<Engines>,
@@ -60,6 +63,7 @@ impl Scheduler {
     ) -> Scheduler {
         Scheduler {
             store,
+            home: home.to_owned(),
             engines,
             observer,
             slots: Arc::new(Semaphore::new(slots.max(1))),
@@ -137,6 +141,7 @@ impl Scheduler {
     fn start(&self, id: TaskId, lease: HeldLease, permit: tokio::sync::OwnedSemaphorePermit) {
         self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
         let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
+        let home = self.home.clone();
         let (running, refused, wake) = (self.running.clone(), self.refused.clone(), self.wake.clone());
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
@@ -152,8 +157,17 @@ impl Scheduler {
                 }),
                 Err(error) => Err(format!("no runtime: {error}")),
             };
-            if let Err(error) = outcome {
-                eprintln!("scheduler: task {id}: {error}");
+            // Cancelled while it ran (its next write was refused): its machine goes now that
+            // nothing runs on it.
+            let cancelled = runtime_free_load(&store, &id).filter(|state| state.status() == Status::Cancelled);
+            match (outcome, cancelled) {
+                (_, Some(state)) => {
+                    if let Err(error) = crate::discard(&home, &state) {
+                        eprintln!("scheduler: task {id} is cancelled, but {error}");
+                    }
+                }
+                (Err(error), None) => eprintln!("scheduler: task {id}: {error}"),
+                (Ok(()), None) => {}
             }
             // Released before the slot: the task is free for whoever takes it next.
             drop(lease);
@@ -162,4 +176,10 @@ impl Scheduler {
             wake.notify_one();
         });
     }
+}
+
+/// The task's state, read on a runtime of the calling thread's own (the run's is gone by then).
+fn runtime_free_load(store: &Arc<dyn Store>, id: &TaskId) -> Option<TaskState> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    runtime.block_on(store.load(id)).ok()
 }

@@ -31,6 +31,10 @@ pub trait Tasks: Send + Sync {
     /// Makes a paused task runnable again.
     async fn resume(&self, task: &TaskId) -> Result<(), Refused>;
 
+    /// Ends a task that has not ended: it is journaled as cancelled at once; a run in progress
+    /// stops at its next journal write, and the machine goes when nothing runs on it.
+    async fn cancel(&self, task: &TaskId, reason: &str) -> Result<(), Refused>;
+
     /// The task's change against its base commit, as a unified diff.
     async fn diff(&self, task: &TaskId) -> Result<String, Refused>;
 }
@@ -76,6 +80,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/tasks", get(list).post(create))
         .route("/api/v1/tasks/{id}", get(show))
         .route("/api/v1/tasks/{id}/resume", axum::routing::post(resume))
+        .route("/api/v1/tasks/{id}/cancel", axum::routing::post(cancel))
         .route("/api/v1/tasks/{id}/diff", get(diff))
         .route("/api/v1/tasks/{id}/events", get(events))
         .route("/api/v1/tasks/{id}/events/stream", get(stream::follow))
@@ -180,6 +185,28 @@ async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Tas
 async fn resume(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
     let id = task_id(&api, &id).await?;
     api.tasks.resume(&id).await?;
+    Ok(Json(TaskView::of(&api.store.load(&id).await?)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    reason: Option<String>,
+}
+
+async fn cancel(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<TaskView>, ApiError> {
+    let id = task_id(&api, &id).await?;
+    let body: CancelBody = if body.is_empty() {
+        CancelBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))?
+    };
+    api.tasks.cancel(&id, body.reason.as_deref().unwrap_or("cancelled over the API")).await?;
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 
