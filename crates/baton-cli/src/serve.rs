@@ -184,6 +184,29 @@ impl Tasks for Creator {
         Ok(())
     }
 
+    async fn decide(&self, id: &TaskId, decision: &str, answer: String, approved: bool) -> Result<(), Refused> {
+        let failed = |error: StoreError| Refused::Failed(error.to_string());
+        let state = self.store.load(id).await.map_err(failed)?;
+        let open = state.work.decisions.iter().find(|(asked, answer)| asked.id == decision && answer.is_none());
+        if open.is_none() || state.status() != Status::Waiting {
+            return Err(Refused::Conflict(format!(
+                "task {id} has no open decision {decision:?} (it is {})",
+                state.status()
+            )));
+        }
+        let made = Event::DecisionMade { id: decision.to_owned(), answer: baton_core::Answer { answer, approved } };
+        match self.store.append(id, state.next_seq, task::now(), &[made]).await {
+            Ok(_) => {}
+            Err(StoreError::Conflict { .. }) => {
+                return Err(Refused::Conflict(format!("task {id} changed meanwhile; try again")));
+            }
+            Err(error) => return Err(failed(error)),
+        }
+        // Running again and held by no one: the scheduler takes it up.
+        self.wake.notify_one();
+        Ok(())
+    }
+
     async fn diff(&self, id: &TaskId) -> Result<String, Refused> {
         let state = self.store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
         let home = self.home.clone();

@@ -506,3 +506,75 @@ async fn a_running_task_and_a_queued_one_are_cancelled_and_their_machines_go() {
     let branch = repo.git(&["branch", "--list", "baton/*"]);
     assert_eq!(branch.lines().count(), 1, "the running task's branch is kept: {branch}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_is_answered_over_the_api_and_the_task_goes_on() {
+    use baton_testkit::model::Turn;
+    let call = |id: &str, name: &str, arguments: Value| Turn {
+        reply: Reply {
+            tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
+            ..Reply::default()
+        },
+        ..Turn::default()
+    };
+    let ask = call(
+        "q",
+        "ask_human",
+        json!({"question": "Add or subtract?", "options": ["add", "subtract"], "why": "the name says add"}),
+    );
+    let mut answered = call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}));
+    answered.expect =
+        Expect { last_tool_result_contains: Some("The human answered: add, of course".into()), ..Expect::default() };
+    let script = Script {
+        turns: vec![ask, answered, call("f", "finish", json!({"summary": "add() adds"}))],
+        ..Script::default()
+    };
+    let model = ScriptedServer::start(script).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let body =
+        json!({"request": "Make add() add", "repo": repo.path(), "checks": ["python3 test_calc.py"], "review": false});
+    let task: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    let until = |wanted: &'static str| {
+        let (http, url) = (http.clone(), api(&format!("/tasks/{id}")));
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                let task: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+                if task["status"] == wanted {
+                    return task;
+                }
+                assert!(Instant::now() < deadline, "never {wanted}: {task}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let waiting = until("waiting").await;
+    assert!(waiting["question"].as_str().unwrap().contains("Add or subtract?"), "{waiting}");
+    let decision = waiting["decision"].as_str().unwrap().to_owned();
+
+    let wrong =
+        http.post(api(&format!("/tasks/{id}/decisions/nope"))).json(&json!({"answer": "add"})).send().await.unwrap();
+    assert_eq!(wrong.status(), 409);
+    let bad = http
+        .post(api(&format!("/tasks/{id}/decisions/{decision}")))
+        .json(&json!({"answr": "add"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let answered = http
+        .post(api(&format!("/tasks/{id}/decisions/{decision}")))
+        .json(&json!({"answer": "add, of course"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answered.status(), 200);
+    let done = until("done").await;
+    assert_eq!(done["stop"]["reason"], "verified", "{done}");
+    assert!(model.failures().is_empty(), "{:?}", model.failures());
+}

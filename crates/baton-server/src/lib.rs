@@ -35,6 +35,10 @@ pub trait Tasks: Send + Sync {
     /// stops at its next journal write, and the machine goes when nothing runs on it.
     async fn cancel(&self, task: &TaskId, reason: &str) -> Result<(), Refused>;
 
+    /// Answers the open decision `decision` of a waiting task (`approved` false: denied); the task
+    /// is then runnable again.
+    async fn decide(&self, task: &TaskId, decision: &str, answer: String, approved: bool) -> Result<(), Refused>;
+
     /// The task's change against its base commit, as a unified diff.
     async fn diff(&self, task: &TaskId) -> Result<String, Refused>;
 }
@@ -81,6 +85,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/tasks/{id}", get(show))
         .route("/api/v1/tasks/{id}/resume", axum::routing::post(resume))
         .route("/api/v1/tasks/{id}/cancel", axum::routing::post(cancel))
+        .route("/api/v1/tasks/{id}/decisions/{decision}", axum::routing::post(decide))
         .route("/api/v1/tasks/{id}/diff", get(diff))
         .route("/api/v1/tasks/{id}/events", get(events))
         .route("/api/v1/tasks/{id}/events/stream", get(stream::follow))
@@ -207,6 +212,29 @@ async fn cancel(
             .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))?
     };
     api.tasks.cancel(&id, body.reason.as_deref().unwrap_or("cancelled over the API")).await?;
+    Ok(Json(TaskView::of(&api.store.load(&id).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionBody {
+    /// As the agent will read it.
+    #[serde(default)]
+    answer: String,
+    /// Refuse: the command that waits does not run (or the plan or credential is refused).
+    #[serde(default)]
+    deny: bool,
+}
+
+async fn decide(
+    State(api): State<Api>,
+    Path((id, decision)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> Result<Json<TaskView>, ApiError> {
+    let id = task_id(&api, &id).await?;
+    let body: DecisionBody = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))?;
+    api.tasks.decide(&id, &decision, body.answer, !body.deny).await?;
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 

@@ -45,6 +45,8 @@ pub struct TaskView {
     pub stop: Option<Stop>,
     /// The open question while it waits for a human.
     pub question: Option<String>,
+    /// The id of the open decision, to answer with `POST /tasks/{id}/decisions/{decision}`.
+    pub decision: Option<String>,
     pub request: String,
     pub repo: String,
     pub branch: String,
@@ -78,6 +80,7 @@ impl TaskView {
             status: state.status(),
             stop: state.stop.clone(),
             question: state.question.clone(),
+            decision: work.decisions.iter().find(|(_, answer)| answer.is_none()).map(|(asked, _)| asked.id.clone()),
             request: state.spec.request.clone(),
             repo: state.spec.repo.display().to_string(),
             branch: state.branch.clone(),
