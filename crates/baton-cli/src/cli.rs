@@ -307,6 +307,11 @@ pub struct RunArgs {
     /// Most handoffs the task may make before it pauses.
     #[arg(long, value_name = "N", default_value_t = MAX_HANDOFFS)]
     pub max_handoffs: u32,
+
+    /// Queue the task and print its id instead of running it here: a `baton serve` on the same
+    /// data directory runs it.
+    #[arg(long)]
+    pub detach: bool,
 }
 
 /// Handoffs a task may make before it pauses, unless `--max-handoffs` says otherwise.

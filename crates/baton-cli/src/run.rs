@@ -202,6 +202,15 @@ pub async fn run(home: &Path, config: &Config, args: RunArgs, json: bool) -> any
         bail!("give at least one --check: baton only calls a task done when its checks pass");
     }
     let state = task::create_task(home, args.request, args.task).await?;
+    if args.detach {
+        if json {
+            let task = serde_json::json!({"id": state.id, "branch": state.branch, "base_commit": state.base_commit});
+            show::json(&serde_json::json!({ "task": task }))?;
+        } else {
+            println!("{}", state.id);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     drive(home, parts, state, json).await
 }
 

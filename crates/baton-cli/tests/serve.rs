@@ -578,3 +578,37 @@ async fn a_question_is_answered_over_the_api_and_the_task_goes_on() {
     assert_eq!(done["stop"]["reason"], "verified", "{done}");
     assert!(model.failures().is_empty(), "{:?}", model.failures());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_queued_with_run_detach_is_run_by_the_server_on_the_same_home() {
+    let model = ScriptedServer::start(finishing_after(0)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let repo_path = repo.path().display().to_string();
+    let args = ["run", "Make it so", "--repo", &repo_path, "--check", "true", "--no-review", "--detach"];
+    let output = Command::cargo_bin("baton")
+        .unwrap()
+        .args(args)
+        .args(["--model", "openai-compatible/scripted"])
+        .env("BATON_HOME", home.path())
+        .env("BATON_CONFIG", home.path().join("config.toml"))
+        .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", common::describe(&output));
+    let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert_eq!(id.len(), 12, "{id}");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let task: Value =
+            http.get(format!("{}/api/v1/tasks/{id}", served.url)).send().await.unwrap().json().await.unwrap();
+        if task["status"] == "done" {
+            assert_eq!(task["stop"]["reason"], "verified");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the server never ran the detached task: {task}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
