@@ -49,9 +49,15 @@ pub async fn serve(
             Ok(run::engine(store.clone(), parts))
         })
     };
-    let scheduler = Scheduler::new(store.clone(), home, slots, lease_ttl, engines, observer);
-    let tasks =
-        Creator { store: store.clone(), home: home.to_owned(), config: config.clone(), model, wake: scheduler.waker() };
+    let scheduler = Arc::new(Scheduler::new(store.clone(), home, slots, lease_ttl, engines, observer));
+    let tasks = Creator {
+        scheduler: scheduler.clone(),
+        store: store.clone(),
+        home: home.to_owned(),
+        config: config.clone(),
+        model,
+        wake: scheduler.waker(),
+    };
     let api = Api { store, tasks: Arc::new(tasks), journaled };
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -83,6 +89,7 @@ async fn stopped() {
 
 /// Creates tasks for the API as `baton run` would, and wakes the scheduler.
 struct Creator {
+    scheduler: Arc<Scheduler>,
     store: Arc<dyn Store>,
     home: PathBuf,
     config: Config,
@@ -205,6 +212,10 @@ impl Tasks for Creator {
         // Running again and held by no one: the scheduler takes it up.
         self.wake.notify_one();
         Ok(())
+    }
+
+    fn slots(&self) -> (usize, usize) {
+        (self.scheduler.running(), self.scheduler.slots())
     }
 
     async fn diff(&self, id: &TaskId) -> Result<String, Refused> {

@@ -137,6 +137,17 @@ async fn tasks_created_over_the_api_run_two_at_a_time_and_their_streams_resume_e
 
     let listed: Value = http.get(api("/tasks?status=done")).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 6);
+
+    let metrics = http.get(format!("{}/metrics", served.url)).send().await.unwrap().text().await.unwrap();
+    for line in [
+        "baton_tasks{status=\"done\"} 6",
+        "baton_tasks{status=\"running\"} 0",
+        "baton_slots 2",
+        "baton_slots_busy 0",
+        "baton_queue_depth 0",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from:\n{metrics}");
+    }
 }
 
 /// The `id:` of each event of an SSE response, stopping after `count` when given (the connection

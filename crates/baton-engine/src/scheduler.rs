@@ -34,6 +34,7 @@ pub struct Scheduler {
     engines: Arc<Engines>,
     observer: Arc<Observer>,
     slots: Arc<Semaphore>,
+    total: usize,
     /// This process, as a lease holder.
     holder: String,
     lease_ttl: Duration,
@@ -67,6 +68,7 @@ impl Scheduler {
             engines,
             observer,
             slots: Arc::new(Semaphore::new(slots.max(1))),
+            total: slots.max(1),
             holder: crate::lease::holder_name(),
             lease_ttl,
             wake: Arc::new(Notify::new()),
@@ -78,6 +80,11 @@ impl Scheduler {
     /// Wakes the scheduler: a task was queued or became runnable.
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// How many tasks may run here at once.
+    pub fn slots(&self) -> usize {
+        self.total
     }
 
     /// Tasks running here now.

@@ -41,6 +41,9 @@ pub trait Tasks: Send + Sync {
 
     /// The task's change against its base commit, as a unified diff.
     async fn diff(&self, task: &TaskId) -> Result<String, Refused>;
+
+    /// Tasks running in this process now, and how many may.
+    fn slots(&self) -> (usize, usize);
 }
 
 /// Why a request about an existing task was refused.
@@ -81,6 +84,7 @@ impl std::fmt::Debug for Api {
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/api/v1/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/tasks", get(list).post(create))
         .route("/api/v1/tasks/{id}", get(show))
         .route("/api/v1/tasks/{id}/resume", axum::routing::post(resume))
@@ -146,6 +150,26 @@ impl IntoResponse for ApiError {
 
 async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Prometheus' text format: tasks by status, slots and the queue.
+async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+    use std::fmt::Write as _;
+    let tasks = api.store.list(None).await?;
+    let mut out = String::from("# HELP baton_tasks Tasks by status.\n# TYPE baton_tasks gauge\n");
+    for status in Status::ALL {
+        let count = tasks.iter().filter(|task| task.status == status).count();
+        let _ = writeln!(out, "baton_tasks{{status=\"{status}\"}} {count}");
+    }
+    let (busy, slots) = api.tasks.slots();
+    let queued = tasks.iter().filter(|task| task.status == Status::Queued).count();
+    let _ = write!(
+        out,
+        "# HELP baton_slots Tasks this server may run at once.\n# TYPE baton_slots gauge\nbaton_slots {slots}\n\
+         # HELP baton_slots_busy Tasks this server runs now.\n# TYPE baton_slots_busy gauge\nbaton_slots_busy {busy}\n\
+         # HELP baton_queue_depth Tasks queued and not started.\n# TYPE baton_queue_depth gauge\nbaton_queue_depth {queued}\n"
+    );
+    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }
 
 async fn task_id(api: &Api, id: &str) -> Result<TaskId, ApiError> {
