@@ -623,3 +623,44 @@ async fn a_task_queued_with_run_detach_is_run_by_the_server_on_the_same_home() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_stream_of_all_tasks_shows_each_change_once() {
+    let model = ScriptedServer::start(finishing()).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = reqwest::Client::new();
+    let mut stream = http.get(format!("{}/api/v1/events/stream", served.url)).send().await.unwrap();
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+    let body = json!({"request": "watched", "repo": repo.path(), "checks": ["true"], "review": false});
+    let task: Value =
+        http.post(format!("{}/api/v1/tasks", served.url)).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = task["id"].as_str().unwrap().to_owned();
+    let (mut statuses, mut buffer) = (Vec::new(), String::new());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while statuses.last().map(String::as_str) != Some("done") {
+        let chunk = tokio::time::timeout_at(deadline.into(), stream.chunk())
+            .await
+            .expect("the stream went quiet")
+            .unwrap()
+            .unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find('\n') {
+            let line: String = buffer.drain(..=end).collect();
+            if let Some(data) = line.trim_end().strip_prefix("data: ").or_else(|| line.trim_end().strip_prefix("data:"))
+            {
+                let summary: Value = serde_json::from_str(data.trim()).unwrap();
+                if summary["id"] == id.as_str() {
+                    statuses.push(summary["status"].as_str().unwrap().to_owned());
+                }
+            }
+        }
+    }
+    // Each change once, in the order the task went through them (a change faster than the stream
+    // looks can be merged into the next).
+    let order = ["queued", "running", "verifying", "reviewing", "done"];
+    let ranks: Vec<usize> = statuses.iter().map(|s| order.iter().position(|o| o == s).unwrap()).collect();
+    assert!(ranks.windows(2).all(|pair| pair[0] < pair[1]), "{statuses:?}");
+    assert!(statuses.len() >= 2, "the stream saw the task before it ended: {statuses:?}");
+}

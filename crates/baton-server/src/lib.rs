@@ -86,6 +86,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/tasks", get(list).post(create))
+        .route("/api/v1/events/stream", get(stream::statuses))
         .route("/api/v1/tasks/{id}", get(show))
         .route("/api/v1/tasks/{id}/resume", axum::routing::post(resume))
         .route("/api/v1/tasks/{id}/cancel", axum::routing::post(cancel))
@@ -185,6 +186,7 @@ async fn create(State(api): State<Api>, body: axum::body::Bytes) -> Result<(Stat
         .await
         .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_task", message))?;
     let state = api.store.load(&id).await?;
+    let _ = api.journaled.send((id, 0));
     Ok((StatusCode::CREATED, Json(TaskView::of(&state))))
 }
 

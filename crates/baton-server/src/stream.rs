@@ -111,3 +111,51 @@ fn sse_event(recorded: &Recorded) -> SseEvent {
     let data = serde_json::to_string(recorded).unwrap_or_else(|error| format!("{{\"error\": \"{error}\"}}"));
     SseEvent::default().id(recorded.seq.to_string()).event(recorded.event.kind()).data(data)
 }
+
+/// The statuses of all tasks, for dashboards: every task once at the start, then each task again
+/// whenever its status is seen to change (it is looked at whenever this process journals anything,
+/// and every half second; changes quicker than that are merged into the latest). An event's id is the change's time in milliseconds; its type is
+/// `status` and its data the task's summary.
+pub(crate) async fn statuses(State(api): State<Api>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let journaled = api.journaled.subscribe();
+    let state = Statuses { api, known: std::collections::HashMap::new(), pending: VecDeque::new(), journaled };
+    let events = futures_util::stream::unfold(state, |mut state| async move {
+        let summary = state.next_change().await?;
+        let data = serde_json::to_string(&summary).unwrap_or_default();
+        let event = SseEvent::default().id(summary.updated_at.as_millis().to_string()).event("status").data(data);
+        Some((Ok(event), state))
+    });
+    Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
+}
+
+struct Statuses {
+    api: Api,
+    /// The status last sent for each task.
+    known: std::collections::HashMap<TaskId, baton_core::Status>,
+    pending: VecDeque<baton_store::TaskSummary>,
+    journaled: broadcast::Receiver<(TaskId, u64)>,
+}
+
+impl Statuses {
+    async fn next_change(&mut self) -> Option<baton_store::TaskSummary> {
+        loop {
+            if let Some(summary) = self.pending.pop_front() {
+                return Some(summary);
+            }
+            // Oldest first, so a dashboard sees tasks in the order they came.
+            for summary in self.api.store.list(None).await.ok()?.into_iter().rev() {
+                if self.known.get(&summary.id) != Some(&summary.status) {
+                    self.known.insert(summary.id.clone(), summary.status);
+                    self.pending.push_back(summary);
+                }
+            }
+            if self.pending.is_empty() {
+                let deadline = tokio::time::sleep(POLL);
+                tokio::select! {
+                    _ = deadline => {}
+                    _ = self.journaled.recv() => {}
+                }
+            }
+        }
+    }
+}
