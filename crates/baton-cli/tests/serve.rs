@@ -138,7 +138,15 @@ async fn tasks_created_over_the_api_run_two_at_a_time_and_their_streams_resume_e
     let listed: Value = http.get(api("/tasks?status=done")).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 6);
 
-    let metrics = http.get(format!("{}/metrics", served.url)).send().await.unwrap().text().await.unwrap();
+    // A run's thread lets its slot go just after the task's last event: wait for the slots to empty.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let metrics = http.get(format!("{}/metrics", served.url)).send().await.unwrap().text().await.unwrap();
+        if metrics.lines().any(|l| l == "baton_slots_busy 0") || Instant::now() > deadline {
+            break metrics;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     for line in [
         "baton_tasks{status=\"done\"} 6",
         "baton_tasks{status=\"running\"} 0",
@@ -232,7 +240,8 @@ const STEPS: usize = 4;
 /// after the last, `finish`. Each step appends its mark to the task's own /root/marker.
 fn marking(tasks: usize) -> Script {
     let shell = |n: usize, k: usize| {
-        let command = format!("sleep 0.4; echo mark-{n}-{k} >> /root/marker; echo ran-{n}-{k}");
+        // Long enough that all eight run at once even when the machine is busy with other tests.
+        let command = format!("sleep 1.5; echo mark-{n}-{k} >> /root/marker; echo ran-{n}-{k}");
         let call =
             ToolCall { id: format!("s{k}"), name: "shell".into(), arguments: json!({"command": command}).to_string() };
         Reply { tool_calls: vec![call], ..Reply::default() }
@@ -271,7 +280,7 @@ async fn a_server_killed_with_eight_tasks_running_is_restarted_and_every_task_en
         ids.push(task["id"].as_str().unwrap().to_owned());
     }
     // Every task past its first step, none finished: then the server dies.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let listed: Value =
             http.get(format!("{}/api/v1/tasks?status=running", served.url)).send().await.unwrap().json().await.unwrap();
