@@ -2,12 +2,13 @@
 //! to live from a thread of its own (a run's blocking sandbox or git work never delays a renewal),
 //! released when the run ends. Whoever holds it is the only writer: appends are fenced by it.
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_core::TaskId;
 use baton_store::{Lease, Store, StoreError};
+use tokio::sync::Notify;
 
 use crate::journal::now;
 
@@ -30,7 +31,7 @@ fn is_dead(holder: &str) -> bool {
 /// A lease kept renewed until dropped, then released.
 pub struct HeldLease {
     lease: Lease,
-    stop: Arc<(Mutex<bool>, Condvar)>,
+    stop: Arc<Notify>,
     keeper: Option<JoinHandle<()>>,
 }
 
@@ -60,7 +61,7 @@ impl HeldLease {
                 None => return Ok(None),
             },
         };
-        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let stop = Arc::new(Notify::new());
         let (kept, signal) = (lease.clone(), stop.clone());
         let keeper = std::thread::spawn(move || keep(store, kept, ttl, &signal));
         Ok(Some(HeldLease { lease, stop, keeper: Some(keeper) }))
@@ -72,34 +73,34 @@ impl HeldLease {
 }
 
 /// Renews `lease` every third of `ttl` until told to stop, then releases it. A renewal that finds
-/// the lease gone ends the keeping: the run's next append is refused by the fence.
-fn keep(store: Arc<dyn Store>, mut lease: Lease, ttl: Duration, stop: &(Mutex<bool>, Condvar)) {
+/// the lease gone ends the keeping: the run's next append is refused by the fence. The waiting is
+/// done inside the runtime, never beside it: the store's pool hands a used connection back by a
+/// task spawned on the runtime that used it, which must keep running for the connection to return.
+fn keep(store: Arc<dyn Store>, mut lease: Lease, ttl: Duration, stop: &Notify) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-    let (stopped, wake) = stop;
-    loop {
-        let guard = stopped.lock().unwrap_or_else(|e| e.into_inner());
-        let (guard, _) =
-            wake.wait_timeout_while(guard, ttl / 3, |stopped| !*stopped).unwrap_or_else(|e| e.into_inner());
-        if *guard {
-            drop(guard);
-            let _ = runtime.block_on(store.release(&lease));
-            return;
+    runtime.block_on(async {
+        loop {
+            tokio::select! {
+                _ = stop.notified() => {
+                    let _ = store.release(&lease).await;
+                    return;
+                }
+                _ = tokio::time::sleep(ttl / 3) => {}
+            }
+            match store.renew(&lease, now(), ttl.as_millis() as i64).await {
+                Ok(Some(renewed)) => lease = renewed,
+                Ok(None) => return,
+                // A store that cannot be reached now may be reachable at the next beat.
+                Err(error) => eprintln!("lease of task {}: cannot renew: {error}", lease.task),
+            }
         }
-        drop(guard);
-        match runtime.block_on(store.renew(&lease, now(), ttl.as_millis() as i64)) {
-            Ok(Some(renewed)) => lease = renewed,
-            Ok(None) => return,
-            // A store that cannot be reached now may be reachable at the next beat.
-            Err(error) => eprintln!("lease of task {}: cannot renew: {error}", lease.task),
-        }
-    }
+    });
 }
 
 impl Drop for HeldLease {
     fn drop(&mut self) {
-        let (stopped, wake) = &*self.stop;
-        *stopped.lock().unwrap_or_else(|e| e.into_inner()) = true;
-        wake.notify_all();
+        // A permit is kept if the keeper is not waiting yet: it stops at its next wait.
+        self.stop.notify_one();
         if let Some(keeper) = self.keeper.take() {
             let _ = keeper.join();
         }

@@ -151,8 +151,12 @@ impl Scheduler {
         let home = self.home.clone();
         let (running, refused, wake) = (self.running.clone(), self.refused.clone(), self.wake.clone());
         std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-            let outcome = match runtime {
+            // The run blocks this thread in its sandbox and git work. Tasks it spawns — the store's
+            // pool hands each used connection back that way — run on the runtime's own worker
+            // meanwhile; on a current-thread runtime they would wait, and a few blocked runs would
+            // hold every connection of the shared pool, stalling the other runs and the scheduler.
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+            let outcome = match &runtime {
                 Ok(runtime) => runtime.block_on(async {
                     let state = store.load(&id).await.map_err(|error| error.to_string())?;
                     let engine = engines(&state).inspect_err(|_| {
@@ -166,8 +170,8 @@ impl Scheduler {
             };
             // Cancelled while it ran (its next write was refused): its machine goes now that
             // nothing runs on it.
-            let cancelled = runtime_free_load(&store, &id).filter(|state| state.status() == Status::Cancelled);
-            match (outcome, cancelled) {
+            let state = runtime.ok().and_then(|runtime| runtime.block_on(store.load(&id)).ok());
+            match (outcome, state.filter(|state| state.status() == Status::Cancelled)) {
                 (_, Some(state)) => {
                     if let Err(error) = crate::discard(&home, &state) {
                         eprintln!("scheduler: task {id} is cancelled, but {error}");
@@ -183,10 +187,4 @@ impl Scheduler {
             wake.notify_one();
         });
     }
-}
-
-/// The task's state, read on a runtime of the calling thread's own (the run's is gone by then).
-fn runtime_free_load(store: &Arc<dyn Store>, id: &TaskId) -> Option<TaskState> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
-    runtime.block_on(store.load(id)).ok()
 }
