@@ -267,18 +267,15 @@ pub async fn resume_all(
 pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
-    println!("{}", diff_text(home, &state)?);
+    println!("{}", diff_text(&state)?);
     Ok(ExitCode::SUCCESS)
 }
 
-/// The task's change against its base commit, read from its worktree (work not yet committed too).
-pub fn diff_text(home: &Path, state: &TaskState) -> anyhow::Result<String> {
-    let layout = baton_engine::TaskLayout::of(home, &state.id);
-    let _disk = layout.attach_disk(None)?;
-    if !layout.worktree().exists() {
-        bail!("task {} has no worktree any more; its branch {} holds the work", state.id, state.branch);
-    }
-    Ok(baton_git::Worktree::open(&layout.worktree())?.diff(&state.base_commit)?)
+/// The task's committed change against its base commit: its branch in the user's repository, never
+/// its worktree (the agent's files), so a cancelled or finished task still shows its work.
+pub fn diff_text(state: &TaskState) -> anyhow::Result<String> {
+    let branch = format!("refs/heads/{}", state.branch);
+    Ok(baton_git::Repo::open(&state.spec.repo)?.diff(&state.base_commit, &branch)?)
 }
 
 /// `baton demo`: the real machinery (git, sandbox, checks, journal) on a sample repository, driven by

@@ -220,9 +220,8 @@ impl Tasks for Creator {
 
     async fn diff(&self, id: &TaskId) -> Result<String, Refused> {
         let state = self.store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
-        let home = self.home.clone();
-        // git and the task's disk block: off the runtime that serves requests.
-        let made = tokio::task::spawn_blocking(move || run::diff_text(&home, &state)).await;
+        // git blocks: off the runtime that serves requests.
+        let made = tokio::task::spawn_blocking(move || run::diff_text(&state)).await;
         match made {
             Ok(Ok(text)) => Ok(text),
             Ok(Err(error)) => Err(Refused::Conflict(format!("{error:#}"))),

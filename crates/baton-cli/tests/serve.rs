@@ -448,9 +448,25 @@ async fn a_paused_task_resumes_over_the_api_and_its_diff_is_served() {
     assert_eq!(resumed.status(), 200);
     let done = until("done").await;
     assert_eq!(done["stop"]["reason"], "verified", "{done}");
+    // The agent's worktree is its own to write: a `.git` of its making there (a repository whose
+    // history says something else, with a textconv driver that would run a command) changes
+    // nothing of what is served, which comes from the user's repository alone.
+    let layout = baton_engine::TaskLayout::of(home.path(), &baton_core::TaskId::parse(&id).unwrap());
+    let disk = layout.attach_disk(None).unwrap();
+    let worktree = layout.worktree();
+    std::fs::remove_file(worktree.join(".git")).unwrap();
+    baton_testkit::git(&worktree, &["init", "-q"]);
+    std::fs::write(worktree.join("calc.py"), "FAKE\n").unwrap();
+    std::fs::write(worktree.join(".gitattributes"), "* diff=evil\n").unwrap();
+    baton_testkit::git(&worktree, &["config", "diff.evil.textconv", "touch /tmp/baton-textconv-ran; cat"]);
+    baton_testkit::git(&worktree, &["add", "-A"]);
+    baton_testkit::git(&worktree, &["commit", "-qm", "fake"]);
+    drop(disk);
     let diff = http.get(api(&format!("/tasks/{id}/diff"))).send().await.unwrap();
     assert_eq!(diff.headers()["content-type"], "text/x-diff; charset=utf-8");
-    assert!(diff.text().await.unwrap().contains("+    return a + b"));
+    let text = diff.text().await.unwrap();
+    assert!(text.contains("+    return a + b") && !text.contains("FAKE"), "{text}");
+    assert!(!std::path::Path::new("/tmp/baton-textconv-ran").exists(), "no command of the worktree's ran");
 
     let again = http.post(api(&format!("/tasks/{id}/resume"))).send().await.unwrap();
     assert_eq!(again.status(), 409);

@@ -235,6 +235,14 @@ impl Repo {
         Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
     }
 
+    /// The change from `base` to `rev` (a task branch) as a unified diff, read from this repository's
+    /// objects and refs alone: never through a task's worktree, whose files (its `.git` among them)
+    /// the agent wrote. No external diff, no textconv.
+    pub fn diff(&self, base: &str, rev: &str) -> Result<String, GitError> {
+        let args = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--end-of-options", base, rev, "--"];
+        checked(run(&self.root, &self.overrides, args)?, &self.root, &args)
+    }
+
     /// Refuses a path that is, or would be, inside the user's checkout, following symlinks.
     pub fn ensure_outside(&self, path: &Path) -> Result<(), GitError> {
         if resolve(path).starts_with(&self.root) {
