@@ -118,9 +118,11 @@ pub fn elide(messages: &[Message], budget: ContextBudget) -> Vec<Message> {
 /// same cutoff and one more message moves it only when the transcript crosses `at` bytes again.
 fn cutoff(messages: &[Message], at: usize, to: usize) -> usize {
     let size = |message: &Message| message.parts.iter().map(part_bytes).sum::<usize>();
+    // Measured without copying the message: only its large parts change.
     let saved = |message: &Message| {
-        let elided = elide_before(std::slice::from_ref(message), 1, ELIDE_ABOVE);
-        size(message) - size(&elided[0])
+        let shrink =
+            |part: &Part| elided(part, ELIDE_ABOVE).map_or(0, |(text, short)| text.len().saturating_sub(short.len()));
+        message.parts.iter().map(shrink).sum::<usize>()
     };
     let (mut cutoff, mut sent) = (0, 0);
     for (at_message, message) in messages.iter().enumerate() {
@@ -148,20 +150,27 @@ fn part_bytes(part: &Part) -> usize {
 
 fn elide_before(messages: &[Message], cutoff: usize, above: usize) -> Vec<Message> {
     let mut out = messages.to_vec();
-    for message in &mut out[..cutoff] {
-        for part in &mut message.parts {
+    for part in out[..cutoff].iter_mut().flat_map(|message| &mut message.parts) {
+        if let Some((_, short)) = elided(part, above) {
             match part {
-                Part::ToolResult { call_id, output, .. } if output.len() > above => {
-                    *output = reference(call_id, output);
-                }
-                Part::ToolCall { arguments, .. } if arguments.len() > above => {
-                    *arguments = shorten_arguments(arguments, above);
-                }
-                _ => {}
+                Part::ToolResult { output: text, .. } | Part::ToolCall { arguments: text, .. } => *text = short,
+                Part::Text { .. } | Part::Reasoning { .. } => {}
             }
         }
     }
     out
+}
+
+/// An old part's large text (an output, a call's arguments) and what it is sent as instead; `None`
+/// for a part that is sent whole.
+fn elided(part: &Part, above: usize) -> Option<(&str, String)> {
+    match part {
+        Part::ToolResult { call_id, output, .. } if output.len() > above => Some((output, reference(call_id, output))),
+        Part::ToolCall { arguments, .. } if arguments.len() > above => {
+            Some((arguments, shorten_arguments(arguments, above)))
+        }
+        _ => None,
+    }
 }
 
 fn reference(call_id: &str, output: &str) -> String {

@@ -87,6 +87,23 @@ async fn stopped() {
     }
 }
 
+impl Creator {
+    /// Journals `event` after `state` (what the request was judged on) and wakes the scheduler; a
+    /// task that changed meanwhile refuses it.
+    async fn record(&self, state: &baton_core::TaskState, event: Event) -> Result<(), Refused> {
+        match self.store.append(&state.id, state.next_seq, task::now(), &[event]).await {
+            Ok(_) => {
+                self.wake.notify_one();
+                Ok(())
+            }
+            Err(StoreError::Conflict { .. }) => {
+                Err(Refused::Conflict(format!("task {} changed meanwhile; try again", state.id)))
+            }
+            Err(error) => Err(Refused::Failed(error.to_string())),
+        }
+    }
+}
+
 /// Creates tasks for the API as `baton run` would, and wakes the scheduler.
 struct Creator {
     scheduler: Arc<Scheduler>,
@@ -150,31 +167,15 @@ impl Tasks for Creator {
             return Err(Refused::Conflict(format!("task {id} is {}; only a paused task resumes", state.status())));
         }
         // Running, and held by no one: the scheduler takes it up as it would a crashed server's.
-        let resumed = Event::Resumed { detail: "resumed over the API".into() };
-        match self.store.append(id, state.next_seq, task::now(), &[resumed]).await {
-            Ok(_) => {}
-            Err(StoreError::Conflict { .. }) => {
-                return Err(Refused::Conflict(format!("task {id} changed meanwhile; try again")));
-            }
-            Err(error) => return Err(failed(error)),
-        }
-        self.wake.notify_one();
-        Ok(())
+        self.record(&state, Event::Resumed { detail: "resumed over the API".into() }).await
     }
 
     async fn cancel(&self, id: &TaskId, reason: &str) -> Result<(), Refused> {
         let failed = |error: StoreError| Refused::Failed(error.to_string());
-        let state = loop {
-            let state = self.store.load(id).await.map_err(failed)?;
-            if state.status().is_terminal() {
-                return Err(Refused::Conflict(format!("task {id} has already ended ({})", state.status())));
-            }
-            let cancelled = Event::Cancelled { detail: reason.to_owned() };
-            match self.store.append(id, state.next_seq, task::now(), &[cancelled]).await {
-                Ok(_) => break state,
-                // Its run wrote in between: read again.
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(error) => return Err(failed(error)),
+        let state = match task::mark_cancelled(self.store.as_ref(), id, reason).await.map_err(failed)? {
+            task::Cancelling::From(state) => state,
+            task::Cancelling::AlreadyEnded(status) => {
+                return Err(Refused::Conflict(format!("task {id} has already ended ({status})")));
             }
         };
         // A run in progress takes its machine down itself once it stops; otherwise it goes now.
@@ -201,17 +202,9 @@ impl Tasks for Creator {
                 state.status()
             )));
         }
-        let made = Event::DecisionMade { id: decision.to_owned(), answer: baton_core::Answer { answer, approved } };
-        match self.store.append(id, state.next_seq, task::now(), &[made]).await {
-            Ok(_) => {}
-            Err(StoreError::Conflict { .. }) => {
-                return Err(Refused::Conflict(format!("task {id} changed meanwhile; try again")));
-            }
-            Err(error) => return Err(failed(error)),
-        }
         // Running again and held by no one: the scheduler takes it up.
-        self.wake.notify_one();
-        Ok(())
+        let made = Event::DecisionMade { id: decision.to_owned(), answer: baton_core::Answer { answer, approved } };
+        self.record(&state, made).await
     }
 
     fn slots(&self) -> (usize, usize) {
@@ -224,7 +217,7 @@ impl Tasks for Creator {
         let made = tokio::task::spawn_blocking(move || run::diff_text(&state)).await;
         match made {
             Ok(Ok(text)) => Ok(text),
-            Ok(Err(error)) => Err(Refused::Conflict(format!("{error:#}"))),
+            Ok(Err(error)) => Err(Refused::Failed(format!("{error:#}"))),
             Err(error) => Err(Refused::Failed(error.to_string())),
         }
     }

@@ -214,6 +214,30 @@ pub async fn handoffs(home: &Path, id: &str, json: bool) -> anyhow::Result<()> {
     if json { show::json(&handoffs) } else { show::handoffs(&handoffs) }
 }
 
+/// What journaling a cancellation came to.
+pub enum Cancelling {
+    /// Cancelled; the state it was cancelled from.
+    From(Box<TaskState>),
+    AlreadyEnded(Status),
+}
+
+/// Journals the task as cancelled. Another writer (its run) may append between the read and the
+/// write: then it reads again.
+pub async fn mark_cancelled(store: &dyn Store, id: &TaskId, detail: &str) -> Result<Cancelling, StoreError> {
+    loop {
+        let state = store.load(id).await?;
+        if state.status().is_terminal() {
+            return Ok(Cancelling::AlreadyEnded(state.status()));
+        }
+        let cancelled = Event::Cancelled { detail: detail.to_owned() };
+        match store.append(id, state.next_seq, now(), &[cancelled]).await {
+            Ok(_) => return Ok(Cancelling::From(Box::new(state))),
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(other) => return Err(other),
+        }
+    }
+}
+
 async fn cancel(
     home: &Path,
     store: &SqliteStore,
@@ -222,18 +246,9 @@ async fn cancel(
     json: bool,
 ) -> anyhow::Result<()> {
     let detail = reason.unwrap_or_else(|| "cancelled by user".to_owned());
-    // Another process may append between our read and our write; read again and retry then.
-    let state = loop {
-        let state = store.load(id).await?;
-        if state.status().is_terminal() {
-            bail!("task {id} has already ended ({})", state.status());
-        }
-        let cancelled = Event::Cancelled { detail: detail.clone() };
-        match store.append(id, state.next_seq, now(), &[cancelled]).await {
-            Ok(_) => break state,
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(other) => return Err(other.into()),
-        }
+    let state = match mark_cancelled(store, id, &detail).await? {
+        Cancelling::From(state) => state,
+        Cancelling::AlreadyEnded(status) => bail!("task {id} has already ended ({status})"),
     };
     baton_engine::discard(home, &state)
         .with_context(|| format!("task {id} is cancelled, but its machine could not be removed"))?;

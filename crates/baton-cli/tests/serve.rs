@@ -158,6 +158,19 @@ async fn tasks_created_over_the_api_run_two_at_a_time_and_their_streams_resume_e
     }
 }
 
+/// The task at `url` once its status is `wanted` (within two minutes).
+async fn reaching(http: &reqwest::Client, url: String, wanted: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let task: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
+        if task["status"] == wanted {
+            return task;
+        }
+        assert!(Instant::now() < deadline, "never {wanted}: {task}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The `id:` of each event of an SSE response, stopping after `count` when given (the connection
 /// is then dropped) or at the end of the stream.
 async fn sse_ids(response: reqwest::Response, count: Option<usize>) -> Vec<u64> {
@@ -401,14 +414,8 @@ async fn fifty_tasks_on_four_slots_all_end_verified_and_a_hundred_subscribers_ea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_task_resumes_over_the_api_and_its_diff_is_served() {
-    use baton_testkit::model::{Fault, Turn};
-    let call = |id: &str, name: &str, arguments: Value| Turn {
-        reply: Reply {
-            tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
-            ..Reply::default()
-        },
-        ..Turn::default()
-    };
+    use baton_testkit::model::Fault;
+    let call = common::call;
     let mut edit = call("e", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}));
     // The provider refuses the first request for good: the task pauses as model_error.
     edit.faults = vec![Fault::Status { status: 400, retry_after: None, message: Some("bad request, for once".into()) }];
@@ -424,20 +431,7 @@ async fn a_paused_task_resumes_over_the_api_and_its_diff_is_served() {
         json!({"request": "Make add() add", "repo": repo.path(), "checks": ["python3 test_calc.py"], "review": false});
     let task: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
     let id = task["id"].as_str().unwrap().to_owned();
-    let until = |wanted: &'static str| {
-        let (http, url) = (http.clone(), api(&format!("/tasks/{id}")));
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
-                let task: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-                if task["status"] == wanted {
-                    return task;
-                }
-                assert!(Instant::now() < deadline, "never {wanted}: {task}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let until = |wanted: &'static str| reaching(&http, api(&format!("/tasks/{id}")), wanted);
     let paused = until("paused").await;
     assert_eq!(paused["stop"]["reason"], "model_error", "{paused}");
     let diff = http.get(api(&format!("/tasks/{id}/diff"))).send().await.unwrap();
@@ -567,14 +561,7 @@ async fn a_running_task_and_a_queued_one_are_cancelled_and_their_machines_go() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_question_is_answered_over_the_api_and_the_task_goes_on() {
-    use baton_testkit::model::Turn;
-    let call = |id: &str, name: &str, arguments: Value| Turn {
-        reply: Reply {
-            tool_calls: vec![ToolCall { id: id.into(), name: name.into(), arguments: arguments.to_string() }],
-            ..Reply::default()
-        },
-        ..Turn::default()
-    };
+    let call = common::call;
     let ask = call(
         "q",
         "ask_human",
@@ -597,20 +584,7 @@ async fn a_question_is_answered_over_the_api_and_the_task_goes_on() {
         json!({"request": "Make add() add", "repo": repo.path(), "checks": ["python3 test_calc.py"], "review": false});
     let task: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
     let id = task["id"].as_str().unwrap().to_owned();
-    let until = |wanted: &'static str| {
-        let (http, url) = (http.clone(), api(&format!("/tasks/{id}")));
-        async move {
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
-                let task: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-                if task["status"] == wanted {
-                    return task;
-                }
-                assert!(Instant::now() < deadline, "never {wanted}: {task}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    let until = |wanted: &'static str| reaching(&http, api(&format!("/tasks/{id}")), wanted);
     let waiting = until("waiting").await;
     assert!(waiting["question"].as_str().unwrap().contains("Add or subtract?"), "{waiting}");
     let decision = waiting["decision"].as_str().unwrap().to_owned();
