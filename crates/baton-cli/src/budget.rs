@@ -2,14 +2,15 @@
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
-use baton_core::{AutoReload, Budget, Credits, EntryKind, Event, Policy};
+use anyhow::bail;
+use baton_core::{AutoReload, Budget, Credits, EntryKind, Event, Policy, TaskId, TaskState};
+use baton_server::{Change, LimitChange, Refused};
 use baton_store::{SqliteStore, Store};
 use serde_json::json;
 
 use crate::cli::{BudgetCommand, Switch};
 use crate::show;
-use crate::task::now;
+use crate::task::{self, now};
 
 pub async fn run(home: &Path, command: BudgetCommand, json: bool) -> anyhow::Result<()> {
     let store = SqliteStore::open(home).await?;
@@ -29,12 +30,7 @@ pub async fn run(home: &Path, command: BudgetCommand, json: bool) -> anyhow::Res
         BudgetCommand::AutoReload { threshold, target, max_per_month, off } => {
             let reload = match (off, threshold, target) {
                 (true, ..) => None,
-                (false, Some(threshold), Some(target)) if target > threshold => {
-                    Some(AutoReload { threshold, target, max_per_month })
-                }
-                (false, Some(threshold), Some(target)) => {
-                    bail!("the target ({target}) must be above the threshold ({threshold})")
-                }
+                (false, Some(threshold), Some(target)) => Some(AutoReload { threshold, target, max_per_month }),
                 _ => bail!("give --threshold and --target, or --off"),
             };
             update(&store, |policy| policy.auto_reload = reload).await?;
@@ -67,6 +63,7 @@ fn optional<T>(text: &str, what: &str, parse: impl Fn(&str) -> Result<T, String>
 async fn update(store: &SqliteStore, change: impl FnOnce(&mut Policy)) -> anyhow::Result<()> {
     let mut policy = store.account(now()).await?.policy;
     change(&mut policy);
+    policy.check().map_err(anyhow::Error::msg)?;
     store.set_policy(policy).await?;
     Ok(())
 }
@@ -80,34 +77,68 @@ async fn task_limits(
     json: bool,
 ) -> anyhow::Result<()> {
     let id = store.resolve(id).await?;
-    let state = store.load(&id).await?;
-    if state.status().is_terminal() {
-        bail!("task {id} has ended ({}); its limits no longer matter", state.status());
-    }
-    let mut budget: Budget = state.spec.budget;
-    if let Some(text) = credits {
-        budget.credits = optional(&text, "credits", |t| t.parse::<Credits>().map_err(|e| e.to_string()))?;
-        if budget.credits.is_some_and(|c| c <= Credits::ZERO) {
-            bail!("a credit limit must be more than zero; use `none` for no limit");
-        }
-    }
-    if let Some(text) = window {
-        budget.wall_clock_secs = optional(&text, "window", |t| {
-            humantime::parse_duration(t).map(|d| d.as_secs()).map_err(|e| e.to_string())
-        })?;
-    }
-    if let Some(text) = max_steps {
-        budget.steps = optional(&text, "step limit", |t| t.parse::<u64>().map_err(|e| e.to_string()))?;
-    }
-    store
-        .append(&id, state.next_seq, now(), &[Event::BudgetChanged { budget }])
-        .await
-        .with_context(|| format!("cannot change the limits of task {id}"))?;
-    let state = store.load(&id).await?;
+    let change = LimitChange {
+        credits: change(credits, |text| Ok(text.to_owned()))?,
+        window_secs: change(window, |text| {
+            humantime::parse_duration(text).map(|d| d.as_secs()).map_err(|e| format!("invalid window `{text}`: {e}"))
+        })?,
+        max_steps: change(max_steps, |text| {
+            text.parse::<u64>().map_err(|e| format!("invalid step limit `{text}`: {e}"))
+        })?,
+    };
+    let state = set_limits(store, &id, &change).await?;
     if json {
         show::json(&state.spec.budget)
     } else {
         println!("task {id}: limits now {}; continue it with `baton resume {id}`", show::limits(&state.spec.budget));
         Ok(())
+    }
+}
+
+/// A command line value as a change: absent keeps, `none` clears.
+fn change<T>(text: Option<String>, parse: impl Fn(&str) -> Result<T, String>) -> anyhow::Result<Change<T>> {
+    match text.as_deref() {
+        None => Ok(Change::Keep),
+        Some("none") => Ok(Change::Clear),
+        Some(text) => parse(text).map(Change::Set).map_err(anyhow::Error::msg),
+    }
+}
+
+/// Journals `change` to the limits of task `id` (from the command line or the API): the task's
+/// state after it.
+pub async fn set_limits(store: &dyn Store, id: &TaskId, change: &LimitChange) -> Result<TaskState, Refused> {
+    let failed = |error: baton_store::StoreError| Refused::Failed(error.to_string());
+    let state = store.load(id).await.map_err(failed)?;
+    if state.status().is_terminal() {
+        return Err(Refused::Conflict(format!(
+            "task {id} has ended ({}); its limits no longer matter",
+            state.status()
+        )));
+    }
+    let mut budget: Budget = state.spec.budget;
+    let credits = match &change.credits {
+        Change::Set(text) => Change::Set(
+            text.parse::<Credits>()
+                .map_err(|e| Refused::Invalid(format!("invalid credits `{text}`: {e} (or none)")))?,
+        ),
+        Change::Clear => Change::Clear,
+        Change::Keep => Change::Keep,
+    };
+    if matches!(credits, Change::Set(credits) if credits <= Credits::ZERO) {
+        return Err(Refused::Invalid("a credit limit must be more than zero; use none for no limit".into()));
+    }
+    apply(&mut budget.credits, credits);
+    apply(&mut budget.wall_clock_secs, change.window_secs.clone());
+    apply(&mut budget.steps, change.max_steps.clone());
+    let changed = Event::BudgetChanged { budget };
+    store.append(id, state.next_seq, now(), &[changed]).await.map_err(|error| task::refusal(id, error))?;
+    store.load(id).await.map_err(failed)
+}
+
+fn apply<T>(field: &mut Option<T>, change: Change<T>) {
+    match change {
+        Change::Keep => {}
+        Change::Clear => *field = None,
+        Change::Set(value) => *field = Some(value),
     }
 }

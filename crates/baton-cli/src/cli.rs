@@ -67,23 +67,11 @@ pub enum Command {
         model: Option<String>,
     },
     /// Serve the HTTP API on this data directory and run queued tasks in the background, several at
-    /// a time (loopback only: the API has no tokens yet). Prints its URL.
-    Serve {
-        /// Where to listen.
-        #[arg(long, default_value = "127.0.0.1:8420")]
-        addr: std::net::SocketAddr,
-        /// Tasks run at once [default: the machine's cores].
-        #[arg(long, value_name = "N")]
-        slots: Option<usize>,
-        /// provider/model for tasks created without one.
-        #[arg(long, env = "BATON_MODEL")]
-        model: Option<String>,
-        /// Seconds a task stays this server's after its last lease renewal: how long a crashed
-        /// server's tasks wait before another process takes them up (a restart on the same
-        /// machine takes them at once).
-        #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-        lease_secs: u64,
-    },
+    /// a time. Every request needs a token (`baton token create`). Prints its URL.
+    Serve(Box<ServeArgs>),
+    /// The API's bearer tokens: each has a scope (read, write or admin); its secret is shown once.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
     /// with what changed since the handoff before.
     Handoffs {
@@ -118,6 +106,50 @@ pub enum Command {
     /// A repository's declared environment (baton.toml) and the snapshots built from it.
     #[command(subcommand)]
     Env(EnvCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where to listen. Beyond loopback only with tokens, and put TLS in front (a reverse proxy):
+    /// the API speaks plain HTTP.
+    #[arg(long, default_value = "127.0.0.1:8420")]
+    pub addr: std::net::SocketAddr,
+    /// Tasks run at once [default: the machine's cores].
+    #[arg(long, value_name = "N")]
+    pub slots: Option<usize>,
+    /// provider/model for tasks created without one.
+    #[arg(long, env = "BATON_MODEL")]
+    pub model: Option<String>,
+    /// Seconds a task stays this server's after its last lease renewal: how long a crashed
+    /// server's tasks wait before another process takes them up (a restart on the same machine
+    /// takes them at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// Serve without tokens: anyone who can reach the address may run commands in its
+    /// sandboxes, which on loopback is every user of this machine. Refused beyond loopback.
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Requests a token (or, with --no-auth, everyone) may make per second, with bursts of ten
+    /// times as many; more get 429 and a Retry-After.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: u32,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Make a token and print its secret, once: only its hash is kept.
+    Create {
+        /// A name to list and revoke it by (never reused).
+        #[arg(long)]
+        name: String,
+        /// read: look; write: also create, steer and cancel tasks; admin: also move money.
+        #[arg(long)]
+        scope: baton_core::Scope,
+    },
+    /// Every token: name, scope, when made and when revoked.
+    List,
+    /// Revoke a token: requests with it are refused from now on.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,6 +10,7 @@ mod run;
 mod serve;
 mod show;
 mod task;
+mod token;
 
 use std::process::ExitCode;
 
@@ -58,10 +59,8 @@ fn main() -> ExitCode {
                 };
                 run::resume(&home, &config()?, &id, model, legs, cli.json).await
             }
-            Command::Serve { addr, slots, model, lease_secs } => {
-                let lease = std::time::Duration::from_secs(lease_secs.max(3));
-                serve::serve(&home()?, &config()?, addr, slots, model, lease).await
-            }
+            Command::Serve(args) => serve::serve(&home()?, &config()?, *args).await,
+            Command::Token(command) => token::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,
             Command::Demo => run::demo(&home()?, &config()?, cli.json).await,

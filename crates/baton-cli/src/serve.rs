@@ -2,33 +2,27 @@
 //! are validated as `baton run` validates them and queued; the scheduler runs queued tasks and takes
 //! up the ones a previous server left interrupted.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use baton_core::{Credits, Event, Status, TaskId};
+use baton_core::{Credits, Event, FindingStatus, Status, StopReason, TaskId};
 use baton_engine::{Engines, Observer, Scheduler};
-use baton_server::{Api, NewTask, Refused, Tasks};
+use baton_server::{Access, Api, LimitChange, Limits, NewTask, Refused, Settled, Tasks};
 use baton_store::{SqliteStore, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{MAX_HANDOFFS, TaskArgs};
+use crate::cli::{MAX_HANDOFFS, ServeArgs, TaskArgs};
 use crate::config::Config;
 use crate::run::{self, Legs};
-use crate::task;
+use crate::{budget, task};
 
-pub async fn serve(
-    home: &Path,
-    config: &Config,
-    addr: SocketAddr,
-    slots: Option<usize>,
-    model: Option<String>,
-    lease_ttl: Duration,
-) -> anyhow::Result<ExitCode> {
+pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ServeArgs { addr, slots, model, lease_secs, no_auth, rate_limit } = args;
+    let lease_ttl = Duration::from_secs(lease_secs.max(3));
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
     let slots = slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let (journaled, _) = broadcast::channel(4096);
@@ -58,7 +52,16 @@ pub async fn serve(
         model,
         wake: scheduler.waker(),
     };
-    let api = Api { store, tasks: Arc::new(tasks), journaled };
+    let access = if no_auth { Access::Open } else { Access::Tokens };
+    baton_server::admits(access, addr)?;
+    if access == Access::Tokens && !store.tokens().await?.iter().any(|token| token.revoked_at.is_none()) {
+        anyhow::bail!(
+            "no active token, so no request could be served: make one with `baton token create --name NAME \
+             --scope admin`, or serve loopback to every local user with --no-auth"
+        );
+    }
+    let limits = Arc::new(Limits::new(rate_limit));
+    let api = Api { store, tasks: Arc::new(tasks), journaled, access, limits };
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     // The first line of output, for scripts and tests that start a server on port 0.
@@ -69,7 +72,13 @@ pub async fn serve(
         stopped().await;
         stop.cancel();
     });
-    let (served, ()) = tokio::join!(baton_server::serve(listener, api, shutdown.clone()), scheduler.run(shutdown));
+    // A server that cannot serve (or stops) stops the scheduler too.
+    let server = async {
+        let served = baton_server::serve(listener, api, shutdown.clone()).await;
+        shutdown.cancel();
+        served
+    };
+    let (served, ()) = tokio::join!(server, scheduler.run(shutdown.clone()));
     served?;
     // Runs still in progress are left at their last journal point; the next start takes them up.
     Ok(ExitCode::SUCCESS)
@@ -91,16 +100,12 @@ impl Creator {
     /// Journals `event` after `state` (what the request was judged on) and wakes the scheduler; a
     /// task that changed meanwhile refuses it.
     async fn record(&self, state: &baton_core::TaskState, event: Event) -> Result<(), Refused> {
-        match self.store.append(&state.id, state.next_seq, task::now(), &[event]).await {
-            Ok(_) => {
-                self.wake.notify_one();
-                Ok(())
-            }
-            Err(StoreError::Conflict { .. }) => {
-                Err(Refused::Conflict(format!("task {} changed meanwhile; try again", state.id)))
-            }
-            Err(error) => Err(Refused::Failed(error.to_string())),
-        }
+        self.store
+            .append(&state.id, state.next_seq, task::now(), &[event])
+            .await
+            .map_err(|e| task::refusal(&state.id, e))?;
+        self.wake.notify_one();
+        Ok(())
     }
 }
 
@@ -205,6 +210,28 @@ impl Tasks for Creator {
         // Running again and held by no one: the scheduler takes it up.
         let made = Event::DecisionMade { id: decision.to_owned(), answer: baton_core::Answer { answer, approved } };
         self.record(&state, made).await
+    }
+
+    async fn settle(&self, id: &TaskId, finding: &str, settled: Settled, note: String) -> Result<(), Refused> {
+        let status = match settled {
+            Settled::Resolved => FindingStatus::Resolved,
+            Settled::Dismissed => FindingStatus::Irrelevant,
+        };
+        task::settle_finding(self.store.as_ref(), id, finding, status, note).await.map(drop)
+    }
+
+    async fn limit(&self, id: &TaskId, change: &LimitChange) -> Result<(), Refused> {
+        let state = budget::set_limits(self.store.as_ref(), id, change).await?;
+        // Paused by a limit: runnable again, and the scheduler's to take up; if the new limits
+        // are still too low, the run pauses again at once and says why.
+        let by_limit = state
+            .stop
+            .as_ref()
+            .is_some_and(|stop| matches!(stop.reason, StopReason::BudgetExhausted | StopReason::TimeWindowExhausted));
+        if state.status() == Status::Paused && by_limit {
+            self.record(&state, Event::Resumed { detail: "limits changed over the API".into() }).await?;
+        }
+        Ok(())
     }
 
     fn slots(&self) -> (usize, usize) {

@@ -446,3 +446,17 @@ pub fn entries(entries: &[Entry]) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+pub fn tokens(tokens: &[baton_core::Token]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if tokens.is_empty() {
+        writeln!(out, "no tokens")?;
+        return Ok(());
+    }
+    writeln!(out, "{:<24}  {:<6}  {:<20}  REVOKED", "NAME", "SCOPE", "CREATED")?;
+    for token in tokens {
+        let revoked = token.revoked_at.map_or_else(|| "-".to_owned(), time);
+        writeln!(out, "{:<24}  {:<6}  {:<20}  {revoked}", token.name, token.scope, time(token.created_at))?;
+    }
+    Ok(())
+}

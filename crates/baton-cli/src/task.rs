@@ -9,6 +9,7 @@ use baton_core::{
     Timestamp, branch_name,
 };
 use baton_git::Repo;
+use baton_server::Refused;
 use baton_store::{SqliteStore, Store, StoreError};
 
 use crate::cli::{CreateArgs, FindingCommand, TaskArgs, TaskCommand};
@@ -182,19 +183,41 @@ pub async fn finding(home: &Path, command: FindingCommand, json: bool) -> anyhow
     };
     let store = SqliteStore::open(home).await?;
     let id = store.resolve(&args.task).await?;
-    let state = store.load(&id).await?;
-    if !state.work.findings.iter().any(|f| f.id == args.finding) {
-        bail!("task {id} has no finding `{}`", args.finding);
-    }
-    let event = Event::FindingUpdated { id: args.finding.clone(), status, note: args.note, by: "human".to_owned() };
-    store.append(&id, state.next_seq, now(), &[event]).await?;
-    let state = store.load(&id).await?;
+    let state = settle_finding(&store, &id, &args.finding, status, args.note).await?;
     let updated = state.work.findings.iter().find(|f| f.id == args.finding);
     if json {
         show::json(&updated)
     } else {
         println!("task {id}: {} is now {status:?}", args.finding);
         Ok(())
+    }
+}
+
+/// Journals a human's settling of finding `finding` of task `id` (from the command line or the
+/// API): the task's state after it.
+pub async fn settle_finding(
+    store: &dyn Store,
+    id: &TaskId,
+    finding: &str,
+    status: FindingStatus,
+    note: String,
+) -> Result<TaskState, Refused> {
+    let failed = |error: StoreError| Refused::Failed(error.to_string());
+    let state = store.load(id).await.map_err(failed)?;
+    if !state.work.findings.iter().any(|f| f.id == finding) {
+        return Err(Refused::Missing(format!("task {id} has no finding `{finding}`")));
+    }
+    let event = Event::FindingUpdated { id: finding.to_owned(), status, note, by: "human".to_owned() };
+    store.append(id, state.next_seq, now(), &[event]).await.map_err(|error| refusal(id, error))?;
+    store.load(id).await.map_err(failed)
+}
+
+/// A failed append to task `id`, as a refusal: a writer that got there first is a conflict the
+/// client may retry.
+pub fn refusal(id: &TaskId, error: StoreError) -> Refused {
+    match error {
+        StoreError::Conflict { .. } => Refused::Conflict(format!("task {id} changed meanwhile; try again")),
+        other => Refused::Failed(other.to_string()),
     }
 }
 

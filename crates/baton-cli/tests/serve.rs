@@ -12,39 +12,85 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
-use baton_testkit::model::{Expect, Reply, Rule, Script, ScriptedServer, ToolCall};
+use baton_testkit::model::{Expect, Reply, Rule, Script, ScriptedServer, ToolCall, Turn};
 use serde_json::{Value, json};
 
 /// The server process, killed when dropped.
 struct Served {
     child: Child,
     url: String,
+    /// An admin token's secret.
+    token: String,
+    home: std::path::PathBuf,
+}
+
+impl Served {
+    /// A client that sends the admin token with every request.
+    fn http(&self) -> reqwest::Client {
+        client_with(&self.token)
+    }
+}
+
+fn client_with(secret: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {secret}").parse().unwrap());
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(self.home.join("server.log")).unwrap_or_default();
+            eprintln!("the server's output:\n{log}");
+        }
     }
 }
 
+/// `baton` on `home`, with the environment a server's tests give it.
+fn baton(home: &std::path::Path) -> Command {
+    let mut command = Command::cargo_bin("baton").unwrap();
+    command.env("BATON_HOME", home).env("BATON_CONFIG", home.join("config.toml"));
+    command
+}
+
+/// Makes a token named `name` with `scope` on `home` and returns its secret.
+fn token(home: &std::path::Path, name: &str, scope: &str) -> String {
+    let made = baton(home).args(["token", "create", "--name", name, "--scope", scope]).output().unwrap();
+    assert!(made.status.success(), "{}", common::describe(&made));
+    String::from_utf8(made.stdout).unwrap().trim().to_owned()
+}
+
 fn serve(home: &std::path::Path, model: &ScriptedServer, slots: &str) -> Served {
+    serve_with(home, model, &["--slots", slots])
+}
+
+/// A server on a fresh port with `flags`, and an admin token (made on its first start on `home`).
+fn serve_with(home: &std::path::Path, model: &ScriptedServer, flags: &[&str]) -> Served {
     std::fs::create_dir_all(home).unwrap();
     std::fs::write(home.join("config.toml"), "").unwrap();
-    let mut child = Command::cargo_bin("baton")
-        .unwrap()
-        .args(["serve", "--addr", "127.0.0.1:0", "--slots", slots, "--model", "openai-compatible/scripted"])
-        .env("BATON_HOME", home)
-        .env("BATON_CONFIG", home.join("config.toml"))
+    let secret_file = home.join("test-admin-secret");
+    let token = match std::fs::read_to_string(&secret_file) {
+        Ok(secret) => secret,
+        Err(_) => {
+            let secret = token(home, "test-admin", "admin");
+            std::fs::write(&secret_file, &secret).unwrap();
+            secret
+        }
+    };
+    let mut child = baton(home)
+        .args(["serve", "--addr", "127.0.0.1:0", "--model", "openai-compatible/scripted"])
+        .args(flags)
         .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(std::fs::File::options().create(true).append(true).open(home.join("server.log")).unwrap())
         .spawn()
         .unwrap();
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
     let url = first.split_whitespace().nth(2).expect("baton serves URL …").to_owned();
-    Served { child, url }
+    Served { child, url, token, home: home.to_owned() }
 }
 
 /// Every request is answered with a `finish` after a pause, so tasks overlap if they may.
@@ -64,7 +110,7 @@ async fn tasks_created_over_the_api_run_two_at_a_time_and_their_streams_resume_e
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
     let served = serve(home.path(), &model, "2");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
 
     let health: Value = http.get(api("/healthz")).send().await.unwrap().json().await.unwrap();
@@ -199,7 +245,7 @@ async fn bad_requests_get_a_json_error_with_the_right_status_and_no_task() {
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
     let served = serve(home.path(), &model, "1");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let error = |value: &Value| {
         (value["error"]["code"].as_str().unwrap().to_owned(), value["error"]["message"].as_str().unwrap().to_owned())
@@ -283,7 +329,7 @@ async fn a_server_killed_with_eight_tasks_running_is_restarted_and_every_task_en
     let repo = common::calc_repo();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let served = serve(home.path(), &model, "8");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let mut ids = Vec::new();
     for n in 0..8 {
         let body =
@@ -368,7 +414,7 @@ async fn fifty_tasks_on_four_slots_all_end_verified_and_a_hundred_subscribers_ea
     let repo = common::calc_repo();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let served = serve(home.path(), &model, "4");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let mut ids = Vec::new();
     for n in 0..50 {
@@ -425,7 +471,7 @@ async fn a_paused_task_resumes_over_the_api_and_its_diff_is_served() {
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
     let served = serve(home.path(), &model, "1");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let body =
         json!({"request": "Make add() add", "repo": repo.path(), "checks": ["python3 test_calc.py"], "review": false});
@@ -474,7 +520,7 @@ async fn a_high_priority_task_overtakes_the_queue() {
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
     let served = serve(home.path(), &model, "1");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let mut ids = Vec::new();
     for (n, priority) in [0, 0, 0, 0, 10].into_iter().enumerate() {
@@ -508,7 +554,7 @@ async fn a_running_task_and_a_queued_one_are_cancelled_and_their_machines_go() {
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
     let served = serve(home.path(), &model, "1");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let create = |n: usize| {
         let body = json!({"request": format!("task {n}"), "repo": repo.path(), "checks": ["true"], "review": false});
@@ -578,7 +624,7 @@ async fn a_question_is_answered_over_the_api_and_the_task_goes_on() {
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
     let served = serve(home.path(), &model, "1");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let body =
         json!({"request": "Make add() add", "repo": repo.path(), "checks": ["python3 test_calc.py"], "review": false});
@@ -619,19 +665,16 @@ async fn a_task_queued_with_run_detach_is_run_by_the_server_on_the_same_home() {
     let served = serve(home.path(), &model, "1");
     let repo_path = repo.path().display().to_string();
     let args = ["run", "Make it so", "--repo", &repo_path, "--check", "true", "--no-review", "--detach"];
-    let output = Command::cargo_bin("baton")
-        .unwrap()
+    let output = baton(home.path())
         .args(args)
         .args(["--model", "openai-compatible/scripted"])
-        .env("BATON_HOME", home.path())
-        .env("BATON_CONFIG", home.path().join("config.toml"))
         .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
         .output()
         .unwrap();
     assert!(output.status.success(), "{}", common::describe(&output));
     let id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     assert_eq!(id.len(), 12, "{id}");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let task: Value =
@@ -651,7 +694,7 @@ async fn the_status_stream_of_all_tasks_shows_each_change_once() {
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
     let served = serve(home.path(), &model, "1");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let mut stream = http.get(format!("{}/api/v1/events/stream", served.url)).send().await.unwrap();
     assert_eq!(stream.headers()["content-type"], "text/event-stream");
     let body = json!({"request": "watched", "repo": repo.path(), "checks": ["true"], "review": false});
@@ -707,7 +750,7 @@ async fn eight_slots_run_eight_tasks_at_once_while_their_commands_block() {
     let repo = common::calc_repo();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let served = serve(home.path(), &model, "8");
-    let http = reqwest::Client::new();
+    let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let mut ids = Vec::new();
     for n in 0..8 {
@@ -736,4 +779,237 @@ async fn eight_slots_run_eight_tasks_at_once_while_their_commands_block() {
     }
     let (last_start, first_end) = (starts.iter().max().unwrap(), ends.iter().min().unwrap());
     assert!(last_start < first_end, "every command started before any ended: starts {starts:?}, ends {ends:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_needs_a_token_whose_scope_covers_it_and_no_secret_is_kept_or_printed() {
+    let model = ScriptedServer::start(finishing_after(0)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config.toml"), "").unwrap();
+
+    // Without a token there is nothing a server could answer: it refuses to start.
+    let refused = baton(home.path()).args(["serve", "--addr", "127.0.0.1:0"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("no active token"), "{}", common::describe(&refused));
+    // Open (no tokens) beyond loopback is refused too; 0.0.0.0 is only bound, never reached.
+    let open = baton(home.path()).args(["serve", "--addr", "0.0.0.0:0", "--no-auth"]).output().unwrap();
+    assert!(!open.status.success());
+    assert!(String::from_utf8_lossy(&open.stderr).contains("not a loopback address"), "{}", common::describe(&open));
+
+    let reader = token(home.path(), "reader", "read");
+    let writer = token(home.path(), "writer", "write");
+    let served = serve_with(home.path(), &model, &["--slots", "1"]);
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let body = json!({"request": "Make it so", "repo": repo.path(), "checks": ["true"], "review": false});
+
+    // The health check is anyone's; everything else needs a token.
+    let anyone = reqwest::Client::new();
+    assert_eq!(anyone.get(api("/healthz")).send().await.unwrap().status(), 200);
+    for (method, path) in [("GET", "/tasks"), ("POST", "/tasks"), ("GET", "/account")] {
+        let response = anyone.request(method.parse().unwrap(), api(path)).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{method} {path}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["error"]["code"], "unauthorized");
+    }
+    let metrics = anyone.get(format!("{}/metrics", served.url)).send().await.unwrap();
+    assert_eq!(metrics.status(), 401);
+    let forged = client_with("baton_0000000000000000000000000000000000000000000000000000000000000000");
+    assert_eq!(forged.get(api("/tasks")).send().await.unwrap().status(), 401);
+
+    // A read token reads and cannot create; a write token creates and cannot move money.
+    let read = client_with(&reader);
+    assert_eq!(read.get(api("/tasks")).send().await.unwrap().status(), 200);
+    let denied = read.post(api("/tasks")).json(&body).send().await.unwrap();
+    assert_eq!(denied.status(), 403);
+    let error: Value = denied.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "forbidden");
+    assert!(error["error"]["message"].as_str().unwrap().contains("scope read; this needs write"), "{error}");
+    let tasks: Value = read.get(api("/tasks")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(tasks["tasks"].as_array().unwrap().len(), 0, "a refused create made nothing");
+    let write = client_with(&writer);
+    let created = write.post(api("/tasks")).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let topup = write.post(api("/account/topup")).json(&json!({"credits": "5"})).send().await.unwrap();
+    assert_eq!(topup.status(), 403);
+
+    // Revoked: refused at once, by the running server.
+    let revoked = baton(home.path()).args(["token", "revoke", "writer"]).output().unwrap();
+    assert!(revoked.status.success(), "{}", common::describe(&revoked));
+    assert_eq!(write.get(api("/tasks")).send().await.unwrap().status(), 401);
+    assert_eq!(read.get(api("/tasks")).send().await.unwrap().status(), 200);
+
+    // The list shows names and scopes, never a secret; the store keeps no secret either.
+    let listed = baton(home.path()).args(["token", "list"]).output().unwrap();
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(listed.contains("reader") && listed.contains("writer") && listed.contains("admin"), "{listed}");
+    // The server's own output (its log) is among the files searched.
+    let admin = served.token.clone();
+    drop(served);
+    for secret in [&reader, &writer, &admin] {
+        assert!(!listed.contains(secret.as_str()));
+        // baton's own records: the database, its write-ahead log, the blobs and the server's log
+        // (not the tasks' machines and disk images, which hold what the sandbox made).
+        let records = ["baton.db", "baton.db-wal", "server.log"].map(|name| home.path().join(name));
+        assert!(records[0].is_file());
+        for entry in records.into_iter().chain(walk(&home.path().join("blobs"))) {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            let found = bytes.windows(secret.len()).any(|window| window == secret.as_bytes());
+            assert!(!found, "a token's secret is in {}", entry.display());
+        }
+    }
+}
+
+/// Every regular file beneath `dir`, symbolic links not followed.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            files.extend(walk(&entry.path()));
+        } else if kind.is_file() {
+            files.push(entry.path());
+        }
+    }
+    files
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_pages_of_tasks_findings_and_a_raised_step_limit_over_the_api() {
+    // One shell step, then `finish`: a step limit of 1 pauses the task after its first step.
+    let shell = ToolCall { id: "s".into(), name: "shell".into(), arguments: json!({"command": "true"}).to_string() };
+    let finish = ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "done"}).to_string() };
+    let script = Script {
+        turns: vec![
+            Turn { reply: Reply { tool_calls: vec![shell], ..Reply::default() }, ..Turn::default() },
+            Turn { reply: Reply { tool_calls: vec![finish], ..Reply::default() }, ..Turn::default() },
+        ],
+        ..Script::default()
+    };
+    let model = ScriptedServer::start(script).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+
+    // The account: a top-up, the ledger, a policy refused and one kept.
+    let account: Value = http.get(api("/account")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(account["balance"], "0.00", "{account}");
+    let topped = http.post(api("/account/topup")).json(&json!({"credits": "5", "note": "api"})).send().await.unwrap();
+    assert_eq!(topped.status(), 200);
+    let account: Value = topped.json().await.unwrap();
+    assert_eq!((account["balance"].as_str(), account["available"].as_str()), (Some("5.00"), Some("5.00")));
+    let entries: Value = http.get(api("/account/entries?limit=5")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(entries["entries"][0]["kind"], "top_up");
+    assert_eq!(entries["entries"][0]["amount"], "5.00");
+    for body in [json!({"credits": "-1"}), json!({"credits": "lots"})] {
+        let refused = http.post(api("/account/topup")).json(&body).send().await.unwrap();
+        assert_eq!(refused.status(), 422, "{body}");
+        assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "invalid_amount");
+    }
+    let reload = |threshold: &str, target: &str| json!({"threshold": threshold, "target": target, "max_per_month": 2});
+    let backwards = json!({"monthly_cap": "10", "auto_reload": reload("5", "1"), "overage": false});
+    let refused = http.put(api("/account/policy")).json(&backwards).send().await.unwrap();
+    assert_eq!(refused.status(), 422);
+    let error: Value = refused.json().await.unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("must be above its threshold"), "{error}");
+    let policy = json!({"monthly_cap": "10", "auto_reload": reload("1", "5"), "overage": false});
+    let kept: Value = http.put(api("/account/policy")).json(&policy).send().await.unwrap().json().await.unwrap();
+    let shown = json!({"monthly_cap": "10.00", "auto_reload": reload("1.00", "5.00"), "overage": false});
+    assert_eq!(kept["policy"], shown);
+    let bad_limit = http.get(api("/account/entries?limit=many")).send().await.unwrap();
+    assert_eq!(bad_limit.status(), 400);
+    assert_eq!(bad_limit.json::<Value>().await.unwrap()["error"]["code"], "invalid_query");
+
+    // A task with a step limit of 1 pauses after its first step; lifting the limit runs it on.
+    let body =
+        json!({"request": "Make it so", "repo": repo.path(), "checks": ["true"], "review": false, "max_steps": 1});
+    let created: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let task = api(&format!("/tasks/{id}"));
+    let paused = reaching(&http, task.clone(), "paused").await;
+    assert_eq!(paused["stop"]["reason"], "budget_exhausted", "{paused}");
+    let unknown = http.post(format!("{task}/findings/f9")).json(&json!({"status": "resolved"})).send().await.unwrap();
+    assert_eq!(unknown.status(), 404);
+    let wrong = http.post(format!("{task}/findings/f9")).json(&json!({"status": "ignored"})).send().await.unwrap();
+    assert_eq!(wrong.status(), 400);
+    let zero = http.patch(format!("{task}/budget")).json(&json!({"credits": "0"})).send().await.unwrap();
+    assert_eq!(zero.status(), 422);
+    let lifted = http.patch(format!("{task}/budget")).json(&json!({"max_steps": null})).send().await.unwrap();
+    assert_eq!(lifted.status(), 200);
+    let done = reaching(&http, task.clone(), "done").await;
+    assert_eq!(done["stop"]["reason"], "verified", "{done}");
+    let ended = http.patch(format!("{task}/budget")).json(&json!({"max_steps": 5})).send().await.unwrap();
+    assert_eq!(ended.status(), 409);
+
+    // Pages of the task list, newest first, with two more tasks (how they end does not matter).
+    for request in ["Second thing", "Third thing"] {
+        let body = json!({"request": request, "repo": repo.path(), "checks": ["true"], "review": false});
+        assert_eq!(http.post(api("/tasks")).json(&body).send().await.unwrap().status(), 201);
+    }
+    let page = |query: String| {
+        let http = http.clone();
+        let url = api(&format!("/tasks?{query}"));
+        async move {
+            let page: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            let requests: Vec<String> = page["tasks"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|task| task["request"].as_str().unwrap().to_owned())
+                .collect();
+            (requests, page["next_cursor"].as_str().map(str::to_owned))
+        }
+    };
+    let (first, cursor) = page("limit=2".into()).await;
+    assert_eq!(first, ["Third thing", "Second thing"]);
+    let (second, end) = page(format!("limit=2&cursor={}", cursor.unwrap())).await;
+    assert_eq!((second, end), (vec!["Make it so".to_owned()], None));
+    assert_eq!(page("text=SECOND".into()).await.0, ["Second thing"]);
+    let since = done["updated_at"].as_i64().unwrap() + 1;
+    let (recent, _) = page(format!("since={since}")).await;
+    assert!(!recent.contains(&"Make it so".to_owned()), "{recent:?}");
+    let bad = http.get(api("/tasks?cursor=nonsense")).send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.json::<Value>().await.unwrap()["error"]["code"], "invalid_cursor");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_too_large_and_a_caller_too_fast_are_refused_with_the_apis_errors() {
+    let model = ScriptedServer::start(finishing_after(0)).await.unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve_with(home.path(), &model, &["--slots", "1", "--rate-limit", "2"]);
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+
+    let huge = json!({"request": "x".repeat(2 << 20), "repo": "/nowhere", "checks": ["true"]});
+    let refused = http.post(api("/tasks")).json(&huge).send().await.unwrap();
+    assert_eq!(refused.status(), 413);
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "too_large");
+
+    // Bursts of ten times the rate (the request above took one), then 429 and when to come back.
+    let mut statuses = Vec::new();
+    for _ in 0..25 {
+        statuses.push(http.get(api("/tasks")).send().await.unwrap().status().as_u16());
+    }
+    let limited = statuses.iter().position(|status| *status == 429).expect("never limited");
+    assert!((15..=21).contains(&limited), "limited after {limited}: {statuses:?}");
+    let response = http.get(api("/tasks")).send().await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "rate_limited");
+    // The health check is never limited.
+    assert_eq!(http.get(api("/healthz")).send().await.unwrap().status(), 200);
+
+    // CORS is off: a browser's preflight from another origin gets no permission.
+    let preflight = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, api("/tasks"))
+        .header("Origin", "http://evil.example")
+        .header("Access-Control-Request-Method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.headers().get("access-control-allow-origin").is_none());
 }

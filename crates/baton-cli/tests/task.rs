@@ -273,7 +273,7 @@ fn the_account_and_a_tasks_limits_are_managed_from_the_command_line() {
     assert!(env.fails(&["budget", "set-cap", "lots"]).starts_with("error: invalid cap `lots`: invalid amount `lots`"));
     assert_eq!(
         env.fails(&["budget", "auto-reload", "--threshold", "5", "--target", "1"]),
-        "error: the target (1.00) must be above the threshold (5.00)"
+        "error: the auto-reload target (1.00) must be above its threshold (5.00)"
     );
     env.ok_json(&["budget", "set-cap", "none"]);
     assert_eq!(env.ok_json(&["budget", "show"])["position"]["policy"]["monthly_cap"], Value::Null);

@@ -194,6 +194,29 @@ pub struct Policy {
     pub overage: bool,
 }
 
+impl Policy {
+    /// Why this policy cannot be kept, if it cannot.
+    pub fn check(&self) -> Result<(), String> {
+        if let Some(cap) = self.monthly_cap
+            && cap <= Credits::ZERO
+        {
+            return Err(format!("a monthly cap must be more than zero credits, not {cap}"));
+        }
+        if let Some(reload) = self.auto_reload {
+            if reload.threshold < Credits::ZERO {
+                return Err(format!("an auto-reload threshold cannot be negative ({})", reload.threshold));
+            }
+            if reload.target <= reload.threshold {
+                return Err(format!(
+                    "the auto-reload target ({}) must be above its threshold ({})",
+                    reload.target, reload.threshold
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for Policy {
     fn default() -> Policy {
         Policy { monthly_cap: None, auto_reload: None, overage: true }

@@ -4,6 +4,7 @@
 //! Nothing here does IO, reads the clock or draws random numbers: timestamps and entropy come in as
 //! arguments, so every function can be replayed and property-tested.
 
+mod access;
 mod account;
 mod chat;
 mod coverage;
@@ -21,6 +22,7 @@ mod status;
 mod steady;
 mod time;
 
+pub use access::{Scope, TOKEN_PREFIX, Token, TokenHash, check_token_name, token_secret};
 pub use account::{AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Rates, Refusal, total};
 pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
 pub use coverage::{Coverage, Span, digest};

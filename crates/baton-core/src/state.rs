@@ -506,6 +506,8 @@ impl TaskState {
                 Event::Paused { detail, .. } | Event::Finished { detail, .. } | Event::Cancelled { detail },
                 Some(reason),
             ) => Some(Stop { reason, detail: detail.clone() }),
+            // Bookkeeping after a stop (a checkpoint, new limits, a settled finding) keeps it.
+            (_, Some(_)) => self.stop.take(),
             _ => None,
         };
         self.question = match (event, self.lifecycle.status) {
@@ -569,6 +571,8 @@ mod tests {
             (any_reason(), "[a-z]{0,4}").prop_map(|(reason, detail)| Event::Paused { reason, detail }),
             (any_reason(), "[a-z]{0,4}").prop_map(|(reason, detail)| Event::Finished { reason, detail }),
             "[a-z]{0,4}".prop_map(|detail| Event::Cancelled { detail }),
+            // Bookkeeping, which lands between the moves of the lifecycle (and after a stop).
+            Just(Event::BudgetChanged { budget: crate::Budget::default() }),
         ]
     }
 

@@ -4,6 +4,8 @@
 //! are read from the [`Store`] and new ones are handed to [`Tasks`], whose implementation (the
 //! `baton` command) creates and queues them for the scheduler.
 
+mod account;
+mod auth;
 mod stream;
 mod views;
 
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -20,7 +22,8 @@ use baton_store::{Store, StoreError};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-pub use views::{NewTask, TaskView};
+pub use auth::{Access, Limits};
+pub use views::{Change, LimitChange, NewTask, Settled, TaskView};
 
 /// What the API asks of whoever runs tasks; each error is worded for the client.
 #[async_trait::async_trait]
@@ -39,6 +42,12 @@ pub trait Tasks: Send + Sync {
     /// is then runnable again.
     async fn decide(&self, task: &TaskId, decision: &str, answer: String, approved: bool) -> Result<(), Refused>;
 
+    /// Settles a review finding as a human: resolved, or dismissed as irrelevant.
+    async fn settle(&self, task: &TaskId, finding: &str, settled: Settled, note: String) -> Result<(), Refused>;
+
+    /// Changes a task's limits; a task paused by a limit it no longer reaches runs again.
+    async fn limit(&self, task: &TaskId, change: &LimitChange) -> Result<(), Refused>;
+
     /// The task's change against its base commit, as a unified diff.
     async fn diff(&self, task: &TaskId) -> Result<String, Refused>;
 
@@ -49,15 +58,34 @@ pub trait Tasks: Send + Sync {
 /// Why a request about an existing task was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refused {
+    /// Something it names does not exist (404).
+    Missing(String),
+    /// What it asks for is not valid (422).
+    Invalid(String),
     /// Not in a state that allows it (409).
     Conflict(String),
     /// It could not be done (500).
     Failed(String),
 }
 
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Missing(message)
+            | Refused::Invalid(message)
+            | Refused::Conflict(message)
+            | Refused::Failed(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for Refused {}
+
 impl From<Refused> for ApiError {
     fn from(refused: Refused) -> ApiError {
         match refused {
+            Refused::Missing(message) => ApiError::new(StatusCode::NOT_FOUND, "not_found", message),
+            Refused::Invalid(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message),
             Refused::Conflict(message) => ApiError::new(StatusCode::CONFLICT, "conflict", message),
             Refused::Failed(message) => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", message),
         }
@@ -72,6 +100,8 @@ pub struct Api {
     /// `(task, seq)` of every event journaled by this process's workers, so live streams wake at
     /// once; events written by other processes are found by polling.
     pub journaled: broadcast::Sender<(TaskId, u64)>,
+    pub access: Access,
+    pub limits: Arc<Limits>,
 }
 
 impl std::fmt::Debug for Api {
@@ -85,37 +115,90 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/api/v1/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/account", get(account::show))
+        .route("/api/v1/account/topup", axum::routing::post(account::top_up))
+        .route("/api/v1/account/policy", axum::routing::put(account::set_policy))
+        .route("/api/v1/account/entries", get(account::entries))
         .route("/api/v1/tasks", get(list).post(create))
         .route("/api/v1/events/stream", get(stream::statuses))
         .route("/api/v1/tasks/{id}", get(show))
         .route("/api/v1/tasks/{id}/resume", axum::routing::post(resume))
         .route("/api/v1/tasks/{id}/cancel", axum::routing::post(cancel))
         .route("/api/v1/tasks/{id}/decisions/{decision}", axum::routing::post(decide))
+        .route("/api/v1/tasks/{id}/findings/{finding}", axum::routing::post(settle))
+        .route("/api/v1/tasks/{id}/budget", axum::routing::patch(limit))
         .route("/api/v1/tasks/{id}/diff", get(diff))
         .route("/api/v1/tasks/{id}/events", get(events))
         .route("/api/v1/tasks/{id}/events/stream", get(stream::follow))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
+        .layer(axum::middleware::from_fn_with_state(api.clone(), auth::authorize))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
 }
 
-/// Serves `api` on `listener` until `shutdown`, then lets requests in flight finish. Only a
-/// loopback address is served: the API has no authentication yet, so anyone who can reach it can
-/// run commands in its sandboxes.
+/// The largest request body read, in bytes; a larger one gets 413.
+pub const BODY_LIMIT: usize = 1 << 20;
+
+/// Serves `api` on `listener` until `shutdown`, then lets requests in flight finish. An open API
+/// is served on a loopback address only, where it still lets every local user run commands in its
+/// sandboxes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     api: Api,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
-    let address = listener.local_addr()?;
-    if !address.ip().is_loopback() {
+    admits(api.access, listener.local_addr()?)?;
+    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+}
+
+/// Now, by this machine's clock.
+fn now() -> baton_core::Timestamp {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    baton_core::Timestamp(since.as_millis() as i64)
+}
+
+/// A query string, refused with the API's error shape (400) when it does not parse.
+struct Params<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for Params<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Params<T>, ApiError> {
+        let Query(query) = Query::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", rejection.body_text()))?;
+        Ok(Params(query))
+    }
+}
+
+/// Whether `access` may be served on `address`: an open API on loopback only.
+pub fn admits(access: Access, address: std::net::SocketAddr) -> std::io::Result<()> {
+    if access == Access::Open && !address.ip().is_loopback() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::PermissionDenied,
-            format!(
-                "{address} is not a loopback address: without tokens (not yet supported) baton serves 127.0.0.1 or ::1 only"
-            ),
+            format!("{address} is not a loopback address: without tokens baton serves 127.0.0.1 or ::1 only"),
         ));
     }
-    axum::serve(listener, router(api)).with_graceful_shutdown(shutdown.cancelled_owned()).await
+    Ok(())
+}
+
+/// A JSON request body, refused with the API's error shape: 413 past [`BODY_LIMIT`], 400 when it
+/// is not the JSON wanted. An empty body reads as `{}`.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: axum::extract::Request, state: &S) -> Result<Body<T>, ApiError> {
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE { "too_large" } else { "bad_body" };
+            ApiError::new(rejection.status(), code, rejection.body_text())
+        })?;
+        let text: &[u8] = if bytes.is_empty() { b"{}" } else { &bytes };
+        serde_json::from_slice(text)
+            .map(Body)
+            .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))
+    }
 }
 
 /// An error as the API reports it.
@@ -177,9 +260,7 @@ async fn task_id(api: &Api, id: &str) -> Result<TaskId, ApiError> {
     Ok(api.store.resolve(id).await?)
 }
 
-async fn create(State(api): State<Api>, body: axum::body::Bytes) -> Result<(StatusCode, Json<TaskView>), ApiError> {
-    let task: NewTask = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))?;
+async fn create(State(api): State<Api>, Body(task): Body<NewTask>) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     let id = api
         .tasks
         .create(task)
@@ -193,10 +274,29 @@ async fn create(State(api): State<Api>, body: axum::body::Bytes) -> Result<(Stat
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
+    /// Only tasks with this status.
     status: Option<String>,
+    /// Only tasks whose request, id or branch contains this, ignoring case.
+    text: Option<String>,
+    /// Only tasks changed at or after this time (milliseconds since the epoch).
+    since: Option<i64>,
+    /// Tasks on one page (default 50, at most 500).
+    limit: Option<usize>,
+    /// Where the page starts: the `next_cursor` of the page before.
+    cursor: Option<String>,
 }
 
-async fn list(State(api): State<Api>, Query(query): Query<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+/// Where a page of the task list starts: after the task created at `.0` with id `.1` (the list
+/// runs newest first, then by id).
+fn parse_cursor(text: &str) -> Result<(baton_core::Timestamp, String), ApiError> {
+    let invalid = || {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_cursor", format!("cursor {text:?} is not one this server gave"))
+    };
+    let (at, id) = text.split_once('.').ok_or_else(invalid)?;
+    Ok((baton_core::Timestamp(at.parse().map_err(|_| invalid())?), id.to_owned()))
+}
+
+async fn list(State(api): State<Api>, Params(query): Params<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
     let status = match &query.status {
         Some(name) => Some(
             name.parse::<Status>()
@@ -204,8 +304,36 @@ async fn list(State(api): State<Api>, Query(query): Query<ListQuery>) -> Result<
         ),
         None => None,
     };
-    let tasks = api.store.list(status).await?;
-    Ok(Json(serde_json::json!({ "tasks": tasks })))
+    let after = query.cursor.as_deref().map(parse_cursor).transpose()?;
+    let limit = query.limit.unwrap_or(50).clamp(1, 500);
+    let text = query.text.as_deref().map(str::to_lowercase);
+    let mut tasks: Vec<_> = api
+        .store
+        .list(status)
+        .await?
+        .into_iter()
+        .filter(|task| query.since.is_none_or(|since| task.updated_at.as_millis() >= since))
+        .filter(|task| {
+            text.as_deref().is_none_or(|text| {
+                [task.request.as_str(), task.id.as_str(), task.branch.as_str()]
+                    .iter()
+                    .any(|field| field.to_lowercase().contains(text))
+            })
+        })
+        .filter(|task| {
+            after.as_ref().is_none_or(|(at, id)| {
+                task.created_at < *at || (task.created_at == *at && task.id.as_str() > id.as_str())
+            })
+        })
+        .take(limit + 1)
+        .collect();
+    let more = tasks.len() > limit;
+    tasks.truncate(limit);
+    let next = match tasks.last() {
+        Some(last) if more => Some(format!("{}.{}", last.created_at.as_millis(), last.id)),
+        _ => None,
+    };
+    Ok(Json(serde_json::json!({ "tasks": tasks, "next_cursor": next })))
 }
 
 async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
@@ -219,7 +347,7 @@ async fn resume(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<T
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
     reason: Option<String>,
@@ -228,15 +356,9 @@ struct CancelBody {
 async fn cancel(
     State(api): State<Api>,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    Body(body): Body<CancelBody>,
 ) -> Result<Json<TaskView>, ApiError> {
     let id = task_id(&api, &id).await?;
-    let body: CancelBody = if body.is_empty() {
-        CancelBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))?
-    };
     api.tasks.cancel(&id, body.reason.as_deref().unwrap_or("cancelled over the API")).await?;
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
@@ -255,12 +377,39 @@ struct DecisionBody {
 async fn decide(
     State(api): State<Api>,
     Path((id, decision)): Path<(String, String)>,
-    body: axum::body::Bytes,
+    Body(body): Body<DecisionBody>,
 ) -> Result<Json<TaskView>, ApiError> {
     let id = task_id(&api, &id).await?;
-    let body: DecisionBody = serde_json::from_slice(&body)
-        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", error.to_string()))?;
     api.tasks.decide(&id, &decision, body.answer, !body.deny).await?;
+    Ok(Json(TaskView::of(&api.store.load(&id).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettleBody {
+    status: Settled,
+    /// Why, for the journal and the agent.
+    #[serde(default)]
+    note: String,
+}
+
+async fn settle(
+    State(api): State<Api>,
+    Path((id, finding)): Path<(String, String)>,
+    Body(body): Body<SettleBody>,
+) -> Result<Json<TaskView>, ApiError> {
+    let id = task_id(&api, &id).await?;
+    api.tasks.settle(&id, &finding, body.status, body.note).await?;
+    Ok(Json(TaskView::of(&api.store.load(&id).await?)))
+}
+
+async fn limit(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Body(change): Body<LimitChange>,
+) -> Result<Json<TaskView>, ApiError> {
+    let id = task_id(&api, &id).await?;
+    api.tasks.limit(&id, &change).await?;
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 
@@ -283,7 +432,7 @@ struct EventsQuery {
 async fn events(
     State(api): State<Api>,
     Path(id): Path<String>,
-    Query(query): Query<EventsQuery>,
+    Params(query): Params<EventsQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = task_id(&api, &id).await?;
     let from = query.after.map_or(0, |after| after + 1);

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use baton_core::{Event, Recorded, TaskId};
@@ -16,7 +16,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use crate::{Api, ApiError};
+use crate::{Api, ApiError, Params};
 
 /// How often the store is read when nothing woke the stream: events written by another process.
 const POLL: Duration = Duration::from_millis(500);
@@ -40,7 +40,7 @@ struct Follow {
 pub(crate) async fn follow(
     State(api): State<Api>,
     Path(id): Path<String>,
-    Query(query): Query<FollowQuery>,
+    Params(query): Params<FollowQuery>,
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
     let id = crate::task_id(&api, &id).await?;

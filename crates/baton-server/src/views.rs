@@ -102,3 +102,44 @@ impl TaskView {
         }
     }
 }
+
+/// How a human settles a review finding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Settled {
+    /// The change addresses it.
+    Resolved,
+    /// It does not apply.
+    Dismissed,
+}
+
+/// What a partial update does to one field: absent keeps it, `null` clears it, a value sets it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Change<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Change<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Change<T>, D::Error> {
+        // A field that is present: `null` or a value (absent ones never get here, see `default`).
+        Ok(Option::<T>::deserialize(deserializer)?.map_or(Change::Clear, Change::Set))
+    }
+}
+
+/// A change to a task's limits (`PATCH /tasks/{id}/budget`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitChange {
+    /// Most credits the task may spend, like `"2.5"`.
+    #[serde(default)]
+    pub credits: Change<String>,
+    /// Longest wall-clock time, in seconds.
+    #[serde(default)]
+    pub window_secs: Change<u64>,
+    /// Most agent steps.
+    #[serde(default)]
+    pub max_steps: Change<u64>,
+}

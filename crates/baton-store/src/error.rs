@@ -38,6 +38,10 @@ pub enum StoreError {
     Unbalanced { task: TaskId, reason: String },
     #[error("the account's records are unreadable: {0}")]
     CorruptAccount(String),
+    #[error("a token named `{0}` exists already (names are never reused, even once revoked)")]
+    TokenExists(String),
+    #[error("no token named `{0}` is active")]
+    NoSuchToken(String),
     #[error("journal database error: {0}")]
     Database(#[from] sqlx::Error),
 }

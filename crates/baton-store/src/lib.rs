@@ -11,11 +11,12 @@ mod codec;
 mod error;
 mod migrate;
 mod sqlite;
+mod tokens;
 
 use async_trait::async_trait;
 use baton_core::{
     Credits, Entry, EntryKind, Event, Policy, Position, Recorded, Status, StopReason, TaskId, TaskState, Timestamp,
-    fold,
+    Token, TokenHash, fold,
 };
 
 pub use blob::{BlobHash, BlobStore, InvalidBlobHash};
@@ -123,6 +124,18 @@ pub trait Store: Send + Sync {
 
     /// The newest `limit` entries of the account's ledger, newest first.
     async fn entries(&self, limit: u32) -> Result<Vec<Entry>, StoreError>;
+
+    /// Keeps `token` under `hash`; [`StoreError::TokenExists`] if its name was ever used.
+    async fn add_token(&self, token: &Token, hash: &TokenHash) -> Result<(), StoreError>;
+
+    /// Every token, revoked ones included, oldest first.
+    async fn tokens(&self) -> Result<Vec<Token>, StoreError>;
+
+    /// Revokes the active token `name` at `at`; [`StoreError::NoSuchToken`] if there is none.
+    async fn revoke_token(&self, name: &str, at: Timestamp) -> Result<Token, StoreError>;
+
+    /// The active (unrevoked) token whose secret hashes to `hash`.
+    async fn token(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError>;
 
     /// Stores bytes by content and returns their hash; storing the same bytes twice is a no-op.
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError>;

@@ -72,6 +72,16 @@ const MIGRATIONS: &[&str] = &[
         expires_at INTEGER NOT NULL
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 4: the API's bearer tokens, by the SHA-256 of their secrets (never the secrets).
+    r#"
+    CREATE TABLE tokens (
+        name       TEXT PRIMARY KEY,
+        scope      TEXT NOT NULL,
+        hash       BLOB NOT NULL UNIQUE,
+        created_at INTEGER NOT NULL,
+        revoked_at INTEGER
+    ) STRICT;
+    "#,
 ];
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::{
     Credits, Entry, EntryKind, Event, FoldError, Lifecycle, Policy, Position, Recorded, Status, StopReason, TaskId,
-    Timestamp,
+    Timestamp, Token, TokenHash,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -15,6 +15,7 @@ use crate::blob::{BlobHash, BlobStore};
 use crate::codec::{self, EVENT_COLUMNS, EventRow};
 use crate::error::StoreError;
 use crate::migrate::migrate;
+use crate::tokens;
 use crate::{Lease, Store, TaskSummary};
 
 /// The embedded store: `<home>/baton.db` (SQLite in WAL mode, every commit synced to disk) and
@@ -410,6 +411,22 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(account::entry_from_row).collect()
+    }
+
+    async fn add_token(&self, token: &Token, hash: &TokenHash) -> Result<(), StoreError> {
+        tokens::add(&self.pool, token, hash).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
+        tokens::all(&self.pool).await
+    }
+
+    async fn revoke_token(&self, name: &str, at: Timestamp) -> Result<Token, StoreError> {
+        tokens::revoke(&self.pool, name, at).await
+    }
+
+    async fn token(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
+        tokens::active(&self.pool, hash).await
     }
 
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {

@@ -191,7 +191,7 @@ async fn a_newer_schema_is_refused_not_guessed_at() {
     let err = SqliteStore::open(dir.path()).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the journal database has schema version 99, newer than this baton knows (3); upgrade baton"
+        "the journal database has schema version 99, newer than this baton knows (4); upgrade baton"
     );
 }
 
@@ -252,4 +252,25 @@ async fn a_lease_has_one_holder_until_it_expires_and_a_holder_that_lost_it_canno
     let over = store.take_over(&third, "d", at(2000), 1000).await.unwrap().unwrap();
     assert_eq!((over.holder.as_str(), over.epoch), ("d", 4));
     assert_eq!(store.take_over(&third, "e", at(2000), 1000).await.unwrap(), None, "the lease changed meanwhile");
+}
+
+#[tokio::test]
+async fn tokens_are_found_by_the_hash_of_their_secret_until_revoked_and_names_are_never_reused() {
+    use baton_core::{Scope, Timestamp, Token, TokenHash, token_secret};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let secret = token_secret([7; 32]);
+    let token = Token { name: "ci".into(), scope: Scope::Write, created_at: Timestamp(5), revoked_at: None };
+    store.add_token(&token, &TokenHash::of(&secret)).await.unwrap();
+    assert_eq!(store.token(&TokenHash::of(&secret)).await.unwrap(), Some(token.clone()));
+    assert_eq!(store.token(&TokenHash::of(&token_secret([8; 32]))).await.unwrap(), None);
+    let again = store.add_token(&token, &TokenHash::of(&token_secret([9; 32]))).await;
+    assert!(matches!(again, Err(StoreError::TokenExists(name)) if name == "ci"));
+
+    let revoked = store.revoke_token("ci", Timestamp(9)).await.unwrap();
+    assert_eq!(revoked.revoked_at, Some(Timestamp(9)));
+    assert_eq!(store.token(&TokenHash::of(&secret)).await.unwrap(), None);
+    assert!(matches!(store.revoke_token("ci", Timestamp(10)).await, Err(StoreError::NoSuchToken(_))));
+    assert!(matches!(store.add_token(&token, &TokenHash::of(&secret)).await, Err(StoreError::TokenExists(_))));
+    assert_eq!(store.tokens().await.unwrap(), vec![revoked]);
 }

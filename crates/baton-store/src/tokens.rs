@@ -1,0 +1,63 @@
+//! The API's bearer tokens, kept by the hash of their secrets.
+
+use baton_core::{Scope, Timestamp, Token, TokenHash};
+use sqlx::{Row, SqlitePool};
+
+use crate::error::StoreError;
+
+const COLUMNS: &str = "name, scope, created_at, revoked_at";
+
+fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Token, StoreError> {
+    let scope: String = row.try_get("scope")?;
+    Ok(Token {
+        name: row.try_get("name")?,
+        scope: scope.parse::<Scope>().map_err(StoreError::CorruptAccount)?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        revoked_at: row.try_get::<Option<i64>, _>("revoked_at")?.map(Timestamp),
+    })
+}
+
+pub(crate) async fn add(pool: &SqlitePool, token: &Token, hash: &TokenHash) -> Result<(), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO tokens (name, scope, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?) \
+         ON CONFLICT (name) DO NOTHING",
+    )
+    .bind(&token.name)
+    .bind(token.scope.as_str())
+    .bind(&hash.0[..])
+    .bind(token.created_at.as_millis())
+    .bind(token.revoked_at.map(Timestamp::as_millis))
+    .execute(pool)
+    .await?;
+    if inserted.rows_affected() == 0 {
+        return Err(StoreError::TokenExists(token.name.clone()));
+    }
+    Ok(())
+}
+
+pub(crate) async fn all(pool: &SqlitePool) -> Result<Vec<Token>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens ORDER BY created_at, name")).fetch_all(pool).await?;
+    rows.iter().map(token_from_row).collect()
+}
+
+pub(crate) async fn revoke(pool: &SqlitePool, name: &str, at: Timestamp) -> Result<Token, StoreError> {
+    let row = sqlx::query(&format!(
+        "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL RETURNING {COLUMNS}"
+    ))
+    .bind(at.as_millis())
+    .bind(name)
+    .fetch_optional(pool)
+    .await?;
+    match row {
+        Some(row) => token_from_row(&row),
+        None => Err(StoreError::NoSuchToken(name.to_owned())),
+    }
+}
+
+pub(crate) async fn active(pool: &SqlitePool, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE hash = ? AND revoked_at IS NULL"))
+        .bind(&hash.0[..])
+        .fetch_optional(pool)
+        .await?;
+    row.as_ref().map(token_from_row).transpose()
+}
