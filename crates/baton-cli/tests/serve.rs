@@ -1013,3 +1013,47 @@ async fn a_body_too_large_and_a_caller_too_fast_are_refused_with_the_apis_errors
         .unwrap();
     assert!(preflight.headers().get("access-control-allow-origin").is_none());
 }
+
+/// Needs `BATON_TEST_SCHEMATHESIS`, the pinned schemathesis CLI (`scripts/test` installs it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_holds_for_every_answer_schemathesis_generates() {
+    let schemathesis = std::env::var("BATON_TEST_SCHEMATHESIS")
+        .expect("BATON_TEST_SCHEMATHESIS must name the schemathesis CLI; scripts/test installs it");
+    let model = ScriptedServer::start(finishing_after(0)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    // Schemathesis sends hundreds of requests a second.
+    let served = serve_with(home.path(), &model, &["--slots", "1", "--rate-limit", "100000"]);
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+
+    let document: Value = http.get(api("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let paths = document["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 17, "{:?}", paths.keys().collect::<Vec<_>>());
+    assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
+
+    // A real task, so that the operations on one reach past "no such task".
+    let body = json!({"request": "Make it so", "repo": repo.path(), "checks": ["true"], "review": false});
+    let created: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap();
+    reaching(&http, api(&format!("/tasks/{id}")), "done").await;
+    let config = home.path().join("schemathesis.toml");
+    std::fs::write(&config, format!("[parameters]\n\"path.id\" = \"{id}\"\n")).unwrap();
+
+    // The endless streams are left out: a stream never ends for a generator to judge.
+    let checks = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                  response_schema_conformance,response_headers_conformance";
+    let run = Command::new(schemathesis)
+        .current_dir(home.path())
+        .arg("--config-file")
+        .arg(&config)
+        .args(["run", &api("/openapi.json"), "--checks", checks, "--exclude-path-regex", "stream"])
+        .args(["--max-examples", "30", "--seed", "1", "--no-color"])
+        .args(["-H", &format!("Authorization: Bearer {}", served.token)])
+        .env("SCHEMATHESIS_HOOKS", "")
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{report}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(report.contains("passed") && !report.contains("failures"), "{report}");
+}

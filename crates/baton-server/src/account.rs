@@ -4,13 +4,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use baton_core::{AutoReload, Credits, Entry, EntryKind, Policy, Position};
+use baton_core::{AutoReload, Credits, EntryKind, Policy, Position, Timestamp};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::{Api, ApiError, Body, Params, now};
 
 /// The account as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AccountView {
     pub balance: String,
     /// Held by actions in flight.
@@ -25,7 +26,7 @@ pub struct AccountView {
 }
 
 /// The account's spending rules.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyView {
     /// Most credits a calendar month (UTC) may spend; none without.
@@ -36,7 +37,7 @@ pub struct PolicyView {
 }
 
 /// Refill the balance to `target` when what is available falls below `threshold`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoReloadView {
     pub threshold: String,
@@ -89,14 +90,17 @@ impl PolicyView {
     }
 }
 
+/// The account's position and rules.
+#[utoipa::path(get, path = "/api/v1/account", tag = "account", operation_id = "show_account", responses((status = 200, body = AccountView)))]
 pub(crate) async fn show(State(api): State<Api>) -> Result<Json<AccountView>, ApiError> {
     Ok(Json(AccountView::of(&api.store.account(now()).await?)))
 }
 
 /// Credits added to the account.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TopUp {
+    /// How many, like `"20"` or `"0.5"`.
     credits: String,
     /// Credits given rather than bought.
     #[serde(default)]
@@ -105,6 +109,9 @@ pub(crate) struct TopUp {
     note: String,
 }
 
+/// Adds credits to the account (admin).
+#[utoipa::path(post, path = "/api/v1/account/topup", tag = "account", request_body = TopUp,
+    responses((status = 200, body = AccountView)))]
 pub(crate) async fn top_up(State(api): State<Api>, Body(body): Body<TopUp>) -> Result<Json<AccountView>, ApiError> {
     let amount = credits(&body.credits, "credits")?;
     if amount <= Credits::ZERO {
@@ -115,6 +122,9 @@ pub(crate) async fn top_up(State(api): State<Api>, Body(body): Body<TopUp>) -> R
     Ok(Json(AccountView::of(&api.store.credit(now(), kind, amount, &body.note).await?)))
 }
 
+/// Replaces the account's spending rules (admin).
+#[utoipa::path(put, path = "/api/v1/account/policy", tag = "account", request_body = PolicyView,
+    responses((status = 200, body = AccountView)))]
 pub(crate) async fn set_policy(
     State(api): State<Api>,
     Body(body): Body<PolicyView>,
@@ -123,27 +133,56 @@ pub(crate) async fn set_policy(
     Ok(Json(AccountView::of(&api.store.account(now()).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct EntriesQuery {
     /// The newest this many (default 50, at most 1000).
     limit: Option<u32>,
 }
 
+/// One entry of the account's ledger.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EntryView {
+    #[schema(value_type = i64)]
+    pub at: Timestamp,
+    /// `grant`, `top_up`, `auto_reload`, or `{"charge": "input"}` and the other kinds of charge.
+    #[schema(value_type = Object)]
+    pub kind: EntryKind,
+    /// Credits, negative for a charge.
+    pub amount: String,
+    /// The task a charge is for.
+    pub task: Option<String>,
+    /// The action a charge settles.
+    pub key: Option<String>,
+    pub note: String,
+}
+
+/// The newest entries of the ledger, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EntriesPage {
+    pub entries: Vec<EntryView>,
+}
+
+/// The account's ledger, newest first.
+#[utoipa::path(get, path = "/api/v1/account/entries", tag = "account", params(EntriesQuery),
+    responses((status = 200, body = EntriesPage)))]
 pub(crate) async fn entries(
     State(api): State<Api>,
     Params(query): Params<EntriesQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EntriesPage>, ApiError> {
     let limit = query.limit.unwrap_or(50).clamp(1, 1000);
-    let entries: Vec<Entry> = api.store.entries(limit).await?;
-    let entries: Vec<_> = entries
-        .iter()
-        .map(|entry| {
-            serde_json::json!({
-                "at": entry.at, "kind": entry.kind, "amount": entry.amount.to_string(),
-                "task": entry.task, "key": entry.key, "note": entry.note,
-            })
+    let entries = api.store.entries(limit).await?;
+    let entries = entries
+        .into_iter()
+        .map(|entry| EntryView {
+            at: entry.at,
+            kind: entry.kind,
+            amount: entry.amount.to_string(),
+            task: entry.task,
+            key: entry.key,
+            note: entry.note,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "entries": entries })))
+    Ok(Json(EntriesPage { entries }))
 }

@@ -6,6 +6,7 @@
 
 mod account;
 mod auth;
+mod openapi;
 mod stream;
 mod views;
 
@@ -23,7 +24,9 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 pub use auth::{Access, Limits};
+pub use openapi::document;
 pub use views::{Change, LimitChange, NewTask, Settled, TaskView};
+use views::{ErrorBody, ErrorDetail, EventPage, Health, SummaryView, TaskPage};
 
 /// What the API asks of whoever runs tasks; each error is worded for the client.
 #[async_trait::async_trait]
@@ -114,6 +117,7 @@ impl std::fmt::Debug for Api {
 pub fn router(api: Api) -> Router {
     Router::new()
         .route("/api/v1/healthz", get(healthz))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics))
         .route("/api/v1/account", get(account::show))
         .route("/api/v1/account/topup", axum::routing::post(account::top_up))
@@ -131,6 +135,13 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/tasks/{id}/events", get(events))
         .route("/api/v1/tasks/{id}/events/stream", get(stream::follow))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint takes another method".into(),
+            )
+        })
         .layer(axum::middleware::from_fn_with_state(api.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
@@ -227,16 +238,20 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        let body = ErrorBody { error: ErrorDetail { code: self.code.to_owned(), message: self.message } };
         (self.status, Json(body)).into_response()
     }
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+/// Whether the service answers; no token needed.
+#[utoipa::path(get, path = "/api/v1/healthz", tag = "service", security(()), responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok".to_owned() })
 }
 
 /// Prometheus' text format: tasks by status, slots and the queue.
+#[utoipa::path(get, path = "/metrics", tag = "service",
+    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format")))]
 async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
     use std::fmt::Write as _;
     let tasks = api.store.list(None).await?;
@@ -260,6 +275,9 @@ async fn task_id(api: &Api, id: &str) -> Result<TaskId, ApiError> {
     Ok(api.store.resolve(id).await?)
 }
 
+/// Creates a task as `baton run` would and queues it.
+#[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = NewTask,
+    responses((status = 201, body = TaskView, description = "Created and queued")))]
 async fn create(State(api): State<Api>, Body(task): Body<NewTask>) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     let id = api
         .tasks
@@ -271,8 +289,9 @@ async fn create(State(api): State<Api>, Body(task): Body<NewTask>) -> Result<(St
     Ok((StatusCode::CREATED, Json(TaskView::of(&state))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     /// Only tasks with this status.
     status: Option<String>,
@@ -296,7 +315,9 @@ fn parse_cursor(text: &str) -> Result<(baton_core::Timestamp, String), ApiError>
     Ok((baton_core::Timestamp(at.parse().map_err(|_| invalid())?), id.to_owned()))
 }
 
-async fn list(State(api): State<Api>, Params(query): Params<ListQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+/// Tasks, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/tasks", tag = "tasks", params(ListQuery), responses((status = 200, body = TaskPage)))]
+async fn list(State(api): State<Api>, Params(query): Params<ListQuery>) -> Result<Json<TaskPage>, ApiError> {
     let status = match &query.status {
         Some(name) => Some(
             name.parse::<Status>()
@@ -333,26 +354,33 @@ async fn list(State(api): State<Api>, Params(query): Params<ListQuery>) -> Resul
         Some(last) if more => Some(format!("{}.{}", last.created_at.as_millis(), last.id)),
         _ => None,
     };
-    Ok(Json(serde_json::json!({ "tasks": tasks, "next_cursor": next })))
+    Ok(Json(TaskPage { tasks: tasks.iter().map(SummaryView::of).collect(), next_cursor: next }))
 }
 
+/// A task: its state, without the transcript.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}", tag = "tasks", params(("id" = String, Path, description = "The task's id or a unique prefix of it")), responses((status = 200, body = TaskView)))]
 async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
     let id = task_id(&api, &id).await?;
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 
+/// Makes a paused task runnable again.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/resume", tag = "tasks", params(("id" = String, Path, description = "The task's id or a unique prefix of it")), responses((status = 200, body = TaskView)))]
 async fn resume(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
     let id = task_id(&api, &id).await?;
     api.tasks.resume(&id).await?;
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
     reason: Option<String>,
 }
 
+/// Ends a task that has not ended.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/cancel", tag = "tasks", params(("id" = String, Path, description = "The task's id or a unique prefix of it")),
+    request_body(content = Option<CancelBody>, description = "Optional"), responses((status = 200, body = TaskView)))]
 async fn cancel(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -363,7 +391,7 @@ async fn cancel(
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DecisionBody {
     /// As the agent will read it.
@@ -374,6 +402,11 @@ struct DecisionBody {
     deny: bool,
 }
 
+/// Answers, approves or denies the open decision of a waiting task.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/decisions/{decision}", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id or a unique prefix of it"),
+           ("decision" = String, Path, description = "The task's open `decision`")),
+    request_body = DecisionBody, responses((status = 200, body = TaskView)))]
 async fn decide(
     State(api): State<Api>,
     Path((id, decision)): Path<(String, String)>,
@@ -384,7 +417,7 @@ async fn decide(
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SettleBody {
     status: Settled,
@@ -393,6 +426,11 @@ struct SettleBody {
     note: String,
 }
 
+/// Settles a review finding: resolved, or dismissed.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/findings/{finding}", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id or a unique prefix of it"),
+           ("finding" = String, Path, description = "The finding's id, like f1")),
+    request_body = SettleBody, responses((status = 200, body = TaskView)))]
 async fn settle(
     State(api): State<Api>,
     Path((id, finding)): Path<(String, String)>,
@@ -403,6 +441,9 @@ async fn settle(
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 
+/// Changes a task's limits; absent fields are kept, `null` lifts a limit.
+#[utoipa::path(patch, path = "/api/v1/tasks/{id}/budget", tag = "tasks", params(("id" = String, Path, description = "The task's id or a unique prefix of it")),
+    request_body = LimitChange, responses((status = 200, body = TaskView)))]
 async fn limit(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -413,6 +454,9 @@ async fn limit(
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 
+/// The task's committed change against its base, as a unified diff.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/diff", tag = "tasks", params(("id" = String, Path, description = "The task's id or a unique prefix of it")),
+    responses((status = 200, content_type = "text/x-diff", body = String)))]
 async fn diff(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = task_id(&api, &id).await?;
     let text = api.tasks.diff(&id).await?;
@@ -422,23 +466,28 @@ async fn diff(State(api): State<Api>, Path(id): Path<String>) -> Result<Response
 /// Events returned by one page at most.
 const PAGE: usize = 500;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
     /// Events after this seq; all of them without it.
     after: Option<u64>,
 }
 
+/// A page of the task's journal (at most 500 events).
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/events", tag = "events",
+    params(("id" = String, Path, description = "The task's id or a unique prefix of it"), EventsQuery),
+    responses((status = 200, body = EventPage)))]
 async fn events(
     State(api): State<Api>,
     Path(id): Path<String>,
     Params(query): Params<EventsQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<EventPage>, ApiError> {
     let id = task_id(&api, &id).await?;
     let from = query.after.map_or(0, |after| after + 1);
     let mut events = api.store.events(&id, from).await?;
     let more = events.len() > PAGE;
     events.truncate(PAGE);
     let next = events.last().map(|last| last.seq);
-    Ok(Json(serde_json::json!({ "events": events, "last_seq": next, "more": more })))
+    Ok(Json(EventPage { events, last_seq: next, more }))
 }

@@ -21,8 +21,9 @@ use crate::{Api, ApiError, Params};
 /// How often the store is read when nothing woke the stream: events written by another process.
 const POLL: Duration = Duration::from_millis(500);
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct FollowQuery {
     /// Events after this seq (as `Last-Event-ID`, which wins when both are given).
     after: Option<u64>,
@@ -37,6 +38,13 @@ struct Follow {
     ended: bool,
 }
 
+/// The task's journal as server-sent events (id = seq, type = the event's kind, data = the
+/// recorded event), from the start or after `Last-Event-ID` / `after`; it ends after the task's
+/// last event.
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/events/stream", tag = "events",
+    params(("id" = String, Path, description = "The task's id or a unique prefix of it"), FollowQuery,
+           ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this seq")),
+    responses((status = 200, content_type = "text/event-stream", body = String)))]
 pub(crate) async fn follow(
     State(api): State<Api>,
     Path(id): Path<String>,
@@ -116,6 +124,8 @@ fn sse_event(recorded: &Recorded) -> SseEvent {
 /// whenever its status is seen to change (it is looked at whenever this process journals anything,
 /// and every half second; changes quicker than that are merged into the latest). An event's id is the change's time in milliseconds; its type is
 /// `status` and its data the task's summary.
+#[utoipa::path(get, path = "/api/v1/events/stream", tag = "events",
+    responses((status = 200, content_type = "text/event-stream", body = String)))]
 pub(crate) async fn statuses(State(api): State<Api>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let journaled = api.journaled.subscribe();
     let state = Statuses { api, known: std::collections::HashMap::new(), pending: VecDeque::new(), journaled };

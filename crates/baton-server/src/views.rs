@@ -1,11 +1,13 @@
 //! What the API takes and gives: a new task as a client describes it, and a task as it reads.
 
-use baton_core::{Credits, Status, Stop, TaskState, Timestamp};
+use baton_core::{Credits, Recorded, Status, TaskState, Timestamp};
+use baton_store::TaskSummary;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 /// A task to create: the fields of `baton run`. Unknown fields are refused, so a client learns at
 /// once what this server does not support.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     pub request: String,
@@ -38,11 +40,13 @@ pub struct NewTask {
 }
 
 /// A task as the API shows it: its state without the transcript.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct TaskView {
     pub id: String,
+    #[schema(value_type = String, example = "running")]
     pub status: Status,
-    pub stop: Option<Stop>,
+    /// Why a paused or ended task stopped.
+    pub stop: Option<StopView>,
     /// The open question while it waits for a human.
     pub question: Option<String>,
     /// The id of the open decision, to answer with `POST /tasks/{id}/decisions/{decision}`.
@@ -59,13 +63,24 @@ pub struct TaskView {
     /// Credits spent by the task and its subtasks, as a decimal string.
     pub spent: String,
     pub checks: Vec<CheckView>,
+    /// Milliseconds since the epoch, like every time the API gives.
+    #[schema(value_type = i64)]
     pub created_at: Timestamp,
+    #[schema(value_type = i64)]
     pub updated_at: Timestamp,
     /// The seq the next event will have: events run from 0 to this less one.
     pub next_seq: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Why a task stopped, and what it said.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct StopView {
+    /// `verified`, `checks_failed`, `budget_exhausted`, …
+    pub reason: String,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CheckView {
     pub name: String,
     pub passed: bool,
@@ -78,7 +93,10 @@ impl TaskView {
         TaskView {
             id: state.id.to_string(),
             status: state.status(),
-            stop: state.stop.clone(),
+            stop: state
+                .stop
+                .as_ref()
+                .map(|stop| StopView { reason: stop.reason.to_string(), detail: stop.detail.clone() }),
             question: state.question.clone(),
             decision: work.decisions.iter().find(|(_, answer)| answer.is_none()).map(|(asked, _)| asked.id.clone()),
             request: state.spec.request.clone(),
@@ -104,7 +122,7 @@ impl TaskView {
 }
 
 /// How a human settles a review finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Settled {
     /// The change addresses it.
@@ -130,16 +148,90 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Change<T> {
 }
 
 /// A change to a task's limits (`PATCH /tasks/{id}/budget`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitChange {
     /// Most credits the task may spend, like `"2.5"`.
     #[serde(default)]
+    #[schema(value_type = Option<String>, required = false)]
     pub credits: Change<String>,
     /// Longest wall-clock time, in seconds.
     #[serde(default)]
+    #[schema(value_type = Option<u64>, required = false)]
     pub window_secs: Change<u64>,
     /// Most agent steps.
     #[serde(default)]
+    #[schema(value_type = Option<u64>, required = false)]
     pub max_steps: Change<u64>,
+}
+
+/// One row of the task list: what is known without replaying its journal.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SummaryView {
+    pub id: String,
+    pub request: String,
+    pub branch: String,
+    #[schema(value_type = String, example = "queued")]
+    pub status: Status,
+    pub stop_reason: Option<String>,
+    #[schema(value_type = i64)]
+    pub created_at: Timestamp,
+    #[schema(value_type = i64)]
+    pub updated_at: Timestamp,
+    pub next_seq: u64,
+}
+
+impl SummaryView {
+    pub fn of(task: &TaskSummary) -> SummaryView {
+        SummaryView {
+            id: task.id.to_string(),
+            request: task.request.clone(),
+            branch: task.branch.clone(),
+            status: task.status,
+            stop_reason: task.stop_reason.map(|reason| reason.to_string()),
+            created_at: task.created_at,
+            updated_at: task.updated_at,
+            next_seq: task.next_seq,
+        }
+    }
+}
+
+/// A page of the task list, newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TaskPage {
+    pub tasks: Vec<SummaryView>,
+    /// Where the next page starts (`cursor=`); none on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of a task's journal.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventPage {
+    /// Each `{seq, at, event}`; `event` has a `kind` and the fields of that kind.
+    #[schema(value_type = Vec<Object>)]
+    pub events: Vec<Recorded>,
+    /// The seq of the last event on the page.
+    pub last_seq: Option<u64>,
+    /// Whether more events follow it.
+    pub more: bool,
+}
+
+/// The service answers.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+/// An error: a code to branch on and a message for people.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    #[schema(example = "not_found")]
+    pub code: String,
+    pub message: String,
 }
