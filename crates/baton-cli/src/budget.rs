@@ -1,31 +1,26 @@
 //! `baton budget ...`: the account's credits and rules, and a task's limits.
 
-use std::path::Path;
-
 use anyhow::bail;
 use baton_core::{AutoReload, Budget, Credits, EntryKind, Event, Policy, TaskId, TaskState};
 use baton_server::{Change, LimitChange, Refused};
-use baton_store::{SqliteStore, Store};
+use baton_store::Store;
 use serde_json::json;
 
+use crate::backend::Backend;
 use crate::cli::{BudgetCommand, Switch};
 use crate::show;
 use crate::task::{self, now};
 
-pub async fn run(home: &Path, command: BudgetCommand, json: bool) -> anyhow::Result<()> {
-    let store = SqliteStore::open(home).await?;
+pub async fn run(backend: &dyn Backend, command: BudgetCommand, json: bool) -> anyhow::Result<()> {
     match command {
         BudgetCommand::Show => {}
         BudgetCommand::Topup { amount, grant, note } => {
             let kind = if grant { EntryKind::Grant } else { EntryKind::TopUp };
-            if amount <= Credits::ZERO {
-                bail!("a top-up must be more than zero credits, not {amount}");
-            }
-            store.credit(now(), kind, amount, &note).await?;
+            backend.credit(kind, amount, &note).await?;
         }
         BudgetCommand::SetCap { cap } => {
             let monthly_cap = optional(&cap, "cap", |text| text.parse::<Credits>().map_err(|e| e.to_string()))?;
-            update(&store, |policy| policy.monthly_cap = monthly_cap).await?;
+            update(backend, |policy| policy.monthly_cap = monthly_cap).await?;
         }
         BudgetCommand::AutoReload { threshold, target, max_per_month, off } => {
             let reload = match (off, threshold, target) {
@@ -33,18 +28,18 @@ pub async fn run(home: &Path, command: BudgetCommand, json: bool) -> anyhow::Res
                 (false, Some(threshold), Some(target)) => Some(AutoReload { threshold, target, max_per_month }),
                 _ => bail!("give --threshold and --target, or --off"),
             };
-            update(&store, |policy| policy.auto_reload = reload).await?;
+            update(backend, |policy| policy.auto_reload = reload).await?;
         }
-        BudgetCommand::Overage { switch } => update(&store, |policy| policy.overage = switch == Switch::On).await?,
+        BudgetCommand::Overage { switch } => update(backend, |policy| policy.overage = switch == Switch::On).await?,
         BudgetCommand::History { limit } => {
-            let entries = store.entries(limit).await?;
+            let entries = backend.entries(limit).await?;
             return if json { show::json(&entries) } else { show::entries(&entries) };
         }
         BudgetCommand::Task { id, credits, window, max_steps } => {
-            return task_limits(&store, &id, credits, window, max_steps, json).await;
+            return task_limits(backend, &id, credits, window, max_steps, json).await;
         }
     }
-    let position = store.account(now()).await?;
+    let position = backend.account().await?;
     if json {
         show::json(&json!({"position": position, "available": position.available()}))
     } else {
@@ -60,23 +55,21 @@ fn optional<T>(text: &str, what: &str, parse: impl Fn(&str) -> Result<T, String>
     parse(text).map(Some).map_err(|e| anyhow::anyhow!("invalid {what} `{text}`: {e} (or `none`)"))
 }
 
-async fn update(store: &SqliteStore, change: impl FnOnce(&mut Policy)) -> anyhow::Result<()> {
-    let mut policy = store.account(now()).await?.policy;
+async fn update(backend: &dyn Backend, change: impl FnOnce(&mut Policy)) -> anyhow::Result<()> {
+    let mut policy = backend.account().await?.policy;
     change(&mut policy);
-    policy.check().map_err(anyhow::Error::msg)?;
-    store.set_policy(policy).await?;
-    Ok(())
+    backend.set_policy(policy).await
 }
 
 async fn task_limits(
-    store: &SqliteStore,
+    backend: &dyn Backend,
     id: &str,
     credits: Option<String>,
     window: Option<String>,
     max_steps: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let id = store.resolve(id).await?;
+    let id = backend.resolve(id).await?;
     let change = LimitChange {
         credits: change(credits, |text| Ok(text.to_owned()))?,
         window_secs: change(window, |text| {
@@ -86,7 +79,7 @@ async fn task_limits(
             text.parse::<u64>().map_err(|e| format!("invalid step limit `{text}`: {e}"))
         })?,
     };
-    let state = set_limits(store, &id, &change).await?;
+    let state = backend.set_limits(&id, &change).await?;
     if json {
         show::json(&state.spec.budget)
     } else {

@@ -20,6 +20,11 @@ pub struct Cli {
     #[arg(long, global = true, env = "BATON_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Read and steer tasks on a `baton serve` instead of this machine's data directory (task,
+    /// budget, decide and finding commands), with the token in BATON_TOKEN.
+    #[arg(long, global = true, env = "BATON_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }

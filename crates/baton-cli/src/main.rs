@@ -1,5 +1,6 @@
 //! `baton`: run long coding tasks with LLM agents, durably.
 
+mod backend;
 mod budget;
 mod cli;
 mod config;
@@ -31,8 +32,16 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let home = || home::resolve(cli.home.as_deref());
         let config = || config::load(cli.config.as_deref());
+        let server = cli.server.as_deref();
+        let remote_capable = matches!(
+            cli.command,
+            Command::Task(_) | Command::Log { .. } | Command::Budget(_) | Command::Decide { .. } | Command::Finding(_)
+        );
+        if server.is_some() && !remote_capable {
+            anyhow::bail!("--server (BATON_SERVER) applies to the task, log, budget, decide and finding commands only");
+        }
         match cli.command {
-            Command::Task(command) => task::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
+            Command::Task(command) => task::run(&home, server, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Model(command) => model::run(&config()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(&home()?, &config()?, *args, cli.json).await,
             Command::Resume { id: Some(id), model, context_window, max_handoffs, .. } => {
@@ -43,13 +52,18 @@ fn main() -> ExitCode {
                 let legs = run::Legs { context_window, max_handoffs, role_models: Default::default() };
                 run::resume_all(&home()?, &config()?, model, legs, cli.json).await
             }
-            Command::Finding(command) => task::finding(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
-            Command::Budget(command) => budget::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
+            Command::Finding(command) => task::finding(backend::open(&home, server).await?.as_ref(), command, cli.json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Budget(command) => budget::run(backend::open(&home, server).await?.as_ref(), command, cli.json)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Env(command) => env::run(&home()?, &config()?, command, cli.json).await,
             Command::Decide { id, answer, deny, no_resume, model } => {
-                let home = home()?;
-                let id = task::decide(&home, &id, answer, deny, cli.json).await?;
-                if no_resume {
+                let id =
+                    task::answer(backend::open(&home, server).await?.as_ref(), &id, answer, deny, cli.json).await?;
+                // A server takes the task up itself.
+                if no_resume || server.is_some() {
                     return Ok(ExitCode::SUCCESS);
                 }
                 let legs = run::Legs {
@@ -57,14 +71,14 @@ fn main() -> ExitCode {
                     max_handoffs: cli::MAX_HANDOFFS,
                     role_models: Default::default(),
                 };
-                run::resume(&home, &config()?, &id, model, legs, cli.json).await
+                run::resume(&home()?, &config()?, id.as_str(), model, legs, cli.json).await
             }
             Command::Serve(args) => serve::serve(&home()?, &config()?, *args).await,
             Command::Token(command) => token::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,
             Command::Demo => run::demo(&home()?, &config()?, cli.json).await,
-            Command::Log { id } => task::run(&home()?, cli::TaskCommand::Events { id, follow: false }, cli.json)
+            Command::Log { id } => task::run(&home, server, cli::TaskCommand::Events { id, follow: false }, cli.json)
                 .await
                 .map(|()| ExitCode::SUCCESS),
         }

@@ -198,18 +198,10 @@ impl Tasks for Creator {
     }
 
     async fn decide(&self, id: &TaskId, decision: &str, answer: String, approved: bool) -> Result<(), Refused> {
-        let failed = |error: StoreError| Refused::Failed(error.to_string());
-        let state = self.store.load(id).await.map_err(failed)?;
-        let open = state.work.decisions.iter().find(|(asked, answer)| asked.id == decision && answer.is_none());
-        if open.is_none() || state.status() != Status::Waiting {
-            return Err(Refused::Conflict(format!(
-                "task {id} has no open decision {decision:?} (it is {})",
-                state.status()
-            )));
-        }
+        task::decide(self.store.as_ref(), id, decision, answer, approved).await?;
         // Running again and held by no one: the scheduler takes it up.
-        let made = Event::DecisionMade { id: decision.to_owned(), answer: baton_core::Answer { answer, approved } };
-        self.record(&state, made).await
+        self.wake.notify_one();
+        Ok(())
     }
 
     async fn settle(&self, id: &TaskId, finding: &str, settled: Settled, note: String) -> Result<(), Refused> {

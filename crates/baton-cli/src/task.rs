@@ -1,6 +1,6 @@
 //! `baton task ...`: thin glue from the command line to the store, the core and git.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
@@ -12,25 +12,39 @@ use baton_git::Repo;
 use baton_server::Refused;
 use baton_store::{SqliteStore, Store, StoreError};
 
+use crate::backend::{self, Backend};
 use crate::cli::{CreateArgs, FindingCommand, TaskArgs, TaskCommand};
 use crate::show;
 
 /// How often `task events --follow` looks for new events.
 const FOLLOW_POLL: Duration = Duration::from_millis(250);
 
-pub async fn run(home: &Path, command: TaskCommand, json: bool) -> anyhow::Result<()> {
-    let open = || SqliteStore::open(home);
+pub async fn run(
+    home: &dyn Fn() -> anyhow::Result<PathBuf>,
+    server: Option<&str>,
+    command: TaskCommand,
+    json: bool,
+) -> anyhow::Result<()> {
+    let backend = || backend::open(home, server);
     match command {
-        TaskCommand::Create(args) => create(home, *args, json).await,
-        TaskCommand::List { status } => list(&open().await?, status, json).await,
+        TaskCommand::Create(args) => {
+            if server.is_some() {
+                bail!("`task create` works on this machine's data directory; over the API use POST /api/v1/tasks");
+            }
+            create(&home()?, *args, json).await
+        }
+        TaskCommand::List { status } => {
+            let tasks = backend().await?.list(status).await?;
+            if json { show::json(&tasks) } else { show::summaries(&tasks) }
+        }
         TaskCommand::Show { id } => {
-            let store = open().await?;
-            let state = store.load(&store.resolve(&id).await?).await?;
+            let backend = backend().await?;
+            let state = backend.load(&backend.resolve(&id).await?).await?;
             show::state(&state, json)?;
             // A parent's subtasks spend in their own journals: the total, with the parent's own.
             let mut children = Credits::ZERO;
             for task in state.work.subtasks.iter().filter_map(|s| s.task.as_deref()) {
-                let child = store.load(&TaskId::parse(task)?).await?;
+                let child = backend.load(&TaskId::parse(task)?).await?;
                 children = Credits::from_micros(children.micros() + child.money.spent.micros());
             }
             if !json && !state.work.subtasks.is_empty() {
@@ -40,12 +54,19 @@ pub async fn run(home: &Path, command: TaskCommand, json: bool) -> anyhow::Resul
             Ok(())
         }
         TaskCommand::Events { id, follow } => {
-            let store = open().await?;
-            events(&store, &store.resolve(&id).await?, follow, json).await
+            let backend = backend().await?;
+            events(backend.as_ref(), &backend.resolve(&id).await?, follow, json).await
         }
         TaskCommand::Cancel { id, reason } => {
-            let store = open().await?;
-            cancel(home, &store, &store.resolve(&id).await?, reason, json).await
+            let backend = backend().await?;
+            let id = backend.resolve(&id).await?;
+            let state = backend.cancel(&id, reason.as_deref().unwrap_or("cancelled by user")).await?;
+            if json {
+                show::json(&state)
+            } else {
+                println!("cancelled task {id}; branch {} is kept", state.branch);
+                Ok(())
+            }
         }
     }
 }
@@ -138,52 +159,64 @@ pub async fn create_in(store: &dyn Store, home: &Path, request: String, args: Ta
     Ok(store.load(&id).await?)
 }
 
-async fn list(store: &SqliteStore, status: Option<Status>, json: bool) -> anyhow::Result<()> {
-    let tasks = store.list(status).await?;
-    if json { show::json(&tasks) } else { show::summaries(&tasks) }
-}
-
-pub async fn events(store: &SqliteStore, id: &TaskId, follow: bool, json: bool) -> anyhow::Result<()> {
+pub async fn events(backend: &dyn Backend, id: &TaskId, follow: bool, json: bool) -> anyhow::Result<()> {
     let mut next = 0;
     loop {
-        let batch = store.events(id, next).await?;
+        let batch = backend.events(id, next).await?;
         for recorded in &batch {
             show::event(recorded, json)?;
         }
         next += batch.len() as u64;
-        if !follow || store.load(id).await?.status().is_terminal() && store.events(id, next).await?.is_empty() {
+        if !follow || backend.load(id).await?.status().is_terminal() && backend.events(id, next).await?.is_empty() {
             return Ok(());
         }
         tokio::time::sleep(FOLLOW_POLL).await;
     }
 }
 
-/// `baton decide`: records the answer to the task's open decision. Returns the task's id.
-pub async fn decide(home: &Path, id: &str, answer: String, deny: bool, json: bool) -> anyhow::Result<String> {
-    let store = SqliteStore::open(home).await?;
-    let id = store.resolve(id).await?;
-    let state = store.load(&id).await?;
+/// `baton decide`: answers the task's open decision, whichever it is. Returns the task's id.
+pub async fn answer(backend: &dyn Backend, id: &str, answer: String, deny: bool, json: bool) -> anyhow::Result<TaskId> {
+    let id = backend.resolve(id).await?;
+    let state = backend.load(&id).await?;
     let Some((decision, _)) = state.work.decisions.iter().find(|(_, answer)| answer.is_none()) else {
         bail!("task {id} is not waiting for a decision (it is {})", state.status());
     };
-    let event = Event::DecisionMade { id: decision.id.clone(), answer: Answer { answer, approved: !deny } };
-    store.append(&id, state.next_seq, now(), std::slice::from_ref(&event)).await?;
+    backend.decide(&id, &decision.id, answer, !deny).await?;
     if !json {
         let verb = if deny { "denied" } else { "answered" };
         println!("task {id}: {} {verb}", decision.id);
     }
-    Ok(id.to_string())
+    Ok(id)
+}
+
+/// Journals the answer to the open decision `decision` of a waiting task (from the command line or
+/// the API); the task is then running again, for whoever resumes it.
+pub async fn decide(
+    store: &dyn Store,
+    id: &TaskId,
+    decision: &str,
+    answer: String,
+    approved: bool,
+) -> Result<(), Refused> {
+    let state = store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
+    let open = state.work.decisions.iter().any(|(asked, answer)| asked.id == decision && answer.is_none());
+    if !open || state.status() != Status::Waiting {
+        let message = format!("task {id} has no open decision {decision:?} (it is {})", state.status());
+        return Err(Refused::Conflict(message));
+    }
+    let made = Event::DecisionMade { id: decision.to_owned(), answer: Answer { answer, approved } };
+    store.append(id, state.next_seq, now(), &[made]).await.map_err(|error| refusal(id, error))?;
+    Ok(())
 }
 
 /// `baton finding resolve|dismiss`: a human settles a finding.
-pub async fn finding(home: &Path, command: FindingCommand, json: bool) -> anyhow::Result<()> {
+pub async fn finding(backend: &dyn Backend, command: FindingCommand, json: bool) -> anyhow::Result<()> {
     let (args, status) = match command {
         FindingCommand::Resolve(args) => (args, FindingStatus::Resolved),
         FindingCommand::Dismiss(args) => (args, FindingStatus::Irrelevant),
     };
-    let store = SqliteStore::open(home).await?;
-    let id = store.resolve(&args.task).await?;
-    let state = settle_finding(&store, &id, &args.finding, status, args.note).await?;
+    let id = backend.resolve(&args.task).await?;
+    let state = backend.settle(&id, &args.finding, status, args.note).await?;
     let updated = state.work.findings.iter().find(|f| f.id == args.finding);
     if json {
         show::json(&updated)
@@ -258,28 +291,5 @@ pub async fn mark_cancelled(store: &dyn Store, id: &TaskId, detail: &str) -> Res
             Err(StoreError::Conflict { .. }) => continue,
             Err(other) => return Err(other),
         }
-    }
-}
-
-async fn cancel(
-    home: &Path,
-    store: &SqliteStore,
-    id: &TaskId,
-    reason: Option<String>,
-    json: bool,
-) -> anyhow::Result<()> {
-    let detail = reason.unwrap_or_else(|| "cancelled by user".to_owned());
-    let state = match mark_cancelled(store, id, &detail).await? {
-        Cancelling::From(state) => state,
-        Cancelling::AlreadyEnded(status) => bail!("task {id} has already ended ({status})"),
-    };
-    baton_engine::discard(home, &state)
-        .with_context(|| format!("task {id} is cancelled, but its machine could not be removed"))?;
-    let state = store.load(id).await?;
-    if json {
-        show::json(&state)
-    } else {
-        println!("cancelled task {id}; branch {} is kept", state.branch);
-        Ok(())
     }
 }

@@ -985,7 +985,8 @@ async fn a_body_too_large_and_a_caller_too_fast_are_refused_with_the_apis_errors
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
 
     let huge = json!({"request": "x".repeat(2 << 20), "repo": "/nowhere", "checks": ["true"]});
-    let refused = http.post(api("/tasks")).json(&huge).send().await.unwrap();
+    // A client of its own: the server answers before reading the rest and closes the connection.
+    let refused = served.http().post(api("/tasks")).json(&huge).send().await.unwrap();
     assert_eq!(refused.status(), 413);
     assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "too_large");
 
@@ -1056,4 +1057,81 @@ async fn the_openapi_document_holds_for_every_answer_schemathesis_generates() {
     let report = String::from_utf8_lossy(&run.stdout);
     assert!(run.status.success(), "{report}\n{}", String::from_utf8_lossy(&run.stderr));
     assert!(report.contains("passed") && !report.contains("failures"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_over_server_prints_what_it_prints_locally() {
+    let model = ScriptedServer::start(finishing_after(0)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let body = json!({"request": "Make it so", "repo": repo.path(), "checks": ["true"], "review": false});
+    let created: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    reaching(&http, api(&format!("/tasks/{id}")), "done").await;
+    let topped = http.post(api("/account/topup")).json(&json!({"credits": "3.000123"})).send().await.unwrap();
+    assert_eq!(topped.status(), 200);
+
+    let prefix = &id[..6];
+    let commands: [&[&str]; 5] =
+        [&["task", "list"], &["task", "show", prefix], &["task", "events", &id], &["log", &id], &["budget", "show"]];
+    for command in commands {
+        for json in [false, true] {
+            let with_json = |mut command: Command| {
+                if json {
+                    command.arg("--json");
+                }
+                command
+            };
+            let local = with_json(baton(home.path())).args(command).output().unwrap();
+            // A data directory of its own: everything printed comes over HTTP.
+            let elsewhere = tempfile::tempdir().unwrap();
+            let remote = with_json(baton(elsewhere.path()))
+                .args(command)
+                .args(["--server", &served.url])
+                .env("BATON_TOKEN", &served.token)
+                .output()
+                .unwrap();
+            assert!(local.status.success(), "{command:?}: {}", common::describe(&local));
+            assert!(remote.status.success(), "{command:?} --server: {}", common::describe(&remote));
+            assert!(!local.stdout.is_empty());
+            assert_eq!(
+                String::from_utf8_lossy(&remote.stdout),
+                String::from_utf8_lossy(&local.stdout),
+                "{command:?} (json: {json})"
+            );
+        }
+    }
+
+    // Refusals come back as the server words them; commands that only work here say so.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let remote = |args: &[&str], token: &str| {
+        baton(elsewhere.path()).args(args).args(["--server", &served.url]).env("BATON_TOKEN", token).output().unwrap()
+    };
+    let missing = remote(&["task", "show", "zzzz"], &served.token);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no task `zzzz` (server: 404 Not Found)"),
+        "{}",
+        common::describe(&missing)
+    );
+    let ended = remote(&["task", "cancel", &id], &served.token);
+    assert!(
+        String::from_utf8_lossy(&ended.stderr).contains("has already ended (done)"),
+        "{}",
+        common::describe(&ended)
+    );
+    let wrong = remote(&["budget", "show"], "baton_nonsense");
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("unknown or revoked (server: 401"),
+        "{}",
+        common::describe(&wrong)
+    );
+    let local_only = remote(&["env", "show", "--repo", "."], &served.token);
+    assert!(
+        String::from_utf8_lossy(&local_only.stderr).contains("applies to the task, log, budget"),
+        "{}",
+        common::describe(&local_only)
+    );
 }
