@@ -61,12 +61,12 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
         );
     }
     let limits = Arc::new(Limits::new(rate_limit));
-    let api = Api { store, tasks: Arc::new(tasks), journaled, access, limits };
+    let shutdown = CancellationToken::new();
+    let api = Api { store, tasks: Arc::new(tasks), journaled, access, limits, closing: shutdown.clone() };
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     // The first line of output, for scripts and tests that start a server on port 0.
     println!("baton serves {url} with {slots} slots");
-    let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {
         stopped().await;
@@ -80,7 +80,8 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
     };
     let (served, ()) = tokio::join!(server, scheduler.run(shutdown.clone()));
     served?;
-    // Runs still in progress are left at their last journal point; the next start takes them up.
+    // Every run has stopped at its next step, its work in progress committed and its lease
+    // released: the next start takes each task up where it stopped.
     Ok(ExitCode::SUCCESS)
 }
 

@@ -300,7 +300,8 @@ const STEPS: usize = 4;
 fn marking(tasks: usize) -> Script {
     let shell = |n: usize, k: usize| {
         // Long enough that all eight run at once even when the machine is busy with other tests.
-        let command = format!("sleep 1.5; echo mark-{n}-{k} >> /root/marker; echo ran-{n}-{k}");
+        // The marker is kept out of the worktree, the progress note is work on the branch.
+        let command = format!("sleep 1.5; echo mark-{n}-{k} >> /root/marker; echo {k} >> progress; echo ran-{n}-{k}");
         let call =
             ToolCall { id: format!("s{k}"), name: "shell".into(), arguments: json!({"command": command}).to_string() };
         Reply { tool_calls: vec![call], ..Reply::default() }
@@ -1134,4 +1135,85 @@ async fn the_command_line_over_server_prints_what_it_prints_locally() {
         "{}",
         common::describe(&local_only)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_each_run_at_its_next_step_with_its_work_committed_and_a_restart_goes_on() {
+    let model = ScriptedServer::start(marking(2)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut served = serve(home.path(), &model, "2");
+    let http = served.http();
+    let mut ids = Vec::new();
+    for n in 0..2 {
+        let body =
+            json!({"request": format!("marking task {n}."), "repo": repo.path(), "checks": ["true"], "review": false});
+        let task: Value =
+            http.post(format!("{}/api/v1/tasks", served.url)).json(&body).send().await.unwrap().json().await.unwrap();
+        ids.push(task["id"].as_str().unwrap().to_owned());
+    }
+    // Both past their first step; a live stream open (it must not keep the server up).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let listed: Value =
+            http.get(format!("{}/api/v1/tasks?status=running", served.url)).send().await.unwrap().json().await.unwrap();
+        let running = listed["tasks"].as_array().unwrap();
+        if running.len() == 2 && running.iter().all(|t| t["next_seq"].as_u64().unwrap() > 8) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the tasks did not start: {listed}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stream = http.get(format!("{}/api/v1/events/stream", served.url)).send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+
+    let stopped = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let exit = loop {
+        if let Some(exit) = served.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+    drop(stream);
+
+    // Each task is left running at a step's end, its work committed and its lease released.
+    let store = baton_store::SqliteStore::open(home.path()).await.unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    for id in &ids {
+        let id = baton_core::TaskId::parse(id).unwrap();
+        let state = baton_store::Store::load(&store, &id).await.unwrap();
+        assert_eq!(state.status(), baton_core::Status::Running);
+        let events = baton_store::Store::events(&store, &id, 0).await.unwrap();
+        let last = events.iter().rev().find(|r| !matches!(r.event, baton_core::Event::ToolCallFinished { .. }));
+        let kept = events.iter().any(|recorded| {
+            matches!(&recorded.event, baton_core::Event::Checkpointed { evidence, .. } if evidence == "work in progress before baton stopped")
+        });
+        assert!(kept, "no work-in-progress checkpoint; the journal ends with {last:?}");
+        let lease = baton_store::Store::lease(&store, &id).await.unwrap().unwrap();
+        assert!(lease.expires_at.as_millis() <= now, "the lease is still held: {lease:?}");
+    }
+    store.pool().close().await;
+
+    let served = serve(home.path(), &model, "2");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for id in &ids {
+        let task = reaching(&http, format!("{}/api/v1/tasks/{id}", served.url), "done").await;
+        assert_eq!(task["stop"]["reason"], "verified", "{task}");
+        assert!(Instant::now() < deadline);
+    }
+    drop(served);
+    for (n, id) in ids.iter().enumerate() {
+        let layout = baton_engine::TaskLayout::of(home.path(), &baton_core::TaskId::parse(id).unwrap());
+        let disk = layout.attach_disk(None).unwrap();
+        let marks = std::fs::read_to_string(layout.layer().join("hidden/root/marker")).unwrap_or_default();
+        drop(disk);
+        for k in 1..=STEPS {
+            let count = marks.lines().filter(|l| *l == format!("mark-{n}-{k}")).count();
+            assert_eq!(count, 1, "task {n}: step {k} ran {count} times:\n{marks}");
+        }
+    }
 }

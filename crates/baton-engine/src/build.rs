@@ -38,6 +38,9 @@ impl Engine {
                 tools = (journal.state().work.leg, self.tools(toolbox, &journal.state().work));
             }
             let tools = &tools.1;
+            if self.stop.is_cancelled() {
+                return self.checkpoint(journal, worktree, "work in progress before baton stopped".into()).await;
+            }
             let work = &journal.state().work;
             if let Some(limit) = journal.state().spec.budget.steps.filter(|limit| u64::from(work.steps) >= *limit) {
                 let detail = format!("the step limit of {limit} is reached");

@@ -127,6 +127,8 @@ pub struct Engine {
     roles: std::collections::BTreeMap<LegRole, RoleModel>,
     /// Counts each long text of the prompts once.
     estimator: baton_model::Estimator,
+    /// Cancelled when baton is stopping: a build leg stops before its next step.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// A model a role uses instead of the task's: its name, its client and its price.
@@ -193,7 +195,21 @@ fn instructions(toolbox: &Toolbox, spec: &baton_core::TaskSpec, role: LegRole) -
 
 impl Engine {
     pub fn new(store: Arc<dyn Store>, model: Arc<dyn ModelClient>, config: EngineConfig) -> Engine {
-        Engine { store, model, config, roles: Default::default(), estimator: Default::default() }
+        Engine {
+            store,
+            model,
+            config,
+            roles: Default::default(),
+            estimator: Default::default(),
+            stop: Default::default(),
+        }
+    }
+
+    /// Has a run stop before its next step once `stop` is cancelled: the work in progress is
+    /// committed on the task's branch and the task left running, for whoever takes it up next.
+    pub fn stopping_on(mut self, stop: tokio_util::sync::CancellationToken) -> Engine {
+        self.stop = stop;
+        self
     }
 
     /// Has `role`'s legs call `model` instead of the task's.

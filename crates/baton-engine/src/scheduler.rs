@@ -43,6 +43,8 @@ pub struct Scheduler {
     running: Arc<Mutex<BTreeSet<TaskId>>>,
     /// Tasks whose run could not start (no engine for them): not tried again until a restart.
     refused: Arc<Mutex<BTreeSet<TaskId>>>,
+    /// Cancelled at shutdown: every run stops before its next step.
+    stopping: CancellationToken,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -74,6 +76,7 @@ impl Scheduler {
             wake: Arc::new(Notify::new()),
             running: Arc::default(),
             refused: Arc::default(),
+            stopping: CancellationToken::new(),
         }
     }
 
@@ -93,8 +96,9 @@ impl Scheduler {
     }
 
     /// Takes up runnable tasks until `shutdown`: queued ones, and running ones whose holder's lease
-    /// has expired (a crashed process's). Runs in progress go on on their threads; a restart takes
-    /// up whatever they leave.
+    /// has expired (a crashed process's). Then each run stops before its next step (a step in
+    /// progress ends first), commits its work in progress and releases its lease, and this returns
+    /// once every run has; a restart takes each task up where it stopped.
     pub async fn run(&self, shutdown: CancellationToken) {
         let statuses = [Status::Running, Status::Verifying, Status::Reviewing, Status::Queued];
         loop {
@@ -129,6 +133,19 @@ impl Scheduler {
                 _ = shutdown.cancelled() => break,
             }
         }
+        self.stopping.cancel();
+        loop {
+            let left = self.running();
+            if left == 0 {
+                return;
+            }
+            eprintln!("baton: stopping; {left} running task(s) finish their step first");
+            // Each run wakes the scheduler as it ends.
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
     }
 
     /// Tasks that were running first (they were started before any queued one), then queued ones by
@@ -150,6 +167,7 @@ impl Scheduler {
         let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
         let home = self.home.clone();
         let (running, refused, wake) = (self.running.clone(), self.refused.clone(), self.wake.clone());
+        let stopping = self.stopping.clone();
         std::thread::spawn(move || {
             // The run blocks this thread in its sandbox and git work. Tasks it spawns — the store's
             // pool hands each used connection back that way — run on the runtime's own worker
@@ -159,9 +177,11 @@ impl Scheduler {
             let outcome = match &runtime {
                 Ok(runtime) => runtime.block_on(async {
                     let state = store.load(&id).await.map_err(|error| error.to_string())?;
-                    let engine = engines(&state).inspect_err(|_| {
-                        refused.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
-                    })?;
+                    let engine = engines(&state)
+                        .inspect_err(|_| {
+                            refused.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+                        })?
+                        .stopping_on(stopping);
                     let mut observe = |recorded: &Recorded| observer(&id, recorded);
                     let ran = engine.run_leased(&id, Some(lease.lease()), &mut observe).await;
                     ran.map(|_| ()).map_err(|error| error.to_string())

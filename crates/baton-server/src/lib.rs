@@ -105,6 +105,8 @@ pub struct Api {
     pub journaled: broadcast::Sender<(TaskId, u64)>,
     pub access: Access,
     pub limits: Arc<Limits>,
+    /// Cancelled when the server stops: live streams end then, so that it can.
+    pub closing: tokio_util::sync::CancellationToken,
 }
 
 impl std::fmt::Debug for Api {

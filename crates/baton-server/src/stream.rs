@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use baton_core::{Event, Recorded, TaskId};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
@@ -63,12 +63,14 @@ pub(crate) async fn follow(
         None => query.after,
     };
     let journaled = api.journaled.subscribe();
+    let closing = api.closing.clone().cancelled_owned();
     let state =
         Follow { api, id, next: last.map_or(0, |seq| seq + 1), pending: VecDeque::new(), journaled, ended: false };
     let events = futures_util::stream::unfold(state, |mut state| async move {
         let recorded = state.next_event().await?;
         Some((Ok(sse_event(&recorded)), state))
-    });
+    })
+    .take_until(closing);
     Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))
 }
 
@@ -128,13 +130,15 @@ fn sse_event(recorded: &Recorded) -> SseEvent {
     responses((status = 200, content_type = "text/event-stream", body = String)))]
 pub(crate) async fn statuses(State(api): State<Api>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let journaled = api.journaled.subscribe();
+    let closing = api.closing.clone().cancelled_owned();
     let state = Statuses { api, known: std::collections::HashMap::new(), pending: VecDeque::new(), journaled };
     let events = futures_util::stream::unfold(state, |mut state| async move {
         let summary = state.next_change().await?;
         let data = serde_json::to_string(&summary).unwrap_or_default();
         let event = SseEvent::default().id(summary.updated_at.as_millis().to_string()).event("status").data(data);
         Some((Ok(event), state))
-    });
+    })
+    .take_until(closing);
     Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive"))
 }
 
