@@ -129,6 +129,31 @@ pub fn conflicts_brief(conflicts: &[String]) -> String {
     out
 }
 
+/// What the user added after the request, for a leg that did not see it arrive (empty when
+/// nothing was added).
+pub fn messages_brief(messages: &[String]) -> String {
+    if messages.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n# Follow-ups from the user\n\nSent while the task ran, oldest first; they add to the request:\n",
+    );
+    for message in messages {
+        let _ = write!(out, "\n---\n{}\n", message.trim());
+    }
+    out
+}
+
+/// The message that opens a leg for follow-ups that came while the work was being verified: the
+/// request, what the agent reported, and that the follow-ups come next.
+pub fn follow_up_brief(spec: &TaskSpec, summary: &str) -> String {
+    format!(
+        "{}\n# Follow-up\n\nYour work passed the checks and is committed; you reported:\n\n{}\n\nThe user has since sent a follow-up, given to you next. Address it, then call `finish` again.\n",
+        brief(spec),
+        summary.trim()
+    )
+}
+
 /// The message that opens the first leg: the request, and what will decide that it is done.
 pub fn brief(spec: &TaskSpec) -> String {
     let mut out = format!("# Task\n\n{}\n", spec.request.trim());

@@ -57,6 +57,9 @@ pub trait Backend: Send + Sync {
     /// Answers the task's open decision `decision`.
     async fn decide(&self, task: &TaskId, decision: &str, answer: String, approved: bool) -> anyhow::Result<()>;
 
+    /// Sends the user's follow-up to the task; its number.
+    async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<u64>;
+
     /// Ends the task for good (its branch kept); its state after.
     async fn cancel(&self, task: &TaskId, reason: &str) -> anyhow::Result<TaskState>;
 
@@ -139,6 +142,10 @@ impl Backend for Local {
 
     async fn decide(&self, task: &TaskId, decision: &str, answer: String, approved: bool) -> anyhow::Result<()> {
         Ok(task::decide(&self.store, task, decision, answer, approved).await?)
+    }
+
+    async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<u64> {
+        Ok(task::follow_up(&self.store, task, text).await?)
     }
 
     async fn cancel(&self, task: &TaskId, reason: &str) -> anyhow::Result<TaskState> {
@@ -367,6 +374,12 @@ impl Backend for Remote {
         let _: Value =
             self.call(self.post(&format!("/tasks/{task}/decisions/{}", segment(decision)?)).json(&body)).await?;
         Ok(())
+    }
+
+    async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<u64> {
+        let sent: Value =
+            self.call(self.post(&format!("/tasks/{task}/messages")).json(&serde_json::json!({"text": text}))).await?;
+        sent["number"].as_u64().context("no number in the answer")
     }
 
     async fn cancel(&self, task: &TaskId, reason: &str) -> anyhow::Result<TaskState> {

@@ -323,6 +323,14 @@ pub enum TaskCommand {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Send a task a follow-up: its agent reads it before its next model call (a paused task runs
+    /// again with `baton resume`, or at once on a server).
+    Message {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+        /// What you add, as the agent will read it.
+        text: String,
+    },
     /// Cancel a task for good; its branch and commits are kept.
     Cancel {
         /// The task's id, or a unique prefix of it.

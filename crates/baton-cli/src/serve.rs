@@ -227,6 +227,12 @@ impl Tasks for Creator {
         Ok(())
     }
 
+    async fn follow_up(&self, id: &TaskId, text: &str) -> Result<u64, Refused> {
+        let number = task::follow_up(self.store.as_ref(), id, text).await?;
+        self.wake.notify_one();
+        Ok(number)
+    }
+
     fn slots(&self) -> (usize, usize) {
         (self.scheduler.running(), self.scheduler.slots())
     }

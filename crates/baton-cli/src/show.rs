@@ -222,6 +222,7 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
             format!("{} {}", if *is_error { "error:" } else { "ok:" }, headline(output, 90))
         }
         Event::Feedback { text } | Event::BudgetLow { text } => text.clone(),
+        Event::MessageReceived { number, text } => format!("follow-up {number} from the user: {text}"),
         Event::Nudged { reason, .. } => reason.clone(),
         Event::ProtectedRestored { paths } => format!("protected files changed and restored: {}", paths.join(", ")),
         Event::CheckFinished { name, exit_code, passed, duration_ms, .. } => format!(

@@ -57,6 +57,17 @@ pub async fn run(
             let backend = backend().await?;
             events(backend.as_ref(), &backend.resolve(&id).await?, follow, json).await
         }
+        TaskCommand::Message { id, text } => {
+            let backend = backend().await?;
+            let id = backend.resolve(&id).await?;
+            let number = backend.follow_up(&id, &text).await?;
+            if json {
+                show::json(&serde_json::json!({ "task": id, "number": number }))
+            } else {
+                println!("task {id}: follow-up {number} sent");
+                Ok(())
+            }
+        }
         TaskCommand::Cancel { id, reason } => {
             let backend = backend().await?;
             let id = backend.resolve(&id).await?;
@@ -243,6 +254,35 @@ pub async fn settle_finding(
     let event = Event::FindingUpdated { id: finding.to_owned(), status, note, by: "human".to_owned() };
     store.append(id, state.next_seq, now(), &[event]).await.map_err(|error| refusal(id, error))?;
     store.load(id).await.map_err(failed)
+}
+
+/// The longest follow-up, in bytes.
+const MAX_FOLLOW_UP: usize = 64 * 1024;
+
+/// Sends the user's follow-up `text` to task `id` (from the command line or the API): its run
+/// gives it to the agent before its next model call; a paused task is made runnable again. Its
+/// number.
+pub async fn follow_up(store: &dyn Store, id: &TaskId, text: &str) -> Result<u64, Refused> {
+    if text.trim().is_empty() {
+        return Err(Refused::Invalid("a follow-up needs text".into()));
+    }
+    if text.len() > MAX_FOLLOW_UP {
+        return Err(Refused::Invalid(format!("a follow-up is at most {MAX_FOLLOW_UP} bytes, not {}", text.len())));
+    }
+    let failed = |error: StoreError| Refused::Failed(error.to_string());
+    let state = store.load(id).await.map_err(failed)?;
+    if state.status().is_terminal() {
+        return Err(Refused::Conflict(format!(
+            "task {id} has ended ({}); a follow-up reaches a task that has not",
+            state.status()
+        )));
+    }
+    let number = store.send_follow_up(id, now(), text).await.map_err(failed)?;
+    if state.status() == Status::Paused {
+        let resumed = Event::Resumed { detail: "a follow-up from the user".into() };
+        store.append(id, state.next_seq, now(), &[resumed]).await.map_err(|error| refusal(id, error))?;
+    }
+    Ok(number)
 }
 
 /// A failed append to task `id`, as a refusal: a writer that got there first is a conflict the

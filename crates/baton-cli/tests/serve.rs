@@ -1217,3 +1217,117 @@ async fn sigterm_stops_each_run_at_its_next_step_with_its_work_committed_and_a_r
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_reaches_the_next_model_request_of_a_running_task() {
+    // The agent polls until the follow-up is in its request, then finishes.
+    let finish = ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "noted"}).to_string() };
+    let poll = |id: &str| ToolCall {
+        id: id.into(),
+        name: "shell".into(),
+        arguments: json!({"command": "sleep 0.2; date +%s%N"}).to_string(),
+    };
+    let when = |text: &str| Expect { body_contains: Some(text.into()), ..Expect::default() };
+    let script = Script {
+        rules: vec![
+            Rule {
+                when: when("please also write NOTES"),
+                reply: Reply { tool_calls: vec![finish], ..Reply::default() },
+            },
+            Rule { when: Expect::default(), reply: Reply { tool_calls: vec![poll("p")], ..Reply::default() } },
+        ],
+        ..Script::default()
+    };
+    let model = ScriptedServer::start(script).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "2");
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+
+    let body = json!({"request": "Keep polling.", "repo": repo.path(), "checks": ["true"], "review": false});
+    let created: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let task: Value = http.get(api(&format!("/tasks/{id}"))).send().await.unwrap().json().await.unwrap();
+        if task["steps"].as_u64().unwrap() >= 2 {
+            assert_eq!(task["status"], "running", "{task}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task did not get going: {task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent = http
+        .post(api(&format!("/tasks/{id}/messages")))
+        .json(&json!({"text": "please also write NOTES"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let sent: Value = sent.json().await.unwrap();
+    assert_eq!(sent["number"], 1);
+    let done = reaching(&http, api(&format!("/tasks/{id}")), "done").await;
+    assert_eq!(done["stop"]["reason"], "verified", "{done}");
+
+    // Journaled once, before the model call whose request carried it.
+    let page: Value = http.get(api(&format!("/tasks/{id}/events"))).send().await.unwrap().json().await.unwrap();
+    let kinds: Vec<&str> =
+        page["events"].as_array().unwrap().iter().map(|e| e["event"]["type"].as_str().unwrap()).collect();
+    let delivered = kinds.iter().position(|kind| *kind == "message_received").expect("never delivered");
+    assert_eq!(kinds.iter().filter(|kind| **kind == "message_received").count(), 1);
+    assert_eq!(kinds[delivered + 1], "model_call_started", "{kinds:?}");
+    let carrying = model
+        .requests()
+        .iter()
+        .filter(|request| request.body.to_string().contains("A follow-up from the user who gave you this task"))
+        .count();
+    assert!(carrying >= 1);
+
+    // An ended task takes no follow-up; nor does an empty one go anywhere.
+    let ended = http.post(api(&format!("/tasks/{id}/messages"))).json(&json!({"text": "more"})).send().await.unwrap();
+    assert_eq!(ended.status(), 409);
+    let empty = http.post(api(&format!("/tasks/{id}/messages"))).json(&json!({"text": " "})).send().await.unwrap();
+    assert_eq!(empty.status(), 422);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_sent_while_the_checks_run_opens_a_leg_before_the_task_ends() {
+    let finish = |summary: &str| Reply {
+        tool_calls: vec![ToolCall {
+            id: "f".into(),
+            name: "finish".into(),
+            arguments: json!({"summary": summary}).to_string(),
+        }],
+        ..Reply::default()
+    };
+    let when = |text: &str| Expect { body_contains: Some(text.into()), ..Expect::default() };
+    let script = Script {
+        rules: vec![
+            Rule { when: when("please also write NOTES"), reply: finish("notes written") },
+            Rule { when: Expect::default(), reply: finish("first pass") },
+        ],
+        ..Script::default()
+    };
+    let model = ScriptedServer::start(script).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let body = json!({"request": "Do it.", "repo": repo.path(), "checks": ["sleep 2"], "review": false});
+    let created: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    reaching(&http, api(&format!("/tasks/{id}")), "verifying").await;
+    let sent = http
+        .post(api(&format!("/tasks/{id}/messages")))
+        .json(&json!({"text": "please also write NOTES"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let done = reaching(&http, api(&format!("/tasks/{id}")), "done").await;
+    assert_eq!(done["stop"]["reason"], "verified", "{done}");
+    assert_eq!(done["stop"]["detail"], "notes written", "the task ended only after the follow-up: {done}");
+    assert_eq!(done["legs"], 2, "{done}");
+}

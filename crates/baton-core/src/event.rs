@@ -76,6 +76,9 @@ pub enum Event {
     },
     /// A message from the harness to the agent (check results, a reminder), added to the transcript.
     Feedback { text: String },
+    /// A follow-up from the user (`POST /tasks/{id}/messages`), number `number` of the task's,
+    /// added to the transcript before the next model call.
+    MessageReceived { number: u64, text: String },
     /// The agent made no progress for a while; it is told so once before the task pauses as stuck.
     Nudged { reason: String, text: String },
     /// One acceptance check ran in the sandbox, on the environment of this hash.
@@ -166,6 +169,7 @@ impl Event {
             Event::ToolCallStarted { .. } => "tool_call_started",
             Event::ToolCallFinished { .. } => "tool_call_finished",
             Event::Feedback { .. } => "feedback",
+            Event::MessageReceived { .. } => "message_received",
             Event::Nudged { .. } => "nudged",
             Event::CheckFinished { .. } => "check_finished",
             Event::EnvironmentPrepared { .. } => "environment_prepared",

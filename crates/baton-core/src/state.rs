@@ -161,6 +161,10 @@ pub struct Work {
     pub learned_window: Option<u64>,
     /// The agent was told its budget is running low, since the limits last changed.
     pub budget_warned: bool,
+    /// The number of the user's last follow-up the agent was given.
+    pub messages_delivered: u64,
+    /// Every follow-up the user sent, for the briefs of later legs.
+    pub messages: Vec<String>,
     /// Every decision point of the task, with its answer once given.
     pub decisions: Vec<(Decision, Option<Answer>)>,
     /// A human answered a budget overrun and the answer has not been acted on yet.
@@ -322,6 +326,11 @@ impl Work {
                 self.tell(Part::ToolResult { call_id: call_id.clone(), output: output.clone(), is_error: *is_error });
             }
             Event::Feedback { text } => self.tell(Part::Text { text: text.clone() }),
+            Event::MessageReceived { number, text } => {
+                self.messages_delivered = self.messages_delivered.max(*number);
+                self.messages.push(text.clone());
+                self.tell(Part::Text { text: format!("A follow-up from the user who gave you this task:\n{text}") });
+            }
             Event::BudgetLow { text } => {
                 self.budget_warned = true;
                 self.tell(Part::Text { text: text.clone() });

@@ -112,7 +112,8 @@ impl Lifecycle {
                 | Event::ModelCallFailed { .. }
                 | Event::ToolCallStarted { .. }
                 | Event::ToolCallFinished { .. }
-                | Event::Feedback { .. },
+                | Event::Feedback { .. }
+                | Event::MessageReceived { .. },
                 Running | Reviewing,
             )
             | (Event::FindingsReported { .. }, Reviewing) => Ok(self),

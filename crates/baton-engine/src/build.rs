@@ -41,6 +41,10 @@ impl Engine {
             if self.stop.is_cancelled() {
                 return self.checkpoint(journal, worktree, "work in progress before baton stopped".into()).await;
             }
+            let (task, delivered) = (journal.state().id.clone(), journal.state().work.messages_delivered);
+            for follow_up in self.store.follow_ups(&task, delivered).await? {
+                journal.append(Event::MessageReceived { number: follow_up.number, text: follow_up.text }).await?;
+            }
             let work = &journal.state().work;
             if let Some(limit) = journal.state().spec.budget.steps.filter(|limit| u64::from(work.steps) >= *limit) {
                 let detail = format!("the step limit of {limit} is reached");

@@ -77,6 +77,7 @@ impl Engine {
         self.settle(journal, &key, self.call_cost(state_role, &usage.unwrap_or_default()))?;
         journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
         let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs)
+            + &baton_agent::messages_brief(&journal.state().work.messages)
             + &baton_agent::environment_brief(&machine.environment.declared);
         journal
             .append(Event::LegStarted {

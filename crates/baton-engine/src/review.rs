@@ -4,6 +4,8 @@
 
 use baton_core::{Event, Finding, FindingStatus, LegRole, Status, StopReason};
 
+use baton_tools::Toolbox;
+
 use crate::journal::Journal;
 use crate::{Acted, Called, Engine, EngineError, Machine, instructions};
 
@@ -25,12 +27,12 @@ impl Engine {
         let state = journal.state();
         // A planned task's subtasks were reviewed each on its own.
         if !state.spec.review || state.spec.plan || state.work.review_rounds >= REVIEW_ROUNDS {
-            return self.done(journal, summary).await;
+            return self.done(journal, toolbox, summary).await;
         }
         let from = state.work.reviewed.clone().unwrap_or_else(|| state.base_commit.clone());
         let diff = worktree.diff(&from)?;
         if diff.trim().is_empty() {
-            return self.done(journal, summary).await;
+            return self.done(journal, toolbox, summary).await;
         }
         if state.status() != Status::Reviewing {
             journal.append(Event::ReviewStarted).await?;
@@ -38,7 +40,8 @@ impl Engine {
         let state = journal.state();
         let round = state.work.review_rounds + 1;
         let mut brief =
-            baton_agent::review_brief(&state.spec, round, &diff, &state.work.last_checks, &state.work.findings);
+            baton_agent::review_brief(&state.spec, round, &diff, &state.work.last_checks, &state.work.findings)
+                + &baton_agent::messages_brief(&state.work.messages);
         // The checks ran on the environment the agent's commit declares: a change to it changes
         // what judged the work, so the reviewer is told to read it.
         if let Some(checked_on) = state.work.last_checks.last().map(|check| &check.environment)
@@ -71,7 +74,9 @@ impl Engine {
                     return Ok(true);
                 }
                 Called::Failed(error) => {
-                    return self.done(journal, &format!("{summary}\n\n(The review could not run: {error}.)")).await;
+                    return self
+                        .done(journal, toolbox, &format!("{summary}\n\n(The review could not run: {error}.)"))
+                        .await;
                 }
                 Called::Answered(Acted::Done | Acted::Finish(_) | Acted::Waiting | Acted::Planned) => {}
             }
@@ -79,11 +84,11 @@ impl Engine {
         let state = journal.state();
         if state.work.review_rounds < round {
             let note = format!("{summary}\n\n(The reviewer reported nothing in {REVIEW_STEPS} steps.)");
-            return self.done(journal, &note).await;
+            return self.done(journal, toolbox, &note).await;
         }
         let actionable: Vec<Finding> = state.work.findings.iter().filter(|f| f.is_actionable()).cloned().collect();
         if actionable.is_empty() {
-            return self.done(journal, summary).await;
+            return self.done(journal, toolbox, summary).await;
         }
         let detail = format!("review round {round} found {} findings to address", actionable.len());
         journal.append(Event::Resumed { detail }).await?;
@@ -100,8 +105,24 @@ impl Engine {
         Ok(false)
     }
 
-    /// Ends the task as verified, naming the findings still open.
-    async fn done(&self, journal: &mut Journal<'_>, summary: &str) -> Result<bool, EngineError> {
+    /// Ends the task as verified, naming the findings still open — unless the user sent a
+    /// follow-up the agent has not seen: then a build leg opens for it (and this is `false`).
+    async fn done(&self, journal: &mut Journal<'_>, toolbox: &Toolbox, summary: &str) -> Result<bool, EngineError> {
+        let state = journal.state();
+        if !self.store.follow_ups(&state.id, state.work.messages_delivered).await?.is_empty() {
+            let detail = "a follow-up from the user arrived before the end".to_owned();
+            journal.append(Event::Resumed { detail }).await?;
+            let state = journal.state();
+            let leg = Event::LegStarted {
+                leg: state.work.leg + 1,
+                model: self.chosen(LegRole::Build).name.to_string(),
+                system: baton_agent::system_prompt(&instructions(toolbox, &state.spec, LegRole::Build)),
+                brief: baton_agent::follow_up_brief(&state.spec, summary),
+                role: LegRole::Build,
+            };
+            journal.append(leg).await?;
+            return Ok(false);
+        }
         let open: Vec<&str> = journal
             .state()
             .work

@@ -51,6 +51,9 @@ pub trait Tasks: Send + Sync {
     /// Changes a task's limits; a task paused by a limit it no longer reaches runs again.
     async fn limit(&self, task: &TaskId, change: &LimitChange) -> Result<(), Refused>;
 
+    /// Sends the user's follow-up to a task that has not ended; its number.
+    async fn follow_up(&self, task: &TaskId, text: &str) -> Result<u64, Refused>;
+
     /// The task's change against its base commit, as a unified diff.
     async fn diff(&self, task: &TaskId) -> Result<String, Refused>;
 
@@ -133,6 +136,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/tasks/{id}/decisions/{decision}", axum::routing::post(decide))
         .route("/api/v1/tasks/{id}/findings/{finding}", axum::routing::post(settle))
         .route("/api/v1/tasks/{id}/budget", axum::routing::patch(limit))
+        .route("/api/v1/tasks/{id}/messages", axum::routing::post(message))
         .route("/api/v1/tasks/{id}/diff", get(diff))
         .route("/api/v1/tasks/{id}/events", get(events))
         .route("/api/v1/tasks/{id}/events/stream", get(stream::follow))
@@ -454,6 +458,36 @@ async fn limit(
     let id = task_id(&api, &id).await?;
     api.tasks.limit(&id, &change).await?;
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct MessageBody {
+    /// What the user adds, as the agent will read it (at most 64 KiB).
+    text: String,
+}
+
+/// A follow-up that was accepted: the agent reads it before its next model call.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct MessageSent {
+    /// The follow-up's number among the task's.
+    number: u64,
+    task: TaskView,
+}
+
+/// Sends a follow-up from the user to a task that has not ended; a paused task runs again.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/messages", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id or a unique prefix of it")),
+    request_body = MessageBody, responses((status = 202, body = MessageSent)))]
+async fn message(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Body(body): Body<MessageBody>,
+) -> Result<(StatusCode, Json<MessageSent>), ApiError> {
+    let id = task_id(&api, &id).await?;
+    let number = api.tasks.follow_up(&id, &body.text).await?;
+    let task = TaskView::of(&api.store.load(&id).await?);
+    Ok((StatusCode::ACCEPTED, Json(MessageSent { number, task })))
 }
 
 /// The task's committed change against its base, as a unified diff.

@@ -12,7 +12,7 @@ use crate::views::{
     CheckView, ErrorBody, ErrorDetail, EventPage, Health, LimitChange, NewTask, Settled, StopView, SummaryView,
     TaskPage, TaskView,
 };
-use crate::{CancelBody, DecisionBody, SettleBody};
+use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, SettleBody};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -31,6 +31,7 @@ use crate::{CancelBody, DecisionBody, SettleBody};
         crate::decide,
         crate::settle,
         crate::limit,
+        crate::message,
         crate::diff,
         crate::events,
         crate::stream::follow,
@@ -42,7 +43,7 @@ use crate::{CancelBody, DecisionBody, SettleBody};
     ),
     components(schemas(
         AccountView, AutoReloadView, CancelBody, CheckView, DecisionBody, EntriesPage, EntryView, ErrorBody,
-        ErrorDetail, EventPage, Health, LimitChange, NewTask, PolicyView, Settled, SettleBody, StopView,
+        ErrorDetail, EventPage, Health, LimitChange, MessageBody, MessageSent, NewTask, PolicyView, Settled, SettleBody, StopView,
         SummaryView, TaskPage, TaskView, TopUp
     )),
     modifiers(&Bearer, &Errors),

@@ -37,6 +37,14 @@ pub struct TaskSummary {
     pub next_seq: u64,
 }
 
+/// A follow-up the user sent to a task: number `number` of the task's, from 1.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FollowUp {
+    pub number: u64,
+    pub text: String,
+    pub at: Timestamp,
+}
+
 /// The right to run a task, held by one process at a time until `expires_at` unless renewed. Every
 /// append made under it is checked against the task's current epoch, so a holder that lost it (a
 /// process frozen past its expiry, then woken) can no longer write.
@@ -124,6 +132,13 @@ pub trait Store: Send + Sync {
 
     /// The newest `limit` entries of the account's ledger, newest first.
     async fn entries(&self, limit: u32) -> Result<Vec<Entry>, StoreError>;
+
+    /// Keeps a follow-up for the task, numbered after the ones before; its number. A run journals
+    /// it (`message_received`) before its next model call.
+    async fn send_follow_up(&self, task: &TaskId, at: Timestamp, text: &str) -> Result<u64, StoreError>;
+
+    /// The task's follow-ups numbered after `after`, in order.
+    async fn follow_ups(&self, task: &TaskId, after: u64) -> Result<Vec<FollowUp>, StoreError>;
 
     /// Keeps `token` under `hash`; [`StoreError::TokenExists`] if its name was ever used.
     async fn add_token(&self, token: &Token, hash: &TokenHash) -> Result<(), StoreError>;

@@ -82,6 +82,16 @@ const MIGRATIONS: &[&str] = &[
         revoked_at INTEGER
     ) STRICT;
     "#,
+    // 5: follow-ups from the user, numbered per task, waiting for a run to journal them.
+    r#"
+    CREATE TABLE follow_ups (
+        task_id TEXT NOT NULL REFERENCES tasks (id),
+        number  INTEGER NOT NULL,
+        text    TEXT NOT NULL,
+        at      INTEGER NOT NULL,
+        PRIMARY KEY (task_id, number)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -16,7 +16,7 @@ use crate::codec::{self, EVENT_COLUMNS, EventRow};
 use crate::error::StoreError;
 use crate::migrate::migrate;
 use crate::tokens;
-use crate::{Lease, Store, TaskSummary};
+use crate::{FollowUp, Lease, Store, TaskSummary};
 
 /// The embedded store: `<home>/baton.db` (SQLite in WAL mode, every commit synced to disk) and
 /// `<home>/blobs/`.
@@ -411,6 +411,39 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(account::entry_from_row).collect()
+    }
+
+    async fn send_follow_up(&self, task: &TaskId, at: Timestamp, text: &str) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?").bind(task.as_str()).fetch_optional(&mut *tx).await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound(task.to_string()));
+        }
+        let number: i64 = sqlx::query_scalar(
+            "INSERT INTO follow_ups (task_id, number, text, at) \
+             SELECT ?1, COALESCE(MAX(number), 0) + 1, ?2, ?3 FROM follow_ups WHERE task_id = ?1 RETURNING number",
+        )
+        .bind(task.as_str())
+        .bind(text)
+        .bind(at.as_millis())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(number as u64)
+    }
+
+    async fn follow_ups(&self, task: &TaskId, after: u64) -> Result<Vec<FollowUp>, StoreError> {
+        let rows: Vec<(i64, String, i64)> =
+            sqlx::query_as("SELECT number, text, at FROM follow_ups WHERE task_id = ? AND number > ? ORDER BY number")
+                .bind(task.as_str())
+                .bind(after as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(number, text, at)| FollowUp { number: number as u64, text, at: Timestamp(at) })
+            .collect())
     }
 
     async fn add_token(&self, token: &Token, hash: &TokenHash) -> Result<(), StoreError> {

@@ -191,7 +191,7 @@ async fn a_newer_schema_is_refused_not_guessed_at() {
     let err = SqliteStore::open(dir.path()).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the journal database has schema version 99, newer than this baton knows (4); upgrade baton"
+        "the journal database has schema version 99, newer than this baton knows (5); upgrade baton"
     );
 }
 
@@ -273,4 +273,22 @@ async fn tokens_are_found_by_the_hash_of_their_secret_until_revoked_and_names_ar
     assert!(matches!(store.revoke_token("ci", Timestamp(10)).await, Err(StoreError::NoSuchToken(_))));
     assert!(matches!(store.add_token(&token, &TokenHash::of(&secret)).await, Err(StoreError::TokenExists(_))));
     assert_eq!(store.tokens().await.unwrap(), vec![revoked]);
+}
+
+#[tokio::test]
+async fn follow_ups_are_numbered_per_task_and_read_after_a_number() {
+    let (_dir, store) = store().await;
+    let (first, second) = (Rng(7).task_id(), Rng(8).task_id());
+    for id in [&first, &second] {
+        store.append(id, 0, at(1), &[created("x")]).await.unwrap();
+    }
+    assert_eq!(store.send_follow_up(&first, at(2), "one").await.unwrap(), 1);
+    assert_eq!(store.send_follow_up(&second, at(2), "other").await.unwrap(), 1);
+    assert_eq!(store.send_follow_up(&first, at(3), "two").await.unwrap(), 2);
+    let texts = |list: Vec<baton_store::FollowUp>| list.into_iter().map(|f| (f.number, f.text)).collect::<Vec<_>>();
+    assert_eq!(texts(store.follow_ups(&first, 0).await.unwrap()), [(1, "one".to_owned()), (2, "two".to_owned())]);
+    assert_eq!(texts(store.follow_ups(&first, 1).await.unwrap()), [(2, "two".to_owned())]);
+    assert!(store.follow_ups(&first, 2).await.unwrap().is_empty());
+    let nowhere = Rng(9).task_id();
+    assert!(matches!(store.send_follow_up(&nowhere, at(4), "lost").await, Err(StoreError::NotFound(_))));
 }
