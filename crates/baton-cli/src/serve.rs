@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use baton_core::{Credits, Event, FindingStatus, Status, StopReason, TaskId};
 use baton_engine::{Engines, Observer, Scheduler};
-use baton_server::{Access, Api, LimitChange, Limits, NewTask, Refused, Settled, Tasks};
+use baton_server::{Access, Api, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
 use baton_store::{SqliteStore, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -27,7 +27,10 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
     let slots = slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
     let (journaled, _) = broadcast::channel(4096);
     let announce = journaled.clone();
+    let meter = Arc::new(Meter::default());
+    let counted = meter.clone();
     let observer: Arc<Observer> = Arc::new(move |id, recorded| {
+        counted.observe(id, recorded);
         let _ = announce.send((id.clone(), recorded.seq));
     });
     let engines: Arc<Engines> = {
@@ -62,7 +65,7 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
     }
     let limits = Arc::new(Limits::new(rate_limit));
     let shutdown = CancellationToken::new();
-    let api = Api { store, tasks: Arc::new(tasks), journaled, access, limits, closing: shutdown.clone() };
+    let api = Api { store, tasks: Arc::new(tasks), journaled, access, limits, closing: shutdown.clone(), meter };
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     // The first line of output, for scripts and tests that start a server on port 0.
@@ -233,8 +236,12 @@ impl Tasks for Creator {
         Ok(number)
     }
 
-    fn slots(&self) -> (usize, usize) {
-        (self.scheduler.running(), self.scheduler.slots())
+    fn load(&self) -> Load {
+        Load {
+            busy: self.scheduler.running(),
+            slots: self.scheduler.slots(),
+            runs_started: self.scheduler.runs_started(),
+        }
     }
 
     async fn diff(&self, id: &TaskId) -> Result<String, Refused> {

@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use assert_cmd::cargo::CommandCargoExt;
-use baton_testkit::model::{Expect, Reply, Rule, Script, ScriptedServer, ToolCall, Turn};
+use baton_testkit::model::{Expect, Reply, Rule, Script, ScriptedServer, ToolCall, Turn, Usage};
 use serde_json::{Value, json};
 
 /// The server process, killed when dropped.
@@ -100,7 +100,9 @@ fn finishing() -> Script {
 
 fn finishing_after(ms: u64) -> Script {
     let finish = ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "done"}).to_string() };
-    let reply = Reply { tool_calls: vec![finish], delay_ms: Some(ms), ..Reply::default() };
+    // What a provider would report, for the token counters.
+    let usage = Usage { input: 1200, output: 30, ..Usage::default() };
+    let reply = Reply { tool_calls: vec![finish], delay_ms: Some(ms), usage, ..Reply::default() };
     Script { rules: vec![Rule { when: Expect::default(), reply }], ..Script::default() }
 }
 
@@ -199,9 +201,20 @@ async fn tasks_created_over_the_api_run_two_at_a_time_and_their_streams_resume_e
         "baton_slots 2",
         "baton_slots_busy 0",
         "baton_queue_depth 0",
+        "baton_runs_started_total 6",
+        "baton_model_calls_total{model=\"openai-compatible/scripted\"} 6",
+        // One step each, ended by the checks.
+        "baton_step_seconds_count 6",
+        "baton_step_seconds_bucket{le=\"+Inf\"} 6",
+        "baton_model_tokens_total{model=\"openai-compatible/scripted\",kind=\"input\"} 7200",
+        "baton_model_tokens_total{model=\"openai-compatible/scripted\",kind=\"output\"} 180",
     ] {
         assert!(metrics.lines().any(|l| l == line), "{line} missing from:\n{metrics}");
     }
+    let output = metrics
+        .lines()
+        .find(|l| l.starts_with("baton_model_tokens_total{model=\"openai-compatible/scripted\",kind=\"output\"}"));
+    assert!(output.is_some_and(|line| !line.ends_with(" 0")), "{metrics}");
 }
 
 /// The task at `url` once its status is `wanted` (within two minutes).

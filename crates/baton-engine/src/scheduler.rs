@@ -45,6 +45,8 @@ pub struct Scheduler {
     refused: Arc<Mutex<BTreeSet<TaskId>>>,
     /// Cancelled at shutdown: every run stops before its next step.
     stopping: CancellationToken,
+    /// Runs started since this scheduler was made.
+    started: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -77,6 +79,7 @@ impl Scheduler {
             running: Arc::default(),
             refused: Arc::default(),
             stopping: CancellationToken::new(),
+            started: Default::default(),
         }
     }
 
@@ -88,6 +91,11 @@ impl Scheduler {
     /// How many tasks may run here at once.
     pub fn slots(&self) -> usize {
         self.total
+    }
+
+    /// Runs started here, each on a machine and sandbox of its own.
+    pub fn runs_started(&self) -> u64 {
+        self.started.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Tasks running here now.
@@ -163,6 +171,7 @@ impl Scheduler {
     }
 
     fn start(&self, id: TaskId, lease: HeldLease, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
         let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
         let home = self.home.clone();

@@ -6,6 +6,7 @@
 
 mod account;
 mod auth;
+mod metrics;
 mod openapi;
 mod stream;
 mod views;
@@ -24,6 +25,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 pub use auth::{Access, Limits};
+pub use metrics::Meter;
 pub use openapi::document;
 pub use views::{Change, LimitChange, NewTask, Settled, TaskView};
 use views::{ErrorBody, ErrorDetail, EventPage, Health, SummaryView, TaskPage};
@@ -57,8 +59,19 @@ pub trait Tasks: Send + Sync {
     /// The task's change against its base commit, as a unified diff.
     async fn diff(&self, task: &TaskId) -> Result<String, Refused>;
 
-    /// Tasks running in this process now, and how many may.
-    fn slots(&self) -> (usize, usize);
+    /// How busy this process's scheduler is.
+    fn load(&self) -> Load;
+}
+
+/// How busy the scheduler is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Load {
+    /// Tasks running in this process now.
+    pub busy: usize,
+    /// How many may.
+    pub slots: usize,
+    /// Runs started since this process began.
+    pub runs_started: u64,
 }
 
 /// Why a request about an existing task was refused.
@@ -110,6 +123,8 @@ pub struct Api {
     pub limits: Arc<Limits>,
     /// Cancelled when the server stops: live streams end then, so that it can.
     pub closing: tokio_util::sync::CancellationToken,
+    /// Counts what this process's runs journal, for `/metrics`.
+    pub meter: Arc<Meter>,
 }
 
 impl std::fmt::Debug for Api {
@@ -123,7 +138,7 @@ pub fn router(api: Api) -> Router {
     Router::new()
         .route("/api/v1/healthz", get(healthz))
         .route("/api/v1/openapi.json", get(openapi::serve))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/account", get(account::show))
         .route("/api/v1/account/topup", axum::routing::post(account::top_up))
         .route("/api/v1/account/policy", axum::routing::put(account::set_policy))
@@ -253,28 +268,6 @@ impl IntoResponse for ApiError {
 #[utoipa::path(get, path = "/api/v1/healthz", tag = "service", security(()), responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".to_owned() })
-}
-
-/// Prometheus' text format: tasks by status, slots and the queue.
-#[utoipa::path(get, path = "/metrics", tag = "service",
-    responses((status = 200, content_type = "text/plain", body = String, description = "Prometheus text format")))]
-async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
-    use std::fmt::Write as _;
-    let tasks = api.store.list(None).await?;
-    let mut out = String::from("# HELP baton_tasks Tasks by status.\n# TYPE baton_tasks gauge\n");
-    for status in Status::ALL {
-        let count = tasks.iter().filter(|task| task.status == status).count();
-        let _ = writeln!(out, "baton_tasks{{status=\"{status}\"}} {count}");
-    }
-    let (busy, slots) = api.tasks.slots();
-    let queued = tasks.iter().filter(|task| task.status == Status::Queued).count();
-    let _ = write!(
-        out,
-        "# HELP baton_slots Tasks this server may run at once.\n# TYPE baton_slots gauge\nbaton_slots {slots}\n\
-         # HELP baton_slots_busy Tasks this server runs now.\n# TYPE baton_slots_busy gauge\nbaton_slots_busy {busy}\n\
-         # HELP baton_queue_depth Tasks queued and not started.\n# TYPE baton_queue_depth gauge\nbaton_queue_depth {queued}\n"
-    );
-    Ok(([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response())
 }
 
 async fn task_id(api: &Api, id: &str) -> Result<TaskId, ApiError> {

@@ -22,7 +22,7 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, SettleBody};
     ),
     paths(
         crate::healthz,
-        crate::metrics,
+        crate::metrics::metrics,
         crate::create,
         crate::list,
         crate::show,
