@@ -337,29 +337,24 @@ fn marking(tasks: usize) -> Script {
     Script { rules, ..Script::default() }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_server_killed_with_eight_tasks_running_is_restarted_and_every_task_ends_verified_without_repeats() {
-    let model = ScriptedServer::start(marking(8)).await.unwrap();
-    let repo = common::calc_repo();
-    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let served = serve(home.path(), &model, "8");
+/// Creates `count` tasks of [`marking`] on `served`; their ids, once every one is running past its
+/// first step.
+async fn marking_under_way(served: &Served, repo: &std::path::Path, count: usize) -> Vec<String> {
     let http = served.http();
     let mut ids = Vec::new();
-    for n in 0..8 {
-        let body =
-            json!({"request": format!("marking task {n}."), "repo": repo.path(), "checks": ["true"], "review": false});
+    for n in 0..count {
+        let body = json!({"request": format!("marking task {n}."), "repo": repo, "checks": ["true"], "review": false});
         let task: Value =
             http.post(format!("{}/api/v1/tasks", served.url)).json(&body).send().await.unwrap().json().await.unwrap();
         ids.push(task["id"].as_str().unwrap().to_owned());
     }
-    // Every task past its first step, none finished: then the server dies.
     let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         let listed: Value =
             http.get(format!("{}/api/v1/tasks?status=running", served.url)).send().await.unwrap().json().await.unwrap();
         let running = listed["tasks"].as_array().unwrap();
-        if running.len() == 8 && running.iter().all(|t| t["next_seq"].as_u64().unwrap() > 8) {
-            break;
+        if running.len() == count && running.iter().all(|t| t["next_seq"].as_u64().unwrap() > 8) {
+            return ids;
         }
         if Instant::now() > deadline {
             let mut timeline = String::new();
@@ -386,6 +381,26 @@ async fn a_server_killed_with_eight_tasks_running_is_restarted_and_every_task_en
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The marks a [`marking`] task's commands left outside its worktree, one line each.
+fn marks(home: &std::path::Path, id: &str) -> String {
+    let layout = baton_engine::TaskLayout::of(home, &baton_core::TaskId::parse(id).unwrap());
+    let disk = layout.attach_disk(None).unwrap();
+    let marks = std::fs::read_to_string(layout.layer().join("hidden/root/marker")).unwrap_or_default();
+    drop(disk);
+    marks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_killed_with_eight_tasks_running_is_restarted_and_every_task_ends_verified_without_repeats() {
+    let model = ScriptedServer::start(marking(8)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let served = serve(home.path(), &model, "8");
+    let http = served.http();
+    // Every task past its first step, none finished: then the server dies.
+    let ids = marking_under_way(&served, repo.path(), 8).await;
     let old_url = served.url.clone();
     drop(served); // SIGKILL, and reaped
 
@@ -410,10 +425,7 @@ async fn a_server_killed_with_eight_tasks_running_is_restarted_and_every_task_en
     }
     drop(served);
     for (n, id) in ids.iter().enumerate() {
-        let layout = baton_engine::TaskLayout::of(home.path(), &baton_core::TaskId::parse(id).unwrap());
-        let disk = layout.attach_disk(None).unwrap();
-        let marks = std::fs::read_to_string(layout.layer().join("hidden/root/marker")).unwrap_or_default();
-        drop(disk);
+        let marks = marks(home.path(), id);
         for k in 1..=STEPS {
             let count = marks.lines().filter(|l| *l == format!("mark-{n}-{k}")).count();
             assert!(count <= 1, "task {n}: step {k} ran {count} times:\n{marks}");
@@ -1043,8 +1055,29 @@ async fn the_openapi_document_holds_for_every_answer_schemathesis_generates() {
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
 
     let document: Value = http.get(api("/openapi.json")).send().await.unwrap().json().await.unwrap();
-    let paths = document["paths"].as_object().unwrap();
-    assert_eq!(paths.len(), 17, "{:?}", paths.keys().collect::<Vec<_>>());
+    // Every route the server has, and nothing else.
+    let paths: Vec<&str> = document["paths"].as_object().unwrap().keys().map(String::as_str).collect();
+    let routes = [
+        "/api/v1/account",
+        "/api/v1/account/entries",
+        "/api/v1/account/policy",
+        "/api/v1/account/topup",
+        "/api/v1/events/stream",
+        "/api/v1/healthz",
+        "/api/v1/tasks",
+        "/api/v1/tasks/{id}",
+        "/api/v1/tasks/{id}/budget",
+        "/api/v1/tasks/{id}/cancel",
+        "/api/v1/tasks/{id}/decisions/{decision}",
+        "/api/v1/tasks/{id}/diff",
+        "/api/v1/tasks/{id}/events",
+        "/api/v1/tasks/{id}/events/stream",
+        "/api/v1/tasks/{id}/findings/{finding}",
+        "/api/v1/tasks/{id}/messages",
+        "/api/v1/tasks/{id}/resume",
+        "/metrics",
+    ];
+    assert_eq!(paths, routes);
     assert_eq!(document["components"]["securitySchemes"]["bearer"]["scheme"], "bearer");
 
     // A real task, so that the operations on one reach past "no such task".
@@ -1157,26 +1190,8 @@ async fn sigterm_stops_each_run_at_its_next_step_with_its_work_committed_and_a_r
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let mut served = serve(home.path(), &model, "2");
     let http = served.http();
-    let mut ids = Vec::new();
-    for n in 0..2 {
-        let body =
-            json!({"request": format!("marking task {n}."), "repo": repo.path(), "checks": ["true"], "review": false});
-        let task: Value =
-            http.post(format!("{}/api/v1/tasks", served.url)).json(&body).send().await.unwrap().json().await.unwrap();
-        ids.push(task["id"].as_str().unwrap().to_owned());
-    }
     // Both past their first step; a live stream open (it must not keep the server up).
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let listed: Value =
-            http.get(format!("{}/api/v1/tasks?status=running", served.url)).send().await.unwrap().json().await.unwrap();
-        let running = listed["tasks"].as_array().unwrap();
-        if running.len() == 2 && running.iter().all(|t| t["next_seq"].as_u64().unwrap() > 8) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the tasks did not start: {listed}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let ids = marking_under_way(&served, repo.path(), 2).await;
     let stream = http.get(format!("{}/api/v1/events/stream", served.url)).send().await.unwrap();
     assert_eq!(stream.status(), 200);
 
@@ -1220,10 +1235,7 @@ async fn sigterm_stops_each_run_at_its_next_step_with_its_work_committed_and_a_r
     }
     drop(served);
     for (n, id) in ids.iter().enumerate() {
-        let layout = baton_engine::TaskLayout::of(home.path(), &baton_core::TaskId::parse(id).unwrap());
-        let disk = layout.attach_disk(None).unwrap();
-        let marks = std::fs::read_to_string(layout.layer().join("hidden/root/marker")).unwrap_or_default();
-        drop(disk);
+        let marks = marks(home.path(), id);
         for k in 1..=STEPS {
             let count = marks.lines().filter(|l| *l == format!("mark-{n}-{k}")).count();
             assert_eq!(count, 1, "task {n}: step {k} ran {count} times:\n{marks}");
