@@ -443,6 +443,12 @@ pub struct TaskArgs {
     #[arg(long)]
     pub plan: bool,
 
+    /// Best of N: try the request N times from the same base, each attempt a child task with an
+    /// N-th of the limits; the best verified one (fewest open findings, then the smallest change,
+    /// then the cheapest) becomes the task's result.
+    #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "plan")]
+    pub attempts: u32,
+
     /// With --plan: a human approves the plan (`baton decide`) before any subtask starts.
     #[arg(long, requires = "plan")]
     pub approve_plan: bool,

@@ -320,6 +320,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         // The recorded session has no review round and no plan.
         no_review: true,
         plan: false,
+        attempts: 1,
         approve_plan: false,
         captain_model: None,
         review_model: None,

@@ -158,6 +158,7 @@ impl Tasks for Creator {
             context_window: new.context_window,
             no_review: !new.review.unwrap_or(true),
             plan: new.plan,
+            attempts: new.attempts.unwrap_or(1),
             approve_plan: false,
             captain_model: None,
             review_model: None,

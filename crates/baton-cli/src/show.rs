@@ -256,6 +256,7 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
             )
         }
         Event::SubtaskCreated { key, task } => format!("{key} → task {task}"),
+        Event::AttemptPicked { key, reason } => format!("{key} picked: {reason}"),
         Event::SubtaskEnded { key, outcome } => {
             format!("{key}: {}", if outcome.verified { "verified".to_owned() } else { outcome.detail.clone() })
         }

@@ -162,6 +162,7 @@ pub async fn create_in(store: &dyn Store, home: &Path, request: String, args: Ta
         },
         merges: Vec::new(),
         priority: args.priority,
+        attempts: args.attempts,
     };
     spec.validate()?;
     let id = new_task_id()?;

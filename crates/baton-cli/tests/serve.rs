@@ -1356,3 +1356,54 @@ async fn a_follow_up_sent_while_the_checks_run_opens_a_leg_before_the_task_ends(
     assert_eq!(done["stop"]["detail"], "notes written", "the task ended only after the follow-up: {done}");
     assert_eq!(done["legs"], 2, "{done}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_of_three_with_one_attempt_failing_its_checks_picks_a_verified_one_onto_the_branch() {
+    // The attempts run one after another: the first writes one line, the second never makes the
+    // check pass (two steps each), the third writes four lines.
+    let turns = vec![
+        common::call("w1", "write_file", json!({"path": "ok", "content": "fine\n"})),
+        common::call("f1", "finish", json!({"summary": "one line"})),
+        common::call("f2", "finish", json!({"summary": "nothing"})),
+        common::call("g2", "finish", json!({"summary": "still nothing"})),
+        common::call("w3", "write_file", json!({"path": "ok", "content": "a\nb\nc\nd\n"})),
+        common::call("f3", "finish", json!({"summary": "four lines"})),
+    ];
+    let model = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let body = json!({
+        "request": "Make the check pass.", "repo": repo.path(), "checks": ["test -f ok"],
+        "review": false, "attempts": 3, "max_steps": 6,
+    });
+    let created = http.post(api("/tasks")).json(&body).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    let id = created.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned();
+    let done = reaching(&http, api(&format!("/tasks/{id}")), "done").await;
+    assert_eq!(done["stop"]["reason"], "verified", "{done}");
+    assert_eq!(done["picked"], "attempt-1", "{done}");
+    let verified: Vec<Value> = done["subtasks"].as_array().unwrap().iter().map(|a| a["verified"].clone()).collect();
+    assert_eq!(verified, [json!(true), json!(false), json!(true)], "{done}");
+    assert_eq!(model.remaining_turns(), 0);
+
+    // The pick's change is the task's, on its branch.
+    let diff = http.get(api(&format!("/tasks/{id}/diff"))).send().await.unwrap().text().await.unwrap();
+    assert!(diff.contains("+fine") && !diff.contains("+a"), "{diff}");
+    let events: Value = http.get(api(&format!("/tasks/{id}/events"))).send().await.unwrap().json().await.unwrap();
+    let picked = events["events"].as_array().unwrap().iter().find(|e| e["event"]["type"] == "attempt_picked").cloned();
+    let reason = picked.unwrap()["event"]["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("1 changed lines") && reason.contains("attempt-2: not verified"), "{reason}");
+
+    // Attempts and a plan do not mix; nor do eleven attempts go.
+    for (extra, wanted) in [(json!({"plan": true}), "either plans"), (json!({"attempts": 11}), "11 attempts")] {
+        let mut body = json!({"request": "x", "repo": repo.path(), "checks": ["true"], "attempts": 2});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let refused = http.post(api("/tasks")).json(&body).send().await.unwrap();
+        assert_eq!(refused.status(), 422);
+        let error: Value = refused.json().await.unwrap();
+        assert!(error["error"]["message"].as_str().unwrap().contains(wanted), "{error}");
+    }
+}

@@ -139,6 +139,8 @@ pub enum Event {
     PlanSubmitted { subtasks: Vec<Subtask> },
     /// A subtask of the plan became a child task.
     SubtaskCreated { key: String, task: String },
+    /// Of a task's attempts, this one's result becomes the task's, for `reason`.
+    AttemptPicked { key: String, reason: String },
     /// A child task ended, or stopped.
     SubtaskEnded { key: String, outcome: SubtaskOutcome },
 }
@@ -189,6 +191,7 @@ impl Event {
             Event::PlanSubmitted { .. } => "plan_submitted",
             Event::SubtaskCreated { .. } => "subtask_created",
             Event::SubtaskEnded { .. } => "subtask_ended",
+            Event::AttemptPicked { .. } => "attempt_picked",
         }
     }
 }

@@ -34,7 +34,7 @@ pub use ledger::{Effect, FileChange, Handoff, Ledger, PlanStep, StepStatus};
 pub use money::{Credits, InvalidCredits};
 pub use review::{Finding, FindingStatus, Role as LegRole, Severity, Subtask, SubtaskOutcome, SubtaskState};
 pub use secret::{Secret, redact};
-pub use spec::{Budget, CheckSpec, SpecError, TaskSpec, branch_name, slug};
+pub use spec::{Budget, CheckSpec, MAX_ATTEMPTS, SpecError, TaskSpec, branch_name, slug};
 pub use state::{CheckResult, FoldError, Money, Stop, TaskState, Work, fold};
 pub use status::{Lifecycle, Status, StopReason, TransitionError, UnknownName};
 pub use time::Timestamp;

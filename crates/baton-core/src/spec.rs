@@ -53,10 +53,25 @@ pub struct TaskSpec {
     /// Among queued tasks, higher runs first (then the oldest); 0 by default.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub priority: i32,
+    /// Best of N: the request is tried this many times from the same base, each attempt a child
+    /// task, and the best result becomes this task's (1: no attempts, the task does the work).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub attempts: u32,
 }
+
+/// The most attempts a task may make.
+pub const MAX_ATTEMPTS: u32 = 10;
 
 fn is_zero(priority: &i32) -> bool {
     *priority == 0
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(attempts: &u32) -> bool {
+    *attempts == 1
 }
 
 fn reviewed() -> bool {
@@ -99,6 +114,10 @@ pub enum SpecError {
     ScopeOutsideRepo(String),
     #[error("the {0} budget is zero or negative; omit it for no limit")]
     NonPositiveBudget(&'static str),
+    #[error("{0} attempts: give 1 to {MAX_ATTEMPTS}")]
+    Attempts(u32),
+    #[error("a task either plans (subtasks that add up) or makes attempts (the best of several), not both")]
+    PlanAndAttempts,
 }
 
 impl TaskSpec {
@@ -123,6 +142,7 @@ impl TaskSpec {
             environment: None,
             merges: Vec::new(),
             priority: 0,
+            attempts: 1,
         }
     }
 
@@ -163,6 +183,12 @@ impl TaskSpec {
         }
         if budget.steps == Some(0) {
             return Err(SpecError::NonPositiveBudget("steps"));
+        }
+        if !(1..=MAX_ATTEMPTS).contains(&self.attempts) {
+            return Err(SpecError::Attempts(self.attempts));
+        }
+        if self.plan && self.attempts > 1 {
+            return Err(SpecError::PlanAndAttempts);
         }
         Ok(())
     }

@@ -179,6 +179,8 @@ pub struct Work {
     pub reviewed: Option<String>,
     /// The captain's plan, once submitted, with each subtask's child task and outcome.
     pub subtasks: Vec<SubtaskState>,
+    /// The attempt whose result became the task's, once picked.
+    pub picked: Option<String>,
 }
 
 /// Tools whose success changes the work itself.
@@ -356,6 +358,7 @@ impl Work {
                     subtask.outcome = Some(outcome.clone());
                 }
             }
+            Event::AttemptPicked { key, .. } => self.picked = Some(key.clone()),
             Event::FindingsReported { round, reviewed, findings } => {
                 self.review_rounds = *round;
                 self.reviewed = Some(reviewed.clone());

@@ -123,6 +123,7 @@ impl Lifecycle {
                 | Event::PlanSubmitted { .. }
                 | Event::SubtaskCreated { .. }
                 | Event::SubtaskEnded { .. }
+                | Event::AttemptPicked { .. }
                 | Event::HandoffStarted { .. }
                 | Event::HandoffWritten { .. },
                 Running,

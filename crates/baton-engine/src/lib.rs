@@ -4,6 +4,7 @@
 //! finished after, so a restart continues exactly where the journal ends and never runs a tool call
 //! twice: a call that was started but not finished is reported to the agent as interrupted.
 
+mod attempts;
 mod build;
 mod calls;
 mod checkpoint;

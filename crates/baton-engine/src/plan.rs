@@ -154,26 +154,9 @@ impl Engine {
             if subtask.outcome.as_ref().is_some_and(|o| o.verified) {
                 continue;
             }
-            let child = match &subtask.task {
-                Some(id) => TaskId::parse(id).map_err(|e| EngineError::Plan(e.to_string()))?,
-                None => self.create_child(journal, &subtask.plan).await?,
-            };
-            // A child journals into its own task, watched by the parent's observer; the parent
-            // records how it ended.
-            journal.flush().await?;
-            let end = Box::pin(self.run(&child, journal.observer())).await?;
-            let verified = end.status() == baton_core::Status::Done;
-            let detail = match (&end.stop, &end.question) {
-                (Some(stop), _) => format!("{}: {}", stop.reason, stop.detail),
-                (None, Some(question)) => format!("waiting for a human: {question}"),
-                (None, None) => end.status().to_string(),
-            };
-            let spent = end.money.spent_in_all();
-            let outcome =
-                SubtaskOutcome { verified, commit: end.work.last_commit.clone(), detail: detail.clone(), spent };
-            journal.append(Event::SubtaskEnded { key: subtask.plan.key.clone(), outcome }).await?;
-            if !verified {
-                let detail = format!("subtask `{}` ({child}) is not verified: {detail}", subtask.plan.key);
+            let (child, outcome) = self.run_child(journal, &subtask).await?;
+            if !outcome.verified {
+                let detail = format!("subtask `{}` ({child}) is not verified: {}", subtask.plan.key, outcome.detail);
                 return self.pause(journal, worktree, StopReason::SubtaskStopped, detail).await;
             }
         }
@@ -202,6 +185,33 @@ impl Engine {
         };
         journal.append(leg).await?;
         self.work(journal, machine).await
+    }
+
+    /// Runs `subtask`'s child task (created first if need be) until it ends, stops or waits, and
+    /// journals how: the child and its outcome.
+    pub(crate) async fn run_child(
+        &self,
+        journal: &mut Journal<'_>,
+        subtask: &baton_core::SubtaskState,
+    ) -> Result<(TaskId, SubtaskOutcome), EngineError> {
+        let child = match &subtask.task {
+            Some(id) => TaskId::parse(id).map_err(|e| EngineError::Plan(e.to_string()))?,
+            None => self.create_child(journal, &subtask.plan).await?,
+        };
+        // A child journals into its own task, watched by the parent's observer; the parent
+        // records how it ended.
+        journal.flush().await?;
+        let end = Box::pin(self.run(&child, journal.observer())).await?;
+        let verified = end.status() == baton_core::Status::Done;
+        let detail = match (&end.stop, &end.question) {
+            (Some(stop), _) => format!("{}: {}", stop.reason, stop.detail),
+            (None, Some(question)) => format!("waiting for a human: {question}"),
+            (None, None) => end.status().to_string(),
+        };
+        let spent = end.money.spent_in_all();
+        let outcome = SubtaskOutcome { verified, commit: end.work.last_commit.clone(), detail, spent };
+        journal.append(Event::SubtaskEnded { key: subtask.plan.key.clone(), outcome: outcome.clone() }).await?;
+        Ok((child, outcome))
     }
 
     /// Creates the child task of `subtask`: on the parent's repository, from the parent's base or
@@ -260,10 +270,14 @@ fn child_spec(state: &baton_core::TaskState, subtask: &Subtask) -> TaskSpec {
         request: subtask.request.clone(),
         repo: state.spec.repo.clone(),
         base_ref: state.base_commit.clone(),
+        // A check the parent has keeps its name and timeout.
         checks: subtask
             .checks
             .iter()
-            .map(|command| CheckSpec { name: command.clone(), command: command.clone(), timeout_secs: 600 })
+            .map(|command| {
+                let own = state.spec.checks.iter().find(|check| check.command == *command).cloned();
+                own.unwrap_or_else(|| CheckSpec { name: command.clone(), command: command.clone(), timeout_secs: 600 })
+            })
             .collect(),
         scope: subtask.scope.clone(),
         protect: state.spec.protect.clone(),
@@ -278,6 +292,7 @@ fn child_spec(state: &baton_core::TaskState, subtask: &Subtask) -> TaskSpec {
         environment: state.spec.environment.clone(),
         merges: Vec::new(),
         priority: state.spec.priority,
+        attempts: 1,
     }
 }
 

@@ -112,6 +112,9 @@ impl Engine {
         if journal.state().spec.plan {
             return self.plan_and_delegate(journal, machine).await;
         }
+        if journal.state().spec.attempts > 1 {
+            return self.best_of(journal, machine).await;
+        }
         self.work(journal, machine).await
     }
 }

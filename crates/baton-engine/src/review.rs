@@ -25,8 +25,9 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         let Machine { toolbox, worktree, environment, .. } = machine;
         let state = journal.state();
-        // A planned task's subtasks were reviewed each on its own.
-        if !state.spec.review || state.spec.plan || state.work.review_rounds >= REVIEW_ROUNDS {
+        // A planned task's subtasks, and each attempt, were reviewed on their own.
+        if !state.spec.review || state.spec.plan || state.spec.attempts > 1 || state.work.review_rounds >= REVIEW_ROUNDS
+        {
             return self.done(journal, toolbox, summary).await;
         }
         let from = state.work.reviewed.clone().unwrap_or_else(|| state.base_commit.clone());

@@ -9,8 +9,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::account::{AccountView, AutoReloadView, EntriesPage, EntryView, PolicyView, TopUp};
 use crate::views::{
-    CheckView, ErrorBody, ErrorDetail, EventPage, Health, LimitChange, NewTask, Settled, StopView, SummaryView,
-    TaskPage, TaskView,
+    CheckView, ErrorBody, ErrorDetail, EventPage, Health, LimitChange, NewTask, Settled, StopView, SubtaskView,
+    SummaryView, TaskPage, TaskView,
 };
 use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, SettleBody};
 
@@ -44,7 +44,7 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, SettleBody};
     components(schemas(
         AccountView, AutoReloadView, CancelBody, CheckView, DecisionBody, EntriesPage, EntryView, ErrorBody,
         ErrorDetail, EventPage, Health, LimitChange, MessageBody, MessageSent, NewTask, PolicyView, Settled, SettleBody, StopView,
-        SummaryView, TaskPage, TaskView, TopUp
+        SubtaskView, SummaryView, TaskPage, TaskView, TopUp
     )),
     modifiers(&Bearer, &Errors),
     security(("bearer" = [])),

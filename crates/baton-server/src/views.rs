@@ -37,6 +37,8 @@ pub struct NewTask {
     pub plan: bool,
     /// Among queued tasks, higher runs first (then the oldest); 0 by default.
     pub priority: Option<i32>,
+    /// Best of N: the request tried this many times (1 to 10), the best verified attempt kept.
+    pub attempts: Option<u32>,
 }
 
 /// A task as the API shows it: its state without the transcript.
@@ -63,6 +65,10 @@ pub struct TaskView {
     /// Credits spent by the task and its subtasks, as a decimal string.
     pub spent: String,
     pub checks: Vec<CheckView>,
+    /// A plan's subtasks or the task's attempts, each a child task.
+    pub subtasks: Vec<SubtaskView>,
+    /// The attempt whose result became this task's.
+    pub picked: Option<String>,
     /// Milliseconds since the epoch, like every time the API gives.
     #[schema(value_type = i64)]
     pub created_at: Timestamp,
@@ -70,6 +76,21 @@ pub struct TaskView {
     pub updated_at: Timestamp,
     /// The seq the next event will have: events run from 0 to this less one.
     pub next_seq: u64,
+}
+
+/// A subtask or an attempt: its child task and how it ended.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct SubtaskView {
+    pub key: String,
+    /// The child task, once created.
+    pub task: Option<String>,
+    /// Whether it ended verified; none while it has not ended.
+    pub verified: Option<bool>,
+    pub detail: Option<String>,
+    /// Its commit, once it has one.
+    pub commit: Option<String>,
+    /// Credits it spent, as a decimal string.
+    pub spent: Option<String>,
 }
 
 /// Why a task stopped, and what it said.
@@ -114,6 +135,19 @@ impl TaskView {
                 .iter()
                 .map(|check| CheckView { name: check.name.clone(), passed: check.passed, exit_code: check.exit_code })
                 .collect(),
+            subtasks: work
+                .subtasks
+                .iter()
+                .map(|subtask| SubtaskView {
+                    key: subtask.plan.key.clone(),
+                    task: subtask.task.clone(),
+                    verified: subtask.outcome.as_ref().map(|o| o.verified),
+                    detail: subtask.outcome.as_ref().map(|o| o.detail.clone()),
+                    commit: subtask.outcome.as_ref().and_then(|o| o.commit.clone()),
+                    spent: subtask.outcome.as_ref().map(|o| o.spent.to_string()),
+                })
+                .collect(),
+            picked: work.picked.clone(),
             created_at: state.created_at,
             updated_at: state.updated_at,
             next_seq: state.next_seq,
