@@ -29,6 +29,14 @@ impl Served {
     fn http(&self) -> reqwest::Client {
         client_with(&self.token)
     }
+
+    /// Creates the task `body` describes; its id.
+    async fn create(&self, body: &Value) -> String {
+        let response = self.http().post(format!("{}/api/v1/tasks", self.url)).json(body).send().await.unwrap();
+        assert_eq!(response.status(), 201);
+        let created: Value = response.json().await.unwrap();
+        created["id"].as_str().unwrap().to_owned()
+    }
 }
 
 fn client_with(secret: &str) -> reqwest::Client {
@@ -952,8 +960,7 @@ async fn the_account_pages_of_tasks_findings_and_a_raised_step_limit_over_the_ap
     // A task with a step limit of 1 pauses after its first step; lifting the limit runs it on.
     let body =
         json!({"request": "Make it so", "repo": repo.path(), "checks": ["true"], "review": false, "max_steps": 1});
-    let created: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = served.create(&body).await;
     let task = api(&format!("/tasks/{id}"));
     let paused = reaching(&http, task.clone(), "paused").await;
     assert_eq!(paused["stop"]["reason"], "budget_exhausted", "{paused}");
@@ -1115,8 +1122,7 @@ async fn the_command_line_over_server_prints_what_it_prints_locally() {
     let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let body = json!({"request": "Make it so", "repo": repo.path(), "checks": ["true"], "review": false});
-    let created: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = served.create(&body).await;
     reaching(&http, api(&format!("/tasks/{id}")), "done").await;
     let topped = http.post(api("/account/topup")).json(&json!({"credits": "3.000123"})).send().await.unwrap();
     assert_eq!(topped.status(), 200);
@@ -1271,8 +1277,7 @@ async fn a_follow_up_reaches_the_next_model_request_of_a_running_task() {
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
 
     let body = json!({"request": "Keep polling.", "repo": repo.path(), "checks": ["true"], "review": false});
-    let created: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = served.create(&body).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let task: Value = http.get(api(&format!("/tasks/{id}"))).send().await.unwrap().json().await.unwrap();
@@ -1341,8 +1346,7 @@ async fn a_follow_up_sent_while_the_checks_run_opens_a_leg_before_the_task_ends(
     let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let body = json!({"request": "Do it.", "repo": repo.path(), "checks": ["sleep 2"], "review": false});
-    let created: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
+    let id = served.create(&body).await;
     reaching(&http, api(&format!("/tasks/{id}")), "verifying").await;
     let sent = http
         .post(api(&format!("/tasks/{id}/messages")))
