@@ -134,6 +134,10 @@ pub struct ServeArgs {
     /// sandboxes, which on loopback is every user of this machine. Refused beyond loopback.
     #[arg(long)]
     pub no_auth: bool,
+    /// Most tasks of one owner (the API token that created them) running at once; queued tasks of
+    /// equal priority take turns between owners either way.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub per_owner: Option<u32>,
     /// Requests a token (or, with --no-auth, everyone) may make per second, with bursts of ten
     /// times as many; more get 429 and a Retry-After.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
@@ -442,6 +446,10 @@ pub struct TaskArgs {
     /// Start with a captain who plans the work as subtasks; they run as child tasks in order.
     #[arg(long)]
     pub plan: bool,
+
+    /// Who asked for the task (an API token's name); not a flag.
+    #[arg(skip)]
+    pub owner: Option<String>,
 
     /// Best of N: try the request N times from the same base, each attempt a child task with an
     /// N-th of the limits; the best verified one (fewest open findings, then the smallest change,

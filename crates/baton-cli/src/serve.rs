@@ -21,7 +21,7 @@ use crate::run::{self, Legs};
 use crate::{budget, task};
 
 pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let ServeArgs { addr, slots, model, lease_secs, no_auth, rate_limit } = args;
+    let ServeArgs { addr, slots, model, lease_secs, no_auth, per_owner, rate_limit } = args;
     let lease_ttl = Duration::from_secs(lease_secs.max(3));
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
     let slots = slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -46,7 +46,11 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
             Ok(run::engine(store.clone(), parts))
         })
     };
-    let scheduler = Arc::new(Scheduler::new(store.clone(), home, slots, lease_ttl, engines, observer));
+    let mut scheduler = Scheduler::new(store.clone(), home, slots, lease_ttl, engines, observer);
+    if let Some(limit) = per_owner {
+        scheduler = scheduler.per_owner(limit as usize);
+    }
+    let scheduler = Arc::new(scheduler);
     let tasks = Creator {
         scheduler: scheduler.clone(),
         store: store.clone(),
@@ -126,7 +130,7 @@ struct Creator {
 
 #[async_trait::async_trait]
 impl Tasks for Creator {
-    async fn create(&self, new: NewTask) -> Result<TaskId, String> {
+    async fn create(&self, new: NewTask, owner: Option<String>) -> Result<TaskId, String> {
         let model = new.model.or_else(|| self.model.clone()).ok_or("no model: give `model` (provider/model)")?;
         if new.checks.is_empty() {
             return Err("give at least one check: baton only calls a task done when its checks pass".into());
@@ -159,6 +163,7 @@ impl Tasks for Creator {
             no_review: !new.review.unwrap_or(true),
             plan: new.plan,
             attempts: new.attempts.unwrap_or(1),
+            owner,
             approve_plan: false,
             captain_model: None,
             review_model: None,

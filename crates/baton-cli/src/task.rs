@@ -163,6 +163,7 @@ pub async fn create_in(store: &dyn Store, home: &Path, request: String, args: Ta
         merges: Vec::new(),
         priority: args.priority,
         attempts: args.attempts,
+        owner: args.owner,
     };
     spec.validate()?;
     let id = new_task_id()?;

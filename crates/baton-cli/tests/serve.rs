@@ -180,16 +180,9 @@ async fn tasks_created_over_the_api_run_two_at_a_time_and_their_streams_resume_e
     // Never more than two at once, and the slots were used: from each journal, started to finished.
     let mut spans = Vec::new();
     for id in &ids {
-        let page: Value = http.get(api(&format!("/tasks/{id}/events"))).send().await.unwrap().json().await.unwrap();
-        let at = |kind: &str| {
-            page["events"].as_array().unwrap().iter().find(|e| e["event"]["type"] == kind).unwrap()["at"]
-                .as_i64()
-                .unwrap()
-        };
-        spans.push((at("started"), at("finished")));
+        spans.push(span(&served, id).await);
     }
-    let most = spans.iter().map(|(start, _)| spans.iter().filter(|(s, e)| s <= start && start < e).count()).max();
-    assert_eq!(most, Some(2), "{spans:?}");
+    assert_eq!(most_at_once(&spans), 2, "{spans:?}");
 
     let listed: Value = http.get(api("/tasks?status=done")).send().await.unwrap().json().await.unwrap();
     assert_eq!(listed["tasks"].as_array().unwrap().len(), 6);
@@ -345,6 +338,21 @@ fn marking(tasks: usize) -> Script {
     Script { rules, ..Script::default() }
 }
 
+/// When a verified task started and finished, from its journal.
+async fn span(served: &Served, id: &str) -> (i64, i64) {
+    let url = format!("{}/api/v1/tasks/{id}/events", served.url);
+    let page: Value = served.http().get(url).send().await.unwrap().json().await.unwrap();
+    let events = page["events"].as_array().unwrap();
+    let at = |kind: &str| events.iter().find(|e| e["event"]["type"] == kind).unwrap()["at"].as_i64().unwrap();
+    assert_eq!(events.last().unwrap()["event"]["reason"], "verified", "{id}");
+    (at("started"), at("finished"))
+}
+
+/// The most of `spans` that overlap at any one moment.
+fn most_at_once(spans: &[(i64, i64)]) -> usize {
+    spans.iter().map(|(start, _)| spans.iter().filter(|(s, e)| s <= start && start < e).count()).max().unwrap_or(0)
+}
+
 /// Creates `count` tasks of [`marking`] on `served`; their ids, once every one is running past its
 /// first step.
 async fn marking_under_way(served: &Served, repo: &std::path::Path, count: usize) -> Vec<String> {
@@ -482,14 +490,9 @@ async fn fifty_tasks_on_four_slots_all_end_verified_and_a_hundred_subscribers_ea
 
     let mut spans = Vec::new();
     for id in &ids {
-        let page: Value = http.get(api(&format!("/tasks/{id}/events"))).send().await.unwrap().json().await.unwrap();
-        let events = page["events"].as_array().unwrap();
-        let at = |kind: &str| events.iter().find(|e| e["event"]["type"] == kind).unwrap()["at"].as_i64().unwrap();
-        assert_eq!(events.last().unwrap()["event"]["reason"], "verified", "{id}");
-        spans.push((at("started"), at("finished")));
+        spans.push(span(&served, id).await);
     }
-    let most = spans.iter().map(|(start, _)| spans.iter().filter(|(s, e)| s <= start && start < e).count()).max();
-    assert_eq!(most, Some(4), "never more than four at once, and four reached: {spans:?}");
+    assert_eq!(most_at_once(&spans), 4, "never more than four at once, and four reached: {spans:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1410,4 +1413,38 @@ async fn best_of_three_with_one_attempt_failing_its_checks_picks_a_verified_one_
         let error: Value = refused.json().await.unwrap();
         assert!(error["error"]["message"].as_str().unwrap().contains(wanted), "{error}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_owner_runs_one_task_at_a_time_and_owners_take_turns() {
+    let model = ScriptedServer::start(finishing_after(300)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path()).unwrap();
+    std::fs::write(home.path().join("config.toml"), "").unwrap();
+    let (alice, bob) = (token(home.path(), "alice", "write"), token(home.path(), "bob", "write"));
+    let served = serve_with(home.path(), &model, &["--slots", "2", "--per-owner", "1"]);
+    let url = format!("{}/api/v1/tasks", served.url);
+    let body =
+        |n: usize| json!({"request": format!("task {n}"), "repo": repo.path(), "checks": ["true"], "review": false});
+    // Alice queues three, then Bob two.
+    let mut mine = Vec::new();
+    for (client, n) in [(&alice, 0), (&alice, 1), (&alice, 2), (&bob, 3), (&bob, 4)] {
+        let created: Value = client_with(client).post(&url).json(&body(n)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(created["owner"], if n < 3 { "alice" } else { "bob" }, "{created}");
+        mine.push(created["id"].as_str().unwrap().to_owned());
+    }
+    let http = served.http();
+    for id in &mine {
+        reaching(&http, format!("{url}/{id}"), "done").await;
+    }
+    let mut spans = Vec::new();
+    for id in &mine {
+        spans.push(span(&served, id).await);
+    }
+    assert_eq!(most_at_once(&spans[..3]), 1, "Alice ran more than one at once: {spans:?}");
+    assert_eq!(most_at_once(&spans[3..]), 1, "Bob ran more than one at once: {spans:?}");
+    assert_eq!(most_at_once(&spans), 2, "the two slots were used: {spans:?}");
+    // Bob's first did not wait for Alice's queue to drain.
+    assert!(spans[3].0 < spans[2].0, "Bob waited behind Alice: {spans:?}");
 }

@@ -57,6 +57,10 @@ pub struct TaskSpec {
     /// task, and the best result becomes this task's (1: no attempts, the task does the work).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub attempts: u32,
+    /// Who asked for it: the name of the API token that created it (none from the command line).
+    /// A server's per-owner limit and fair order go by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// The most attempts a task may make.
@@ -143,6 +147,7 @@ impl TaskSpec {
             merges: Vec::new(),
             priority: 0,
             attempts: 1,
+            owner: None,
         }
     }
 

@@ -293,6 +293,7 @@ fn child_spec(state: &baton_core::TaskState, subtask: &Subtask) -> TaskSpec {
         merges: Vec::new(),
         priority: state.spec.priority,
         attempts: 1,
+        owner: state.spec.owner.clone(),
     }
 }
 

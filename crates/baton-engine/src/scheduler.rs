@@ -5,7 +5,7 @@
 //! its lease expires. A task that waits for a human or pauses holds no slot: its run returns, and
 //! whatever makes it runnable again wakes the scheduler.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +24,13 @@ pub type Engines = dyn Fn(&TaskState) -> Result<Engine, String> + Send + Sync;
 /// Sees every event any scheduled task journals, as it is journaled.
 pub type Observer = dyn Fn(&TaskId, &Recorded) + Send + Sync;
 
+/// A runnable task as the scheduler takes it up: its owner when it is queued (a task a stopped
+/// process left running is taken up whoever owns it).
+struct Candidate {
+    id: TaskId,
+    owner: Option<String>,
+}
+
 /// How often the store is looked at even without a wake: tasks queued by another process.
 const POLL: Duration = Duration::from_secs(1);
 
@@ -39,8 +46,10 @@ pub struct Scheduler {
     holder: String,
     lease_ttl: Duration,
     wake: Arc<Notify>,
-    /// Tasks with a run in progress here.
-    running: Arc<Mutex<BTreeSet<TaskId>>>,
+    /// Tasks with a run in progress here, with their owners.
+    running: Arc<Mutex<BTreeMap<TaskId, Option<String>>>>,
+    /// Most tasks of one owner running here at once.
+    per_owner: Option<usize>,
     /// Tasks whose run could not start (no engine for them): not tried again until a restart.
     refused: Arc<Mutex<BTreeSet<TaskId>>>,
     /// Cancelled at shutdown: every run stops before its next step.
@@ -77,10 +86,18 @@ impl Scheduler {
             lease_ttl,
             wake: Arc::new(Notify::new()),
             running: Arc::default(),
+            per_owner: None,
             refused: Arc::default(),
             stopping: CancellationToken::new(),
             started: Default::default(),
         }
+    }
+
+    /// Runs at most `limit` queued tasks of one owner at once (tasks a stopped process left running
+    /// are taken up first, whoever owns them, and count from then on).
+    pub fn per_owner(mut self, limit: usize) -> Scheduler {
+        self.per_owner = Some(limit.max(1));
+        self
     }
 
     /// Wakes the scheduler: a task was queued or became runnable.
@@ -119,17 +136,22 @@ impl Scheduler {
                 }
             }
             let runnable = self.in_order(runnable).await;
-            for id in runnable {
+            for Candidate { id, owner } in runnable {
                 if shutdown.is_cancelled() {
                     break;
                 }
-                let taken = |set: &Mutex<BTreeSet<TaskId>>| set.lock().unwrap_or_else(|e| e.into_inner()).contains(&id);
-                if taken(&self.running) || taken(&self.refused) {
+                let running = self.running.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id);
+                if running || self.refused.lock().unwrap_or_else(|e| e.into_inner()).contains(&id) {
+                    continue;
+                }
+                if let (Some(limit), Some(owner)) = (self.per_owner, &owner)
+                    && self.running_for(owner) >= limit
+                {
                     continue;
                 }
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
                 match HeldLease::claim(self.store.clone(), &id, &self.holder, self.lease_ttl).await {
-                    Ok(Some(lease)) => self.start(id, lease, permit),
+                    Ok(Some(lease)) => self.start(id, owner, lease, permit),
                     // Another process runs it.
                     Ok(None) => {}
                     Err(error) => eprintln!("scheduler: task {id}: cannot claim its lease: {error}"),
@@ -156,23 +178,39 @@ impl Scheduler {
         }
     }
 
-    /// Tasks that were running first (they were started before any queued one), then queued ones by
-    /// priority, higher first, the oldest first among equals. Reading a queued task's priority
-    /// replays its journal, which is one event long.
-    async fn in_order(&self, tasks: Vec<(TaskId, Status)>) -> Vec<TaskId> {
-        let (running, queued): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|(_, status)| *status != Status::Queued);
-        let mut ranked = Vec::with_capacity(queued.len());
-        for (position, (id, _)) in queued.into_iter().enumerate() {
-            let priority = self.store.load(&id).await.map_or(0, |state| state.spec.priority);
-            ranked.push((std::cmp::Reverse(priority), position, id));
-        }
-        ranked.sort();
-        running.into_iter().map(|(id, _)| id).chain(ranked.into_iter().map(|(_, _, id)| id)).collect()
+    /// Tasks of `owner` running here.
+    fn running_for(&self, owner: &str) -> usize {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running.values().filter(|of| of.as_deref() == Some(owner)).count()
     }
 
-    fn start(&self, id: TaskId, lease: HeldLease, permit: tokio::sync::OwnedSemaphorePermit) {
+    /// Tasks that were running first (they were started before any queued one), then queued ones by
+    /// priority, higher first; among equals, owners take turns (an owner's next task waits behind
+    /// every other owner's task that has as many of its owner's before it, running ones included),
+    /// the oldest first. Reading a queued task's priority and owner replays its journal, which is
+    /// one event long.
+    async fn in_order(&self, tasks: Vec<(TaskId, Status)>) -> Vec<Candidate> {
+        let (running, queued): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|(_, status)| *status != Status::Queued);
+        let mut turns: BTreeMap<Option<String>, usize> = BTreeMap::new();
+        for owner in self.running.lock().unwrap_or_else(|e| e.into_inner()).values() {
+            *turns.entry(owner.clone()).or_default() += 1;
+        }
+        let mut ranked = Vec::with_capacity(queued.len());
+        for (position, (id, _)) in queued.into_iter().enumerate() {
+            let (priority, owner) =
+                self.store.load(&id).await.map_or((0, None), |state| (state.spec.priority, state.spec.owner));
+            let turn = turns.entry(owner.clone()).or_default();
+            ranked.push((std::cmp::Reverse(priority), *turn, position, Candidate { id, owner }));
+            *turn += 1;
+        }
+        ranked.sort_by_key(|(priority, turn, position, _)| (*priority, *turn, *position));
+        let running = running.into_iter().map(|(id, _)| Candidate { id, owner: None });
+        running.chain(ranked.into_iter().map(|(_, _, _, candidate)| candidate)).collect()
+    }
+
+    fn start(&self, id: TaskId, owner: Option<String>, lease: HeldLease, permit: tokio::sync::OwnedSemaphorePermit) {
         self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), owner);
         let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
         let home = self.home.clone();
         let (running, refused, wake) = (self.running.clone(), self.refused.clone(), self.wake.clone());
@@ -186,6 +224,8 @@ impl Scheduler {
             let outcome = match &runtime {
                 Ok(runtime) => runtime.block_on(async {
                     let state = store.load(&id).await.map_err(|error| error.to_string())?;
+                    // A task taken up from a stopped process counts for its owner from now on.
+                    running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), state.spec.owner.clone());
                     let engine = engines(&state)
                         .inspect_err(|_| {
                             refused.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());

@@ -24,6 +24,10 @@ pub enum Access {
     Open,
 }
 
+/// Who made a request: the name of its token (none on an open server).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub Option<String>);
+
 /// The scope a request needs; `None` for the health check, which anyone may ask.
 fn needed(method: &Method, path: &str) -> Option<Scope> {
     if path == "/api/v1/healthz" {
@@ -50,7 +54,7 @@ fn unauthorized(message: &str) -> Response {
     response
 }
 
-pub(crate) async fn authorize(State(api): State<Api>, request: Request, next: Next) -> Response {
+pub(crate) async fn authorize(State(api): State<Api>, mut request: Request, next: Next) -> Response {
     let Some(scope) = needed(request.method(), request.uri().path()) else {
         return next.run(request).await;
     };
@@ -78,6 +82,7 @@ pub(crate) async fn authorize(State(api): State<Api>, request: Request, next: Ne
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs()));
         return response;
     }
+    request.extensions_mut().insert(Caller((!caller.is_empty()).then_some(caller)));
     next.run(request).await
 }
 

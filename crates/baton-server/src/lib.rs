@@ -33,8 +33,9 @@ use views::{ErrorBody, ErrorDetail, EventPage, Health, SummaryView, TaskPage};
 /// What the API asks of whoever runs tasks; each error is worded for the client.
 #[async_trait::async_trait]
 pub trait Tasks: Send + Sync {
-    /// Validates a new task as the command line would and queues it: its id, or why it was refused.
-    async fn create(&self, task: NewTask) -> Result<TaskId, String>;
+    /// Validates a new task as the command line would and queues it for `owner` (the caller's
+    /// token): its id, or why it was refused.
+    async fn create(&self, task: NewTask, owner: Option<String>) -> Result<TaskId, String>;
 
     /// Makes a paused task runnable again.
     async fn resume(&self, task: &TaskId) -> Result<(), Refused>;
@@ -277,10 +278,14 @@ async fn task_id(api: &Api, id: &str) -> Result<TaskId, ApiError> {
 /// Creates a task as `baton run` would and queues it.
 #[utoipa::path(post, path = "/api/v1/tasks", tag = "tasks", request_body = NewTask,
     responses((status = 201, body = TaskView, description = "Created and queued")))]
-async fn create(State(api): State<Api>, Body(task): Body<NewTask>) -> Result<(StatusCode, Json<TaskView>), ApiError> {
+async fn create(
+    State(api): State<Api>,
+    axum::Extension(caller): axum::Extension<auth::Caller>,
+    Body(task): Body<NewTask>,
+) -> Result<(StatusCode, Json<TaskView>), ApiError> {
     let id = api
         .tasks
-        .create(task)
+        .create(task, caller.0)
         .await
         .map_err(|message| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_task", message))?;
     let state = api.store.load(&id).await?;

@@ -59,6 +59,8 @@ pub struct TaskView {
     pub base_commit: String,
     pub last_commit: Option<String>,
     pub priority: i32,
+    /// The token that created it.
+    pub owner: Option<String>,
     pub steps: u32,
     pub legs: u32,
     pub handoffs: u32,
@@ -126,6 +128,7 @@ impl TaskView {
             base_commit: state.base_commit.clone(),
             last_commit: work.last_commit.clone(),
             priority: state.spec.priority,
+            owner: state.spec.owner.clone(),
             steps: work.steps,
             legs: work.leg,
             handoffs: work.handoffs,
