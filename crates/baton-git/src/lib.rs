@@ -42,6 +42,8 @@ pub enum GitError {
     EmbeddedRepositories(Vec<String>),
     #[error("cannot read the worktree at {path}: {source}")]
     Walk { path: PathBuf, source: io::Error },
+    #[error("cannot lock {path} to change the repository's worktrees: {source}")]
+    Lock { path: PathBuf, source: io::Error },
     #[error("`git {args}` failed in {dir}: {stderr}")]
     Failed { args: String, dir: PathBuf, stderr: String },
 }
@@ -274,8 +276,31 @@ impl Repo {
         let path_text = path.to_string_lossy();
         let add =
             ["worktree", "add", "--quiet", "--lock", "--reason", LOCK_REASON, "-b", branch, &path_text, base_commit];
+        let held = self.worktree_lock()?;
         run_ok(&self.root, &self.overrides, &add)?;
+        drop(held);
         Worktree::open(path)
+    }
+
+    /// Held while baton adds, removes or prunes worktrees of this repository: git's bookkeeping of
+    /// worktrees is not safe against two such commands at once (one reads the other's half-made
+    /// `.git/worktrees/<name>`), and a server runs many tasks on one repository. The lock file
+    /// lives in the repository's git directory, so every baton process on the machine honours it.
+    fn worktree_lock(&self) -> Result<std::fs::File, GitError> {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let common = run_ok(&self.root, &self.overrides, &["rev-parse", "--git-common-dir"])?;
+        let path = self.root.join(common.trim_end_matches('\n')).join("baton-worktrees.lock");
+        let open = |options: &mut std::fs::OpenOptions| {
+            options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(&path)
+        };
+        // Read-only is enough to lock, so a file another user made serves too.
+        let locked = open(std::fs::OpenOptions::new().read(true))
+            .or_else(|_| open(std::fs::OpenOptions::new().append(true).create(true)))
+            .and_then(|file| {
+                rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive)?;
+                Ok(file)
+            });
+        locked.map_err(|source| GitError::Lock { path, source })
     }
 
     /// The task's worktree at `path`: opened if it is there, checked out again from its branch if
@@ -290,11 +315,13 @@ impl Repo {
             self.ensure_outside(path)?;
             self.forget_missing(path)?;
             let path_text = path.to_string_lossy();
+            let held = self.worktree_lock()?;
             run_ok(
                 &self.root,
                 &self.overrides,
                 &["worktree", "add", "--quiet", "--lock", "--reason", LOCK_REASON, &path_text, branch],
             )?;
+            drop(held);
             return Worktree::open(path);
         }
         self.create_worktree(branch, path, base_commit)
@@ -306,6 +333,7 @@ impl Repo {
         if path.exists() {
             // Twice: once for the uncommitted changes, once for baton's lock.
             let path_text = path.to_string_lossy();
+            let _held = self.worktree_lock()?;
             run_ok(&self.root, &self.overrides, &["worktree", "remove", "--force", "--force", &path_text])?;
         } else {
             self.forget_missing(path)?;
@@ -316,13 +344,16 @@ impl Repo {
     /// Drops the registration of a worktree whose directory is gone, lock and all.
     fn forget_missing(&self, path: &Path) -> Result<(), GitError> {
         // Fails when it is not registered or not locked, which is as good.
+        let _held = self.worktree_lock()?;
         run(&self.root, &self.overrides, ["worktree", "unlock", &path.to_string_lossy()])?;
         run_ok(&self.root, &self.overrides, &["worktree", "prune"]).map(drop)
     }
 
     /// Every worktree of the repository, the main checkout first.
     pub fn worktrees(&self) -> Result<Vec<WorktreeInfo>, GitError> {
+        let held = self.worktree_lock()?;
         let listing = run_ok(&self.root, &self.overrides, &["worktree", "list", "--porcelain"])?;
+        drop(held);
         let mut worktrees = Vec::new();
         for block in listing.split("\n\n").filter(|b| !b.trim().is_empty()) {
             let mut info = WorktreeInfo { path: PathBuf::new(), head: String::new(), branch: None };

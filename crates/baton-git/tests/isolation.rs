@@ -258,3 +258,28 @@ fn merges_are_committed_whole_and_a_conflict_is_committed_with_its_markers_named
     assert_eq!(other.merge(&clash, "merge clash").unwrap(), ["a.txt"]);
     assert_eq!(git(other.path(), &["status", "--porcelain"]), "");
 }
+
+#[test]
+fn worktrees_added_and_removed_at_once_on_one_repository_all_succeed() {
+    // As a server does: many tasks on one repository, every worktree directory named `worktree`.
+    let fixture = FixtureRepo::with_files(&[("lib.rs", "fn a() {}\n")]);
+    let repo = Repo::open(fixture.path()).unwrap();
+    let base = repo.resolve_commit("HEAD").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    // Each add reads every registered worktree, so the ones kept make another's half-made one seen.
+    for round in 0..4 {
+        std::thread::scope(|scope| {
+            for n in 0..12 {
+                let (repo, base, data) = (&repo, &base, data.path());
+                scope.spawn(move || {
+                    let path = data.join(format!("{round}-{n}")).join("worktree");
+                    fs::create_dir_all(path.parent().unwrap()).unwrap();
+                    repo.create_worktree(&format!("baton/t{round}-{n}"), &path, base).unwrap();
+                    if n % 2 == 0 {
+                        repo.remove_worktree(&path).unwrap();
+                    }
+                });
+            }
+        });
+    }
+}
