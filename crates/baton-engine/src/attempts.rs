@@ -52,8 +52,8 @@ impl Engine {
         }
         for index in 0..journal.state().work.subtasks.len() {
             let attempt = journal.state().work.subtasks[index].clone();
-            if attempt.outcome.is_none() {
-                self.run_child(journal, &attempt).await?;
+            if attempt.outcome.is_none() && self.run_child(journal, &attempt).await?.is_none() {
+                return Ok(());
             }
         }
         let state = journal.state();
@@ -128,14 +128,7 @@ impl Engine {
             }
             None => 0,
         };
-        let diff = Repo::open(repo)?.diff(base, commit)?;
-        let changed_lines = diff
-            .lines()
-            .filter(|line| {
-                (line.starts_with('+') && !line.starts_with("+++"))
-                    || (line.starts_with('-') && !line.starts_with("---"))
-            })
-            .count();
+        let changed_lines = Repo::open(repo)?.changed_lines(base, commit)?;
         Ok(Some(Standing { open_findings, changed_lines, spent: outcome.spent, index }))
     }
 }

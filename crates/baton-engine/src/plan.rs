@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use baton_core::{
-    Budget, CheckSpec, Credits, Event, LegRole, StopReason, Subtask, SubtaskOutcome, TaskId, TaskSpec, Timestamp,
-    branch_name,
+    Budget, CheckSpec, Credits, Event, LegRole, Status, StopReason, Subtask, SubtaskOutcome, TaskId, TaskSpec,
+    Timestamp, branch_name,
 };
 use baton_git::Worktree;
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
@@ -154,7 +154,7 @@ impl Engine {
             if subtask.outcome.as_ref().is_some_and(|o| o.verified) {
                 continue;
             }
-            let (child, outcome) = self.run_child(journal, &subtask).await?;
+            let Some((child, outcome)) = self.run_child(journal, &subtask).await? else { return Ok(()) };
             if !outcome.verified {
                 let detail = format!("subtask `{}` ({child}) is not verified: {}", subtask.plan.key, outcome.detail);
                 return self.pause(journal, worktree, StopReason::SubtaskStopped, detail).await;
@@ -188,12 +188,13 @@ impl Engine {
     }
 
     /// Runs `subtask`'s child task (created first if need be) until it ends, stops or waits, and
-    /// journals how: the child and its outcome.
+    /// journals how: the child and its outcome. `None` when baton is stopping and the child was
+    /// left running: nothing is journaled, and the next run takes the child up again.
     pub(crate) async fn run_child(
         &self,
         journal: &mut Journal<'_>,
         subtask: &baton_core::SubtaskState,
-    ) -> Result<(TaskId, SubtaskOutcome), EngineError> {
+    ) -> Result<Option<(TaskId, SubtaskOutcome)>, EngineError> {
         let child = match &subtask.task {
             Some(id) => TaskId::parse(id).map_err(|e| EngineError::Plan(e.to_string()))?,
             None => self.create_child(journal, &subtask.plan).await?,
@@ -202,6 +203,11 @@ impl Engine {
         // records how it ended.
         journal.flush().await?;
         let end = Box::pin(self.run(&child, journal.observer())).await?;
+        let left_running =
+            matches!(end.status(), Status::Queued | Status::Running | Status::Verifying | Status::Reviewing);
+        if self.stop.is_cancelled() && left_running {
+            return Ok(None);
+        }
         let verified = end.status() == baton_core::Status::Done;
         let detail = match (&end.stop, &end.question) {
             (Some(stop), _) => format!("{}: {}", stop.reason, stop.detail),
@@ -211,7 +217,7 @@ impl Engine {
         let spent = end.money.spent_in_all();
         let outcome = SubtaskOutcome { verified, commit: end.work.last_commit.clone(), detail, spent };
         journal.append(Event::SubtaskEnded { key: subtask.plan.key.clone(), outcome: outcome.clone() }).await?;
-        Ok((child, outcome))
+        Ok(Some((child, outcome)))
     }
 
     /// Creates the child task of `subtask`: on the parent's repository, from the parent's base or

@@ -245,6 +245,19 @@ impl Repo {
         checked(run(&self.root, &self.overrides, args)?, &self.root, &args)
     }
 
+    /// Lines added plus lines removed between `base` and `rev` (binary files count none), from
+    /// `--shortstat`: a few bytes whatever the size of the change.
+    pub fn changed_lines(&self, base: &str, rev: &str) -> Result<usize, GitError> {
+        let args = ["diff", "--shortstat", "--no-ext-diff", "--no-textconv", "--end-of-options", base, rev, "--"];
+        let stat = checked(run(&self.root, &self.overrides, args)?, &self.root, &args)?;
+        // ` 2 files changed, 5 insertions(+), 1 deletion(-)`
+        Ok(stat
+            .split(',')
+            .filter(|part| part.contains("insertion") || part.contains("deletion"))
+            .filter_map(|part| part.split_whitespace().next()?.parse::<usize>().ok())
+            .sum())
+    }
+
     /// Refuses a path that is, or would be, inside the user's checkout, following symlinks.
     pub fn ensure_outside(&self, path: &Path) -> Result<(), GitError> {
         if resolve(path).starts_with(&self.root) {

@@ -70,9 +70,12 @@ impl Meter {
             Event::VerificationStarted
             | Event::WaitingForHuman { .. }
             | Event::DecisionRequested { .. }
-            | Event::Paused { .. }
-            | Event::Finished { .. }
-            | Event::Cancelled { .. } => counts.end_step(task, recorded.at),
+            | Event::Paused { .. } => counts.end_step(task, recorded.at),
+            // An ended task is forgotten, so a long-lived server keeps nothing per task.
+            Event::Finished { .. } | Event::Cancelled { .. } => {
+                counts.end_step(task, recorded.at);
+                counts.models.remove(task);
+            }
             _ => {}
         }
     }
@@ -185,6 +188,7 @@ mod tests {
             at(1_400, Event::ModelCallStarted { step: 2, prompt: None }),
             at(1_500, answered),
             at(4_400, Event::VerificationStarted),
+            at(4_500, Event::Finished { reason: baton_core::StopReason::Verified, detail: String::new() }),
         ] {
             meter.observe(&task, &recorded);
         }
@@ -197,6 +201,6 @@ mod tests {
         assert_eq!(counts.step_buckets[2], 1);
         assert_eq!(counts.step_buckets[5], 1);
         assert!((counts.step_sum - 3.4).abs() < 1e-9);
-        assert!(counts.steps.is_empty());
+        assert!(counts.steps.is_empty() && counts.models.is_empty(), "an ended task is forgotten");
     }
 }
