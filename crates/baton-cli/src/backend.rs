@@ -57,6 +57,9 @@ pub trait Backend: Send + Sync {
     /// Answers the task's open decision `decision`.
     async fn decide(&self, task: &TaskId, decision: &str, answer: String, approved: bool) -> anyhow::Result<()>;
 
+    /// Picks the attempt that becomes the task's result, for a task waiting for a pick.
+    async fn pick(&self, task: &TaskId, attempt: &str) -> anyhow::Result<()>;
+
     /// Sends the user's follow-up to the task; its number.
     async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<u64>;
 
@@ -142,6 +145,10 @@ impl Backend for Local {
 
     async fn decide(&self, task: &TaskId, decision: &str, answer: String, approved: bool) -> anyhow::Result<()> {
         Ok(task::decide(&self.store, task, decision, answer, approved).await?)
+    }
+
+    async fn pick(&self, task: &TaskId, attempt: &str) -> anyhow::Result<()> {
+        Ok(task::pick(&self.store, task, attempt).await?)
     }
 
     async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<u64> {
@@ -373,6 +380,12 @@ impl Backend for Remote {
         let body = serde_json::json!({"answer": answer, "deny": !approved});
         let _: Value =
             self.call(self.post(&format!("/tasks/{task}/decisions/{}", segment(decision)?)).json(&body)).await?;
+        Ok(())
+    }
+
+    async fn pick(&self, task: &TaskId, attempt: &str) -> anyhow::Result<()> {
+        let body = serde_json::json!({"attempt": attempt});
+        let _: Value = self.call(self.post(&format!("/tasks/{task}/pick")).json(&body)).await?;
         Ok(())
     }
 

@@ -71,6 +71,21 @@ pub enum Command {
         #[arg(long, env = "BATON_MODEL")]
         model: Option<String>,
     },
+    /// Pick the attempt that becomes a best-of-N task's result (a task started with --pick human,
+    /// once its attempts have ended), then continue the task in the foreground: the attempt is
+    /// merged into its branch and checked there.
+    Pick {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+        /// The attempt, like attempt-2 (`baton task show` lists them).
+        attempt: String,
+        /// Record the pick without continuing the task now.
+        #[arg(long)]
+        no_resume: bool,
+        /// provider/model to continue with [default: the one the task used]
+        #[arg(long, env = "BATON_MODEL")]
+        model: Option<String>,
+    },
     /// Serve the HTTP API on this data directory and run queued tasks in the background, several at
     /// a time. Every request needs a token (`baton token create`). Prints its URL.
     Serve(Box<ServeArgs>),
@@ -456,6 +471,11 @@ pub struct TaskArgs {
     /// then the cheapest) becomes the task's result.
     #[arg(long, value_name = "N", default_value_t = 1, conflicts_with = "plan")]
     pub attempts: u32,
+
+    /// Who picks among the attempts: `rule` (baton, as above) or `human` (the task waits once
+    /// every attempt has ended, until `baton pick ID ATTEMPT`).
+    #[arg(long, value_name = "WHO", default_value = "rule")]
+    pub pick: baton_core::Pick,
 
     /// With --plan: a human approves the plan (`baton decide`) before any subtask starts.
     #[arg(long, requires = "plan")]

@@ -15,6 +15,7 @@ mod token;
 
 use std::process::ExitCode;
 
+use baton_core::TaskId;
 use clap::Parser;
 
 use crate::cli::{Cli, Command};
@@ -35,11 +36,27 @@ fn main() -> ExitCode {
         let server = cli.server.as_deref();
         let remote_capable = matches!(
             cli.command,
-            Command::Task(_) | Command::Log { .. } | Command::Budget(_) | Command::Decide { .. } | Command::Finding(_)
+            Command::Task(_)
+                | Command::Log { .. }
+                | Command::Budget(_)
+                | Command::Decide { .. }
+                | Command::Pick { .. }
+                | Command::Finding(_)
         );
         if server.is_some() && !remote_capable {
-            anyhow::bail!("--server (BATON_SERVER) applies to the task, log, budget, decide and finding commands only");
+            anyhow::bail!(
+                "--server (BATON_SERVER) applies to the task, log, budget, decide, pick and finding commands only"
+            );
         }
+        // After an answer, the task goes on here, unless a server takes it up or the user said not to.
+        let go_on = |id: TaskId, no_resume: bool, model: Option<String>| async move {
+            if no_resume || server.is_some() {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let legs =
+                run::Legs { context_window: None, max_handoffs: cli::MAX_HANDOFFS, role_models: Default::default() };
+            run::resume(&home()?, &config()?, id.as_str(), model, legs, cli.json).await
+        };
         match cli.command {
             Command::Task(command) => task::run(&home, server, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Model(command) => model::run(&config()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
@@ -62,16 +79,11 @@ fn main() -> ExitCode {
             Command::Decide { id, answer, deny, no_resume, model } => {
                 let id =
                     task::answer(backend::open(&home, server).await?.as_ref(), &id, answer, deny, cli.json).await?;
-                // A server takes the task up itself.
-                if no_resume || server.is_some() {
-                    return Ok(ExitCode::SUCCESS);
-                }
-                let legs = run::Legs {
-                    context_window: None,
-                    max_handoffs: cli::MAX_HANDOFFS,
-                    role_models: Default::default(),
-                };
-                run::resume(&home()?, &config()?, id.as_str(), model, legs, cli.json).await
+                go_on(id, no_resume, model).await
+            }
+            Command::Pick { id, attempt, no_resume, model } => {
+                let id = task::choose(backend::open(&home, server).await?.as_ref(), &id, &attempt, cli.json).await?;
+                go_on(id, no_resume, model).await
             }
             Command::Serve(args) => serve::serve(&home()?, &config()?, *args).await,
             Command::Token(command) => token::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),

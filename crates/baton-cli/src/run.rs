@@ -321,6 +321,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         no_review: true,
         plan: false,
         attempts: 1,
+        pick: baton_core::Pick::Rule,
         owner: None,
         approve_plan: false,
         captain_model: None,

@@ -163,6 +163,7 @@ impl Tasks for Creator {
             no_review: !new.review.unwrap_or(true),
             plan: new.plan,
             attempts: new.attempts.unwrap_or(1),
+            pick: new.pick.unwrap_or_default(),
             owner,
             approve_plan: false,
             captain_model: None,
@@ -210,6 +211,12 @@ impl Tasks for Creator {
     async fn decide(&self, id: &TaskId, decision: &str, answer: String, approved: bool) -> Result<(), Refused> {
         task::decide(self.store.as_ref(), id, decision, answer, approved).await?;
         // Running again and held by no one: the scheduler takes it up.
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn pick(&self, id: &TaskId, attempt: &str) -> Result<(), Refused> {
+        task::pick(self.store.as_ref(), id, attempt).await?;
         self.wake.notify_one();
         Ok(())
     }

@@ -132,12 +132,19 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
         } else {
             format!(" after {}", subtask.plan.depends_on.join(", "))
         };
+        let size = subtask.outcome.as_ref().map_or(String::new(), |outcome| {
+            let diff = outcome.diff.map_or(String::new(), |d| format!("{} files +{} -{}, ", d.files, d.insertions, d.deletions));
+            format!(" ({diff}{} open findings, {} credits)", outcome.open_findings, outcome.spent)
+        });
         writeln!(
             out,
-            "subtask  {} {task}{after}: {} — {status}",
+            "subtask  {} {task}{after}: {} — {status}{size}",
             subtask.plan.key,
             headline(&subtask.plan.request, 60)
         )?;
+    }
+    if let Some(picked) = &state.work.picked {
+        writeln!(out, "picked   {picked}")?;
     }
     for finding in &state.work.findings {
         let commit = finding.commit.as_deref().map_or(String::new(), |c| format!(" in {}", &c[..c.len().min(12)]));

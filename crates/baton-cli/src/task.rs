@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use baton_core::{
-    Answer, Budget, CheckSpec, Credits, Event, FindingStatus, Handoff, LegRole, Status, TaskId, TaskSpec, TaskState,
-    Timestamp, branch_name,
+    Answer, Budget, CheckSpec, Credits, DecisionKind, Event, FindingStatus, Handoff, LegRole, Pick, Status, TaskId,
+    TaskSpec, TaskState, Timestamp, branch_name,
 };
 use baton_git::Repo;
 use baton_server::Refused;
@@ -163,7 +163,9 @@ pub async fn create_in(store: &dyn Store, home: &Path, request: String, args: Ta
         merges: Vec::new(),
         priority: args.priority,
         attempts: args.attempts,
+        pick: args.pick,
         owner: args.owner,
+        continues: None,
     };
     spec.validate()?;
     let id = new_task_id()?;
@@ -212,14 +214,52 @@ pub async fn decide(
     approved: bool,
 ) -> Result<(), Refused> {
     let state = store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
-    let open = state.work.decisions.iter().any(|(asked, answer)| asked.id == decision && answer.is_none());
-    if !open || state.status() != Status::Waiting {
+    let open = state.work.decisions.iter().find(|(asked, answer)| asked.id == decision && answer.is_none());
+    let Some((asked, _)) = open.filter(|_| state.status() == Status::Waiting) else {
         let message = format!("task {id} has no open decision {decision:?} (it is {})", state.status());
         return Err(Refused::Conflict(message));
+    };
+    // A pick names one of the attempts offered; there is nothing to deny.
+    if matches!(asked.kind, DecisionKind::Pick { .. }) && !(approved && asked.options.contains(&answer)) {
+        return Err(Refused::Invalid(format!(
+            "task {id} waits for a pick: answer one of {} (to drop every attempt, cancel the task)",
+            asked.options.join(", ")
+        )));
     }
     let made = Event::DecisionMade { id: decision.to_owned(), answer: Answer { answer, approved } };
     store.append(id, state.next_seq, now(), &[made]).await.map_err(|error| refusal(id, error))?;
     Ok(())
+}
+
+/// `baton pick`: picks the attempt that becomes the task's result. Returns the task's id.
+pub async fn choose(backend: &dyn Backend, id: &str, attempt: &str, json: bool) -> anyhow::Result<TaskId> {
+    let id = backend.resolve(id).await?;
+    backend.pick(&id, attempt).await?;
+    if !json {
+        println!("task {id}: {attempt} picked");
+    }
+    Ok(id)
+}
+
+/// Answers the open pick of a task whose attempts have ended with `attempt` (from the command line
+/// or the API); the task then merges it and runs its checks, for whoever resumes it.
+pub async fn pick(store: &dyn Store, id: &TaskId, attempt: &str) -> Result<(), Refused> {
+    let state = store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
+    let open = state
+        .work
+        .decisions
+        .iter()
+        .find(|(asked, answer)| matches!(asked.kind, DecisionKind::Pick { .. }) && answer.is_none());
+    let Some((asked, _)) = open.filter(|_| state.status() == Status::Waiting) else {
+        let why = match (state.spec.attempts, state.spec.pick, &state.work.picked) {
+            (1, _, _) => "it makes no attempts".to_owned(),
+            (_, _, Some(picked)) => format!("{picked} is already picked"),
+            (_, Pick::Rule, _) => "baton picks by its rule (the task was not started with --pick human)".to_owned(),
+            (_, Pick::Human, None) => format!("its attempts have not all ended (it is {})", state.status()),
+        };
+        return Err(Refused::Conflict(format!("task {id} is not waiting for a pick: {why}")));
+    };
+    decide(store, id, &asked.id, attempt.to_owned(), true).await
 }
 
 /// `baton finding resolve|dismiss`: a human settles a finding.

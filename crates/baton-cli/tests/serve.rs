@@ -1416,6 +1416,80 @@ async fn best_of_three_with_one_attempt_failing_its_checks_picks_a_verified_one_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_picks_the_attempt_baton_would_not_and_its_change_becomes_the_tasks() {
+    // Both attempts pass: the first with one line, the second with four. baton's rule prefers the
+    // smaller change; the human picks the other.
+    let turns = vec![
+        common::call("w1", "write_file", json!({"path": "ok", "content": "fine\n"})),
+        common::call("f1", "finish", json!({"summary": "one line"})),
+        common::call("w2", "write_file", json!({"path": "ok", "content": "a\nb\nc\nd\n"})),
+        common::call("f2", "finish", json!({"summary": "four lines"})),
+    ];
+    let model = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let body = json!({
+        "request": "Make the check pass.", "repo": repo.path(), "checks": ["test -f ok"],
+        "review": false, "attempts": 2, "pick": "human",
+    });
+    let id = served.create(&body).await;
+    let waiting = reaching(&http, api(&format!("/tasks/{id}")), "waiting").await;
+    assert_eq!(waiting["pick"], "human", "{waiting}");
+    assert_eq!(waiting["picked"], Value::Null, "nothing is picked before the human does: {waiting}");
+    let question = waiting["question"].as_str().unwrap();
+    assert!(question.contains("baton's rule picks attempt-1") && question.contains("4 changed lines"), "{question}");
+    // Each attempt is listed with its checks, findings and the size of its change.
+    let attempts = waiting["subtasks"].as_array().unwrap();
+    assert_eq!(attempts[1]["diff"], json!({"files": 1, "insertions": 4, "deletions": 0}), "{waiting}");
+    assert_eq!(attempts[1]["checks"], json!([{"name": "test -f ok", "passed": true}]), "{waiting}");
+    assert_eq!(attempts[1]["open_findings"], 0, "{waiting}");
+
+    // A pick names an attempt that was offered; the open decision is not denied.
+    let pick = |attempt: &str| http.post(api(&format!("/tasks/{id}/pick"))).json(&json!({"attempt": attempt})).send();
+    let wrong = pick("attempt-9").await.unwrap();
+    assert_eq!(wrong.status(), 422);
+    let error: Value = wrong.json().await.unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("attempt-1, attempt-2"), "{error}");
+    let decision = waiting["decision"].as_str().unwrap();
+    let denied = http
+        .post(api(&format!("/tasks/{id}/decisions/{decision}")))
+        .json(&json!({"answer": "attempt-2", "deny": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 422);
+    let still = http.get(api(&format!("/tasks/{id}"))).send().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(still["status"], "waiting", "a refused pick changes nothing: {still}");
+
+    // The command line picks over the API.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let picked = baton(elsewhere.path())
+        .args(["pick", &id[..8], "attempt-2", "--server", &served.url])
+        .env("BATON_TOKEN", &served.token)
+        .output()
+        .unwrap();
+    assert!(picked.status.success(), "{}", common::describe(&picked));
+    assert!(String::from_utf8_lossy(&picked.stdout).contains("attempt-2 picked"));
+    let done = reaching(&http, api(&format!("/tasks/{id}")), "done").await;
+    assert_eq!(done["picked"], "attempt-2", "{done}");
+    assert_eq!(done["stop"]["reason"], "verified", "{done}");
+    let diff = http.get(api(&format!("/tasks/{id}/diff"))).send().await.unwrap().text().await.unwrap();
+    assert!(diff.contains("+d") && !diff.contains("+fine"), "the human's pick is on the branch: {diff}");
+    let again = pick("attempt-1").await.unwrap();
+    assert_eq!(again.status(), 409, "a task picks once");
+    let error: Value = again.json().await.unwrap();
+    assert!(error["error"]["message"].as_str().unwrap().contains("attempt-2 is already picked"), "{error}");
+
+    // Without attempts there is nothing for a human to pick.
+    let body = json!({"request": "x", "repo": repo.path(), "checks": ["true"], "pick": "human"});
+    let refused = http.post(api("/tasks")).json(&body).send().await.unwrap();
+    assert_eq!(refused.status(), 422);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_owner_runs_one_task_at_a_time_and_owners_take_turns() {
     let model = ScriptedServer::start(finishing_after(300)).await.unwrap();
     let repo = common::calc_repo();

@@ -35,6 +35,9 @@ pub enum DecisionKind {
     Credential { name: String },
     /// The task's credit limit would be crossed: a human may raise it (the answer is the new limit).
     BudgetOverrun { limit: Credits, spent: Credits, needed: Credits },
+    /// A task's attempts have ended and a human picks the one that becomes its result; the
+    /// options are the verified attempts, `recommended` the one baton's rule would pick.
+    Pick { recommended: String },
 }
 
 /// A human's answer. For a destructive command, `approved` says whether it may run; for a

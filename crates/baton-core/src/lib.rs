@@ -32,9 +32,11 @@ pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, Recorded};
 pub use id::{InvalidTaskId, TaskId};
 pub use ledger::{Effect, FileChange, Handoff, Ledger, PlanStep, StepStatus};
 pub use money::{Credits, InvalidCredits};
-pub use review::{Finding, FindingStatus, Role as LegRole, Severity, Subtask, SubtaskOutcome, SubtaskState};
+pub use review::{
+    CheckMark, DiffStat, Finding, FindingStatus, Role as LegRole, Severity, Subtask, SubtaskOutcome, SubtaskState,
+};
 pub use secret::{Secret, redact};
-pub use spec::{Budget, CheckSpec, MAX_ATTEMPTS, SpecError, TaskSpec, branch_name, slug};
+pub use spec::{Budget, CheckSpec, Continued, MAX_ATTEMPTS, Pick, SpecError, TaskSpec, branch_name, slug};
 pub use state::{CheckResult, FoldError, Money, Stop, TaskState, Work, fold};
 pub use status::{Lifecycle, Status, StopReason, TransitionError, UnknownName};
 pub use time::Timestamp;

@@ -68,6 +68,37 @@ pub struct SubtaskOutcome {
     /// limit holds over all of it.
     #[serde(default)]
     pub spent: crate::money::Credits,
+    /// Review findings the child left open.
+    #[serde(default)]
+    pub open_findings: u32,
+    /// The size of its change against its base, when it made one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diff: Option<DiffStat>,
+    /// Its last checks and whether each passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckMark>,
+}
+
+/// How big a change is, as `git diff --shortstat` counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DiffStat {
+    pub files: u64,
+    pub insertions: u64,
+    pub deletions: u64,
+}
+
+impl DiffStat {
+    /// Lines added plus lines removed.
+    pub fn lines(&self) -> u64 {
+        self.insertions + self.deletions
+    }
+}
+
+/// A check by name and whether it passed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckMark {
+    pub name: String,
+    pub passed: bool,
 }
 
 /// How bad a finding is: P0 breaks something that matters, P3 is a nit.

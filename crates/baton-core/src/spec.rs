@@ -57,10 +57,55 @@ pub struct TaskSpec {
     /// task, and the best result becomes this task's (1: no attempts, the task does the work).
     #[serde(default = "one", skip_serializing_if = "is_one")]
     pub attempts: u32,
+    /// Who picks among the attempts.
+    #[serde(default, skip_serializing_if = "Pick::is_rule")]
+    pub pick: Pick,
     /// Who asked for it: the name of the API token that created it (none from the command line).
     /// A server's per-owner limit and fair order go by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// The ended task whose branch this one continues, for a follow-up the user sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continues: Option<Continued>,
+}
+
+/// What a continuing task knows of the run before it: the earlier task's request and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Continued {
+    pub task: String,
+    pub request: String,
+    /// Its stop reason and what it said when it stopped.
+    pub ended: String,
+}
+
+/// Who picks the attempt that becomes a best-of-N task's result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pick {
+    /// baton, by its rule: verified, then the fewest open findings, the smallest change, the
+    /// cheapest, the earliest.
+    #[default]
+    Rule,
+    /// A human, once every attempt has ended (the task waits for the pick as for any decision).
+    Human,
+}
+
+impl Pick {
+    fn is_rule(&self) -> bool {
+        *self == Pick::Rule
+    }
+}
+
+impl std::str::FromStr for Pick {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Pick, String> {
+        match text {
+            "rule" => Ok(Pick::Rule),
+            "human" => Ok(Pick::Human),
+            other => Err(format!("`{other}`: give `rule` or `human`")),
+        }
+    }
 }
 
 /// The most attempts a task may make.
@@ -122,6 +167,8 @@ pub enum SpecError {
     Attempts(u32),
     #[error("a task either plans (subtasks that add up) or makes attempts (the best of several), not both")]
     PlanAndAttempts,
+    #[error("a human picks among attempts only: give --attempts 2 or more with --pick human")]
+    PickWithoutAttempts,
 }
 
 impl TaskSpec {
@@ -147,7 +194,9 @@ impl TaskSpec {
             merges: Vec::new(),
             priority: 0,
             attempts: 1,
+            pick: Pick::Rule,
             owner: None,
+            continues: None,
         }
     }
 
@@ -194,6 +243,9 @@ impl TaskSpec {
         }
         if self.plan && self.attempts > 1 {
             return Err(SpecError::PlanAndAttempts);
+        }
+        if self.pick == Pick::Human && self.attempts == 1 {
+            return Err(SpecError::PickWithoutAttempts);
         }
         Ok(())
     }
@@ -269,6 +321,7 @@ mod tests {
             (|s| s.scope.push("src/../../x".into()), SpecError::ScopeOutsideRepo("src/../../x".into())),
             (|s| s.budget.credits = Some(Credits::ZERO), SpecError::NonPositiveBudget("credits")),
             (|s| s.budget.steps = Some(0), SpecError::NonPositiveBudget("steps")),
+            (|s| s.pick = Pick::Human, SpecError::PickWithoutAttempts),
         ];
         for (break_it, expected) in cases {
             let mut spec = spec();

@@ -759,6 +759,9 @@ mod tests {
                 commit: None,
                 detail: String::new(),
                 spent: Credits::from_micros(micros),
+                open_findings: 0,
+                diff: None,
+                checks: Vec::new(),
             },
         };
         let charge = Charge { kind: crate::account::ChargeKind::Input, amount: Credits::from_micros(5) };

@@ -1,9 +1,9 @@
 //! Best of N: the request tried `spec.attempts` times from the same base, each attempt a child task
 //! with an equal share of the parent's limits, one after another. The best verified attempt (see
-//! [`rank`]) is merged into the parent's branch and verified there; its result is the task's.
+//! [`rank`]), or the one a human picks when the task asks for that, is merged into the parent's
+//! branch and verified there; its result is the task's.
 
-use baton_core::{Credits, Event, FindingStatus, StopReason, Subtask, SubtaskState, TaskId};
-use baton_git::Repo;
+use baton_core::{Credits, Decision, DecisionKind, Event, Pick, StopReason, Subtask, SubtaskState, Work};
 
 use crate::journal::Journal;
 use crate::{Engine, EngineError, Machine};
@@ -57,10 +57,8 @@ impl Engine {
             }
         }
         let state = journal.state();
-        let mut standings = Vec::new();
-        for (index, attempt) in state.work.subtasks.iter().enumerate() {
-            standings.push(self.standing(&state.spec.repo, &state.base_commit, index, attempt).await?);
-        }
+        let standings: Vec<Option<Standing>> =
+            state.work.subtasks.iter().enumerate().map(|(index, attempt)| standing(index, attempt)).collect();
         let Some(best) = rank(&standings) else {
             let outcomes: Vec<String> = state
                 .work
@@ -71,26 +69,40 @@ impl Engine {
             let detail = format!("no attempt was verified ({})", outcomes.join("; "));
             return self.pause(journal, machine.worktree, StopReason::SubtaskStopped, detail).await;
         };
-        let picked = state.work.subtasks[best].clone();
+        if state.work.picked.is_none() {
+            let rule_picks = state.work.subtasks[best].plan.key.clone();
+            let (key, reason) = match state.spec.pick {
+                Pick::Rule => {
+                    let others = standings_of(&state.work.subtasks, &standings, |key| key != rule_picks);
+                    let chosen = standings[best].as_ref().map(Standing::describe).unwrap_or_default();
+                    (rule_picks, format!("verified, {chosen}; the others: {others}"))
+                }
+                Pick::Human => match human_pick(&state.work) {
+                    Some(key) => {
+                        let all = standings_of(&state.work.subtasks, &standings, |_| true);
+                        (key, format!("picked by a human (baton's rule picks {rule_picks}); {all}"))
+                    }
+                    None => {
+                        let decision = pick_decision(&state.work, &standings, &rule_picks);
+                        return journal.append(Event::DecisionRequested { decision }).await;
+                    }
+                },
+            };
+            journal.append(Event::AttemptPicked { key, reason }).await?;
+        }
+        let state = journal.state();
+        let picked = state
+            .work
+            .subtasks
+            .iter()
+            .find(|attempt| Some(&attempt.plan.key) == state.work.picked.as_ref())
+            .cloned()
+            .ok_or_else(|| EngineError::Plan(format!("the picked attempt {:?} is not one of the task's", state.work.picked)))?;
         let commit = picked
             .outcome
             .as_ref()
             .and_then(|o| o.commit.clone())
             .ok_or_else(|| EngineError::Plan(format!("{} was verified but names no commit", picked.plan.key)))?;
-        if state.work.picked.is_none() {
-            let others: Vec<String> = standings
-                .iter()
-                .zip(&state.work.subtasks)
-                .filter(|(_, attempt)| attempt.plan.key != picked.plan.key)
-                .map(|(standing, attempt)| match standing {
-                    Some(standing) => format!("{}: {}", attempt.plan.key, standing.describe()),
-                    None => format!("{}: not verified", attempt.plan.key),
-                })
-                .collect();
-            let chosen = standings[best].as_ref().map(Standing::describe).unwrap_or_default();
-            let reason = format!("verified, {chosen}; the others: {}", others.join("; "));
-            journal.append(Event::AttemptPicked { key: picked.plan.key.clone(), reason }).await?;
-        }
         let merged =
             self.merge_in(journal, machine.worktree, &[(format!("the result of {}", picked.plan.key), commit)]).await?;
         if !merged.is_empty() {
@@ -108,28 +120,59 @@ impl Engine {
         }
         Ok(())
     }
+}
 
-    /// How `attempt` stands; `None` unless it was verified.
-    async fn standing(
-        &self,
-        repo: &std::path::Path,
-        base: &str,
-        index: usize,
-        attempt: &SubtaskState,
-    ) -> Result<Option<Standing>, EngineError> {
-        let Some(outcome) = attempt.outcome.as_ref().filter(|o| o.verified) else { return Ok(None) };
-        let Some(commit) = &outcome.commit else { return Ok(None) };
-        let child =
-            attempt.task.as_deref().map(TaskId::parse).transpose().map_err(|e| EngineError::Plan(e.to_string()))?;
-        let open_findings = match child {
-            Some(child) => {
-                let state = self.store.load(&child).await?;
-                state.work.findings.iter().filter(|f| f.status == FindingStatus::Open).count()
-            }
-            None => 0,
-        };
-        let changed_lines = Repo::open(repo)?.changed_lines(base, commit)?;
-        Ok(Some(Standing { open_findings, changed_lines, spent: outcome.spent, index }))
+/// How `attempt` stands; `None` unless it was verified with a commit.
+fn standing(index: usize, attempt: &SubtaskState) -> Option<Standing> {
+    let outcome = attempt.outcome.as_ref().filter(|o| o.verified && o.commit.is_some())?;
+    Some(Standing {
+        open_findings: outcome.open_findings as usize,
+        changed_lines: outcome.diff.map_or(0, |diff| diff.lines()) as usize,
+        spent: outcome.spent,
+        index,
+    })
+}
+
+/// `attempt-1: verified, …; attempt-2: not verified`, for the attempts whose key `shown` admits.
+fn standings_of(attempts: &[SubtaskState], standings: &[Option<Standing>], shown: impl Fn(&str) -> bool) -> String {
+    let described: Vec<String> = attempts
+        .iter()
+        .zip(standings)
+        .filter(|(attempt, _)| shown(&attempt.plan.key))
+        .map(|(attempt, standing)| match standing {
+            Some(standing) => format!("{}: verified, {}", attempt.plan.key, standing.describe()),
+            None => format!("{}: not verified", attempt.plan.key),
+        })
+        .collect();
+    described.join("; ")
+}
+
+/// The attempt a human picked: the answer to the latest pick decision, when it names one of the
+/// attempts it offered. A pick that names none (or was denied) is asked again.
+fn human_pick(work: &Work) -> Option<String> {
+    let (decision, answer) = work.decisions.iter().rev().find(|(d, _)| matches!(d.kind, DecisionKind::Pick { .. }))?;
+    let answer = answer.as_ref().filter(|answer| answer.approved)?;
+    decision.options.iter().find(|option| **option == answer.answer.trim()).cloned()
+}
+
+/// The question that asks a human to pick: the verified attempts, the rule's pick first.
+fn pick_decision(work: &Work, standings: &[Option<Standing>], rule_picks: &str) -> Decision {
+    let mut verified: Vec<(&Standing, String)> = standings
+        .iter()
+        .zip(&work.subtasks)
+        .filter_map(|(standing, attempt)| Some((standing.as_ref()?, attempt.plan.key.clone())))
+        .collect();
+    verified.sort();
+    Decision {
+        id: format!("d{}", work.decisions.len() + 1),
+        kind: DecisionKind::Pick { recommended: rule_picks.to_owned() },
+        question: format!(
+            "Which attempt becomes the task's result? {} (baton's rule picks {rule_picks})",
+            standings_of(&work.subtasks, standings, |_| true)
+        ),
+        options: verified.into_iter().map(|(_, key)| key).collect(),
+        why: "the task was started with --pick human".to_owned(),
+        call_id: None,
     }
 }
 

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use baton_core::{
-    Budget, CheckSpec, Credits, Event, LegRole, Status, StopReason, Subtask, SubtaskOutcome, TaskId, TaskSpec,
-    Timestamp, branch_name,
+    Budget, CheckMark, CheckSpec, Credits, DiffStat, Event, FindingStatus, LegRole, Status, StopReason, Subtask,
+    SubtaskOutcome, TaskId, TaskSpec, Timestamp, branch_name,
 };
 use baton_git::Worktree;
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
@@ -214,8 +214,29 @@ impl Engine {
             (None, Some(question)) => format!("waiting for a human: {question}"),
             (None, None) => end.status().to_string(),
         };
-        let spent = end.money.spent_in_all();
-        let outcome = SubtaskOutcome { verified, commit: end.work.last_commit.clone(), detail, spent };
+        let commit = end.work.last_commit.clone();
+        // Sized from the child's own base: its work alone, whatever it started from.
+        let diff = match &commit {
+            Some(commit) => {
+                let stat = baton_git::Repo::open(&end.spec.repo)?.shortstat(&end.base_commit, commit)?;
+                Some(DiffStat { files: stat.files, insertions: stat.insertions, deletions: stat.deletions })
+            }
+            None => None,
+        };
+        let outcome = SubtaskOutcome {
+            verified,
+            commit,
+            detail,
+            spent: end.money.spent_in_all(),
+            open_findings: end.work.findings.iter().filter(|f| f.status == FindingStatus::Open).count() as u32,
+            diff,
+            checks: end
+                .work
+                .last_checks
+                .iter()
+                .map(|check| CheckMark { name: check.name.clone(), passed: check.passed })
+                .collect(),
+        };
         journal.append(Event::SubtaskEnded { key: subtask.plan.key.clone(), outcome: outcome.clone() }).await?;
         Ok(Some((child, outcome)))
     }
@@ -299,7 +320,9 @@ fn child_spec(state: &baton_core::TaskState, subtask: &Subtask) -> TaskSpec {
         merges: Vec::new(),
         priority: state.spec.priority,
         attempts: 1,
+        pick: baton_core::Pick::Rule,
         owner: state.spec.owner.clone(),
+        continues: None,
     }
 }
 

@@ -169,6 +169,14 @@ pub struct Blob {
     pub text: String,
 }
 
+/// The size of a change, as `git diff --shortstat` counts it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shortstat {
+    pub files: u64,
+    pub insertions: u64,
+    pub deletions: u64,
+}
+
 /// Which files of a commit [`Worktree::export_command`] checks out.
 #[derive(Debug, Clone, Copy)]
 pub enum Export<'a> {
@@ -245,17 +253,24 @@ impl Repo {
         checked(run(&self.root, &self.overrides, args)?, &self.root, &args)
     }
 
-    /// Lines added plus lines removed between `base` and `rev` (binary files count none), from
-    /// `--shortstat`: a few bytes whatever the size of the change.
-    pub fn changed_lines(&self, base: &str, rev: &str) -> Result<usize, GitError> {
+    /// How many files and lines changed between `base` and `rev` (binary files count no lines),
+    /// from `--shortstat`: a few bytes whatever the size of the change.
+    pub fn shortstat(&self, base: &str, rev: &str) -> Result<Shortstat, GitError> {
         let args = ["diff", "--shortstat", "--no-ext-diff", "--no-textconv", "--end-of-options", base, rev, "--"];
-        let stat = checked(run(&self.root, &self.overrides, args)?, &self.root, &args)?;
-        // ` 2 files changed, 5 insertions(+), 1 deletion(-)`
-        Ok(stat
-            .split(',')
-            .filter(|part| part.contains("insertion") || part.contains("deletion"))
-            .filter_map(|part| part.split_whitespace().next()?.parse::<usize>().ok())
-            .sum())
+        let text = checked(run(&self.root, &self.overrides, args)?, &self.root, &args)?;
+        // ` 2 files changed, 5 insertions(+), 1 deletion(-)`; empty for no change.
+        let mut stat = Shortstat::default();
+        for part in text.split(',') {
+            let Some(count) = part.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()) else { continue };
+            if part.contains("file") {
+                stat.files = count;
+            } else if part.contains("insertion") {
+                stat.insertions = count;
+            } else if part.contains("deletion") {
+                stat.deletions = count;
+            }
+        }
+        Ok(stat)
     }
 
     /// Refuses a path that is, or would be, inside the user's checkout, following symlinks.

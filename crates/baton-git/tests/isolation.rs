@@ -7,7 +7,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use baton_git::{FileStat, GitError, Repo};
+use baton_git::{FileStat, GitError, Repo, Shortstat};
 use baton_testkit::{FixtureRepo, git};
 
 /// A repository with one commit, then uncommitted, staged and untracked changes on top.
@@ -257,6 +257,26 @@ fn merges_are_committed_whole_and_a_conflict_is_committed_with_its_markers_named
     assert!(!stopped.status.success() && other.path().join(".git").exists());
     assert_eq!(other.merge(&clash, "merge clash").unwrap(), ["a.txt"]);
     assert_eq!(git(other.path(), &["status", "--porcelain"]), "");
+}
+
+#[test]
+fn a_change_is_sized_in_files_and_lines_whatever_the_repository_configures() {
+    let user = FixtureRepo::with_files(&[("a.txt", "one\ntwo\nthree\n"), ("b.txt", "b\n")]);
+    let base = user.git(&["rev-parse", "HEAD"]);
+    // A configured external diff and word-diff defaults must not change what is counted.
+    user.git(&["config", "diff.external", "false"]);
+    let data = tempfile::tempdir().unwrap();
+    let repo = Repo::open(user.path()).unwrap();
+    let worktree = repo.create_worktree("sized", &data.path().join("sized"), &base).unwrap();
+    assert_eq!(repo.shortstat(&base, &base).unwrap(), Shortstat::default(), "no change");
+    fs::write(worktree.path().join("a.txt"), "one\n2\nthree\nfour\n").unwrap();
+    fs::remove_file(worktree.path().join("b.txt")).unwrap();
+    fs::write(worktree.path().join("image.bin"), [0_u8, 159, 146, 150, 0, 1]).unwrap();
+    let head = worktree.commit_all("sized").unwrap().unwrap();
+    let stat = repo.shortstat(&base, &head).unwrap();
+    // a.txt: one line replaced and one added; b.txt: one removed; the binary file counts no lines.
+    assert_eq!(stat, Shortstat { files: 3, insertions: 2, deletions: 2 });
+    assert!(matches!(repo.shortstat(&base, "no-such-rev"), Err(GitError::Failed { .. })));
 }
 
 #[test]

@@ -48,6 +48,10 @@ pub trait Tasks: Send + Sync {
     /// is then runnable again.
     async fn decide(&self, task: &TaskId, decision: &str, answer: String, approved: bool) -> Result<(), Refused>;
 
+    /// Picks the attempt that becomes the task's result, for a task waiting for a pick; the task
+    /// is then runnable again.
+    async fn pick(&self, task: &TaskId, attempt: &str) -> Result<(), Refused>;
+
     /// Settles a review finding as a human: resolved, or dismissed as irrelevant.
     async fn settle(&self, task: &TaskId, finding: &str, settled: Settled, note: String) -> Result<(), Refused>;
 
@@ -150,6 +154,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/tasks/{id}/resume", axum::routing::post(resume))
         .route("/api/v1/tasks/{id}/cancel", axum::routing::post(cancel))
         .route("/api/v1/tasks/{id}/decisions/{decision}", axum::routing::post(decide))
+        .route("/api/v1/tasks/{id}/pick", axum::routing::post(pick))
         .route("/api/v1/tasks/{id}/findings/{finding}", axum::routing::post(settle))
         .route("/api/v1/tasks/{id}/budget", axum::routing::patch(limit))
         .route("/api/v1/tasks/{id}/messages", axum::routing::post(message))
@@ -418,6 +423,28 @@ async fn decide(
 ) -> Result<Json<TaskView>, ApiError> {
     let id = task_id(&api, &id).await?;
     api.tasks.decide(&id, &decision, body.answer, !body.deny).await?;
+    Ok(Json(TaskView::of(&api.store.load(&id).await?)))
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct PickBody {
+    /// The key of a verified attempt, like `attempt-2` (the open decision lists them).
+    attempt: String,
+}
+
+/// Picks the attempt that becomes the task's result, for a task started with `"pick": "human"`
+/// whose attempts have all ended; it is merged into the task's branch and checked there.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/pick", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id or a unique prefix of it")),
+    request_body = PickBody, responses((status = 200, body = TaskView)))]
+async fn pick(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Body(body): Body<PickBody>,
+) -> Result<Json<TaskView>, ApiError> {
+    let id = task_id(&api, &id).await?;
+    api.tasks.pick(&id, &body.attempt).await?;
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 

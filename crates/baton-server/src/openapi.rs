@@ -9,10 +9,10 @@ use utoipa::{Modify, OpenApi};
 
 use crate::account::{AccountView, AutoReloadView, EntriesPage, EntryView, PolicyView, TopUp};
 use crate::views::{
-    CheckView, ErrorBody, ErrorDetail, EventPage, Health, LimitChange, NewTask, Settled, StopView, SubtaskView,
+    CheckMarkView, CheckView, DiffView, ErrorBody, ErrorDetail, EventPage, Health, LimitChange, NewTask, Settled, StopView, SubtaskView,
     SummaryView, TaskPage, TaskView,
 };
-use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, SettleBody};
+use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, SettleBody};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -29,6 +29,7 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, SettleBody};
         crate::resume,
         crate::cancel,
         crate::decide,
+        crate::pick,
         crate::settle,
         crate::limit,
         crate::message,
@@ -42,7 +43,7 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, SettleBody};
         crate::account::entries,
     ),
     components(schemas(
-        AccountView, AutoReloadView, CancelBody, CheckView, DecisionBody, EntriesPage, EntryView, ErrorBody,
+        AccountView, AutoReloadView, CancelBody, CheckMarkView, CheckView, DecisionBody, DiffView, PickBody, EntriesPage, EntryView, ErrorBody,
         ErrorDetail, EventPage, Health, LimitChange, MessageBody, MessageSent, NewTask, PolicyView, Settled, SettleBody, StopView,
         SubtaskView, SummaryView, TaskPage, TaskView, TopUp
     )),

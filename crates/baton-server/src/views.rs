@@ -39,6 +39,10 @@ pub struct NewTask {
     pub priority: Option<i32>,
     /// Best of N: the request tried this many times (1 to 10), the best verified attempt kept.
     pub attempts: Option<u32>,
+    /// Who picks among the attempts: `rule` (baton; the default) or `human` (the task waits for
+    /// `POST /tasks/{id}/pick` once every attempt has ended).
+    #[schema(value_type = Option<String>, example = "human")]
+    pub pick: Option<baton_core::Pick>,
 }
 
 /// A task as the API shows it: its state without the transcript.
@@ -69,6 +73,9 @@ pub struct TaskView {
     pub checks: Vec<CheckView>,
     /// A plan's subtasks or the task's attempts, each a child task.
     pub subtasks: Vec<SubtaskView>,
+    /// Who picks among the attempts: `rule` or `human`.
+    #[schema(value_type = String, example = "rule")]
+    pub pick: baton_core::Pick,
     /// The attempt whose result became this task's.
     pub picked: Option<String>,
     /// Milliseconds since the epoch, like every time the API gives.
@@ -93,6 +100,26 @@ pub struct SubtaskView {
     pub commit: Option<String>,
     /// Credits it spent, as a decimal string.
     pub spent: Option<String>,
+    /// Review findings it left open.
+    pub open_findings: Option<u32>,
+    /// The size of its change against its base.
+    pub diff: Option<DiffView>,
+    /// Its last checks.
+    pub checks: Vec<CheckMarkView>,
+}
+
+/// How big a change is: files, lines added, lines removed.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DiffView {
+    pub files: u64,
+    pub insertions: u64,
+    pub deletions: u64,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct CheckMarkView {
+    pub name: String,
+    pub passed: bool,
 }
 
 /// Why a task stopped, and what it said.
@@ -141,15 +168,31 @@ impl TaskView {
             subtasks: work
                 .subtasks
                 .iter()
-                .map(|subtask| SubtaskView {
-                    key: subtask.plan.key.clone(),
-                    task: subtask.task.clone(),
-                    verified: subtask.outcome.as_ref().map(|o| o.verified),
-                    detail: subtask.outcome.as_ref().map(|o| o.detail.clone()),
-                    commit: subtask.outcome.as_ref().and_then(|o| o.commit.clone()),
-                    spent: subtask.outcome.as_ref().map(|o| o.spent.to_string()),
+                .map(|subtask| {
+                    let outcome = subtask.outcome.as_ref();
+                    SubtaskView {
+                        key: subtask.plan.key.clone(),
+                        task: subtask.task.clone(),
+                        verified: outcome.map(|o| o.verified),
+                        detail: outcome.map(|o| o.detail.clone()),
+                        commit: outcome.and_then(|o| o.commit.clone()),
+                        spent: outcome.map(|o| o.spent.to_string()),
+                        open_findings: outcome.map(|o| o.open_findings),
+                        diff: outcome.and_then(|o| o.diff).map(|diff| DiffView {
+                            files: diff.files,
+                            insertions: diff.insertions,
+                            deletions: diff.deletions,
+                        }),
+                        checks: outcome
+                            .map(|o| o.checks.iter())
+                            .into_iter()
+                            .flatten()
+                            .map(|check| CheckMarkView { name: check.name.clone(), passed: check.passed })
+                            .collect(),
+                    }
                 })
                 .collect(),
+            pick: state.spec.pick,
             picked: work.picked.clone(),
             created_at: state.created_at,
             updated_at: state.updated_at,
