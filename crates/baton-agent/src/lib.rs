@@ -156,7 +156,16 @@ pub fn follow_up_brief(spec: &TaskSpec, summary: &str) -> String {
 
 /// The message that opens the first leg: the request, and what will decide that it is done.
 pub fn brief(spec: &TaskSpec) -> String {
-    let mut out = format!("# Task\n\n{}\n", spec.request.trim());
+    let mut out = String::new();
+    if let Some(earlier) = &spec.continues {
+        let _ = write!(
+            out,
+            "# Earlier work\n\nYour branch already holds the work of an earlier run on this request:\n\n{}\n\nThat run ended ({}). Its commits are in /workspace. The task below is the user's follow-up to it.\n\n",
+            earlier.request.trim(),
+            earlier.ended.trim()
+        );
+    }
+    let _ = write!(out, "# Task\n\n{}\n", spec.request.trim());
     if spec.checks.is_empty() {
         out.push_str("\nNo acceptance checks are configured: finishing ends the task as claimed, unverified.\n");
     } else {
@@ -184,6 +193,22 @@ mod tests {
             scope,
             ..TaskSpec::new("Fix the parser", "/repo")
         }
+    }
+
+    #[test]
+    fn a_continuing_task_is_told_what_the_earlier_run_asked_and_how_it_ended() {
+        let mut continuing = spec(vec![]);
+        continuing.request = "Also handle tabs.".into();
+        continuing.continues = Some(baton_core::Continued {
+            task: "t-earlier".into(),
+            request: "Fix the parser".into(),
+            ended: "verified: parser fixed".into(),
+        });
+        let text = brief(&continuing);
+        let (earlier, task) = text.split_once("# Task").unwrap();
+        assert!(earlier.contains("Fix the parser") && earlier.contains("(verified: parser fixed)"), "{text}");
+        assert!(task.starts_with("\n\nAlso handle tabs.") && task.contains("`pytest -q`"), "{text}");
+        assert!(!brief(&spec(vec![])).contains("Earlier work"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use baton_core::{
     AutoReload, Credits, Entry, EntryKind, FindingStatus, Month, Policy, Position, Recorded, Status, StopReason,
     TaskId, TaskState, Timestamp,
 };
-use baton_server::LimitChange;
+use baton_server::{FollowedUp, LimitChange};
 use baton_store::{SqliteStore, Store, TaskSummary};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -61,7 +61,7 @@ pub trait Backend: Send + Sync {
     async fn pick(&self, task: &TaskId, attempt: &str) -> anyhow::Result<()>;
 
     /// Sends the user's follow-up to the task; its number.
-    async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<u64>;
+    async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<FollowedUp>;
 
     /// Ends the task for good (its branch kept); its state after.
     async fn cancel(&self, task: &TaskId, reason: &str) -> anyhow::Result<TaskState>;
@@ -151,7 +151,7 @@ impl Backend for Local {
         Ok(task::pick(&self.store, task, attempt).await?)
     }
 
-    async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<u64> {
+    async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<FollowedUp> {
         Ok(task::follow_up(&self.store, task, text).await?)
     }
 
@@ -389,10 +389,14 @@ impl Backend for Remote {
         Ok(())
     }
 
-    async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<u64> {
+    async fn follow_up(&self, task: &TaskId, text: &str) -> anyhow::Result<FollowedUp> {
         let sent: Value =
             self.call(self.post(&format!("/tasks/{task}/messages")).json(&serde_json::json!({"text": text}))).await?;
-        sent["number"].as_u64().context("no number in the answer")
+        let task = TaskId::parse(sent["task"]["id"].as_str().context("no task in the answer")?)?;
+        Ok(match sent["number"].as_u64() {
+            Some(number) => FollowedUp::Delivered { task, number },
+            None => FollowedUp::Continued { task },
+        })
     }
 
     async fn cancel(&self, task: &TaskId, reason: &str) -> anyhow::Result<TaskState> {

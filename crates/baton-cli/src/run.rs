@@ -274,8 +274,13 @@ pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
 /// The task's committed change against its base commit: its branch in the user's repository, never
 /// its worktree (the agent's files), so a cancelled or finished task still shows its work.
 pub fn diff_text(state: &TaskState) -> anyhow::Result<String> {
-    let branch = format!("refs/heads/{}", state.branch);
-    Ok(baton_git::Repo::open(&state.spec.repo)?.diff(&state.base_commit, &branch)?)
+    // Once another task continues the branch, this task's change ends at its own last commit.
+    let head = match (&state.work.continued_by, &state.work.last_commit) {
+        (Some(_), Some(last)) => last.clone(),
+        (Some(_), None) => state.base_commit.clone(),
+        (None, _) => format!("refs/heads/{}", state.branch),
+    };
+    Ok(baton_git::Repo::open(&state.spec.repo)?.diff(&state.base_commit, &head)?)
 }
 
 /// `baton demo`: the real machinery (git, sandbox, checks, journal) on a sample repository, driven by

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use baton_core::{Credits, Event, FindingStatus, Status, StopReason, TaskId};
 use baton_engine::{Engines, Observer, Scheduler};
-use baton_server::{Access, Api, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
+use baton_server::{Access, Api, FollowedUp, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
 use baton_store::{SqliteStore, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
@@ -243,10 +243,10 @@ impl Tasks for Creator {
         Ok(())
     }
 
-    async fn follow_up(&self, id: &TaskId, text: &str) -> Result<u64, Refused> {
-        let number = task::follow_up(self.store.as_ref(), id, text).await?;
+    async fn follow_up(&self, id: &TaskId, text: &str) -> Result<FollowedUp, Refused> {
+        let sent = task::follow_up(self.store.as_ref(), id, text).await?;
         self.wake.notify_one();
-        Ok(number)
+        Ok(sent)
     }
 
     fn load(&self) -> Load {

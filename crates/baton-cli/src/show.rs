@@ -119,6 +119,12 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
     if let Some(parent) = &state.spec.parent {
         writeln!(out, "parent   {parent}")?;
     }
+    if let Some(earlier) = &state.spec.continues {
+        writeln!(out, "continues {} (a follow-up to it)", earlier.task)?;
+    }
+    if let Some(later) = &state.work.continued_by {
+        writeln!(out, "continued by {later}")?;
+    }
     for subtask in &state.work.subtasks {
         let status = match (&subtask.task, &subtask.outcome) {
             (_, Some(outcome)) if outcome.verified => "verified".to_owned(),
@@ -264,6 +270,7 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         }
         Event::SubtaskCreated { key, task } => format!("{key} → task {task}"),
         Event::AttemptPicked { key, reason } => format!("{key} picked: {reason}"),
+        Event::Continued { task } => format!("continued by task {task}, with a follow-up"),
         Event::SubtaskEnded { key, outcome } => {
             format!("{key}: {}", if outcome.verified { "verified".to_owned() } else { outcome.detail.clone() })
         }

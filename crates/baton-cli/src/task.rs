@@ -5,11 +5,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use baton_core::{
-    Answer, Budget, CheckSpec, Credits, DecisionKind, Event, FindingStatus, Handoff, LegRole, Pick, Status, TaskId,
-    TaskSpec, TaskState, Timestamp, branch_name,
+    Answer, Budget, CheckSpec, Continued, Credits, DecisionKind, Event, FindingStatus, Handoff, LegRole, Pick, Status,
+    TaskId, TaskSpec, TaskState, Timestamp, branch_name,
 };
 use baton_git::Repo;
-use baton_server::Refused;
+use baton_server::{FollowedUp, Refused};
 use baton_store::{SqliteStore, Store, StoreError};
 
 use crate::backend::{self, Backend};
@@ -60,12 +60,22 @@ pub async fn run(
         TaskCommand::Message { id, text } => {
             let backend = backend().await?;
             let id = backend.resolve(&id).await?;
-            let number = backend.follow_up(&id, &text).await?;
-            if json {
-                show::json(&serde_json::json!({ "task": id, "number": number }))
-            } else {
-                println!("task {id}: follow-up {number} sent");
-                Ok(())
+            let sent = backend.follow_up(&id, &text).await?;
+            match (sent, json) {
+                (FollowedUp::Delivered { task, number }, true) => {
+                    show::json(&serde_json::json!({ "task": task, "number": number }))
+                }
+                (FollowedUp::Continued { task }, true) => {
+                    show::json(&serde_json::json!({ "task": task, "continues": id }))
+                }
+                (FollowedUp::Delivered { task, number }, false) => {
+                    println!("task {task}: follow-up {number} sent");
+                    Ok(())
+                }
+                (FollowedUp::Continued { task }, false) => {
+                    println!("task {id} has ended; task {task} continues its branch with this follow-up (queued)");
+                    Ok(())
+                }
             }
         }
         TaskCommand::Cancel { id, reason } => {
@@ -302,9 +312,10 @@ pub async fn settle_finding(
 const MAX_FOLLOW_UP: usize = 64 * 1024;
 
 /// Sends the user's follow-up `text` to task `id` (from the command line or the API): its run
-/// gives it to the agent before its next model call; a paused task is made runnable again. Its
-/// number.
-pub async fn follow_up(store: &dyn Store, id: &TaskId, text: &str) -> Result<u64, Refused> {
+/// gives it to the agent before its next model call; a paused task is made runnable again. A task
+/// that ended done or failed is continued instead: a new task on its branch takes the follow-up
+/// as its request; later follow-ups to it go to the newest task of that line.
+pub async fn follow_up(store: &dyn Store, id: &TaskId, text: &str) -> Result<FollowedUp, Refused> {
     if text.trim().is_empty() {
         return Err(Refused::Invalid("a follow-up needs text".into()));
     }
@@ -312,19 +323,75 @@ pub async fn follow_up(store: &dyn Store, id: &TaskId, text: &str) -> Result<u64
         return Err(Refused::Invalid(format!("a follow-up is at most {MAX_FOLLOW_UP} bytes, not {}", text.len())));
     }
     let failed = |error: StoreError| Refused::Failed(error.to_string());
-    let state = store.load(id).await.map_err(failed)?;
-    if state.status().is_terminal() {
+    let mut id = id.clone();
+    loop {
+        let state = store.load(&id).await.map_err(failed)?;
+        if state.status().is_terminal() {
+            match &state.work.continued_by {
+                Some(next) => id = TaskId::parse(next).map_err(|error| Refused::Failed(error.to_string()))?,
+                None => return continue_branch(store, &state, text).await,
+            }
+            continue;
+        }
+        let number = store.send_follow_up(&id, now(), text).await.map_err(failed)?;
+        if state.status() == Status::Paused {
+            let resumed = Event::Resumed { detail: "a follow-up from the user".into() };
+            store.append(&id, state.next_seq, now(), &[resumed]).await.map_err(|error| refusal(&id, error))?;
+        }
+        // A run that ended between the read and the send never gives it to its agent: the task
+        // is continued with it instead.
+        let after = store.load(&id).await.map_err(failed)?;
+        if !(after.status().is_terminal() && after.work.messages_delivered < number) {
+            return Ok(FollowedUp::Delivered { task: id, number });
+        }
+    }
+}
+
+/// How long a follow-up waits for an ended task's run to let go of it.
+const RUN_ENDING: Duration = Duration::from_secs(10);
+
+/// Starts a task that continues `earlier`'s branch (from its base, so that its diff is the whole
+/// change) with `text` as its request, queued for whoever runs tasks.
+async fn continue_branch(store: &dyn Store, earlier: &TaskState, text: &str) -> Result<FollowedUp, Refused> {
+    let id = &earlier.id;
+    if earlier.status() == Status::Cancelled {
         return Err(Refused::Conflict(format!(
-            "task {id} has ended ({}); a follow-up reaches a task that has not",
-            state.status()
+            "task {id} was cancelled; a follow-up reaches a task that has not ended, or continues one that ended done or failed"
         )));
     }
-    let number = store.send_follow_up(id, now(), text).await.map_err(failed)?;
-    if state.status() == Status::Paused {
-        let resumed = Event::Resumed { detail: "a follow-up from the user".into() };
-        store.append(id, state.next_seq, now(), &[resumed]).await.map_err(|error| refusal(id, error))?;
+    if let Some(parent) = &earlier.spec.parent {
+        return Err(Refused::Conflict(format!("task {id} is a part of task {parent}: send the follow-up there")));
     }
-    Ok(number)
+    // Its run releases the lease just after the end; the new task's machine then takes the branch.
+    let failed = |error: StoreError| Refused::Failed(error.to_string());
+    let waited = std::time::Instant::now();
+    while store.lease(id).await.map_err(failed)?.is_some_and(|lease| lease.expires_at > now()) {
+        if waited.elapsed() > RUN_ENDING {
+            return Err(Refused::Conflict(format!("task {id}'s run is still ending; send the follow-up again")));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ended = earlier.stop.as_ref().map_or(earlier.status().to_string(), |stop| format!("{}: {}", stop.reason, stop.detail));
+    let spec = TaskSpec {
+        request: text.to_owned(),
+        continues: Some(Continued { task: id.to_string(), request: earlier.spec.request.clone(), ended }),
+        plan: false,
+        approve_plan: false,
+        attempts: 1,
+        pick: Pick::Rule,
+        merges: Vec::new(),
+        ..earlier.spec.clone()
+    };
+    spec.validate().map_err(|error| Refused::Invalid(error.to_string()))?;
+    let task = new_task_id().map_err(|error| Refused::Failed(format!("{error:#}")))?;
+    // On the earlier task first: of two follow-ups at once, one continues it and the other is
+    // refused as a conflict, and finds the new task when it tries again.
+    let continued = Event::Continued { task: task.to_string() };
+    store.append(id, earlier.next_seq, now(), &[continued]).await.map_err(|error| refusal(id, error))?;
+    let created =
+        Event::TaskCreated { spec: Box::new(spec), base_commit: earlier.base_commit.clone(), branch: earlier.branch.clone() };
+    store.append(&task, 0, now(), &[created]).await.map_err(failed)?;
+    Ok(FollowedUp::Continued { task })
 }
 
 /// A failed append to task `id`, as a refusal: a writer that got there first is a conflict the

@@ -1084,6 +1084,7 @@ async fn the_openapi_document_holds_for_every_answer_schemathesis_generates() {
         "/api/v1/tasks/{id}/events/stream",
         "/api/v1/tasks/{id}/findings/{finding}",
         "/api/v1/tasks/{id}/messages",
+        "/api/v1/tasks/{id}/pick",
         "/api/v1/tasks/{id}/resume",
         "/metrics",
     ];
@@ -1317,9 +1318,7 @@ async fn a_follow_up_reaches_the_next_model_request_of_a_running_task() {
         .count();
     assert!(carrying >= 1);
 
-    // An ended task takes no follow-up; nor does an empty one go anywhere.
-    let ended = http.post(api(&format!("/tasks/{id}/messages"))).json(&json!({"text": "more"})).send().await.unwrap();
-    assert_eq!(ended.status(), 409);
+    // An empty follow-up goes nowhere.
     let empty = http.post(api(&format!("/tasks/{id}/messages"))).json(&json!({"text": " "})).send().await.unwrap();
     assert_eq!(empty.status(), 422);
 }
@@ -1362,6 +1361,83 @@ async fn a_follow_up_sent_while_the_checks_run_opens_a_leg_before_the_task_ends(
     assert_eq!(done["stop"]["reason"], "verified", "{done}");
     assert_eq!(done["stop"]["detail"], "notes written", "the task ended only after the follow-up: {done}");
     assert_eq!(done["legs"], 2, "{done}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follow_up_to_a_finished_task_starts_a_task_that_continues_its_branch() {
+    let mut notes = common::call("w2", "write_file", json!({"path": "NOTES", "content": "noted\n"}));
+    notes.expect = Expect { body_contains: Some("please also write NOTES".into()), ..Expect::default() };
+    let turns = vec![
+        common::call("w1", "write_file", json!({"path": "ok", "content": "fine\n"})),
+        common::call("f1", "finish", json!({"summary": "ok written"})),
+        notes,
+        common::call("f2", "finish", json!({"summary": "notes written"})),
+        common::call("f3", "finish", json!({"summary": "nothing more to do"})),
+    ];
+    let model = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "1");
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let body = json!({"request": "Write ok.", "repo": repo.path(), "checks": ["test -f ok"], "review": false});
+    let first = served.create(&body).await;
+    let done = reaching(&http, api(&format!("/tasks/{first}")), "done").await;
+
+    let sent = http
+        .post(api(&format!("/tasks/{first}/messages")))
+        .json(&json!({"text": "please also write NOTES"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 201, "a new task");
+    let sent: Value = sent.json().await.unwrap();
+    assert_eq!(sent["number"], Value::Null, "{sent}");
+    assert_eq!(sent["task"]["continues"], first.as_str(), "{sent}");
+    assert_eq!(sent["task"]["branch"], done["branch"], "the same branch: {sent}");
+    assert_eq!(sent["task"]["request"], "please also write NOTES", "{sent}");
+    let second = sent["task"]["id"].as_str().unwrap().to_owned();
+    let continued = reaching(&http, api(&format!("/tasks/{second}")), "done").await;
+    assert_eq!(continued["stop"]["detail"], "notes written", "{continued}");
+    let earlier = http.get(api(&format!("/tasks/{first}"))).send().await.unwrap().json::<Value>().await.unwrap();
+    assert_eq!(earlier["continued_by"], second.as_str(), "{earlier}");
+    assert_eq!(earlier["status"], "done", "the earlier task stays as it ended: {earlier}");
+
+    // Its agent was told what the earlier run did, and worked on that run's commits.
+    let asked = model.requests().into_iter().find(|r| r.turn == Some(2)).unwrap();
+    let text = baton_testkit::model::text_of(&asked.body);
+    assert!(text.contains("Earlier work") && text.contains("Write ok.") && text.contains("ok written"), "{text}");
+    let diff = |id: &str| {
+        let url = api(&format!("/tasks/{id}/diff"));
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let (first_diff, second_diff) = (diff(&first).await, diff(&second).await);
+    assert!(first_diff.contains("+fine") && !first_diff.contains("+noted"), "its own change only: {first_diff}");
+    assert!(second_diff.contains("+fine") && second_diff.contains("+noted"), "the whole branch: {second_diff}");
+
+    // A follow-up to the first task goes to the newest of the line, from the command line too.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let again = baton(elsewhere.path())
+        .args(["task", "message", &first, "anything else?", "--server", &served.url, "--json"])
+        .env("BATON_TOKEN", &served.token)
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", common::describe(&again));
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    let third = again["task"].as_str().unwrap().to_owned();
+    assert_eq!(again["continues"], first.as_str(), "{again}");
+    let third_view = reaching(&http, api(&format!("/tasks/{third}")), "done").await;
+    assert_eq!(third_view["continues"], second.as_str(), "{third_view}");
+    assert_eq!(model.remaining_turns(), 0);
+
+    // A cancelled task is not continued.
+    let cancelled = served.create(&json!({"request": "x", "repo": repo.path(), "checks": ["true"]})).await;
+    let response = http.post(api(&format!("/tasks/{cancelled}/cancel"))).json(&json!({})).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let refused =
+        http.post(api(&format!("/tasks/{cancelled}/messages"))).json(&json!({"text": "more"})).send().await.unwrap();
+    assert_eq!(refused.status(), 409);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

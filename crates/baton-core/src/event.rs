@@ -143,6 +143,8 @@ pub enum Event {
     AttemptPicked { key: String, reason: String },
     /// A child task ended, or stopped.
     SubtaskEnded { key: String, outcome: SubtaskOutcome },
+    /// The task had ended when the user sent it a follow-up: `task` continues its branch with it.
+    Continued { task: String },
 }
 
 impl Event {
@@ -192,6 +194,7 @@ impl Event {
             Event::SubtaskCreated { .. } => "subtask_created",
             Event::SubtaskEnded { .. } => "subtask_ended",
             Event::AttemptPicked { .. } => "attempt_picked",
+            Event::Continued { .. } => "continued",
         }
     }
 }

@@ -181,6 +181,9 @@ pub struct Work {
     pub subtasks: Vec<SubtaskState>,
     /// The attempt whose result became the task's, once picked.
     pub picked: Option<String>,
+    /// The task that continues this one's branch, after it ended.
+    #[serde(default)]
+    pub continued_by: Option<String>,
 }
 
 /// Tools whose success changes the work itself.
@@ -359,6 +362,7 @@ impl Work {
                 }
             }
             Event::AttemptPicked { key, .. } => self.picked = Some(key.clone()),
+            Event::Continued { task } => self.continued_by = Some(task.clone()),
             Event::FindingsReported { round, reviewed, findings } => {
                 self.review_rounds = *round;
                 self.reviewed = Some(reviewed.clone());
@@ -585,6 +589,7 @@ mod tests {
             "[a-z]{0,4}".prop_map(|detail| Event::Cancelled { detail }),
             // Bookkeeping, which lands between the moves of the lifecycle (and after a stop).
             Just(Event::BudgetChanged { budget: crate::Budget::default() }),
+            "[a-z]{4}".prop_map(|task| Event::Continued { task }),
         ]
     }
 

@@ -84,6 +84,8 @@ impl Lifecycle {
             (Event::TaskCreated { .. }, _) => Err(not_allowed()),
             // Settling a finding is bookkeeping, after the end too (a nit left open by a done task).
             (Event::FindingUpdated { .. }, _) => Ok(self),
+            // An ended task's branch goes on in another task (once), unless it was thrown away.
+            (Event::Continued { .. }, Done | Failed) => Ok(self),
             (_, Done | Failed | Cancelled) => Err(not_allowed()),
             (Event::Started, Queued) => to(Running),
             (Event::Resumed { .. }, Waiting | Paused | Verifying | Reviewing) => to(Running),

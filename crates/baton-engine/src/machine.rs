@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use baton_core::{DecisionKind, Secret, TaskState};
+use baton_core::{DecisionKind, Secret, TaskId, TaskState};
 use baton_git::{Repo, Worktree};
 use baton_sandbox::LocalSandbox;
 use baton_tools::{Toolbox, Workspace};
@@ -29,6 +29,12 @@ pub(crate) struct Machine<'a> {
 impl Engine {
     /// The task's disk, worktree, environment, tools (with a sandbox) and its clean machines.
     pub(crate) fn prepare(&self, state: &TaskState, snapshots: &Snapshots) -> Result<Prepared, EngineError> {
+        if let Some(earlier) = &state.spec.continues {
+            // The branch stays checked out in the earlier task's worktree until its machine goes;
+            // that task has ended, so nothing runs there.
+            let earlier = TaskId::parse(&earlier.task).map_err(|e| EngineError::Plan(e.to_string()))?;
+            discard_machine(&self.config.home, &earlier, &state.spec.repo)?;
+        }
         let layout = TaskLayout::of(&self.config.home, &state.id);
         let disk = layout.attach_disk(self.config.sandbox.disk_bytes)?;
         let repo = Repo::open(&state.spec.repo)?;
@@ -75,11 +81,16 @@ pub(crate) struct Prepared {
 /// Takes a task's machine down once the task is over: its worktree (the branch is kept) and its
 /// disk and layers. Nothing must be running on it.
 pub fn discard(home: &std::path::Path, state: &TaskState) -> Result<(), EngineError> {
-    let layout = TaskLayout::of(home, &state.id);
+    discard_machine(home, &state.id, &state.spec.repo)
+}
+
+/// [`discard`] for task `id` on `repo`; nothing to do for a machine already gone.
+fn discard_machine(home: &std::path::Path, id: &TaskId, repo: &std::path::Path) -> Result<(), EngineError> {
+    let layout = TaskLayout::of(home, id);
     let disk = layout.attach_disk(None)?;
     let worktree = layout.worktree();
     if worktree.exists() {
-        Repo::open(&state.spec.repo)?.remove_worktree(&worktree)?;
+        Repo::open(repo)?.remove_worktree(&worktree)?;
     }
     drop(disk);
     layout.remove().map_err(EngineError::Teardown)

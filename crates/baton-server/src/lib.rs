@@ -58,8 +58,8 @@ pub trait Tasks: Send + Sync {
     /// Changes a task's limits; a task paused by a limit it no longer reaches runs again.
     async fn limit(&self, task: &TaskId, change: &LimitChange) -> Result<(), Refused>;
 
-    /// Sends the user's follow-up to a task that has not ended; its number.
-    async fn follow_up(&self, task: &TaskId, text: &str) -> Result<u64, Refused>;
+    /// Sends the user's follow-up to a task that has not ended, or continues an ended one with it.
+    async fn follow_up(&self, task: &TaskId, text: &str) -> Result<FollowedUp, Refused>;
 
     /// The task's change against its base commit, as a unified diff.
     async fn diff(&self, task: &TaskId) -> Result<String, Refused>;
@@ -77,6 +77,16 @@ pub struct Load {
     pub slots: usize,
     /// Runs started since this process began.
     pub runs_started: u64,
+}
+
+/// Where a follow-up went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowedUp {
+    /// To `task` (the one it was sent to, or the newest task continuing its branch) as its
+    /// follow-up `number`: the agent reads it before its next model call.
+    Delivered { task: TaskId, number: u64 },
+    /// The task had ended: `task`, a new task continuing its branch, has it as its request.
+    Continued { task: TaskId },
 }
 
 /// Why a request about an existing task was refused.
@@ -492,27 +502,35 @@ struct MessageBody {
     text: String,
 }
 
-/// A follow-up that was accepted: the agent reads it before its next model call.
+/// A follow-up that was accepted, and the task that has it.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 struct MessageSent {
-    /// The follow-up's number among the task's.
-    number: u64,
+    /// Its number among the task's follow-ups; none when it started a continuing task.
+    number: Option<u64>,
+    /// The task that has it: the one it was sent to, the newest one continuing that one's branch,
+    /// or the new one it started (whose `continues` names the task it was sent to).
     task: TaskView,
 }
 
-/// Sends a follow-up from the user to a task that has not ended; a paused task runs again.
+/// Sends a follow-up from the user. A task that has not ended gets it before its next model call
+/// (a paused one runs again): 202. One that ended done or failed is continued: a new task on its
+/// branch has it as its request, queued: 201. A cancelled one, or a subtask, refuses: 409.
 #[utoipa::path(post, path = "/api/v1/tasks/{id}/messages", tag = "tasks",
     params(("id" = String, Path, description = "The task's id or a unique prefix of it")),
-    request_body = MessageBody, responses((status = 202, body = MessageSent)))]
+    request_body = MessageBody,
+    responses((status = 202, body = MessageSent), (status = 201, body = MessageSent)))]
 async fn message(
     State(api): State<Api>,
     Path(id): Path<String>,
     Body(body): Body<MessageBody>,
 ) -> Result<(StatusCode, Json<MessageSent>), ApiError> {
     let id = task_id(&api, &id).await?;
-    let number = api.tasks.follow_up(&id, &body.text).await?;
-    let task = TaskView::of(&api.store.load(&id).await?);
-    Ok((StatusCode::ACCEPTED, Json(MessageSent { number, task })))
+    let (status, task, number) = match api.tasks.follow_up(&id, &body.text).await? {
+        FollowedUp::Delivered { task, number } => (StatusCode::ACCEPTED, task, Some(number)),
+        FollowedUp::Continued { task } => (StatusCode::CREATED, task, None),
+    };
+    let task = TaskView::of(&api.store.load(&task).await?);
+    Ok((status, Json(MessageSent { number, task })))
 }
 
 /// The task's committed change against its base, as a unified diff.

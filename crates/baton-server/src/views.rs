@@ -73,6 +73,10 @@ pub struct TaskView {
     pub checks: Vec<CheckView>,
     /// A plan's subtasks or the task's attempts, each a child task.
     pub subtasks: Vec<SubtaskView>,
+    /// The ended task whose branch this one continues, for a follow-up sent to it.
+    pub continues: Option<String>,
+    /// The task that continues this one's branch, after it ended.
+    pub continued_by: Option<String>,
     /// Who picks among the attempts: `rule` or `human`.
     #[schema(value_type = String, example = "rule")]
     pub pick: baton_core::Pick,
@@ -192,6 +196,8 @@ impl TaskView {
                     }
                 })
                 .collect(),
+            continues: state.spec.continues.as_ref().map(|earlier| earlier.task.clone()),
+            continued_by: work.continued_by.clone(),
             pick: state.spec.pick,
             picked: work.picked.clone(),
             created_at: state.created_at,
