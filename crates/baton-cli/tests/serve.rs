@@ -455,16 +455,27 @@ async fn fifty_tasks_on_four_slots_all_end_verified_and_a_hundred_subscribers_ea
     let model = ScriptedServer::start(finishing()).await.unwrap();
     let repo = common::calc_repo();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-    let served = serve(home.path(), &model, "4");
+    std::fs::create_dir_all(home.path()).unwrap();
+    std::fs::write(home.path().join("config.toml"), "").unwrap();
+    // Two owners share the queue, at most three of one owner's at once; Alice's last is urgent.
+    let owners = ["alice", "bob"].map(|name| (name, client_with(&token(home.path(), name, "write"))));
+    let alices = |n: &usize| *n % 5 < 3 || *n == 49;
+    let served = serve_with(home.path(), &model, &["--slots", "4", "--per-owner", "3"]);
     let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let mut ids = Vec::new();
     for n in 0..50 {
-        let body = json!({"request": format!("task {n}"), "repo": repo.path(), "checks": ["true"], "review": false});
-        let task: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+        let (owner, client) = if alices(&n) { &owners[0] } else { &owners[1] };
+        let priority = if n == 49 { 10 } else { 0 };
+        let body = json!({
+            "request": format!("task {n}"), "repo": repo.path(), "checks": ["true"], "review": false,
+            "priority": priority,
+        });
+        let task: Value = client.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
+        assert_eq!(task["owner"], *owner, "{task}");
         ids.push(task["id"].as_str().unwrap().to_owned());
     }
-    // A hundred subscribers to the last task, from its start.
+    // A hundred subscribers to the urgent task, from its start.
     let subscribers: Vec<_> = (0..100)
         .map(|_| {
             let request = http.get(api(&format!("/tasks/{}/events/stream", ids[49])));
@@ -481,6 +492,11 @@ async fn fifty_tasks_on_four_slots_all_end_verified_and_a_hundred_subscribers_ea
         if done["tasks"].as_array().unwrap().len() == 50 {
             break;
         }
+        // A task that stopped will not end verified: say which at once.
+        for status in ["paused", "failed", "cancelled", "waiting"] {
+            let stopped: Value = http.get(api(&format!("/tasks?status={status}"))).send().await.unwrap().json().await.unwrap();
+            assert_eq!(stopped["tasks"].as_array().unwrap().len(), 0, "a task is {status}: {stopped}");
+        }
         assert!(Instant::now() < deadline, "not all 50 ended verified: {done}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -493,6 +509,20 @@ async fn fifty_tasks_on_four_slots_all_end_verified_and_a_hundred_subscribers_ea
         spans.push(span(&served, id).await);
     }
     assert_eq!(most_at_once(&spans), 4, "never more than four at once, and four reached: {spans:?}");
+    // The owners take turns, two slots each, while both have tasks queued; once Bob's run out,
+    // Alice's limit leaves a slot free.
+    let of = |alice: bool| -> Vec<(i64, i64)> { (0..50).filter(|n| alices(n) == alice).map(|n| spans[n]).collect() };
+    assert_eq!(most_at_once(&of(true)), 3, "Alice: never more than three at once, and three reached");
+    assert!(most_at_once(&of(false)) <= 3, "Bob: never more than three at once");
+    // The urgent task overtook the queue it found, though its owner had had more turns: of the
+    // tasks still waiting when it came, no more started before it than a scheduler round already
+    // under way could start (the four slots).
+    let urgent = http.get(api(&format!("/tasks/{}", ids[49]))).send().await.unwrap().json::<Value>().await.unwrap();
+    let arrived = urgent["created_at"].as_i64().unwrap();
+    let waiting: Vec<i64> = spans[..49].iter().map(|(start, _)| *start).filter(|start| *start > arrived).collect();
+    let ahead = waiting.iter().filter(|start| **start < spans[49].0).count();
+    assert!(waiting.len() >= 20, "the queue was long when it came: {} waiting", waiting.len());
+    assert!(ahead <= 4, "{ahead} of the {} waiting tasks started before the urgent one", waiting.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
