@@ -1284,6 +1284,67 @@ async fn sigterm_stops_each_run_at_its_next_step_with_its_work_committed_and_a_r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_an_attempt_leaves_it_to_the_restart_instead_of_ending_it() {
+    let model = ScriptedServer::start(marking(1)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let mut served = serve(home.path(), &model, "1");
+    let http = served.http();
+    let api = |url: &str, path: &str| format!("{url}/api/v1{path}");
+    // Both attempts run the same four marking steps; the first is stopped in the middle.
+    let body = json!({"request": "marking task 0.", "repo": repo.path(), "checks": ["true"], "review": false, "attempts": 2});
+    let parent = served.create(&body).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let first = loop {
+        let task: Value = http.get(api(&served.url, &format!("/tasks/{parent}"))).send().await.unwrap().json().await.unwrap();
+        if let Some(child) = task["subtasks"][0]["task"].as_str() {
+            let child: Value = http.get(api(&served.url, &format!("/tasks/{child}"))).send().await.unwrap().json().await.unwrap();
+            if child["next_seq"].as_u64().unwrap() > 8 {
+                break child["id"].as_str().unwrap().to_owned();
+            }
+        }
+        assert!(Instant::now() < deadline, "the first attempt did not get going: {task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let stopped = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    let exit = loop {
+        if let Some(exit) = served.child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "the server did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+
+    // The attempt is left running, and the parent has not journaled it as ended.
+    let store = baton_store::SqliteStore::open(home.path()).await.unwrap();
+    let load = |id: &str| {
+        let id = baton_core::TaskId::parse(id).unwrap();
+        let store = &store;
+        async move { baton_store::Store::load(store, &id).await.unwrap() }
+    };
+    let (parent_state, first_state) = (load(&parent).await, load(&first).await);
+    assert_eq!(first_state.status(), baton_core::Status::Running);
+    assert_eq!(parent_state.status(), baton_core::Status::Running);
+    assert!(parent_state.work.subtasks[0].outcome.is_none(), "{:?}", parent_state.work.subtasks[0]);
+    store.pool().close().await;
+
+    let served = serve(home.path(), &model, "1");
+    let done = reaching(&http, api(&served.url, &format!("/tasks/{parent}")), "done").await;
+    assert_eq!(done["stop"]["reason"], "verified", "{done}");
+    let verified: Vec<Value> = done["subtasks"].as_array().unwrap().iter().map(|a| a["verified"].clone()).collect();
+    assert_eq!(verified, [json!(true), json!(true)], "the stopped attempt went on and ended verified: {done}");
+    assert_eq!(done["subtasks"][0]["task"], first.as_str(), "the same child, not a new one: {done}");
+    drop(served);
+    let marks = marks(home.path(), &first);
+    for k in 1..=STEPS {
+        let count = marks.lines().filter(|l| *l == format!("mark-0-{k}")).count();
+        assert_eq!(count, 1, "step {k} ran {count} times:\n{marks}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_up_reaches_the_next_model_request_of_a_running_task() {
     // The agent polls until the follow-up is in its request, then finishes.
     let finish = ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "noted"}).to_string() };
