@@ -139,7 +139,9 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
             format!(" after {}", subtask.plan.depends_on.join(", "))
         };
         let size = subtask.outcome.as_ref().map_or(String::new(), |outcome| {
-            let diff = outcome.diff.map_or(String::new(), |d| format!("{} files +{} -{}, ", d.files, d.insertions, d.deletions));
+            let diff = outcome
+                .diff
+                .map_or(String::new(), |d| format!("{} files +{} -{}, ", d.files, d.insertions, d.deletions));
             format!(" ({diff}{} open findings, {} credits)", outcome.open_findings, outcome.spent)
         });
         writeln!(

@@ -371,7 +371,8 @@ async fn continue_branch(store: &dyn Store, earlier: &TaskState, text: &str) -> 
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let ended = earlier.stop.as_ref().map_or(earlier.status().to_string(), |stop| format!("{}: {}", stop.reason, stop.detail));
+    let ended =
+        earlier.stop.as_ref().map_or(earlier.status().to_string(), |stop| format!("{}: {}", stop.reason, stop.detail));
     let spec = TaskSpec {
         request: text.to_owned(),
         continues: Some(Continued { task: id.to_string(), request: earlier.spec.request.clone(), ended }),
@@ -388,8 +389,11 @@ async fn continue_branch(store: &dyn Store, earlier: &TaskState, text: &str) -> 
     // refused as a conflict, and finds the new task when it tries again.
     let continued = Event::Continued { task: task.to_string() };
     store.append(id, earlier.next_seq, now(), &[continued]).await.map_err(|error| refusal(id, error))?;
-    let created =
-        Event::TaskCreated { spec: Box::new(spec), base_commit: earlier.base_commit.clone(), branch: earlier.branch.clone() };
+    let created = Event::TaskCreated {
+        spec: Box::new(spec),
+        base_commit: earlier.base_commit.clone(),
+        branch: earlier.branch.clone(),
+    };
     store.append(&task, 0, now(), &[created]).await.map_err(failed)?;
     Ok(FollowedUp::Continued { task })
 }

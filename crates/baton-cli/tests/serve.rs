@@ -494,7 +494,8 @@ async fn fifty_tasks_on_four_slots_all_end_verified_and_a_hundred_subscribers_ea
         }
         // A task that stopped will not end verified: say which at once.
         for status in ["paused", "failed", "cancelled", "waiting"] {
-            let stopped: Value = http.get(api(&format!("/tasks?status={status}"))).send().await.unwrap().json().await.unwrap();
+            let stopped: Value =
+                http.get(api(&format!("/tasks?status={status}"))).send().await.unwrap().json().await.unwrap();
             assert_eq!(stopped["tasks"].as_array().unwrap().len(), 0, "a task is {status}: {stopped}");
         }
         assert!(Instant::now() < deadline, "not all 50 ended verified: {done}");
@@ -673,8 +674,15 @@ async fn a_running_task_and_a_queued_one_are_cancelled_and_their_machines_go() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_question_is_answered_over_the_api_and_the_task_goes_on() {
+async fn a_question_is_answered_over_the_api_and_the_task_shows_its_ledger_legs_money_and_findings() {
     let call = common::call;
+    let plan = call(
+        "p",
+        "update_plan",
+        json!({"steps": [{"title": "read calc.py", "status": "done"}, {"title": "fix add", "status": "in_progress"}]}),
+    );
+    let nit = json!({"findings": [{"title": "name the parameters x and y", "body": "style", "severity": "P3",
+        "confidence": 40, "file": "calc.py", "start_line": 1, "end_line": 1}]});
     let ask = call(
         "q",
         "ask_human",
@@ -684,7 +692,14 @@ async fn a_question_is_answered_over_the_api_and_the_task_goes_on() {
     answered.expect =
         Expect { last_tool_result_contains: Some("The human answered: add, of course".into()), ..Expect::default() };
     let script = Script {
-        turns: vec![ask, answered, call("f", "finish", json!({"summary": "add() adds"}))],
+        turns: vec![
+            plan,
+            call("r", "read_file", json!({"path": "calc.py"})),
+            ask,
+            answered,
+            call("f", "finish", json!({"summary": "add() adds"})),
+            call("n", "report_findings", nit),
+        ],
         ..Script::default()
     };
     let model = ScriptedServer::start(script).await.unwrap();
@@ -693,8 +708,8 @@ async fn a_question_is_answered_over_the_api_and_the_task_goes_on() {
     let served = serve(home.path(), &model, "1");
     let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
-    let body =
-        json!({"request": "Make add() add", "repo": repo.path(), "checks": ["python3 test_calc.py"], "review": false});
+    let body = json!({"request": "Make add() add", "repo": repo.path(), "checks": ["python3 test_calc.py"],
+        "max_steps": 20, "window_secs": 600});
     let task: Value = http.post(api("/tasks")).json(&body).send().await.unwrap().json().await.unwrap();
     let id = task["id"].as_str().unwrap().to_owned();
     let until = |wanted: &'static str| reaching(&http, api(&format!("/tasks/{id}")), wanted);
@@ -722,6 +737,33 @@ async fn a_question_is_answered_over_the_api_and_the_task_goes_on() {
     let done = until("done").await;
     assert_eq!(done["stop"]["reason"], "verified", "{done}");
     assert!(model.failures().is_empty(), "{:?}", model.failures());
+
+    // The task as the API shows it: its ledger, legs, decisions, findings and money.
+    let plan: Vec<(&str, &str)> = done["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| (step["title"].as_str().unwrap(), step["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(plan, [("read calc.py", "done"), ("fix add", "in_progress")], "{done}");
+    assert_eq!(done["files_read"], json!(["calc.py"]), "{done}");
+    let roles: Vec<&Value> = done["legs"].as_array().unwrap().iter().map(|leg| &leg["role"]).collect();
+    assert_eq!(roles, ["build", "review"], "{done}");
+    assert_eq!(done["legs"][1]["steps_before"], 5, "the review leg began after five build steps: {done}");
+    let decision = &done["decisions"][0];
+    assert_eq!(
+        (&decision["kind"], &decision["answer"], &decision["approved"]),
+        (&json!("ask"), &json!("add, of course"), &json!(true)),
+        "{done}"
+    );
+    let finding = &done["findings"][0];
+    assert_eq!(
+        (&finding["severity"], &finding["status"], &finding["first_line"]),
+        (&json!("P3"), &json!("open"), &json!(1))
+    );
+    assert_eq!((&done["money"]["limit_steps"], &done["money"]["limit_window_secs"]), (&json!(20), &json!(600)));
+    assert_eq!(done["money"]["held"], "0.00", "nothing is held once it ended: {done}");
+    assert!(done["money"]["by_kind"].is_object(), "{done}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1292,13 +1334,16 @@ async fn sigterm_during_an_attempt_leaves_it_to_the_restart_instead_of_ending_it
     let http = served.http();
     let api = |url: &str, path: &str| format!("{url}/api/v1{path}");
     // Both attempts run the same four marking steps; the first is stopped in the middle.
-    let body = json!({"request": "marking task 0.", "repo": repo.path(), "checks": ["true"], "review": false, "attempts": 2});
+    let body =
+        json!({"request": "marking task 0.", "repo": repo.path(), "checks": ["true"], "review": false, "attempts": 2});
     let parent = served.create(&body).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     let first = loop {
-        let task: Value = http.get(api(&served.url, &format!("/tasks/{parent}"))).send().await.unwrap().json().await.unwrap();
+        let task: Value =
+            http.get(api(&served.url, &format!("/tasks/{parent}"))).send().await.unwrap().json().await.unwrap();
         if let Some(child) = task["subtasks"][0]["task"].as_str() {
-            let child: Value = http.get(api(&served.url, &format!("/tasks/{child}"))).send().await.unwrap().json().await.unwrap();
+            let child: Value =
+                http.get(api(&served.url, &format!("/tasks/{child}"))).send().await.unwrap().json().await.unwrap();
             if child["next_seq"].as_u64().unwrap() > 8 {
                 break child["id"].as_str().unwrap().to_owned();
             }
@@ -1451,7 +1496,8 @@ async fn a_follow_up_sent_while_the_checks_run_opens_a_leg_before_the_task_ends(
     let done = reaching(&http, api(&format!("/tasks/{id}")), "done").await;
     assert_eq!(done["stop"]["reason"], "verified", "{done}");
     assert_eq!(done["stop"]["detail"], "notes written", "the task ended only after the follow-up: {done}");
-    assert_eq!(done["legs"], 2, "{done}");
+    let roles: Vec<&Value> = done["legs"].as_array().unwrap().iter().map(|leg| &leg["role"]).collect();
+    assert_eq!(roles, ["build", "build"], "a second build leg for the follow-up: {done}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

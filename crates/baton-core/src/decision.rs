@@ -40,6 +40,20 @@ pub enum DecisionKind {
     Pick { recommended: String },
 }
 
+impl DecisionKind {
+    /// Its name, as it is serialized.
+    pub fn name(&self) -> &'static str {
+        match self {
+            DecisionKind::Ask => "ask",
+            DecisionKind::Destructive { .. } => "destructive",
+            DecisionKind::PlanApproval => "plan_approval",
+            DecisionKind::Credential { .. } => "credential",
+            DecisionKind::BudgetOverrun { .. } => "budget_overrun",
+            DecisionKind::Pick { .. } => "pick",
+        }
+    }
+}
+
 /// A human's answer. For a destructive command, `approved` says whether it may run; for a
 /// question, the answer is the text.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -127,6 +141,21 @@ impl ApprovalPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kinds_name_is_its_serialized_type() {
+        let kinds = [
+            DecisionKind::Ask,
+            DecisionKind::Destructive { rule: "r".into(), command: "c".into() },
+            DecisionKind::PlanApproval,
+            DecisionKind::Credential { name: "N".into() },
+            DecisionKind::BudgetOverrun { limit: Credits::ZERO, spent: Credits::ZERO, needed: Credits::ZERO },
+            DecisionKind::Pick { recommended: "attempt-1".into() },
+        ];
+        for kind in kinds {
+            assert_eq!(serde_json::to_value(&kind).unwrap()["type"], kind.name());
+        }
+    }
 
     #[test]
     fn destructive_commands_are_caught_and_ordinary_ones_pass() {

@@ -26,7 +26,7 @@ pub enum StepStatus {
 }
 
 impl StepStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             StepStatus::Pending => "pending",
             StepStatus::InProgress => "in_progress",

@@ -37,6 +37,6 @@ pub use review::{
 };
 pub use secret::{Secret, redact};
 pub use spec::{Budget, CheckSpec, Continued, MAX_ATTEMPTS, Pick, SpecError, TaskSpec, branch_name, slug};
-pub use state::{CheckResult, FoldError, Money, Stop, TaskState, Work, fold};
+pub use state::{CheckResult, FoldError, LegRecord, Money, Stop, TaskState, Work, fold};
 pub use status::{Lifecycle, Status, StopReason, TransitionError, UnknownName};
 pub use time::Timestamp;

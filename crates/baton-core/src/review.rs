@@ -118,6 +118,16 @@ pub enum FindingStatus {
     Irrelevant,
 }
 
+impl FindingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FindingStatus::Open => "open",
+            FindingStatus::Resolved => "resolved",
+            FindingStatus::Irrelevant => "irrelevant",
+        }
+    }
+}
+
 /// One thing a reviewer found.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {

@@ -184,6 +184,20 @@ pub struct Work {
     /// The task that continues this one's branch, after it ended.
     #[serde(default)]
     pub continued_by: Option<String>,
+    /// Every leg so far, in order.
+    #[serde(default)]
+    pub legs: Vec<LegRecord>,
+}
+
+/// A leg as the journal opened it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LegRecord {
+    pub number: u32,
+    pub role: LegRole,
+    pub model: String,
+    pub started_at: Timestamp,
+    /// The task's step count when it began: its steps are the ones after.
+    pub steps_before: u32,
 }
 
 /// Tools whose success changes the work itself.
@@ -539,8 +553,16 @@ impl TaskState {
         }
         self.updated_at = recorded.at;
         self.next_seq += 1;
-        if let Event::Started = event {
-            self.work.started_at = Some(recorded.at);
+        match event {
+            Event::Started => self.work.started_at = Some(recorded.at),
+            Event::LegStarted { leg, model, role, .. } => self.work.legs.push(LegRecord {
+                number: *leg,
+                role: *role,
+                model: model.clone(),
+                started_at: recorded.at,
+                steps_before: self.work.steps,
+            }),
+            _ => {}
         }
         Ok(())
     }

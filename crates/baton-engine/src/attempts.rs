@@ -97,7 +97,9 @@ impl Engine {
             .iter()
             .find(|attempt| Some(&attempt.plan.key) == state.work.picked.as_ref())
             .cloned()
-            .ok_or_else(|| EngineError::Plan(format!("the picked attempt {:?} is not one of the task's", state.work.picked)))?;
+            .ok_or_else(|| {
+                EngineError::Plan(format!("the picked attempt {:?} is not one of the task's", state.work.picked))
+            })?;
         let commit = picked
             .outcome
             .as_ref()

@@ -9,8 +9,8 @@ use utoipa::{Modify, OpenApi};
 
 use crate::account::{AccountView, AutoReloadView, EntriesPage, EntryView, PolicyView, TopUp};
 use crate::views::{
-    CheckMarkView, CheckView, DiffView, ErrorBody, ErrorDetail, EventPage, Health, LimitChange, NewTask, Settled, StopView, SubtaskView,
-    SummaryView, TaskPage, TaskView,
+    CheckMarkView, CheckView, DecisionView, DiffView, ErrorBody, ErrorDetail, EventPage, FindingView, Health, LegView,
+    LimitChange, MoneyView, NewTask, PlanStepView, Settled, StopView, SubtaskView, SummaryView, TaskPage, TaskView,
 };
 use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, SettleBody};
 
@@ -43,7 +43,8 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, Settle
         crate::account::entries,
     ),
     components(schemas(
-        AccountView, AutoReloadView, CancelBody, CheckMarkView, CheckView, DecisionBody, DiffView, PickBody, EntriesPage, EntryView, ErrorBody,
+        AccountView, AutoReloadView, CancelBody, CheckMarkView, CheckView, DecisionBody, DecisionView, DiffView, FindingView, LegView, MoneyView,
+        PickBody, PlanStepView, EntriesPage, EntryView, ErrorBody,
         ErrorDetail, EventPage, Health, LimitChange, MessageBody, MessageSent, NewTask, PolicyView, Settled, SettleBody, StopView,
         SubtaskView, SummaryView, TaskPage, TaskView, TopUp
     )),

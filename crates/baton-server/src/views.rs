@@ -1,6 +1,6 @@
 //! What the API takes and gives: a new task as a client describes it, and a task as it reads.
 
-use baton_core::{Credits, Recorded, Status, TaskState, Timestamp};
+use baton_core::{Credits, Finding, Recorded, Status, TaskState, Timestamp};
 use baton_store::TaskSummary;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -66,11 +66,23 @@ pub struct TaskView {
     /// The token that created it.
     pub owner: Option<String>,
     pub steps: u32,
-    pub legs: u32,
+    /// Every leg so far, in order: who worked it, with which model, from when.
+    pub legs: Vec<LegView>,
     pub handoffs: u32,
     /// Credits spent by the task and its subtasks, as a decimal string.
     pub spent: String,
+    /// What it spent, on what, what it holds and its limits.
+    pub money: MoneyView,
+    /// The last checks, as they ran.
     pub checks: Vec<CheckView>,
+    /// The agent's plan, as it last set it.
+    pub plan: Vec<PlanStepView>,
+    /// Files the agent has read, in the order first read.
+    pub files_read: Vec<String>,
+    /// Every review finding, with its status.
+    pub findings: Vec<FindingView>,
+    /// Every decision point, answered or open.
+    pub decisions: Vec<DecisionView>,
     /// A plan's subtasks or the task's attempts, each a child task.
     pub subtasks: Vec<SubtaskView>,
     /// The ended task whose branch this one continues, for a follow-up sent to it.
@@ -89,6 +101,80 @@ pub struct TaskView {
     pub updated_at: Timestamp,
     /// The seq the next event will have: events run from 0 to this less one.
     pub next_seq: u64,
+}
+
+/// One leg of the relay.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LegView {
+    pub number: u32,
+    /// `build`, `review` or `captain`.
+    pub role: String,
+    pub model: String,
+    #[schema(value_type = i64)]
+    pub started_at: Timestamp,
+    /// The task's step count when it began.
+    pub steps_before: u32,
+}
+
+/// A task's money, amounts as decimal strings.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MoneyView {
+    /// Charged to the task itself.
+    pub spent: String,
+    /// Spent by its subtasks and attempts.
+    pub delegated: String,
+    /// Reserved for actions under way.
+    pub held: String,
+    /// Charged so far by kind: `input`, `cached_input`, `cache_write`, `output`, `sandbox_seconds`,
+    /// `check`, `review`.
+    pub by_kind: std::collections::BTreeMap<String, String>,
+    /// Its limits: credits, wall-clock seconds, steps (none: no limit).
+    pub limit_credits: Option<String>,
+    pub limit_window_secs: Option<u64>,
+    pub limit_steps: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PlanStepView {
+    pub title: String,
+    /// `pending`, `in_progress` or `completed`.
+    pub status: String,
+}
+
+/// A review finding.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct FindingView {
+    pub id: String,
+    /// `P0` (breaks something that matters) to `P3` (a nit).
+    pub severity: String,
+    pub title: String,
+    pub body: String,
+    pub file: String,
+    pub first_line: u32,
+    pub last_line: u32,
+    /// The reviewer's confidence, in percent.
+    pub confidence: u8,
+    pub round: u32,
+    /// `open`, `resolved` or `irrelevant`.
+    pub status: String,
+    /// Why it was settled, and by whom.
+    pub note: String,
+    /// The commit that resolved it.
+    pub commit: Option<String>,
+}
+
+/// A question put to a human, and the answer once given.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DecisionView {
+    pub id: String,
+    /// `ask`, `destructive`, `plan_approval`, `credential`, `budget_overrun` or `pick`.
+    pub kind: String,
+    pub question: String,
+    pub options: Vec<String>,
+    pub why: String,
+    pub answer: Option<String>,
+    /// Whether the answer approved; none while open.
+    pub approved: Option<bool>,
 }
 
 /// A subtask or an attempt: its child task and how it ended.
@@ -161,9 +247,40 @@ impl TaskView {
             priority: state.spec.priority,
             owner: state.spec.owner.clone(),
             steps: work.steps,
-            legs: work.leg,
+            legs: work
+                .legs
+                .iter()
+                .map(|leg| LegView {
+                    number: leg.number,
+                    role: leg.role.as_str().to_owned(),
+                    model: leg.model.clone(),
+                    started_at: leg.started_at,
+                    steps_before: leg.steps_before,
+                })
+                .collect(),
             handoffs: work.handoffs,
             spent: Credits::to_string(&state.money.spent_in_all()),
+            money: MoneyView::of(state),
+            plan: work
+                .plan
+                .iter()
+                .map(|step| PlanStepView { title: step.title.clone(), status: step.status.as_str().to_owned() })
+                .collect(),
+            files_read: work.files_read.clone(),
+            findings: work.findings.iter().map(FindingView::of).collect(),
+            decisions: work
+                .decisions
+                .iter()
+                .map(|(decision, answer)| DecisionView {
+                    id: decision.id.clone(),
+                    kind: decision.kind.name().to_owned(),
+                    question: decision.question.clone(),
+                    options: decision.options.clone(),
+                    why: decision.why.clone(),
+                    answer: answer.as_ref().map(|a| a.answer.clone()),
+                    approved: answer.as_ref().map(|a| a.approved),
+                })
+                .collect(),
             checks: work
                 .last_checks
                 .iter()
@@ -203,6 +320,45 @@ impl TaskView {
             created_at: state.created_at,
             updated_at: state.updated_at,
             next_seq: state.next_seq,
+        }
+    }
+}
+
+impl MoneyView {
+    fn of(state: &TaskState) -> MoneyView {
+        let money = &state.money;
+        let budget = &state.spec.budget;
+        MoneyView {
+            spent: money.spent.to_string(),
+            delegated: money.delegated.to_string(),
+            held: money.held_total().to_string(),
+            by_kind: money
+                .by_kind
+                .iter()
+                .map(|(kind, amount)| (kind.as_str().to_owned(), amount.to_string()))
+                .collect(),
+            limit_credits: budget.credits.map(|credits| credits.to_string()),
+            limit_window_secs: budget.wall_clock_secs,
+            limit_steps: budget.steps,
+        }
+    }
+}
+
+impl FindingView {
+    fn of(finding: &Finding) -> FindingView {
+        FindingView {
+            id: finding.id.clone(),
+            severity: format!("{:?}", finding.severity),
+            title: finding.title.clone(),
+            body: finding.body.clone(),
+            file: finding.file.clone(),
+            first_line: finding.lines.0,
+            last_line: finding.lines.1,
+            confidence: finding.confidence,
+            round: finding.round,
+            status: finding.status.as_str().to_owned(),
+            note: finding.note.clone(),
+            commit: finding.commit.clone(),
         }
     }
 }
