@@ -134,7 +134,8 @@ pub struct ServeArgs {
     /// the API speaks plain HTTP.
     #[arg(long, default_value = "127.0.0.1:8420")]
     pub addr: std::net::SocketAddr,
-    /// Tasks run at once [default: the machine's cores].
+    /// Tasks run at once [default: the machine's cores, no more than its memory holds at the
+    /// sandbox's memory limit].
     #[arg(long, value_name = "N")]
     pub slots: Option<usize>,
     /// provider/model for tasks created without one.

@@ -24,7 +24,15 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
     let ServeArgs { addr, slots, model, lease_secs, no_auth, per_owner, rate_limit } = args;
     let lease_ttl = Duration::from_secs(lease_secs.max(3));
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
-    let slots = slots.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let slots = match slots {
+        Some(slots) => slots,
+        None => {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let memory = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| total_memory(&text));
+            let per_task = run::sandbox_config(home, config)?.limits.memory_bytes;
+            default_slots(cores, memory, per_task)
+        }
+    };
     let (journaled, _) = broadcast::channel(4096);
     let announce = journaled.clone();
     let meter = Arc::new(Meter::default());
@@ -115,6 +123,22 @@ impl Creator {
         self.wake.notify_one();
         Ok(())
     }
+}
+
+/// As many tasks at once as there are cores, and no more than the machine's memory holds at each
+/// sandbox's memory limit (at least one).
+fn default_slots(cores: usize, memory: Option<u64>, per_task: Option<u64>) -> usize {
+    match (memory, per_task.filter(|bytes| *bytes > 0)) {
+        (Some(memory), Some(per_task)) => cores.min((memory / per_task) as usize).max(1),
+        _ => cores.max(1),
+    }
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn total_memory(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 /// Creates tasks for the API as `baton run` would, and wakes the scheduler.
@@ -266,5 +290,22 @@ impl Tasks for Creator {
             Ok(Err(error)) => Err(Refused::Failed(format!("{error:#}"))),
             Err(error) => Err(Refused::Failed(error.to_string())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slots_default_to_the_cores_within_what_memory_holds() {
+        const GIB: u64 = 1 << 30;
+        assert_eq!(default_slots(2, Some(24 * GIB), Some(4 * GIB)), 2, "cores bound");
+        assert_eq!(default_slots(16, Some(24 * GIB), Some(4 * GIB)), 6, "memory bounds");
+        assert_eq!(default_slots(4, Some(2 * GIB), Some(4 * GIB)), 1, "at least one");
+        assert_eq!(default_slots(4, None, Some(4 * GIB)), 4, "memory unknown");
+        assert_eq!(default_slots(4, Some(2 * GIB), None), 4, "no limit per sandbox");
+        assert_eq!(total_memory("MemTotal:       24594892 kB\nMemFree: 1 kB\n"), Some(24594892 * 1024));
+        assert_eq!(total_memory("MemFree: 1 kB\n"), None);
     }
 }
