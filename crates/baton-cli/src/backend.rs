@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::budget;
-use crate::task::{self, Cancelling, now};
+use crate::task::{self, now};
 
 #[async_trait]
 pub trait Backend: Send + Sync {
@@ -156,13 +156,7 @@ impl Backend for Local {
     }
 
     async fn cancel(&self, task: &TaskId, reason: &str) -> anyhow::Result<TaskState> {
-        let state = match task::mark_cancelled(&self.store, task, reason).await? {
-            Cancelling::From(state) => state,
-            Cancelling::AlreadyEnded(status) => bail!("task {task} has already ended ({status})"),
-        };
-        baton_engine::discard(&self.home, &state)
-            .with_context(|| format!("task {task} is cancelled, but its machine could not be removed"))?;
-        Ok(self.store.load(task).await?)
+        Ok(task::cancel(&self.store, &self.home, task, reason).await?)
     }
 
     async fn load(&self, task: &TaskId) -> anyhow::Result<TaskState> {

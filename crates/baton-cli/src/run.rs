@@ -162,8 +162,22 @@ async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyho
             state.id
         );
     };
-    let end = engine.run_leased(&state.id, Some(lease.lease()), &mut observer).await?;
+    let ran = engine.run_leased(&state.id, Some(lease.lease()), &mut observer).await;
     drop(lease);
+    let end = match ran {
+        Ok(end) => end,
+        Err(error) => {
+            // Cancelled while it ran (its next write was refused): the machine goes now that
+            // nothing runs on it.
+            let now = store.load(&state.id).await?;
+            if now.status() != Status::Cancelled {
+                return Err(error.into());
+            }
+            baton_engine::discard(home, &now)
+                .with_context(|| format!("task {} is cancelled, but its machine could not be removed", now.id))?;
+            now
+        }
+    };
     if !json {
         let stop = match (&end.stop, &end.question) {
             (Some(stop), _) => format!("{}: {}", stop.reason, stop.detail),

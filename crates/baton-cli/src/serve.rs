@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use baton_core::{Credits, Event, FindingStatus, Status, StopReason, TaskId};
-use baton_engine::{Engines, Observer, Scheduler};
+use baton_engine::{Children, Engines, Observer, Scheduler};
 use baton_server::{Access, Api, FollowedUp, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
 use baton_store::{SqliteStore, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
@@ -51,7 +51,8 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
                 role_models: state.spec.role_models.clone(),
             };
             let parts = run::engine_parts(&home, &config, &model, legs).map_err(|error| format!("{error:#}"))?;
-            Ok(run::engine(store.clone(), parts))
+            // The scheduler runs a task's attempts side by side.
+            Ok(run::engine(store.clone(), parts).with_children(Children::Queued))
         })
     };
     let mut scheduler = Scheduler::new(store.clone(), home, slots, lease_ttl, engines, observer);
@@ -211,25 +212,7 @@ impl Tasks for Creator {
     }
 
     async fn cancel(&self, id: &TaskId, reason: &str) -> Result<(), Refused> {
-        let failed = |error: StoreError| Refused::Failed(error.to_string());
-        let state = match task::mark_cancelled(self.store.as_ref(), id, reason).await.map_err(failed)? {
-            task::Cancelling::From(state) => state,
-            task::Cancelling::AlreadyEnded(status) => {
-                return Err(Refused::Conflict(format!("task {id} has already ended ({status})")));
-            }
-        };
-        // A run in progress takes its machine down itself once it stops; otherwise it goes now.
-        let held = self.store.lease(id).await.map_err(failed)?.is_some_and(|lease| lease.expires_at > task::now());
-        if !held {
-            let home = self.home.clone();
-            let discarded = tokio::task::spawn_blocking(move || baton_engine::discard(&home, &state)).await;
-            match discarded {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(Refused::Failed(format!("task {id} is cancelled, but {error}"))),
-                Err(error) => return Err(Refused::Failed(error.to_string())),
-            }
-        }
-        Ok(())
+        task::cancel(self.store.as_ref(), &self.home, id, reason).await.map(drop)
     }
 
     async fn decide(&self, id: &TaskId, decision: &str, answer: String, approved: bool) -> Result<(), Refused> {

@@ -423,8 +423,40 @@ pub async fn handoffs(home: &Path, id: &str, json: bool) -> anyhow::Result<()> {
     if json { show::json(&handoffs) } else { show::handoffs(&handoffs) }
 }
 
+/// Cancels task `id` (from the command line or the API), and with it its subtasks and attempts
+/// that have not ended: each is journaled as cancelled at once; a run in progress stops at its
+/// next journal write and takes the machine down then, and a machine nothing runs on goes now. The
+/// task's state after.
+pub async fn cancel(store: &dyn Store, home: &Path, id: &TaskId, reason: &str) -> Result<TaskState, Refused> {
+    let failed = |error: StoreError| Refused::Failed(error.to_string());
+    let state = match mark_cancelled(store, id, reason).await.map_err(failed)? {
+        Cancelling::From(state) => state,
+        Cancelling::AlreadyEnded(status) => {
+            return Err(Refused::Conflict(format!("task {id} has already ended ({status})")));
+        }
+    };
+    let held = store.lease(id).await.map_err(failed)?.is_some_and(|lease| lease.expires_at > now());
+    if !held {
+        let (home, state) = (home.to_owned(), state.clone());
+        match tokio::task::spawn_blocking(move || baton_engine::discard(&home, &state)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(Refused::Failed(format!("task {id} is cancelled, but {error}"))),
+            Err(error) => return Err(Refused::Failed(error.to_string())),
+        }
+    }
+    for child in state.work.subtasks.iter().filter_map(|subtask| subtask.task.as_deref()) {
+        let child = TaskId::parse(child).map_err(|error| Refused::Failed(error.to_string()))?;
+        match Box::pin(cancel(store, home, &child, &format!("its parent task {id} was cancelled"))).await {
+            // One that ended before stays as it ended.
+            Ok(_) | Err(Refused::Conflict(_)) => {}
+            Err(error) => return Err(error),
+        }
+    }
+    store.load(id).await.map_err(failed)
+}
+
 /// What journaling a cancellation came to.
-pub enum Cancelling {
+enum Cancelling {
     /// Cancelled; the state it was cancelled from.
     From(Box<TaskState>),
     AlreadyEnded(Status),
@@ -432,7 +464,7 @@ pub enum Cancelling {
 
 /// Journals the task as cancelled. Another writer (its run) may append between the read and the
 /// write: then it reads again.
-pub async fn mark_cancelled(store: &dyn Store, id: &TaskId, detail: &str) -> Result<Cancelling, StoreError> {
+async fn mark_cancelled(store: &dyn Store, id: &TaskId, detail: &str) -> Result<Cancelling, StoreError> {
     loop {
         let state = store.load(id).await?;
         if state.status().is_terminal() {

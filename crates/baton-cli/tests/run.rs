@@ -302,3 +302,47 @@ async fn resume_all_reports_a_task_that_cannot_resume_and_goes_on() {
     let state: Value = serde_json::from_slice(&shown.stdout).unwrap();
     assert_eq!(state["lifecycle"]["status"], "done", "the other task ran: {state}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_in_the_foreground_run_one_after_another_and_the_verified_one_is_picked() {
+    let repo = calc_repo();
+    let script = Script {
+        turns: vec![
+            call("f1", "finish", json!({"summary": "nothing"})),
+            call("g1", "finish", json!({"summary": "still nothing"})),
+            call("w2", "write_file", json!({"path": "ok", "content": "fine\n"})),
+            call("f2", "finish", json!({"summary": "one line"})),
+        ],
+        ..Script::default()
+    };
+    let server = ScriptedServer::start(script).await.unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
+    let repo_arg = repo.path().display().to_string();
+    let args = [
+        "run",
+        "Make ok",
+        "--repo",
+        &repo_arg,
+        "--check",
+        "test -f ok",
+        "--no-review",
+        "--attempts",
+        "2",
+        "--max-steps",
+        "4",
+        "--model",
+        "openai-compatible/scripted",
+    ];
+    let output = baton(home.path(), &args, &env).await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("attempt-2 picked"), "{stdout}");
+    assert!(server.failures().is_empty() && server.remaining_turns() == 0, "{:?}", server.failures());
+    let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
+    let tasks: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let parent = tasks.as_array().unwrap().iter().find(|t| t["request"] == "Make ok").unwrap();
+    let shown = baton(home.path(), &["task", "show", parent["id"].as_str().unwrap()], &[]).await;
+    let shown = String::from_utf8(shown.stdout).unwrap();
+    assert!(shown.contains("picked   attempt-2") && shown.contains("1 files +1 -0"), "{shown}");
+}

@@ -1578,25 +1578,84 @@ async fn a_follow_up_to_a_finished_task_starts_a_task_that_continues_its_branch(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn best_of_three_with_one_attempt_failing_its_checks_picks_a_verified_one_onto_the_branch() {
-    // The attempts run one after another: the first writes one line, the second never makes the
-    // check pass (two steps each), the third writes four lines.
-    let turns = vec![
-        common::call("w1", "write_file", json!({"path": "ok", "content": "fine\n"})),
-        common::call("f1", "finish", json!({"summary": "one line"})),
-        common::call("f2", "finish", json!({"summary": "nothing"})),
-        common::call("g2", "finish", json!({"summary": "still nothing"})),
-        common::call("w3", "write_file", json!({"path": "ok", "content": "a\nb\nc\nd\n"})),
-        common::call("f3", "finish", json!({"summary": "four lines"})),
-    ];
-    let model = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
+async fn cancelling_a_task_cancels_its_attempts() {
+    let model = ScriptedServer::start(finishing_after(2000)).await.unwrap();
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
-    let served = serve(home.path(), &model, "1");
+    let served = serve(home.path(), &model, "2");
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+    let body = json!({"request": "Slowly.", "repo": repo.path(), "checks": ["true"], "review": false, "attempts": 3});
+    let parent = served.create(&body).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let children: Vec<String> = loop {
+        let task: Value = http.get(api(&format!("/tasks/{parent}"))).send().await.unwrap().json().await.unwrap();
+        let made: Vec<String> =
+            task["subtasks"].as_array().unwrap().iter().filter_map(|s| s["task"].as_str().map(str::to_owned)).collect();
+        if made.len() == 3 {
+            break made;
+        }
+        assert!(Instant::now() < deadline, "the attempts were not made: {task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let cancelled = http.post(api(&format!("/tasks/{parent}/cancel"))).json(&json!({})).send().await.unwrap();
+    assert_eq!(cancelled.status(), 200);
+    // Two were running and one queued: all three end cancelled, naming why.
+    for child in &children {
+        let task = reaching(&http, api(&format!("/tasks/{child}")), "cancelled").await;
+        assert!(task["stop"]["detail"].as_str().unwrap().contains(&format!("its parent task {parent} was cancelled")));
+    }
+}
+
+/// The script of a best-of-N task's attempts, told apart by the line each one's request ends with:
+/// attempt k writes `contents[k - 1]` to `ok` and finishes, or, given none, only ever finishes.
+fn attempts(contents: &[Option<&str>]) -> Script {
+    let count = contents.len();
+    let mut rules = Vec::new();
+    for (index, content) in contents.iter().enumerate() {
+        let marker = format!("Attempt {} of {count}:", index + 1);
+        let finish = |summary: &str| Reply {
+            tool_calls: vec![ToolCall {
+                id: "f".into(),
+                name: "finish".into(),
+                arguments: json!({"summary": summary}).to_string(),
+            }],
+            ..Reply::default()
+        };
+        let Some(content) = content else {
+            let when = Expect { body_contains: Some(marker), ..Expect::default() };
+            rules.push(Rule { when, reply: finish("nothing") });
+            continue;
+        };
+        let written = Expect {
+            body_contains: Some(marker.clone()),
+            last_tool_result_contains: Some("wrote `ok`".into()),
+            ..Expect::default()
+        };
+        rules.push(Rule { when: written, reply: finish(&format!("{} lines", content.lines().count())) });
+        let write = ToolCall {
+            id: "w".into(),
+            name: "write_file".into(),
+            arguments: json!({"path": "ok", "content": content}).to_string(),
+        };
+        let when = Expect { body_contains: Some(marker), ..Expect::default() };
+        rules.push(Rule { when, reply: Reply { tool_calls: vec![write], ..Reply::default() } });
+    }
+    Script { rules, ..Script::default() }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn best_of_three_with_one_attempt_failing_its_checks_picks_a_verified_one_onto_the_branch() {
+    // The attempts run side by side: the first writes one line, the second never makes the check
+    // pass (two steps each), the third writes four lines.
+    let model = ScriptedServer::start(attempts(&[Some("fine\n"), None, Some("a\nb\nc\nd\n")])).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve(home.path(), &model, "3");
     let http = served.http();
     let api = |path: &str| format!("{}/api/v1{path}", served.url);
     let body = json!({
-        "request": "Make the check pass.", "repo": repo.path(), "checks": ["test -f ok"],
+        "request": "Make the check pass.", "repo": repo.path(), "checks": ["sleep 1; test -f ok"],
         "review": false, "attempts": 3, "max_steps": 6,
     });
     let created = http.post(api("/tasks")).json(&body).send().await.unwrap();
@@ -1607,7 +1666,16 @@ async fn best_of_three_with_one_attempt_failing_its_checks_picks_a_verified_one_
     assert_eq!(done["picked"], "attempt-1", "{done}");
     let verified: Vec<Value> = done["subtasks"].as_array().unwrap().iter().map(|a| a["verified"].clone()).collect();
     assert_eq!(verified, [json!(true), json!(false), json!(true)], "{done}");
-    assert_eq!(model.remaining_turns(), 0);
+    // Each attempt a task of its own, run at once with the others (each check takes a second).
+    let mut spans = Vec::new();
+    for attempt in done["subtasks"].as_array().unwrap() {
+        let url = api(&format!("/tasks/{}/events", attempt["task"].as_str().unwrap()));
+        let page: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+        let events = page["events"].as_array().unwrap();
+        let at = |event: &Value| event["at"].as_i64().unwrap();
+        spans.push((at(events.iter().find(|e| e["event"]["type"] == "started").unwrap()), at(events.last().unwrap())));
+    }
+    assert_eq!(most_at_once(&spans), 3, "the attempts ran side by side: {spans:?}");
 
     // The pick's change is the task's, on its branch.
     let diff = http.get(api(&format!("/tasks/{id}/diff"))).send().await.unwrap().text().await.unwrap();
@@ -1632,13 +1700,7 @@ async fn best_of_three_with_one_attempt_failing_its_checks_picks_a_verified_one_
 async fn a_human_picks_the_attempt_baton_would_not_and_its_change_becomes_the_tasks() {
     // Both attempts pass: the first with one line, the second with four. baton's rule prefers the
     // smaller change; the human picks the other.
-    let turns = vec![
-        common::call("w1", "write_file", json!({"path": "ok", "content": "fine\n"})),
-        common::call("f1", "finish", json!({"summary": "one line"})),
-        common::call("w2", "write_file", json!({"path": "ok", "content": "a\nb\nc\nd\n"})),
-        common::call("f2", "finish", json!({"summary": "four lines"})),
-    ];
-    let model = ScriptedServer::start(Script { turns, ..Script::default() }).await.unwrap();
+    let model = ScriptedServer::start(attempts(&[Some("fine\n"), Some("a\nb\nc\nd\n")])).await.unwrap();
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
     let served = serve(home.path(), &model, "1");

@@ -169,6 +169,12 @@ impl Status {
         matches!(self, Status::Done | Status::Failed | Status::Cancelled)
     }
 
+    /// Queued, running, verifying or reviewing: it goes on as soon as a worker takes it up,
+    /// waiting for no one.
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Queued | Status::Running | Status::Verifying | Status::Reviewing)
+    }
+
     /// Paused or terminal: the states that carry a stop reason.
     pub fn is_stopped(self) -> bool {
         self == Status::Paused || self.is_terminal()

@@ -3,10 +3,12 @@
 //! [`rank`]), or the one a human picks when the task asks for that, is merged into the parent's
 //! branch and verified there; its result is the task's.
 
-use baton_core::{Credits, Decision, DecisionKind, Event, Pick, StopReason, Subtask, SubtaskState, Work};
+use baton_core::{
+    Credits, Decision, DecisionKind, Event, Pick, StopReason, Subtask, SubtaskState, TaskId, TaskState, Work,
+};
 
 use crate::journal::Journal;
-use crate::{Engine, EngineError, Machine};
+use crate::{Children, Engine, EngineError, Machine};
 
 /// How an attempt compares with the others; lower is better, in this order of importance.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,6 +35,22 @@ pub(crate) fn rank(standings: &[Option<Standing>]) -> Option<usize> {
 }
 
 impl Engine {
+    /// Whether the task is a best-of-N one whose attempts, queued as tasks of their own, are not
+    /// all over: then it has nothing to do.
+    pub(crate) async fn awaits_children(&self, state: &TaskState) -> Result<bool, EngineError> {
+        if self.children != Children::Queued || state.spec.attempts < 2 {
+            return Ok(false);
+        }
+        for attempt in state.work.subtasks.iter().filter(|attempt| attempt.outcome.is_none()) {
+            let Some(child) = &attempt.task else { return Ok(false) };
+            let child = TaskId::parse(child).map_err(|e| EngineError::Plan(e.to_string()))?;
+            if !self.store.load(&child).await?.status().is_active() {
+                return Ok(false);
+            }
+        }
+        Ok(state.work.subtasks.iter().any(|attempt| attempt.outcome.is_none()))
+    }
+
     /// The life of a task with attempts: run each, pick the best, make it the task's result.
     pub(crate) async fn best_of(&self, journal: &mut Journal<'_>, machine: Machine<'_>) -> Result<(), EngineError> {
         let state = journal.state();
@@ -41,7 +59,10 @@ impl Engine {
             let subtasks = (1..=count)
                 .map(|k| Subtask {
                     key: format!("attempt-{k}"),
-                    request: state.spec.request.clone(),
+                    request: format!(
+                        "{}\n\n(Attempt {k} of {count}: the same request is worked {count} times independently, and the best result is kept.)",
+                        state.spec.request.trim_end()
+                    ),
                     scope: state.spec.scope.clone(),
                     checks: state.spec.checks.iter().map(|check| check.command.clone()).collect(),
                     depends_on: Vec::new(),
@@ -50,11 +71,32 @@ impl Engine {
                 .collect();
             journal.append(Event::PlanSubmitted { subtasks }).await?;
         }
+        let mut running = 0;
         for index in 0..journal.state().work.subtasks.len() {
             let attempt = journal.state().work.subtasks[index].clone();
-            if attempt.outcome.is_none() && self.run_child(journal, &attempt).await?.is_none() {
-                return Ok(());
+            if attempt.outcome.is_some() {
+                continue;
             }
+            match self.children {
+                Children::Inline => {
+                    if self.run_child(journal, &attempt).await?.is_none() {
+                        return Ok(());
+                    }
+                }
+                Children::Queued => {
+                    let child = self.child_of(journal, &attempt).await?;
+                    let end = self.store.load(&child).await?;
+                    if end.status().is_active() {
+                        running += 1;
+                    } else {
+                        self.child_stopped(journal, &attempt.plan.key, &end).await?;
+                    }
+                }
+            }
+        }
+        if running > 0 {
+            // The scheduler runs the attempts and takes this task up again as they end.
+            return journal.flush().await;
         }
         let state = journal.state();
         let standings: Vec<Option<Standing>> =

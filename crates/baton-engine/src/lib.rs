@@ -130,6 +130,18 @@ pub struct Engine {
     estimator: baton_model::Estimator,
     /// Cancelled when baton is stopping: a build leg stops before its next step.
     stop: tokio_util::sync::CancellationToken,
+    children: Children,
+}
+
+/// Where a task's attempts run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Children {
+    /// Inside the parent's run, one after another: a run in a terminal.
+    #[default]
+    Inline,
+    /// As tasks of their own, queued for a scheduler that runs them side by side: the parent's
+    /// run returns while they go on, holding no slot, and is taken up again as they end.
+    Queued,
 }
 
 /// A model a role uses instead of the task's: its name, its client and its price.
@@ -203,7 +215,14 @@ impl Engine {
             roles: Default::default(),
             estimator: Default::default(),
             stop: Default::default(),
+            children: Children::Inline,
         }
+    }
+
+    /// Runs a task's attempts as `children` says.
+    pub fn with_children(mut self, children: Children) -> Engine {
+        self.children = children;
+        self
     }
 
     /// Has a run stop before its next step once `stop` is cancelled: the work in progress is
@@ -246,6 +265,10 @@ impl Engine {
             Status::Waiting => return Ok(journal.into_state()),
             Status::Paused => journal.append(Event::Resumed { detail: "resumed".into() }).await?,
             Status::Running | Status::Verifying | Status::Reviewing => {}
+        }
+        // Nothing to do until an attempt running on its own ends: no machine is prepared for it.
+        if self.awaits_children(journal.state()).await? {
+            return Ok(journal.into_state());
         }
 
         let snapshots = Snapshots::new(&self.config.home, self.config.sandbox.clone());

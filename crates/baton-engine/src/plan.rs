@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use baton_core::{
     Budget, CheckMark, CheckSpec, Credits, DiffStat, Event, FindingStatus, LegRole, Status, StopReason, Subtask,
-    SubtaskOutcome, TaskId, TaskSpec, Timestamp, branch_name,
+    SubtaskOutcome, TaskId, TaskSpec, TaskState, Timestamp, branch_name,
 };
 use baton_git::Worktree;
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox};
@@ -195,20 +195,37 @@ impl Engine {
         journal: &mut Journal<'_>,
         subtask: &baton_core::SubtaskState,
     ) -> Result<Option<(TaskId, SubtaskOutcome)>, EngineError> {
-        let child = match &subtask.task {
-            Some(id) => TaskId::parse(id).map_err(|e| EngineError::Plan(e.to_string()))?,
-            None => self.create_child(journal, &subtask.plan).await?,
-        };
+        let child = self.child_of(journal, subtask).await?;
         // A child journals into its own task, watched by the parent's observer; the parent
         // records how it ended.
         journal.flush().await?;
         let end = Box::pin(self.run(&child, journal.observer())).await?;
-        let left_running =
-            matches!(end.status(), Status::Queued | Status::Running | Status::Verifying | Status::Reviewing);
-        if self.stop.is_cancelled() && left_running {
+        if self.stop.is_cancelled() && end.status().is_active() {
             return Ok(None);
         }
-        let verified = end.status() == baton_core::Status::Done;
+        let outcome = self.child_stopped(journal, &subtask.plan.key, &end).await?;
+        Ok(Some((child, outcome)))
+    }
+
+    /// `subtask`'s child task, created (queued) if it has none yet.
+    pub(crate) async fn child_of(
+        &self,
+        journal: &mut Journal<'_>,
+        subtask: &baton_core::SubtaskState,
+    ) -> Result<TaskId, EngineError> {
+        match &subtask.task {
+            Some(id) => TaskId::parse(id).map_err(|e| EngineError::Plan(e.to_string())),
+            None => self.create_child(journal, &subtask.plan).await,
+        }
+    }
+
+    /// Journals how the child task of subtask `key` ended or stopped, as `end` shows it.
+    pub(crate) async fn child_stopped(
+        &self,
+        journal: &mut Journal<'_>,
+        key: &str,
+        end: &TaskState,
+    ) -> Result<SubtaskOutcome, EngineError> {
         let detail = match (&end.stop, &end.question) {
             (Some(stop), _) => format!("{}: {}", stop.reason, stop.detail),
             (None, Some(question)) => format!("waiting for a human: {question}"),
@@ -224,7 +241,7 @@ impl Engine {
             None => None,
         };
         let outcome = SubtaskOutcome {
-            verified,
+            verified: end.status() == Status::Done,
             commit,
             detail,
             spent: end.money.spent_in_all(),
@@ -237,8 +254,8 @@ impl Engine {
                 .map(|check| CheckMark { name: check.name.clone(), passed: check.passed })
                 .collect(),
         };
-        journal.append(Event::SubtaskEnded { key: subtask.plan.key.clone(), outcome: outcome.clone() }).await?;
-        Ok(Some((child, outcome)))
+        journal.append(Event::SubtaskEnded { key: key.to_owned(), outcome: outcome.clone() }).await?;
+        Ok(outcome)
     }
 
     /// Creates the child task of `subtask`: on the parent's repository, from the parent's base or

@@ -3,7 +3,9 @@
 //! work never stalls the runtime that serves requests. Each run holds the task's lease (see
 //! `lease.rs`): a task another process runs is left alone, one whose holder died is taken over once
 //! its lease expires. A task that waits for a human or pauses holds no slot: its run returns, and
-//! whatever makes it runnable again wakes the scheduler.
+//! whatever makes it runnable again wakes the scheduler. Nor does a task whose attempts run as tasks
+//! of their own: its run returns with the task still running, and it is parked until one of its
+//! children stops (or, should that be missed, for `PARKED` at most).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -34,6 +36,10 @@ struct Candidate {
 /// How often the store is looked at even without a wake: tasks queued by another process.
 const POLL: Duration = Duration::from_secs(1);
 
+/// How long a task whose run returned while it was still running is left alone, unless one of its
+/// children stops first.
+const PARKED: Duration = Duration::from_secs(30);
+
 pub struct Scheduler {
     store: Arc<dyn Store>,
     /// The data directory: where a cancelled task's machine is taken down once its run ends.
@@ -52,6 +58,8 @@ pub struct Scheduler {
     per_owner: Option<usize>,
     /// Tasks whose run could not start (no engine for them): not tried again until a restart.
     refused: Arc<Mutex<BTreeSet<TaskId>>>,
+    /// Tasks waiting for their children, each since when.
+    parked: Arc<Mutex<BTreeMap<TaskId, std::time::Instant>>>,
     /// Cancelled at shutdown: every run stops before its next step.
     stopping: CancellationToken,
     /// Runs started since this scheduler was made.
@@ -88,6 +96,7 @@ impl Scheduler {
             running: Arc::default(),
             per_owner: None,
             refused: Arc::default(),
+            parked: Arc::default(),
             stopping: CancellationToken::new(),
             started: Default::default(),
         }
@@ -141,7 +150,10 @@ impl Scheduler {
                     break;
                 }
                 let running = self.running.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id);
-                if running || self.refused.lock().unwrap_or_else(|e| e.into_inner()).contains(&id) {
+                if running
+                    || self.refused.lock().unwrap_or_else(|e| e.into_inner()).contains(&id)
+                    || self.is_parked(&id)
+                {
                     continue;
                 }
                 if let (Some(limit), Some(owner)) = (self.per_owner, &owner)
@@ -175,6 +187,19 @@ impl Scheduler {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(Duration::from_secs(5)) => {}
             }
+        }
+    }
+
+    /// Whether `id` waits for its children (a parking that is over is forgotten).
+    fn is_parked(&self, id: &TaskId) -> bool {
+        let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+        match parked.get(id) {
+            Some(since) if since.elapsed() < PARKED => true,
+            Some(_) => {
+                parked.remove(id);
+                false
+            }
+            None => false,
         }
     }
 
@@ -214,6 +239,7 @@ impl Scheduler {
         let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
         let home = self.home.clone();
         let (running, refused, wake) = (self.running.clone(), self.refused.clone(), self.wake.clone());
+        let parked = self.parked.clone();
         let stopping = self.stopping.clone();
         std::thread::spawn(move || {
             // The run blocks this thread in its sandbox and git work. Tasks it spawns — the store's
@@ -230,7 +256,7 @@ impl Scheduler {
                         .inspect_err(|_| {
                             refused.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
                         })?
-                        .stopping_on(stopping);
+                        .stopping_on(stopping.clone());
                     let mut observe = |recorded: &Recorded| observer(&id, recorded);
                     let ran = engine.run_leased(&id, Some(lease.lease()), &mut observe).await;
                     ran.map(|_| ()).map_err(|error| error.to_string())
@@ -240,6 +266,19 @@ impl Scheduler {
             // Cancelled while it ran (its next write was refused): its machine goes now that
             // nothing runs on it.
             let state = runtime.ok().and_then(|runtime| runtime.block_on(store.load(&id)).ok());
+            if let Some(state) = &state {
+                let mut parked = parked.lock().unwrap_or_else(|e| e.into_inner());
+                // Returned with nothing left to do while it runs: its children run on their own.
+                if outcome.is_ok() && state.status().is_active() && !stopping.is_cancelled() {
+                    parked.insert(id.clone(), std::time::Instant::now());
+                }
+                // A child that stopped wakes its parent, which journals how it ended.
+                if let Some(parent) = state.spec.parent.as_deref().and_then(|parent| TaskId::parse(parent).ok())
+                    && !state.status().is_active()
+                {
+                    parked.remove(&parent);
+                }
+            }
             match (outcome, state.filter(|state| state.status() == Status::Cancelled)) {
                 (_, Some(state)) => {
                     if let Err(error) = crate::discard(&home, &state) {
