@@ -30,6 +30,21 @@ impl Served {
         client_with(&self.token)
     }
 
+    /// Stops the server with SIGTERM and waits for it to exit, which it must do cleanly.
+    fn terminate(&mut self) {
+        let stopped = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(stopped.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let exit = loop {
+            if let Some(exit) = self.child.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(Instant::now() < deadline, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(exit.success(), "{exit:?}");
+    }
+
     /// Creates the task `body` describes; its id.
     async fn create(&self, body: &Value) -> String {
         let response = self.http().post(format!("{}/api/v1/tasks", self.url)).json(body).send().await.unwrap();
@@ -1277,17 +1292,7 @@ async fn sigterm_stops_each_run_at_its_next_step_with_its_work_committed_and_a_r
     let stream = http.get(format!("{}/api/v1/events/stream", served.url)).send().await.unwrap();
     assert_eq!(stream.status(), 200);
 
-    let stopped = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
-    assert!(stopped.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let exit = loop {
-        if let Some(exit) = served.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "the server did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit:?}");
+    served.terminate();
     drop(stream);
 
     // Each task is left running at a step's end, its work committed and its lease released.
@@ -1351,16 +1356,7 @@ async fn sigterm_during_an_attempt_leaves_it_to_the_restart_instead_of_ending_it
         assert!(Instant::now() < deadline, "the first attempt did not get going: {task}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let stopped = Command::new("kill").args(["-TERM", &served.child.id().to_string()]).status().unwrap();
-    assert!(stopped.success());
-    let exit = loop {
-        if let Some(exit) = served.child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(Instant::now() < deadline, "the server did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(exit.success(), "{exit:?}");
+    served.terminate();
 
     // The attempt is left running, and the parent has not journaled it as ended.
     let store = baton_store::SqliteStore::open(home.path()).await.unwrap();
