@@ -92,17 +92,8 @@ pub struct Month {
 impl Month {
     /// The month `at` falls in.
     pub fn of(at: Timestamp) -> Month {
-        // Days to a civil date (Howard Hinnant's algorithm), so the core needs no date library.
-        let days = at.as_millis().div_euclid(86_400_000);
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let day_of_era = z - era * 146_097;
-        let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-        let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-        let mp = (5 * day_of_year + 2) / 153;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 };
-        let year = year_of_era + era * 400 + i64::from(month <= 2);
-        Month { year: year as i32, month: month as u32 }
+        let (year, month, _) = at.date();
+        Month { year, month }
     }
 
     /// When the month begins.
