@@ -281,18 +281,19 @@ pub async fn resume_all(
 pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
-    println!("{}", diff_text(&state)?);
+    println!("{}", diff_text(&state, None)?);
     Ok(ExitCode::SUCCESS)
 }
 
 /// The task's committed change against its base commit: its branch in the user's repository, never
 /// its worktree (the agent's files), so a cancelled or finished task still shows its work.
-pub fn diff_text(state: &TaskState) -> anyhow::Result<String> {
+pub fn diff_text(state: &TaskState, upto: Option<&str>) -> anyhow::Result<String> {
     // Once another task continues the branch, this task's change ends at its own last commit.
-    let head = match (&state.work.continued_by, &state.work.last_commit) {
-        (Some(_), Some(last)) => last.clone(),
-        (Some(_), None) => state.base_commit.clone(),
-        (None, _) => format!("refs/heads/{}", state.branch),
+    let head = match (upto, &state.work.continued_by, &state.work.last_commit) {
+        (Some(commit), _, _) => commit.to_owned(),
+        (None, Some(_), Some(last)) => last.clone(),
+        (None, Some(_), None) => state.base_commit.clone(),
+        (None, None, _) => format!("refs/heads/{}", state.branch),
     };
     Ok(baton_git::Repo::open(&state.spec.repo)?.diff(&state.base_commit, &head)?)
 }

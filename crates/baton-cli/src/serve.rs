@@ -264,10 +264,22 @@ impl Tasks for Creator {
         }
     }
 
-    async fn diff(&self, id: &TaskId) -> Result<String, Refused> {
-        let state = self.store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
+    async fn diff(&self, id: &TaskId, upto: Option<&str>) -> Result<String, Refused> {
+        let failed = |error: StoreError| Refused::Failed(error.to_string());
+        let state = self.store.load(id).await.map_err(failed)?;
+        // Only a commit the task checkpointed: the text names no other revision to git.
+        if let Some(commit) = upto {
+            let events = self.store.events(id, 0).await.map_err(failed)?;
+            let checkpointed = events
+                .iter()
+                .any(|recorded| matches!(&recorded.event, Event::Checkpointed { commit: made, .. } if made == commit));
+            if !checkpointed {
+                return Err(Refused::Missing(format!("task {id} has no checkpoint {commit:?}")));
+            }
+        }
+        let upto = upto.map(str::to_owned);
         // git blocks: off the runtime that serves requests.
-        let made = tokio::task::spawn_blocking(move || run::diff_text(&state)).await;
+        let made = tokio::task::spawn_blocking(move || run::diff_text(&state, upto.as_deref())).await;
         match made {
             Ok(Ok(text)) => Ok(text),
             Ok(Err(error)) => Err(Refused::Failed(format!("{error:#}"))),

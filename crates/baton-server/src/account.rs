@@ -74,7 +74,7 @@ fn credits(text: &str, what: &str) -> Result<Credits, ApiError> {
 }
 
 impl PolicyView {
-    fn to_policy(&self) -> Result<Policy, ApiError> {
+    pub(crate) fn to_policy(&self) -> Result<Policy, ApiError> {
         let auto_reload = match &self.auto_reload {
             Some(reload) => Some(AutoReload {
                 threshold: credits(&reload.threshold, "auto_reload.threshold")?,
@@ -101,25 +101,30 @@ pub(crate) async fn show(State(api): State<Api>) -> Result<Json<AccountView>, Ap
 #[serde(deny_unknown_fields)]
 pub(crate) struct TopUp {
     /// How many, like `"20"` or `"0.5"`.
-    credits: String,
+    pub credits: String,
     /// Credits given rather than bought.
     #[serde(default)]
-    grant: bool,
+    pub grant: bool,
     #[serde(default)]
-    note: String,
+    pub note: String,
 }
 
 /// Adds credits to the account (admin).
 #[utoipa::path(post, path = "/api/v1/account/topup", tag = "account", request_body = TopUp,
     responses((status = 200, body = AccountView)))]
 pub(crate) async fn top_up(State(api): State<Api>, Body(body): Body<TopUp>) -> Result<Json<AccountView>, ApiError> {
+    credit(&api, body).await.map(Json)
+}
+
+/// Adds the credits of `body` to the account: its position after.
+pub(crate) async fn credit(api: &Api, body: TopUp) -> Result<AccountView, ApiError> {
     let amount = credits(&body.credits, "credits")?;
     if amount <= Credits::ZERO {
         let message = format!("a top-up must be more than zero credits, not {amount}");
         return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_amount", message));
     }
     let kind = if body.grant { EntryKind::Grant } else { EntryKind::TopUp };
-    Ok(Json(AccountView::of(&api.store.credit(now(), kind, amount, &body.note).await?)))
+    Ok(AccountView::of(&api.store.credit(now(), kind, amount, &body.note).await?))
 }
 
 /// Replaces the account's spending rules (admin).

@@ -41,11 +41,16 @@ fn needed(method: &Method, path: &str) -> Option<Scope> {
     })
 }
 
-/// The secret of `Authorization: Bearer <secret>`, if the header is there and well formed.
+/// The secret of `Authorization: Bearer <secret>`, if the header is there and well formed; for a
+/// read, the web UI's session cookie also serves (its pages follow the API's event streams), never
+/// for a change, which a page of another site could otherwise make with it.
 fn bearer(request: &Request) -> Option<&str> {
-    let value = request.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (kind, secret) = value.split_once(' ')?;
-    kind.eq_ignore_ascii_case("bearer").then(|| secret.trim())
+    let header = request.headers().get(header::AUTHORIZATION).and_then(|value| value.to_str().ok());
+    if let Some((kind, secret)) = header.and_then(|value| value.split_once(' ')) {
+        return kind.eq_ignore_ascii_case("bearer").then(|| secret.trim());
+    }
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    reads.then(|| crate::ui::cookie(request.headers(), crate::ui::COOKIE)).flatten()
 }
 
 fn unauthorized(message: &str) -> Response {
@@ -110,7 +115,7 @@ impl Limits {
 
     /// Takes one request from `caller`'s bucket, or says how long until one is there (whole
     /// seconds, at least one, as Retry-After wants).
-    fn take(&self, caller: &str, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(&self, caller: &str, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let bucket = buckets.entry(caller.to_owned()).or_insert(Bucket { left: self.burst(), at: now });
         let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * f64::from(self.per_second);

@@ -9,6 +9,7 @@ mod auth;
 mod metrics;
 mod openapi;
 mod stream;
+mod ui;
 mod views;
 
 use std::sync::Arc;
@@ -61,8 +62,9 @@ pub trait Tasks: Send + Sync {
     /// Sends the user's follow-up to a task that has not ended, or continues an ended one with it.
     async fn follow_up(&self, task: &TaskId, text: &str) -> Result<FollowedUp, Refused>;
 
-    /// The task's change against its base commit, as a unified diff.
-    async fn diff(&self, task: &TaskId) -> Result<String, Refused>;
+    /// The task's change against its base commit, as a unified diff: up to its branch's head, or
+    /// to `upto`, one of its checkpoints.
+    async fn diff(&self, task: &TaskId, upto: Option<&str>) -> Result<String, Refused>;
 
     /// How busy this process's scheduler is.
     fn load(&self) -> Load;
@@ -148,9 +150,9 @@ impl std::fmt::Debug for Api {
     }
 }
 
-/// The API's routes.
+/// The API's routes and the web UI's.
 pub fn router(api: Api) -> Router {
-    Router::new()
+    let endpoints = Router::new()
         .route("/api/v1/healthz", get(healthz))
         .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/metrics", get(metrics::metrics))
@@ -171,6 +173,10 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/tasks/{id}/diff", get(diff))
         .route("/api/v1/tasks/{id}/events", get(events))
         .route("/api/v1/tasks/{id}/events/stream", get(stream::follow))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), auth::authorize));
+    Router::new()
+        .merge(endpoints)
+        .merge(ui::routes(api.clone()))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -179,7 +185,6 @@ pub fn router(api: Api) -> Router {
                 "this endpoint takes another method".into(),
             )
         })
-        .layer(axum::middleware::from_fn_with_state(api.clone(), auth::authorize))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(api)
 }
@@ -260,6 +265,11 @@ pub struct ApiError {
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: String) -> ApiError {
         ApiError { status, code, message }
+    }
+
+    /// Its status and what it says, for a page.
+    pub(crate) fn parts(&self) -> (StatusCode, &str) {
+        (self.status, &self.message)
     }
 }
 
@@ -533,12 +543,25 @@ async fn message(
     Ok((status, Json(MessageSent { number, task })))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct DiffQuery {
+    /// Up to this checkpoint's commit instead of the branch's head.
+    commit: Option<String>,
+}
+
 /// The task's committed change against its base, as a unified diff.
-#[utoipa::path(get, path = "/api/v1/tasks/{id}/diff", tag = "tasks", params(("id" = String, Path, description = "The task's id or a unique prefix of it")),
+#[utoipa::path(get, path = "/api/v1/tasks/{id}/diff", tag = "tasks",
+    params(("id" = String, Path, description = "The task's id or a unique prefix of it"), DiffQuery),
     responses((status = 200, content_type = "text/x-diff", body = String)))]
-async fn diff(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn diff(
+    State(api): State<Api>,
+    Path(id): Path<String>,
+    Params(query): Params<DiffQuery>,
+) -> Result<Response, ApiError> {
     let id = task_id(&api, &id).await?;
-    let text = api.tasks.diff(&id).await?;
+    let text = api.tasks.diff(&id, query.commit.as_deref()).await?;
     Ok(([(axum::http::header::CONTENT_TYPE, "text/x-diff; charset=utf-8")], text).into_response())
 }
 

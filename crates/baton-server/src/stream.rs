@@ -62,16 +62,21 @@ pub(crate) async fn follow(
         })?),
         None => query.after,
     };
+    let events = journal(api, id, last.map_or(0, |seq| seq + 1)).map(|recorded| Ok(sse_event(&recorded)));
+    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))
+}
+
+/// The task's events from seq `next` on, as they are journaled, until the task has ended and
+/// every event has gone out, or the server closes.
+pub(crate) fn journal(api: Api, id: TaskId, next: u64) -> impl Stream<Item = Recorded> {
     let journaled = api.journaled.subscribe();
     let closing = api.closing.clone().cancelled_owned();
-    let state =
-        Follow { api, id, next: last.map_or(0, |seq| seq + 1), pending: VecDeque::new(), journaled, ended: false };
-    let events = futures_util::stream::unfold(state, |mut state| async move {
+    let state = Follow { api, id, next, pending: VecDeque::new(), journaled, ended: false };
+    futures_util::stream::unfold(state, |mut state| async move {
         let recorded = state.next_event().await?;
-        Some((Ok(sse_event(&recorded)), state))
+        Some((recorded, state))
     })
-    .take_until(closing);
-    Ok(Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)).text("keep-alive")))
+    .take_until(closing)
 }
 
 impl Follow {
