@@ -7,114 +7,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use assert_cmd::cargo::CommandCargoExt;
 use baton_testkit::model::{Expect, Reply, Rule, Script, ScriptedServer, ToolCall, Turn, Usage};
+use common::served::{Served, baton, client_with, reaching, serve, serve_with, token};
 use serde_json::{Value, json};
-
-/// The server process, killed when dropped.
-struct Served {
-    child: Child,
-    url: String,
-    /// An admin token's secret.
-    token: String,
-    home: std::path::PathBuf,
-}
-
-impl Served {
-    /// A client that sends the admin token with every request.
-    fn http(&self) -> reqwest::Client {
-        client_with(&self.token)
-    }
-
-    /// Stops the server with SIGTERM and waits for it to exit, which it must do cleanly.
-    fn terminate(&mut self) {
-        let stopped = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
-        assert!(stopped.success());
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let exit = loop {
-            if let Some(exit) = self.child.try_wait().unwrap() {
-                break exit;
-            }
-            assert!(Instant::now() < deadline, "the server did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        assert!(exit.success(), "{exit:?}");
-    }
-
-    /// Creates the task `body` describes; its id.
-    async fn create(&self, body: &Value) -> String {
-        let response = self.http().post(format!("{}/api/v1/tasks", self.url)).json(body).send().await.unwrap();
-        assert_eq!(response.status(), 201);
-        let created: Value = response.json().await.unwrap();
-        created["id"].as_str().unwrap().to_owned()
-    }
-}
-
-fn client_with(secret: &str) -> reqwest::Client {
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {secret}").parse().unwrap());
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.home.join("server.log")).unwrap_or_default();
-            eprintln!("the server's output:\n{log}");
-        }
-    }
-}
-
-/// `baton` on `home`, with the environment a server's tests give it.
-fn baton(home: &std::path::Path) -> Command {
-    let mut command = Command::cargo_bin("baton").unwrap();
-    command.env("BATON_HOME", home).env("BATON_CONFIG", home.join("config.toml"));
-    command
-}
-
-/// Makes a token named `name` with `scope` on `home` and returns its secret.
-fn token(home: &std::path::Path, name: &str, scope: &str) -> String {
-    let made = baton(home).args(["token", "create", "--name", name, "--scope", scope]).output().unwrap();
-    assert!(made.status.success(), "{}", common::describe(&made));
-    String::from_utf8(made.stdout).unwrap().trim().to_owned()
-}
-
-fn serve(home: &std::path::Path, model: &ScriptedServer, slots: &str) -> Served {
-    serve_with(home, model, &["--slots", slots])
-}
-
-/// A server on a fresh port with `flags`, and an admin token (made on its first start on `home`).
-fn serve_with(home: &std::path::Path, model: &ScriptedServer, flags: &[&str]) -> Served {
-    std::fs::create_dir_all(home).unwrap();
-    std::fs::write(home.join("config.toml"), "").unwrap();
-    let secret_file = home.join("test-admin-secret");
-    let token = match std::fs::read_to_string(&secret_file) {
-        Ok(secret) => secret,
-        Err(_) => {
-            let secret = token(home, "test-admin", "admin");
-            std::fs::write(&secret_file, &secret).unwrap();
-            secret
-        }
-    };
-    let mut child = baton(home)
-        .args(["serve", "--addr", "127.0.0.1:0", "--model", "openai-compatible/scripted"])
-        .args(flags)
-        .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::options().create(true).append(true).open(home.join("server.log")).unwrap())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut first).unwrap();
-    let url = first.split_whitespace().nth(2).expect("baton serves URL …").to_owned();
-    Served { child, url, token, home: home.to_owned() }
-}
 
 /// Every request is answered with a `finish` after a pause, so tasks overlap if they may.
 fn finishing() -> Script {
@@ -231,19 +129,6 @@ async fn tasks_created_over_the_api_run_two_at_a_time_and_their_streams_resume_e
         .lines()
         .find(|l| l.starts_with("baton_model_tokens_total{model=\"openai-compatible/scripted\",kind=\"output\"}"));
     assert!(output.is_some_and(|line| !line.ends_with(" 0")), "{metrics}");
-}
-
-/// The task at `url` once its status is `wanted` (within two minutes).
-async fn reaching(http: &reqwest::Client, url: String, wanted: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let task: Value = http.get(&url).send().await.unwrap().json().await.unwrap();
-        if task["status"] == wanted {
-            return task;
-        }
-        assert!(Instant::now() < deadline, "never {wanted}: {task}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The `id:` of each event of an SSE response, stopping after `count` when given (the connection

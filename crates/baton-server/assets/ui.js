@@ -12,11 +12,30 @@
     };
   }
 
-  function replaceWith(target, url) {
+  function read(url) {
     return fetch(url, { credentials: "same-origin" }).then(function (response) {
       if (!response.ok) { throw new Error(url + ": " + response.status); }
       return response.text();
-    }).then(function (html) { target.innerHTML = html; });
+    });
+  }
+
+  function replaceWith(target, url) {
+    return read(url).then(function (html) { target.innerHTML = html; });
+  }
+
+  // The task's facts again; its forms only when what they are for changed (a status, a
+  // decision), so that nothing half typed is lost.
+  function renew(header, url) {
+    return read(url).then(function (html) {
+      var fresh = new DOMParser().parseFromString(html, "text/html");
+      document.getElementById("facts").innerHTML = fresh.getElementById("facts").innerHTML;
+      var controls = document.getElementById("controls");
+      var next = fresh.getElementById("controls");
+      if (controls.dataset.key !== next.dataset.key) {
+        controls.innerHTML = next.innerHTML;
+        controls.dataset.key = next.dataset.key;
+      }
+    });
   }
 
   // A task's page: entries the server renders arrive over its stream, from the first event the
@@ -25,7 +44,7 @@
   if (timeline && timeline.dataset.live === "true" && window.EventSource) {
     var task = timeline.dataset.task;
     var header = document.getElementById("header");
-    var refresh = settle(function () { replaceWith(header, "/ui/tasks/" + task + "/header"); }, 300);
+    var refresh = settle(function () { renew(header, "/ui/tasks/" + task + "/header"); }, 300);
     var ended = function () {
       var status = header.querySelector(".status");
       return status && /^(done|failed|cancelled)$/.test(status.textContent.trim());

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // not every test file uses every helper
 
+pub mod served;
+
 use std::process::Output;
 
 use baton_testkit::FixtureRepo;

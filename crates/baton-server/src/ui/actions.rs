@@ -31,7 +31,8 @@ pub(crate) async fn login(State(api): State<Api>, body: axum::body::Bytes) -> Re
     let secret = form.token.trim();
     // Only token characters reach the cookie header.
     if !secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return (StatusCode::BAD_REQUEST, render(&LoginPage { error: Some("That is not a token.".into()) })).into_response();
+        return (StatusCode::BAD_REQUEST, render(&LoginPage { error: Some("That is not a token.".into()) }))
+            .into_response();
     }
     match api.store.token(&TokenHash::of(secret)).await {
         Ok(Some(_)) => {}
@@ -105,7 +106,10 @@ impl TaskForm {
 }
 
 /// `POST /tasks`: a task from the form, queued; a refused one shows the form again with why.
-pub(crate) async fn create(State(api): State<Api>, Submitted(session, form): Submitted<TaskForm>) -> Result<Response, Failure> {
+pub(crate) async fn create(
+    State(api): State<Api>,
+    Submitted(session, form): Submitted<TaskForm>,
+) -> Result<Response, Failure> {
     session.may(Scope::Write)?;
     let made = match form.to_task() {
         Ok(task) => api.tasks.create(task, session.name.clone()).await,
@@ -117,7 +121,12 @@ pub(crate) async fn create(State(api): State<Api>, Submitted(session, form): Sub
             Ok(back(&format!("/tasks/{id}"), "Created and queued."))
         }
         Err(message) => {
-            let page = NewTaskPage { me: session.name, csrf: session.csrf, notice: Some(format!("Not created: {message}")), form };
+            let page = NewTaskPage {
+                me: session.name,
+                csrf: session.csrf,
+                notice: Some(format!("Not created: {message}")),
+                form,
+            };
             Ok((StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response())
         }
     }
@@ -210,7 +219,10 @@ pub(crate) async fn message(
         ),
         FollowedUp::Continued { task } => {
             let _ = api.journaled.send((task.clone(), 0));
-            back(&format!("/tasks/{task}"), &format!("Task {id} had ended: this task continues its branch with your follow-up."))
+            back(
+                &format!("/tasks/{task}"),
+                &format!("Task {id} had ended: this task continues its branch with your follow-up."),
+            )
         }
     })
 }
@@ -249,7 +261,10 @@ pub(crate) struct TopUpForm {
 }
 
 /// `POST /budget/topup` (admin).
-pub(crate) async fn top_up(State(api): State<Api>, Submitted(session, form): Submitted<TopUpForm>) -> Result<Response, Failure> {
+pub(crate) async fn top_up(
+    State(api): State<Api>,
+    Submitted(session, form): Submitted<TopUpForm>,
+) -> Result<Response, Failure> {
     session.may(Scope::Admin)?;
     let body = TopUp { credits: form.credits.trim().to_owned(), grant: !form.grant.is_empty(), note: form.note };
     let account = crate::account::credit(&api, body).await?;
@@ -271,7 +286,10 @@ pub(crate) struct PolicyForm {
 }
 
 /// `POST /budget/policy` (admin): the account's rules, checked as the API checks them.
-pub(crate) async fn set_policy(State(api): State<Api>, Submitted(session, form): Submitted<PolicyForm>) -> Result<Response, Failure> {
+pub(crate) async fn set_policy(
+    State(api): State<Api>,
+    Submitted(session, form): Submitted<PolicyForm>,
+) -> Result<Response, Failure> {
     session.may(Scope::Admin)?;
     let unprocessable = |message: String| Failure::new(StatusCode::UNPROCESSABLE_ENTITY, message);
     let auto_reload = match form.threshold.trim() {

@@ -23,8 +23,8 @@ use futures_util::{Stream, StreamExt as _};
 use serde::Deserialize;
 
 use crate::Api;
-pub(crate) use session::cookie;
 pub(crate) use session::COOKIE;
+pub(crate) use session::cookie;
 
 /// The UI's routes, each behind a signed-in session but the login page and the assets.
 pub(crate) fn routes(api: Api) -> Router<Api> {

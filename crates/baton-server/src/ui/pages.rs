@@ -1,10 +1,10 @@
 //! The UI's pages: the task list, a task, its diff, a new task's form, the budget, and the login.
 
 use askama::Template;
+use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::Extension;
 use baton_core::{Credits, EntryKind, Event, Recorded, Status, TaskState};
 use baton_store::StoreError;
 use serde::Deserialize;
@@ -70,7 +70,9 @@ impl IntoResponse for Failure {
 pub(crate) fn render(template: &impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),
-        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, format!("the page could not be made: {error}")).into_response(),
+        Err(error) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, format!("the page could not be made: {error}")).into_response()
+        }
     }
 }
 
@@ -325,7 +327,11 @@ fn bars(amounts: Vec<(String, Credits)>) -> Vec<Bar> {
     let most = amounts.iter().map(|(_, amount)| amount.micros()).max().unwrap_or(0).max(1);
     amounts
         .into_iter()
-        .map(|(label, amount)| Bar { label, amount: amount.to_string(), percent: (amount.micros() * 100 / most) as u32 })
+        .map(|(label, amount)| Bar {
+            label,
+            amount: amount.to_string(),
+            percent: (amount.micros() * 100 / most) as u32,
+        })
         .collect()
 }
 
@@ -380,6 +386,17 @@ fn files_of(diff: &str) -> Vec<FileRow> {
     files
 }
 
+/// The open decision of a waiting task, as a form.
+fn decision_form(state: &TaskState) -> Option<DecisionForm> {
+    state.work.decisions.iter().find(|(_, answer)| answer.is_none()).map(|(asked, _)| DecisionForm {
+        id: asked.id.clone(),
+        question: asked.question.clone(),
+        why: asked.why.clone(),
+        options: asked.options.clone(),
+        is_pick: matches!(asked.kind, baton_core::DecisionKind::Pick { .. }),
+    })
+}
+
 fn subtask_row(subtask: &baton_core::SubtaskState) -> SubtaskRow {
     let outcome = subtask.outcome.as_ref();
     SubtaskRow {
@@ -414,13 +431,7 @@ pub(crate) async fn task(
     let shown: Vec<&Recorded> = events.iter().filter(|recorded| recorded.seq < end).collect();
     // The diff is read from git: a task with no commit has none.
     let diff = if state.work.last_commit.is_some() { api.tasks.diff(&id, None).await? } else { String::new() };
-    let decision = state.work.decisions.iter().find(|(_, answer)| answer.is_none()).map(|(asked, _)| DecisionForm {
-        id: asked.id.clone(),
-        question: asked.question.clone(),
-        why: asked.why.clone(),
-        options: asked.options.clone(),
-        is_pick: matches!(asked.kind, baton_core::DecisionKind::Pick { .. }),
-    });
+    let decision = decision_form(&state);
     let checkpoints = api
         .store
         .events(&id, 0)
@@ -476,15 +487,21 @@ pub(crate) async fn task(
 #[derive(Template)]
 #[template(path = "_header.html")]
 struct HeaderFragment {
+    csrf: String,
     head: Head,
+    decision: Option<DecisionForm>,
 }
 
-/// `GET /ui/tasks/{id}/header`: the top of the task's page, for the live view.
-pub(crate) async fn header(State(api): State<Api>, Path(id): Path<String>) -> Result<Response, Failure> {
+/// `GET /ui/tasks/{id}/header`: the top of the task's page with its forms, for the live view.
+pub(crate) async fn header(
+    State(api): State<Api>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<String>,
+) -> Result<Response, Failure> {
     let id = api.store.resolve(&id).await.map_err(Failure::store)?;
     let state = api.store.load(&id).await.map_err(Failure::store)?;
     let events = api.store.events(&id, state.next_seq.saturating_sub(WINDOW)).await.map_err(Failure::store)?;
-    Ok(render(&HeaderFragment { head: head(&state, &events) }))
+    Ok(render(&HeaderFragment { csrf: session.csrf, head: head(&state, &events), decision: decision_form(&state) }))
 }
 
 #[derive(Template)]

@@ -76,7 +76,11 @@ pub(crate) async fn of(api: &Api, headers: &HeaderMap) -> Result<Option<Session>
         Access::Tokens => {
             let Some(secret) = cookie(headers, COOKIE) else { return Ok(None) };
             let token = api.store.token(&TokenHash::of(secret)).await.map_err(Failure::store)?;
-            Ok(token.map(|token| Session { name: Some(token.name), scope: token.scope, csrf: csrf_of(secret.as_bytes()) }))
+            Ok(token.map(|token| Session {
+                name: Some(token.name),
+                scope: token.scope,
+                csrf: csrf_of(secret.as_bytes()),
+            }))
         }
     }
 }
@@ -136,8 +140,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Submitted<T> {
             let message = "the form is stale or was not sent from this server's page; reload and try again";
             return Err(Failure::new(StatusCode::FORBIDDEN, message.into()));
         }
-        let form = serde_urlencoded::from_bytes(&body)
-            .map_err(|error| Failure::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the form is not right: {error}")))?;
+        let form = serde_urlencoded::from_bytes(&body).map_err(|error| {
+            Failure::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the form is not right: {error}"))
+        })?;
         Ok(Submitted(session, form))
     }
 }

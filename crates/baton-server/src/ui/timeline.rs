@@ -89,7 +89,9 @@ pub(crate) fn entry(recorded: &Recorded) -> Option<Entry> {
             };
             ("model", title, clipped(&body), false)
         }
-        Event::ModelCallFailed { step, error } => ("model", format!("step {step}: the model call failed"), clipped(error), true),
+        Event::ModelCallFailed { step, error } => {
+            ("model", format!("step {step}: the model call failed"), clipped(error), true)
+        }
         Event::ToolCallStarted { name, arguments, .. } => ("tool", about(name, arguments), clipped(arguments), false),
         Event::ToolCallFinished { output, is_error, .. } => {
             let first = output.lines().next().unwrap_or_default();
@@ -97,7 +99,9 @@ pub(crate) fn entry(recorded: &Recorded) -> Option<Entry> {
             ("tool", title, clipped(output), *is_error)
         }
         Event::Feedback { text } => ("note", "baton told the agent".into(), clipped(text), false),
-        Event::MessageReceived { number, text } => ("message", format!("follow-up {number} from the user"), clipped(text), false),
+        Event::MessageReceived { number, text } => {
+            ("message", format!("follow-up {number} from the user"), clipped(text), false)
+        }
         Event::Nudged { reason, .. } => ("note", format!("nudged: {reason}"), None, false),
         Event::CheckFinished { name, exit_code, passed, output, duration_ms, .. } => {
             let verdict = if *passed { "passed" } else { "failed" };
@@ -107,7 +111,9 @@ pub(crate) fn entry(recorded: &Recorded) -> Option<Entry> {
         Event::ConnectionRefused { host, port, phase } => {
             ("note", format!("connection to {host}:{port} refused ({phase:?})"), None, true)
         }
-        Event::ProtectedRestored { paths } => ("check", format!("protected files restored: {}", paths.join(", ")), None, false),
+        Event::ProtectedRestored { paths } => {
+            ("check", format!("protected files restored: {}", paths.join(", ")), None, false)
+        }
         Event::Checkpointed { commit, evidence } => {
             ("checkpoint", format!("checkpoint {}", &commit[..commit.len().min(12)]), clipped(evidence), false)
         }
@@ -127,8 +133,10 @@ pub(crate) fn entry(recorded: &Recorded) -> Option<Entry> {
             ("decision", format!("{id} {verb}: {}", answer.answer), None, !answer.approved)
         }
         Event::FindingsReported { round, findings, .. } => {
-            let listed: Vec<String> =
-                findings.iter().map(|f| format!("{} {:?} {}:{}: {}", f.id, f.severity, f.file, f.lines.0, f.title)).collect();
+            let listed: Vec<String> = findings
+                .iter()
+                .map(|f| format!("{} {:?} {}:{}: {}", f.id, f.severity, f.file, f.lines.0, f.title))
+                .collect();
             let title = format!("review round {round}: {} findings", findings.len());
             ("review", title, clipped(&listed.join("\n")), false)
         }
