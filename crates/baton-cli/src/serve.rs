@@ -190,9 +190,9 @@ impl Tasks for Creator {
             attempts: new.attempts.unwrap_or(1),
             pick: new.pick.unwrap_or_default(),
             owner,
-            approve_plan: false,
-            captain_model: None,
-            review_model: None,
+            approve_plan: new.approve_plan,
+            captain_model: new.captain_model,
+            review_model: new.review_model,
         };
         let state = task::create_in(self.store.as_ref(), &self.home, new.request, args)
             .await

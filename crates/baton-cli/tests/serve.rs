@@ -1567,7 +1567,12 @@ async fn best_of_three_with_one_attempt_failing_its_checks_picks_a_verified_one_
     assert!(reason.contains("1 changed lines") && reason.contains("attempt-2: not verified"), "{reason}");
 
     // Attempts and a plan do not mix; nor do eleven attempts go.
-    for (extra, wanted) in [(json!({"plan": true}), "either plans"), (json!({"attempts": 11}), "11 attempts")] {
+    let refusals = [
+        (json!({"plan": true}), "either plans"),
+        (json!({"attempts": 11}), "11 attempts"),
+        (json!({"approve_plan": true}), "only a planned task"),
+    ];
+    for (extra, wanted) in refusals {
         let mut body = json!({"request": "x", "repo": repo.path(), "checks": ["true"], "attempts": 2});
         body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
         let refused = http.post(api("/tasks")).json(&body).send().await.unwrap();

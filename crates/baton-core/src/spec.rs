@@ -169,6 +169,8 @@ pub enum SpecError {
     PlanAndAttempts,
     #[error("a human picks among attempts only: give --attempts 2 or more with --pick human")]
     PickWithoutAttempts,
+    #[error("only a planned task has a plan to approve: give --plan with --approve-plan")]
+    ApprovalWithoutPlan,
 }
 
 impl TaskSpec {
@@ -247,6 +249,9 @@ impl TaskSpec {
         if self.pick == Pick::Human && self.attempts == 1 {
             return Err(SpecError::PickWithoutAttempts);
         }
+        if self.approve_plan && !self.plan {
+            return Err(SpecError::ApprovalWithoutPlan);
+        }
         Ok(())
     }
 }
@@ -322,6 +327,7 @@ mod tests {
             (|s| s.budget.credits = Some(Credits::ZERO), SpecError::NonPositiveBudget("credits")),
             (|s| s.budget.steps = Some(0), SpecError::NonPositiveBudget("steps")),
             (|s| s.pick = Pick::Human, SpecError::PickWithoutAttempts),
+            (|s| s.approve_plan = true, SpecError::ApprovalWithoutPlan),
         ];
         for (break_it, expected) in cases {
             let mut spec = spec();

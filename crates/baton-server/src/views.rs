@@ -35,6 +35,13 @@ pub struct NewTask {
     pub review: Option<bool>,
     #[serde(default)]
     pub plan: bool,
+    /// With `plan`: a human approves the captain's plan before any subtask starts.
+    #[serde(default)]
+    pub approve_plan: bool,
+    /// `provider/model` for the captain; `model` without it.
+    pub captain_model: Option<String>,
+    /// `provider/model` for the reviewer; `model` without it.
+    pub review_model: Option<String>,
     /// Among queued tasks, higher runs first (then the oldest); 0 by default.
     pub priority: Option<i32>,
     /// Best of N: the request tried this many times (1 to 10), the best verified attempt kept.

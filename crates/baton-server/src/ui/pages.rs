@@ -574,8 +574,12 @@ pub(crate) struct TaskForm {
     pub priority: String,
     pub attempts: String,
     pub pick: String,
+    pub captain_model: String,
+    pub review_model: String,
     #[serde(deserialize_with = "checkbox")]
     pub plan: bool,
+    #[serde(deserialize_with = "checkbox")]
+    pub approve_plan: bool,
     #[serde(deserialize_with = "checkbox")]
     pub no_review: bool,
 }
