@@ -268,14 +268,10 @@ impl Tasks for Creator {
         let failed = |error: StoreError| Refused::Failed(error.to_string());
         let state = self.store.load(id).await.map_err(failed)?;
         // Only a commit the task checkpointed: the text names no other revision to git.
-        if let Some(commit) = upto {
-            let events = self.store.events(id, 0).await.map_err(failed)?;
-            let checkpointed = events
-                .iter()
-                .any(|recorded| matches!(&recorded.event, Event::Checkpointed { commit: made, .. } if made == commit));
-            if !checkpointed {
-                return Err(Refused::Missing(format!("task {id} has no checkpoint {commit:?}")));
-            }
+        if let Some(commit) = upto
+            && !state.work.checkpoints.iter().any(|made| made == commit)
+        {
+            return Err(Refused::Missing(format!("task {id} has no checkpoint {commit:?}")));
         }
         let upto = upto.map(str::to_owned);
         // git blocks: off the runtime that serves requests.

@@ -314,6 +314,12 @@ async fn a_user_runs_a_task_from_the_browser_and_every_page_shows_what_happened(
     browser.wait_for("pre.diff .del", |text| text.contains("-    return a - b")).await;
     shoot(&browser, "diff").await;
     assert_eq!(accessibility_faults(&browser, &axe).await, Vec::<String>::new(), "the diff");
+    // Up to a checkpoint: one the task made, and no other revision.
+    browser.go(&url(&format!("/tasks/{id}#changes"))).await;
+    browser.click(&browser.wait_for("#changes a", |text| text.starts_with("up to checkpoint")).await).await;
+    browser.wait_for("main p", |text| text.starts_with("From the base commit to checkpoint")).await;
+    browser.go(&url(&format!("/tasks/{id}/diff?commit=HEAD"))).await;
+    browser.wait_for(".error", |text| text.contains("has no checkpoint \"HEAD\"")).await;
 
     // The reviewer's nit, resolved with a note.
     browser.go(&url(&format!("/tasks/{id}#findings"))).await;

@@ -187,6 +187,9 @@ pub struct Work {
     /// Every leg so far, in order.
     #[serde(default)]
     pub legs: Vec<LegRecord>,
+    /// The commit of every checkpoint, in order.
+    #[serde(default)]
+    pub checkpoints: Vec<String>,
 }
 
 /// A leg as the journal opened it.
@@ -423,6 +426,7 @@ impl Work {
             }
             Event::ProtectedRestored { paths } => self.restored.clone_from(paths),
             Event::Checkpointed { commit, evidence } => {
+                self.checkpoints.push(commit.clone());
                 // A checkpoint is only made when the worktree changed, by any tool or command.
                 self.leg_progress = true;
                 // Findings resolved since the last commit were resolved by this one.

@@ -432,19 +432,11 @@ pub(crate) async fn task(
     // The diff is read from git: a task with no commit has none.
     let diff = if state.work.last_commit.is_some() { api.tasks.diff(&id, None).await? } else { String::new() };
     let decision = decision_form(&state);
-    let checkpoints = api
-        .store
-        .events(&id, 0)
-        .await
-        .map_err(Failure::store)?
-        .into_iter()
-        .filter_map(|recorded| match recorded.event {
-            Event::Checkpointed { commit, .. } => {
-                let short = commit[..commit.len().min(12)].to_owned();
-                Some((commit, short))
-            }
-            _ => None,
-        })
+    let checkpoints = state
+        .work
+        .checkpoints
+        .iter()
+        .map(|commit| (commit.clone(), commit[..commit.len().min(12)].to_owned()))
         .collect();
     let rows: Vec<SubtaskRow> = state.work.subtasks.iter().map(subtask_row).collect();
     let (attempts, subtasks) = if state.spec.attempts > 1 { (rows, Vec::new()) } else { (Vec::new(), rows) };
