@@ -148,6 +148,15 @@ mod webdriver {
             self.call("POST", &format!("/element/{}/value", element.0), json!({"text": text})).await;
         }
 
+        /// Presses and releases `key` (a WebDriver key code) where the focus is.
+        pub async fn press(&self, key: char) {
+            let key = key.to_string();
+            let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key},
+            ]}]});
+            self.call("POST", "/actions", actions).await;
+        }
+
         /// Runs `body` as a function of `args` in the page; what it returns.
         pub async fn script(&self, body: &str, args: Value) -> Value {
             self.call("POST", "/execute/sync", json!({"script": body, "args": args})).await
@@ -342,6 +351,17 @@ async fn a_user_runs_a_task_from_the_browser_and_every_page_shows_what_happened(
     browser.go(&url("/")).await;
     browser.wait_for("#task-rows tr", |text| text.contains("Make add() add") && text.contains("done")).await;
     shoot(&browser, "tasks").await;
+    // By keyboard: the first Tab reaches the link past the navigation, Enter follows it, and the
+    // next Tabs walk the filters.
+    const TAB: char = '\u{E004}';
+    const ENTER: char = '\u{E007}';
+    let focused = || browser.script("const e = document.activeElement; return e.id || e.textContent", json!([]));
+    browser.press(TAB).await;
+    assert_eq!(focused().await, "Skip to content");
+    browser.press(ENTER).await;
+    assert!(browser.url().await.ends_with("#main"), "{}", browser.url().await);
+    browser.press(TAB).await;
+    assert_eq!(focused().await, "status", "the status filter comes first in the content");
     assert_eq!(accessibility_faults(&browser, &axe).await, Vec::<String>::new(), "the task list");
     browser.go(&url("/budget")).await;
     let spent = browser.wait_for("dl.facts", |text| text.contains("Spent in")).await;
