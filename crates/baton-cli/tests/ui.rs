@@ -220,8 +220,12 @@ async fn accessibility_faults(browser: &Browser, axe: &str) -> Vec<String> {
     found.as_array().unwrap().iter().map(|fault| fault.as_str().unwrap().to_owned()).collect()
 }
 
+/// What a hostile task would like a page to run: it sets `window.pwned` if it ever does.
+const PAYLOAD: &str = "<script>window.pwned = 1</script><img src=x onerror=\"window.pwned = 2\">";
+
 /// The agent asks whether to add or subtract, fixes `add` as told and finishes; the reviewer
-/// leaves a nit; the follow-up's task finishes at once and its review is clean.
+/// leaves a nit; the follow-up's task writes a page full of markup and finishes, and its review is
+/// clean.
 fn script() -> Script {
     let call = common::call;
     let ask = call(
@@ -233,7 +237,7 @@ fn script() -> Script {
     fix.expect = Expect { last_tool_result_contains: Some("The human answered: add".into()), ..Expect::default() };
     let nit = json!({"findings": [{"title": "name the parameters x and y", "body": "a style nit", "severity": "P3",
         "confidence": 40, "file": "calc.py", "start_line": 1, "end_line": 1}]});
-    let mut again = call("g", "finish", json!({"summary": "floats already work"}));
+    let mut again = call("w", "write_file", json!({"path": "notes.html", "content": PAYLOAD}));
     again.expect = Expect { body_contains: Some("Also check floats".into()), ..Expect::default() };
     Script {
         turns: vec![
@@ -242,6 +246,7 @@ fn script() -> Script {
             call("f", "finish", json!({"summary": "add() adds"})),
             call("r", "report_findings", nit),
             again,
+            call("g", "finish", json!({"summary": format!("floats already work {PAYLOAD}")})),
             call("c", "report_findings", json!({"findings": []})),
         ],
         ..Script::default()
@@ -339,13 +344,28 @@ async fn a_user_runs_a_task_from_the_browser_and_every_page_shows_what_happened(
     browser.wait_for("#finding-f1 h3", |text| text.contains("(resolved)")).await;
 
     // A follow-up to the finished task continues its branch in a new task, which ends verified.
-    browser.type_in(&browser.find("#follow-up").await, "Also check floats").await;
+    let follow_up = format!("Also check floats {PAYLOAD}");
+    browser.type_in(&browser.find("#follow-up").await, &follow_up).await;
     browser.click(&browser.find(".steer form[action$='/message'] button").await).await;
     browser.wait_for(".notice", |text| text.contains("continues its branch")).await;
     let continuing = browser.url().await;
     assert!(!continuing.split('?').next().unwrap().ends_with(&id), "the new task's page: {continuing}");
-    browser.wait_for("#header h1", |text| text.contains("Also check floats")).await;
+    browser.wait_for("#header h1", |text| text.contains("Also check floats <script>")).await;
     browser.wait_for("#header .status", |text| text == "done").await;
+    // Markup from the user, the model and the agent's files shows as text and never runs: in the
+    // request, the summary, the tool call's arguments (live and loaded) and the diff.
+    browser.wait_for("#timeline li", |text| text.contains("write_file: notes.html")).await;
+    // Neither run nor even made into elements (the page's policy would stop them running anyway).
+    let script =
+        "return window.pwned === undefined && document.querySelectorAll('img, script:not([src])').length === 0";
+    let pwned = || browser.script(script, json!([]));
+    assert_eq!(pwned().await, true, "the live page ran the task's markup");
+    browser.go(&browser.url().await).await;
+    browser.wait_for("#facts", |text| text.contains("floats already work <script>")).await;
+    assert_eq!(pwned().await, true, "the loaded page ran the task's markup");
+    browser.go(&format!("{}/diff", browser.url().await.split(['?', '#']).next().unwrap())).await;
+    browser.wait_for("pre.diff .add", |text| text.contains("<script>window.pwned = 1</script>")).await;
+    assert_eq!(pwned().await, true, "the diff ran the file's markup");
 
     // The task list shows both; the budget shows what they spent.
     browser.go(&url("/")).await;
@@ -369,7 +389,7 @@ async fn a_user_runs_a_task_from_the_browser_and_every_page_shows_what_happened(
     let lines: Vec<&str> = spent.lines().collect();
     let month = lines.iter().position(|line| line.starts_with("Spent in")).unwrap();
     assert!(!lines[month + 1].starts_with("0.00") && spent.contains("Balance\n19."), "{spent}");
-    browser.find(".bars td.bar span").await;
+    browser.find(".bars td.bar progress").await;
     shoot(&browser, "budget").await;
     assert_eq!(accessibility_faults(&browser, &axe).await, Vec::<String>::new(), "the budget page");
 

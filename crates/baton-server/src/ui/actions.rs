@@ -8,7 +8,7 @@ use baton_core::{Scope, TokenHash};
 use serde::Deserialize;
 
 use super::pages::{Failure, LoginPage, NewTaskPage, TaskForm, render};
-use super::session::{COOKIE, Submitted};
+use super::session::{COOKIE, Session, Submitted};
 use crate::account::{AutoReloadView, PolicyView, TopUp};
 use crate::{Api, FollowedUp, NewTask, Settled};
 
@@ -135,7 +135,9 @@ pub(crate) async fn create(
     }
 }
 
-async fn task_id(api: &Api, id: &str) -> Result<baton_core::TaskId, Failure> {
+/// The task `id` names, for a caller who may steer tasks.
+async fn steered(api: &Api, session: &Session, id: &str) -> Result<baton_core::TaskId, Failure> {
+    session.may(Scope::Write)?;
     api.store.resolve(id).await.map_err(Failure::store)
 }
 
@@ -154,8 +156,7 @@ pub(crate) async fn decide(
     Path(id): Path<String>,
     Submitted(session, form): Submitted<DecideForm>,
 ) -> Result<Response, Failure> {
-    session.may(Scope::Write)?;
-    let id = task_id(&api, &id).await?;
+    let id = steered(&api, &session, &id).await?;
     let approved = form.verdict != "deny";
     api.tasks.decide(&id, &form.decision, form.answer, approved).await?;
     let verb = if approved { "answered" } else { "denied" };
@@ -173,8 +174,7 @@ pub(crate) async fn pick(
     Path(id): Path<String>,
     Submitted(session, form): Submitted<PickForm>,
 ) -> Result<Response, Failure> {
-    session.may(Scope::Write)?;
-    let id = task_id(&api, &id).await?;
+    let id = steered(&api, &session, &id).await?;
     api.tasks.pick(&id, &form.attempt).await?;
     Ok(back(&format!("/tasks/{id}"), &format!("{} picked; it is merged and checked.", form.attempt)))
 }
@@ -192,8 +192,7 @@ pub(crate) async fn settle(
     Path((id, finding)): Path<(String, String)>,
     Submitted(session, form): Submitted<SettleForm>,
 ) -> Result<Response, Failure> {
-    session.may(Scope::Write)?;
-    let id = task_id(&api, &id).await?;
+    let id = steered(&api, &session, &id).await?;
     api.tasks.settle(&id, &finding, form.status, form.note).await?;
     let verb = match form.status {
         Settled::Resolved => "resolved",
@@ -213,8 +212,7 @@ pub(crate) async fn message(
     Path(id): Path<String>,
     Submitted(session, form): Submitted<MessageForm>,
 ) -> Result<Response, Failure> {
-    session.may(Scope::Write)?;
-    let id = task_id(&api, &id).await?;
+    let id = steered(&api, &session, &id).await?;
     Ok(match api.tasks.follow_up(&id, &form.text).await? {
         FollowedUp::Delivered { task, number } => back(
             &format!("/tasks/{task}"),
@@ -236,8 +234,7 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
     Submitted(session, Nothing {}): Submitted<Nothing>,
 ) -> Result<Response, Failure> {
-    session.may(Scope::Write)?;
-    let id = task_id(&api, &id).await?;
+    let id = steered(&api, &session, &id).await?;
     api.tasks.cancel(&id, "cancelled in the web UI").await?;
     Ok(back(&format!("/tasks/{id}"), "Cancelled."))
 }
@@ -248,8 +245,7 @@ pub(crate) async fn resume(
     Path(id): Path<String>,
     Submitted(session, Nothing {}): Submitted<Nothing>,
 ) -> Result<Response, Failure> {
-    session.may(Scope::Write)?;
-    let id = task_id(&api, &id).await?;
+    let id = steered(&api, &session, &id).await?;
     api.tasks.resume(&id).await?;
     Ok(back(&format!("/tasks/{id}"), "Resumed."))
 }

@@ -50,6 +50,21 @@ pub(crate) fn routes(api: Api) -> Router<Api> {
         .route("/assets/ui.css", get(|| asset("text/css; charset=utf-8", include_str!("../../assets/ui.css"))))
         .route("/assets/ui.js", get(|| asset("text/javascript; charset=utf-8", include_str!("../../assets/ui.js"))))
         .layer(axum::middleware::from_fn_with_state(api, session::require))
+        .layer(axum::middleware::from_fn(guarded))
+}
+
+/// What every page tells the browser: run only this server's script and style (no inline ones,
+/// so text from a task that slipped past the escaping still could not run), send forms only here,
+/// be framed by no one, and take each answer for the type it says.
+async fn guarded(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    let policy = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; \
+                  form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'";
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    response
 }
 
 async fn asset(kind: &'static str, text: &'static str) -> Response {

@@ -239,6 +239,7 @@ pub(crate) struct Head {
     ended: bool,
     /// Whether it takes a follow-up: not cancelled.
     open: bool,
+    next_seq: u64,
 }
 
 fn head(state: &TaskState, events: &[Recorded]) -> Head {
@@ -280,6 +281,7 @@ fn head(state: &TaskState, events: &[Recorded]) -> Head {
         context,
         ended: state.status().is_terminal(),
         open: state.status() != Status::Cancelled,
+        next_seq: state.next_seq,
     }
 }
 
@@ -345,7 +347,8 @@ struct TaskPage {
     decision: Option<DecisionForm>,
     entries: Vec<Entry>,
     earlier: Option<u64>,
-    next_seq: u64,
+    /// Where the window of events ends (the task's `next_seq` for the latest).
+    end_seq: u64,
     live: bool,
     changes: Vec<FileRow>,
     checkpoints: Vec<(String, String)>,
@@ -448,8 +451,9 @@ pub(crate) async fn task(
         decision,
         entries: shown.iter().filter_map(|recorded| timeline::entry(recorded)).collect(),
         earlier: (start > 0).then_some(start),
-        next_seq: end,
-        live: end == state.next_seq,
+        end_seq: end,
+        // An ended task's page has nothing more to follow.
+        live: end == state.next_seq && !state.status().is_terminal(),
         changes: files_of(&diff),
         checkpoints,
         plan: state.work.plan.iter().map(|step| (step.title.clone(), step.status.as_str())).collect(),
