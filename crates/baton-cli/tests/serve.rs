@@ -1488,48 +1488,11 @@ async fn cancelling_a_task_cancels_its_attempts() {
     }
 }
 
-/// The script of a best-of-N task's attempts, told apart by the line each one's request ends with:
-/// attempt k writes `contents[k - 1]` to `ok` and finishes, or, given none, only ever finishes.
-fn attempts(contents: &[Option<&str>]) -> Script {
-    let count = contents.len();
-    let mut rules = Vec::new();
-    for (index, content) in contents.iter().enumerate() {
-        let marker = format!("Attempt {} of {count}:", index + 1);
-        let finish = |summary: &str| Reply {
-            tool_calls: vec![ToolCall {
-                id: "f".into(),
-                name: "finish".into(),
-                arguments: json!({"summary": summary}).to_string(),
-            }],
-            ..Reply::default()
-        };
-        let Some(content) = content else {
-            let when = Expect { body_contains: Some(marker), ..Expect::default() };
-            rules.push(Rule { when, reply: finish("nothing") });
-            continue;
-        };
-        let written = Expect {
-            body_contains: Some(marker.clone()),
-            last_tool_result_contains: Some("wrote `ok`".into()),
-            ..Expect::default()
-        };
-        rules.push(Rule { when: written, reply: finish(&format!("{} lines", content.lines().count())) });
-        let write = ToolCall {
-            id: "w".into(),
-            name: "write_file".into(),
-            arguments: json!({"path": "ok", "content": content}).to_string(),
-        };
-        let when = Expect { body_contains: Some(marker), ..Expect::default() };
-        rules.push(Rule { when, reply: Reply { tool_calls: vec![write], ..Reply::default() } });
-    }
-    Script { rules, ..Script::default() }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn best_of_three_with_one_attempt_failing_its_checks_picks_a_verified_one_onto_the_branch() {
     // The attempts run side by side: the first writes one line, the second never makes the check
     // pass (two steps each), the third writes four lines.
-    let model = ScriptedServer::start(attempts(&[Some("fine\n"), None, Some("a\nb\nc\nd\n")])).await.unwrap();
+    let model = ScriptedServer::start(common::attempts(&[Some("fine\n"), None, Some("a\nb\nc\nd\n")])).await.unwrap();
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
     let served = serve(home.path(), &model, "3");
@@ -1586,7 +1549,7 @@ async fn best_of_three_with_one_attempt_failing_its_checks_picks_a_verified_one_
 async fn a_human_picks_the_attempt_baton_would_not_and_its_change_becomes_the_tasks() {
     // Both attempts pass: the first with one line, the second with four. baton's rule prefers the
     // smaller change; the human picks the other.
-    let model = ScriptedServer::start(attempts(&[Some("fine\n"), Some("a\nb\nc\nd\n")])).await.unwrap();
+    let model = ScriptedServer::start(common::attempts(&[Some("fine\n"), Some("a\nb\nc\nd\n")])).await.unwrap();
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
     let served = serve(home.path(), &model, "1");

@@ -488,3 +488,133 @@ async fn forms_need_the_sessions_csrf_value_and_a_page_of_this_server() {
     let signed_out = http.post(url("/logout")).header("cookie", &session).form(&[("csrf", "x")]).send().await.unwrap();
     assert_eq!(signed_out.status(), 403, "signing out is a form like the others");
 }
+
+/// A signed-in caller's forms, as a browser without JavaScript sends them.
+struct Forms {
+    http: reqwest::Client,
+    base: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl Forms {
+    async fn sign_in(base: &str, secret: &str) -> Forms {
+        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+        let signed = http.post(format!("{base}/login")).form(&[("token", secret)]).send().await.unwrap();
+        let cookie = signed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let mut forms = Forms { http, base: base.to_owned(), cookie, csrf: String::new() };
+        let page = forms.page("/tasks/new").await;
+        forms.csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        forms
+    }
+
+    async fn page(&self, path: &str) -> String {
+        let response =
+            self.http.get(format!("{}{path}", self.base)).header("cookie", &self.cookie).send().await.unwrap();
+        response.text().await.unwrap()
+    }
+
+    /// Sends a form; the answer's status and where it leads (or its page).
+    async fn send(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String) {
+        let mut fields = fields.to_vec();
+        fields.push(("csrf", &self.csrf));
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("cookie", &self.cookie)
+            .form(&fields)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        match response.headers().get("location") {
+            Some(location) => (status, location.to_str().unwrap().to_owned()),
+            None => (status, response.text().await.unwrap()),
+        }
+    }
+
+    /// The task, once its status is `wanted`, over the API with the same cookie.
+    async fn reaching(&self, id: &str, wanted: &str) -> Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let task: Value = self
+                .http
+                .get(format!("{}/api/v1/tasks/{id}", self.base))
+                .header("cookie", &self.cookie)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if task["status"] == wanted {
+                return task;
+            }
+            assert!(std::time::Instant::now() < deadline, "never {wanted}: {task}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_forms_pick_an_attempt_resume_and_cancel_and_a_refused_task_keeps_what_was_typed() {
+    let model = ScriptedServer::start(common::attempts(&[Some("fine\n"), Some("a\nb\nc\nd\n")])).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve_with(home.path(), &model, &["--slots", "2"]);
+    let forms = Forms::sign_in(&served.url, &served.token).await;
+    let repo_path = repo.path().display().to_string();
+
+    // A task the server refuses: the form comes back with why and with what was typed.
+    let fields =
+        [("request", "Two tries"), ("repo", repo_path.as_str()), ("checks", "test -f ok"), ("attempts", "lots")];
+    let (status, page) = forms.send("/tasks", &fields).await;
+    assert_eq!(status, 422);
+    assert!(page.contains("attempts: `lots` is not a number") && page.contains(">Two tries</textarea>"), "{page}");
+
+    // Best of two, picked by a human on the page.
+    let fields = [
+        ("request", "Two tries"),
+        ("repo", repo_path.as_str()),
+        ("checks", "test -f ok"),
+        ("attempts", "2"),
+        ("pick", "human"),
+        ("no_review", "on"),
+    ];
+    let (status, location) = forms.send("/tasks", &fields).await;
+    assert_eq!(status, 303, "{location}");
+    let id = location.trim_start_matches("/tasks/").split('?').next().unwrap().to_owned();
+    forms.reaching(&id, "waiting").await;
+    let page = forms.page(&format!("/tasks/{id}")).await;
+    assert!(page.contains("Pick attempt-1") && page.contains("Pick attempt-2"), "{page}");
+    assert!(page.contains("1 files, +4 −0"), "each attempt's change is shown: {page}");
+    let (status, location) = forms.send(&format!("/tasks/{id}/pick"), &[("attempt", "attempt-2")]).await;
+    assert_eq!((status, location.contains("attempt-2+picked")), (303, true), "{location}");
+    forms.reaching(&id, "done").await;
+    let page = forms.page(&format!("/tasks/{id}")).await;
+    assert!(page.contains("attempt-2 (picked)"), "{page}");
+    let (status, page) = forms.send(&format!("/tasks/{id}/pick"), &[("attempt", "attempt-1")]).await;
+    assert_eq!(status, 409, "{page}");
+    assert!(page.contains("already picked"), "{page}");
+
+    // A task paused by its step limit resumes from its page (and pauses again), then is cancelled.
+    let fields = [("request", "One step"), ("repo", repo_path.as_str()), ("checks", "true"), ("max_steps", "1")];
+    let (_, location) = forms.send("/tasks", &fields).await;
+    let paused = location.trim_start_matches("/tasks/").split('?').next().unwrap().to_owned();
+    let before = forms.reaching(&paused, "paused").await;
+    let (status, _) = forms.send(&format!("/tasks/{paused}/resume"), &[]).await;
+    assert_eq!(status, 303);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let after: Value = serde_json::from_str(&forms.page(&format!("/api/v1/tasks/{paused}")).await).unwrap();
+        if after["status"] == "paused" && after["next_seq"].as_u64() > before["next_seq"].as_u64() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the resumed task did not run: {after}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, _) = forms.send(&format!("/tasks/{paused}/cancel"), &[]).await;
+    assert_eq!(status, 303);
+    let page = forms.page(&format!("/tasks/{paused}")).await;
+    assert!(page.contains("cancelled in the web UI") && !page.contains("Cancel the task"), "{page}");
+}

@@ -7,8 +7,8 @@ pub mod served;
 use std::process::Output;
 
 use baton_testkit::FixtureRepo;
-use baton_testkit::model::{Reply, ToolCall, Turn};
-use serde_json::Value;
+use baton_testkit::model::{Expect, Reply, Rule, Script, ToolCall, Turn};
+use serde_json::{Value, json};
 
 /// A turn whose answer is one call of `name` with `arguments`.
 pub fn call(id: &str, name: &str, arguments: Value) -> Turn {
@@ -82,4 +82,41 @@ pub fn describe(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
+}
+
+/// The script of a best-of-N task's attempts, told apart by the line each one's request ends with:
+/// attempt k writes `contents[k - 1]` to `ok` and finishes, or, given none, only ever finishes.
+pub fn attempts(contents: &[Option<&str>]) -> Script {
+    let count = contents.len();
+    let mut rules = Vec::new();
+    for (index, content) in contents.iter().enumerate() {
+        let marker = format!("Attempt {} of {count}:", index + 1);
+        let finish = |summary: &str| Reply {
+            tool_calls: vec![ToolCall {
+                id: "f".into(),
+                name: "finish".into(),
+                arguments: json!({"summary": summary}).to_string(),
+            }],
+            ..Reply::default()
+        };
+        let Some(content) = content else {
+            let when = Expect { body_contains: Some(marker), ..Expect::default() };
+            rules.push(Rule { when, reply: finish("nothing") });
+            continue;
+        };
+        let written = Expect {
+            body_contains: Some(marker.clone()),
+            last_tool_result_contains: Some("wrote `ok`".into()),
+            ..Expect::default()
+        };
+        rules.push(Rule { when: written, reply: finish(&format!("{} lines", content.lines().count())) });
+        let write = ToolCall {
+            id: "w".into(),
+            name: "write_file".into(),
+            arguments: json!({"path": "ok", "content": content}).to_string(),
+        };
+        let when = Expect { body_contains: Some(marker), ..Expect::default() };
+        rules.push(Rule { when, reply: Reply { tool_calls: vec![write], ..Reply::default() } });
+    }
+    Script { rules, ..Script::default() }
 }
