@@ -1,12 +1,13 @@
-//! The web UI in a real browser: headless Chromium driven over WebDriver (Debian's chromium and
-//! chromium-driver, which `scripts/test` installs) against `baton serve`, the scripted model and a
-//! real sandbox. A user signs in, tops up, creates a task from the form, answers its question,
-//! watches it end verified without reloading, reads the diff, resolves a finding, sends a
-//! follow-up and reads the budget; each step asserts on what the page shows. The same pages are
-//! read with JavaScript off, and axe-core checks them for serious accessibility faults.
-//! Screenshots of the main pages are written to docs/screenshots.
+//! The web UI in real browsers: headless Chromium and Firefox driven over WebDriver (Debian's
+//! chromium with chromium-driver, and firefox-esr with geckodriver, which `scripts/test` installs)
+//! against `baton serve`, the scripted model and a real sandbox. A user signs in, tops up, creates a
+//! task from the form, answers its question, watches it end verified without reloading, reads the
+//! diff, resolves a finding, sends a follow-up and reads the budget; each step asserts on what the
+//! page shows. The same pages are read with JavaScript off, and axe-core checks them for serious
+//! accessibility faults. Chromium's screenshots of the main pages go to docs/screenshots.
 //!
-//! Needs `BATON_TEST_CHROMEDRIVER` and `BATON_TEST_AXE` (axe.min.js), set by `scripts/test`.
+//! Needs `BATON_TEST_CHROMEDRIVER`, `BATON_TEST_GECKODRIVER` and `BATON_TEST_AXE` (axe.min.js), set
+//! by `scripts/test`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -32,6 +33,25 @@ mod webdriver {
         _profile: tempfile::TempDir,
     }
 
+    /// Which browser, driven by which WebDriver server.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Engine {
+        /// Debian's chromium, through chromium-driver.
+        Chromium,
+        /// Debian's firefox-esr, through geckodriver.
+        Firefox,
+    }
+
+    impl Engine {
+        fn driver(self) -> String {
+            let (variable, what) = match self {
+                Engine::Chromium => ("BATON_TEST_CHROMEDRIVER", "chromedriver (Debian's chromium-driver)"),
+                Engine::Firefox => ("BATON_TEST_GECKODRIVER", "geckodriver (built from crates.io)"),
+            };
+            std::env::var(variable).unwrap_or_else(|_| panic!("{variable} must name {what}; scripts/test installs it"))
+        }
+    }
+
     /// An element, by its WebDriver reference.
     #[derive(Debug, Clone)]
     pub struct Element(String);
@@ -39,46 +59,72 @@ mod webdriver {
     const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
     impl Browser {
-        /// Headless Chromium with nothing of its own on the network (this machine has none), in a
-        /// fresh profile; `javascript` off shows what a reader without scripts gets.
-        pub async fn start(chromedriver: &str, javascript: bool) -> Browser {
+        /// A headless browser in a fresh profile, through its WebDriver server; `javascript` off
+        /// shows what a reader without scripts gets. Whatever the browser would send beyond
+        /// loopback goes to a proxy on 127.0.0.1 port 9, where nothing listens: this machine has
+        /// no network, and a test sends nothing off it.
+        pub async fn start(engine: Engine, javascript: bool) -> Browser {
             let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let driver = Command::new(chromedriver)
+            let driver = Command::new(engine.driver())
                 .arg(format!("--port={port}"))
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
-                .expect("chromedriver starts");
+                .expect("the WebDriver server starts");
             let base = format!("http://127.0.0.1:{port}");
             let http = reqwest::Client::new();
             let deadline = Instant::now() + Duration::from_secs(30);
             while http.get(format!("{base}/status")).send().await.is_err() {
-                assert!(Instant::now() < deadline, "chromedriver did not answer");
+                assert!(Instant::now() < deadline, "the WebDriver server did not answer");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let profile = tempfile::tempdir().unwrap();
-            let mut args = vec![
-                "--headless=new".to_owned(),
-                "--no-sandbox".to_owned(),
-                "--disable-gpu".to_owned(),
-                "--disable-dev-shm-usage".to_owned(),
-                "--disable-background-networking".to_owned(),
-                "--disable-component-update".to_owned(),
-                "--disable-sync".to_owned(),
-                "--disable-quic".to_owned(),
-                "--no-first-run".to_owned(),
-                "--window-size=1280,900".to_owned(),
-                format!("--user-data-dir={}", profile.path().display()),
-            ];
-            if !javascript {
-                args.push("--blink-settings=scriptEnabled=false".to_owned());
-            }
-            let capabilities = json!({"capabilities": {"alwaysMatch": {
-                "browserName": "chrome",
-                "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
-            }}});
+            let capabilities = match engine {
+                Engine::Chromium => {
+                    let mut args = vec![
+                        "--headless=new".to_owned(),
+                        "--no-sandbox".to_owned(),
+                        "--disable-gpu".to_owned(),
+                        "--disable-dev-shm-usage".to_owned(),
+                        "--disable-background-networking".to_owned(),
+                        "--disable-component-update".to_owned(),
+                        "--disable-sync".to_owned(),
+                        "--disable-quic".to_owned(),
+                        "--no-first-run".to_owned(),
+                        "--proxy-server=http://127.0.0.1:9".to_owned(),
+                        "--window-size=1280,900".to_owned(),
+                        format!("--user-data-dir={}", profile.path().display()),
+                    ];
+                    if !javascript {
+                        args.push("--blink-settings=scriptEnabled=false".to_owned());
+                    }
+                    json!({"browserName": "chrome", "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args}})
+                }
+                Engine::Firefox => json!({"browserName": "firefox", "moz:firefoxOptions": {
+                    "binary": "/usr/bin/firefox-esr",
+                    "args": ["-headless", "-width", "1280", "-height", "900", "-profile", profile.path()],
+                    "prefs": {
+                        "javascript.enabled": javascript,
+                        "network.proxy.type": 1,
+                        "network.proxy.http": "127.0.0.1",
+                        "network.proxy.http_port": 9,
+                        "network.proxy.ssl": "127.0.0.1",
+                        "network.proxy.ssl_port": 9,
+                        "network.trr.mode": 5,
+                        "network.captive-portal-service.enabled": false,
+                        "network.connectivity-service.enabled": false,
+                        "app.update.disabledForTesting": true,
+                        "toolkit.telemetry.reportingpolicy.firstRun": false,
+                        "datareporting.policy.dataSubmissionEnabled": false,
+                        "browser.safebrowsing.malware.enabled": false,
+                        "browser.safebrowsing.phishing.enabled": false,
+                        "extensions.update.enabled": false,
+                    },
+                }}),
+            };
             let mut browser = Browser { driver, base, http, _profile: profile };
-            let session = browser.call("POST", "/session", capabilities).await;
+            let session =
+                browser.call("POST", "/session", json!({"capabilities": {"alwaysMatch": capabilities}})).await;
             browser.base = format!("{}/session/{}", browser.base, session["sessionId"].as_str().unwrap());
             browser
         }
@@ -188,12 +234,7 @@ mod webdriver {
     }
 }
 
-use webdriver::Browser;
-
-fn chromedriver() -> String {
-    std::env::var("BATON_TEST_CHROMEDRIVER")
-        .expect("BATON_TEST_CHROMEDRIVER must name chromedriver; scripts/test installs Debian's chromium-driver")
-}
+use webdriver::{Browser, Engine};
 
 /// Where the committed screenshots live.
 fn screenshots() -> std::path::PathBuf {
@@ -254,7 +295,17 @@ fn script() -> Script {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_runs_a_task_from_the_browser_and_every_page_shows_what_happened() {
+async fn a_user_runs_a_task_in_chromium_and_every_page_shows_what_happened() {
+    story(Engine::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_runs_a_task_in_firefox_and_every_page_shows_what_happened() {
+    story(Engine::Firefox).await;
+}
+
+/// The whole story in one browser; the screenshots are Chromium's.
+async fn story(engine: Engine) {
     let axe =
         std::fs::read_to_string(std::env::var("BATON_TEST_AXE").expect("BATON_TEST_AXE must name axe.min.js")).unwrap();
     let model = ScriptedServer::start(script()).await.unwrap();
@@ -269,7 +320,15 @@ async fn a_user_runs_a_task_from_the_browser_and_every_page_shows_what_happened(
     let writer = token(home.path(), "alice", "admin");
     let served = serve_with(home.path(), &model, &["--slots", "1"]);
     let url = |path: &str| format!("{}{path}", served.url);
-    let browser = Browser::start(&chromedriver(), true).await;
+    let browser = Browser::start(engine, true).await;
+    let shoot = |name: &'static str| {
+        let browser = &browser;
+        async move {
+            if engine == Engine::Chromium {
+                shoot(browser, name).await;
+            }
+        }
+    };
 
     // Signed out, every page leads to the login; a wrong token is refused there.
     browser.go(&url("/")).await;
@@ -304,7 +363,7 @@ async fn a_user_runs_a_task_from_the_browser_and_every_page_shows_what_happened(
     browser.script("window.notReloaded = true", json!([])).await;
     let question = browser.wait_for(".decision .question", |text| text.contains("Add or subtract?")).await;
     assert!(browser.text(&question).await.contains("Add or subtract?"));
-    shoot(&browser, "task-waiting").await;
+    shoot("task-waiting").await;
     assert_eq!(accessibility_faults(&browser, &axe).await, Vec::<String>::new(), "the task page, waiting");
     browser.type_in(&browser.find("#answer").await, "add").await;
     browser.click(&browser.find(".decision button[value='approve']").await).await;
@@ -320,13 +379,13 @@ async fn a_user_runs_a_task_from_the_browser_and_every_page_shows_what_happened(
     browser.wait_for("#timeline li", |text| text.contains("check `sleep 2 && python3 test_calc.py` passed")).await;
     assert_eq!(browser.script("return window.notReloaded === true", json!([])).await, true, "grown live");
     browser.go(&url(&format!("/tasks/{id}"))).await;
-    shoot(&browser, "task-verified").await;
+    shoot("task-verified").await;
 
     // The diff, coloured.
     browser.click(&browser.wait_for("#changes a", |text| text == "The whole diff").await).await;
     browser.wait_for("pre.diff .add", |text| text.contains("+    return a + b")).await;
     browser.wait_for("pre.diff .del", |text| text.contains("-    return a - b")).await;
-    shoot(&browser, "diff").await;
+    shoot("diff").await;
     assert_eq!(accessibility_faults(&browser, &axe).await, Vec::<String>::new(), "the diff");
     // Up to a checkpoint: one the task made, and no other revision.
     browser.go(&url(&format!("/tasks/{id}#changes"))).await;
@@ -370,7 +429,7 @@ async fn a_user_runs_a_task_from_the_browser_and_every_page_shows_what_happened(
     // The task list shows both; the budget shows what they spent.
     browser.go(&url("/")).await;
     browser.wait_for("#task-rows tr", |text| text.contains("Make add() add") && text.contains("done")).await;
-    shoot(&browser, "tasks").await;
+    shoot("tasks").await;
     // By keyboard: the first Tab reaches the link past the navigation, Enter follows it, and the
     // next Tabs walk the filters.
     const TAB: char = '\u{E004}';
@@ -390,11 +449,11 @@ async fn a_user_runs_a_task_from_the_browser_and_every_page_shows_what_happened(
     let month = lines.iter().position(|line| line.starts_with("Spent in")).unwrap();
     assert!(!lines[month + 1].starts_with("0.00") && spent.contains("Balance\n19."), "{spent}");
     browser.find(".bars td.bar progress").await;
-    shoot(&browser, "budget").await;
+    shoot("budget").await;
     assert_eq!(accessibility_faults(&browser, &axe).await, Vec::<String>::new(), "the budget page");
 
     // Without JavaScript the list and the task page show their content all the same.
-    let cookie_less = Browser::start(&chromedriver(), false).await;
+    let cookie_less = Browser::start(engine, false).await;
     cookie_less.go(&url("/login")).await;
     cookie_less.type_in(&cookie_less.find("#token").await, &writer).await;
     cookie_less.click(&cookie_less.find("form button").await).await;
