@@ -95,11 +95,7 @@ pub struct Token {
 
 /// Why a token name was refused.
 pub fn check_token_name(name: &str) -> Result<(), String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
-    if name.is_empty() || name.len() > 64 || !name.chars().all(allowed) {
-        return Err(format!("token name {name:?}: 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.'"));
-    }
-    Ok(())
+    crate::template::check_name("token", name)
 }
 
 #[cfg(test)]

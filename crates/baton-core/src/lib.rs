@@ -20,6 +20,7 @@ mod spec;
 mod state;
 mod status;
 mod steady;
+mod template;
 mod time;
 
 pub use access::{Scope, TOKEN_PREFIX, Token, TokenHash, check_token_name, token_secret};
@@ -39,4 +40,5 @@ pub use secret::{Secret, redact};
 pub use spec::{Budget, CheckSpec, Continued, MAX_ATTEMPTS, Pick, SpecError, TaskSpec, branch_name, slug};
 pub use state::{CheckResult, FoldError, LegRecord, Money, Stop, TaskState, Work, fold};
 pub use status::{Lifecycle, Status, StopReason, TransitionError, UnknownName};
+pub use template::{Template, check_name};
 pub use time::Timestamp;

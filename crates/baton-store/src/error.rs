@@ -42,6 +42,12 @@ pub enum StoreError {
     TokenExists(String),
     #[error("no token named `{0}` is active")]
     NoSuchToken(String),
+    #[error("a template named `{0}` exists already")]
+    TemplateExists(String),
+    #[error("no template named `{0}`")]
+    NoSuchTemplate(String),
+    #[error("template `{name}` is unreadable: {reason}")]
+    CorruptTemplate { name: String, reason: String },
     #[error("journal database error: {0}")]
     Database(#[from] sqlx::Error),
 }

@@ -11,12 +11,13 @@ mod codec;
 mod error;
 mod migrate;
 mod sqlite;
+mod templates;
 mod tokens;
 
 use async_trait::async_trait;
 use baton_core::{
-    Credits, Entry, EntryKind, Event, Policy, Position, Recorded, Status, StopReason, TaskId, TaskState, Timestamp,
-    Token, TokenHash, fold,
+    Credits, Entry, EntryKind, Event, Policy, Position, Recorded, Status, StopReason, TaskId, TaskState, Template,
+    Timestamp, Token, TokenHash, fold,
 };
 
 pub use blob::{BlobHash, BlobStore, InvalidBlobHash};
@@ -151,6 +152,19 @@ pub trait Store: Send + Sync {
 
     /// The active (unrevoked) token whose secret hashes to `hash`.
     async fn token(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError>;
+
+    /// Keeps `template` under its name; [`StoreError::TemplateExists`] if the name is taken.
+    async fn add_template(&self, template: &Template, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Every template, by name.
+    async fn templates(&self) -> Result<Vec<Template>, StoreError>;
+
+    /// The template `name`; [`StoreError::NoSuchTemplate`] if there is none.
+    async fn template(&self, name: &str) -> Result<Template, StoreError>;
+
+    /// Deletes the template `name` (tasks started from it stay); [`StoreError::NoSuchTemplate`] if
+    /// there is none.
+    async fn delete_template(&self, name: &str) -> Result<(), StoreError>;
 
     /// Stores bytes by content and returns their hash; storing the same bytes twice is a no-op.
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError>;

@@ -92,6 +92,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (task_id, number)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 6: templates, saved task definitions by name.
+    r#"
+    CREATE TABLE templates (
+        name       TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

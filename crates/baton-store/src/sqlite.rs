@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::{
     Credits, Entry, EntryKind, Event, FoldError, Lifecycle, Policy, Position, Recorded, Status, StopReason, TaskId,
-    Timestamp, Token, TokenHash,
+    Template, Timestamp, Token, TokenHash,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -15,8 +15,8 @@ use crate::blob::{BlobHash, BlobStore};
 use crate::codec::{self, EVENT_COLUMNS, EventRow};
 use crate::error::StoreError;
 use crate::migrate::migrate;
-use crate::tokens;
 use crate::{FollowUp, Lease, Store, TaskSummary};
+use crate::{templates, tokens};
 
 /// The embedded store: `<home>/baton.db` (SQLite in WAL mode, every commit synced to disk) and
 /// `<home>/blobs/`.
@@ -460,6 +460,22 @@ impl Store for SqliteStore {
 
     async fn token(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
         tokens::active(&self.pool, hash).await
+    }
+
+    async fn add_template(&self, template: &Template, at: Timestamp) -> Result<(), StoreError> {
+        templates::add(&self.pool, template, at).await
+    }
+
+    async fn templates(&self) -> Result<Vec<Template>, StoreError> {
+        templates::all(&self.pool).await
+    }
+
+    async fn template(&self, name: &str) -> Result<Template, StoreError> {
+        templates::one(&self.pool, name).await
+    }
+
+    async fn delete_template(&self, name: &str) -> Result<(), StoreError> {
+        templates::delete(&self.pool, name).await
     }
 
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {

@@ -276,6 +276,44 @@ async fn tokens_are_found_by_the_hash_of_their_secret_until_revoked_and_names_ar
 }
 
 #[tokio::test]
+async fn templates_are_kept_by_name_whole_and_a_name_is_taken_once() {
+    let (_dir, store) = store().await;
+    let template = |name: &str, request: &str| baton_core::Template {
+        name: name.into(),
+        request: request.into(),
+        repo: "/repo".into(),
+        base: "main".into(),
+        checks: vec!["make test".into()],
+        check_timeout_secs: 60,
+        scope: vec!["src".into()],
+        protect: Vec::new(),
+        budget: baton_core::Budget { credits: Some("2.5".parse().unwrap()), wall_clock_secs: None, steps: Some(40) },
+        model: Some("openai/gpt-5".into()),
+        context_window: None,
+        review: false,
+        plan: false,
+        approve_plan: false,
+        role_models: Default::default(),
+        attempts: 3,
+        pick: baton_core::Pick::Human,
+        priority: 2,
+        environment: Some("[environment]\n".into()),
+    };
+    let nightly = template("nightly", "Update the dependencies");
+    store.add_template(&nightly, at(1)).await.unwrap();
+    store.add_template(&template("docs", "Fix the docs"), at(2)).await.unwrap();
+    assert_eq!(store.template("nightly").await.unwrap(), nightly, "every field comes back");
+    let taken = store.add_template(&template("nightly", "Something else"), at(3)).await;
+    assert!(matches!(taken, Err(StoreError::TemplateExists(name)) if name == "nightly"));
+    assert_eq!(store.template("nightly").await.unwrap().request, "Update the dependencies", "kept as it was");
+    let names: Vec<String> = store.templates().await.unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(names, ["docs", "nightly"]);
+    store.delete_template("docs").await.unwrap();
+    assert!(matches!(store.template("docs").await, Err(StoreError::NoSuchTemplate(_))));
+    assert!(matches!(store.delete_template("docs").await, Err(StoreError::NoSuchTemplate(_))));
+}
+
+#[tokio::test]
 async fn follow_ups_are_numbered_per_task_and_read_after_a_number() {
     let (_dir, store) = store().await;
     let (first, second) = (Rng(7).task_id(), Rng(8).task_id());
