@@ -92,6 +92,9 @@ pub enum Command {
     /// The API's bearer tokens: each has a scope (read, write or admin); its secret is shown once.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Task definitions saved under a name, to start tasks from.
+    #[command(subcommand)]
+    Template(TemplateCommand),
     /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
     /// with what changed since the handoff before.
     Handoffs {
@@ -175,6 +178,26 @@ pub enum TokenCommand {
     List,
     /// Revoke a token: requests with it are refused from now on.
     Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TemplateCommand {
+    /// Save a task definition under a name: a request and the options of `baton run`.
+    Create {
+        /// What to call it (1 to 64 of A-Z, a-z, 0-9, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        task: Box<CreateArgs>,
+    },
+    /// Every template: name, request, repository.
+    List,
+    /// One template's whole definition.
+    Show { name: String },
+    /// Delete a template; tasks started from it stay.
+    Delete { name: String },
+    /// Start a task from a template, queued for `baton serve` (or `baton resume ID`); prints its id.
+    Start { name: String },
 }
 
 #[derive(Debug, Subcommand)]

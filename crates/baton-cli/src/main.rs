@@ -11,6 +11,7 @@ mod run;
 mod serve;
 mod show;
 mod task;
+mod template;
 mod token;
 
 use std::process::ExitCode;
@@ -87,6 +88,7 @@ fn main() -> ExitCode {
             }
             Command::Serve(args) => serve::serve(&home()?, &config()?, *args).await,
             Command::Token(command) => token::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
+            Command::Template(command) => template::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,
             Command::Demo => run::demo(&home()?, &config()?, cli.json).await,

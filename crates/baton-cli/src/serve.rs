@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use baton_core::{Credits, Event, FindingStatus, Status, StopReason, TaskId};
+use baton_core::{Credits, Event, FindingStatus, Status, StopReason, TaskId, Template};
 use baton_engine::{Children, Engines, Observer, Scheduler};
 use baton_server::{Access, Api, FollowedUp, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
 use baton_store::{SqliteStore, Store, StoreError};
@@ -153,9 +153,10 @@ struct Creator {
     wake: Arc<Notify>,
 }
 
-#[async_trait::async_trait]
-impl Tasks for Creator {
-    async fn create(&self, new: NewTask, owner: Option<String>) -> Result<TaskId, String> {
+impl Creator {
+    /// What a client described, as a task definition (named `name` for a template): checked as the
+    /// command line checks it, with a model that can be used (a key; a price for a budget).
+    fn definition(&self, name: String, new: NewTask) -> Result<Template, String> {
         let model = new.model.or_else(|| self.model.clone()).ok_or("no model: give `model` (provider/model)")?;
         if new.checks.is_empty() {
             return Err("give at least one check: baton only calls a task done when its checks pass".into());
@@ -164,7 +165,6 @@ impl Tasks for Creator {
             Some(text) => Some(text.parse::<Credits>().map_err(|error| format!("budget: {error}"))?),
             None => None,
         };
-        // The model must be usable before a task exists (a key, a price for a budget).
         let legs =
             Legs { context_window: new.context_window, max_handoffs: MAX_HANDOFFS, role_models: Default::default() };
         let parts = run::engine_parts(&self.home, &self.config, &model, legs).map_err(|error| format!("{error:#}"))?;
@@ -189,14 +189,47 @@ impl Tasks for Creator {
             plan: new.plan,
             attempts: new.attempts.unwrap_or(1),
             pick: new.pick.unwrap_or_default(),
-            owner,
+            owner: None,
             approve_plan: new.approve_plan,
             captain_model: new.captain_model,
             review_model: new.review_model,
         };
-        let state = task::create_in(self.store.as_ref(), &self.home, new.request, args)
+        task::definition(name, new.request, args).map_err(|error| format!("{error:#}"))
+    }
+}
+
+#[async_trait::async_trait]
+impl Tasks for Creator {
+    async fn create(&self, new: NewTask, owner: Option<String>) -> Result<TaskId, String> {
+        let template = self.definition(String::new(), new)?;
+        let state = task::start(self.store.as_ref(), &self.home, &template, owner)
             .await
             .map_err(|error| format!("{error:#}"))?;
+        self.wake.notify_one();
+        Ok(state.id)
+    }
+
+    async fn save_template(&self, name: String, new: NewTask) -> Result<Template, Refused> {
+        let template = self.definition(name, new).map_err(Refused::Invalid)?;
+        template.check().map_err(Refused::Invalid)?;
+        let repo = baton_git::Repo::open(&template.repo).map_err(|error| Refused::Invalid(error.to_string()))?;
+        repo.resolve_commit(&template.base).map_err(|error| Refused::Invalid(error.to_string()))?;
+        match self.store.add_template(&template, task::now()).await {
+            Ok(()) => Ok(template),
+            Err(error @ StoreError::TemplateExists(_)) => Err(Refused::Conflict(error.to_string())),
+            Err(error) => Err(Refused::Failed(error.to_string())),
+        }
+    }
+
+    async fn start_template(&self, name: &str, owner: Option<String>) -> Result<TaskId, Refused> {
+        let template = match self.store.template(name).await {
+            Ok(template) => template,
+            Err(error @ StoreError::NoSuchTemplate(_)) => return Err(Refused::Missing(error.to_string())),
+            Err(error) => return Err(Refused::Failed(error.to_string())),
+        };
+        let state = task::start(self.store.as_ref(), &self.home, &template, owner)
+            .await
+            .map_err(|error| Refused::Invalid(format!("{error:#}")))?;
         self.wake.notify_one();
         Ok(state.id)
     }

@@ -22,7 +22,7 @@ fn time(at: Timestamp) -> String {
 }
 
 /// The first line of a text, cut to `max` characters with an ellipsis.
-fn headline(text: &str, max: usize) -> String {
+pub fn headline(text: &str, max: usize) -> String {
     let line = text.lines().next().unwrap_or("").trim();
     if line.chars().count() <= max {
         return line.to_owned();
@@ -181,6 +181,32 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
         && let Some(question) = &state.question
     {
         writeln!(out, "question {question}")?;
+    }
+    Ok(())
+}
+
+/// A template's definition, a field a line.
+pub fn template(template: &baton_core::Template) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    let roles: Vec<String> = template.role_models.iter().map(|(role, model)| format!("{role}: {model}")).collect();
+    let rows = [
+        ("template", template.name.clone()),
+        ("request", template.request.clone()),
+        ("repo", template.repo.display().to_string()),
+        ("base", template.base.clone()),
+        ("checks", template.checks.join("; ")),
+        ("scope", template.scope.join(", ")),
+        ("protect", template.protect.join(", ")),
+        ("limits", limits(&template.budget)),
+        ("model", template.model.clone().unwrap_or_else(|| "the server's".into())),
+        ("roles", roles.join(", ")),
+        ("review", if template.review { "yes" } else { "no" }.into()),
+        ("plan", if template.plan { "yes" } else { "no" }.into()),
+        ("attempts", format!("{} ({:?} picks)", template.attempts, template.pick)),
+        ("priority", template.priority.to_string()),
+    ];
+    for (name, value) in rows.iter().filter(|(_, value)| !value.is_empty()) {
+        writeln!(out, "{name:<9} {value}")?;
     }
     Ok(())
 }

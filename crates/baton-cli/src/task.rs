@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use baton_core::{
-    Answer, Budget, CheckSpec, Continued, Credits, DecisionKind, Event, FindingStatus, Handoff, LegRole, Pick, Status,
-    TaskId, TaskSpec, TaskState, Timestamp, branch_name,
+    Answer, Budget, Continued, Credits, DecisionKind, Event, FindingStatus, Handoff, LegRole, Pick, Status, TaskId,
+    TaskSpec, TaskState, Template, Timestamp, branch_name,
 };
 use baton_git::Repo;
 use baton_server::{FollowedUp, Refused};
@@ -127,23 +127,30 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
 
 /// Creates the task in `store` (open on `home`), queued.
 pub async fn create_in(store: &dyn Store, home: &Path, request: String, args: TaskArgs) -> anyhow::Result<TaskState> {
+    let owner = args.owner.clone();
+    start(store, home, &definition(String::new(), request, args)?, owner).await
+}
+
+/// What `baton run` was given, as a definition a template keeps (`name` for a template; empty for
+/// a task started at once): the repository's root, and the environment file's text, checked now.
+pub fn definition(name: String, request: String, args: TaskArgs) -> anyhow::Result<Template> {
     let repo = Repo::open(&args.repo)?;
-    repo.ensure_outside(home)?;
-    let base_commit = repo.resolve_commit(&args.base)?;
-    let checks = args
-        .checks
-        .iter()
-        .map(|command| CheckSpec {
-            name: command.trim().to_owned(),
-            command: command.clone(),
-            timeout_secs: args.check_timeout.as_secs(),
-        })
-        .collect();
-    let spec = TaskSpec {
+    let environment = match &args.env {
+        // Parsed now, so a broken file is refused before a task or a template exists.
+        Some(file) => {
+            let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+            baton_core::Environment::parse(&text).with_context(|| format!("{}", file.display()))?;
+            Some(text)
+        }
+        None => None,
+    };
+    Ok(Template {
+        name,
         request,
         repo: repo.root().to_owned(),
-        base_ref: args.base,
-        checks,
+        base: args.base,
+        checks: args.checks,
+        check_timeout_secs: args.check_timeout.as_secs(),
         scope: args.scope,
         protect: args.protect,
         budget: Budget {
@@ -160,23 +167,24 @@ pub async fn create_in(store: &dyn Store, home: &Path, request: String, args: Ta
             .into_iter()
             .filter_map(|(role, model)| model.map(|m| (role, m)))
             .collect(),
-        parent: None,
-        environment: match &args.env {
-            // Parsed now, so a broken file is refused before a task exists.
-            Some(file) => {
-                let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-                baton_core::Environment::parse(&text).with_context(|| format!("{}", file.display()))?;
-                Some(text)
-            }
-            None => None,
-        },
-        merges: Vec::new(),
-        priority: args.priority,
         attempts: args.attempts,
         pick: args.pick,
-        owner: args.owner,
-        continues: None,
-    };
+        priority: args.priority,
+        environment,
+    })
+}
+
+/// Starts a task from `template` for `owner`, queued: its base ref resolved now, its spec checked.
+pub async fn start(
+    store: &dyn Store,
+    home: &Path,
+    template: &Template,
+    owner: Option<String>,
+) -> anyhow::Result<TaskState> {
+    let repo = Repo::open(&template.repo)?;
+    repo.ensure_outside(home)?;
+    let base_commit = repo.resolve_commit(&template.base)?;
+    let spec = template.spec(owner);
     spec.validate()?;
     let id = new_task_id()?;
     let branch = branch_name(&spec.request, &id);

@@ -1058,6 +1058,9 @@ async fn the_openapi_document_holds_for_every_answer_schemathesis_generates() {
         "/api/v1/tasks/{id}/messages",
         "/api/v1/tasks/{id}/pick",
         "/api/v1/tasks/{id}/resume",
+        "/api/v1/templates",
+        "/api/v1/templates/{name}",
+        "/api/v1/templates/{name}/tasks",
         "/metrics",
     ];
     assert_eq!(paths, routes);
@@ -1456,6 +1459,60 @@ async fn a_follow_up_to_a_finished_task_starts_a_task_that_continues_its_branch(
     let refused =
         http.post(api(&format!("/tasks/{cancelled}/messages"))).json(&json!({"text": "more"})).send().await.unwrap();
     assert_eq!(refused.status(), 409);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_saved_on_the_command_line_or_over_the_api_starts_tasks() {
+    let model = ScriptedServer::start(finishing_after(0)).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(home.path()).unwrap();
+    std::fs::write(home.path().join("config.toml"), "").unwrap();
+    let repo_arg = repo.path().display().to_string();
+    let saved = baton(home.path())
+        .args(["template", "create", "--name", "nightly", "--request", "Tidy up", "--repo", &repo_arg])
+        .args(["--check", "true", "--no-review", "--max-steps", "9", "--model", "openai-compatible/scripted"])
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{}", common::describe(&saved));
+    assert!(String::from_utf8_lossy(&saved.stdout).contains("limits    9 steps"));
+    let again = baton(home.path())
+        .args(["template", "create", "--name", "nightly", "--request", "Other", "--repo", &repo_arg, "--check", "true"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&again.stderr).contains("a template named `nightly` exists already"));
+    let served = serve(home.path(), &model, "1");
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+
+    // Listed, and a task started from it runs as the template says, owned by the caller.
+    let listed: Value = http.get(api("/templates")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["templates"][0]["name"], "nightly", "{listed}");
+    assert_eq!(listed["templates"][0]["budget"]["steps"], 9, "{listed}");
+    let started = http.post(api("/templates/nightly/tasks")).send().await.unwrap();
+    assert_eq!(started.status(), 201);
+    let task: Value = started.json().await.unwrap();
+    assert_eq!((task["request"].as_str(), task["owner"].as_str()), (Some("Tidy up"), Some("test-admin")), "{task}");
+    let id = task["id"].as_str().unwrap().to_owned();
+    let done = reaching(&http, api(&format!("/tasks/{id}")), "done").await;
+    assert_eq!(done["money"]["limit_steps"], 9, "{done}");
+
+    // Over the API: saved (201), a taken name (409), a bad name or definition (422), then deleted.
+    let body = |name: &str, checks: Value| json!({"name": name, "task": {"request": "Docs", "repo": repo.path(), "checks": checks, "review": false}});
+    let made = http.post(api("/templates")).json(&body("docs", json!(["true"]))).send().await.unwrap();
+    assert_eq!(made.status(), 201);
+    let taken = http.post(api("/templates")).json(&body("docs", json!(["true"]))).send().await.unwrap();
+    assert_eq!(taken.status(), 409);
+    for bad in [body("no spaces", json!(["true"])), body("docs2", json!([]))] {
+        let refused = http.post(api("/templates")).json(&bad).send().await.unwrap();
+        assert_eq!(refused.status(), 422, "{bad}");
+    }
+    assert_eq!(http.delete(api("/templates/docs")).send().await.unwrap().status(), 204);
+    assert_eq!(http.get(api("/templates/docs")).send().await.unwrap().status(), 404);
+    assert_eq!(http.post(api("/templates/docs/tasks")).send().await.unwrap().status(), 404);
+    let reader = client_with(&token(home.path(), "reader", "read"));
+    let refused = reader.post(api("/templates/nightly/tasks")).send().await.unwrap();
+    assert_eq!(refused.status(), 403, "a read token starts nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

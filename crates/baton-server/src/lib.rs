@@ -9,6 +9,7 @@ mod auth;
 mod metrics;
 mod openapi;
 mod stream;
+mod templates;
 mod ui;
 mod views;
 
@@ -37,6 +38,12 @@ pub trait Tasks: Send + Sync {
     /// Validates a new task as the command line would and queues it for `owner` (the caller's
     /// token): its id, or why it was refused.
     async fn create(&self, task: NewTask, owner: Option<String>) -> Result<TaskId, String>;
+
+    /// Saves `task` as the template `name`, checked as a new task is: the template, or why not.
+    async fn save_template(&self, name: String, task: NewTask) -> Result<baton_core::Template, Refused>;
+
+    /// Starts a task from the template `name` for `owner`, queued: its id.
+    async fn start_template(&self, name: &str, owner: Option<String>) -> Result<TaskId, Refused>;
 
     /// Makes a paused task runnable again.
     async fn resume(&self, task: &TaskId) -> Result<(), Refused>;
@@ -162,6 +169,9 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/account/entries", get(account::entries))
         .route("/api/v1/tasks", get(list).post(create))
         .route("/api/v1/events/stream", get(stream::statuses))
+        .route("/api/v1/templates", get(templates::list).post(templates::create))
+        .route("/api/v1/templates/{name}", get(templates::show).delete(templates::delete))
+        .route("/api/v1/templates/{name}/tasks", axum::routing::post(templates::start))
         .route("/api/v1/tasks/{id}", get(show))
         .route("/api/v1/tasks/{id}/resume", axum::routing::post(resume))
         .route("/api/v1/tasks/{id}/cancel", axum::routing::post(cancel))
@@ -276,7 +286,9 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
-            StoreError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
+            StoreError::NotFound(_) | StoreError::NoSuchTemplate(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
+            }
             StoreError::Ambiguous { .. } => ApiError::new(StatusCode::BAD_REQUEST, "ambiguous_id", error.to_string()),
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", other.to_string()),
         }

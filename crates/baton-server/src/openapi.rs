@@ -41,12 +41,18 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, Settle
         crate::account::top_up,
         crate::account::set_policy,
         crate::account::entries,
+        crate::templates::list,
+        crate::templates::create,
+        crate::templates::show,
+        crate::templates::delete,
+        crate::templates::start,
     ),
     components(schemas(
         AccountView, AutoReloadView, CancelBody, CheckMarkView, CheckView, DecisionBody, DecisionView, DiffView, FindingView, LegView, MoneyView,
         PickBody, PlanStepView, EntriesPage, EntryView, ErrorBody,
         ErrorDetail, EventPage, Health, LimitChange, MessageBody, MessageSent, NewTask, PolicyView, Settled, SettleBody, StopView,
-        SubtaskView, SummaryView, TaskPage, TaskView, TopUp
+        SubtaskView, SummaryView, TaskPage, TaskView, TopUp, crate::templates::TemplateView,
+        crate::templates::NewTemplate, crate::templates::TemplateList
     )),
     modifiers(&Bearer, &Errors),
     security(("bearer" = [])),
@@ -54,6 +60,7 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, Settle
         (name = "tasks", description = "Create, read and steer tasks"),
         (name = "events", description = "Tasks' journals, paged and live"),
         (name = "account", description = "Credits and the rules of spending them"),
+        (name = "templates", description = "Saved task definitions, and tasks started from them"),
         (name = "service", description = "Health and metrics"),
     )
 )]

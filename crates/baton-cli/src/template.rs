@@ -1,0 +1,70 @@
+//! `baton template`: task definitions saved under a name, and tasks started from them.
+
+use std::path::Path;
+
+use anyhow::bail;
+use baton_git::Repo;
+use baton_store::{SqliteStore, Store};
+
+use crate::cli::TemplateCommand;
+use crate::show;
+use crate::task::{self, now};
+
+pub async fn run(home: &Path, command: TemplateCommand, json: bool) -> anyhow::Result<()> {
+    match command {
+        TemplateCommand::Create { name, task } => {
+            let template = task::definition(name, task.request, task.task)?;
+            template.check().map_err(anyhow::Error::msg)?;
+            // The base must be there now; each task resolves it again when it starts.
+            let repo = Repo::open(&template.repo)?;
+            repo.ensure_outside(home)?;
+            repo.resolve_commit(&template.base)?;
+            let store = SqliteStore::open(home).await?;
+            store.add_template(&template, now()).await?;
+            if json { show::json(&template) } else { show::template(&template) }
+        }
+        TemplateCommand::List => {
+            let templates = SqliteStore::open(home).await?.templates().await?;
+            if json {
+                return show::json(&templates);
+            }
+            if templates.is_empty() {
+                println!("no templates; make one with `baton template create --name N --request R --check CMD`");
+            }
+            for template in &templates {
+                println!(
+                    "{:<24} {}  ({})",
+                    template.name,
+                    show::headline(&template.request, 60),
+                    template.repo.display()
+                );
+            }
+            Ok(())
+        }
+        TemplateCommand::Show { name } => {
+            let template = SqliteStore::open(home).await?.template(&name).await?;
+            if json { show::json(&template) } else { show::template(&template) }
+        }
+        TemplateCommand::Delete { name } => {
+            SqliteStore::open(home).await?.delete_template(&name).await?;
+            if !json {
+                println!("template {name} deleted");
+            }
+            Ok(())
+        }
+        TemplateCommand::Start { name } => {
+            let store = SqliteStore::open(home).await?;
+            let template = store.template(&name).await?;
+            if !template.repo.exists() {
+                bail!("template {name}: its repository {} is gone", template.repo.display());
+            }
+            let state = task::start(&store, home, &template, None).await?;
+            if json {
+                show::json(&state)
+            } else {
+                println!("{}", state.id);
+                Ok(())
+            }
+        }
+    }
+}
