@@ -677,3 +677,44 @@ async fn the_forms_pick_an_attempt_resume_and_cancel_and_a_refused_task_keeps_wh
     let page = forms.page(&format!("/tasks/{paused}")).await;
     assert!(page.contains("cancelled in the web UI") && !page.contains("Cancel the task"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_is_saved_from_the_form_and_starts_tasks_from_its_page() {
+    use baton_testkit::model::{Reply, Rule, ToolCall};
+    let finish = ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "done"}).to_string() };
+    let rule = Rule { when: Expect::default(), reply: Reply { tool_calls: vec![finish], ..Reply::default() } };
+    let model = ScriptedServer::start(Script { rules: vec![rule], ..Script::default() }).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve_with(home.path(), &model, &["--slots", "1"]);
+    let forms = Forms::sign_in(&served.url, &served.token).await;
+    let repo_path = repo.path().display().to_string();
+    let mut fields = vec![
+        ("request", "Weekly tidy"),
+        ("repo", repo_path.as_str()),
+        ("checks", "true"),
+        ("no_review", "on"),
+        ("max_steps", "5"),
+        ("template_name", "weekly"),
+    ];
+    let (status, location) = forms.send("/tasks", &fields).await;
+    assert_eq!((status, location.as_str()), (303, "/templates?notice=Template+weekly+saved."));
+    let page = forms.page("/templates").await;
+    assert!(page.contains("<code>weekly</code>") && page.contains("Weekly tidy") && page.contains("5 steps"), "{page}");
+    let (status, page) = forms.send("/tasks", &fields).await;
+    assert_eq!(status, 422, "a name is taken once");
+    assert!(page.contains("exists already"), "{page}");
+    fields.retain(|(name, _)| *name != "template_name");
+    fields.push(("template_name", "two words"));
+    assert_eq!(forms.send("/tasks", &fields).await.0, 422);
+
+    let (status, location) = forms.send("/templates/weekly/start", &[]).await;
+    assert_eq!(status, 303, "{location}");
+    let id = location.trim_start_matches("/tasks/").split('?').next().unwrap().to_owned();
+    let task = forms.reaching(&id, "done").await;
+    assert_eq!(task["request"], "Weekly tidy", "{task}");
+    let (status, _) = forms.send("/templates/weekly/delete", &[]).await;
+    assert_eq!(status, 303);
+    assert!(forms.page("/templates").await.contains("No templates yet."));
+    assert_eq!(forms.send("/templates/weekly/start", &[]).await.0, 404);
+}

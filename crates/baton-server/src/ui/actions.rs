@@ -114,6 +114,21 @@ pub(crate) async fn create(
     Submitted(session, form): Submitted<TaskForm>,
 ) -> Result<Response, Failure> {
     session.may(Scope::Write)?;
+    let name = form.template_name.trim().to_owned();
+    if !name.is_empty() {
+        let saved = match form.to_task() {
+            Ok(task) => api.tasks.save_template(name, task).await.map_err(|refused| refused.to_string()),
+            Err(message) => Err(message),
+        };
+        return Ok(match saved {
+            Ok(template) => back("/templates", &format!("Template {} saved.", template.name)),
+            Err(message) => {
+                let notice = Some(format!("Not saved: {message}"));
+                let page = NewTaskPage { me: session.name, csrf: session.csrf, notice, form };
+                (StatusCode::UNPROCESSABLE_ENTITY, render(&page)).into_response()
+            }
+        });
+    }
     let made = match form.to_task() {
         Ok(task) => api.tasks.create(task, session.name.clone()).await,
         Err(message) => Err(message),
@@ -226,6 +241,29 @@ pub(crate) async fn message(
             )
         }
     })
+}
+
+/// `POST /templates/{name}/start`: a task from the template, for the caller.
+pub(crate) async fn start_template(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Submitted(session, Nothing {}): Submitted<Nothing>,
+) -> Result<Response, Failure> {
+    session.may(Scope::Write)?;
+    let id = api.tasks.start_template(&name, session.name.clone()).await?;
+    let _ = api.journaled.send((id.clone(), 0));
+    Ok(back(&format!("/tasks/{id}"), &format!("Started from template {name}.")))
+}
+
+/// `POST /templates/{name}/delete`.
+pub(crate) async fn delete_template(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Submitted(session, Nothing {}): Submitted<Nothing>,
+) -> Result<Response, Failure> {
+    session.may(Scope::Write)?;
+    api.store.delete_template(&name).await.map_err(Failure::store)?;
+    Ok(back("/templates", &format!("Template {name} deleted.")))
 }
 
 /// `POST /tasks/{id}/cancel`.

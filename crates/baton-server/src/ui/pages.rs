@@ -27,7 +27,7 @@ impl Failure {
 
     pub fn store(error: StoreError) -> Failure {
         let status = match error {
-            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
+            StoreError::NotFound(_) | StoreError::NoSuchTemplate(_) => StatusCode::NOT_FOUND,
             StoreError::Ambiguous { .. } => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -572,6 +572,8 @@ pub(crate) struct TaskForm {
     pub pick: String,
     pub captain_model: String,
     pub review_model: String,
+    /// Given: the form saves a template under this name instead of starting a task.
+    pub template_name: String,
     #[serde(deserialize_with = "checkbox")]
     pub plan: bool,
     #[serde(deserialize_with = "checkbox")]
@@ -694,6 +696,59 @@ pub(crate) async fn budget(
             .collect(),
     };
     Ok(render(&page))
+}
+
+pub(crate) struct TemplateRow {
+    name: String,
+    request: String,
+    repo: String,
+    base: String,
+    checks: String,
+    limits: String,
+}
+
+#[derive(Template)]
+#[template(path = "templates.html")]
+struct TemplatesPage {
+    me: Option<String>,
+    csrf: String,
+    notice: Option<String>,
+    templates: Vec<TemplateRow>,
+}
+
+/// `GET /templates`: the saved definitions, each with a button that starts a task.
+pub(crate) async fn templates(
+    State(api): State<Api>,
+    Extension(session): Extension<Session>,
+    Query(query): Query<NoticeQuery>,
+) -> Result<Response, Failure> {
+    let rows = api
+        .store
+        .templates()
+        .await
+        .map_err(Failure::store)?
+        .into_iter()
+        .map(|template| {
+            let budget = template.budget;
+            let limits: Vec<String> = [
+                budget.credits.map(|c| format!("{c} credits")),
+                budget.wall_clock_secs.map(|s| format!("{} window", span(s as i64 * 1000))),
+                budget.steps.map(|s| format!("{s} steps")),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            TemplateRow {
+                name: template.name,
+                request: headline(&template.request, 80),
+                repo: template.repo.display().to_string(),
+                base: template.base,
+                checks: template.checks.join("; "),
+                limits: if limits.is_empty() { "none".into() } else { limits.join(", ") },
+            }
+        })
+        .collect();
+    Ok(render(&TemplatesPage { me: session.name, csrf: session.csrf, notice: query.notice, templates: rows }))
 }
 
 #[derive(Template)]
