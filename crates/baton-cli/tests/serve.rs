@@ -318,7 +318,7 @@ async fn a_server_killed_with_eight_tasks_running_is_restarted_and_every_task_en
     // Every task past its first step, none finished: then the server dies.
     let ids = marking_under_way(&served, repo.path(), 8).await;
     let old_url = served.url.clone();
-    drop(served); // SIGKILL, and reaped
+    served.kill();
 
     let served = serve(home.path(), &model, "8");
     assert_ne!(served.url, old_url, "a fresh process on a fresh port");

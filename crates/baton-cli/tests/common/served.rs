@@ -53,8 +53,25 @@ pub fn client_with(secret: &str) -> reqwest::Client {
     reqwest::Client::builder().default_headers(headers).build().unwrap()
 }
 
+impl Served {
+    /// Kills the server at once (SIGKILL), as a crash would, and reaps it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long a test's server has to stop its runs before it is killed: a run killed mid-step
+/// leaves its task's disk mounted on the machine.
+const STOPPING: Duration = Duration::from_secs(10);
+
 impl Drop for Served {
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let deadline = Instant::now() + STOPPING;
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
