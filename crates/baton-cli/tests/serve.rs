@@ -1345,14 +1345,7 @@ async fn a_follow_up_reaches_the_next_model_request_of_a_running_task() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_up_sent_while_the_checks_run_opens_a_leg_before_the_task_ends() {
-    let finish = |summary: &str| Reply {
-        tool_calls: vec![ToolCall {
-            id: "f".into(),
-            name: "finish".into(),
-            arguments: json!({"summary": summary}).to_string(),
-        }],
-        ..Reply::default()
-    };
+    let finish = common::finish;
     let when = |text: &str| Expect { body_contains: Some(text.into()), ..Expect::default() };
     let script = Script {
         rules: vec![

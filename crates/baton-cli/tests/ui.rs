@@ -680,9 +680,7 @@ async fn the_forms_pick_an_attempt_resume_and_cancel_and_a_refused_task_keeps_wh
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_template_is_saved_from_the_form_and_starts_tasks_from_its_page() {
-    use baton_testkit::model::{Reply, Rule, ToolCall};
-    let finish = ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "done"}).to_string() };
-    let rule = Rule { when: Expect::default(), reply: Reply { tool_calls: vec![finish], ..Reply::default() } };
+    let rule = baton_testkit::model::Rule { when: Expect::default(), reply: common::finish("done") };
     let model = ScriptedServer::start(Script { rules: vec![rule], ..Script::default() }).await.unwrap();
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();

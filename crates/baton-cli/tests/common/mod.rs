@@ -84,6 +84,12 @@ pub fn describe(output: &Output) -> String {
     )
 }
 
+/// An answer that calls `finish` with `summary`.
+pub fn finish(summary: &str) -> Reply {
+    let call = ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": summary}).to_string() };
+    Reply { tool_calls: vec![call], ..Reply::default() }
+}
+
 /// The script of a best-of-N task's attempts, told apart by the line each one's request ends with:
 /// attempt k writes `contents[k - 1]` to `ok` and finishes, or, given none, only ever finishes.
 pub fn attempts(contents: &[Option<&str>]) -> Script {
@@ -91,14 +97,6 @@ pub fn attempts(contents: &[Option<&str>]) -> Script {
     let mut rules = Vec::new();
     for (index, content) in contents.iter().enumerate() {
         let marker = format!("Attempt {} of {count}:", index + 1);
-        let finish = |summary: &str| Reply {
-            tool_calls: vec![ToolCall {
-                id: "f".into(),
-                name: "finish".into(),
-                arguments: json!({"summary": summary}).to_string(),
-            }],
-            ..Reply::default()
-        };
         let Some(content) = content else {
             let when = Expect { body_contains: Some(marker), ..Expect::default() };
             rules.push(Rule { when, reply: finish("nothing") });
