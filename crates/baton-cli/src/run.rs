@@ -288,14 +288,24 @@ pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
 /// The task's committed change against its base commit: its branch in the user's repository, never
 /// its worktree (the agent's files), so a cancelled or finished task still shows its work.
 pub fn diff_text(state: &TaskState, upto: Option<&str>) -> anyhow::Result<String> {
-    // Once another task continues the branch, this task's change ends at its own last commit.
-    let head = match (upto, &state.work.continued_by, &state.work.last_commit) {
-        (Some(commit), _, _) => commit.to_owned(),
-        (None, Some(_), Some(last)) => last.clone(),
-        (None, Some(_), None) => state.base_commit.clone(),
-        (None, None, _) => format!("refs/heads/{}", state.branch),
-    };
+    let head = upto.map_or_else(|| head_of(state), str::to_owned);
     Ok(baton_git::Repo::open(&state.spec.repo)?.diff(&state.base_commit, &head)?)
+}
+
+/// Where the task's change ends: its branch's head, or, once another task continues the branch,
+/// its own last commit.
+fn head_of(state: &TaskState) -> String {
+    match (&state.work.continued_by, &state.work.last_commit) {
+        (Some(_), Some(last)) => last.clone(),
+        (Some(_), None) => state.base_commit.clone(),
+        (None, _) => format!("refs/heads/{}", state.branch),
+    }
+}
+
+/// The files of the task's change with their lines added and removed, from `git diff --numstat`.
+pub fn changed_files(state: &TaskState) -> anyhow::Result<Vec<baton_core::FileChange>> {
+    let files = baton_git::Repo::open(&state.spec.repo)?.numstat(&state.base_commit, &head_of(state))?;
+    Ok(files.into_iter().map(|f| baton_core::FileChange { path: f.path, added: f.added, removed: f.removed }).collect())
 }
 
 /// `baton demo`: the real machinery (git, sandbox, checks, journal) on a sample repository, driven by

@@ -297,6 +297,17 @@ impl Tasks for Creator {
         }
     }
 
+    async fn changed_files(&self, id: &TaskId) -> Result<Vec<baton_core::FileChange>, Refused> {
+        let state = self.store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
+        // git blocks: off the runtime that serves requests.
+        let made = tokio::task::spawn_blocking(move || run::changed_files(&state)).await;
+        match made {
+            Ok(Ok(files)) => Ok(files),
+            Ok(Err(error)) => Err(Refused::Failed(format!("{error:#}"))),
+            Err(error) => Err(Refused::Failed(error.to_string())),
+        }
+    }
+
     async fn diff(&self, id: &TaskId, upto: Option<&str>) -> Result<String, Refused> {
         let failed = |error: StoreError| Refused::Failed(error.to_string());
         let state = self.store.load(id).await.map_err(failed)?;

@@ -716,3 +716,40 @@ async fn a_template_is_saved_from_the_form_and_starts_tasks_from_its_page() {
     assert!(forms.page("/templates").await.contains("No templates yet."));
     assert_eq!(forms.send("/templates/weekly/start", &[]).await.0, 404);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_too_large_to_show_is_listed_by_file_and_shown_in_part() {
+    let big: String = (0..25_000).map(|n| format!("line {n}\n")).collect();
+    let script = Script {
+        turns: vec![
+            common::call("w", "write_file", json!({"path": "big.txt", "content": big})),
+            common::call("f", "finish", json!({"summary": "a big file"})),
+        ],
+        ..Script::default()
+    };
+    let model = ScriptedServer::start(script).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    let served = serve_with(home.path(), &model, &["--slots", "1"]);
+    let forms = Forms::sign_in(&served.url, &served.token).await;
+    let repo_path = repo.path().display().to_string();
+    // A window the big write fits in, so that no handoff asks the script for a summary.
+    let fields = [
+        ("request", "Big"),
+        ("repo", repo_path.as_str()),
+        ("checks", "true"),
+        ("no_review", "on"),
+        ("context_window", "2000000"),
+    ];
+    let (_, location) = forms.send("/tasks", &fields).await;
+    let id = location.trim_start_matches("/tasks/").split('?').next().unwrap().to_owned();
+    forms.reaching(&id, "done").await;
+
+    // The task page lists the file from git's per-file counts, not from the diff itself.
+    let page = forms.page(&format!("/tasks/{id}")).await;
+    assert!(page.contains("<code>big.txt</code></td><td class=\"add\">+25000</td>"), "{page}");
+    // The diff page shows its first 20,000 lines and says where the rest is.
+    let page = forms.page(&format!("/tasks/{id}/diff")).await;
+    assert!(page.contains("Its first 20000 of 25006 lines"), "{}", &page[..page.len().min(3000)]);
+    assert!(page.contains("+line 19993\n") && !page.contains("+line 19994\n"), "cut after 20,000 lines");
+}

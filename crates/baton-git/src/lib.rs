@@ -212,6 +212,23 @@ pub struct FileStat {
     pub removed: u64,
 }
 
+/// The files of `git diff --numstat -z` output (binary files count no lines).
+fn file_stats(numstat: &str) -> Vec<FileStat> {
+    numstat
+        .split('\0')
+        .filter(|entry| !entry.is_empty())
+        .filter_map(|entry| {
+            let mut fields = entry.splitn(3, '\t');
+            let (added, removed, path) = (fields.next()?, fields.next()?, fields.next()?);
+            Some(FileStat {
+                path: path.to_owned(),
+                added: added.parse().unwrap_or(0),
+                removed: removed.parse().unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
 impl Repo {
     /// Opens the repository that contains `path`.
     pub fn open(path: &Path) -> Result<Repo, GitError> {
@@ -251,6 +268,24 @@ impl Repo {
     pub fn diff(&self, base: &str, rev: &str) -> Result<String, GitError> {
         let args = ["diff", "--no-color", "--no-ext-diff", "--no-textconv", "--end-of-options", base, rev, "--"];
         checked(run(&self.root, &self.overrides, args)?, &self.root, &args)
+    }
+
+    /// Per-file line counts between `base` and `rev`: a line per file whatever the size of the
+    /// change, where the diff itself could be as large as what the agent committed.
+    pub fn numstat(&self, base: &str, rev: &str) -> Result<Vec<FileStat>, GitError> {
+        let args = [
+            "diff",
+            "--numstat",
+            "-z",
+            "--no-renames",
+            "--no-ext-diff",
+            "--no-textconv",
+            "--end-of-options",
+            base,
+            rev,
+            "--",
+        ];
+        Ok(file_stats(&checked(run(&self.root, &self.overrides, args)?, &self.root, &args)?))
     }
 
     /// How many files and lines changed between `base` and `rev` (binary files count no lines),
@@ -720,19 +755,6 @@ impl Worktree {
             WorktreeAccess::ReadOnly,
             &["diff", "--numstat", "-z", "--no-renames", "--no-ext-diff", "--no-textconv", base, "HEAD", "--"],
         )?;
-        let stats = numstat
-            .split('\0')
-            .filter(|entry| !entry.is_empty())
-            .filter_map(|entry| {
-                let mut fields = entry.splitn(3, '\t');
-                let (added, removed, path) = (fields.next()?, fields.next()?, fields.next()?);
-                Some(FileStat {
-                    path: path.to_owned(),
-                    added: added.parse().unwrap_or(0),
-                    removed: removed.parse().unwrap_or(0),
-                })
-            })
-            .collect();
-        Ok(stats)
+        Ok(file_stats(&numstat))
     }
 }

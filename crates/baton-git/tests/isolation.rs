@@ -276,6 +276,9 @@ fn a_change_is_sized_in_files_and_lines_whatever_the_repository_configures() {
     let stat = repo.shortstat(&base, &head).unwrap();
     // a.txt: one line replaced and one added; b.txt: one removed; the binary file counts no lines.
     assert_eq!(stat, Shortstat { files: 3, insertions: 2, deletions: 2 });
+    let files: Vec<(String, u64, u64)> =
+        repo.numstat(&base, &head).unwrap().into_iter().map(|f| (f.path, f.added, f.removed)).collect();
+    assert_eq!(files, [("a.txt".into(), 2, 1), ("b.txt".into(), 0, 1), ("image.bin".into(), 0, 0)]);
     assert!(matches!(repo.shortstat(&base, "no-such-rev"), Err(GitError::Failed { .. })));
 }
 

@@ -69,6 +69,9 @@ pub trait Tasks: Send + Sync {
     /// Sends the user's follow-up to a task that has not ended, or continues an ended one with it.
     async fn follow_up(&self, task: &TaskId, text: &str) -> Result<FollowedUp, Refused>;
 
+    /// The files the task changed against its base commit, with lines added and removed.
+    async fn changed_files(&self, task: &TaskId) -> Result<Vec<baton_core::FileChange>, Refused>;
+
     /// The task's change against its base commit, as a unified diff: up to its branch's head, or
     /// to `upto`, one of its checkpoints.
     async fn diff(&self, task: &TaskId, upto: Option<&str>) -> Result<String, Refused>;

@@ -312,12 +312,6 @@ pub(crate) struct FindingRow {
     note: String,
 }
 
-pub(crate) struct FileRow {
-    path: String,
-    added: usize,
-    removed: usize,
-}
-
 pub(crate) struct Bar {
     label: String,
     amount: String,
@@ -350,7 +344,7 @@ struct TaskPage {
     /// Where the window of events ends (the task's `next_seq` for the latest).
     end_seq: u64,
     live: bool,
-    changes: Vec<FileRow>,
+    changes: Vec<baton_core::FileChange>,
     checkpoints: Vec<(String, String)>,
     plan: Vec<(String, &'static str)>,
     subtasks: Vec<SubtaskRow>,
@@ -370,24 +364,6 @@ pub(crate) struct TaskQuery {
 
 /// Events a task page shows at once; earlier ones are a link away.
 pub(crate) const WINDOW: u64 = 200;
-
-/// Files of a unified diff with the lines each adds and removes.
-fn files_of(diff: &str) -> Vec<FileRow> {
-    let mut files: Vec<FileRow> = Vec::new();
-    for line in diff.lines() {
-        if let Some(path) = line.strip_prefix("+++ ") {
-            let path = path.strip_prefix("b/").unwrap_or(path);
-            files.push(FileRow { path: path.to_owned(), added: 0, removed: 0 });
-        } else if let Some(file) = files.last_mut() {
-            if line.starts_with('+') {
-                file.added += 1;
-            } else if line.starts_with('-') && !line.starts_with("--- ") {
-                file.removed += 1;
-            }
-        }
-    }
-    files
-}
 
 /// The open decision of a waiting task, as a form.
 fn decision_form(state: &TaskState) -> Option<DecisionForm> {
@@ -432,8 +408,8 @@ pub(crate) async fn task(
     let start = end.saturating_sub(WINDOW);
     let events = api.store.events(&id, start).await.map_err(Failure::store)?;
     let shown: Vec<&Recorded> = events.iter().filter(|recorded| recorded.seq < end).collect();
-    // The diff is read from git: a task with no commit has none.
-    let diff = if state.work.last_commit.is_some() { api.tasks.diff(&id, None).await? } else { String::new() };
+    // Read from git (a line per file, however large the change): a task with no commit has none.
+    let changes = if state.work.last_commit.is_some() { api.tasks.changed_files(&id).await? } else { Vec::new() };
     let decision = decision_form(&state);
     let checkpoints = state
         .work
@@ -454,7 +430,7 @@ pub(crate) async fn task(
         end_seq: end,
         // An ended task's page has nothing more to follow.
         live: end == state.next_seq && !state.status().is_terminal(),
-        changes: files_of(&diff),
+        changes,
         checkpoints,
         plan: state.work.plan.iter().map(|step| (step.title.clone(), step.status.as_str())).collect(),
         subtasks,
@@ -522,6 +498,10 @@ pub(crate) struct DiffQuery {
     commit: Option<String>,
 }
 
+/// The most lines of a diff a page shows: a page the browser can still lay out, whatever the
+/// agent committed.
+const DIFF_LINES: usize = 20_000;
+
 /// `GET /tasks/{id}/diff`: the change, coloured.
 pub(crate) async fn diff(
     State(api): State<Api>,
@@ -531,8 +511,10 @@ pub(crate) async fn diff(
 ) -> Result<Response, Failure> {
     let id = api.store.resolve(&id).await.map_err(Failure::store)?;
     let text = api.tasks.diff(&id, query.commit.as_deref()).await?;
+    let total = text.lines().count();
     let lines = text
         .lines()
+        .take(DIFF_LINES)
         .map(|line| {
             let class = match line.as_bytes().first() {
                 _ if line.starts_with("diff ") || line.starts_with("+++ ") || line.starts_with("--- ") => "file",
@@ -544,10 +526,15 @@ pub(crate) async fn diff(
             (class, line.to_owned())
         })
         .collect();
-    let scope = match &query.commit {
+    let mut scope = match &query.commit {
         Some(commit) => format!("From the base commit to checkpoint {commit}."),
         None => "From the base commit to the branch's head.".to_owned(),
     };
+    if total > DIFF_LINES {
+        scope.push_str(&format!(
+            " Its first {DIFF_LINES} of {total} lines: `baton diff {id}` or GET /api/v1/tasks/{id}/diff gives all of it."
+        ));
+    }
     Ok(render(&DiffPage { me: session.name, csrf: session.csrf, notice: None, id: id.to_string(), scope, lines }))
 }
 
