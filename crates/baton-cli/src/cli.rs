@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use baton_core::{Credits, Status};
+use baton_core::{CatchUp, Credits, ScheduleMode, Status};
 use clap::{Args, Parser, Subcommand};
 
 /// Run long coding tasks with LLM agents: planned, built in a sandbox on their own git branch,
@@ -95,6 +95,9 @@ pub enum Command {
     /// Task definitions saved under a name, to start tasks from.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Cron rules that start tasks from a template while `baton serve` runs, within limits.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
     /// with what changed since the handoff before.
     Handoffs {
@@ -198,6 +201,70 @@ pub enum TemplateCommand {
     Delete { name: String },
     /// Start a task from a template, queued for `baton serve` (or `baton resume ID`); prints its id.
     Start { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Start tasks from a template on a cron rule; `baton serve` fires it.
+    Create(Box<ScheduleArgs>),
+    /// Every schedule: its rule, whether it is paused, when it fires next.
+    List,
+    /// One schedule: its definition, its next firings and its latest ones.
+    Show { name: String },
+    /// Stop a schedule firing until it is resumed.
+    Pause {
+        name: String,
+        /// Why, for whoever reads it later.
+        #[arg(long, default_value = "paused by hand")]
+        reason: String,
+    },
+    /// Let a paused schedule fire again, from now on (what fell due meanwhile is not caught up).
+    Resume { name: String },
+    /// Delete a schedule and its firings; tasks it started stay.
+    Delete { name: String },
+    /// A schedule's firings, newest first: what each started, or why it was skipped.
+    Runs {
+        name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+/// What `schedule create` is given.
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// The template each run starts from.
+    #[arg(long)]
+    pub template: String,
+    /// What to call the schedule [default: the template's name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Five fields (minute hour day month weekday), or six with seconds first, e.g. "0 3 * * 1-5".
+    #[arg(long)]
+    pub cron: String,
+    /// The IANA time zone the rule's hours and days are in.
+    #[arg(long, default_value = "UTC")]
+    pub tz: String,
+    /// fresh: each run a new task from the template's base; continue: each run continues the
+    /// previous run's branch.
+    #[arg(long, default_value = "fresh")]
+    pub mode: ScheduleMode,
+    /// After downtime: skip what fell due, or run it once.
+    #[arg(long, default_value = "skip")]
+    pub catch_up: CatchUp,
+    /// At most this many runs start on one day (in --tz).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub runs_per_day: Option<u32>,
+    /// Each run's credit budget (the template's own when that is lower).
+    #[arg(long, value_name = "CREDITS")]
+    pub run_budget: Option<Credits>,
+    /// What all runs started in a month (in --tz) may spend together.
+    #[arg(long, value_name = "CREDITS")]
+    pub month_budget: Option<Credits>,
+    /// Pause the schedule after this many failed runs in a row.
+    #[arg(long, value_name = "K", default_value_t = baton_core::DEFAULT_MAX_FAILURES,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_failures: u32,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,6 +8,7 @@ mod env;
 mod home;
 mod model;
 mod run;
+mod schedule;
 mod serve;
 mod show;
 mod task;
@@ -89,6 +90,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(&home()?, &config()?, *args).await,
             Command::Token(command) => token::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Template(command) => template::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
+            Command::Schedule(command) => schedule::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,
             Command::Demo => run::demo(&home()?, &config()?, cli.json).await,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use baton_core::{Credits, Event, FindingStatus, Status, StopReason, TaskId, Template};
-use baton_engine::{Children, Engines, Observer, Scheduler};
+use baton_core::{Credits, Event, FindingStatus, Status, StopReason, TaskId, TaskState, Template};
+use baton_engine::{Children, Engines, Observer, Scheduler, Schedules, Starter};
 use baton_server::{Access, Api, FollowedUp, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
 use baton_store::{SqliteStore, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
@@ -60,14 +60,15 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
         scheduler = scheduler.per_owner(limit as usize);
     }
     let scheduler = Arc::new(scheduler);
-    let tasks = Creator {
+    let tasks = Arc::new(Creator {
         scheduler: scheduler.clone(),
         store: store.clone(),
         home: home.to_owned(),
         config: config.clone(),
         model,
         wake: scheduler.waker(),
-    };
+    });
+    let schedules = Schedules::new(store.clone(), tasks.clone());
     let access = if no_auth { Access::Open } else { Access::Tokens };
     baton_server::admits(access, addr)?;
     if access == Access::Tokens && !store.tokens().await?.iter().any(|token| token.revoked_at.is_none()) {
@@ -78,7 +79,7 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
     }
     let limits = Arc::new(Limits::new(rate_limit));
     let shutdown = CancellationToken::new();
-    let api = Api { store, tasks: Arc::new(tasks), journaled, access, limits, closing: shutdown.clone(), meter };
+    let api = Api { store, tasks, journaled, access, limits, closing: shutdown.clone(), meter };
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     let url = format!("http://{}", listener.local_addr()?);
     // The first line of output, for scripts and tests that start a server on port 0.
@@ -94,7 +95,7 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
         shutdown.cancel();
         served
     };
-    let (served, ()) = tokio::join!(server, scheduler.run(shutdown.clone()));
+    let (served, (), ()) = tokio::join!(server, scheduler.run(shutdown.clone()), schedules.run(shutdown.clone()));
     served?;
     // Every run has stopped at its next step, its work in progress committed and its lease
     // released: the next start takes each task up where it stopped.
@@ -154,6 +155,11 @@ struct Creator {
 }
 
 impl Creator {
+    /// `template`, with this server's model when it names none.
+    fn with_model(&self, template: &Template) -> Template {
+        Template { model: template.model.clone().or_else(|| self.model.clone()), ..template.clone() }
+    }
+
     /// What a client described, as a task definition (named `name` for a template): checked as the
     /// command line checks it, with a model that can be used (a key; a price for a budget).
     fn definition(&self, name: String, new: NewTask) -> Result<Template, String> {
@@ -198,6 +204,26 @@ impl Creator {
     }
 }
 
+/// Firings start their tasks as the API does, each as the task its firing claimed.
+#[async_trait::async_trait]
+impl Starter for Creator {
+    async fn start(&self, id: &TaskId, template: &Template, owner: Option<String>) -> Result<(), String> {
+        task::start_as(self.store.as_ref(), &self.home, &self.with_model(template), owner, id)
+            .await
+            .map_err(|error| format!("{error:#}"))?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn continue_from(&self, id: &TaskId, earlier: &TaskState, template: &Template) -> Result<(), String> {
+        task::continue_as(self.store.as_ref(), earlier, &template.request, template.budget, id)
+            .await
+            .map_err(|refused| refused.to_string())?;
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
 #[async_trait::async_trait]
 impl Tasks for Creator {
     async fn create(&self, new: NewTask, owner: Option<String>) -> Result<TaskId, String> {
@@ -227,7 +253,7 @@ impl Tasks for Creator {
             Err(error @ StoreError::NoSuchTemplate(_)) => return Err(Refused::Missing(error.to_string())),
             Err(error) => return Err(Refused::Failed(error.to_string())),
         };
-        let state = task::start(self.store.as_ref(), &self.home, &template, owner)
+        let state = task::start(self.store.as_ref(), &self.home, &self.with_model(&template), owner)
             .await
             .map_err(|error| Refused::Invalid(format!("{error:#}")))?;
         self.wake.notify_one();

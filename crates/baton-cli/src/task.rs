@@ -181,15 +181,27 @@ pub async fn start(
     template: &Template,
     owner: Option<String>,
 ) -> anyhow::Result<TaskState> {
+    start_as(store, home, template, owner, &new_task_id()?).await
+}
+
+/// As [`start`], as task `id`; when that task exists already (a start retried), that task.
+pub async fn start_as(
+    store: &dyn Store,
+    home: &Path,
+    template: &Template,
+    owner: Option<String>,
+    id: &TaskId,
+) -> anyhow::Result<TaskState> {
     let repo = Repo::open(&template.repo)?;
     repo.ensure_outside(home)?;
     let base_commit = repo.resolve_commit(&template.base)?;
     let spec = template.spec(owner);
     spec.validate()?;
-    let id = new_task_id()?;
-    let branch = branch_name(&spec.request, &id);
-    store.append(&id, 0, now(), &[Event::TaskCreated { spec: Box::new(spec), base_commit, branch }]).await?;
-    Ok(store.load(&id).await?)
+    let branch = branch_name(&spec.request, id);
+    match store.append(id, 0, now(), &[Event::TaskCreated { spec: Box::new(spec), base_commit, branch }]).await {
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(store.load(id).await?),
+        Err(error) => Err(error.into()),
+    }
 }
 
 pub async fn events(backend: &dyn Backend, id: &TaskId, follow: bool, json: bool) -> anyhow::Result<()> {
@@ -337,7 +349,11 @@ pub async fn follow_up(store: &dyn Store, id: &TaskId, text: &str) -> Result<Fol
         if state.status().is_terminal() {
             match &state.work.continued_by {
                 Some(next) => id = TaskId::parse(next).map_err(|error| Refused::Failed(error.to_string()))?,
-                None => return continue_branch(store, &state, text).await,
+                None => {
+                    let task = new_task_id().map_err(|error| Refused::Failed(format!("{error:#}")))?;
+                    continue_as(store, &state, text, state.spec.budget, &task).await?;
+                    return Ok(FollowedUp::Continued { task });
+                }
             }
             continue;
         }
@@ -358,9 +374,16 @@ pub async fn follow_up(store: &dyn Store, id: &TaskId, text: &str) -> Result<Fol
 /// How long a follow-up waits for an ended task's run to let go of it.
 const RUN_ENDING: Duration = Duration::from_secs(10);
 
-/// Starts a task that continues `earlier`'s branch (from its base, so that its diff is the whole
-/// change) with `text` as its request, queued for whoever runs tasks.
-async fn continue_branch(store: &dyn Store, earlier: &TaskState, text: &str) -> Result<FollowedUp, Refused> {
+/// Starts task `task`, which continues `earlier`'s branch (from its base, so that its diff is the
+/// whole change) with `text` as its request and `budget` as its limits, queued for whoever runs
+/// tasks. Retried with the same `task`, it finishes what an earlier call began.
+pub async fn continue_as(
+    store: &dyn Store,
+    earlier: &TaskState,
+    text: &str,
+    budget: Budget,
+    task: &TaskId,
+) -> Result<(), Refused> {
     let id = &earlier.id;
     if earlier.status() == Status::Cancelled {
         return Err(Refused::Conflict(format!(
@@ -383,6 +406,7 @@ async fn continue_branch(store: &dyn Store, earlier: &TaskState, text: &str) -> 
         earlier.stop.as_ref().map_or(earlier.status().to_string(), |stop| format!("{}: {}", stop.reason, stop.detail));
     let spec = TaskSpec {
         request: text.to_owned(),
+        budget,
         continues: Some(Continued { task: id.to_string(), request: earlier.spec.request.clone(), ended }),
         plan: false,
         approve_plan: false,
@@ -392,18 +416,21 @@ async fn continue_branch(store: &dyn Store, earlier: &TaskState, text: &str) -> 
         ..earlier.spec.clone()
     };
     spec.validate().map_err(|error| Refused::Invalid(error.to_string()))?;
-    let task = new_task_id().map_err(|error| Refused::Failed(format!("{error:#}")))?;
     // On the earlier task first: of two follow-ups at once, one continues it and the other is
     // refused as a conflict, and finds the new task when it tries again.
-    let continued = Event::Continued { task: task.to_string() };
-    store.append(id, earlier.next_seq, now(), &[continued]).await.map_err(|error| refusal(id, error))?;
+    if earlier.work.continued_by.as_deref() != Some(task.as_str()) {
+        let continued = Event::Continued { task: task.to_string() };
+        store.append(id, earlier.next_seq, now(), &[continued]).await.map_err(|error| refusal(id, error))?;
+    }
     let created = Event::TaskCreated {
         spec: Box::new(spec),
         base_commit: earlier.base_commit.clone(),
         branch: earlier.branch.clone(),
     };
-    store.append(&task, 0, now(), &[created]).await.map_err(failed)?;
-    Ok(FollowedUp::Continued { task })
+    match store.append(task, 0, now(), &[created]).await {
+        Ok(_) | Err(StoreError::Conflict { .. }) => Ok(()),
+        Err(error) => Err(failed(error)),
+    }
 }
 
 /// A failed append to task `id`, as a refusal: a writer that got there first is a conflict the

@@ -15,6 +15,7 @@ mod id;
 mod ledger;
 mod money;
 mod review;
+mod schedule;
 mod secret;
 mod spec;
 mod state;
@@ -36,6 +37,7 @@ pub use money::{Credits, InvalidCredits};
 pub use review::{
     CheckMark, DiffStat, Finding, FindingStatus, Role as LegRole, Severity, Subtask, SubtaskOutcome, SubtaskState,
 };
+pub use schedule::{CatchUp, DEFAULT_MAX_FAILURES, Firing, FiringOutcome, Schedule, ScheduleMode};
 pub use secret::{Secret, redact};
 pub use spec::{Budget, CheckSpec, Continued, MAX_ATTEMPTS, Pick, SpecError, TaskSpec, branch_name, slug};
 pub use state::{CheckResult, FoldError, LegRecord, Money, Stop, TaskState, Work, fold};

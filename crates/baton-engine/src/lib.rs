@@ -23,8 +23,10 @@ mod plan;
 mod recover;
 mod review;
 mod scheduler;
+mod schedules;
 mod services;
 mod snapshot;
+mod timing;
 mod verify;
 
 use std::path::PathBuf;
@@ -47,7 +49,9 @@ pub use crate::lease::{HeldLease, holder_name};
 use crate::machine::Machine;
 pub use crate::machine::discard;
 pub use crate::scheduler::{Engines, Observer, Scheduler};
+pub use crate::schedules::{ScheduleError, Schedules, Starter, add_schedule};
 pub use crate::snapshot::{Caches, Manifest, Provenance, SetupFailure, SetupStep, Snapshot, Snapshots, Source};
+pub use crate::timing::Timing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {

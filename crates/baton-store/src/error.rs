@@ -48,6 +48,16 @@ pub enum StoreError {
     NoSuchTemplate(String),
     #[error("template `{name}` is unreadable: {reason}")]
     CorruptTemplate { name: String, reason: String },
+    #[error("a schedule named `{0}` exists already")]
+    ScheduleExists(String),
+    #[error("no schedule named `{0}`")]
+    NoSuchSchedule(String),
+    #[error("schedule `{0}` is not paused")]
+    ScheduleNotPaused(String),
+    #[error("schedule `{0}` changed meanwhile (paused, deleted, or its firings taken by another server)")]
+    ScheduleChanged(String),
+    #[error("schedule `{name}` is unreadable: {reason}")]
+    CorruptSchedule { name: String, reason: String },
     #[error("journal database error: {0}")]
     Database(#[from] sqlx::Error),
 }

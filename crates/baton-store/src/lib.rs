@@ -10,19 +10,21 @@ mod blob;
 mod codec;
 mod error;
 mod migrate;
+mod schedules;
 mod sqlite;
 mod templates;
 mod tokens;
 
 use async_trait::async_trait;
 use baton_core::{
-    Credits, Entry, EntryKind, Event, Policy, Position, Recorded, Status, StopReason, TaskId, TaskState, Template,
-    Timestamp, Token, TokenHash, fold,
+    Credits, Entry, EntryKind, Event, Firing, FiringOutcome, Policy, Position, Recorded, Schedule, Status, StopReason,
+    TaskId, TaskState, Template, Timestamp, Token, TokenHash, fold,
 };
 
 pub use blob::{BlobHash, BlobStore, InvalidBlobHash};
 pub use codec::INLINE_PAYLOAD_LIMIT;
 pub use error::StoreError;
+pub use schedules::Firings;
 pub use sqlite::SqliteStore;
 
 /// One row of `baton task list`: what can be shown without replaying a journal.
@@ -56,6 +58,19 @@ pub struct Lease {
     /// Grows each time the lease changes hands.
     pub epoch: u64,
     pub expires_at: Timestamp,
+}
+
+/// A schedule as the store keeps it: its definition and where it stands.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SavedSchedule {
+    pub schedule: Schedule,
+    /// Why it is paused (by a person, or by itself after failed runs); `None` while it fires.
+    pub paused: Option<String>,
+    /// Its firings up to this time have been considered (started, skipped or missed).
+    pub cursor: Timestamp,
+    /// Runs that failed before this time do not count towards its next pause.
+    pub resumed_at: Timestamp,
+    pub created_at: Timestamp,
 }
 
 /// Where journals live. SQLite is the embedded default; other backends implement the same trait so
@@ -165,6 +180,55 @@ pub trait Store: Send + Sync {
     /// Deletes the template `name` (tasks started from it stay); [`StoreError::NoSuchTemplate`] if
     /// there is none.
     async fn delete_template(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Keeps `schedule` under its name, firing from `at` on; [`StoreError::ScheduleExists`] if the
+    /// name is taken.
+    async fn add_schedule(&self, schedule: &Schedule, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Every schedule, by name.
+    async fn schedules(&self) -> Result<Vec<SavedSchedule>, StoreError>;
+
+    /// The schedule `name`; [`StoreError::NoSuchSchedule`] if there is none.
+    async fn schedule(&self, name: &str) -> Result<SavedSchedule, StoreError>;
+
+    /// Deletes the schedule `name` and its firings (tasks it started stay).
+    async fn delete_schedule(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Pauses the schedule `name` for `reason` (which replaces an earlier one's).
+    async fn pause_schedule(&self, name: &str, reason: &str) -> Result<SavedSchedule, StoreError>;
+
+    /// Resumes the paused schedule `name` at `at`: firings from then on; runs before do not count
+    /// towards its next pause. [`StoreError::ScheduleNotPaused`] if it was not paused.
+    async fn resume_schedule(&self, name: &str, at: Timestamp) -> Result<SavedSchedule, StoreError>;
+
+    /// Moves the active schedule's cursor from `from` to `to` and records `firings` (which fell in
+    /// between), in one step; [`StoreError::ScheduleChanged`] and nothing recorded if its cursor is
+    /// no longer `from` or it was paused or deleted meanwhile.
+    async fn advance_schedule(
+        &self,
+        name: &str,
+        from: Timestamp,
+        to: Timestamp,
+        firings: &[Firing],
+    ) -> Result<(), StoreError>;
+
+    /// Records what the claimed firing at `at` came to.
+    async fn settle_firing(
+        &self,
+        name: &str,
+        at: Timestamp,
+        outcome: FiringOutcome,
+        detail: &str,
+    ) -> Result<(), StoreError>;
+
+    /// The schedule's firings at or after `since`, newest first, at most `limit`.
+    async fn firings(
+        &self,
+        name: &str,
+        which: Firings,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Firing>, StoreError>;
 
     /// Stores bytes by content and returns their hash; storing the same bytes twice is a no-op.
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError>;

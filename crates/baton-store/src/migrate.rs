@@ -100,6 +100,26 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     ) STRICT;
     "#,
+    // 7: schedules (the cursor: up to when their firings have been considered) and their firings.
+    r#"
+    CREATE TABLE schedules (
+        name       TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        paused     TEXT,
+        cursor     INTEGER NOT NULL,
+        resumed_at INTEGER NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE firings (
+        schedule    TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        outcome     TEXT NOT NULL,
+        task        TEXT,
+        detail      TEXT NOT NULL,
+        recorded_at INTEGER NOT NULL,
+        PRIMARY KEY (schedule, at)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::{
-    Credits, Entry, EntryKind, Event, FoldError, Lifecycle, Policy, Position, Recorded, Status, StopReason, TaskId,
-    Template, Timestamp, Token, TokenHash,
+    Credits, Entry, EntryKind, Event, Firing, FiringOutcome, FoldError, Lifecycle, Policy, Position, Recorded,
+    Schedule, Status, StopReason, TaskId, Template, Timestamp, Token, TokenHash,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -15,8 +15,8 @@ use crate::blob::{BlobHash, BlobStore};
 use crate::codec::{self, EVENT_COLUMNS, EventRow};
 use crate::error::StoreError;
 use crate::migrate::migrate;
+use crate::{Firings, SavedSchedule, schedules, templates, tokens};
 use crate::{FollowUp, Lease, Store, TaskSummary};
-use crate::{templates, tokens};
 
 /// The embedded store: `<home>/baton.db` (SQLite in WAL mode, every commit synced to disk) and
 /// `<home>/blobs/`.
@@ -476,6 +476,60 @@ impl Store for SqliteStore {
 
     async fn delete_template(&self, name: &str) -> Result<(), StoreError> {
         templates::delete(&self.pool, name).await
+    }
+
+    async fn add_schedule(&self, schedule: &Schedule, at: Timestamp) -> Result<(), StoreError> {
+        schedules::add(&self.pool, schedule, at).await
+    }
+
+    async fn schedules(&self) -> Result<Vec<SavedSchedule>, StoreError> {
+        schedules::all(&self.pool).await
+    }
+
+    async fn schedule(&self, name: &str) -> Result<SavedSchedule, StoreError> {
+        schedules::one(&self.pool, name).await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<(), StoreError> {
+        schedules::delete(&self.pool, name).await
+    }
+
+    async fn pause_schedule(&self, name: &str, reason: &str) -> Result<SavedSchedule, StoreError> {
+        schedules::pause(&self.pool, name, reason).await
+    }
+
+    async fn resume_schedule(&self, name: &str, at: Timestamp) -> Result<SavedSchedule, StoreError> {
+        schedules::resume(&self.pool, name, at).await
+    }
+
+    async fn advance_schedule(
+        &self,
+        name: &str,
+        from: Timestamp,
+        to: Timestamp,
+        firings: &[Firing],
+    ) -> Result<(), StoreError> {
+        schedules::advance(&self.pool, name, from, to, firings).await
+    }
+
+    async fn settle_firing(
+        &self,
+        name: &str,
+        at: Timestamp,
+        outcome: FiringOutcome,
+        detail: &str,
+    ) -> Result<(), StoreError> {
+        schedules::settle(&self.pool, name, at, outcome, detail).await
+    }
+
+    async fn firings(
+        &self,
+        name: &str,
+        which: Firings,
+        since: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<Firing>, StoreError> {
+        schedules::list(&self.pool, name, which, since, limit).await
     }
 
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {

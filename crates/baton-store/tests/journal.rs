@@ -191,7 +191,7 @@ async fn a_newer_schema_is_refused_not_guessed_at() {
     let err = SqliteStore::open(dir.path()).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the journal database has schema version 99, newer than this baton knows (6); upgrade baton"
+        "the journal database has schema version 99, newer than this baton knows (7); upgrade baton"
     );
 }
 
@@ -311,6 +311,70 @@ async fn templates_are_kept_by_name_whole_and_a_name_is_taken_once() {
     store.delete_template("docs").await.unwrap();
     assert!(matches!(store.template("docs").await, Err(StoreError::NoSuchTemplate(_))));
     assert!(matches!(store.delete_template("docs").await, Err(StoreError::NoSuchTemplate(_))));
+}
+
+#[tokio::test]
+async fn a_schedule_moves_its_cursor_once_per_claim_and_pauses_and_resumes() {
+    use baton_core::{Firing, FiringOutcome, Schedule, Timestamp};
+    use baton_store::Firings;
+    let (_dir, store) = store().await;
+    let schedule = Schedule {
+        name: "nightly".into(),
+        template: "deps".into(),
+        cron: "0 3 * * *".into(),
+        timezone: "Europe/Berlin".into(),
+        mode: baton_core::ScheduleMode::Continue,
+        catch_up: baton_core::CatchUp::Once,
+        runs_per_day: Some(2),
+        run_budget: Some("1.5".parse().unwrap()),
+        month_budget: Some("20".parse().unwrap()),
+        max_failures: 4,
+        owner: Some("ci".into()),
+    };
+    store.add_schedule(&schedule, at(10)).await.unwrap();
+    assert!(matches!(store.add_schedule(&schedule, at(11)).await, Err(StoreError::ScheduleExists(_))));
+    let saved = store.schedule("nightly").await.unwrap();
+    assert_eq!(
+        (saved.schedule, saved.paused, saved.cursor),
+        (schedule.clone(), None, at(10)),
+        "every field comes back"
+    );
+    let firing = |when: i64, outcome| Firing {
+        schedule: "nightly".into(),
+        at: at(when),
+        outcome,
+        task: None,
+        detail: String::new(),
+        recorded_at: at(20),
+    };
+    let claimed = [firing(12, FiringOutcome::Skipped), firing(15, FiringOutcome::Claimed)];
+    store.advance_schedule("nightly", at(10), at(20), &claimed).await.unwrap();
+    // The same firings again (another server, or a retry): refused, nothing recorded twice.
+    let again = store.advance_schedule("nightly", at(10), at(20), &claimed).await;
+    assert!(matches!(again, Err(StoreError::ScheduleChanged(_))), "{again:?}");
+    store.settle_firing("nightly", at(15), FiringOutcome::Started, "started task x").await.unwrap();
+    let settled_twice = store.settle_firing("nightly", at(15), FiringOutcome::Unstartable, "no").await;
+    assert!(matches!(settled_twice, Err(StoreError::ScheduleChanged(_))), "only a claim is settled");
+    let all = store.firings("nightly", Firings::All, Timestamp(0), 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|f| (f.at, f.outcome)).collect::<Vec<_>>(),
+        [(at(15), FiringOutcome::Started), (at(12), FiringOutcome::Skipped)]
+    );
+    let runs = store.firings("nightly", Firings::Runs, Timestamp(0), 10).await.unwrap();
+    assert_eq!(runs.len(), 1);
+    assert!(store.firings("nightly", Firings::All, at(13), 10).await.unwrap().iter().all(|f| f.at >= at(13)));
+
+    // Paused, its cursor cannot move; resumed, it fires from the resume on.
+    assert!(matches!(store.resume_schedule("nightly", at(30)).await, Err(StoreError::ScheduleNotPaused(_))));
+    assert_eq!(store.pause_schedule("nightly", "by hand").await.unwrap().paused.as_deref(), Some("by hand"));
+    let paused = store.advance_schedule("nightly", at(20), at(40), &[]).await;
+    assert!(matches!(paused, Err(StoreError::ScheduleChanged(_))), "{paused:?}");
+    let resumed = store.resume_schedule("nightly", at(50)).await.unwrap();
+    assert_eq!((resumed.paused, resumed.cursor, resumed.resumed_at), (None, at(50), at(50)));
+    store.delete_schedule("nightly").await.unwrap();
+    assert!(matches!(store.schedule("nightly").await, Err(StoreError::NoSuchSchedule(_))));
+    assert!(store.firings("nightly", Firings::All, Timestamp(0), 10).await.unwrap().is_empty(), "firings go with it");
+    assert!(matches!(store.pause_schedule("nightly", "x").await, Err(StoreError::NoSuchSchedule(_))));
 }
 
 #[tokio::test]
