@@ -98,6 +98,9 @@ pub enum Command {
     /// Cron rules that start tasks from a template while `baton serve` runs, within limits.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Endpoints that forges (or any signer) call to start tasks and follow them up.
+    #[command(subcommand)]
+    Hook(HookCommand),
     /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
     /// with what changed since the handoff before.
     Handoffs {
@@ -225,6 +228,43 @@ pub enum ScheduleCommand {
     /// A schedule's firings, newest first: what each started, or why it was skipped.
     Runs {
         name: String,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HookCommand {
+    /// Make a hook at POST /api/v1/hooks/NAME; prints the secret its sender signs with.
+    Create {
+        /// 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.'.
+        #[arg(long)]
+        name: String,
+        /// github, gitlab, gitea, forgejo, or generic (baton's own HMAC with a timestamp).
+        #[arg(long)]
+        kind: baton_core::HookKind,
+        /// The template a delivery starts: for a forge, on an issue labelled --label; for the
+        /// generic kind, on every delivery (its text fields fill the request's {{field}}s).
+        #[arg(long)]
+        template: Option<String>,
+        /// The issue label that starts a task.
+        #[arg(long, default_value = "baton")]
+        label: String,
+        /// A comment on a pull request that starts with this follows up the task on its branch.
+        #[arg(long, default_value = "@baton")]
+        mention: String,
+        /// Take the secret from this environment variable instead of making one (a GitLab
+        /// token, say, that is already set on the forge).
+        #[arg(long, value_name = "VAR")]
+        secret_env: Option<String>,
+    },
+    /// Every hook: its kind and rules.
+    List,
+    /// Delete a hook; its deliveries stay in the log.
+    Delete { name: String },
+    /// The latest deliveries, to one hook or to all: what each came to.
+    Deliveries {
+        name: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },

@@ -6,6 +6,7 @@ mod cli;
 mod config;
 mod env;
 mod home;
+mod hook;
 mod model;
 mod run;
 mod schedule;
@@ -90,6 +91,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::serve(&home()?, &config()?, *args).await,
             Command::Token(command) => token::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Template(command) => template::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
+            Command::Hook(command) => hook::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Schedule(command) => schedule::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,

@@ -260,6 +260,21 @@ impl Tasks for Creator {
         Ok(state.id)
     }
 
+    async fn start_delivered(
+        &self,
+        id: &TaskId,
+        template: &str,
+        request: String,
+        owner: Option<String>,
+    ) -> Result<(), Refused> {
+        let template = match self.store.template(template).await {
+            Ok(template) => Template { request, ..template },
+            Err(error @ StoreError::NoSuchTemplate(_)) => return Err(Refused::Invalid(error.to_string())),
+            Err(error) => return Err(Refused::Failed(error.to_string())),
+        };
+        Starter::start(self, id, &template, owner).await.map_err(Refused::Invalid)
+    }
+
     async fn resume(&self, id: &TaskId) -> Result<(), Refused> {
         let failed = |error: StoreError| Refused::Failed(error.to_string());
         let state = self.store.load(id).await.map_err(failed)?;

@@ -6,6 +6,7 @@
 
 mod account;
 mod auth;
+mod hooks;
 mod metrics;
 mod openapi;
 mod stream;
@@ -44,6 +45,16 @@ pub trait Tasks: Send + Sync {
 
     /// Starts a task from the template `name` for `owner`, queued: its id.
     async fn start_template(&self, name: &str, owner: Option<String>) -> Result<TaskId, Refused>;
+
+    /// Starts task `id` from template `template` with `request` for `owner`, queued (a hook's
+    /// delivery); when task `id` exists already (a redelivery finishing a start), nothing more.
+    async fn start_delivered(
+        &self,
+        id: &TaskId,
+        template: &str,
+        request: String,
+        owner: Option<String>,
+    ) -> Result<(), Refused>;
 
     /// Makes a paused task runnable again.
     async fn resume(&self, task: &TaskId) -> Result<(), Refused>;
@@ -172,6 +183,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/account/entries", get(account::entries))
         .route("/api/v1/tasks", get(list).post(create))
         .route("/api/v1/events/stream", get(stream::statuses))
+        .route("/api/v1/hooks/{name}", axum::routing::post(hooks::receive))
         .route("/api/v1/templates", get(templates::list).post(templates::create))
         .route("/api/v1/templates/{name}", get(templates::show).delete(templates::delete))
         .route("/api/v1/templates/{name}/tasks", axum::routing::post(templates::start))

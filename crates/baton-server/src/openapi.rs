@@ -46,13 +46,14 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, Settle
         crate::templates::show,
         crate::templates::delete,
         crate::templates::start,
+        crate::hooks::receive,
     ),
     components(schemas(
         AccountView, AutoReloadView, CancelBody, CheckMarkView, CheckView, DecisionBody, DecisionView, DiffView, FindingView, LegView, MoneyView,
         PickBody, PlanStepView, EntriesPage, EntryView, ErrorBody,
         ErrorDetail, EventPage, Health, LimitChange, MessageBody, MessageSent, NewTask, PolicyView, Settled, SettleBody, StopView,
         SubtaskView, SummaryView, TaskPage, TaskView, TopUp, crate::templates::TemplateView,
-        crate::templates::NewTemplate, crate::templates::TemplateList
+        crate::templates::NewTemplate, crate::templates::TemplateList, crate::hooks::DeliveryView
     )),
     modifiers(&Bearer, &Errors),
     security(("bearer" = [])),
@@ -61,6 +62,7 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, Settle
         (name = "events", description = "Tasks' journals, paged and live"),
         (name = "account", description = "Credits and the rules of spending them"),
         (name = "templates", description = "Saved task definitions, and tasks started from them"),
+        (name = "hooks", description = "Deliveries from forges and other signers, which start and steer tasks"),
         (name = "service", description = "Health and metrics"),
     )
 )]

@@ -58,6 +58,12 @@ pub enum StoreError {
     ScheduleChanged(String),
     #[error("schedule `{name}` is unreadable: {reason}")]
     CorruptSchedule { name: String, reason: String },
+    #[error("a hook named `{0}` exists already")]
+    HookExists(String),
+    #[error("no hook named `{0}`")]
+    NoSuchHook(String),
+    #[error("hook `{name}` is unreadable: {reason}")]
+    CorruptHook { name: String, reason: String },
     #[error("journal database error: {0}")]
     Database(#[from] sqlx::Error),
 }

@@ -9,6 +9,7 @@ mod account;
 mod blob;
 mod codec;
 mod error;
+mod hooks;
 mod migrate;
 mod schedules;
 mod sqlite;
@@ -17,8 +18,8 @@ mod tokens;
 
 use async_trait::async_trait;
 use baton_core::{
-    Credits, Entry, EntryKind, Event, Firing, FiringOutcome, Policy, Position, Recorded, Schedule, Status, StopReason,
-    TaskId, TaskState, Template, Timestamp, Token, TokenHash, fold,
+    Credits, Delivery, DeliveryOutcome, Entry, EntryKind, Event, Firing, FiringOutcome, Hook, Policy, Position,
+    Recorded, Schedule, Status, StopReason, TaskId, TaskState, Template, Timestamp, Token, TokenHash, fold,
 };
 
 pub use blob::{BlobHash, BlobStore, InvalidBlobHash};
@@ -71,6 +72,26 @@ pub struct SavedSchedule {
     /// Runs that failed before this time do not count towards its next pause.
     pub resumed_at: Timestamp,
     pub created_at: Timestamp,
+}
+
+/// A hook as the store keeps it: its definition and the secret its deliveries are signed with
+/// (never shown by the API or serialized).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SavedHook {
+    #[serde(flatten)]
+    pub hook: Hook,
+    #[serde(skip)]
+    pub secret: String,
+    pub created_at: Timestamp,
+}
+
+/// What claiming a verified delivery by its sender's id found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The first with this id: logged as given, under this number.
+    New(i64),
+    /// Received before, logged under `seq` (nothing was written now).
+    Seen { seq: i64, earlier: Delivery },
 }
 
 /// Where journals live. SQLite is the embedded default; other backends implement the same trait so
@@ -229,6 +250,38 @@ pub trait Store: Send + Sync {
         since: Timestamp,
         limit: u32,
     ) -> Result<Vec<Firing>, StoreError>;
+
+    /// Keeps `hook` with the `secret` its deliveries are signed with; [`StoreError::HookExists`]
+    /// if the name is taken.
+    async fn add_hook(&self, hook: &Hook, secret: &str, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Every hook, by name.
+    async fn hooks(&self) -> Result<Vec<SavedHook>, StoreError>;
+
+    /// The hook `name`; [`StoreError::NoSuchHook`] if there is none.
+    async fn hook(&self, name: &str) -> Result<SavedHook, StoreError>;
+
+    /// Deletes the hook `name` (its deliveries stay in the log).
+    async fn delete_hook(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Logs a delivery that claims nothing (refused, or a duplicate); its number.
+    async fn log_delivery(&self, delivery: &Delivery) -> Result<i64, StoreError>;
+
+    /// Logs a verified delivery under its sender's id, unless that id was claimed before.
+    async fn claim_delivery(&self, delivery: &Delivery) -> Result<Claim, StoreError>;
+
+    /// Records what the logged delivery `seq` came to (and its task, when it has one now).
+    async fn settle_delivery(
+        &self,
+        seq: i64,
+        outcome: DeliveryOutcome,
+        status: u16,
+        detail: &str,
+        task: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// The newest `limit` deliveries, to `hook` or to any.
+    async fn deliveries(&self, hook: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError>;
 
     /// Stores bytes by content and returns their hash; storing the same bytes twice is a no-op.
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError>;

@@ -120,6 +120,29 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (schedule, at)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 8: incoming hooks and every delivery to them; `claimed` holds the sender's delivery id of a
+    // verified delivery, once, so that a redelivery is known.
+    r#"
+    CREATE TABLE hooks (
+        name       TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        secret     TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE deliveries (
+        seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+        hook        TEXT NOT NULL,
+        delivery    TEXT NOT NULL,
+        claimed     TEXT,
+        event       TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        status      INTEGER NOT NULL,
+        detail      TEXT NOT NULL,
+        task        TEXT,
+        received_at INTEGER NOT NULL,
+        UNIQUE (hook, claimed)
+    ) STRICT;
+    "#,
 ];
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

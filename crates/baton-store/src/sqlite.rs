@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use baton_core::{
-    Credits, Entry, EntryKind, Event, Firing, FiringOutcome, FoldError, Lifecycle, Policy, Position, Recorded,
-    Schedule, Status, StopReason, TaskId, Template, Timestamp, Token, TokenHash,
+    Credits, Delivery, DeliveryOutcome, Entry, EntryKind, Event, Firing, FiringOutcome, FoldError, Hook, Lifecycle,
+    Policy, Position, Recorded, Schedule, Status, StopReason, TaskId, Template, Timestamp, Token, TokenHash,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -15,7 +15,7 @@ use crate::blob::{BlobHash, BlobStore};
 use crate::codec::{self, EVENT_COLUMNS, EventRow};
 use crate::error::StoreError;
 use crate::migrate::migrate;
-use crate::{Firings, SavedSchedule, schedules, templates, tokens};
+use crate::{Claim, Firings, SavedHook, SavedSchedule, hooks, schedules, templates, tokens};
 use crate::{FollowUp, Lease, Store, TaskSummary};
 
 /// The embedded store: `<home>/baton.db` (SQLite in WAL mode, every commit synced to disk) and
@@ -530,6 +530,45 @@ impl Store for SqliteStore {
         limit: u32,
     ) -> Result<Vec<Firing>, StoreError> {
         schedules::list(&self.pool, name, which, since, limit).await
+    }
+
+    async fn add_hook(&self, hook: &Hook, secret: &str, at: Timestamp) -> Result<(), StoreError> {
+        hooks::add(&self.pool, hook, secret, at).await
+    }
+
+    async fn hooks(&self) -> Result<Vec<SavedHook>, StoreError> {
+        hooks::all(&self.pool).await
+    }
+
+    async fn hook(&self, name: &str) -> Result<SavedHook, StoreError> {
+        hooks::one(&self.pool, name).await
+    }
+
+    async fn delete_hook(&self, name: &str) -> Result<(), StoreError> {
+        hooks::delete(&self.pool, name).await
+    }
+
+    async fn log_delivery(&self, delivery: &Delivery) -> Result<i64, StoreError> {
+        hooks::log(&self.pool, delivery).await
+    }
+
+    async fn claim_delivery(&self, delivery: &Delivery) -> Result<Claim, StoreError> {
+        hooks::claim(&self.pool, delivery).await
+    }
+
+    async fn settle_delivery(
+        &self,
+        seq: i64,
+        outcome: DeliveryOutcome,
+        status: u16,
+        detail: &str,
+        task: Option<&str>,
+    ) -> Result<(), StoreError> {
+        hooks::settle(&self.pool, seq, outcome, status, detail, task).await
+    }
+
+    async fn deliveries(&self, hook: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+        hooks::list(&self.pool, hook, limit).await
     }
 
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
