@@ -101,6 +101,9 @@ pub enum Command {
     /// Endpoints that forges (or any signer) call to start tasks and follow them up.
     #[command(subcommand)]
     Hook(HookCommand),
+    /// Webhooks baton sends when tasks wait, finish or pause, and when a schedule pauses itself.
+    #[command(subcommand)]
+    Notify(NotifyCommand),
     /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
     /// with what changed since the handoff before.
     Handoffs {
@@ -264,6 +267,40 @@ pub enum HookCommand {
     Delete { name: String },
     /// The latest deliveries, to one hook or to all: what each came to.
     Deliveries {
+        name: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyCommand {
+    /// Send notices to a URL (while `baton serve` runs), signed with a secret printed once.
+    Add {
+        /// 1 to 64 of A-Z, a-z, 0-9, '-', '_', '.'.
+        #[arg(long)]
+        name: String,
+        /// Where to POST them (http:// or https://).
+        #[arg(long)]
+        url: String,
+        /// json (baton's) or slack (an incoming-webhook message).
+        #[arg(long, default_value = "json")]
+        format: baton_core::Format,
+        /// Only these: waiting, finished, paused, schedule.paused (repeat the flag) [default: all].
+        #[arg(long = "event", value_name = "EVENT")]
+        events: Vec<baton_core::NoticeKind>,
+        /// Take the signing secret from this environment variable instead of making one.
+        #[arg(long, value_name = "VAR")]
+        secret_env: Option<String>,
+    },
+    /// Every subscription: where it sends, which events, whether it is disabled.
+    List,
+    /// Stop sending to a subscription; its log stays.
+    Remove { name: String },
+    /// Send a signed test notification now and say what the receiver answered.
+    Test { name: String },
+    /// The latest notifications, to one subscription or all: delivered, pending or given up.
+    Log {
         name: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,

@@ -8,6 +8,8 @@ mod env;
 mod home;
 mod hook;
 mod model;
+mod notifier;
+mod notify;
 mod run;
 mod schedule;
 mod serve;
@@ -92,6 +94,7 @@ fn main() -> ExitCode {
             Command::Token(command) => token::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Template(command) => template::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Hook(command) => hook::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
+            Command::Notify(command) => notify::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Schedule(command) => schedule::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{MAX_HANDOFFS, ServeArgs, TaskArgs};
 use crate::config::Config;
+use crate::notifier::Notifier;
 use crate::run::{self, Legs};
 use crate::{budget, task};
 
@@ -69,6 +70,7 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
         wake: scheduler.waker(),
     });
     let schedules = Schedules::new(store.clone(), tasks.clone());
+    let notifier = Notifier::new(store.clone())?;
     let access = if no_auth { Access::Open } else { Access::Tokens };
     baton_server::admits(access, addr)?;
     if access == Access::Tokens && !store.tokens().await?.iter().any(|token| token.revoked_at.is_none()) {
@@ -95,7 +97,12 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
         shutdown.cancel();
         served
     };
-    let (served, (), ()) = tokio::join!(server, scheduler.run(shutdown.clone()), schedules.run(shutdown.clone()));
+    let (served, (), (), ()) = tokio::join!(
+        server,
+        scheduler.run(shutdown.clone()),
+        schedules.run(shutdown.clone()),
+        notifier.run(shutdown.clone())
+    );
     served?;
     // Every run has stopped at its next step, its work in progress committed and its lease
     // released: the next start takes each task up where it stopped.

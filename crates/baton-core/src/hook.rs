@@ -202,7 +202,7 @@ mod tests {
         let any = HookRule::Any { template: "fix".into() };
         let hook = |kind, rules: &[HookRule]| Hook { name: "gh".into(), kind, rules: rules.to_vec() };
         assert_eq!(hook(HookKind::Github, &[issue.clone(), comment.clone()]).check(), Ok(()));
-        assert_eq!(hook(HookKind::Generic, &[any.clone()]).check(), Ok(()));
+        assert_eq!(hook(HookKind::Generic, std::slice::from_ref(&any)).check(), Ok(()));
         assert!(hook(HookKind::Github, &[any]).check().is_err());
         assert!(hook(HookKind::Generic, &[issue]).check().is_err());
         assert!(hook(HookKind::Forgejo, &[]).check().is_err());

@@ -15,6 +15,7 @@ mod hook;
 mod id;
 mod ledger;
 mod money;
+mod notice;
 mod review;
 mod schedule;
 mod secret;
@@ -36,6 +37,7 @@ pub use hook::{Delivery, DeliveryOutcome, Hook, HookKind, HookRule};
 pub use id::{InvalidTaskId, TaskId};
 pub use ledger::{Effect, FileChange, Handoff, Ledger, PlanStep, StepStatus};
 pub use money::{Credits, InvalidCredits};
+pub use notice::{Format, Notice, NoticeKind, Notification, NotificationState, Subscription};
 pub use review::{
     CheckMark, DiffStat, Finding, FindingStatus, Role as LegRole, Severity, Subtask, SubtaskOutcome, SubtaskState,
 };

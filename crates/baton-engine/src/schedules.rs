@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    CatchUp, Credits, Firing, FiringOutcome, Schedule, ScheduleMode, Status, TaskId, TaskState, Template, Timestamp,
+    CatchUp, Credits, Firing, FiringOutcome, NoticeKind, Schedule, ScheduleMode, Status, TaskId, TaskState, Template,
+    Timestamp,
 };
 use baton_store::{Firings, SavedSchedule, Store, StoreError};
 use tokio::sync::Notify;
@@ -161,7 +162,8 @@ impl Schedules {
         }
         if let Some(reason) = self.failing(&saved, &recent).await? {
             self.store.pause_schedule(&name, &reason).await?;
-            eprintln!("schedules: {name} paused: {reason}");
+            let told = format!("schedule {name} paused itself: {reason}");
+            self.store.add_notice(NoticeKind::SchedulePaused, None, &told, journal::now()).await?;
             return Ok(None);
         }
         let now = journal::now();

@@ -64,6 +64,14 @@ pub enum StoreError {
     NoSuchHook(String),
     #[error("hook `{name}` is unreadable: {reason}")]
     CorruptHook { name: String, reason: String },
+    #[error("a subscription named `{0}` exists already")]
+    SubscriptionExists(String),
+    #[error("no subscription named `{0}`")]
+    NoSuchSubscription(String),
+    #[error("subscription `{0}` changed meanwhile (its notices taken by another server, or it was removed)")]
+    SubscriptionChanged(String),
+    #[error("subscription `{name}` is unreadable: {reason}")]
+    CorruptSubscription { name: String, reason: String },
     #[error("journal database error: {0}")]
     Database(#[from] sqlx::Error),
 }

@@ -11,6 +11,7 @@ mod codec;
 mod error;
 mod hooks;
 mod migrate;
+mod notices;
 mod schedules;
 mod sqlite;
 mod templates;
@@ -18,8 +19,9 @@ mod tokens;
 
 use async_trait::async_trait;
 use baton_core::{
-    Credits, Delivery, DeliveryOutcome, Entry, EntryKind, Event, Firing, FiringOutcome, Hook, Policy, Position,
-    Recorded, Schedule, Status, StopReason, TaskId, TaskState, Template, Timestamp, Token, TokenHash, fold,
+    Credits, Delivery, DeliveryOutcome, Entry, EntryKind, Event, Firing, FiringOutcome, Hook, Notice, NoticeKind,
+    Notification, NotificationState, Policy, Position, Recorded, Schedule, Status, StopReason, Subscription, TaskId,
+    TaskState, Template, Timestamp, Token, TokenHash, fold,
 };
 
 pub use blob::{BlobHash, BlobStore, InvalidBlobHash};
@@ -82,6 +84,23 @@ pub struct SavedHook {
     pub hook: Hook,
     #[serde(skip)]
     pub secret: String,
+    pub created_at: Timestamp,
+}
+
+/// A subscription as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct SavedSubscription {
+    #[serde(flatten)]
+    pub subscription: Subscription,
+    /// What its notifications are signed with (never shown or serialized).
+    #[serde(skip)]
+    pub secret: String,
+    /// The notices up to this one have been queued for it (or passed over).
+    pub cursor: i64,
+    /// Notifications given up on since the last one delivered.
+    pub failures: u32,
+    /// Why it no longer sends, when it does not.
+    pub disabled: Option<String>,
     pub created_at: Timestamp,
 }
 
@@ -282,6 +301,50 @@ pub trait Store: Send + Sync {
 
     /// The newest `limit` deliveries, to `hook` or to any.
     async fn deliveries(&self, hook: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError>;
+
+    /// Keeps a notice that no journaled event makes (a schedule paused itself).
+    async fn add_notice(
+        &self,
+        kind: NoticeKind,
+        task: Option<&TaskId>,
+        detail: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError>;
+
+    /// The notices after `after`, oldest first, at most `limit`.
+    async fn notices(&self, after: i64, limit: u32) -> Result<Vec<Notice>, StoreError>;
+
+    /// Keeps `subscription` with its signing `secret`; it hears of notices from now on.
+    async fn subscribe(&self, subscription: &Subscription, secret: &str, at: Timestamp) -> Result<(), StoreError>;
+
+    async fn subscriptions(&self) -> Result<Vec<SavedSubscription>, StoreError>;
+
+    async fn subscription(&self, name: &str) -> Result<SavedSubscription, StoreError>;
+
+    /// Removes the subscription; what it still had to send is given up, its log stays.
+    async fn unsubscribe(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Moves the subscription's cursor from `from` to `to` and queues `notifications` (of the
+    /// notices in between), in one step; [`StoreError::SubscriptionChanged`] if the cursor moved.
+    async fn enqueue(&self, name: &str, from: i64, to: i64, notifications: &[Notification]) -> Result<(), StoreError>;
+
+    /// Pending notifications due at `at`, oldest first.
+    async fn due_notifications(&self, at: Timestamp, limit: u32) -> Result<Vec<Notification>, StoreError>;
+
+    /// The newest `limit` notifications, of one subscription or of all.
+    async fn notifications(&self, subscription: Option<&str>, limit: u32) -> Result<Vec<Notification>, StoreError>;
+
+    /// Records an attempt at the pending notification `seq` (see `notices::attempted`).
+    #[allow(clippy::too_many_arguments)]
+    async fn notification_attempted(
+        &self,
+        seq: i64,
+        state: NotificationState,
+        next_at: Timestamp,
+        error: Option<&str>,
+        at: Timestamp,
+        disable_after: u32,
+    ) -> Result<(), StoreError>;
 
     /// Stores bytes by content and returns their hash; storing the same bytes twice is a no-op.
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError>;

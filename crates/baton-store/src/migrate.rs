@@ -143,6 +143,41 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (hook, claimed)
     ) STRICT;
     "#,
+    // 9: notices in the order they happened (written with the events that make them), the
+    // subscriptions that send them out, and every notification queued, sent or given up on.
+    r#"
+    CREATE TABLE notices (
+        seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind    TEXT NOT NULL,
+        task_id TEXT,
+        detail  TEXT NOT NULL,
+        at      INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE subscriptions (
+        name       TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        secret     TEXT NOT NULL,
+        cursor     INTEGER NOT NULL,
+        failures   INTEGER NOT NULL,
+        disabled   TEXT,
+        created_at INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE notifications (
+        seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+        subscription TEXT NOT NULL,
+        notice       INTEGER NOT NULL,
+        kind         TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        attempts     INTEGER NOT NULL,
+        next_at      INTEGER NOT NULL,
+        last_error   TEXT,
+        created_at   INTEGER NOT NULL,
+        delivered_at INTEGER,
+        UNIQUE (subscription, notice)
+    ) STRICT;
+    CREATE INDEX notifications_due ON notifications (state, next_at);
+    "#,
 ];
 
 pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {

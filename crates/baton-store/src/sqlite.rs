@@ -5,7 +5,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use baton_core::{
     Credits, Delivery, DeliveryOutcome, Entry, EntryKind, Event, Firing, FiringOutcome, FoldError, Hook, Lifecycle,
-    Policy, Position, Recorded, Schedule, Status, StopReason, TaskId, Template, Timestamp, Token, TokenHash,
+    Notice, NoticeKind, Notification, NotificationState, Policy, Position, Recorded, Schedule, Status, StopReason,
+    Subscription, TaskId, Template, Timestamp, Token, TokenHash,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
@@ -15,7 +16,9 @@ use crate::blob::{BlobHash, BlobStore};
 use crate::codec::{self, EVENT_COLUMNS, EventRow};
 use crate::error::StoreError;
 use crate::migrate::migrate;
-use crate::{Claim, Firings, SavedHook, SavedSchedule, hooks, schedules, templates, tokens};
+use crate::{
+    Claim, Firings, SavedHook, SavedSchedule, SavedSubscription, hooks, notices, schedules, templates, tokens,
+};
 use crate::{FollowUp, Lease, Store, TaskSummary};
 
 /// The embedded store: `<home>/baton.db` (SQLite in WAL mode, every commit synced to disk) and
@@ -112,6 +115,10 @@ impl SqliteStore {
                     }
                 }
                 _ => {}
+            }
+            // In the same transaction: no notice is lost, none told of an event not kept.
+            if let Some((kind, detail)) = NoticeKind::of(event) {
+                notices::add(&mut tx, kind, Some(task.as_str()), &detail, at).await?;
             }
             sqlx::query("INSERT INTO events (task_id, seq, v, kind, at, payload, blob) VALUES (?, ?, ?, ?, ?, ?, ?)")
                 .bind(task.as_str())
@@ -569,6 +576,61 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, hook: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError> {
         hooks::list(&self.pool, hook, limit).await
+    }
+
+    async fn add_notice(
+        &self,
+        kind: NoticeKind,
+        task: Option<&TaskId>,
+        detail: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.pool.acquire().await?;
+        notices::add(&mut connection, kind, task.map(TaskId::as_str), detail, at).await
+    }
+
+    async fn notices(&self, after: i64, limit: u32) -> Result<Vec<Notice>, StoreError> {
+        notices::after(&self.pool, after, limit).await
+    }
+
+    async fn subscribe(&self, subscription: &Subscription, secret: &str, at: Timestamp) -> Result<(), StoreError> {
+        notices::subscribe(&self.pool, subscription, secret, at).await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<SavedSubscription>, StoreError> {
+        notices::all(&self.pool).await
+    }
+
+    async fn subscription(&self, name: &str) -> Result<SavedSubscription, StoreError> {
+        notices::one(&self.pool, name).await
+    }
+
+    async fn unsubscribe(&self, name: &str) -> Result<(), StoreError> {
+        notices::unsubscribe(&self.pool, name).await
+    }
+
+    async fn enqueue(&self, name: &str, from: i64, to: i64, notifications: &[Notification]) -> Result<(), StoreError> {
+        notices::enqueue(&self.pool, name, from, to, notifications).await
+    }
+
+    async fn due_notifications(&self, at: Timestamp, limit: u32) -> Result<Vec<Notification>, StoreError> {
+        notices::due(&self.pool, at, limit).await
+    }
+
+    async fn notifications(&self, subscription: Option<&str>, limit: u32) -> Result<Vec<Notification>, StoreError> {
+        notices::list(&self.pool, subscription, limit).await
+    }
+
+    async fn notification_attempted(
+        &self,
+        seq: i64,
+        state: NotificationState,
+        next_at: Timestamp,
+        error: Option<&str>,
+        at: Timestamp,
+        disable_after: u32,
+    ) -> Result<(), StoreError> {
+        notices::attempted(&self.pool, seq, state, next_at, error, at, disable_after).await
     }
 
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {

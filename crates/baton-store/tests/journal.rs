@@ -191,7 +191,7 @@ async fn a_newer_schema_is_refused_not_guessed_at() {
     let err = SqliteStore::open(dir.path()).await.unwrap_err();
     assert_eq!(
         err.to_string(),
-        "the journal database has schema version 99, newer than this baton knows (8); upgrade baton"
+        "the journal database has schema version 99, newer than this baton knows (9); upgrade baton"
     );
 }
 
