@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use baton_core::{Credits, Event, FindingStatus, Status, StopReason, TaskId, TaskState, Template};
-use baton_engine::{Children, Engines, Observer, Scheduler, Schedules, Starter};
+use baton_core::{Credits, Event, FindingStatus, Schedule, Status, StopReason, TaskId, TaskState, Template, Timestamp};
+use baton_engine::{Children, Engines, Observer, ScheduleError, Scheduler, Schedules, Starter, Timing, add_schedule};
 use baton_server::{Access, Api, FollowedUp, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
 use baton_store::{SqliteStore, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
@@ -68,8 +68,9 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
         config: config.clone(),
         model,
         wake: scheduler.waker(),
+        schedules: Arc::default(),
     });
-    let schedules = Schedules::new(store.clone(), tasks.clone());
+    let schedules = Schedules::new(store.clone(), tasks.clone(), tasks.schedules.clone());
     let notifier = Notifier::new(store.clone())?;
     let access = if no_auth { Access::Open } else { Access::Tokens };
     baton_server::admits(access, addr)?;
@@ -159,6 +160,8 @@ struct Creator {
     /// For tasks created without a model.
     model: Option<String>,
     wake: Arc<Notify>,
+    /// Wakes the schedules.
+    schedules: Arc<Notify>,
 }
 
 impl Creator {
@@ -280,6 +283,28 @@ impl Tasks for Creator {
             Err(error) => return Err(Refused::Failed(error.to_string())),
         };
         Starter::start(self, id, &template, owner).await.map_err(Refused::Invalid)
+    }
+
+    async fn save_schedule(&self, schedule: Schedule) -> Result<(), Refused> {
+        match add_schedule(self.store.as_ref(), &schedule, task::now()).await {
+            Ok(()) => {
+                self.schedules.notify_one();
+                Ok(())
+            }
+            Err(ScheduleError::Invalid(reason)) => Err(Refused::Invalid(reason)),
+            Err(ScheduleError::Store(error @ StoreError::ScheduleExists(_))) => {
+                Err(Refused::Conflict(error.to_string()))
+            }
+            Err(ScheduleError::Store(error)) => Err(Refused::Failed(error.to_string())),
+        }
+    }
+
+    fn next_firings(&self, schedule: &Schedule, after: Timestamp, count: usize) -> Vec<Timestamp> {
+        Timing::new(schedule).map(|timing| timing.after(after).take(count).collect()).unwrap_or_default()
+    }
+
+    fn wake_schedules(&self) {
+        self.schedules.notify_one();
     }
 
     async fn resume(&self, id: &TaskId) -> Result<(), Refused> {

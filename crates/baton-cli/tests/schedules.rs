@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton_testkit::model::{Expect, Rule, Script, ScriptedServer};
 use common::served::{baton, serve};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn finishing() -> Script {
     Script { rules: vec![Rule { when: Expect::default(), reply: common::finish("done") }], ..Script::default() }
@@ -219,4 +219,106 @@ async fn a_server_killed_across_a_firing_catches_it_up_once_or_skips_it_as_told(
         SystemTime::now().duration_since(UNIX_EPOCH).unwrap() < due + Duration::from_secs(55),
         "the test ran into the next firing; its counts would not mean what they say"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_continuing_schedule_runs_on_the_previous_runs_branch() {
+    let model = ScriptedServer::start(finishing()).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    template(home.path(), repo.path(), "line", "true");
+    let zone = zone_at_noon();
+    let args = ["--cron", "*/2 * * * * *", "--tz", &zone, "--mode", "continue", "--runs-per-day", "2"];
+    cli(home.path(), &[&["schedule", "create", "--template", "line"][..], &args].concat());
+    let _served = serve(home.path(), &model, "2");
+
+    let firings = until(home.path(), "line", "two runs", |firings| with_outcome(firings, "started").len() == 2);
+    let started = with_outcome(&firings, "started");
+    let (first, second) = (started[0]["task"].as_str().unwrap(), started[1]["task"].as_str().unwrap());
+    assert!(started[1]["detail"].as_str().unwrap().ends_with(&format!("continuing task {first}")), "{firings:#?}");
+    let show =
+        |id: &str| -> Value { serde_json::from_str(&cli(home.path(), &["--json", "task", "show", id])).unwrap() };
+    let (earlier, later) = (show(first), show(second));
+    assert_eq!(later["branch"], earlier["branch"], "the same branch");
+    assert_eq!(later["spec"]["continues"]["task"], first);
+    assert_eq!(earlier["work"]["continued_by"], second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_over_the_api_and_in_the_ui() {
+    let model = ScriptedServer::start(finishing()).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    template(home.path(), repo.path(), "weekly", "true");
+    let served = serve(home.path(), &model, "1");
+    let http = served.http();
+    let api = |path: &str| format!("{}/api/v1{path}", served.url);
+
+    let body = json!({"name": "weekly", "template": "weekly", "cron": "0 3 * * 1", "timezone": "Europe/Berlin",
+        "mode": "continue", "runs_per_day": 1, "month_budget": 20000000});
+    let made = http.post(api("/schedules")).json(&body).send().await.unwrap();
+    assert_eq!(made.status(), 201);
+    let made: Value = made.json().await.unwrap();
+    assert_eq!(
+        (made["schedule"]["mode"].as_str(), made["schedule"]["max_failures"].as_u64()),
+        (Some("continue"), Some(3))
+    );
+    let next = made["next"].as_array().unwrap();
+    assert_eq!(next.len(), 5, "{made}");
+    assert!(next.windows(2).all(|pair| pair[1].as_i64().unwrap() - pair[0].as_i64().unwrap() == 7 * 86_400_000));
+    assert_eq!(http.post(api("/schedules")).json(&body).send().await.unwrap().status(), 409, "a taken name");
+    for (field, value) in
+        [("cron", json!("61 * * * *")), ("timezone", json!("Mars/Olympus")), ("template", json!("gone"))]
+    {
+        let mut bad = body.clone();
+        bad["name"] = json!("other");
+        bad[field] = value;
+        let refused = http.post(api("/schedules")).json(&bad).send().await.unwrap();
+        assert_eq!(refused.status(), 422, "{field}");
+    }
+    let unknown = http
+        .post(api("/schedules"))
+        .json(&json!({"name": "x", "template": "weekly", "cron": "* * * * *", "every": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 400, "an unknown field");
+
+    let paused = http.post(api("/schedules/weekly/pause")).json(&json!({"reason": "holidays"})).send().await.unwrap();
+    let paused: Value = paused.json().await.unwrap();
+    assert_eq!((paused["paused"].as_str(), paused["next"].as_array().map(Vec::len)), (Some("holidays"), Some(0)));
+    let listed: Value = http.get(api("/schedules")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["schedules"][0]["paused"], "holidays");
+
+    // The UI shows it paused, with a button to resume, which resumes it.
+    let signed_in = reqwest::Client::builder()
+        .default_headers(
+            [(reqwest::header::COOKIE, format!("baton_session={}", served.token).parse().unwrap())]
+                .into_iter()
+                .collect(),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = signed_in.get(format!("{}/schedules", served.url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("<strong>Paused:</strong> holidays") && page.contains("/schedules/weekly/resume"), "{page}");
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let resumed = signed_in
+        .post(format!("{}/schedules/weekly/resume", served.url))
+        .header(reqwest::header::ORIGIN, &served.url)
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), 303, "{}", resumed.text().await.unwrap());
+    let shown: Value = http.get(api("/schedules/weekly")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((shown["paused"].as_str(), shown["firings"].as_array().map(Vec::len)), (None, Some(0)), "{shown}");
+    assert_eq!(http.post(api("/schedules/weekly/resume")).send().await.unwrap().status(), 409, "not paused");
+    let page = signed_in.get(format!("{}/schedules", served.url)).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains("Next: ") && page.contains("/schedules/weekly/pause"), "{page}");
+    let hooks = signed_in.get(format!("{}/hooks", served.url)).send().await.unwrap();
+    assert_eq!(hooks.status(), 200);
+
+    assert_eq!(http.delete(api("/schedules/weekly")).send().await.unwrap().status(), 204);
+    assert_eq!(http.get(api("/schedules/weekly")).send().await.unwrap().status(), 404);
 }

@@ -451,6 +451,11 @@ async fn story(engine: Engine) {
     browser.find(".bars td.bar progress").await;
     shoot("budget").await;
     assert_eq!(accessibility_faults(&browser, &axe).await, Vec::<String>::new(), "the budget page");
+    for page in ["/schedules", "/hooks"] {
+        browser.go(&url(page)).await;
+        browser.find("main h1").await;
+        assert_eq!(accessibility_faults(&browser, &axe).await, Vec::<String>::new(), "{page}");
+    }
 
     // Without JavaScript the list and the task page show their content all the same.
     let cookie_less = Browser::start(engine, false).await;

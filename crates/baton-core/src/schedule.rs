@@ -16,14 +16,18 @@ pub const DEFAULT_MAX_FAILURES: u32 = 3;
 
 /// A cron rule that starts tasks from a template, within limits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Schedule {
     pub name: String,
     pub template: String,
     /// Five fields (minutes) or six (seconds first), as croner reads them.
     pub cron: String,
     /// An IANA time zone name: what the cron rule's hours and days, and a day's run count, mean.
+    #[serde(default = "utc")]
     pub timezone: String,
+    #[serde(default)]
     pub mode: ScheduleMode,
+    #[serde(default)]
     pub catch_up: CatchUp,
     /// At most this many runs start on one day (in the schedule's time zone).
     pub runs_per_day: Option<u32>,
@@ -32,9 +36,18 @@ pub struct Schedule {
     /// What all runs started in one month (in the schedule's time zone) may spend together.
     pub month_budget: Option<Credits>,
     /// The schedule pauses itself after this many failed runs in a row.
+    #[serde(default = "default_max_failures")]
     pub max_failures: u32,
     /// Whose tasks the runs are (for fairness and listing).
     pub owner: Option<String>,
+}
+
+fn utc() -> String {
+    "UTC".to_owned()
+}
+
+fn default_max_failures() -> u32 {
+    DEFAULT_MAX_FAILURES
 }
 
 /// What a firing starts.
@@ -57,6 +70,24 @@ pub enum CatchUp {
     Skip,
     /// The latest of them runs once, as soon as a server is up; the others are recorded as missed.
     Once,
+}
+
+impl fmt::Display for ScheduleMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScheduleMode::Fresh => "fresh",
+            ScheduleMode::Continue => "continue",
+        })
+    }
+}
+
+impl fmt::Display for CatchUp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CatchUp::Skip => "skip",
+            CatchUp::Once => "once",
+        })
+    }
 }
 
 impl FromStr for ScheduleMode {
@@ -204,6 +235,12 @@ mod tests {
         assert_eq!("once".parse(), Ok(CatchUp::Once));
         assert_eq!("skip".parse(), Ok(CatchUp::Skip));
         assert!("Fresh".parse::<ScheduleMode>().is_err());
+        for mode in [ScheduleMode::Fresh, ScheduleMode::Continue] {
+            assert_eq!(mode.to_string().parse(), Ok(mode));
+        }
+        for policy in [CatchUp::Skip, CatchUp::Once] {
+            assert_eq!(policy.to_string().parse(), Ok(policy));
+        }
         assert!("always".parse::<CatchUp>().is_err());
     }
 

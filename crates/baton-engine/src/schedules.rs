@@ -94,13 +94,10 @@ struct Run {
 }
 
 impl Schedules {
-    pub fn new(store: Arc<dyn Store>, starter: Arc<dyn Starter>) -> Schedules {
-        Schedules { store, starter, up_since: journal::now(), wake: Arc::new(Notify::new()) }
-    }
-
-    /// Wakes the loop at once (a schedule was created or resumed).
-    pub fn waker(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// Schedules fired through `starter`; `wake` wakes the loop at once (a schedule was made or
+    /// resumed).
+    pub fn new(store: Arc<dyn Store>, starter: Arc<dyn Starter>, wake: Arc<Notify>) -> Schedules {
+        Schedules { store, starter, up_since: journal::now(), wake }
     }
 
     /// Fires due schedules until `shutdown`.

@@ -119,7 +119,7 @@ async fn a_firing_claimed_by_a_server_that_died_starts_its_task_once_after_a_res
     assert!(matches!(again, Err(StoreError::ScheduleChanged(_))), "{again:?}");
 
     let starter = Arc::new(Journaling { store: store.clone(), calls: AtomicUsize::new(0) });
-    run_for(&Schedules::new(store.clone(), starter.clone()), Duration::from_millis(1500)).await;
+    run_for(&Schedules::new(store.clone(), starter.clone(), Default::default()), Duration::from_millis(1500)).await;
     let task = store.load(&id).await.unwrap();
     assert_eq!(task.spec.request, "Tidy up");
     let firings = store.firings("nightly", Firings::All, Timestamp(0), 10).await.unwrap();
@@ -129,7 +129,7 @@ async fn a_firing_claimed_by_a_server_that_died_starts_its_task_once_after_a_res
     assert_eq!(starter.calls.load(Ordering::SeqCst), 1);
 
     // Yet another server: nothing more is started.
-    run_for(&Schedules::new(store.clone(), starter.clone()), Duration::from_millis(1500)).await;
+    run_for(&Schedules::new(store.clone(), starter.clone(), Default::default()), Duration::from_millis(1500)).await;
     assert_eq!(store.firings("nightly", Firings::All, Timestamp(0), 10).await.unwrap(), firings);
     assert_eq!(starter.calls.load(Ordering::SeqCst), 1);
     assert_eq!(store.list(None).await.unwrap().len(), 1);

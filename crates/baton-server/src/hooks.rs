@@ -6,13 +6,13 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use baton_core::{Delivery, DeliveryOutcome, TaskId};
 use baton_hooks::{Action, Refusal};
 use baton_store::{Claim, SavedHook, StoreError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::{Api, ApiError, Refused, now};
@@ -225,4 +225,44 @@ fn new_task_id() -> TaskId {
         Err(_) => now().as_millis() as u64,
     };
     TaskId::from_entropy(entropy)
+}
+
+/// A hook as the API shows it (never its secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HookList {
+    /// Each hook's `name`, `kind`, `rules` and `created_at`.
+    #[schema(value_type = Vec<Object>)]
+    hooks: Vec<SavedHook>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct DeliveryLog {
+    /// Newest first: `hook`, `id`, `event`, `outcome`, `status`, `detail`, `task`, `received_at`.
+    #[schema(value_type = Vec<Object>)]
+    deliveries: Vec<Delivery>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct LogQuery {
+    /// At most this many (1 to 1000, 100 when not given).
+    limit: Option<u32>,
+}
+
+/// Every hook.
+#[utoipa::path(get, path = "/api/v1/hooks", tag = "hooks", responses((status = 200, body = HookList)))]
+pub(crate) async fn list(State(api): State<Api>) -> Result<Json<HookList>, ApiError> {
+    Ok(Json(HookList { hooks: api.store.hooks().await? }))
+}
+
+/// A hook's latest deliveries and what each came to.
+#[utoipa::path(get, path = "/api/v1/hooks/{name}/deliveries", tag = "hooks",
+    params(("name" = String, Path, description = "The hook's name"), LogQuery), responses((status = 200, body = DeliveryLog)))]
+pub(crate) async fn deliveries(
+    State(api): State<Api>,
+    Path(name): Path<String>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<DeliveryLog>, ApiError> {
+    api.store.hook(&name).await?;
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(DeliveryLog { deliveries: api.store.deliveries(Some(&name), limit).await? }))
 }

@@ -9,6 +9,7 @@ mod auth;
 mod hooks;
 mod metrics;
 mod openapi;
+mod schedules;
 mod stream;
 mod templates;
 mod ui;
@@ -45,6 +46,20 @@ pub trait Tasks: Send + Sync {
 
     /// Starts a task from the template `name` for `owner`, queued: its id.
     async fn start_template(&self, name: &str, owner: Option<String>) -> Result<TaskId, Refused>;
+
+    /// Checks `schedule` (its rule, zone, template and limits) and keeps it, firing from now on.
+    async fn save_schedule(&self, schedule: baton_core::Schedule) -> Result<(), Refused>;
+
+    /// When `schedule` falls due after `after`: the next `count` times.
+    fn next_firings(
+        &self,
+        schedule: &baton_core::Schedule,
+        after: baton_core::Timestamp,
+        count: usize,
+    ) -> Vec<baton_core::Timestamp>;
+
+    /// Tells the schedules at once that one was resumed.
+    fn wake_schedules(&self);
 
     /// Starts task `id` from template `template` with `request` for `owner`, queued (a hook's
     /// delivery); when task `id` exists already (a redelivery finishing a start), nothing more.
@@ -183,7 +198,13 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/account/entries", get(account::entries))
         .route("/api/v1/tasks", get(list).post(create))
         .route("/api/v1/events/stream", get(stream::statuses))
+        .route("/api/v1/hooks", get(hooks::list))
         .route("/api/v1/hooks/{name}", axum::routing::post(hooks::receive))
+        .route("/api/v1/hooks/{name}/deliveries", get(hooks::deliveries))
+        .route("/api/v1/schedules", get(schedules::list).post(schedules::create))
+        .route("/api/v1/schedules/{name}", get(schedules::show).delete(schedules::delete))
+        .route("/api/v1/schedules/{name}/pause", axum::routing::post(schedules::pause))
+        .route("/api/v1/schedules/{name}/resume", axum::routing::post(schedules::resume))
         .route("/api/v1/templates", get(templates::list).post(templates::create))
         .route("/api/v1/templates/{name}", get(templates::show).delete(templates::delete))
         .route("/api/v1/templates/{name}/tasks", axum::routing::post(templates::start))
@@ -301,9 +322,11 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         match error {
-            StoreError::NotFound(_) | StoreError::NoSuchTemplate(_) => {
-                ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string())
-            }
+            StoreError::NotFound(_)
+            | StoreError::NoSuchTemplate(_)
+            | StoreError::NoSuchSchedule(_)
+            | StoreError::NoSuchHook(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", error.to_string()),
+            StoreError::ScheduleNotPaused(_) => ApiError::new(StatusCode::CONFLICT, "conflict", error.to_string()),
             StoreError::Ambiguous { .. } => ApiError::new(StatusCode::BAD_REQUEST, "ambiguous_id", error.to_string()),
             other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "store", other.to_string()),
         }

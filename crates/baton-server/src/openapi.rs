@@ -47,13 +47,23 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, Settle
         crate::templates::delete,
         crate::templates::start,
         crate::hooks::receive,
+        crate::hooks::list,
+        crate::hooks::deliveries,
+        crate::schedules::list,
+        crate::schedules::create,
+        crate::schedules::show,
+        crate::schedules::delete,
+        crate::schedules::pause,
+        crate::schedules::resume,
     ),
     components(schemas(
         AccountView, AutoReloadView, CancelBody, CheckMarkView, CheckView, DecisionBody, DecisionView, DiffView, FindingView, LegView, MoneyView,
         PickBody, PlanStepView, EntriesPage, EntryView, ErrorBody,
         ErrorDetail, EventPage, Health, LimitChange, MessageBody, MessageSent, NewTask, PolicyView, Settled, SettleBody, StopView,
         SubtaskView, SummaryView, TaskPage, TaskView, TopUp, crate::templates::TemplateView,
-        crate::templates::NewTemplate, crate::templates::TemplateList, crate::hooks::DeliveryView
+        crate::templates::NewTemplate, crate::templates::TemplateList, crate::hooks::DeliveryView,
+        crate::hooks::HookList, crate::hooks::DeliveryLog, crate::schedules::ScheduleView, crate::schedules::ScheduleList,
+        crate::schedules::PauseBody
     )),
     modifiers(&Bearer, &Errors),
     security(("bearer" = [])),
@@ -62,6 +72,7 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, Settle
         (name = "events", description = "Tasks' journals, paged and live"),
         (name = "account", description = "Credits and the rules of spending them"),
         (name = "templates", description = "Saved task definitions, and tasks started from them"),
+        (name = "schedules", description = "Cron rules that start tasks from templates, within limits"),
         (name = "hooks", description = "Deliveries from forges and other signers, which start and steer tasks"),
         (name = "service", description = "Health and metrics"),
     )

@@ -13,7 +13,7 @@ use crate::account::{AutoReloadView, PolicyView, TopUp};
 use crate::{Api, FollowedUp, NewTask, Settled};
 
 /// Back to `path`, saying `notice`.
-fn back(path: &str, notice: &str) -> Response {
+pub(crate) fn back(path: &str, notice: &str) -> Response {
     let query = serde_urlencoded::to_string([("notice", notice)]).unwrap_or_default();
     Redirect::to(&format!("{path}?{query}")).into_response()
 }

@@ -5,6 +5,7 @@
 //! the task list reloads its rows as statuses change. Every asset is compiled into the binary.
 
 mod actions;
+mod automation;
 mod pages;
 mod session;
 mod timeline;
@@ -45,6 +46,10 @@ pub(crate) fn routes(api: Api) -> Router<Api> {
         .route("/templates", get(pages::templates))
         .route("/templates/{name}/start", post(actions::start_template))
         .route("/templates/{name}/delete", post(actions::delete_template))
+        .route("/schedules", get(automation::schedules))
+        .route("/schedules/{name}/pause", post(automation::pause))
+        .route("/schedules/{name}/resume", post(automation::resume))
+        .route("/hooks", get(automation::hooks))
         .route("/budget", get(pages::budget))
         .route("/budget/topup", post(actions::top_up))
         .route("/budget/policy", post(actions::set_policy))

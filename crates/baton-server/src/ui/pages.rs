@@ -87,7 +87,7 @@ fn span(millis: i64) -> String {
 }
 
 /// The first line of `text`, at most `width` characters.
-fn headline(text: &str, width: usize) -> String {
+pub(crate) fn headline(text: &str, width: usize) -> String {
     let line = text.trim().lines().next().unwrap_or_default();
     match line.char_indices().nth(width) {
         Some((cut, _)) => format!("{}…", &line[..cut]),
@@ -623,7 +623,7 @@ struct BudgetPage {
 
 #[derive(Debug, Deserialize)]
 pub(crate) struct NoticeQuery {
-    notice: Option<String>,
+    pub notice: Option<String>,
 }
 
 /// Ledger entries the budget page reads: its table shows the newest, its chart the month's days.
