@@ -10,7 +10,7 @@ mod common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use baton_testkit::model::{Expect, Rule, Script, ScriptedServer};
-use common::served::{Served, baton, reaching, serve};
+use common::served::{Served, baton, reaching, save_template, serve};
 use serde_json::{Value, json};
 
 fn finishing() -> Script {
@@ -53,15 +53,7 @@ async fn signed_deliveries_start_one_task_each_and_redeliveries_and_forgeries_st
     let model = ScriptedServer::start(finishing()).await.unwrap();
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path()).unwrap();
-    std::fs::write(home.path().join("config.toml"), "").unwrap();
-    let repo_arg = repo.path().display().to_string();
-    let saved = baton(home.path())
-        .args(["template", "create", "--name", "fix", "--request", "Fix the issue below.", "--repo", &repo_arg])
-        .args(["--check", "true", "--no-review"])
-        .output()
-        .unwrap();
-    assert!(saved.status.success(), "{}", common::describe(&saved));
+    save_template(home.path(), repo.path(), "fix", "Fix the issue below.", &["--check", "true", "--no-review"]);
     let github = hook(home.path(), "gh", "github");
     let forgejo = hook(home.path(), "fj", "forgejo");
     let generic = hook(home.path(), "any", "generic");

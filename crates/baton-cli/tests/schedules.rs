@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baton_testkit::model::{Expect, Rule, Script, ScriptedServer};
-use common::served::{baton, serve};
+use common::served::{baton, save_template, serve};
 use serde_json::{Value, json};
 
 fn finishing() -> Script {
@@ -26,11 +26,7 @@ fn cli(home: &Path, args: &[&str]) -> String {
 
 /// Saves template `name` on `repo` whose tasks run `check`.
 fn template(home: &Path, repo: &Path, name: &str, check: &str) {
-    std::fs::create_dir_all(home).unwrap();
-    std::fs::write(home.join("config.toml"), "").unwrap();
-    let repo = repo.display().to_string();
-    cli(home, &["template", "create", "--name", name, "--request", "Tidy up", "--repo", &repo, "--check", check]);
-    cli(home, &["template", "show", name]);
+    save_template(home, repo, name, "Tidy up", &["--check", check]);
 }
 
 /// The schedule's firings, oldest first.

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use baton_testkit::model::{Expect, Reply, Rule, Script, ScriptedServer, ToolCall, Turn, Usage};
-use common::served::{Served, baton, client_with, reaching, serve, serve_with, token};
+use common::served::{Served, baton, client_with, reaching, save_template, serve, serve_with, token};
 use serde_json::{Value, json};
 
 /// Every request is answered with a `finish` after a pause, so tasks overlap if they may.
@@ -1466,16 +1466,10 @@ async fn a_template_saved_on_the_command_line_or_over_the_api_starts_tasks() {
     let model = ScriptedServer::start(finishing_after(0)).await.unwrap();
     let repo = common::calc_repo();
     let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path()).unwrap();
-    std::fs::write(home.path().join("config.toml"), "").unwrap();
+    let flags = ["--check", "true", "--no-review", "--max-steps", "9", "--model", "openai-compatible/scripted"];
+    let saved = save_template(home.path(), repo.path(), "nightly", "Tidy up", &flags);
+    assert!(saved.contains("limits    9 steps"), "{saved}");
     let repo_arg = repo.path().display().to_string();
-    let saved = baton(home.path())
-        .args(["template", "create", "--name", "nightly", "--request", "Tidy up", "--repo", &repo_arg])
-        .args(["--check", "true", "--no-review", "--max-steps", "9", "--model", "openai-compatible/scripted"])
-        .output()
-        .unwrap();
-    assert!(saved.status.success(), "{}", common::describe(&saved));
-    assert!(String::from_utf8_lossy(&saved.stdout).contains("limits    9 steps"));
     let again = baton(home.path())
         .args(["template", "create", "--name", "nightly", "--request", "Other", "--repo", &repo_arg, "--check", "true"])
         .output()

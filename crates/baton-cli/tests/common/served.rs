@@ -1,6 +1,7 @@
 //! A `baton serve` process for tests, on a fresh port, with an admin token, killed when dropped.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -140,4 +141,19 @@ pub async fn reaching(http: &reqwest::Client, url: String, wanted: &str) -> Valu
         assert!(Instant::now() < deadline, "never {wanted}: {task}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Saves template `name` on `repo` in `home` (ready for a server): `request`, then `flags` (the
+/// options of `baton run`); what the command printed, which must be a success.
+pub fn save_template(home: &Path, repo: &Path, name: &str, request: &str, flags: &[&str]) -> String {
+    std::fs::create_dir_all(home).unwrap();
+    std::fs::write(home.join("config.toml"), "").unwrap();
+    let repo = repo.display().to_string();
+    let saved = baton(home)
+        .args(["template", "create", "--name", name, "--request", request, "--repo", &repo])
+        .args(flags)
+        .output()
+        .unwrap();
+    assert!(saved.status.success(), "{}", super::describe(&saved));
+    String::from_utf8(saved.stdout).unwrap()
 }
