@@ -101,7 +101,8 @@ pub enum Command {
     /// Endpoints that forges (or any signer) call to start tasks and follow them up.
     #[command(subcommand)]
     Hook(HookCommand),
-    /// Webhooks baton sends when tasks wait, finish or pause, and when a schedule pauses itself.
+    /// Webhooks baton sends when tasks wait, finish or pause, a schedule pauses itself, or the
+    /// budget runs low.
     #[command(subcommand)]
     Notify(NotifyCommand),
     /// Show the handoffs between a task's legs: each leg's narrative and the ledger baton added,
@@ -286,7 +287,8 @@ pub enum NotifyCommand {
         /// json (baton's) or slack (an incoming-webhook message).
         #[arg(long, default_value = "json")]
         format: baton_core::Format,
-        /// Only these: waiting, finished, paused, schedule.paused (repeat the flag) [default: all].
+        /// Only these: waiting, finished, paused, schedule.paused, budget.low (repeat the flag)
+        /// [default: all].
         #[arg(long = "event", value_name = "EVENT")]
         events: Vec<baton_core::NoticeKind>,
         /// Take the signing secret from this environment variable instead of making one.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::{Format, Notice, Notification, NotificationState, Subscription, TaskId, Timestamp};
+use baton_core::{Format, Notice, Notification, NotificationState, Subscription, TaskId, TaskState, Timestamp};
 use baton_store::{SavedSubscription, Store, StoreError};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -79,36 +79,14 @@ impl Notifier {
             },
             _ => None,
         };
-        let payload = match subscription.format {
-            Format::Json => json!({
-                "event": notice.kind,
-                "notice": notice.seq,
-                "at": notice.at,
-                "detail": notice.detail,
-                "task": task.as_ref().map(|state| json!({
-                    "id": state.id,
-                    "request": state.spec.request,
-                    "branch": state.branch,
-                    "status": state.status(),
-                    "stop_reason": state.stop.as_ref().map(|stop| stop.reason),
-                    "spent": state.money.spent.to_string(),
-                })),
-            }),
-            Format::Slack => {
-                let about = match &task {
-                    Some(state) => format!("task {} ({})", state.id, crate::show::headline(&state.spec.request, 80)),
-                    None => "baton".to_owned(),
-                };
-                json!({ "text": format!("{}: {about} — {}", notice.kind, notice.detail) })
-            }
-        };
+        let payload = payload(subscription.format, notice, task.as_ref());
         let created_at = now();
         Ok(Notification {
             seq: 0,
             subscription: subscription.name.clone(),
             notice: notice.seq,
             kind: notice.kind,
-            payload: payload.to_string(),
+            payload,
             state: NotificationState::Pending,
             attempts: 0,
             next_at: created_at,
@@ -155,6 +133,34 @@ impl Notifier {
     }
 }
 
+/// What is sent for `notice` (about `task`, when it is about one) in `format`.
+fn payload(format: Format, notice: &Notice, task: Option<&TaskState>) -> String {
+    let value = match format {
+        Format::Json => json!({
+            "event": notice.kind,
+            "notice": notice.seq,
+            "at": notice.at,
+            "detail": notice.detail,
+            "task": task.map(|state| json!({
+                "id": state.id,
+                "request": state.spec.request,
+                "branch": state.branch,
+                "status": state.status(),
+                "stop_reason": state.stop.as_ref().map(|stop| stop.reason),
+                "spent": state.money.spent.to_string(),
+            })),
+        }),
+        Format::Slack => {
+            let about = match task {
+                Some(state) => format!("task {} ({})", state.id, crate::show::headline(&state.spec.request, 80)),
+                None => "baton".to_owned(),
+            };
+            json!({ "text": format!("{}: {about} — {}", notice.kind, notice.detail) })
+        }
+    };
+    value.to_string()
+}
+
 /// The wait after failed attempt `attempts` (from 1).
 fn backoff(attempts: u32) -> Duration {
     FIRST_BACKOFF.saturating_mul(1 << attempts.saturating_sub(1).min(16)).min(MAX_BACKOFF)
@@ -196,6 +202,28 @@ pub async fn post(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn notices_are_sent_as_baton_json_or_a_slack_message() {
+        let notice = Notice {
+            seq: 7,
+            kind: baton_core::NoticeKind::SchedulePaused,
+            task: None,
+            detail: "schedule nightly paused itself: 3 failed runs in a row".into(),
+            at: Timestamp(1_800_000_000_000),
+        };
+        let slack: serde_json::Value = serde_json::from_str(&payload(Format::Slack, &notice, None)).unwrap_or_default();
+        assert_eq!(
+            slack,
+            json!({"text": "schedule.paused: baton — schedule nightly paused itself: 3 failed runs in a row"})
+        );
+        let ours: serde_json::Value = serde_json::from_str(&payload(Format::Json, &notice, None)).unwrap_or_default();
+        assert_eq!(
+            ours,
+            json!({"event": "schedule.paused", "notice": 7, "at": 1_800_000_000_000_i64, "task": null,
+                   "detail": "schedule nightly paused itself: 3 failed runs in a row"})
+        );
+    }
 
     #[test]
     fn retries_wait_longer_each_time_up_to_a_bound() {

@@ -265,6 +265,26 @@ impl Position {
         }
     }
 
+    /// Why the account's budget is low now that a charge moved it from `before` to `self`, if
+    /// this charge is what made it so: the month's spend passed 80% of the monthly cap, or the
+    /// balance went below zero (spending on overage). Each is told once, when it is crossed.
+    pub fn low_since(&self, before: &Position) -> Option<String> {
+        let spent_before = if before.month == self.month { before.spent_this_month } else { Credits::ZERO };
+        if let Some(cap) = self.policy.monthly_cap {
+            let mark = Credits::from_micros(cap.micros() / 5 * 4);
+            if spent_before < mark && self.spent_this_month >= mark {
+                return Some(format!(
+                    "{} credits spent in {}: past 80% of the monthly cap of {cap}",
+                    self.spent_this_month, self.month
+                ));
+            }
+        }
+        if before.balance >= Credits::ZERO && self.balance < Credits::ZERO {
+            return Some(format!("the balance is {}: spending on overage", self.balance));
+        }
+        None
+    }
+
     /// The balance less what reservations hold.
     pub fn available(&self) -> Credits {
         sub(self.balance, self.reserved)
@@ -352,6 +372,26 @@ mod tests {
             prop_assert_eq!(Month::of(month.start()), month);
             prop_assert_eq!(Month::of(Timestamp(month.start().0 - 1)) < month, true);
         }
+    }
+
+    #[test]
+    fn a_budget_is_low_once_when_a_charge_passes_four_fifths_of_the_cap_or_zero() {
+        let month = Month { year: 2026, month: 12 };
+        let at = month.start();
+        let policy = Policy { monthly_cap: Some(credits(10)), auto_reload: None, overage: true };
+        let mut position = Position::new(policy, month);
+        position.apply(at, EntryKind::TopUp, credits(9));
+        let charge = |position: &mut Position, amount: i64| {
+            let before = *position;
+            position.apply(at, EntryKind::Charge(ChargeKind::Output), credits(-amount));
+            position.low_since(&before)
+        };
+        assert_eq!(charge(&mut position, 7), None, "7 of 10");
+        let low = charge(&mut position, 1).unwrap();
+        assert_eq!(low, "8.00 credits spent in 2026-12: past 80% of the monthly cap of 10.00");
+        assert_eq!(charge(&mut position, 1), None, "told once");
+        assert_eq!(charge(&mut position, 1).as_deref(), Some("the balance is -1.00: spending on overage"));
+        assert_eq!(charge(&mut position, 0), None);
     }
 
     #[test]

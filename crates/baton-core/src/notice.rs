@@ -26,11 +26,20 @@ pub enum NoticeKind {
     /// A schedule paused itself after failed runs.
     #[serde(rename = "schedule.paused")]
     SchedulePaused,
+    /// The account's budget is low: the month's spend passed 80% of the cap, or the balance went
+    /// below zero.
+    #[serde(rename = "budget.low")]
+    BudgetLow,
 }
 
 impl NoticeKind {
-    pub const ALL: [NoticeKind; 4] =
-        [NoticeKind::Waiting, NoticeKind::Finished, NoticeKind::Paused, NoticeKind::SchedulePaused];
+    pub const ALL: [NoticeKind; 5] = [
+        NoticeKind::Waiting,
+        NoticeKind::Finished,
+        NoticeKind::Paused,
+        NoticeKind::SchedulePaused,
+        NoticeKind::BudgetLow,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +47,7 @@ impl NoticeKind {
             NoticeKind::Finished => "task.finished",
             NoticeKind::Paused => "task.paused",
             NoticeKind::SchedulePaused => "schedule.paused",
+            NoticeKind::BudgetLow => "budget.low",
         }
     }
 
@@ -68,8 +78,9 @@ impl FromStr for NoticeKind {
             "task.finished" | "finished" => Ok(NoticeKind::Finished),
             "task.paused" | "paused" => Ok(NoticeKind::Paused),
             "schedule.paused" => Ok(NoticeKind::SchedulePaused),
+            "budget.low" => Ok(NoticeKind::BudgetLow),
             _ => Err(format!(
-                "unknown event `{text}` (expected one of: task.waiting, task.finished, task.paused, schedule.paused)"
+                "unknown event `{text}` (expected one of: task.waiting, task.finished, task.paused, schedule.paused, budget.low)"
             )),
         }
     }

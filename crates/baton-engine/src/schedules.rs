@@ -44,8 +44,8 @@ pub async fn add_schedule(store: &dyn Store, schedule: &Schedule, at: Timestamp)
     Ok(())
 }
 
-/// How long the loop sleeps at most, so that runs that ended (towards a pause) and schedules
-/// changed by another process are seen without a firing to wake it.
+/// How long the loop sleeps at most, so that schedules made or changed by another process (the
+/// command line) are seen without a firing to wake it.
 const IDLE: Duration = Duration::from_secs(2);
 
 /// Due firings recorded one by one in one pass; more (after long downtime) are recorded as one.
@@ -140,8 +140,8 @@ impl Schedules {
         next
     }
 
-    /// Finishes a claim left by a restart, pauses the schedule if its runs keep failing, and
-    /// fires it if it is due; when it is next due.
+    /// Finishes a claim left by a restart; when the schedule is due, pauses it if its runs keep
+    /// failing, or fires it; when it is next due.
     async fn tend(&self, saved: SavedSchedule) -> Result<Option<Timestamp>, StoreError> {
         let name = saved.schedule.name.clone();
         let timing = match Timing::new(&saved.schedule) {
@@ -157,17 +157,18 @@ impl Schedules {
             self.finish_claim(&saved, &timing, claimed).await?;
             return Ok(Some(journal::now()));
         }
-        if let Some(reason) = self.failing(&saved, &recent).await? {
-            self.store.pause_schedule(&name, &reason).await?;
-            let told = format!("schedule {name} paused itself: {reason}");
-            self.store.add_notice(NoticeKind::SchedulePaused, None, &told, journal::now()).await?;
-            return Ok(None);
-        }
         let now = journal::now();
         let due = timing.between(saved.cursor, now, usize::MAX);
         let Some(&latest) = due.last() else {
             return Ok(timing.after(now).next());
         };
+        // Judged when it is due, so that a pass over schedules with nothing due reads no task.
+        if let Some(reason) = self.failing(&saved, &recent).await? {
+            self.store.pause_schedule(&name, &reason).await?;
+            let told = format!("schedule {name} paused itself: {reason}");
+            self.store.add_notice(NoticeKind::SchedulePaused, None, &told, now).await?;
+            return Ok(None);
+        }
         let mut firings = self.misses(&saved, &due[..due.len() - 1], latest, now);
         let mut run = None;
         let late = latest < self.up_since;

@@ -111,7 +111,11 @@ impl SqliteStore {
                     if matches!(event, Event::Reserved { .. }) {
                         account::reserve(&mut tx, position, task, at, key, charges).await?;
                     } else {
+                        let before = *position;
                         account::settle(&mut tx, position, task, at, key, charges).await?;
+                        if let Some(why) = position.low_since(&before) {
+                            notices::add(&mut tx, NoticeKind::BudgetLow, Some(task.as_str()), &why, at).await?;
+                        }
                     }
                 }
                 _ => {}

@@ -239,3 +239,33 @@ proptest! {
         });
     }
 }
+
+#[tokio::test]
+async fn a_settlement_that_takes_the_month_past_four_fifths_of_the_cap_leaves_one_budget_low_notice() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = World::new(dir.path()).await;
+    let at = Timestamp(world.now);
+    let cap = Policy { monthly_cap: Some("10".parse().unwrap()), overage: false, ..Policy::default() };
+    world.store.set_policy(cap).await.unwrap();
+    world.store.credit(at, EntryKind::TopUp, "20".parse().unwrap(), "test").await.unwrap();
+    let spend = |key: &str, micros: i64| {
+        let (key, world) = (key.to_owned(), &world);
+        async move {
+            world.append(0, Event::Reserved { key: key.clone(), charges: charges(micros) }).await.unwrap();
+            world.append(0, Event::Settled { key, charges: charges(micros) }).await.unwrap();
+        }
+    };
+    spend("a", 7_000_000).await;
+    let low = |notices: Vec<baton_core::Notice>| {
+        notices
+            .into_iter()
+            .filter(|n| n.kind == baton_core::NoticeKind::BudgetLow)
+            .map(|n| n.detail)
+            .collect::<Vec<_>>()
+    };
+    assert!(low(world.store.notices(0, 100).await.unwrap()).is_empty(), "7 of 10");
+    spend("b", 1_500_000).await;
+    spend("c", 500_000).await;
+    let told = low(world.store.notices(0, 100).await.unwrap());
+    assert_eq!(told, ["8.50 credits spent in 2026-11: past 80% of the monthly cap of 10.00"], "once, at the crossing");
+}

@@ -378,6 +378,80 @@ async fn a_schedule_moves_its_cursor_once_per_claim_and_pauses_and_resumes() {
 }
 
 #[tokio::test]
+async fn notices_are_kept_with_their_events_and_subscriptions_take_them_once() {
+    use baton_core::{Format, NoticeKind, Notification, NotificationState, Subscription};
+    let (_dir, store) = store().await;
+    let id = Rng(11).task_id();
+    store.append(&id, 0, at(1), &[created("x")]).await.unwrap();
+    let subscription =
+        Subscription { name: "ops".into(), url: "http://127.0.0.1:9/".into(), format: Format::Json, events: vec![] };
+    store.subscribe(&subscription, "secret", at(2)).await.unwrap();
+    assert!(matches!(store.subscribe(&subscription, "secret", at(2)).await, Err(StoreError::SubscriptionExists(_))));
+    let paused = Event::Paused { reason: StopReason::BudgetExhausted, detail: "out".into() };
+    store.append(&id, 1, at(3), &[Event::Started, paused]).await.unwrap();
+    // A refused append keeps no notice: the event is not kept either.
+    let finished = Event::Finished { reason: StopReason::Verified, detail: "x".into() };
+    let refused = store.append(&id, 3, at(4), &[finished, Event::Started]).await;
+    assert!(refused.is_err());
+    let notices = store.notices(0, 10).await.unwrap();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(
+        (notices[0].kind, notices[0].task.as_deref(), notices[0].detail.as_str()),
+        (NoticeKind::Paused, Some(id.as_str()), "budget_exhausted: out")
+    );
+
+    let saved = store.subscription("ops").await.unwrap();
+    assert_eq!(saved.cursor, 0, "subscribed before the notice");
+    let queued = |notice: i64| Notification {
+        seq: 0,
+        subscription: "ops".into(),
+        notice,
+        kind: NoticeKind::Paused,
+        payload: "{}".into(),
+        state: NotificationState::Pending,
+        attempts: 0,
+        next_at: at(5),
+        last_error: None,
+        created_at: at(5),
+        delivered_at: None,
+    };
+    store.enqueue("ops", 0, notices[0].seq, &[queued(notices[0].seq)]).await.unwrap();
+    let again = store.enqueue("ops", 0, notices[0].seq, &[queued(notices[0].seq)]).await;
+    assert!(matches!(again, Err(StoreError::SubscriptionChanged(_))), "taken once");
+    assert!(store.due_notifications(at(4), 10).await.unwrap().is_empty(), "not due yet");
+    let due = store.due_notifications(at(5), 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    store.notification_attempted(due[0].seq, NotificationState::Pending, at(9), Some("503"), at(5), 3).await.unwrap();
+    store.notification_attempted(due[0].seq, NotificationState::Delivered, at(9), None, at(9), 3).await.unwrap();
+    let log = store.notifications(Some("ops"), 10).await.unwrap();
+    assert_eq!(
+        (log[0].state, log[0].attempts, log[0].last_error.as_deref(), log[0].delivered_at),
+        (NotificationState::Delivered, 2, Some("503"), Some(at(9)))
+    );
+
+    // Three notifications given up in a row disable the subscription.
+    for notice in [100, 101, 102] {
+        let from = store.subscription("ops").await.unwrap().cursor;
+        store.enqueue("ops", from, notice, &[queued(notice)]).await.unwrap();
+    }
+    for pending in store.due_notifications(at(10), 10).await.unwrap() {
+        assert_eq!(store.subscription("ops").await.unwrap().disabled, None);
+        store
+            .notification_attempted(pending.seq, NotificationState::Failed, at(10), Some("gone"), at(10), 3)
+            .await
+            .unwrap();
+    }
+    let disabled = store.subscription("ops").await.unwrap();
+    assert_eq!(
+        (disabled.failures, disabled.disabled.as_deref()),
+        (3, Some("disabled after 3 notifications failed in a row"))
+    );
+    store.unsubscribe("ops").await.unwrap();
+    assert!(matches!(store.subscription("ops").await, Err(StoreError::NoSuchSubscription(_))));
+    assert_eq!(store.notifications(Some("ops"), 10).await.unwrap().len(), 4, "the log stays");
+}
+
+#[tokio::test]
 async fn follow_ups_are_numbered_per_task_and_read_after_a_number() {
     let (_dir, store) = store().await;
     let (first, second) = (Rng(7).task_id(), Rng(8).task_id());
