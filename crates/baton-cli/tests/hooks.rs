@@ -182,6 +182,20 @@ async fn signed_deliveries_start_one_task_each_and_redeliveries_and_forgeries_st
         (Some(branch), Some("also handle whitespace"))
     );
 
+    // The UI's Hooks page lists the hooks and the deliveries, a started one linking its task.
+    let page = reqwest::Client::new()
+        .get(format!("{}/hooks", served.url))
+        .header(reqwest::header::COOKIE, format!("baton_session={}", served.token))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<code>gh</code></td><td>github</td>"), "{page}");
+    assert!(page.contains(&format!("<a href=\"/tasks/{task}\">started task {task} from template fix</a>")), "{page}");
+    assert!(page.contains("<td>duplicate</td><td>200</td>"), "{page}");
+
     // Every delivery is in the log with what came of it.
     let log = baton(home.path()).args(["--json", "hook", "deliveries", "--limit", "100"]).output().unwrap();
     let log: Vec<Value> = serde_json::from_slice(&log.stdout).unwrap();

@@ -158,3 +158,35 @@ fn rules_start_tasks_or_follow_up_branches() {
     );
     assert!(matches!(decide(&rules, &comment("looks good")), Action::Ignore(_)));
 }
+
+#[test]
+fn merge_request_and_pull_request_comments_name_their_branch() {
+    let gitlab = json!({"object_kind": "note", "object_attributes": {"note": "@baton rename it"},
+        "user": {"username": "maintainer"}, "merge_request": {"source_branch": "baton/fix-1"}});
+    let read_gitlab = read(
+        HookKind::Gitlab,
+        &headers(&[("X-Gitlab-Event", "Note Hook"), ("X-Gitlab-Event-UUID", "n-1")]),
+        gitlab.to_string().as_bytes(),
+    )
+    .unwrap();
+    let comment = Happening::Comment {
+        branch: "baton/fix-1".into(),
+        text: "@baton rename it".into(),
+        author: "maintainer".into(),
+    };
+    assert_eq!(read_gitlab.happening, comment);
+    let on_issue = json!({"object_kind": "note", "object_attributes": {"note": "@baton hi"}, "issue": {}});
+    let read_issue =
+        read(HookKind::Gitlab, &headers(&[("X-Gitlab-Event-UUID", "n-2")]), on_issue.to_string().as_bytes());
+    assert!(matches!(read_issue.unwrap().happening, Happening::Other(_)), "a comment on an issue names no branch");
+
+    let forgejo = json!({"action": "created", "comment": {"body": "@baton rename it", "user": {"login": "maintainer"}},
+        "pull_request": {"head": {"ref": "baton/fix-1"}}});
+    let read_forgejo = read(
+        HookKind::Forgejo,
+        &headers(&[("X-Forgejo-Event", "issue_comment"), ("X-Forgejo-Delivery", "c-1")]),
+        forgejo.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(read_forgejo.happening, comment);
+}
