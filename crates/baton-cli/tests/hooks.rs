@@ -10,7 +10,7 @@ mod common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use baton_testkit::model::{Expect, Rule, Script, ScriptedServer};
-use common::served::{Served, baton, reaching, save_template, serve};
+use common::served::{Served, baton, reaching, save_template, serve, serve_with};
 use serde_json::{Value, json};
 
 fn finishing() -> Script {
@@ -226,4 +226,29 @@ async fn signed_deliveries_start_one_task_each_and_redeliveries_and_forgeries_st
             ("gh", "followed_up", 200),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsigned_floods_are_rate_limited_before_they_reach_the_log() {
+    let model = ScriptedServer::start(finishing()).await.unwrap();
+    let repo = common::calc_repo();
+    let home = tempfile::tempdir().unwrap();
+    save_template(home.path(), repo.path(), "fix", "Fix it.", &["--check", "true"]);
+    hook(home.path(), "gh", "github");
+    // One request a second, bursts of ten, shared by every hook's deliveries.
+    let served = serve_with(home.path(), &model, &["--slots", "1", "--rate-limit", "1"]);
+    let mut statuses = Vec::new();
+    for n in 0..12 {
+        let name = if n % 2 == 0 { "gh" } else { "no-such-hook" };
+        statuses.push(deliver(&served, name, &[("X-GitHub-Delivery", format!("f-{n}"))], "{}").await.0);
+    }
+    // The burst of ten goes through; what comes faster than the refill is refused.
+    assert!(statuses[..10].iter().all(|status| *status == 401 || *status == 404), "{statuses:?}");
+    assert!(statuses[10..].contains(&429), "{statuses:?}");
+    // The log holds what got through; a token's own requests are not held up by the flood.
+    let log = served.http().get(format!("{}/api/v1/hooks/gh/deliveries", served.url)).send().await.unwrap();
+    assert_eq!(log.status(), 200);
+    let log: Value = log.json().await.unwrap();
+    let through = statuses.iter().step_by(2).filter(|status| **status != 429).count();
+    assert_eq!(log["deliveries"].as_array().unwrap().len(), through, "{log}");
 }

@@ -28,16 +28,30 @@ pub enum Access {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub Option<String>);
 
-/// The scope a request needs; `None` for the health check, which anyone may ask.
-fn needed(method: &Method, path: &str) -> Option<Scope> {
-    // A hook's delivery is authenticated by its signature, checked by the hook.
-    let delivery =
-        method == Method::POST && path.strip_prefix("/api/v1/hooks/").is_some_and(|name| !name.contains('/'));
-    if path == "/api/v1/healthz" || delivery {
-        return None;
+/// What lets a request through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Needs {
+    /// Nothing: the health check, which anyone may ask.
+    Nothing,
+    /// A hook's signature, which the hook checks. No token, so the deliveries of every hook share
+    /// one rate limit: whoever can reach the server cannot fill the delivery log faster.
+    Signature,
+    /// A token with this scope.
+    Token(Scope),
+}
+
+/// The caller whose bucket every hook delivery takes from.
+const DELIVERIES: &str = "hook deliveries";
+
+fn needed(method: &Method, path: &str) -> Needs {
+    if path == "/api/v1/healthz" {
+        return Needs::Nothing;
+    }
+    if method == Method::POST && path.strip_prefix("/api/v1/hooks/").is_some_and(|name| !name.contains('/')) {
+        return Needs::Signature;
     }
     let reads = method == Method::GET || method == Method::HEAD;
-    Some(match () {
+    Needs::Token(match () {
         () if reads => Scope::Read,
         () if path.starts_with("/api/v1/account") => Scope::Admin,
         () => Scope::Write,
@@ -63,12 +77,15 @@ fn unauthorized(message: &str) -> Response {
 }
 
 pub(crate) async fn authorize(State(api): State<Api>, mut request: Request, next: Next) -> Response {
-    let Some(scope) = needed(request.method(), request.uri().path()) else {
-        return next.run(request).await;
+    let scope = match needed(request.method(), request.uri().path()) {
+        Needs::Nothing => return next.run(request).await,
+        Needs::Signature => None,
+        Needs::Token(scope) => Some(scope),
     };
-    let caller = match api.access {
-        Access::Open => String::new(),
-        Access::Tokens => {
+    let caller = match (scope, api.access) {
+        (None, _) => DELIVERIES.to_owned(),
+        (Some(_), Access::Open) => String::new(),
+        (Some(scope), Access::Tokens) => {
             let Some(secret) = bearer(&request) else {
                 return unauthorized("send `Authorization: Bearer <token>` (make one with `baton token create`)");
             };
@@ -90,7 +107,8 @@ pub(crate) async fn authorize(State(api): State<Api>, mut request: Request, next
         response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from(wait.as_secs()));
         return response;
     }
-    request.extensions_mut().insert(Caller((!caller.is_empty()).then_some(caller)));
+    let named = !caller.is_empty() && scope.is_some();
+    request.extensions_mut().insert(Caller(named.then_some(caller)));
     next.run(request).await
 }
 
@@ -141,16 +159,21 @@ mod tests {
 
     #[test]
     fn reading_needs_read_steering_write_and_money_admin() {
-        assert_eq!(needed(&Method::GET, "/api/v1/healthz"), None);
-        assert_eq!(needed(&Method::GET, "/api/v1/tasks"), Some(Scope::Read));
-        assert_eq!(needed(&Method::GET, "/metrics"), Some(Scope::Read));
-        assert_eq!(needed(&Method::GET, "/api/v1/account"), Some(Scope::Read));
-        assert_eq!(needed(&Method::POST, "/api/v1/tasks"), Some(Scope::Write));
-        assert_eq!(needed(&Method::PATCH, "/api/v1/tasks/x/budget"), Some(Scope::Write));
-        assert_eq!(needed(&Method::POST, "/api/v1/account/topup"), Some(Scope::Admin));
-        assert_eq!(needed(&Method::PUT, "/api/v1/account/policy"), Some(Scope::Admin));
+        assert_eq!(needed(&Method::GET, "/api/v1/healthz"), Needs::Nothing);
+        assert_eq!(needed(&Method::GET, "/api/v1/tasks"), Needs::Token(Scope::Read));
+        assert_eq!(needed(&Method::GET, "/metrics"), Needs::Token(Scope::Read));
+        assert_eq!(needed(&Method::GET, "/api/v1/account"), Needs::Token(Scope::Read));
+        assert_eq!(needed(&Method::POST, "/api/v1/tasks"), Needs::Token(Scope::Write));
+        assert_eq!(needed(&Method::PATCH, "/api/v1/tasks/x/budget"), Needs::Token(Scope::Write));
+        assert_eq!(needed(&Method::POST, "/api/v1/account/topup"), Needs::Token(Scope::Admin));
+        assert_eq!(needed(&Method::PUT, "/api/v1/account/policy"), Needs::Token(Scope::Admin));
         // An unknown method is no read.
-        assert_eq!(needed(&Method::OPTIONS, "/api/v1/tasks"), Some(Scope::Write));
+        assert_eq!(needed(&Method::OPTIONS, "/api/v1/tasks"), Needs::Token(Scope::Write));
+        // A hook's delivery is signed, not tokened; reading its log is not a delivery.
+        assert_eq!(needed(&Method::POST, "/api/v1/hooks/gh"), Needs::Signature);
+        assert_eq!(needed(&Method::GET, "/api/v1/hooks/gh/deliveries"), Needs::Token(Scope::Read));
+        assert_eq!(needed(&Method::POST, "/api/v1/hooks/gh/deliveries"), Needs::Token(Scope::Write));
+        assert_eq!(needed(&Method::GET, "/api/v1/hooks"), Needs::Token(Scope::Read));
     }
 
     #[test]
