@@ -27,17 +27,7 @@ pub async fn run(home: &Path, command: HookCommand, json: bool) -> anyhow::Resul
                     store.template(template).await.with_context(|| "make the template first")?;
                 }
             }
-            let secret = match secret_env {
-                Some(var) => std::env::var(&var).with_context(|| format!("no secret in ${var}"))?,
-                None => {
-                    let mut entropy = [0u8; 24];
-                    getrandom::fill(&mut entropy).map_err(|e| anyhow::anyhow!("cannot draw a hook's secret: {e}"))?;
-                    entropy.iter().map(|byte| format!("{byte:02x}")).collect()
-                }
-            };
-            if secret.trim().len() < 16 {
-                anyhow::bail!("a hook's secret must be at least 16 characters");
-            }
+            let secret = signing_secret(secret_env)?;
             store.add_hook(&hook, &secret, now()).await?;
             if json {
                 return show::json(&serde_json::json!({ "hook": hook, "secret": secret }));
@@ -91,7 +81,24 @@ pub async fn run(home: &Path, command: HookCommand, json: bool) -> anyhow::Resul
     }
 }
 
-pub fn describe(rule: &HookRule) -> String {
+/// The secret a hook's sender (or a notification's receiver) shares with baton: from the
+/// environment variable named, or 24 random bytes in hex; at least 16 characters either way.
+pub fn signing_secret(from_env: Option<String>) -> anyhow::Result<String> {
+    let secret = match from_env {
+        Some(var) => std::env::var(&var).with_context(|| format!("no secret in ${var}"))?,
+        None => {
+            let mut entropy = [0u8; 24];
+            getrandom::fill(&mut entropy).map_err(|e| anyhow::anyhow!("cannot draw a secret: {e}"))?;
+            entropy.iter().map(|byte| format!("{byte:02x}")).collect()
+        }
+    };
+    if secret.trim().len() < 16 {
+        anyhow::bail!("a signing secret must be at least 16 characters");
+    }
+    Ok(secret)
+}
+
+fn describe(rule: &HookRule) -> String {
     match rule {
         HookRule::IssueLabelled { label, template } => format!("issues labelled {label} start {template}"),
         HookRule::Comment { mention } => format!("pull request comments starting {mention} follow up"),

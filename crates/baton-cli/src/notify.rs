@@ -2,11 +2,11 @@
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use baton_core::Subscription;
 use baton_store::{SqliteStore, Store};
 
 use crate::cli::NotifyCommand;
+use crate::hook;
 use crate::notifier;
 use crate::show;
 use crate::task::now;
@@ -17,14 +17,7 @@ pub async fn run(home: &Path, command: NotifyCommand, json: bool) -> anyhow::Res
         NotifyCommand::Add { name, url, format, events, secret_env } => {
             let subscription = Subscription { name, url, format, events };
             subscription.check().map_err(anyhow::Error::msg)?;
-            let secret = match secret_env {
-                Some(var) => std::env::var(&var).with_context(|| format!("no secret in ${var}"))?,
-                None => {
-                    let mut entropy = [0u8; 24];
-                    getrandom::fill(&mut entropy).map_err(|e| anyhow::anyhow!("cannot draw a secret: {e}"))?;
-                    entropy.iter().map(|byte| format!("{byte:02x}")).collect()
-                }
-            };
+            let secret = hook::signing_secret(secret_env)?;
             store.subscribe(&subscription, &secret, now()).await?;
             if json {
                 return show::json(&serde_json::json!({ "subscription": subscription, "secret": secret }));

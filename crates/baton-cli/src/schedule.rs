@@ -47,7 +47,7 @@ pub async fn run(home: &Path, command: ScheduleCommand, json: bool) -> anyhow::R
             if json { show::json(&saved) } else { describe(&store, &saved).await }
         }
         ScheduleCommand::Pause { name, reason } => {
-            let saved = store.pause_schedule(&name, &reason).await?;
+            let saved = store.pause_schedule(&name, &reason, now()).await?;
             if json {
                 show::json(&saved)
             } else {

@@ -23,7 +23,7 @@ pub enum NoticeKind {
     /// A task paused: out of credits, out of its window or steps, or stopped by an error.
     #[serde(rename = "task.paused")]
     Paused,
-    /// A schedule paused itself after failed runs.
+    /// A schedule was paused: by itself after failed runs, or by a person.
     #[serde(rename = "schedule.paused")]
     SchedulePaused,
     /// The account's budget is low: the month's spend passed 80% of the cap, or the balance went

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::{
-    CatchUp, Credits, Firing, FiringOutcome, NoticeKind, Schedule, ScheduleMode, Status, TaskId, TaskState, Template,
-    Timestamp,
+    CatchUp, Credits, Firing, FiringOutcome, Schedule, ScheduleMode, Status, TaskId, TaskState, Template, Timestamp,
 };
 use baton_store::{Firings, SavedSchedule, Store, StoreError};
 use tokio::sync::Notify;
@@ -147,7 +146,7 @@ impl Schedules {
         let timing = match Timing::new(&saved.schedule) {
             Ok(timing) => timing,
             Err(reason) => {
-                self.store.pause_schedule(&name, &format!("its rule cannot be read: {reason}")).await?;
+                self.store.pause_schedule(&name, &format!("its rule cannot be read: {reason}"), journal::now()).await?;
                 return Ok(None);
             }
         };
@@ -164,9 +163,7 @@ impl Schedules {
         };
         // Judged when it is due, so that a pass over schedules with nothing due reads no task.
         if let Some(reason) = self.failing(&saved, &recent).await? {
-            self.store.pause_schedule(&name, &reason).await?;
-            let told = format!("schedule {name} paused itself: {reason}");
-            self.store.add_notice(NoticeKind::SchedulePaused, None, &told, now).await?;
+            self.store.pause_schedule(&name, &reason, now).await?;
             return Ok(None);
         }
         let mut firings = self.misses(&saved, &due[..due.len() - 1], latest, now);

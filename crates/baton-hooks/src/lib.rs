@@ -205,6 +205,11 @@ fn github(event: &str, payload: &Value) -> Happening {
             body: text(payload, &["issue", "body"]),
             url: text(payload, &["issue", "html_url"]),
         },
+        ("pull_request_review_comment", "created")
+            if forked(payload, "/pull_request/head/repo/id", "/pull_request/base/repo/id") =>
+        {
+            Happening::Other("a comment on a pull request from a fork".into())
+        }
         ("pull_request_review_comment", "created") => Happening::Comment {
             branch: text(payload, &["pull_request", "head", "ref"]),
             text: text(payload, &["comment", "body"]),
@@ -224,6 +229,12 @@ fn gitea(event: &str, payload: &Value) -> Happening {
             body: text(payload, &["issue", "body"]),
             url: text(payload, &["issue", "html_url"]),
         },
+        ("issue_comment" | "pull_request_comment", "created")
+            if forked(payload, "/pull_request/head/repo_id", "/pull_request/base/repo_id")
+                || forked(payload, "/pull_request/head/repo/id", "/pull_request/base/repo/id") =>
+        {
+            Happening::Other("a comment on a pull request from a fork".into())
+        }
         ("issue_comment" | "pull_request_comment", "created")
             if payload.pointer("/pull_request/head/ref").is_some() =>
         {
@@ -261,12 +272,24 @@ fn gitlab(event: &str, payload: &Value) -> Happening {
                 url: text(payload, &["object_attributes", "url"]),
             }
         }
+        "note" if forked(payload, "/merge_request/source_project_id", "/merge_request/target_project_id") => {
+            Happening::Other("a comment on a merge request from a fork".into())
+        }
         "note" if payload.get("merge_request").is_some() => Happening::Comment {
             branch: text(payload, &["merge_request", "source_branch"]),
             text: text(payload, &["object_attributes", "note"]),
             author: text(payload, &["user", "username"]),
         },
         _ => Happening::Other(format!("{event} ({kind})")),
+    }
+}
+
+/// Whether a pull request's source is another repository than its target. A fork's branch may
+/// take any name, a task's included: its comments must never reach that task.
+fn forked(payload: &Value, head: &str, base: &str) -> bool {
+    match (payload.pointer(head), payload.pointer(base)) {
+        (Some(head), Some(base)) => head != base,
+        _ => false,
     }
 }
 

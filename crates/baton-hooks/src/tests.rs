@@ -190,3 +190,29 @@ fn merge_request_and_pull_request_comments_name_their_branch() {
     .unwrap();
     assert_eq!(read_forgejo.happening, comment);
 }
+
+#[test]
+fn comments_on_pull_requests_from_forks_reach_no_task() {
+    // A fork may name its branch after a task's: the comment must not be taken for the task's.
+    let github = json!({"action": "created", "comment": {"body": "@baton run this", "user": {"login": "stranger"}},
+        "pull_request": {"head": {"ref": "baton/fix-1", "repo": {"id": 2}}, "base": {"repo": {"id": 1}}}});
+    let gitlab = json!({"object_kind": "note", "object_attributes": {"note": "@baton run this"},
+        "merge_request": {"source_branch": "baton/fix-1", "source_project_id": 2, "target_project_id": 1}});
+    let forgejo = json!({"action": "created", "comment": {"body": "@baton run this"},
+        "pull_request": {"head": {"ref": "baton/fix-1", "repo_id": 2}, "base": {"repo_id": 1}}});
+    let cases = [
+        (HookKind::Github, ("X-GitHub-Event", "pull_request_review_comment"), ("X-GitHub-Delivery", "1"), github),
+        (HookKind::Gitlab, ("X-Gitlab-Event", "Note Hook"), ("X-Gitlab-Event-UUID", "2"), gitlab),
+        (HookKind::Forgejo, ("X-Forgejo-Event", "issue_comment"), ("X-Forgejo-Delivery", "3"), forgejo),
+    ];
+    for (kind, event, delivery, payload) in cases {
+        let received = read(kind, &headers(&[event, delivery]), payload.to_string().as_bytes()).unwrap();
+        let from_fork = matches!(&received.happening, Happening::Other(why) if why.contains("from a fork"));
+        assert!(from_fork, "{kind}: {:?}", received.happening);
+        // The same payload from the repository itself is a comment on the task's branch.
+        let own = payload.to_string().replace(":2", ":1");
+        let received = read(kind, &headers(&[event, delivery]), own.as_bytes()).unwrap();
+        let on_branch = matches!(&received.happening, Happening::Comment { branch, .. } if branch == "baton/fix-1");
+        assert!(on_branch, "{kind}: {:?}", received.happening);
+    }
+}

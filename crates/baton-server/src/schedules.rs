@@ -106,7 +106,7 @@ pub(crate) async fn pause(
     Body(body): Body<PauseBody>,
 ) -> Result<Json<ScheduleView>, ApiError> {
     let reason = body.reason.filter(|reason| !reason.trim().is_empty()).unwrap_or_else(|| "paused over the API".into());
-    let saved = api.store.pause_schedule(&name, &reason).await?;
+    let saved = api.store.pause_schedule(&name, &reason, now()).await?;
     Ok(Json(view(&api, saved, None)))
 }
 

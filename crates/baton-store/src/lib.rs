@@ -19,9 +19,9 @@ mod tokens;
 
 use async_trait::async_trait;
 use baton_core::{
-    Credits, Delivery, DeliveryOutcome, Entry, EntryKind, Event, Firing, FiringOutcome, Hook, Notice, NoticeKind,
-    Notification, NotificationState, Policy, Position, Recorded, Schedule, Status, StopReason, Subscription, TaskId,
-    TaskState, Template, Timestamp, Token, TokenHash, fold,
+    Credits, Delivery, DeliveryOutcome, Entry, EntryKind, Event, Firing, FiringOutcome, Hook, Notice, Notification,
+    NotificationState, Policy, Position, Recorded, Schedule, Status, StopReason, Subscription, TaskId, TaskState,
+    Template, Timestamp, Token, TokenHash, fold,
 };
 
 pub use blob::{BlobHash, BlobStore, InvalidBlobHash};
@@ -234,8 +234,9 @@ pub trait Store: Send + Sync {
     /// Deletes the schedule `name` and its firings (tasks it started stay).
     async fn delete_schedule(&self, name: &str) -> Result<(), StoreError>;
 
-    /// Pauses the schedule `name` for `reason` (which replaces an earlier one's).
-    async fn pause_schedule(&self, name: &str, reason: &str) -> Result<SavedSchedule, StoreError>;
+    /// Pauses the schedule `name` for `reason` (which replaces an earlier one's) at `at`, with a
+    /// `schedule.paused` notice.
+    async fn pause_schedule(&self, name: &str, reason: &str, at: Timestamp) -> Result<SavedSchedule, StoreError>;
 
     /// Resumes the paused schedule `name` at `at`: firings from then on; runs before do not count
     /// towards its next pause. [`StoreError::ScheduleNotPaused`] if it was not paused.
@@ -301,15 +302,6 @@ pub trait Store: Send + Sync {
 
     /// The newest `limit` deliveries, to `hook` or to any.
     async fn deliveries(&self, hook: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError>;
-
-    /// Keeps a notice that no journaled event makes (a schedule paused itself).
-    async fn add_notice(
-        &self,
-        kind: NoticeKind,
-        task: Option<&TaskId>,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError>;
 
     /// The notices after `after`, oldest first, at most `limit`.
     async fn notices(&self, after: i64, limit: u32) -> Result<Vec<Notice>, StoreError>;

@@ -3,11 +3,12 @@
 //! firings it passed is one transaction that names the cursor it expects, so two servers (or a
 //! server and its own restart) never take the same firing.
 
-use baton_core::{Firing, FiringOutcome, Schedule, Timestamp};
+use baton_core::{Firing, FiringOutcome, NoticeKind, Schedule, Timestamp};
 use sqlx::{Row, SqlitePool};
 
 use crate::SavedSchedule;
 use crate::error::StoreError;
+use crate::notices;
 
 const COLUMNS: &str = "name, definition, paused, cursor, resumed_at, created_at";
 
@@ -86,12 +87,22 @@ pub(crate) async fn delete(pool: &SqlitePool, name: &str) -> Result<(), StoreErr
     Ok(())
 }
 
-pub(crate) async fn pause(pool: &SqlitePool, name: &str, reason: &str) -> Result<SavedSchedule, StoreError> {
+/// With a `schedule.paused` notice in the same transaction, so a subscriber always hears of it.
+pub(crate) async fn pause(
+    pool: &SqlitePool,
+    name: &str,
+    reason: &str,
+    at: Timestamp,
+) -> Result<SavedSchedule, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let updated =
-        sqlx::query("UPDATE schedules SET paused = ? WHERE name = ?").bind(reason).bind(name).execute(pool).await?;
+        sqlx::query("UPDATE schedules SET paused = ? WHERE name = ?").bind(reason).bind(name).execute(&mut *tx).await?;
     if updated.rows_affected() == 0 {
         return Err(StoreError::NoSuchSchedule(name.to_owned()));
     }
+    let told = format!("schedule {name} paused: {reason}");
+    notices::add(&mut tx, NoticeKind::SchedulePaused, None, &told, at).await?;
+    tx.commit().await?;
     one(pool, name).await
 }
 

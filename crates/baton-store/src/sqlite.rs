@@ -505,8 +505,8 @@ impl Store for SqliteStore {
         schedules::delete(&self.pool, name).await
     }
 
-    async fn pause_schedule(&self, name: &str, reason: &str) -> Result<SavedSchedule, StoreError> {
-        schedules::pause(&self.pool, name, reason).await
+    async fn pause_schedule(&self, name: &str, reason: &str, at: Timestamp) -> Result<SavedSchedule, StoreError> {
+        schedules::pause(&self.pool, name, reason, at).await
     }
 
     async fn resume_schedule(&self, name: &str, at: Timestamp) -> Result<SavedSchedule, StoreError> {
@@ -580,17 +580,6 @@ impl Store for SqliteStore {
 
     async fn deliveries(&self, hook: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError> {
         hooks::list(&self.pool, hook, limit).await
-    }
-
-    async fn add_notice(
-        &self,
-        kind: NoticeKind,
-        task: Option<&TaskId>,
-        detail: &str,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        let mut connection = self.pool.acquire().await?;
-        notices::add(&mut connection, kind, task.map(TaskId::as_str), detail, at).await
     }
 
     async fn notices(&self, after: i64, limit: u32) -> Result<Vec<Notice>, StoreError> {

@@ -366,7 +366,13 @@ async fn a_schedule_moves_its_cursor_once_per_claim_and_pauses_and_resumes() {
 
     // Paused, its cursor cannot move; resumed, it fires from the resume on.
     assert!(matches!(store.resume_schedule("nightly", at(30)).await, Err(StoreError::ScheduleNotPaused(_))));
-    assert_eq!(store.pause_schedule("nightly", "by hand").await.unwrap().paused.as_deref(), Some("by hand"));
+    assert_eq!(store.pause_schedule("nightly", "by hand", at(25)).await.unwrap().paused.as_deref(), Some("by hand"));
+    // Subscribers hear of it: the notice is written with the pause.
+    let told = store.notices(0, 10).await.unwrap();
+    assert_eq!(
+        told.iter().map(|n| (n.kind, n.detail.as_str(), n.at)).collect::<Vec<_>>(),
+        [(baton_core::NoticeKind::SchedulePaused, "schedule nightly paused: by hand", at(25))]
+    );
     let paused = store.advance_schedule("nightly", at(20), at(40), &[]).await;
     assert!(matches!(paused, Err(StoreError::ScheduleChanged(_))), "{paused:?}");
     let resumed = store.resume_schedule("nightly", at(50)).await.unwrap();
@@ -374,7 +380,7 @@ async fn a_schedule_moves_its_cursor_once_per_claim_and_pauses_and_resumes() {
     store.delete_schedule("nightly").await.unwrap();
     assert!(matches!(store.schedule("nightly").await, Err(StoreError::NoSuchSchedule(_))));
     assert!(store.firings("nightly", Firings::All, Timestamp(0), 10).await.unwrap().is_empty(), "firings go with it");
-    assert!(matches!(store.pause_schedule("nightly", "x").await, Err(StoreError::NoSuchSchedule(_))));
+    assert!(matches!(store.pause_schedule("nightly", "x", at(60)).await, Err(StoreError::NoSuchSchedule(_))));
 }
 
 #[tokio::test]

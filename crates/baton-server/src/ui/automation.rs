@@ -104,7 +104,7 @@ pub(crate) async fn pause(
 ) -> Result<Response, Failure> {
     session.may(Scope::Write)?;
     let by = session.name.as_deref().unwrap_or("the open server");
-    api.store.pause_schedule(&name, &format!("paused by {by} in the UI")).await.map_err(Failure::store)?;
+    api.store.pause_schedule(&name, &format!("paused by {by} in the UI"), now()).await.map_err(Failure::store)?;
     Ok(back("/schedules", &format!("Schedule {name} paused.")))
 }
 
