@@ -575,7 +575,7 @@ mod tests {
 
     #[test]
     fn the_next_leg_gets_the_task_the_narrative_and_the_ledger() {
-        let spec = TaskSpec::new("Fix the parser", "/repo");
+        let spec = TaskSpec::new("Fix the parser", std::path::PathBuf::from("/repo"));
         let handoff = Handoff {
             from_leg: 2,
             step: 40,

@@ -191,7 +191,7 @@ mod tests {
         TaskSpec {
             checks: vec![CheckSpec { name: "test".into(), command: "pytest -q".into(), timeout_secs: 600 }],
             scope,
-            ..TaskSpec::new("Fix the parser", "/repo")
+            ..TaskSpec::new("Fix the parser", std::path::PathBuf::from("/repo"))
         }
     }
 

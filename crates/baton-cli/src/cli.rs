@@ -574,9 +574,20 @@ pub struct TaskArgs {
     #[arg(long, env = "BATON_MODEL")]
     pub model: Option<String>,
 
-    /// The git repository to work on; the checkout itself is never modified.
-    #[arg(long, value_name = "DIR", default_value = ".")]
-    pub repo: PathBuf,
+    /// The git repository to work on: a directory (its checkout is never modified) or a remote's
+    /// URL (https://, ssh://, file://), mirrored in the data directory, the task branch pushed to
+    /// it at every checkpoint. Credentials come from BATON_GIT_TOKEN or the credential store.
+    #[arg(long, value_name = "DIR|URL", default_value = ".")]
+    pub repo: String,
+
+    /// Push the task branch at every checkpoint to the local repository's remote (see
+    /// --push-remote), as a task on a URL does.
+    #[arg(long)]
+    pub push: bool,
+
+    /// The remote --push pushes to.
+    #[arg(long, value_name = "NAME", default_value = "origin", requires = "push")]
+    pub push_remote: String,
 
     /// An acceptance command the harness runs to verify the work (repeatable).
     #[arg(long = "check", value_name = "CMD")]

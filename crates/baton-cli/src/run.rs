@@ -281,15 +281,15 @@ pub async fn resume_all(
 pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let store = SqliteStore::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
-    println!("{}", diff_text(&state, None)?);
+    println!("{}", diff_text(home, &state, None)?);
     Ok(ExitCode::SUCCESS)
 }
 
 /// The task's committed change against its base commit: its branch in the user's repository, never
 /// its worktree (the agent's files), so a cancelled or finished task still shows its work.
-pub fn diff_text(state: &TaskState, upto: Option<&str>) -> anyhow::Result<String> {
+pub fn diff_text(home: &Path, state: &TaskState, upto: Option<&str>) -> anyhow::Result<String> {
     let head = upto.map_or_else(|| head_of(state), str::to_owned);
-    Ok(baton_git::Repo::open(&state.spec.repo)?.diff(&state.base_commit, &head)?)
+    Ok(baton_engine::repository(home, &state.spec.repo)?.diff(&state.base_commit, &head)?)
 }
 
 /// Where the task's change ends: its branch's head, or, once another task continues the branch,
@@ -303,8 +303,8 @@ fn head_of(state: &TaskState) -> String {
 }
 
 /// The files of the task's change with their lines added and removed, from `git diff --numstat`.
-pub fn changed_files(state: &TaskState) -> anyhow::Result<Vec<baton_core::FileChange>> {
-    let files = baton_git::Repo::open(&state.spec.repo)?.numstat(&state.base_commit, &head_of(state))?;
+pub fn changed_files(home: &Path, state: &TaskState) -> anyhow::Result<Vec<baton_core::FileChange>> {
+    let files = baton_engine::repository(home, &state.spec.repo)?.numstat(&state.base_commit, &head_of(state))?;
     Ok(files.into_iter().map(|f| baton_core::FileChange { path: f.path, added: f.added, removed: f.removed }).collect())
 }
 
@@ -335,7 +335,9 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
     let parts = engine_parts_with(home, config, &providers, model, legs)?;
     let args = crate::cli::TaskArgs {
         model: Some(model.to_owned()),
-        repo,
+        repo: repo.to_string_lossy().into_owned(),
+        push: false,
+        push_remote: "origin".to_owned(),
         checks: vec![baton_testkit::DEMO_CHECK.to_owned()],
         check_timeout: std::time::Duration::from_secs(60),
         base: "HEAD".to_owned(),

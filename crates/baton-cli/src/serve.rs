@@ -189,7 +189,9 @@ impl Creator {
         }
         let args = TaskArgs {
             model: Some(model),
-            repo: PathBuf::from(&new.repo),
+            repo: new.repo.clone(),
+            push: new.push,
+            push_remote: "origin".to_owned(),
             checks: new.checks,
             check_timeout: Duration::from_secs(new.check_timeout_secs.unwrap_or(600)),
             base: new.base.unwrap_or_else(|| "HEAD".to_owned()),
@@ -248,8 +250,8 @@ impl Tasks for Creator {
     async fn save_template(&self, name: String, new: NewTask) -> Result<Template, Refused> {
         let template = self.definition(name, new).map_err(Refused::Invalid)?;
         template.check().map_err(Refused::Invalid)?;
-        let repo = baton_git::Repo::open(&template.repo).map_err(|error| Refused::Invalid(error.to_string()))?;
-        repo.resolve_commit(&template.base).map_err(|error| Refused::Invalid(error.to_string()))?;
+        baton_engine::fetched_base(&self.home, &template.repo, &template.base)
+            .map_err(|error| Refused::Invalid(error.to_string()))?;
         match self.store.add_template(&template, task::now()).await {
             Ok(()) => Ok(template),
             Err(error @ StoreError::TemplateExists(_)) => Err(Refused::Conflict(error.to_string())),
@@ -373,7 +375,8 @@ impl Tasks for Creator {
     async fn changed_files(&self, id: &TaskId) -> Result<Vec<baton_core::FileChange>, Refused> {
         let state = self.store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
         // git blocks: off the runtime that serves requests.
-        let made = tokio::task::spawn_blocking(move || run::changed_files(&state)).await;
+        let home = self.home.clone();
+        let made = tokio::task::spawn_blocking(move || run::changed_files(&home, &state)).await;
         match made {
             Ok(Ok(files)) => Ok(files),
             Ok(Err(error)) => Err(Refused::Failed(format!("{error:#}"))),
@@ -392,7 +395,8 @@ impl Tasks for Creator {
         }
         let upto = upto.map(str::to_owned);
         // git blocks: off the runtime that serves requests.
-        let made = tokio::task::spawn_blocking(move || run::diff_text(&state, upto.as_deref())).await;
+        let home = self.home.clone();
+        let made = tokio::task::spawn_blocking(move || run::diff_text(&home, &state, upto.as_deref())).await;
         match made {
             Ok(Ok(text)) => Ok(text),
             Ok(Err(error)) => Err(Refused::Failed(format!("{error:#}"))),

@@ -82,7 +82,7 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
         ("task", state.id.to_string()),
         ("status", status),
         ("request", headline(&spec.request, 200)),
-        ("repo", spec.repo.display().to_string()),
+        ("repo", spec.repo.to_string()),
         ("base", format!("{} ({})", spec.base_ref, &state.base_commit)),
         ("branch", state.branch.clone()),
         ("checks", checks),
@@ -192,7 +192,7 @@ pub fn template(template: &baton_core::Template) -> anyhow::Result<()> {
     let rows = [
         ("template", template.name.clone()),
         ("request", template.request.clone()),
-        ("repo", template.repo.display().to_string()),
+        ("repo", template.repo.to_string()),
         ("base", template.base.clone()),
         ("checks", template.checks.join("; ")),
         ("scope", template.scope.join(", ")),
@@ -272,6 +272,10 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
             *duration_ms as f64 / 1000.0
         ),
         Event::Checkpointed { commit, evidence } => format!("{} {evidence}", &commit[..commit.len().min(12)]),
+        Event::Pushed { commit, remote, error } => match error {
+            None => format!("{} pushed to {remote}", &commit[..commit.len().min(12)]),
+            Some(error) => format!("{} not pushed to {remote}: {error}", &commit[..commit.len().min(12)]),
+        },
         Event::EnvironmentPrepared { detail, .. } => detail.clone(),
         Event::ConnectionRefused { host, port, phase } => {
             format!(

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use baton_core::{
+use baton_core::{RemoteUrl, RepoSource, 
     Answer, Budget, Continued, Credits, DecisionKind, Event, FindingStatus, Handoff, LegRole, Pick, Status, TaskId,
     TaskSpec, TaskState, Template, Timestamp, branch_name,
 };
@@ -120,7 +120,9 @@ async fn create(home: &Path, args: CreateArgs, json: bool) -> anyhow::Result<()>
 /// Validates the arguments, pins the base commit and journals a new task.
 pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow::Result<TaskState> {
     // Checked before the store is opened, which would already write into the checkout.
-    Repo::open(&args.repo)?.ensure_outside(home)?;
+    if let RepoSource::Local(path) = RepoSource::parse(&args.repo)? {
+        Repo::open(&path)?.ensure_outside(home)?;
+    }
     let store = SqliteStore::open(home).await?;
     create_in(&store, home, request, args).await
 }
@@ -134,7 +136,7 @@ pub async fn create_in(store: &dyn Store, home: &Path, request: String, args: Ta
 /// What `baton run` was given, as a definition a template keeps (`name` for a template; empty for
 /// a task started at once): the repository's root, and the environment file's text, checked now.
 pub fn definition(name: String, request: String, args: TaskArgs) -> anyhow::Result<Template> {
-    let repo = Repo::open(&args.repo)?;
+    let (repo, push) = source(&args)?;
     let environment = match &args.env {
         // Parsed now, so a broken file is refused before a task or a template exists.
         Some(file) => {
@@ -147,7 +149,8 @@ pub fn definition(name: String, request: String, args: TaskArgs) -> anyhow::Resu
     Ok(Template {
         name,
         request,
-        repo: repo.root().to_owned(),
+        repo,
+        push,
         base: args.base,
         checks: args.checks,
         check_timeout_secs: args.check_timeout.as_secs(),
@@ -174,6 +177,26 @@ pub fn definition(name: String, request: String, args: TaskArgs) -> anyhow::Resu
     })
 }
 
+/// Where the task's repository is (a local one by its root) and where its branch is pushed.
+fn source(args: &TaskArgs) -> anyhow::Result<(RepoSource, Option<RemoteUrl>)> {
+    match RepoSource::parse(&args.repo)? {
+        RepoSource::Remote(url) => Ok((RepoSource::Remote(url.clone()), Some(url))),
+        RepoSource::Local(path) => {
+            let repo = Repo::open(&path)?;
+            let push = match args.push {
+                true => {
+                    let setting = repo.remote_url(&args.push_remote)?;
+                    Some(RemoteUrl::from_remote_setting(&setting, repo.root()).with_context(|| {
+                        format!("the URL of remote {} of {}", args.push_remote, repo.root().display())
+                    })?)
+                }
+                false => None,
+            };
+            Ok((RepoSource::Local(repo.root().to_owned()), push))
+        }
+    }
+}
+
 /// Starts a task from `template` for `owner`, queued: its base ref resolved now, its spec checked.
 pub async fn start(
     store: &dyn Store,
@@ -192,9 +215,8 @@ pub async fn start_as(
     owner: Option<String>,
     id: &TaskId,
 ) -> anyhow::Result<TaskState> {
-    let repo = Repo::open(&template.repo)?;
+    let (repo, base_commit) = baton_engine::fetched_base(home, &template.repo, &template.base)?;
     repo.ensure_outside(home)?;
-    let base_commit = repo.resolve_commit(&template.base)?;
     let spec = template.spec(owner);
     spec.validate()?;
     let branch = branch_name(&spec.request, id);

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::bail;
-use baton_git::Repo;
+use baton_core::RepoSource;
 use baton_store::{SqliteStore, Store};
 
 use crate::cli::TemplateCommand;
@@ -16,9 +16,8 @@ pub async fn run(home: &Path, command: TemplateCommand, json: bool) -> anyhow::R
             let template = task::definition(name, task.request, task.task)?;
             template.check().map_err(anyhow::Error::msg)?;
             // The base must be there now; each task resolves it again when it starts.
-            let repo = Repo::open(&template.repo)?;
+            let (repo, _) = baton_engine::fetched_base(home, &template.repo, &template.base)?;
             repo.ensure_outside(home)?;
-            repo.resolve_commit(&template.base)?;
             let store = SqliteStore::open(home).await?;
             store.add_template(&template, now()).await?;
             if json { show::json(&template) } else { show::template(&template) }
@@ -36,7 +35,7 @@ pub async fn run(home: &Path, command: TemplateCommand, json: bool) -> anyhow::R
                     "{:<24} {}  ({})",
                     template.name,
                     show::headline(&template.request, 60),
-                    template.repo.display()
+                    template.repo
                 );
             }
             Ok(())
@@ -55,8 +54,10 @@ pub async fn run(home: &Path, command: TemplateCommand, json: bool) -> anyhow::R
         TemplateCommand::Start { name } => {
             let store = SqliteStore::open(home).await?;
             let template = store.template(&name).await?;
-            if !template.repo.exists() {
-                bail!("template {name}: its repository {} is gone", template.repo.display());
+            if let RepoSource::Local(path) = &template.repo
+                && !path.exists()
+            {
+                bail!("template {name}: its repository {} is gone", path.display());
             }
             let state = task::start(&store, home, &template, None).await?;
             if json {

@@ -106,6 +106,14 @@ pub enum Event {
     ProtectedRestored { paths: Vec<String> },
     /// The work so far is committed on the task branch.
     Checkpointed { commit: String, evidence: String },
+    /// The task branch was pushed to `remote` at `commit`, or the push failed with `error` (the
+    /// next checkpoint tries again).
+    Pushed {
+        commit: String,
+        remote: crate::RemoteUrl,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// The leg's context is nearly full (or the provider refused it): the leg is about to write its
     /// handoff. `window` is the smaller context window baton uses from now on when the provider
     /// refused a prompt that baton's estimate said would fit.
@@ -180,6 +188,7 @@ impl Event {
             Event::ConnectionRefused { .. } => "connection_refused",
             Event::ProtectedRestored { .. } => "protected_restored",
             Event::Checkpointed { .. } => "checkpointed",
+            Event::Pushed { .. } => "pushed",
             Event::HandoffStarted { .. } => "handoff_started",
             Event::HandoffWritten { .. } => "handoff_written",
             Event::Reserved { .. } => "reserved",

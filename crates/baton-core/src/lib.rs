@@ -19,6 +19,7 @@ mod notice;
 mod review;
 mod schedule;
 mod secret;
+mod source;
 mod spec;
 mod state;
 mod status;
@@ -43,6 +44,7 @@ pub use review::{
 };
 pub use schedule::{CatchUp, DEFAULT_MAX_FAILURES, Firing, FiringOutcome, Schedule, ScheduleMode};
 pub use secret::{Secret, redact};
+pub use source::{RemoteUrl, RepoSource, UrlError};
 pub use spec::{Budget, CheckSpec, Continued, MAX_ATTEMPTS, Pick, SpecError, TaskSpec, branch_name, slug};
 pub use state::{CheckResult, FoldError, LegRecord, Money, Stop, TaskState, Work, fold};
 pub use status::{Lifecycle, Status, StopReason, TransitionError, UnknownName};

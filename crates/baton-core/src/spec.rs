@@ -4,13 +4,19 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::TaskId;
 use crate::money::Credits;
+use crate::source::{RemoteUrl, RepoSource};
 
 /// What a user asks for: the unit of work before anything has happened to it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskSpec {
     pub request: String,
-    /// The user's repository (an absolute path). baton reads it and never writes its checkout.
-    pub repo: PathBuf,
+    /// The user's repository (an absolute path; baton reads it and never writes its checkout), or
+    /// a remote's URL.
+    pub repo: RepoSource,
+    /// Where the task branch is pushed at every checkpoint: the remote of a remote task, or the
+    /// remote of a local one that was given `--push`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<RemoteUrl>,
     /// The ref the task starts from, as the user wrote it (`HEAD`, `main`, a commit).
     pub base_ref: String,
     pub checks: Vec<CheckSpec>,
@@ -176,10 +182,11 @@ pub enum SpecError {
 impl TaskSpec {
     /// A request on `repo` from `HEAD`, with nothing else set: no checks, no scope, no limits, the
     /// model chosen later, reviewed, not planned.
-    pub fn new(request: impl Into<String>, repo: impl Into<PathBuf>) -> TaskSpec {
+    pub fn new(request: impl Into<String>, repo: impl Into<RepoSource>) -> TaskSpec {
         TaskSpec {
             request: request.into(),
             repo: repo.into(),
+            push: None,
             base_ref: "HEAD".to_owned(),
             checks: Vec::new(),
             scope: Vec::new(),
@@ -207,8 +214,10 @@ impl TaskSpec {
         if self.request.trim().is_empty() {
             return Err(SpecError::EmptyRequest);
         }
-        if !self.repo.is_absolute() {
-            return Err(SpecError::RelativeRepo(self.repo.clone()));
+        if let RepoSource::Local(path) = &self.repo
+            && !path.is_absolute()
+        {
+            return Err(SpecError::RelativeRepo(path.clone()));
         }
         if self.base_ref.trim().is_empty() {
             return Err(SpecError::EmptyBaseRef);
@@ -301,7 +310,7 @@ mod tests {
             checks: vec![CheckSpec { name: "test".into(), command: "cargo test".into(), timeout_secs: 600 }],
             scope: vec!["src".into()],
             protect: vec!["tests/**".into()],
-            ..TaskSpec::new("Fix the parser", "/repo")
+            ..TaskSpec::new("Fix the parser", std::path::PathBuf::from("/repo"))
         }
     }
 
@@ -315,7 +324,7 @@ mod tests {
         type Breakage = fn(&mut TaskSpec);
         let cases: Vec<(Breakage, SpecError)> = vec![
             (|s| s.request = "  \n".into(), SpecError::EmptyRequest),
-            (|s| s.repo = "repo".into(), SpecError::RelativeRepo("repo".into())),
+            (|s| s.repo = PathBuf::from("repo").into(), SpecError::RelativeRepo("repo".into())),
             (|s| s.base_ref = "".into(), SpecError::EmptyBaseRef),
             (|s| s.checks[0].command = " ".into(), SpecError::EmptyCheckCommand("test".into())),
             (|s| s.checks[0].name = "".into(), SpecError::EmptyCheckName),

@@ -104,6 +104,8 @@ pub struct Work {
     /// Protected files restored before the latest checks.
     pub restored: Vec<String>,
     pub last_commit: Option<String>,
+    /// The last commit pushed to the task's remote.
+    pub pushed: Option<String>,
     /// What the last checkpoint says of itself (for a verified one: the checks and the environment).
     pub last_evidence: Option<String>,
     /// The hash of the environment the task's machines were last built on.
@@ -438,6 +440,7 @@ impl Work {
                 self.last_commit = Some(commit.clone());
                 self.last_evidence = Some(evidence.clone());
             }
+            Event::Pushed { commit, error: None, .. } => self.pushed = Some(commit.clone()),
             // Resuming, a human decides the task may try again: earlier idle legs no longer count.
             Event::Resumed { .. } => self.idle_legs = 0,
             Event::HandoffStarted { reason, emergency, window } => {
@@ -592,7 +595,7 @@ mod tests {
 
     fn created() -> Event {
         Event::TaskCreated {
-            spec: Box::new(TaskSpec::new("do it", "/repo")),
+            spec: Box::new(TaskSpec::new("do it", std::path::PathBuf::from("/repo"))),
             base_commit: "0".repeat(40),
             branch: "baton/do-it-00000000".into(),
         }

@@ -132,7 +132,7 @@ impl Lifecycle {
             )
             | (Event::CheckFinished { .. } | Event::ProtectedRestored { .. }, Verifying)
             | (Event::EnvironmentPrepared { .. } | Event::ConnectionRefused { .. }, Running | Verifying | Reviewing)
-            | (Event::Checkpointed { .. }, Running | Verifying | Reviewing) => Ok(self),
+            | (Event::Checkpointed { .. } | Event::Pushed { .. }, Running | Verifying | Reviewing) => Ok(self),
             _ => Err(not_allowed()),
         }
     }

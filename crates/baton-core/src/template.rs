@@ -3,11 +3,11 @@
 //! task's spec validated again, each time a task is started from it.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
 use crate::review::Role;
+use crate::source::{RemoteUrl, RepoSource};
 use crate::spec::{Budget, CheckSpec, Pick, SpecError, TaskSpec};
 
 /// A saved task definition.
@@ -15,8 +15,11 @@ use crate::spec::{Budget, CheckSpec, Pick, SpecError, TaskSpec};
 pub struct Template {
     pub name: String,
     pub request: String,
-    /// The repository (an absolute path).
-    pub repo: PathBuf,
+    /// The repository (an absolute path or a remote's URL).
+    pub repo: RepoSource,
+    /// Where each task's branch is pushed, when it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<RemoteUrl>,
     /// The ref each task starts from, resolved when it starts.
     pub base: String,
     /// Acceptance commands.
@@ -93,7 +96,8 @@ impl Template {
             pick: self.pick,
             owner,
             base_ref: self.base.clone(),
-            ..TaskSpec::new(&self.request, &self.repo)
+            push: self.push.clone(),
+            ..TaskSpec::new(&self.request, self.repo.clone())
         }
     }
 
@@ -115,7 +119,8 @@ mod tests {
         Template {
             name: "nightly-deps".into(),
             request: "Update the dependencies".into(),
-            repo: "/repo".into(),
+            repo: RepoSource::Local("/repo".into()),
+            push: None,
             base: "main".into(),
             checks: vec!["cargo test".into()],
             check_timeout_secs: 600,
@@ -143,7 +148,7 @@ mod tests {
         assert_eq!(spec.budget.wall_clock_secs, Some(3600));
         assert!(template().check().is_ok());
         let broken: [fn(&mut Template); 4] =
-            [|t| t.name = "a b".into(), |t| t.checks.clear(), |t| t.repo = "relative".into(), |t| t.attempts = 11];
+            [|t| t.name = "a b".into(), |t| t.checks.clear(), |t| t.repo = RepoSource::Local("relative".into()), |t| t.attempts = 11];
         for break_it in broken {
             let mut template = template();
             break_it(&mut template);

@@ -5,6 +5,7 @@ use baton_core::{Event, StopReason};
 use baton_git::{GitError, Worktree};
 
 use crate::journal::Journal;
+use crate::repository;
 use crate::{Engine, EngineError};
 
 impl Engine {
@@ -17,7 +18,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let message = format!("baton checkpoint: {evidence}");
         match worktree.commit_all(&message) {
-            Ok(Some(commit)) => journal.append(Event::Checkpointed { commit, evidence }).await,
+            Ok(Some(commit)) => self.checkpointed(journal, worktree, commit, evidence).await,
             Ok(None) => Ok(()),
             // Nothing is committed while the agent keeps a repository in the worktree; it is told why.
             Err(refused @ GitError::EmbeddedRepositories(_)) => {
@@ -45,9 +46,28 @@ impl Engine {
         if !merges.is_empty() && journal.state().work.last_commit.as_ref() != Some(&head) {
             let names: Vec<&str> = merges.iter().map(|(what, _)| what.as_str()).collect();
             let evidence = format!("merged {}", names.join(", "));
-            journal.append(Event::Checkpointed { commit: head, evidence }).await?;
+            self.checkpointed(journal, worktree, head, evidence).await?;
         }
         Ok(conflicts)
+    }
+
+    /// Journals `commit` as the task's checkpoint and pushes it where the task says. A refused
+    /// push is journaled and the task goes on: the next checkpoint pushes everything since.
+    pub(crate) async fn checkpointed(
+        &self,
+        journal: &mut Journal<'_>,
+        worktree: &Worktree,
+        commit: String,
+        evidence: String,
+    ) -> Result<(), EngineError> {
+        journal.append(Event::Checkpointed { commit: commit.clone(), evidence }).await?;
+        let state = journal.state();
+        let Some(remote) = state.spec.push.clone() else { return Ok(()) };
+        let pushed = worktree.common_dir().and_then(|objects| {
+            repository::push(&self.config.home, &objects, &remote, &commit, &state.branch)
+        });
+        let error = pushed.err().map(|error| error.to_string());
+        journal.append(Event::Pushed { commit, remote, error }).await
     }
 
     /// Pauses with the work committed first, so nothing waits only in the worktree.

@@ -21,6 +21,7 @@ mod model_call;
 mod money;
 mod plan;
 mod recover;
+mod repository;
 mod review;
 mod scheduler;
 mod schedules;
@@ -48,6 +49,7 @@ pub use crate::layout::TaskLayout;
 pub use crate::lease::{HeldLease, holder_name};
 use crate::machine::Machine;
 pub use crate::machine::discard;
+pub use crate::repository::{fetched_base, remotes, repository};
 pub use crate::scheduler::{Engines, Observer, Scheduler};
 pub use crate::schedules::{ScheduleError, Schedules, Starter, add_schedule};
 pub use crate::snapshot::{Caches, Manifest, Provenance, SetupFailure, SetupStep, Snapshot, Snapshots, Source};
@@ -79,6 +81,8 @@ pub enum EngineError {
     Redaction(String),
     #[error("the task's machine could not be removed: {0}")]
     Teardown(std::io::Error),
+    #[error("the remote: {0}")]
+    Remote(String),
 }
 
 impl EngineError {
@@ -95,7 +99,8 @@ impl EngineError {
             | EngineError::Clean(_)
             | EngineError::Environments(_)
             | EngineError::Setup(_)
-            | EngineError::Teardown(_) => Some(StopReason::EnvironmentError),
+            | EngineError::Teardown(_)
+            | EngineError::Remote(_) => Some(StopReason::EnvironmentError),
         }
     }
 }

@@ -3,13 +3,14 @@
 
 use std::sync::Arc;
 
-use baton_core::{DecisionKind, Secret, TaskId, TaskState};
-use baton_git::{Repo, Worktree};
+use baton_core::{DecisionKind, RepoSource, Secret, TaskId, TaskState};
+use baton_git::Worktree;
 use baton_sandbox::LocalSandbox;
 use baton_tools::{Toolbox, Workspace};
 
 use crate::clean::CleanMachines;
 use crate::environment::TaskEnvironment;
+use crate::repository;
 use crate::services::WithServices;
 use crate::{Caches, Engine, EngineError, Resolved, SandboxedGit, Snapshots, TaskLayout};
 
@@ -37,8 +38,9 @@ impl Engine {
         }
         let layout = TaskLayout::of(&self.config.home, &state.id);
         let disk = layout.attach_disk(self.config.sandbox.disk_bytes)?;
-        let repo = Repo::open(&state.spec.repo)?;
-        let worktree = repo.ensure_worktree(&state.branch, &layout.worktree(), &state.base_commit)?;
+        let repo = repository::for_task(&self.config.home, state)?;
+        let start = state.work.last_commit.as_ref().unwrap_or(&state.base_commit);
+        let worktree = repo.ensure_worktree(&state.branch, &layout.worktree(), start)?;
         let git_dirs = vec![worktree.common_dir()?];
         let git_state = layout.sandbox_state().join("git");
         let git = SandboxedGit::new(&self.config.sandbox, &git_state, worktree.path(), git_dirs[0].clone())?;
@@ -85,12 +87,12 @@ pub fn discard(home: &std::path::Path, state: &TaskState) -> Result<(), EngineEr
 }
 
 /// [`discard`] for task `id` on `repo`; nothing to do for a machine already gone.
-fn discard_machine(home: &std::path::Path, id: &TaskId, repo: &std::path::Path) -> Result<(), EngineError> {
+fn discard_machine(home: &std::path::Path, id: &TaskId, repo: &RepoSource) -> Result<(), EngineError> {
     let layout = TaskLayout::of(home, id);
     let disk = layout.attach_disk(None)?;
     let worktree = layout.worktree();
     if worktree.exists() {
-        Repo::open(repo)?.remove_worktree(&worktree)?;
+        repository::repository(home, repo)?.remove_worktree(&worktree)?;
     }
     drop(disk);
     layout.remove().map_err(EngineError::Teardown)

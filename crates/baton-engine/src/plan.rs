@@ -235,7 +235,7 @@ impl Engine {
         // Sized from the child's own base: its work alone, whatever it started from.
         let diff = match &commit {
             Some(commit) => {
-                let stat = baton_git::Repo::open(&end.spec.repo)?.shortstat(&end.base_commit, commit)?;
+                let stat = crate::repository(&self.config.home, &end.spec.repo)?.shortstat(&end.base_commit, commit)?;
                 Some(DiffStat { files: stat.files, insertions: stat.insertions, deletions: stat.deletions })
             }
             None => None,
@@ -313,6 +313,7 @@ fn child_spec(state: &baton_core::TaskState, subtask: &Subtask) -> TaskSpec {
     TaskSpec {
         request: subtask.request.clone(),
         repo: state.spec.repo.clone(),
+        push: state.spec.push.clone(),
         base_ref: state.base_commit.clone(),
         // A check the parent has keeps its name and timeout.
         checks: subtask

@@ -61,7 +61,8 @@ async fn a_firing_claimed_by_a_server_that_died_starts_its_task_once_after_a_res
     let template = Template {
         name: "nightly".into(),
         request: "Tidy up".into(),
-        repo: "/repo".into(),
+        repo: std::path::PathBuf::from("/repo").into(),
+        push: None,
         base: "HEAD".into(),
         checks: vec!["true".into()],
         check_timeout_secs: 60,

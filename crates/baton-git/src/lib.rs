@@ -13,6 +13,10 @@
 //! program that all this misses, a caller can have every call over a worktree run somewhere without
 //! privileges ([`Confinement`], [`Worktree::confined`]).
 
+mod remote;
+
+pub use remote::{Mirror, Remotes, TOKEN_VARIABLE, USERNAME_VARIABLE};
+
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -308,6 +312,17 @@ impl Repo {
         Ok(stat)
     }
 
+    /// The repository's git directory (its objects and refs; shared by its worktrees).
+    pub fn common_dir(&self) -> Result<PathBuf, GitError> {
+        let common = run_ok(&self.root, &self.overrides, &["rev-parse", "--git-common-dir"])?;
+        Ok(self.root.join(common))
+    }
+
+    /// The URL the repository's configuration gives its remote `name`, as written there.
+    pub fn remote_url(&self, name: &str) -> Result<String, GitError> {
+        run_ok(&self.root, &self.overrides, &["remote", "get-url", "--end-of-options", name])
+    }
+
     /// Refuses a path that is, or would be, inside the user's checkout, following symlinks.
     pub fn ensure_outside(&self, path: &Path) -> Result<(), GitError> {
         if resolve(path).starts_with(&self.root) {
@@ -351,8 +366,7 @@ impl Repo {
     /// lives in the repository's git directory, so every baton process on the machine honours it.
     fn worktree_lock(&self) -> Result<std::fs::File, GitError> {
         use std::os::unix::fs::OpenOptionsExt as _;
-        let common = run_ok(&self.root, &self.overrides, &["rev-parse", "--git-common-dir"])?;
-        let path = self.root.join(common.trim_end_matches('\n')).join("baton-worktrees.lock");
+        let path = self.common_dir()?.join("baton-worktrees.lock");
         let open = |options: &mut std::fs::OpenOptions| {
             options.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32).open(&path)
         };
@@ -367,8 +381,10 @@ impl Repo {
     }
 
     /// The task's worktree at `path`: opened if it is there, checked out again from its branch if
-    /// only the branch is left, created from `base_commit` otherwise. Resuming uses this.
-    pub fn ensure_worktree(&self, branch: &str, path: &Path, base_commit: &str) -> Result<Worktree, GitError> {
+    /// only the branch is left, created at `start` otherwise (the base commit, or the last commit a
+    /// task that lost its branch made: a mirror made afresh has only what was pushed). Resuming
+    /// uses this.
+    pub fn ensure_worktree(&self, branch: &str, path: &Path, start: &str) -> Result<Worktree, GitError> {
         if path.exists() {
             return Worktree::open(path);
         }
@@ -387,7 +403,7 @@ impl Repo {
             drop(held);
             return Worktree::open(path);
         }
-        self.create_worktree(branch, path, base_commit)
+        self.create_worktree(branch, path, start)
     }
 
     /// Removes a worktree, discarding uncommitted changes in it; its branch stays. A worktree whose

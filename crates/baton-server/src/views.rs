@@ -11,8 +11,12 @@ use utoipa::ToSchema;
 #[serde(deny_unknown_fields)]
 pub struct NewTask {
     pub request: String,
-    /// The repository, a path on the server's machine.
+    /// The repository: a path on the server's machine, or a remote's URL (https://, ssh://,
+    /// file://) whose mirror the server keeps, the task branch pushed to it at every checkpoint.
     pub repo: String,
+    /// Push the task branch at every checkpoint to the local repository's remote `origin`.
+    #[serde(default)]
+    pub push: bool,
     /// The ref to start from (default `HEAD`).
     pub base: Option<String>,
     /// Acceptance commands; at least one.
@@ -247,7 +251,7 @@ impl TaskView {
             question: state.question.clone(),
             decision: work.decisions.iter().find(|(_, answer)| answer.is_none()).map(|(asked, _)| asked.id.clone()),
             request: state.spec.request.clone(),
-            repo: state.spec.repo.display().to_string(),
+            repo: state.spec.repo.to_string(),
             branch: state.branch.clone(),
             base_commit: state.base_commit.clone(),
             last_commit: work.last_commit.clone(),

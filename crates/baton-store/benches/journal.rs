@@ -18,7 +18,7 @@ const BATCH: u64 = 1_000;
 
 fn created() -> Event {
     Event::TaskCreated {
-        spec: Box::new(TaskSpec::new("benchmark", "/repo")),
+        spec: Box::new(TaskSpec::new("benchmark", std::path::PathBuf::from("/repo"))),
         base_commit: "0".repeat(40),
         branch: "baton/benchmark-00000000".into(),
     }

@@ -281,7 +281,8 @@ async fn templates_are_kept_by_name_whole_and_a_name_is_taken_once() {
     let template = |name: &str, request: &str| baton_core::Template {
         name: name.into(),
         request: request.into(),
-        repo: "/repo".into(),
+        repo: std::path::PathBuf::from("/repo").into(),
+        push: None,
         base: "main".into(),
         checks: vec!["make test".into()],
         check_timeout_secs: 60,

@@ -86,6 +86,7 @@ impl TaskForm {
         Ok(NewTask {
             request: self.request.clone(),
             repo: self.repo.trim().to_owned(),
+            push: false,
             base: text(&self.base),
             checks: lines(&self.checks),
             check_timeout_secs: number(&self.check_timeout_secs, "check timeout")?,

@@ -117,6 +117,13 @@ pub(crate) fn entry(recorded: &Recorded) -> Option<Entry> {
         Event::Checkpointed { commit, evidence } => {
             ("checkpoint", format!("checkpoint {}", &commit[..commit.len().min(12)]), clipped(evidence), false)
         }
+        Event::Pushed { commit, remote, error } => {
+            let short = &commit[..commit.len().min(12)];
+            match error {
+                None => ("checkpoint", format!("pushed {short} to {remote}"), None, false),
+                Some(error) => ("checkpoint", format!("push of {short} to {remote} refused"), clipped(error), true),
+            }
+        }
         Event::HandoffStarted { reason, .. } => ("leg", format!("handoff: {reason}"), None, false),
         Event::HandoffWritten { handoff } => {
             let body = format!("{}\n\n{}", handoff.narrative.trim(), handoff.ledger.render());

@@ -7,7 +7,7 @@ use baton_core::{Event, Status, StopReason, TaskId, TaskSpec, Timestamp};
 
 pub fn created(request: &str) -> Event {
     Event::TaskCreated {
-        spec: Box::new(TaskSpec::new(request, "/repo")),
+        spec: Box::new(TaskSpec::new(request, std::path::PathBuf::from("/repo"))),
         base_commit: "0".repeat(40),
         branch: "baton/test-00000000".into(),
     }
