@@ -182,3 +182,77 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), GitError> {
 fn shell_quoted(path: &Path) -> String {
     format!("'{}'", path.to_string_lossy().replace('\'', r"'\''"))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    /// What git's credential machinery answers for `url` with baton's settings and `env`.
+    fn filled(remotes: &Remotes, url: &str, env: &[(&str, &str)]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let mut command = Command::new("git");
+        command.arg("-C").arg(dir.path()).args(remotes.overrides()).args(["credential", "fill"]);
+        command.env("GIT_TERMINAL_PROMPT", "0").env("GIT_CONFIG_GLOBAL", "/dev/null").env("GIT_CONFIG_NOSYSTEM", "1");
+        command.env_remove(TOKEN_VARIABLE).env_remove(USERNAME_VARIABLE).envs(env.iter().copied());
+        let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        child.stdin.take().unwrap().write_all(format!("url={url}\n\n").as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    #[test]
+    fn git_gets_the_token_from_the_environment_and_then_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("git-credentials");
+        std::fs::write(&store, "https://robot:from-the-store@forge.example\n").unwrap();
+        let remotes = Remotes::new(&store);
+        let answer = filled(&remotes, "https://forge.example/o/r.git", &[(TOKEN_VARIABLE, "from-env")]);
+        assert!(answer.contains("username=x-access-token\n") && answer.contains("password=from-env\n"), "{answer}");
+        let named = filled(&remotes, "https://forge.example/o/r.git", &[(TOKEN_VARIABLE, "t"), (USERNAME_VARIABLE, "me")]);
+        assert!(named.contains("username=me\n"), "{named}");
+        let stored = filled(&remotes, "https://forge.example/o/r.git", &[]);
+        assert!(stored.contains("username=robot\n") && stored.contains("password=from-the-store\n"), "{stored}");
+        let nothing = filled(&Remotes::new(&dir.path().join("none")), "https://forge.example/o/r.git", &[]);
+        assert!(!nothing.contains("password="), "no prompt, no password: {nothing}");
+    }
+
+    #[test]
+    fn a_mirrors_configuration_written_by_someone_else_is_not_honoured() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("source");
+        std::fs::create_dir(&source).unwrap();
+        let git = |dir: &Path, args: &[&str]| {
+            let done = Command::new("git").arg("-C").arg(dir).args(args).output().unwrap();
+            assert!(done.status.success(), "{args:?}: {}", String::from_utf8_lossy(&done.stderr));
+        };
+        git(&source, &["init", "--quiet", "-b", "main"]);
+        git(&source, &["-c", "user.name=a", "-c", "user.email=a@b", "commit", "--quiet", "--allow-empty", "-m", "one"]);
+        let url = format!("file://{}", source.display());
+        let mirror = Mirror::at(&dir.path().join("mirror.git"), &url);
+        let remotes = Remotes::new(&dir.path().join("none"));
+        mirror.fetch(&remotes).unwrap();
+        // What a process with the mirror writable could leave: a redirection of the remote, and a
+        // command for git to run.
+        let marker = dir.path().join("ran");
+        let config = format!(
+            "[url \"file:///nonexistent/\"]\n\tinsteadOf = file://\n[core]\n\tfsmonitor = touch {}\n\tbare = true\n",
+            marker.display()
+        );
+        std::fs::write(dir.path().join("mirror.git/config"), config).unwrap();
+        git(&source, &["-c", "user.name=a", "-c", "user.email=a@b", "commit", "--quiet", "--allow-empty", "-m", "two"]);
+        mirror.fetch(&remotes).expect("the fetch follows baton's configuration, not the planted one");
+        let fetched = mirror.resolve("main").unwrap();
+        let head = Command::new("git").arg("-C").arg(&source).args(["rev-parse", "HEAD"]).output().unwrap();
+        assert_eq!(fetched, String::from_utf8_lossy(&head.stdout).trim(), "the second commit is fetched");
+        assert_eq!(fetched, mirror.resolve("HEAD").unwrap());
+        assert!(!marker.exists(), "the planted command ran");
+        let config = std::fs::read_to_string(dir.path().join("mirror.git/config")).unwrap();
+        assert_eq!(config, MIRROR_CONFIG);
+        assert!(matches!(mirror.resolve("nonexistent"), Err(GitError::UnknownRef { .. })));
+    }
+}
