@@ -116,6 +116,12 @@ pub enum Command {
         /// The task's id, or a unique prefix of it.
         id: String,
     },
+    /// Open a task's draft pull request on its remote's forge, or bring it up to date (a task on a
+    /// URL or created with --push, not running; a verified task gets one by itself).
+    Pr {
+        /// The task's id, or a unique prefix of it.
+        id: String,
+    },
     /// Watch baton fix a sample repository, replaying a recorded model session: no model or key
     /// needed (as root, or as an ordinary user where the kernel allows user namespaces).
     Demo,

@@ -98,6 +98,7 @@ fn main() -> ExitCode {
             Command::Schedule(command) => schedule::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,
+            Command::Pr { id } => task::pull_request(&home()?, &config()?, &id, cli.json).await,
             Command::Demo => run::demo(&home()?, &config()?, cli.json).await,
             Command::Log { id } => task::run(&home, server, cli::TaskCommand::Events { id, follow: false }, cli.json)
                 .await

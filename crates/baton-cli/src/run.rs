@@ -96,6 +96,7 @@ fn engine_parts_with(
         max_handoffs: legs.max_handoffs,
         max_verifications: 3,
         sandbox,
+        forges: baton_forge::Forges::read(&config.text).with_context(|| config.context())?,
     };
     let mut roles = Vec::new();
     for (role, model) in &legs.role_models {

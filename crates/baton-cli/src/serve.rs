@@ -319,6 +319,11 @@ impl Tasks for Creator {
         self.record(&state, Event::Resumed { detail: "resumed over the API".into() }).await
     }
 
+    async fn publish_pull_request(&self, id: &TaskId) -> Result<(), Refused> {
+        let forges = baton_forge::Forges::read(&self.config.text).map_err(|error| Refused::Invalid(error.to_string()))?;
+        task::publish_pull_request(self.store.as_ref(), &forges, id).await.map(drop)
+    }
+
     async fn cancel(&self, id: &TaskId, reason: &str) -> Result<(), Refused> {
         task::cancel(self.store.as_ref(), &self.home, id, reason).await.map(drop)
     }

@@ -108,6 +108,14 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
     if let (Some(commit), Some(evidence)) = (&state.work.last_commit, &state.work.last_evidence) {
         writeln!(out, "commit   {} {evidence}", &commit[..commit.len().min(12)])?;
     }
+    if let Some(remote) = &spec.push {
+        let pushed = state.work.pushed.as_deref().map_or("nothing yet", |commit| &commit[..commit.len().min(12)]);
+        writeln!(out, "pushed   {pushed} to {remote}")?;
+    }
+    if let Some(pull) = &state.work.pull_request {
+        let draft = if pull.draft { ", draft" } else { "" };
+        writeln!(out, "pr       #{} {} ({}{draft})", pull.number, pull.url, pull.state)?;
+    }
     if let Some(hash) = &state.work.environment {
         let snapshot = state
             .work
@@ -272,6 +280,12 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
             *duration_ms as f64 / 1000.0
         ),
         Event::Checkpointed { commit, evidence } => format!("{} {evidence}", &commit[..commit.len().min(12)]),
+        Event::PullRequestPublished { pull_request } => {
+            format!("pull request #{} ({}) shows {}", pull_request.number, pull_request.url, &pull_request.commit[..pull_request.commit.len().min(12)])
+        }
+        Event::PullRequestFailed { commit, error } => {
+            format!("the pull request could not show {}: {error}", &commit[..commit.len().min(12)])
+        }
         Event::Pushed { commit, remote, error } => match error {
             None => format!("{} pushed to {remote}", &commit[..commit.len().min(12)]),
             Some(error) => format!("{} not pushed to {remote}: {error}", &commit[..commit.len().min(12)]),

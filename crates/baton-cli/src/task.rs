@@ -226,6 +226,61 @@ pub async fn start_as(
     }
 }
 
+/// `baton pr`: publishes the task's pull request and says where it is, or why not.
+pub async fn pull_request(
+    home: &Path,
+    config: &crate::config::Config,
+    id: &str,
+    json: bool,
+) -> anyhow::Result<std::process::ExitCode> {
+    let forges = baton_forge::Forges::read(&config.text).with_context(|| config.context())?;
+    let store = SqliteStore::open(home).await?;
+    let id = store.resolve(id).await?;
+    let event = publish_pull_request(&store, &forges, &id).await.map_err(|refused| anyhow::anyhow!("{refused}"))?;
+    if json {
+        show::json(&event)?;
+    }
+    match event {
+        Event::PullRequestPublished { pull_request } => {
+            if !json {
+                println!("task {id}: pull request #{} {}", pull_request.number, pull_request.url);
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Event::PullRequestFailed { error, .. } => bail!("task {id}: the pull request was not published: {error}"),
+        _ => Ok(std::process::ExitCode::SUCCESS),
+    }
+}
+
+/// Opens or updates the pull request of task `id`, which is not running, and journals what the
+/// forge said. The journaled event, for the caller to show.
+pub async fn publish_pull_request(
+    store: &dyn Store,
+    forges: &baton_forge::Forges,
+    id: &TaskId,
+) -> Result<Event, Refused> {
+    let state = store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
+    if matches!(state.status(), Status::Running | Status::Verifying | Status::Reviewing) {
+        let why = format!("task {id} is {}: its pull request is published when it is verified", state.status());
+        return Err(Refused::Conflict(why));
+    }
+    let Some(remote) = &state.spec.push else {
+        let why = format!("task {id} is not pushed anywhere: create it on a URL, or with --push");
+        return Err(Refused::Invalid(why));
+    };
+    if state.work.pushed.is_none() || state.work.pushed != state.work.last_commit {
+        let why = format!("task {id}'s branch is not pushed to {remote} up to its last commit");
+        return Err(Refused::Conflict(why));
+    }
+    let summary = state.stop.as_ref().map_or_else(|| state.spec.request.clone(), |stop| stop.detail.clone());
+    let Some(event) = baton_engine::publish_event(forges, &state, &summary).await else {
+        let why = format!("no forge is known for {remote}: declare it under [forges.NAME] in the configuration");
+        return Err(Refused::Invalid(why));
+    };
+    store.append(id, state.next_seq, now(), std::slice::from_ref(&event)).await.map_err(|error| refusal(id, error))?;
+    Ok(event)
+}
+
 pub async fn events(backend: &dyn Backend, id: &TaskId, follow: bool, json: bool) -> anyhow::Result<()> {
     let mut next = 0;
     loop {

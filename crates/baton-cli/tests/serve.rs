@@ -1065,6 +1065,7 @@ async fn the_openapi_document_holds_for_every_answer_schemathesis_generates() {
         "/api/v1/tasks/{id}/messages",
         "/api/v1/tasks/{id}/pick",
         "/api/v1/tasks/{id}/resume",
+        "/api/v1/tasks/{id}/pr",
         "/api/v1/templates",
         "/api/v1/templates/{name}",
         "/api/v1/templates/{name}/tasks",

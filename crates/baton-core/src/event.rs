@@ -114,6 +114,10 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// The task's pull request on its forge was opened or brought up to date with `commit`.
+    PullRequestPublished { pull_request: PullRequestRef },
+    /// Opening or updating the pull request failed (the task's work is pushed all the same).
+    PullRequestFailed { commit: String, error: String },
     /// The leg's context is nearly full (or the provider refused it): the leg is about to write its
     /// handoff. `window` is the smaller context window baton uses from now on when the provider
     /// refused a prompt that baton's estimate said would fit.
@@ -155,6 +159,20 @@ pub enum Event {
     Continued { task: String },
 }
 
+/// A task's pull request, as the forge last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestRef {
+    /// GitHub's and Gitea's number, GitLab's `iid`.
+    pub number: u64,
+    /// Its page.
+    pub url: String,
+    /// `open`, `closed` or `merged`.
+    pub state: String,
+    pub draft: bool,
+    /// The commit it shows.
+    pub commit: String,
+}
+
 impl Event {
     /// A tool call's result, with its output's digest taken now.
     pub fn tool_call_finished(call_id: String, output: String, is_error: bool, effect: Effect) -> Event {
@@ -189,6 +207,8 @@ impl Event {
             Event::ProtectedRestored { .. } => "protected_restored",
             Event::Checkpointed { .. } => "checkpointed",
             Event::Pushed { .. } => "pushed",
+            Event::PullRequestPublished { .. } => "pull_request_published",
+            Event::PullRequestFailed { .. } => "pull_request_failed",
             Event::HandoffStarted { .. } => "handoff_started",
             Event::HandoffWritten { .. } => "handoff_written",
             Event::Reserved { .. } => "reserved",

@@ -33,7 +33,7 @@ pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay,
 pub use coverage::{Coverage, Span, digest};
 pub use decision::{Answer, ApprovalPolicy, BadRule, DEFAULT_RULES, Decision, DecisionKind};
 pub use environment::{ENVIRONMENT_FILE, Environment, EnvironmentError, Input, MAX_ENVIRONMENT_FILE, Phase, Service};
-pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, Recorded};
+pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, PullRequestRef, Recorded};
 pub use hook::{Delivery, DeliveryOutcome, Hook, HookKind, HookRule};
 pub use id::{InvalidTaskId, TaskId};
 pub use ledger::{Effect, FileChange, Handoff, Ledger, PlanStep, StepStatus};

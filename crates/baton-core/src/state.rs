@@ -106,6 +106,8 @@ pub struct Work {
     pub last_commit: Option<String>,
     /// The last commit pushed to the task's remote.
     pub pushed: Option<String>,
+    /// The task's pull request, when one was opened.
+    pub pull_request: Option<crate::PullRequestRef>,
     /// What the last checkpoint says of itself (for a verified one: the checks and the environment).
     pub last_evidence: Option<String>,
     /// The hash of the environment the task's machines were last built on.
@@ -441,6 +443,7 @@ impl Work {
                 self.last_evidence = Some(evidence.clone());
             }
             Event::Pushed { commit, error: None, .. } => self.pushed = Some(commit.clone()),
+            Event::PullRequestPublished { pull_request } => self.pull_request = Some(pull_request.clone()),
             // Resuming, a human decides the task may try again: earlier idle legs no longer count.
             Event::Resumed { .. } => self.idle_legs = 0,
             Event::HandoffStarted { reason, emergency, window } => {

@@ -104,7 +104,10 @@ impl Lifecycle {
                 _ => stopped(Failed, *reason),
             },
             (Event::Cancelled { .. }, _) => stopped(Cancelled, StopReason::Cancelled),
-            (Event::BudgetChanged { .. }, _) => Ok(self),
+            // Bookkeeping: `baton pr` opens a pull request for a task that has ended.
+            (Event::BudgetChanged { .. } | Event::PullRequestPublished { .. } | Event::PullRequestFailed { .. }, _) => {
+                Ok(self)
+            }
             (Event::Reserved { .. } | Event::Settled { .. }, Running | Verifying | Reviewing) => Ok(self),
             // A leg works the same way building (running) or reviewing.
             (

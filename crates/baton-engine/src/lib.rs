@@ -20,6 +20,7 @@ mod machine;
 mod model_call;
 mod money;
 mod plan;
+mod pull_request;
 mod recover;
 mod repository;
 mod review;
@@ -49,6 +50,7 @@ pub use crate::layout::TaskLayout;
 pub use crate::lease::{HeldLease, holder_name};
 use crate::machine::Machine;
 pub use crate::machine::discard;
+pub use crate::pull_request::publish_event;
 pub use crate::repository::{fetched_base, remotes, repository};
 pub use crate::scheduler::{Engines, Observer, Scheduler};
 pub use crate::schedules::{ScheduleError, Schedules, Starter, add_schedule};
@@ -127,6 +129,8 @@ pub struct EngineConfig {
     /// How many times the checks may run before the task fails with `checks_failed`.
     pub max_verifications: u32,
     pub sandbox: SandboxConfig,
+    /// Where the pull requests of tasks pushed to a remote go.
+    pub forges: baton_forge::Forges,
 }
 
 pub struct Engine {

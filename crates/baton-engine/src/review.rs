@@ -136,6 +136,7 @@ impl Engine {
             [] => summary.to_owned(),
             ids => format!("{summary}\n\nStill open after review: {}.", ids.join(", ")),
         };
+        self.publish_pull_request(journal, summary).await?;
         journal.append(Event::Finished { reason: StopReason::Verified, detail }).await?;
         Ok(true)
     }

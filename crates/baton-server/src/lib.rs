@@ -74,6 +74,9 @@ pub trait Tasks: Send + Sync {
     /// Makes a paused task runnable again.
     async fn resume(&self, task: &TaskId) -> Result<(), Refused>;
 
+    /// Opens or updates the pull request of a task that is not running, journaled either way.
+    async fn publish_pull_request(&self, task: &TaskId) -> Result<(), Refused>;
+
     /// Ends a task that has not ended: it is journaled as cancelled at once; a run in progress
     /// stops at its next journal write, and the machine goes when nothing runs on it.
     async fn cancel(&self, task: &TaskId, reason: &str) -> Result<(), Refused>;
@@ -210,6 +213,7 @@ pub fn router(api: Api) -> Router {
         .route("/api/v1/templates/{name}/tasks", axum::routing::post(templates::start))
         .route("/api/v1/tasks/{id}", get(show))
         .route("/api/v1/tasks/{id}/resume", axum::routing::post(resume))
+        .route("/api/v1/tasks/{id}/pr", axum::routing::post(pull_request))
         .route("/api/v1/tasks/{id}/cancel", axum::routing::post(cancel))
         .route("/api/v1/tasks/{id}/decisions/{decision}", axum::routing::post(decide))
         .route("/api/v1/tasks/{id}/pick", axum::routing::post(pick))
@@ -448,6 +452,16 @@ async fn show(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<Tas
 async fn resume(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
     let id = task_id(&api, &id).await?;
     api.tasks.resume(&id).await?;
+    Ok(Json(TaskView::of(&api.store.load(&id).await?)))
+}
+
+/// Opens the task's draft pull request on its remote's forge, or brings it up to date: for a task
+/// pushed to a remote (a task on a URL, or created with `push`) that is not running. What the forge
+/// said is journaled; the task shows the pull request.
+#[utoipa::path(post, path = "/api/v1/tasks/{id}/pr", tag = "tasks", params(("id" = String, Path, description = "The task's id or a unique prefix of it")), responses((status = 200, body = TaskView)))]
+async fn pull_request(State(api): State<Api>, Path(id): Path<String>) -> Result<Json<TaskView>, ApiError> {
+    let id = task_id(&api, &id).await?;
+    api.tasks.publish_pull_request(&id).await?;
     Ok(Json(TaskView::of(&api.store.load(&id).await?)))
 }
 

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::account::{AccountView, AutoReloadView, EntriesPage, EntryView, PolicyView, TopUp};
 use crate::views::{
-    CheckMarkView, CheckView, DecisionView, DiffView, ErrorBody, ErrorDetail, EventPage, FindingView, Health, LegView,
+    CheckMarkView, CheckView, PullRequestView, DecisionView, DiffView, ErrorBody, ErrorDetail, EventPage, FindingView, Health, LegView,
     LimitChange, MoneyView, NewTask, PlanStepView, Settled, StopView, SubtaskView, SummaryView, TaskPage, TaskView,
 };
 use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, SettleBody};
@@ -27,6 +27,7 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, Settle
         crate::list,
         crate::show,
         crate::resume,
+        crate::pull_request,
         crate::cancel,
         crate::decide,
         crate::pick,
@@ -57,7 +58,7 @@ use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, Settle
         crate::schedules::resume,
     ),
     components(schemas(
-        AccountView, AutoReloadView, CancelBody, CheckMarkView, CheckView, DecisionBody, DecisionView, DiffView, FindingView, LegView, MoneyView,
+        AccountView, AutoReloadView, CancelBody, CheckMarkView, CheckView, PullRequestView, DecisionBody, DecisionView, DiffView, FindingView, LegView, MoneyView,
         PickBody, PlanStepView, EntriesPage, EntryView, ErrorBody,
         ErrorDetail, EventPage, Health, LimitChange, MessageBody, MessageSent, NewTask, PolicyView, Settled, SettleBody, StopView,
         SubtaskView, SummaryView, TaskPage, TaskView, TopUp, crate::templates::TemplateView,

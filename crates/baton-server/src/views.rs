@@ -73,6 +73,10 @@ pub struct TaskView {
     pub branch: String,
     pub base_commit: String,
     pub last_commit: Option<String>,
+    /// The last commit pushed to the task's remote.
+    pub pushed: Option<String>,
+    /// The task's pull request, as the forge last reported it.
+    pub pull_request: Option<PullRequestView>,
     pub priority: i32,
     /// The token that created it.
     pub owner: Option<String>,
@@ -232,6 +236,17 @@ pub struct StopView {
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PullRequestView {
+    pub number: u64,
+    pub url: String,
+    /// `open`, `closed` or `merged`, when baton last published it.
+    pub state: String,
+    pub draft: bool,
+    /// The commit it showed then.
+    pub commit: String,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CheckView {
     pub name: String,
     pub passed: bool,
@@ -255,6 +270,14 @@ impl TaskView {
             branch: state.branch.clone(),
             base_commit: state.base_commit.clone(),
             last_commit: work.last_commit.clone(),
+            pushed: work.pushed.clone(),
+            pull_request: work.pull_request.as_ref().map(|pull| PullRequestView {
+                number: pull.number,
+                url: pull.url.clone(),
+                state: pull.state.clone(),
+                draft: pull.draft,
+                commit: pull.commit.clone(),
+            }),
             priority: state.spec.priority,
             owner: state.spec.owner.clone(),
             steps: work.steps,

@@ -158,6 +158,7 @@ impl Harness {
             max_handoffs: 50,
             max_verifications: 2,
             sandbox: SandboxConfig { network: self.network.clone(), ..SandboxConfig::new(init, self.home.path()) },
+            forges: Default::default(),
         };
         Engine::new(self.store.clone(), Arc::new(client), config)
     }

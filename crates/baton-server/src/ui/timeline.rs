@@ -115,14 +115,17 @@ pub(crate) fn entry(recorded: &Recorded) -> Option<Entry> {
             ("check", format!("protected files restored: {}", paths.join(", ")), None, false)
         }
         Event::Checkpointed { commit, evidence } => {
-            ("checkpoint", format!("checkpoint {}", &commit[..commit.len().min(12)]), clipped(evidence), false)
+            ("checkpoint", format!("checkpoint {}", short(commit)), clipped(evidence), false)
         }
-        Event::Pushed { commit, remote, error } => {
-            let short = &commit[..commit.len().min(12)];
-            match error {
-                None => ("checkpoint", format!("pushed {short} to {remote}"), None, false),
-                Some(error) => ("checkpoint", format!("push of {short} to {remote} refused"), clipped(error), true),
-            }
+        Event::Pushed { commit, remote, error } => match error {
+            None => ("checkpoint", format!("pushed {} to {remote}", short(commit)), None, false),
+            Some(error) => ("checkpoint", format!("push of {} to {remote} refused", short(commit)), clipped(error), true),
+        },
+        Event::PullRequestPublished { pull_request } => {
+            ("checkpoint", format!("pull request #{} shows {}", pull_request.number, short(&pull_request.commit)), Some(pull_request.url.clone()), false)
+        }
+        Event::PullRequestFailed { commit, error } => {
+            ("checkpoint", format!("the pull request could not show {}", short(commit)), clipped(error), true)
         }
         Event::HandoffStarted { reason, .. } => ("leg", format!("handoff: {reason}"), None, false),
         Event::HandoffWritten { handoff } => {
@@ -187,4 +190,9 @@ mod tests {
         let hold = Event::Reserved { key: "k".into(), charges: Vec::new() };
         assert!(super::entry(&Recorded { seq: 9, at: Timestamp(0), event: hold }).is_none());
     }
+}
+
+/// A commit's first 12 characters.
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
 }
