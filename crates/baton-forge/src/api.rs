@@ -14,30 +14,28 @@ const ERROR_BODY_CHARS: usize = 500;
 
 impl Forge {
     /// Opens a draft pull request from `head` into `base` (the repository's default branch when
-    /// `None`) saying what `report` says, or updates the open one from `head`: a retried call never
-    /// opens a second. A draft a human marked ready stays ready.
+    /// `None`) saying what `report` says, or updates the body of the open one from `head`: a
+    /// retried call never opens a second, and a title or draft state a human changed stays.
     pub async fn publish(&self, head: &str, base: Option<&str>, report: &Report) -> Result<PullRequest, ForgeError> {
-        let (title, body) = (report.title(), report.body());
+        let body = report.body();
         if let Some(open) = self.open_from(head).await? {
-            let title = if open.draft { self.draft_title(&title) } else { title };
-            let (method, path, fields) = match self.kind {
-                Kind::GitHub => (Method::PATCH, self.pull(open.number), json!({"title": title, "body": body})),
-                Kind::GitLab => (Method::PUT, self.pull(open.number), json!({"title": title, "description": body})),
-                Kind::Gitea => (Method::PATCH, self.pull(open.number), json!({"title": title, "body": body})),
+            let (method, fields) = match self.kind {
+                Kind::GitHub | Kind::Gitea => (Method::PATCH, json!({"body": body})),
+                Kind::GitLab => (Method::PUT, json!({"description": body})),
             };
-            return read_pull(self.kind, &self.call(method, &path, Some(fields)).await?);
+            return read_pull(self.kind, &self.call(method, &self.pull(open.number), Some(fields)).await?);
         }
         let base = match base {
             Some(base) => base.to_owned(),
             None => self.default_branch().await?,
         };
-        let title = self.draft_title(&title);
+        let title = report.title();
         let fields = match self.kind {
             Kind::GitHub => json!({"title": title, "head": head, "base": base, "body": body, "draft": true}),
-            Kind::GitLab => {
-                json!({"title": title, "source_branch": head, "target_branch": base, "description": body})
-            }
-            Kind::Gitea => json!({"title": title, "head": head, "base": base, "body": body}),
+            Kind::GitLab => json!({
+                "title": format!("Draft: {title}"), "source_branch": head, "target_branch": base, "description": body
+            }),
+            Kind::Gitea => json!({"title": format!("WIP: {title}"), "head": head, "base": base, "body": body}),
         };
         read_pull(self.kind, &self.call(Method::POST, &self.pulls(), Some(fields)).await?)
     }
@@ -97,14 +95,6 @@ impl Forge {
             .as_str()
             .map(str::to_owned)
             .ok_or_else(|| self.unreadable("GET", &self.repo(), "no default_branch"))
-    }
-
-    fn draft_title(&self, title: &str) -> String {
-        match self.kind {
-            Kind::GitHub => title.to_owned(),
-            Kind::GitLab => format!("Draft: {title}"),
-            Kind::Gitea => format!("WIP: {title}"),
-        }
     }
 
     /// The repository's path in the API.

@@ -229,6 +229,7 @@ pub(crate) struct Head {
     question: Option<String>,
     branch: String,
     repo: String,
+    pull_request: Option<PullLink>,
     model: String,
     cost: String,
     elapsed: String,
@@ -240,6 +241,16 @@ pub(crate) struct Head {
     /// Whether it takes a follow-up: not cancelled.
     open: bool,
     next_seq: u64,
+}
+
+/// A task's pull request in its header.
+pub(crate) struct PullLink {
+    number: u64,
+    url: String,
+    /// Only a web address is made a link (the forge said what it is).
+    linked: bool,
+    /// `open, draft`, `merged`, …
+    state: String,
 }
 
 fn head(state: &TaskState, events: &[Recorded]) -> Head {
@@ -273,6 +284,12 @@ fn head(state: &TaskState, events: &[Recorded]) -> Head {
         question: state.question.clone(),
         branch: state.branch.clone(),
         repo: state.spec.repo.to_string(),
+        pull_request: state.work.pull_request.as_ref().map(|pull| PullLink {
+            number: pull.number,
+            url: pull.url.clone(),
+            linked: pull.url.starts_with("https://") || pull.url.starts_with("http://"),
+            state: if pull.draft { format!("{}, draft", pull.state) } else { pull.state.clone() },
+        }),
         model: state.spec.model.clone().unwrap_or_default(),
         cost,
         elapsed,
