@@ -319,6 +319,19 @@ impl Tasks for Creator {
         self.record(&state, Event::Resumed { detail: "resumed over the API".into() }).await
     }
 
+    async fn may_write(&self, id: &TaskId, login: &str, user: Option<u64>) -> Result<bool, Refused> {
+        let state = self.store.load(id).await.map_err(|error| Refused::Failed(error.to_string()))?;
+        let Some(remote) = &state.spec.push else {
+            return Err(Refused::Invalid(format!("task {id} is not pushed to a forge that can say who {login} is")));
+        };
+        let forges = baton_forge::Forges::read(&self.config.text).map_err(|error| Refused::Failed(error.to_string()))?;
+        let Some(forge) = forges.for_remote(remote.as_str()) else {
+            return Err(Refused::Invalid(format!("no forge is known for {remote}")));
+        };
+        let commenter = baton_forge::Commenter { login: login.to_owned(), id: user };
+        forge.may_write(&commenter).await.map_err(|error| Refused::Failed(error.to_string()))
+    }
+
     async fn publish_pull_request(&self, id: &TaskId) -> Result<(), Refused> {
         let forges = baton_forge::Forges::read(&self.config.text).map_err(|error| Refused::Invalid(error.to_string()))?;
         task::publish_pull_request(self.store.as_ref(), &forges, id).await.map(drop)

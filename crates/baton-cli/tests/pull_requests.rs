@@ -233,3 +233,88 @@ async fn gitlab_a_verified_task_opens_a_draft_merge_request_and_a_follow_up_upda
 async fn forgejo_a_verified_task_opens_a_wip_pull_request_and_a_follow_up_updates_it() {
     a_verified_task_opens_a_draft_and_a_follow_up_updates_it("gitea").await;
 }
+
+/// Posts a GitHub review comment by `login` on `branch`'s pull request to hook `gh`.
+async fn comment(served: &common::served::Served, secret: &str, delivery: &str, login: &str, branch: &str) -> (u16, Value) {
+    let body = json!({"action": "created",
+        "comment": {"body": "@baton also write NOTES", "user": {"login": login, "id": 1}},
+        "pull_request": {"number": 1, "head": {"ref": branch, "repo": {"id": 9}}, "base": {"repo": {"id": 9}}}})
+    .to_string();
+    let signature = format!("sha256={}", baton_hooks::sign_body(secret.as_bytes(), body.as_bytes()));
+    let response = reqwest::Client::new()
+        .post(format!("{}/api/v1/hooks/gh", served.url))
+        .header("X-GitHub-Event", "pull_request_review_comment")
+        .header("X-GitHub-Delivery", delivery)
+        .header("X-Hub-Signature-256", signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_a_comment_by_someone_who_may_write_follows_up_the_task_of_a_pull_request() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let remote = bare_remote(dir.path());
+    let url = format!("file://{}", remote.display());
+    let forge = StandIn::start("github", &remote, "maintainer");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let config = format!(
+        "[forges.standin]\nkind = \"github\"\nremote = \"{url}\"\napi = \"{}\"\nproject = \"acme/calc\"\ntoken_env = \"STANDIN_TOKEN\"\n",
+        forge.api("github")
+    );
+    std::fs::write(home.join("config.toml"), config).unwrap();
+    let made = common::served::baton(&home).args(["hook", "create", "--name", "gh", "--kind", "github"]).output().unwrap();
+    assert!(made.status.success(), "{}", describe(&made));
+    let secret = String::from_utf8(made.stdout).unwrap().trim().to_owned();
+    let script = Script {
+        turns: vec![
+            call("e1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+            call("f1", "finish", json!({"summary": "add() adds now."})),
+            call("w2", "write_file", json!({"path": "NOTES", "content": "add() adds.\n"})),
+            call("f2", "finish", json!({"summary": "Wrote NOTES as the maintainer asked."})),
+        ],
+        ..Script::default()
+    };
+    let model = ScriptedServer::start(script).await.unwrap();
+    let served = common::served::serve_with_env(&home, &model, &["--slots", "1"], &[("STANDIN_TOKEN", TOKEN)]);
+    let http = served.http();
+    let body = json!({"request": "Make add() add", "repo": url, "checks": ["python3 test_calc.py"], "review": false});
+    let first = served.create(&body).await;
+    let done = common::served::reaching(&http, format!("{}/api/v1/tasks/{first}", served.url), "done").await;
+    assert_eq!(done["pull_request"]["number"], 1, "{done}");
+    assert_eq!(done["pushed"], done["last_commit"]);
+    let branch = done["branch"].as_str().unwrap();
+
+    let (status, ignored) = comment(&served, &secret, "c-1", "stranger", branch).await;
+    assert_eq!((status, ignored["outcome"].as_str()), (202, Some("ignored")), "{ignored}");
+    assert!(ignored["detail"].as_str().unwrap().contains("stranger may not write"), "{ignored}");
+    let listed: Value = http.get(format!("{}/api/v1/tasks", served.url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["tasks"].as_array().unwrap().len(), 1, "a reader's comment starts nothing");
+
+    let (status, followed) = comment(&served, &secret, "c-2", "maintainer", branch).await;
+    assert_eq!((status, followed["outcome"].as_str()), (200, Some("followed_up")), "{followed}");
+    let next = followed["task"].as_str().unwrap();
+    let continued = common::served::reaching(&http, format!("{}/api/v1/tasks/{next}", served.url), "done").await;
+    assert_eq!((continued["branch"].as_str(), continued["request"].as_str()), (Some(branch), Some("also write NOTES")));
+    assert_eq!(continued["pull_request"]["number"], 1, "the same pull request: {continued}");
+    assert_eq!(continued["pull_request"]["commit"], continued["last_commit"]);
+
+    let log = forge.log().await;
+    assert_eq!(log["failures"], json!([]), "every request as GitHub's description has it");
+    let asked: Vec<&str> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["path"].as_str().filter(|path| path.ends_with("/permission")))
+        .collect();
+    assert_eq!(
+        asked,
+        ["/repos/acme/calc/collaborators/stranger/permission", "/repos/acme/calc/collaborators/maintainer/permission"]
+    );
+    let (created, updated) = writes(&log, "github");
+    assert_eq!((created.len(), updated.len()), (1, 1), "{log}");
+    assert!(updated[0]["body"]["body"].as_str().unwrap().contains("Wrote NOTES as the maintainer asked."));
+}

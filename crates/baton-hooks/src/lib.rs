@@ -53,11 +53,19 @@ pub enum Happening {
     /// A label was put on an issue (or an issue was opened with it).
     IssueLabelled { labels: Vec<String>, title: String, body: String, url: String },
     /// A comment on a pull (merge) request; `branch` is the request's source branch.
-    Comment { branch: String, text: String, author: String },
+    Comment { branch: String, text: String, author: Author },
     /// A generic delivery: its payload's top-level text and number fields.
     Fields(BTreeMap<String, String>),
     /// Anything else: no rule acts on it.
     Other(String),
+}
+
+/// Who wrote a comment: their login, and the forge's number for them where its APIs take that
+/// (GitLab's member API does).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub login: String,
+    pub id: Option<u64>,
 }
 
 /// What a hook's rules make of a delivery.
@@ -65,8 +73,8 @@ pub enum Happening {
 pub enum Action {
     /// Start a task from `template`, its request filled with `fields`.
     Start { template: String, fields: BTreeMap<String, String> },
-    /// Send `text` to the task on `branch`.
-    FollowUp { branch: String, text: String },
+    /// Send `text` to the task on `branch`, if `author` may write to the repository.
+    FollowUp { branch: String, text: String, author: Author },
     /// Nothing, for this reason.
     Ignore(String),
 }
@@ -213,7 +221,7 @@ fn github(event: &str, payload: &Value) -> Happening {
         ("pull_request_review_comment", "created") => Happening::Comment {
             branch: text(payload, &["pull_request", "head", "ref"]),
             text: text(payload, &["comment", "body"]),
-            author: text(payload, &["comment", "user", "login"]),
+            author: author(payload, "/comment/user/login", "/comment/user/id"),
         },
         _ => Happening::Other(format!("{event} {action}")),
     }
@@ -241,7 +249,7 @@ fn gitea(event: &str, payload: &Value) -> Happening {
             Happening::Comment {
                 branch: text(payload, &["pull_request", "head", "ref"]),
                 text: text(payload, &["comment", "body"]),
-                author: text(payload, &["comment", "user", "login"]),
+                author: author(payload, "/comment/user/login", "/comment/user/id"),
             }
         }
         _ => Happening::Other(format!("{event} {action}")),
@@ -278,10 +286,15 @@ fn gitlab(event: &str, payload: &Value) -> Happening {
         "note" if payload.get("merge_request").is_some() => Happening::Comment {
             branch: text(payload, &["merge_request", "source_branch"]),
             text: text(payload, &["object_attributes", "note"]),
-            author: text(payload, &["user", "username"]),
+            author: author(payload, "/user/username", "/user/id"),
         },
         _ => Happening::Other(format!("{event} ({kind})")),
     }
+}
+
+fn author(payload: &Value, login: &str, id: &str) -> Author {
+    let login = payload.pointer(login).and_then(Value::as_str).unwrap_or_default().to_owned();
+    Author { login, id: payload.pointer(id).and_then(Value::as_u64) }
 }
 
 /// Whether a pull request's source is another repository than its target. A fork's branch may
@@ -324,12 +337,13 @@ pub fn decide(rules: &[HookRule], happening: &Happening) -> Action {
                     .collect();
                 return Action::Start { template: template.clone(), fields };
             }
-            (HookRule::Comment { mention }, Happening::Comment { branch, text, .. }) => {
+            (HookRule::Comment { mention }, Happening::Comment { branch, text, author }) => {
                 let Some(rest) = text.trim_start().strip_prefix(mention.as_str()) else { continue };
                 if branch.is_empty() {
                     return Action::Ignore("the comment names no branch".into());
                 }
-                return Action::FollowUp { branch: branch.clone(), text: rest.trim().to_owned() };
+                let author = author.clone();
+                return Action::FollowUp { branch: branch.clone(), text: rest.trim().to_owned(), author };
             }
             (HookRule::Any { template }, Happening::Fields(fields)) => {
                 return Action::Start { template: template.clone(), fields: fields.clone() };

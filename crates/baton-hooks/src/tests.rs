@@ -150,11 +150,11 @@ fn rules_start_tasks_or_follow_up_branches() {
         other => panic!("{other:?}"),
     }
     assert_eq!(decide(&rules, &issue("bug")), Action::Ignore("no rule acts on an issue labelled bug".into()));
-    let comment =
-        |text: &str| Happening::Comment { branch: "baton/fix-1".into(), text: text.into(), author: "a".into() };
+    let a = Author { login: "a".into(), id: Some(7) };
+    let comment = |text: &str| Happening::Comment { branch: "baton/fix-1".into(), text: text.into(), author: a.clone() };
     assert_eq!(
         decide(&rules, &comment("@baton handle the empty case too")),
-        Action::FollowUp { branch: "baton/fix-1".into(), text: "handle the empty case too".into() }
+        Action::FollowUp { branch: "baton/fix-1".into(), text: "handle the empty case too".into(), author: a.clone() }
     );
     assert!(matches!(decide(&rules, &comment("looks good")), Action::Ignore(_)));
 }
@@ -162,7 +162,7 @@ fn rules_start_tasks_or_follow_up_branches() {
 #[test]
 fn merge_request_and_pull_request_comments_name_their_branch() {
     let gitlab = json!({"object_kind": "note", "object_attributes": {"note": "@baton rename it"},
-        "user": {"username": "maintainer"}, "merge_request": {"source_branch": "baton/fix-1"}});
+        "user": {"username": "maintainer", "id": 42}, "merge_request": {"source_branch": "baton/fix-1"}});
     let read_gitlab = read(
         HookKind::Gitlab,
         &headers(&[("X-Gitlab-Event", "Note Hook"), ("X-Gitlab-Event-UUID", "n-1")]),
@@ -172,7 +172,7 @@ fn merge_request_and_pull_request_comments_name_their_branch() {
     let comment = Happening::Comment {
         branch: "baton/fix-1".into(),
         text: "@baton rename it".into(),
-        author: "maintainer".into(),
+        author: Author { login: "maintainer".into(), id: Some(42) },
     };
     assert_eq!(read_gitlab.happening, comment);
     let on_issue = json!({"object_kind": "note", "object_attributes": {"note": "@baton hi"}, "issue": {}});
@@ -180,7 +180,7 @@ fn merge_request_and_pull_request_comments_name_their_branch() {
         read(HookKind::Gitlab, &headers(&[("X-Gitlab-Event-UUID", "n-2")]), on_issue.to_string().as_bytes());
     assert!(matches!(read_issue.unwrap().happening, Happening::Other(_)), "a comment on an issue names no branch");
 
-    let forgejo = json!({"action": "created", "comment": {"body": "@baton rename it", "user": {"login": "maintainer"}},
+    let forgejo = json!({"action": "created", "comment": {"body": "@baton rename it", "user": {"login": "maintainer", "id": 42}},
         "pull_request": {"head": {"ref": "baton/fix-1"}}});
     let read_forgejo = read(
         HookKind::Forgejo,

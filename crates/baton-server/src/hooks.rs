@@ -132,7 +132,7 @@ async fn act(api: &Api, saved: &SavedHook, seq: i64, mut delivery: Delivery, act
                 }
             }
         }
-        Action::FollowUp { branch, text } => {
+        Action::FollowUp { branch, text, author } => {
             let summaries = match api.store.list(None).await {
                 Ok(summaries) => summaries,
                 Err(error) => return ApiError::from(error).into_response(),
@@ -142,6 +142,19 @@ async fn act(api: &Api, saved: &SavedHook, seq: i64, mut delivery: Delivery, act
                 let reason = format!("no task works on branch {branch:?}");
                 return settled(api, Some(seq), delivery, DeliveryOutcome::Ignored, StatusCode::ACCEPTED, reason).await;
             };
+            // Only those who may push to the repository steer its tasks.
+            let ignored = match api.tasks.may_write(&task.id, &author.login, author.id).await {
+                Ok(true) => None,
+                Ok(false) => Some(format!("{} may not write to the repository of task {}", author.login, task.id)),
+                Err(Refused::Invalid(why)) => Some(format!("{why}, so the comment is not acted on")),
+                Err(refused) => {
+                    let status = StatusCode::BAD_GATEWAY;
+                    return settled(api, Some(seq), delivery, DeliveryOutcome::Failed, status, refused.to_string()).await;
+                }
+            };
+            if let Some(reason) = ignored {
+                return settled(api, Some(seq), delivery, DeliveryOutcome::Ignored, StatusCode::ACCEPTED, reason).await;
+            }
             match api.tasks.follow_up(&task.id, &text).await {
                 Ok(sent) => {
                     let (id, detail) = match sent {

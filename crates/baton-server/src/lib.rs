@@ -74,6 +74,11 @@ pub trait Tasks: Send + Sync {
     /// Makes a paused task runnable again.
     async fn resume(&self, task: &TaskId) -> Result<(), Refused>;
 
+    /// Whether the forge of task `task`'s remote says the commenter `login` (`id` where the forge
+    /// names users by number) may write to the repository. Refused `Invalid` when there is no forge
+    /// to ask: the task is not pushed, or its remote's forge is unknown.
+    async fn may_write(&self, task: &TaskId, login: &str, id: Option<u64>) -> Result<bool, Refused>;
+
     /// Opens or updates the pull request of a task that is not running, journaled either way.
     async fn publish_pull_request(&self, task: &TaskId) -> Result<(), Refused>;
 

@@ -105,6 +105,11 @@ pub fn serve(home: &std::path::Path, model: &ScriptedServer, slots: &str) -> Ser
 
 /// A server on a fresh port with `flags`, and an admin token (made on its first start on `home`).
 pub fn serve_with(home: &std::path::Path, model: &ScriptedServer, flags: &[&str]) -> Served {
+    serve_with_env(home, model, flags, &[])
+}
+
+/// [`serve_with`], the server's environment given `env` too.
+pub fn serve_with_env(home: &std::path::Path, model: &ScriptedServer, flags: &[&str], env: &[(&str, &str)]) -> Served {
     std::fs::create_dir_all(home).unwrap();
     // A configuration the test wrote stays.
     if !home.join("config.toml").exists() {
@@ -123,6 +128,7 @@ pub fn serve_with(home: &std::path::Path, model: &ScriptedServer, flags: &[&str]
         .args(["serve", "--addr", "127.0.0.1:0", "--model", "openai-compatible/scripted"])
         .args(flags)
         .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::options().create(true).append(true).open(home.join("server.log")).unwrap())
         .spawn()
