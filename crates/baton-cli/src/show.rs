@@ -280,8 +280,14 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
             *duration_ms as f64 / 1000.0
         ),
         Event::Checkpointed { commit, evidence } => format!("{} {evidence}", &commit[..commit.len().min(12)]),
-        Event::PullRequestPublished { pull_request } => {
-            format!("pull request #{} ({}) shows {}", pull_request.number, pull_request.url, &pull_request.commit[..pull_request.commit.len().min(12)])
+        Event::PullRequestPublished { pull_request, answered, reply_error } => {
+            let commit = &pull_request.commit[..pull_request.commit.len().min(12)];
+            let replied = match (answered.len(), reply_error) {
+                (_, Some(error)) => format!("; the reply to its follow-ups failed: {error}"),
+                (0, None) => String::new(),
+                (count, None) => format!("; {count} follow-ups answered there"),
+            };
+            format!("pull request #{} ({}) shows {commit}{replied}", pull_request.number, pull_request.url)
         }
         Event::PullRequestFailed { commit, error } => {
             format!("the pull request could not show {}: {error}", &commit[..commit.len().min(12)])

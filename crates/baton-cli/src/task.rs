@@ -241,7 +241,7 @@ pub async fn pull_request(
         show::json(&event)?;
     }
     match event {
-        Event::PullRequestPublished { pull_request } => {
+        Event::PullRequestPublished { pull_request, .. } => {
             if !json {
                 println!("task {id}: pull request #{} {}", pull_request.number, pull_request.url);
             }

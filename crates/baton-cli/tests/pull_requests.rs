@@ -1,6 +1,8 @@
 //! Pull requests on stand-ins of GitHub's, GitLab's and Forgejo's REST APIs (`forge_standin.py`):
 //! a verified task on a remote opens a draft with its summary, checks, review and cost; a follow-up
-//! that continues the branch updates the same pull request; the token never reaches the journal.
+//! that continues the branch updates the same pull request and is answered there, naming the commit
+//! that addressed it; only a comment by someone who may write to the repository steers a task; the
+//! token never reaches the journal.
 //! The GitHub stand-in checks every request against GitHub's published OpenAPI description.
 //!
 //! Needs `BATON_TEST_PYTHON` (a Python with jsonschema) and `BATON_TEST_GITHUB_OPENAPI` (the
@@ -207,6 +209,14 @@ async fn a_verified_task_opens_a_draft_and_a_follow_up_updates_it(kind: &str) {
     let text = updated[0]["body"][field].as_str().unwrap();
     assert!(text.contains("Wrote NOTES as asked.") && text.contains(&newer.as_str().unwrap()[..12]), "{text}");
     assert!(updated[0]["body"].get("title").is_none(), "the title is left as it is: {}", updated[0]);
+    // The follow-up is answered on the pull request, naming the commit that addressed it.
+    let replies = log["comments"].as_array().unwrap();
+    assert_eq!(replies.len(), 1, "{kind}: {log}");
+    assert_eq!(replies[0]["number"], 1);
+    let reply = replies[0]["body"].as_str().unwrap();
+    assert!(reply.starts_with(&format!("Addressed in {}:", newer.as_str().unwrap())), "{reply}");
+    assert!(reply.contains("> Also write NOTES\n"), "{reply}");
+    assert_eq!(events.iter().filter(|e| e["event"]["type"] == "pull_request_published").last().unwrap()["event"]["answered"], json!(["Also write NOTES"]));
     assert_eq!(log["pulls"][0]["title"], expected_title, "still a draft");
 
     let shown = baton(&home, &["task", "show", &continuing], &[]).await;
@@ -317,4 +327,9 @@ async fn only_a_comment_by_someone_who_may_write_follows_up_the_task_of_a_pull_r
     let (created, updated) = writes(&log, "github");
     assert_eq!((created.len(), updated.len()), (1, 1), "{log}");
     assert!(updated[0]["body"]["body"].as_str().unwrap().contains("Wrote NOTES as the maintainer asked."));
+    let replies = log["comments"].as_array().unwrap();
+    assert_eq!(replies.len(), 1, "only the writer's comment is answered: {log}");
+    let reply = replies[0]["body"].as_str().unwrap();
+    let commit = continued["last_commit"].as_str().unwrap();
+    assert!(reply.starts_with(&format!("Addressed in {commit}:\n\n> also write NOTES\n")), "{reply}");
 }

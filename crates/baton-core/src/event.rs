@@ -114,8 +114,16 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
-    /// The task's pull request on its forge was opened or brought up to date with `commit`.
-    PullRequestPublished { pull_request: PullRequestRef },
+    /// The task's pull request on its forge was opened or brought up to date with its commit, and
+    /// the follow-ups it had not answered yet were answered there by a comment naming the commit
+    /// (`answered`, their texts), unless that comment failed (`reply_error`).
+    PullRequestPublished {
+        pull_request: PullRequestRef,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        answered: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_error: Option<String>,
+    },
     /// Opening or updating the pull request failed (the task's work is pushed all the same).
     PullRequestFailed { commit: String, error: String },
     /// The leg's context is nearly full (or the provider refused it): the leg is about to write its

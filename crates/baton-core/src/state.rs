@@ -108,6 +108,9 @@ pub struct Work {
     pub pushed: Option<String>,
     /// The task's pull request, when one was opened.
     pub pull_request: Option<crate::PullRequestRef>,
+    /// How many of the task's follow-ups (a continuing task's request first, then the messages it
+    /// received) its pull request has answered.
+    pub follow_ups_answered: usize,
     /// What the last checkpoint says of itself (for a verified one: the checks and the environment).
     pub last_evidence: Option<String>,
     /// The hash of the environment the task's machines were last built on.
@@ -443,7 +446,10 @@ impl Work {
                 self.last_evidence = Some(evidence.clone());
             }
             Event::Pushed { commit, error: None, .. } => self.pushed = Some(commit.clone()),
-            Event::PullRequestPublished { pull_request } => self.pull_request = Some(pull_request.clone()),
+            Event::PullRequestPublished { pull_request, answered, .. } => {
+                self.pull_request = Some(pull_request.clone());
+                self.follow_ups_answered += answered.len();
+            }
             // Resuming, a human decides the task may try again: earlier idle legs no longer count.
             Event::Resumed { .. } => self.idle_legs = 0,
             Event::HandoffStarted { reason, emergency, window } => {

@@ -121,7 +121,7 @@ pub(crate) fn entry(recorded: &Recorded) -> Option<Entry> {
             None => ("checkpoint", format!("pushed {} to {remote}", short(commit)), None, false),
             Some(error) => ("checkpoint", format!("push of {} to {remote} refused", short(commit)), clipped(error), true),
         },
-        Event::PullRequestPublished { pull_request } => {
+        Event::PullRequestPublished { pull_request, .. } => {
             ("checkpoint", format!("pull request #{} shows {}", pull_request.number, short(&pull_request.commit)), Some(pull_request.url.clone()), false)
         }
         Event::PullRequestFailed { commit, error } => {
