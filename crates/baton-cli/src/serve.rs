@@ -324,7 +324,8 @@ impl Tasks for Creator {
         let Some(remote) = &state.spec.push else {
             return Err(Refused::Invalid(format!("task {id} is not pushed to a forge that can say who {login} is")));
         };
-        let forges = baton_forge::Forges::read(&self.config.text).map_err(|error| Refused::Failed(error.to_string()))?;
+        let forges =
+            baton_forge::Forges::read(&self.config.text).map_err(|error| Refused::Failed(error.to_string()))?;
         let Some(forge) = forges.for_remote(remote.as_str()) else {
             return Err(Refused::Invalid(format!("no forge is known for {remote}")));
         };
@@ -333,7 +334,8 @@ impl Tasks for Creator {
     }
 
     async fn publish_pull_request(&self, id: &TaskId) -> Result<(), Refused> {
-        let forges = baton_forge::Forges::read(&self.config.text).map_err(|error| Refused::Invalid(error.to_string()))?;
+        let forges =
+            baton_forge::Forges::read(&self.config.text).map_err(|error| Refused::Invalid(error.to_string()))?;
         task::publish_pull_request(self.store.as_ref(), &forges, id).await.map(drop)
     }
 

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
-use baton_core::{RemoteUrl, RepoSource, 
-    Answer, Budget, Continued, Credits, DecisionKind, Event, FindingStatus, Handoff, LegRole, Pick, Status, TaskId,
-    TaskSpec, TaskState, Template, Timestamp, branch_name,
+use baton_core::{
+    Answer, Budget, Continued, Credits, DecisionKind, Event, FindingStatus, Handoff, LegRole, Pick, RemoteUrl,
+    RepoSource, Status, TaskId, TaskSpec, TaskState, Template, Timestamp, branch_name,
 };
 use baton_git::Repo;
 use baton_server::{FollowedUp, Refused};

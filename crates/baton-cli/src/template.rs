@@ -31,12 +31,7 @@ pub async fn run(home: &Path, command: TemplateCommand, json: bool) -> anyhow::R
                 println!("no templates; make one with `baton template create --name N --request R --check CMD`");
             }
             for template in &templates {
-                println!(
-                    "{:<24} {}  ({})",
-                    template.name,
-                    show::headline(&template.request, 60),
-                    template.repo
-                );
+                println!("{:<24} {}  ({})", template.name, show::headline(&template.request, 60), template.repo);
             }
             Ok(())
         }

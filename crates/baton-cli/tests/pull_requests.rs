@@ -39,14 +39,16 @@ impl StandIn {
         command.arg(script).arg(kind).args(["--project", "acme/calc", "--token", TOKEN, "--writers", writers]);
         command.arg("--remote").arg(remote);
         if kind == "github" {
-            let openapi = std::env::var("BATON_TEST_GITHUB_OPENAPI")
-                .expect("BATON_TEST_GITHUB_OPENAPI must name @octokit/openapi's api.github.com.json; scripts/test installs it");
+            let openapi = std::env::var("BATON_TEST_GITHUB_OPENAPI").expect(
+                "BATON_TEST_GITHUB_OPENAPI must name @octokit/openapi's api.github.com.json; scripts/test installs it",
+            );
             command.args(["--openapi", &openapi]);
         }
         let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
         let mut line = String::new();
         std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let port = line.trim().strip_prefix("PORT ").unwrap_or_else(|| panic!("the stand-in said {line:?}")).parse().unwrap();
+        let port =
+            line.trim().strip_prefix("PORT ").unwrap_or_else(|| panic!("the stand-in said {line:?}")).parse().unwrap();
         StandIn { child, port }
     }
 
@@ -93,7 +95,11 @@ async fn journal(home: &Path, id: &str) -> Vec<Value> {
 }
 
 fn published(journal: &[Value]) -> Vec<&Value> {
-    journal.iter().filter(|e| e["event"]["type"] == "pull_request_published").map(|e| &e["event"]["pull_request"]).collect()
+    journal
+        .iter()
+        .filter(|e| e["event"]["type"] == "pull_request_published")
+        .map(|e| &e["event"]["pull_request"])
+        .collect()
 }
 
 /// The requests that opened and updated pull requests.
@@ -128,10 +134,7 @@ async fn a_verified_task_opens_a_draft_and_a_follow_up_updates_it(kind: &str) {
         ..Script::default()
     };
     let model = ScriptedServer::start(script).await.unwrap();
-    let env = [
-        ("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url())),
-        ("STANDIN_TOKEN", TOKEN.to_owned()),
-    ];
+    let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url())), ("STANDIN_TOKEN", TOKEN.to_owned())];
     let args = [
         "run",
         "Make add() add\n\nThe test says how.",
@@ -150,7 +153,7 @@ async fn a_verified_task_opens_a_draft_and_a_follow_up_updates_it(kind: &str) {
     let events = journal(&home, &first).await;
     let opened = published(&events);
     assert_eq!(opened.len(), 1, "{kind}: {}", describe(&output));
-    let verified = events.iter().filter(|e| e["event"]["type"] == "checkpointed").last().unwrap()["event"]["commit"].clone();
+    let verified = events.iter().rfind(|e| e["event"]["type"] == "checkpointed").unwrap()["event"]["commit"].clone();
     assert_eq!(opened[0]["commit"], verified);
     assert_eq!(opened[0]["number"], 1);
     assert_eq!(opened[0]["draft"], true, "{kind}: {}", opened[0]);
@@ -199,7 +202,7 @@ async fn a_verified_task_opens_a_draft_and_a_follow_up_updates_it(kind: &str) {
     let later = published(&events);
     assert_eq!(later.len(), 1, "{kind}: {}", describe(&resumed));
     assert_eq!(later[0]["number"], 1, "the same pull request");
-    let newer = events.iter().filter(|e| e["event"]["type"] == "checkpointed").last().unwrap()["event"]["commit"].clone();
+    let newer = events.iter().rfind(|e| e["event"]["type"] == "checkpointed").unwrap()["event"]["commit"].clone();
     assert_eq!(later[0]["commit"], newer);
     let log = forge.log().await;
     assert_eq!(log["failures"], json!([]), "{kind}");
@@ -216,7 +219,10 @@ async fn a_verified_task_opens_a_draft_and_a_follow_up_updates_it(kind: &str) {
     let reply = replies[0]["body"].as_str().unwrap();
     assert!(reply.starts_with(&format!("Addressed in {}:", newer.as_str().unwrap())), "{reply}");
     assert!(reply.contains("> Also write NOTES\n"), "{reply}");
-    assert_eq!(events.iter().filter(|e| e["event"]["type"] == "pull_request_published").last().unwrap()["event"]["answered"], json!(["Also write NOTES"]));
+    assert_eq!(
+        events.iter().rfind(|e| e["event"]["type"] == "pull_request_published").unwrap()["event"]["answered"],
+        json!(["Also write NOTES"])
+    );
     assert_eq!(log["pulls"][0]["title"], expected_title, "still a draft");
 
     let shown = baton(&home, &["task", "show", &continuing], &[]).await;
@@ -245,7 +251,13 @@ async fn forgejo_a_verified_task_opens_a_wip_pull_request_and_a_follow_up_update
 }
 
 /// Posts a GitHub review comment by `login` on `branch`'s pull request to hook `gh`.
-async fn comment(served: &common::served::Served, secret: &str, delivery: &str, login: &str, branch: &str) -> (u16, Value) {
+async fn comment(
+    served: &common::served::Served,
+    secret: &str,
+    delivery: &str,
+    login: &str,
+    branch: &str,
+) -> (u16, Value) {
     let body = json!({"action": "created",
         "comment": {"body": "@baton also write NOTES", "user": {"login": login, "id": 1}},
         "pull_request": {"number": 1, "head": {"ref": branch, "repo": {"id": 9}}, "base": {"repo": {"id": 9}}}})
@@ -276,7 +288,8 @@ async fn only_a_comment_by_someone_who_may_write_follows_up_the_task_of_a_pull_r
         forge.api("github")
     );
     std::fs::write(home.join("config.toml"), config).unwrap();
-    let made = common::served::baton(&home).args(["hook", "create", "--name", "gh", "--kind", "github"]).output().unwrap();
+    let made =
+        common::served::baton(&home).args(["hook", "create", "--name", "gh", "--kind", "github"]).output().unwrap();
     assert!(made.status.success(), "{}", describe(&made));
     let secret = String::from_utf8(made.stdout).unwrap().trim().to_owned();
     let script = Script {

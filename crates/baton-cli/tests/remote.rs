@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::cargo::CommandCargoExt;
-use baton_testkit::model::{Script, ScriptedServer};
 use baton_testkit::git;
+use baton_testkit::model::{Script, ScriptedServer};
 use common::{calc_repo, call, describe};
 use serde_json::{Value, json};
 
@@ -37,15 +37,13 @@ fn bare_remote(dir: &Path) -> std::path::PathBuf {
     remote
 }
 
-fn events(home: &Path) -> impl std::future::Future<Output = (String, Vec<Value>)> + '_ {
-    async move {
-        let listed = baton(home, &["task", "list", "--json"], &[]).await;
-        let tasks: Value = serde_json::from_slice(&listed.stdout).unwrap();
-        let id = tasks[0]["id"].as_str().unwrap().to_owned();
-        let shown = baton(home, &["task", "events", &id, "--json"], &[]).await;
-        let events = String::from_utf8(shown.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        (id, events)
-    }
+async fn events(home: &Path) -> (String, Vec<Value>) {
+    let listed = baton(home, &["task", "list", "--json"], &[]).await;
+    let tasks: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = tasks[0]["id"].as_str().unwrap().to_owned();
+    let shown = baton(home, &["task", "events", &id, "--json"], &[]).await;
+    let events = String::from_utf8(shown.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    (id, events)
 }
 
 fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -120,7 +118,8 @@ async fn a_task_on_a_file_url_pushes_each_checkpoint_and_continues_on_a_fresh_da
     let (_, journal) = events(&second).await;
     assert_eq!(of_type(&journal, "finished")[0]["event"]["reason"], "verified", "{}", describe(&resumed));
     let last = of_type(&journal, "checkpointed").last().unwrap()["event"]["commit"].as_str().unwrap().to_owned();
-    let pushes: Vec<&str> = of_type(&journal, "pushed").iter().map(|p| p["event"]["commit"].as_str().unwrap()).collect();
+    let pushes: Vec<&str> =
+        of_type(&journal, "pushed").iter().map(|p| p["event"]["commit"].as_str().unwrap()).collect();
     assert_eq!(pushes.last(), Some(&last.as_str()), "the verified commit is pushed: {pushes:?}");
     assert_eq!(remote_git(&["rev-parse", &format!("refs/heads/{branch}")]).trim(), last);
     // The work goes on from the pushed branch: the first checkpoint is in the history, and both edits
@@ -169,14 +168,16 @@ async fn push_sends_a_local_tasks_branch_to_its_remote_and_a_refused_push_is_jou
     assert!(!home.join("mirrors").exists());
 
     // A second task whose branch someone else has already taken on the remote: never forced.
-    let args: Vec<&str> = ["task", "create", "--request", "Make add() add again"].iter().chain(&flags).chain(&model).copied().collect();
+    let args: Vec<&str> =
+        ["task", "create", "--request", "Make add() add again"].iter().chain(&flags).chain(&model).copied().collect();
     let created = baton(&home, &args, &[]).await;
     assert!(created.status.success(), "{}", describe(&created));
     let listed = baton(&home, &["task", "list", "--json"], &[]).await;
     let tasks: Value = serde_json::from_slice(&listed.stdout).unwrap();
     let second = tasks.as_array().unwrap().iter().find(|t| t["request"] == "Make add() add again").unwrap();
     let id = second["id"].as_str().unwrap();
-    let shown: Value = serde_json::from_slice(&baton(&home, &["task", "show", id, "--json"], &[]).await.stdout).unwrap();
+    let shown: Value =
+        serde_json::from_slice(&baton(&home, &["task", "show", id, "--json"], &[]).await.stdout).unwrap();
     let branch = shown["branch"].as_str().unwrap();
     let other = dir.path().join("someone-else");
     git(dir.path(), &["clone", "--quiet", &remote.display().to_string(), "someone-else"]);
@@ -208,7 +209,8 @@ async fn urls_with_credentials_or_other_transports_are_refused_before_anything_i
         ("ext::sh -c touch% /tmp/pwned", "does not exist"),
         ("http://example.invalid/o/r.git", "not a URL baton fetches from"),
     ] {
-        let output = baton(home.path(), &["task", "create", "--request", "Do it", "--repo", url, "--check", "true"], &[]).await;
+        let output =
+            baton(home.path(), &["task", "create", "--request", "Do it", "--repo", url, "--check", "true"], &[]).await;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success() && stderr.contains(why), "{url}: {stderr}");
         assert!(!stderr.contains("ghp_sekrit"), "the secret is echoed: {stderr}");

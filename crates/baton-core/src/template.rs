@@ -147,8 +147,12 @@ mod tests {
         assert_eq!(spec.checks[0].name, "cargo test");
         assert_eq!(spec.budget.wall_clock_secs, Some(3600));
         assert!(template().check().is_ok());
-        let broken: [fn(&mut Template); 4] =
-            [|t| t.name = "a b".into(), |t| t.checks.clear(), |t| t.repo = RepoSource::Local("relative".into()), |t| t.attempts = 11];
+        let broken: [fn(&mut Template); 4] = [
+            |t| t.name = "a b".into(),
+            |t| t.checks.clear(),
+            |t| t.repo = RepoSource::Local("relative".into()),
+            |t| t.attempts = 11,
+        ];
         for break_it in broken {
             let mut template = template();
             break_it(&mut template);

@@ -63,9 +63,9 @@ impl Engine {
         journal.append(Event::Checkpointed { commit: commit.clone(), evidence }).await?;
         let state = journal.state();
         let Some(remote) = state.spec.push.clone() else { return Ok(()) };
-        let pushed = worktree.common_dir().and_then(|objects| {
-            repository::push(&self.config.home, &objects, &remote, &commit, &state.branch)
-        });
+        let pushed = worktree
+            .common_dir()
+            .and_then(|objects| repository::push(&self.config.home, &objects, &remote, &commit, &state.branch));
         let error = pushed.err().map(|error| error.to_string());
         journal.append(Event::Pushed { commit, remote, error }).await
     }

@@ -27,7 +27,8 @@ pub fn publish_event(forges: &Forges, state: &TaskState, summary: &str) -> impl 
                 Err(error) => (Vec::new(), Some(error.to_string())),
             },
         };
-        let pull_request = PullRequestRef { number: pull.number, url: pull.url, state: pull.state, draft: pull.draft, commit };
+        let pull_request =
+            PullRequestRef { number: pull.number, url: pull.url, state: pull.state, draft: pull.draft, commit };
         Some(Event::PullRequestPublished { pull_request, answered, reply_error })
     }
 }
@@ -102,7 +103,11 @@ fn base_branch(base_ref: &str) -> Option<String> {
 impl crate::Engine {
     /// Opens or updates the task's pull request, when it has one, with what it did: journaled
     /// either way; a forge that refuses never stops the task.
-    pub(crate) async fn publish_pull_request(&self, journal: &mut Journal<'_>, summary: &str) -> Result<(), EngineError> {
+    pub(crate) async fn publish_pull_request(
+        &self,
+        journal: &mut Journal<'_>,
+        summary: &str,
+    ) -> Result<(), EngineError> {
         let state = journal.state();
         if state.work.pushed != state.work.last_commit {
             if let (Some(_), Some(commit)) = (&state.spec.push, &state.work.last_commit) {

@@ -148,14 +148,20 @@ impl Forge {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|source| ForgeError::Http { method: name, url: url.clone(), source })?;
+        let response =
+            request.send().await.map_err(|source| ForgeError::Http { method: name, url: url.clone(), source })?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|source| ForgeError::Http { method: name, url: url.clone(), source })?;
+        let text =
+            response.text().await.map_err(|source| ForgeError::Http { method: name, url: url.clone(), source })?;
         if !(200..300).contains(&status) {
             let body: String = text.replace(&token, &self.token_env).chars().take(ERROR_BODY_CHARS).collect();
             return Err(ForgeError::Refused { method: name, url, status, body });
         }
-        serde_json::from_str(&text).map_err(|error| ForgeError::Unreadable { method: name, url, why: error.to_string() })
+        serde_json::from_str(&text).map_err(|error| ForgeError::Unreadable {
+            method: name,
+            url,
+            why: error.to_string(),
+        })
     }
 }
 

@@ -157,7 +157,12 @@ impl Forges {
             "codeberg.org" => (Kind::Gitea, "https://codeberg.org/api/v1".to_owned()),
             _ => (Kind::GitHub, enterprise?),
         };
-        Some(Forge { kind, api: api.trim_end_matches('/').to_owned(), project: path, token_env: default_token(kind).into() })
+        Some(Forge {
+            kind,
+            api: api.trim_end_matches('/').to_owned(),
+            project: path,
+            token_env: default_token(kind).into(),
+        })
     }
 }
 
@@ -219,9 +224,15 @@ mod tests {
         assert_eq!((inhouse.kind, inhouse.project.as_str()), (Kind::Gitea, "tools/app"));
         assert_eq!(inhouse.api, "https://forge.acme.internal/api/v1");
         let mirror = forges.for_remote("file:///srv/git/app.git").unwrap();
-        assert_eq!((mirror.kind, mirror.project.as_str(), mirror.token_env.as_str()), (Kind::GitLab, "team/app", "MIRROR_TOKEN"));
+        assert_eq!(
+            (mirror.kind, mirror.project.as_str(), mirror.token_env.as_str()),
+            (Kind::GitLab, "team/app", "MIRROR_TOKEN")
+        );
         let github = forges.for_remote("https://github.com/acme/app.git").unwrap();
-        assert_eq!((github.kind, github.project.as_str(), github.token_env.as_str()), (Kind::GitHub, "acme/app", "GITHUB_TOKEN"));
+        assert_eq!(
+            (github.kind, github.project.as_str(), github.token_env.as_str()),
+            (Kind::GitHub, "acme/app", "GITHUB_TOKEN")
+        );
         assert_eq!(forges.for_remote("https://gitlab.com/g/sub/app").unwrap().project, "g/sub/app");
         assert!(forges.for_remote("https://git.unknown.example/a/b").is_none());
     }

@@ -82,7 +82,14 @@ impl Remotes {
     /// Pushes `commit` to `branch` of the remote at `url` (never forced: a branch moved by someone
     /// else is refused). `objects` is the git directory that has the commit; the push itself runs
     /// in `publisher`, a git directory baton keeps for it.
-    pub fn push(&self, objects: &Path, publisher: &Path, url: &str, commit: &str, branch: &str) -> Result<(), GitError> {
+    pub fn push(
+        &self,
+        objects: &Path,
+        publisher: &Path,
+        url: &str,
+        commit: &str,
+        branch: &str,
+    ) -> Result<(), GitError> {
         let held = lock_beside(publisher)?;
         if !publisher.join("HEAD").exists() {
             init_bare(publisher)?;
@@ -111,11 +118,10 @@ impl Mirror {
             init_bare(&self.dir)?;
         }
         write_atomically(&self.dir.join("config"), MIRROR_CONFIG)?;
-        let args: Vec<&str> =
-            ["fetch", "--quiet", "--prune", "--no-recurse-submodules", "--end-of-options", &self.url]
-                .into_iter()
-                .chain(FETCH_REFSPECS.iter().copied())
-                .collect();
+        let args: Vec<&str> = ["fetch", "--quiet", "--prune", "--no-recurse-submodules", "--end-of-options", &self.url]
+            .into_iter()
+            .chain(FETCH_REFSPECS.iter().copied())
+            .collect();
         run_ok(&self.dir, &remotes.overrides(), &args).map_err(|error| remotes.redacted(error))?;
         self.repo()
     }
@@ -213,7 +219,8 @@ mod tests {
         let remotes = Remotes::new(&store);
         let answer = filled(&remotes, "https://forge.example/o/r.git", &[(TOKEN_VARIABLE, "from-env")]);
         assert!(answer.contains("username=x-access-token\n") && answer.contains("password=from-env\n"), "{answer}");
-        let named = filled(&remotes, "https://forge.example/o/r.git", &[(TOKEN_VARIABLE, "t"), (USERNAME_VARIABLE, "me")]);
+        let named =
+            filled(&remotes, "https://forge.example/o/r.git", &[(TOKEN_VARIABLE, "t"), (USERNAME_VARIABLE, "me")]);
         assert!(named.contains("username=me\n"), "{named}");
         let stored = filled(&remotes, "https://forge.example/o/r.git", &[]);
         assert!(stored.contains("username=robot\n") && stored.contains("password=from-the-store\n"), "{stored}");

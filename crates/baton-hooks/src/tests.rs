@@ -151,7 +151,8 @@ fn rules_start_tasks_or_follow_up_branches() {
     }
     assert_eq!(decide(&rules, &issue("bug")), Action::Ignore("no rule acts on an issue labelled bug".into()));
     let a = Author { login: "a".into(), id: Some(7) };
-    let comment = |text: &str| Happening::Comment { branch: "baton/fix-1".into(), text: text.into(), author: a.clone() };
+    let comment =
+        |text: &str| Happening::Comment { branch: "baton/fix-1".into(), text: text.into(), author: a.clone() };
     assert_eq!(
         decide(&rules, &comment("@baton handle the empty case too")),
         Action::FollowUp { branch: "baton/fix-1".into(), text: "handle the empty case too".into(), author: a.clone() }

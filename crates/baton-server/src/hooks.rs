@@ -149,7 +149,8 @@ async fn act(api: &Api, saved: &SavedHook, seq: i64, mut delivery: Delivery, act
                 Err(Refused::Invalid(why)) => Some(format!("{why}, so the comment is not acted on")),
                 Err(refused) => {
                     let status = StatusCode::BAD_GATEWAY;
-                    return settled(api, Some(seq), delivery, DeliveryOutcome::Failed, status, refused.to_string()).await;
+                    return settled(api, Some(seq), delivery, DeliveryOutcome::Failed, status, refused.to_string())
+                        .await;
                 }
             };
             if let Some(reason) = ignored {

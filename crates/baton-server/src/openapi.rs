@@ -9,8 +9,9 @@ use utoipa::{Modify, OpenApi};
 
 use crate::account::{AccountView, AutoReloadView, EntriesPage, EntryView, PolicyView, TopUp};
 use crate::views::{
-    CheckMarkView, CheckView, PullRequestView, DecisionView, DiffView, ErrorBody, ErrorDetail, EventPage, FindingView, Health, LegView,
-    LimitChange, MoneyView, NewTask, PlanStepView, Settled, StopView, SubtaskView, SummaryView, TaskPage, TaskView,
+    CheckMarkView, CheckView, DecisionView, DiffView, ErrorBody, ErrorDetail, EventPage, FindingView, Health, LegView,
+    LimitChange, MoneyView, NewTask, PlanStepView, PullRequestView, Settled, StopView, SubtaskView, SummaryView,
+    TaskPage, TaskView,
 };
 use crate::{CancelBody, DecisionBody, MessageBody, MessageSent, PickBody, SettleBody};
 

@@ -119,11 +119,16 @@ pub(crate) fn entry(recorded: &Recorded) -> Option<Entry> {
         }
         Event::Pushed { commit, remote, error } => match error {
             None => ("checkpoint", format!("pushed {} to {remote}", short(commit)), None, false),
-            Some(error) => ("checkpoint", format!("push of {} to {remote} refused", short(commit)), clipped(error), true),
+            Some(error) => {
+                ("checkpoint", format!("push of {} to {remote} refused", short(commit)), clipped(error), true)
+            }
         },
-        Event::PullRequestPublished { pull_request, .. } => {
-            ("checkpoint", format!("pull request #{} shows {}", pull_request.number, short(&pull_request.commit)), Some(pull_request.url.clone()), false)
-        }
+        Event::PullRequestPublished { pull_request, .. } => (
+            "checkpoint",
+            format!("pull request #{} shows {}", pull_request.number, short(&pull_request.commit)),
+            Some(pull_request.url.clone()),
+            false,
+        ),
         Event::PullRequestFailed { commit, error } => {
             ("checkpoint", format!("the pull request could not show {}", short(commit)), clipped(error), true)
         }
@@ -168,6 +173,11 @@ pub(crate) fn entry(recorded: &Recorded) -> Option<Entry> {
     Some(Entry { seq: recorded.seq, at: recorded.at.to_string(), class, title, body, failed })
 }
 
+/// A commit's first 12 characters.
+fn short(commit: &str) -> &str {
+    &commit[..commit.len().min(12)]
+}
+
 #[cfg(test)]
 mod tests {
     use baton_core::{Effect, Timestamp};
@@ -190,9 +200,4 @@ mod tests {
         let hold = Event::Reserved { key: "k".into(), charges: Vec::new() };
         assert!(super::entry(&Recorded { seq: 9, at: Timestamp(0), event: hold }).is_none());
     }
-}
-
-/// A commit's first 12 characters.
-fn short(commit: &str) -> &str {
-    &commit[..commit.len().min(12)]
 }
