@@ -215,7 +215,10 @@ pub async fn start_as(
     owner: Option<String>,
     id: &TaskId,
 ) -> anyhow::Result<TaskState> {
-    let (repo, base_commit) = baton_engine::fetched_base(home, &template.repo, &template.base)?;
+    // A remote is fetched first, which may take a while: off the runtime that serves requests.
+    let (source, base, at) = (template.repo.clone(), template.base.clone(), home.to_owned());
+    let fetched = tokio::task::spawn_blocking(move || baton_engine::fetched_base(&at, &source, &base)).await?;
+    let (repo, base_commit) = fetched?;
     repo.ensure_outside(home)?;
     let spec = template.spec(owner);
     spec.validate()?;
