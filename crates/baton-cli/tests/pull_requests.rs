@@ -310,6 +310,12 @@ async fn only_a_comment_by_someone_who_may_write_follows_up_the_task_of_a_pull_r
     assert_eq!(done["pull_request"]["number"], 1, "{done}");
     assert_eq!(done["pushed"], done["last_commit"]);
     let branch = done["branch"].as_str().unwrap();
+    // On demand over the API: the same pull request, brought up to date.
+    let again = http.post(format!("{}/api/v1/tasks/{first}/pr", served.url)).send().await.unwrap();
+    let status = again.status();
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(status, 200, "{again}");
+    assert_eq!((again["pull_request"]["number"].as_u64(), again["status"].as_str()), (Some(1), Some("done")));
 
     let (status, ignored) = comment(&served, &secret, "c-1", "stranger", branch).await;
     assert_eq!((status, ignored["outcome"].as_str()), (202, Some("ignored")), "{ignored}");
@@ -338,8 +344,8 @@ async fn only_a_comment_by_someone_who_may_write_follows_up_the_task_of_a_pull_r
         ["/repos/acme/calc/collaborators/stranger/permission", "/repos/acme/calc/collaborators/maintainer/permission"]
     );
     let (created, updated) = writes(&log, "github");
-    assert_eq!((created.len(), updated.len()), (1, 1), "{log}");
-    assert!(updated[0]["body"]["body"].as_str().unwrap().contains("Wrote NOTES as the maintainer asked."));
+    assert_eq!((created.len(), updated.len()), (1, 2), "opened, updated on demand, updated by the follow-up: {log}");
+    assert!(updated[1]["body"]["body"].as_str().unwrap().contains("Wrote NOTES as the maintainer asked."));
     let replies = log["comments"].as_array().unwrap();
     assert_eq!(replies.len(), 1, "only the writer's comment is answered: {log}");
     let reply = replies[0]["body"].as_str().unwrap();

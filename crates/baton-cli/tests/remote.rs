@@ -167,6 +167,13 @@ async fn push_sends_a_local_tasks_branch_to_its_remote_and_a_refused_push_is_jou
     assert_eq!(local.git(&["status", "--porcelain"]), "");
     assert!(!home.join("mirrors").exists());
 
+    // No forge is known for a file:// remote: `baton pr` says so, and journals nothing.
+    let (id, before) = events(&home).await;
+    let pr = baton(&home, &["pr", &id], &[]).await;
+    let stderr = String::from_utf8_lossy(&pr.stderr);
+    assert!(!pr.status.success() && stderr.contains("no forge is known for file://"), "{stderr}");
+    assert_eq!(events(&home).await.1.len(), before.len());
+
     // A second task whose branch someone else has already taken on the remote: never forced.
     let args: Vec<&str> =
         ["task", "create", "--request", "Make add() add again"].iter().chain(&flags).chain(&model).copied().collect();

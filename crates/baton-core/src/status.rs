@@ -86,6 +86,10 @@ impl Lifecycle {
             (Event::FindingUpdated { .. }, _) => Ok(self),
             // An ended task's branch goes on in another task (once), unless it was thrown away.
             (Event::Continued { .. }, Done | Failed) => Ok(self),
+            // Bookkeeping, after the end too (`baton pr` on a task that ended), but not for a
+            // task thrown away.
+            (Event::PullRequestPublished { .. } | Event::PullRequestFailed { .. }, Cancelled) => Err(not_allowed()),
+            (Event::PullRequestPublished { .. } | Event::PullRequestFailed { .. }, _) => Ok(self),
             (_, Done | Failed | Cancelled) => Err(not_allowed()),
             (Event::Started, Queued) => to(Running),
             (Event::Resumed { .. }, Waiting | Paused | Verifying | Reviewing) => to(Running),
@@ -104,10 +108,7 @@ impl Lifecycle {
                 _ => stopped(Failed, *reason),
             },
             (Event::Cancelled { .. }, _) => stopped(Cancelled, StopReason::Cancelled),
-            // Bookkeeping: `baton pr` opens a pull request for a task that has ended.
-            (Event::BudgetChanged { .. } | Event::PullRequestPublished { .. } | Event::PullRequestFailed { .. }, _) => {
-                Ok(self)
-            }
+            (Event::BudgetChanged { .. }, _) => Ok(self),
             (Event::Reserved { .. } | Event::Settled { .. }, Running | Verifying | Reviewing) => Ok(self),
             // A leg works the same way building (running) or reviewing.
             (
@@ -293,6 +294,19 @@ mod tests {
         assert_eq!(paused_state.stop_reason, Some(StopReason::BudgetExhausted));
         let resumed = paused_state.apply(&Event::Resumed { detail: "topped up".into() }).unwrap();
         assert_eq!(resumed, Lifecycle { status: Status::Running, stop_reason: None });
+    }
+
+    #[test]
+    fn an_ended_tasks_pull_request_is_bookkeeping_unless_it_was_thrown_away() {
+        let events = [Event::Started, Event::VerificationStarted, Event::ReviewStarted, finished(StopReason::Verified)];
+        let done = after(Lifecycle::CREATED, &events).unwrap();
+        let failed = Event::PullRequestFailed { commit: "c".into(), error: "the forge said no".into() };
+        assert_eq!(done.apply(&failed), Ok(done));
+        let cancelled = Lifecycle::CREATED.apply(&Event::Cancelled { detail: String::new() }).unwrap();
+        assert_eq!(
+            cancelled.apply(&failed),
+            Err(TransitionError::NotAllowed { from: Status::Cancelled, event: "pull_request_failed" })
+        );
     }
 
     #[test]
