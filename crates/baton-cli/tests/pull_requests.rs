@@ -111,6 +111,19 @@ fn writes<'a>(log: &'a Value, kind: &str) -> (Vec<&'a Value>, Vec<&'a Value>) {
     (opened.collect(), updated.collect())
 }
 
+/// The agent fixes `add` and finishes; then, asked for more, writes NOTES and says `summary`.
+fn fix_then_notes(summary: &str) -> Script {
+    Script {
+        turns: vec![
+            call("e1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+            call("f1", "finish", json!({"summary": "add() adds now."})),
+            call("w2", "write_file", json!({"path": "NOTES", "content": "add() adds.\n"})),
+            call("f2", "finish", json!({"summary": summary})),
+        ],
+        ..Script::default()
+    }
+}
+
 /// A verified task opens a draft; a follow-up that continues its branch updates the same one.
 async fn a_verified_task_opens_a_draft_and_a_follow_up_updates_it(kind: &str) {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
@@ -124,15 +137,7 @@ async fn a_verified_task_opens_a_draft_and_a_follow_up_updates_it(kind: &str) {
         forge.api(kind)
     );
     std::fs::write(home.join("config.toml"), config).unwrap();
-    let script = Script {
-        turns: vec![
-            call("e1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
-            call("f1", "finish", json!({"summary": "add() adds now."})),
-            call("w2", "write_file", json!({"path": "NOTES", "content": "add() adds.\n"})),
-            call("f2", "finish", json!({"summary": "Wrote NOTES as asked."})),
-        ],
-        ..Script::default()
-    };
+    let script = fix_then_notes("Wrote NOTES as asked.");
     let model = ScriptedServer::start(script).await.unwrap();
     let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url())), ("STANDIN_TOKEN", TOKEN.to_owned())];
     let args = [
@@ -292,15 +297,7 @@ async fn only_a_comment_by_someone_who_may_write_follows_up_the_task_of_a_pull_r
         common::served::baton(&home).args(["hook", "create", "--name", "gh", "--kind", "github"]).output().unwrap();
     assert!(made.status.success(), "{}", describe(&made));
     let secret = String::from_utf8(made.stdout).unwrap().trim().to_owned();
-    let script = Script {
-        turns: vec![
-            call("e1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
-            call("f1", "finish", json!({"summary": "add() adds now."})),
-            call("w2", "write_file", json!({"path": "NOTES", "content": "add() adds.\n"})),
-            call("f2", "finish", json!({"summary": "Wrote NOTES as the maintainer asked."})),
-        ],
-        ..Script::default()
-    };
+    let script = fix_then_notes("Wrote NOTES as the maintainer asked.");
     let model = ScriptedServer::start(script).await.unwrap();
     let served = common::served::serve_with_env(&home, &model, &["--slots", "1"], &[("STANDIN_TOKEN", TOKEN)]);
     let http = served.http();
