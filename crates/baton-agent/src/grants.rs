@@ -1,7 +1,7 @@
 //! Which role may call which tool: one table, read both for what a leg is offered and for whether
 //! a call it makes anyway is run. A tool the table does not name is refused to every role.
 
-use baton_core::LegRole;
+use baton_core::{LegRole, ToolReach};
 
 use crate::{ASK_HUMAN, RECALL, REPORT_FINDINGS, REQUEST_CREDENTIAL, RESOLVE_FINDING, SUBMIT_PLAN};
 
@@ -31,6 +31,12 @@ pub fn may_call(role: LegRole, tool: &str) -> bool {
     GRANTS.iter().any(|(name, roles)| *name == tool && roles.contains(&role))
 }
 
+/// Whether `role` may call a tool of an MCP server the repository declares, which reaches as far
+/// as `reach`: builders any; roles that only read, only tools declared read-only.
+pub fn may_call_served(role: LegRole, reach: ToolReach) -> bool {
+    role == LegRole::Build || reach == ToolReach::ReadOnly
+}
+
 /// The tools `role` may call, in the table's order.
 pub fn tools_of(role: LegRole) -> impl Iterator<Item = &'static str> {
     GRANTS.iter().filter(move |(_, roles)| roles.contains(&role)).map(|(name, _)| *name)
@@ -40,7 +46,9 @@ pub fn tools_of(role: LegRole) -> impl Iterator<Item = &'static str> {
 mod tests {
     use baton_core::LegRole;
 
-    use super::{may_call, tools_of};
+    use baton_core::ToolReach;
+
+    use super::{may_call, may_call_served, tools_of};
 
     #[test]
     fn only_builders_write_and_each_role_has_its_own_tools() {
@@ -51,6 +59,14 @@ mod tests {
         assert!(may_call(LegRole::Review, "report_findings") && !may_call(LegRole::Build, "report_findings"));
         assert!(may_call(LegRole::Captain, "submit_plan") && !may_call(LegRole::Review, "submit_plan"));
         assert!(!may_call(LegRole::Build, "no_such_tool"), "unknown tools are refused");
+        for role in [LegRole::Build, LegRole::Review, LegRole::Captain] {
+            assert!(may_call_served(role, ToolReach::ReadOnly), "{role:?}");
+        }
+        assert!(may_call_served(LegRole::Build, ToolReach::Writes));
+        assert!(
+            !may_call_served(LegRole::Review, ToolReach::Writes)
+                && !may_call_served(LegRole::Captain, ToolReach::Writes)
+        );
         let review: Vec<&str> = tools_of(LegRole::Review).collect();
         assert_eq!(review, ["read_file", "search", "list_dir", "shell", "recall", "report_findings"]);
     }

@@ -18,7 +18,7 @@ pub use context::{
 };
 
 pub use captain::{SUBMIT_PLAN, captain_brief, captain_system, parse_plan, submit_plan_spec};
-pub use grants::{may_call, tools_of};
+pub use grants::{may_call, may_call_served, tools_of};
 pub use review::{
     REPORT_FINDINGS, RESOLVE_FINDING, findings_brief, parse_findings, parse_resolution, report_findings_spec,
     resolve_finding_spec, review_brief, review_system,

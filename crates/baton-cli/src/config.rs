@@ -58,6 +58,10 @@ struct Sandbox {
     disk_mib: Option<u64>,
     /// The share of the processors each command's tree may use, in cores (`0.5`, `2`).
     cpus: Option<f64>,
+    /// Host directories shown read-only at their own paths in every sandbox (MCP servers or
+    /// tools installed on the host), even where the sandbox would hide them.
+    #[serde(default)]
+    host_paths: Vec<PathBuf>,
 }
 
 /// `[network]`: the hosts every sandboxed command of a task may reach (the agent's, the clean
@@ -117,6 +121,24 @@ impl Config {
                 bail!("{}: [sandbox] cpus = {cpus} is not a share of the processors (0.01 to 4096)", self.context());
             }
             sandbox.limits.cpu_millis = Some((cpus * 1000.0).round() as u64);
+        }
+        for path in &settings.host_paths {
+            let shown = path.canonicalize().ok().filter(|p| p.is_dir() && p.is_absolute() && p != Path::new("/"));
+            let Some(shown) = shown else {
+                bail!("{}: [sandbox] host_paths: {} is not a directory of the host", self.context(), path.display());
+            };
+            // What the sandbox hides (the data directory with every task's journal, the homes with
+            // their owners' keys) stays hidden: a shown path neither holds one nor lies in one.
+            let mut hidden = sandbox.hidden.iter().filter_map(|hidden| hidden.canonicalize().ok());
+            if let Some(hidden) = hidden.find(|hidden| hidden.starts_with(&shown) || shown.starts_with(hidden)) {
+                bail!(
+                    "{}: [sandbox] host_paths: {} would show what every sandbox hides ({})",
+                    self.context(),
+                    path.display(),
+                    hidden.display()
+                );
+            }
+            sandbox.toolchains.push(shown);
         }
         match settings.disk_mib {
             Some(0) => sandbox.disk_bytes = None,

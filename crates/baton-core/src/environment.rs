@@ -37,6 +37,8 @@ pub struct Environment {
     pub after_checkout: Vec<String>,
     /// Services started in every session, before anything else runs in it.
     pub startup: Vec<Service>,
+    /// MCP servers whose tools the agent is offered (`[mcp.NAME]`), by name.
+    pub mcp: BTreeMap<String, ToolServer>,
     /// Named commands (test, lint, run the app), told to the agent.
     pub commands: BTreeMap<String, String>,
 }
@@ -95,10 +97,90 @@ impl EnvironmentError {
     }
 }
 
+/// An MCP server the repository declares: a program run inside the task's sandbox, spoken to over
+/// its standard input and output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolServer {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Names of variables of baton's own environment handed to it (their values are redacted from
+    /// everything the task records).
+    pub env: Vec<String>,
+    /// Its tools that roles which only read (the captain, the reviewer) may call too.
+    pub read_only: Vec<String>,
+    /// How long one call may take.
+    pub timeout_secs: u64,
+}
+
+/// Whether a tool only reads: who may call it depends on that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolReach {
+    /// Declared read-only: roles that only read may call it too.
+    ReadOnly,
+    /// May change things: builders only.
+    Writes,
+}
+
+impl ToolServer {
+    /// How far the server's tool `tool` reaches, as the declaration says.
+    pub fn reach(&self, tool: &str) -> ToolReach {
+        if self.read_only.iter().any(|name| name == tool) { ToolReach::ReadOnly } else { ToolReach::Writes }
+    }
+}
+
+/// The longest an MCP call may be given.
+const MAX_TOOL_SECS: u64 = 600;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
     environment: Option<Declared>,
+    #[serde(default)]
+    mcp: BTreeMap<String, DeclaredServer>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeclaredServer {
+    command: Option<String>,
+    #[serde(default)]
+    args: Vec<String>,
+    url: Option<String>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default)]
+    read_only: Vec<String>,
+    timeout_secs: Option<u64>,
+}
+
+/// `[mcp.NAME]` as declared: a name that makes tool names `NAME__tool`, and a program.
+fn tool_server(name: &str, declared: DeclaredServer) -> Result<ToolServer, EnvironmentError> {
+    let refuse = |why: &str| Err(EnvironmentError::new(format!("[mcp.{name}] {why}")));
+    let named = !name.is_empty()
+        && name.len() <= 24
+        && !name.contains("__")
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if !named {
+        return refuse("needs a name of 1 to 24 of a-z, 0-9, '_', '-' without \"__\" (its tools are NAME__tool)");
+    }
+    if declared.url.is_some() {
+        return refuse("`url`: MCP servers over HTTP are not supported yet; run the server with `command`");
+    }
+    let Some(command) = declared.command.filter(|c| !c.trim().is_empty()) else {
+        return refuse("needs `command`, the program to run inside the task's sandbox");
+    };
+    let timeout_secs = declared.timeout_secs.unwrap_or(60);
+    if timeout_secs == 0 || timeout_secs > MAX_TOOL_SECS {
+        return refuse(&format!("timeout_secs must be between 1 and {MAX_TOOL_SECS}"));
+    }
+    let list = format!("[mcp.{name}] env");
+    let env = declared.env.iter().map(|n| variable_name(&list, n)).collect::<Result<_, _>>()?;
+    Ok(ToolServer {
+        command: std::iter::once(command).chain(declared.args).collect(),
+        env,
+        read_only: declared.read_only,
+        timeout_secs,
+    })
 }
 
 /// A string or a list of strings: `initialize = "make deps"` or `initialize = ["a", "b"]`.
@@ -180,14 +262,15 @@ fn cache_path(path: &str) -> Result<String, EnvironmentError> {
     Ok(format!("/root/{}", parts.join("/")))
 }
 
-fn variable_name(name: &str) -> Result<String, EnvironmentError> {
+/// `name` if it is a variable's name; `list` says where it was declared.
+fn variable_name(list: &str, name: &str) -> Result<String, EnvironmentError> {
     let valid = !name.is_empty()
         && !name.starts_with(|c: char| c.is_ascii_digit())
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
     if valid {
         Ok(name.to_owned())
     } else {
-        Err(EnvironmentError::new(format!("[environment] secrets: {name:?} is not a variable name")))
+        Err(EnvironmentError::new(format!("{list}: {name:?} is not a variable name")))
     }
 }
 
@@ -195,7 +278,9 @@ impl Environment {
     /// Parses `baton.toml`'s text.
     pub fn parse(text: &str) -> Result<Environment, EnvironmentError> {
         let file: File = toml::from_str(text).map_err(|e| EnvironmentError::new(e.message().to_owned()))?;
-        let Some(declared) = file.environment else { return Ok(Environment::default()) };
+        let mcp = file.mcp.into_iter().map(|(name, declared)| Ok((name.clone(), tool_server(&name, declared)?)));
+        let mcp = mcp.collect::<Result<BTreeMap<_, _>, EnvironmentError>>()?;
+        let Some(declared) = file.environment else { return Ok(Environment { mcp, ..Environment::default() }) };
         if let Some(base) = declared.base.filter(|base| base != "host") {
             return Err(EnvironmentError::new(format!(
                 "[environment] base = \"{base}\" is not supported: environments are built on the host's root \
@@ -231,11 +316,16 @@ impl Environment {
         }
         Ok(Environment {
             initialize,
-            secrets: declared.secrets.iter().map(|n| variable_name(n)).collect::<Result<_, _>>()?,
+            secrets: declared
+                .secrets
+                .iter()
+                .map(|n| variable_name("[environment] secrets", n))
+                .collect::<Result<_, _>>()?,
             inputs: declared.inputs.iter().map(|p| input_path(p)).collect::<Result<_, _>>()?,
             cache: declared.cache.iter().map(|p| cache_path(p)).collect::<Result<_, _>>()?,
             after_checkout,
             startup,
+            mcp,
             commands: declared.commands,
         })
     }
@@ -334,6 +424,33 @@ mod tests {
         ] {
             let error = Environment::parse(text).unwrap_err().to_string();
             assert!(error.starts_with("baton.toml: ") && error.contains(says), "{text}: {error}");
+        }
+    }
+
+    #[test]
+    fn mcp_servers_are_read_by_name_and_bad_ones_refused() {
+        let text = "[mcp.everything]\ncommand = \"node\"\nargs = [\"server.js\", \"stdio\"]\nenv = [\"API_KEY\"]\n\
+                    read_only = [\"echo\"]\ntimeout_secs = 20\n";
+        let environment = Environment::parse(text).unwrap();
+        let server = ToolServer {
+            command: vec!["node".into(), "server.js".into(), "stdio".into()],
+            env: vec!["API_KEY".into()],
+            read_only: vec!["echo".into()],
+            timeout_secs: 20,
+        };
+        assert_eq!(environment.mcp["everything"], server);
+        assert!(!environment.has_snapshot(), "an MCP server alone builds nothing");
+        for (text, says) in [
+            ("[mcp.a__b]\ncommand = \"x\"\n", "[mcp.a__b] needs a name"),
+            ("[mcp.Docs]\ncommand = \"x\"\n", "[mcp.Docs] needs a name"),
+            ("[mcp.docs]\nargs = [\"x\"]\n", "[mcp.docs] needs `command`"),
+            ("[mcp.docs]\nurl = \"http://docs:8000/mcp\"\n", "not supported yet"),
+            ("[mcp.docs]\ncommand = \"x\"\ntimeout_secs = 0\n", "timeout_secs must be between"),
+            ("[mcp.docs]\ncommand = \"x\"\nenv = [\"A-B\"]\n", "[mcp.docs] env: \"A-B\" is not a variable name"),
+            ("[mcp.docs]\ncommand = \"x\"\nheaders = {}\n", "unknown field `headers`"),
+        ] {
+            let error = Environment::parse(text).unwrap_err().to_string();
+            assert!(error.contains(says), "{text}: {error}");
         }
     }
 

@@ -32,7 +32,9 @@ pub use account::{AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Polic
 pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
 pub use coverage::{Coverage, Span, digest};
 pub use decision::{Answer, ApprovalPolicy, BadRule, DEFAULT_RULES, Decision, DecisionKind};
-pub use environment::{ENVIRONMENT_FILE, Environment, EnvironmentError, Input, MAX_ENVIRONMENT_FILE, Phase, Service};
+pub use environment::{
+    ENVIRONMENT_FILE, Environment, EnvironmentError, Input, MAX_ENVIRONMENT_FILE, Phase, Service, ToolReach, ToolServer,
+};
 pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, PullRequestRef, Recorded};
 pub use hook::{Delivery, DeliveryOutcome, Hook, HookKind, HookRule};
 pub use id::{InvalidTaskId, TaskId};

@@ -126,7 +126,11 @@ impl Engine {
         let Machine { toolbox, clean, worktree, environment, .. } = machine;
         let work = &journal.state().work;
         // Offered or not, a tool runs only for the roles the registry grants it to.
-        if !baton_agent::may_call(work.role, name) {
+        let allowed = match toolbox.served_reach(name) {
+            Some(reach) => baton_agent::may_call_served(work.role, reach),
+            None => baton_agent::may_call(work.role, name),
+        };
+        if !allowed {
             let role = work.role;
             let tools = baton_agent::tools_of(role).collect::<Vec<_>>().join(", ");
             return Ok(Outcome::error(format!("a {role} leg has no tool `{name}`; its tools are: {tools}")));

@@ -62,9 +62,16 @@ impl Engine {
             _ => None,
         });
         let serviced = WithServices::new(sandbox()?, environment.declared.startup.clone());
+        // The variables the repository's MCP servers are handed, from baton's environment.
+        let served = &environment.declared.mcp;
+        let wanted: std::collections::BTreeSet<&String> = served.values().flat_map(|server| &server.env).collect();
+        let handed = wanted
+            .into_iter()
+            .filter_map(|name| std::env::var(name).ok().map(|value| Secret { name: name.clone(), value }));
         let toolbox = Toolbox::new(Workspace::open(worktree.path())?)
             .with_sandbox(Box::new(serviced), granted.collect())
-            .with_reader(Box::new(sandbox()?.reading_only()));
+            .with_reader(Box::new(sandbox()?.reading_only()))
+            .with_tool_servers(served.clone(), handed.collect());
         let clean = CleanMachines::new(self.config.sandbox.clone(), &layout, git_dirs[0].clone());
         Ok(Prepared { worktree, toolbox, clean, environment, _disk: disk })
     }

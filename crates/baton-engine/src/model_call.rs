@@ -33,6 +33,12 @@ impl Engine {
             baton_agent::submit_plan_spec(),
             baton_agent::resolve_finding_spec(),
         ];
+        // The repository's MCP servers run where the role's commands run.
+        let (served, _) = match work.role {
+            LegRole::Build => toolbox.served_specs(),
+            LegRole::Captain | LegRole::Review => toolbox.served_specs_reading(),
+        };
+        let served = served.into_iter().filter(|(_, reach)| baton_agent::may_call_served(work.role, *reach));
         toolbox
             .specs()
             .into_iter()
@@ -40,6 +46,7 @@ impl Engine {
             .filter(|tool| baton_agent::may_call(work.role, &tool.name))
             // Findings are resolved only once a review reported some.
             .filter(|tool| tool.name != baton_agent::RESOLVE_FINDING || !work.findings.is_empty())
+            .chain(served.map(|(tool, _)| tool))
             .collect()
     }
 

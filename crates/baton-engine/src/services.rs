@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use baton_core::Service;
-use baton_sandbox::{BackgroundProcess, Refusal, RunOutcome, RunRequest, Sandbox, SandboxError, SandboxSession};
+use baton_sandbox::{
+    Attached, BackgroundProcess, Refusal, RunOutcome, RunRequest, Sandbox, SandboxError, SandboxSession,
+};
 
 use crate::snapshot::{STEP_OUTPUT, tail};
 
@@ -108,5 +110,9 @@ impl SandboxSession for Serviced {
 
     fn spawn(&self, request: &RunRequest) -> Result<Box<dyn BackgroundProcess>, SandboxError> {
         self.session.spawn(request)
+    }
+
+    fn attach(&self, request: &RunRequest) -> Result<Attached, SandboxError> {
+        self.session.attach(request)
     }
 }

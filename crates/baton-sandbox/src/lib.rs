@@ -72,6 +72,55 @@ pub trait SandboxSession: Send + Sync + std::fmt::Debug {
     fn run(&self, request: &RunRequest) -> Result<RunOutcome, SandboxError>;
     /// A command that keeps running (a dev server, a long test run) while others run.
     fn spawn(&self, request: &RunRequest) -> Result<Box<dyn BackgroundProcess>, SandboxError>;
+    /// A command whose standard input and output are the caller's to speak over (a tool server's
+    /// protocol), its standard error kept in a file; no timeout or cap: the caller bounds each
+    /// exchange. Killed when the [`Attached`] is dropped, and with the session.
+    fn attach(&self, request: &RunRequest) -> Result<Attached, SandboxError>;
+}
+
+/// A command started with [`SandboxSession::attach`]: its pipes, and the process (killed when that
+/// is dropped).
+#[derive(Debug)]
+pub struct Attached {
+    pub stdin: std::io::PipeWriter,
+    pub stdout: std::io::PipeReader,
+    /// Where its standard error goes.
+    pub stderr_file: PathBuf,
+    pub process: AttachedProcess,
+}
+
+/// An attached command's process: killed when dropped.
+pub struct AttachedProcess {
+    exit: std::sync::Arc<std::sync::Mutex<Option<i32>>>,
+    kill: Box<dyn Fn() + Send + Sync>,
+}
+
+impl AttachedProcess {
+    pub(crate) fn new(exit: std::sync::Arc<std::sync::Mutex<Option<i32>>>, kill: Box<dyn Fn() + Send + Sync>) -> Self {
+        AttachedProcess { exit, kill }
+    }
+
+    /// Its exit code, once it has ended.
+    pub fn exit_code(&self) -> Option<i32> {
+        *self.exit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Kills it and everything in its process group.
+    pub fn stop(&self) {
+        (self.kill)();
+    }
+}
+
+impl Drop for AttachedProcess {
+    fn drop(&mut self) {
+        (self.kill)();
+    }
+}
+
+impl std::fmt::Debug for AttachedProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AttachedProcess").field("exit_code", &self.exit_code()).finish_non_exhaustive()
+    }
 }
 
 /// A command started with [`SandboxSession::spawn`].

@@ -19,7 +19,8 @@ use crate::cgroup::Cgroup;
 use crate::channel::{self, Reply, Request};
 use crate::output::Capture;
 use crate::{
-    BackgroundProcess, LocalSandbox, RunOutcome, RunRequest, SPEC_VARIABLE, SandboxError, SandboxSession, Stopped,
+    Attached, AttachedProcess, BackgroundProcess, LocalSandbox, RunOutcome, RunRequest, SPEC_VARIABLE, SandboxError,
+    SandboxSession, Stopped,
 };
 
 /// How long a new session may take to be built.
@@ -36,6 +37,8 @@ pub struct LocalSession {
     init: Child,
     waiters: Waiters,
     next_id: AtomicU64,
+    /// Numbers the error files of attached commands.
+    attached: AtomicU64,
     env: Vec<(String, String)>,
     max_output_bytes: u64,
     runs: PathBuf,
@@ -106,6 +109,7 @@ impl LocalSandbox {
             init,
             waiters,
             next_id: AtomicU64::new(1),
+            attached: AtomicU64::new(0),
             env: self.command_env(&[]),
             max_output_bytes: self.config.max_output_bytes,
             runs: self.state.join("runs"),
@@ -320,7 +324,7 @@ impl SandboxSession for LocalSession {
     fn spawn(&self, request: &RunRequest) -> Result<Box<dyn BackgroundProcess>, SandboxError> {
         let (id, replies, stdin, mut output) = self.start(request)?;
         let unread: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let exit: Arc<Mutex<Option<i32>>> = Arc::default();
+        let exit = self.watch_exit(id, replies);
         {
             let unread = unread.clone();
             std::thread::spawn(move || {
@@ -333,19 +337,47 @@ impl SandboxSession for LocalSession {
                 }
             });
         }
-        {
-            let (exit, waiters) = (exit.clone(), self.waiters.clone());
-            std::thread::spawn(move || {
-                while let Ok(reply) = replies.recv() {
-                    if let Reply::Exited { code, .. } = reply {
-                        *lock(&exit) = Some(code);
-                        break;
-                    }
-                }
-                lock(&waiters).remove(&id);
-            });
-        }
         Ok(Box::new(LocalBackground { id, control: self.control.clone(), stdin: Some(stdin), unread, exit }))
+    }
+
+    fn attach(&self, request: &RunRequest) -> Result<Attached, SandboxError> {
+        let (stdin_read, stdin) = std::io::pipe().map_err(io_error("creating pipes"))?;
+        let (stdout, stdout_write) = std::io::pipe().map_err(io_error("creating pipes"))?;
+        let number = self.attached.fetch_add(1, Ordering::Relaxed);
+        let stderr_file = self.runs.join(format!("session-{}-attached-{number}.err", std::process::id()));
+        let stderr = std::fs::File::create(&stderr_file).map_err(io_error("creating the error file"))?;
+        let (id, replies) = self.exec(
+            &request.argv,
+            &request.env,
+            &request.cwd,
+            [stdin_read.as_fd(), stdout_write.as_fd(), stderr.as_fd()],
+        )?;
+        // pid 1 has its own copies now; ours must close so the pipes see their ends.
+        drop((stdin_read, stdout_write, stderr));
+        let exit = self.watch_exit(id, replies);
+        let control = self.control.clone();
+        let kill = move || {
+            let _ = channel::send(control.as_fd(), &Request::Kill { id }, &[]);
+        };
+        Ok(Attached { stdin, stdout, stderr_file, process: AttachedProcess::new(exit, Box::new(kill)) })
+    }
+}
+
+impl LocalSession {
+    /// The exit code of command `id` once `replies` tell it, from a thread of its own.
+    fn watch_exit(&self, id: u64, replies: Receiver<Reply>) -> Arc<Mutex<Option<i32>>> {
+        let exit: Arc<Mutex<Option<i32>>> = Arc::default();
+        let (seen, waiters) = (exit.clone(), self.waiters.clone());
+        std::thread::spawn(move || {
+            while let Ok(reply) = replies.recv() {
+                if let Reply::Exited { code, .. } = reply {
+                    *lock(&seen) = Some(code);
+                    break;
+                }
+            }
+            lock(&waiters).remove(&id);
+        });
+        exit
     }
 }
 

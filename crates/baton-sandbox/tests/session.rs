@@ -168,3 +168,35 @@ fn output_keeps_standard_output_and_error_apart_with_the_exit_code() {
     let again = session.output(&["/bin/true".to_owned()], &[]).unwrap();
     assert!(again.status.success(), "the session serves the next command");
 }
+
+#[test]
+fn an_attached_command_speaks_over_its_pipes_and_dies_when_dropped() {
+    use std::io::{BufRead, Write};
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let sandbox = sandbox(dir.path());
+    let session = sandbox.session().unwrap();
+
+    let script = "while read line; do echo \"got $line\"; echo \"noise about $line\" >&2; done";
+    let mut attached = session.attach(&shell(script)).unwrap();
+    let mut lines = std::io::BufReader::new(attached.stdout.try_clone().unwrap());
+    for word in ["one", "two"] {
+        writeln!(attached.stdin, "{word}").unwrap();
+        let mut line = String::new();
+        lines.read_line(&mut line).unwrap();
+        // Only what it wrote to standard output: what it says on standard error goes to the file.
+        assert_eq!(line, format!("got {word}\n"));
+    }
+    assert!(eventually(|| std::fs::read_to_string(&attached.stderr_file).unwrap().contains("noise about two")));
+    assert_eq!(attached.process.exit_code(), None);
+
+    attached.process.stop();
+    assert!(eventually(|| attached.process.exit_code().is_some()));
+    let mut rest = String::new();
+    assert_eq!(lines.read_line(&mut rest).unwrap(), 0, "its output ends with it: {rest:?}");
+
+    // Dropped, a command that ignores its input is killed all the same.
+    let sleeper = session.attach(&shell("echo $$ > /tmp/sleeper; exec sleep 600")).unwrap();
+    assert!(eventually(|| session.run(&shell("test -s /tmp/sleeper")).unwrap().exit_code == 0));
+    drop(sleeper);
+    assert!(eventually(|| session.run(&shell("kill -0 $(cat /tmp/sleeper)")).unwrap().exit_code != 0));
+}

@@ -5,16 +5,18 @@
 mod files;
 mod patch;
 mod search;
+mod served;
 mod shell;
 mod workspace;
 
 pub use baton_core::{Effect, PlanStep, Span, StepStatus};
-use baton_core::{Secret, ToolSpec, redact};
+use baton_core::{Secret, ToolReach, ToolServer, ToolSpec, redact};
 use baton_sandbox::{Sandbox, SandboxSession};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+pub use served::SEPARATOR as SERVED_SEPARATOR;
 pub use shell::{DEFAULT_TIMEOUT, MAX_TIMEOUT, ShellCall, shell_call};
 pub use workspace::{MAX_FILE_BYTES, MOUNT, Workspace};
 
@@ -67,6 +69,8 @@ pub struct Toolbox {
     /// Where the commands of roles that only read run: the worktree mounted read-only.
     reader: Machine,
     background: shell::BackgroundProcesses,
+    /// The MCP servers the repository declares.
+    declared: served::Declared,
     /// Granted during a leg too (a credential a human approved), so behind a lock; shared with
     /// whatever else must keep them out of what it records (the engine's journal).
     secrets: SharedSecrets,
@@ -81,6 +85,21 @@ pub type SharedSecrets = std::sync::Arc<std::sync::RwLock<Vec<Secret>>>;
 struct Machine {
     sandbox: Option<Box<dyn Sandbox>>,
     session: std::sync::Mutex<Option<Box<dyn SandboxSession>>>,
+    /// The MCP servers running in the session.
+    served: std::sync::Mutex<served::Running>,
+}
+
+impl Machine {
+    /// Runs `work` in the machine's session, started first if it is not running.
+    fn with_session<T>(&self, work: impl FnOnce(&dyn SandboxSession) -> Result<T, ToolError>) -> Result<T, ToolError> {
+        let Some(sandbox) = &self.sandbox else { return Err(ToolError::new("this task has no sandbox".to_owned())) };
+        let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
+        if session.is_none() {
+            *session = Some(sandbox.session().map_err(|e| ToolError::new(e.to_string()))?);
+        }
+        let session = session.as_deref().ok_or_else(|| ToolError::new("the sandbox session is gone".to_owned()))?;
+        work(session)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,19 +130,60 @@ impl Toolbox {
             writer: Machine::default(),
             reader: Machine::default(),
             background: Default::default(),
+            declared: Default::default(),
             secrets: Default::default(),
         }
     }
 
     /// Adds `shell`, running in `sandbox` with `secrets` in its environment.
     pub fn with_sandbox(self, sandbox: Box<dyn Sandbox>, secrets: Vec<Secret>) -> Toolbox {
-        let writer = Machine { sandbox: Some(sandbox), session: Default::default() };
+        let writer = Machine { sandbox: Some(sandbox), ..Machine::default() };
         Toolbox { writer, secrets: std::sync::Arc::new(std::sync::RwLock::new(secrets)), ..self }
     }
 
     /// Adds the sandbox (its worktree read-only) where `call_reading` runs `shell`.
     pub fn with_reader(self, sandbox: Box<dyn Sandbox>) -> Toolbox {
-        Toolbox { reader: Machine { sandbox: Some(sandbox), session: Default::default() }, ..self }
+        Toolbox { reader: Machine { sandbox: Some(sandbox), ..Machine::default() }, ..self }
+    }
+
+    /// Adds the tools of the MCP servers `servers` (the repository's `[mcp.NAME]`), run in the
+    /// sandboxes with the variables of `env` their declarations name (redacted like any secret).
+    pub fn with_tool_servers(
+        self,
+        servers: std::collections::BTreeMap<String, ToolServer>,
+        env: Vec<Secret>,
+    ) -> Toolbox {
+        for secret in &env {
+            self.grant(secret.clone());
+        }
+        Toolbox { declared: served::Declared { servers, env }, ..self }
+    }
+
+    /// The tools of the declared MCP servers as the writer's machine runs them, each with how far
+    /// it reaches, and why a server offers none (it would not start).
+    pub fn served_specs(&self) -> (Vec<(ToolSpec, ToolReach)>, Vec<String>) {
+        self.served_specs_on(&self.writer)
+    }
+
+    /// [`Toolbox::served_specs`] on the machine of roles that only read.
+    pub fn served_specs_reading(&self) -> (Vec<(ToolSpec, ToolReach)>, Vec<String>) {
+        self.served_specs_on(&self.reader)
+    }
+
+    fn served_specs_on(&self, machine: &Machine) -> (Vec<(ToolSpec, ToolReach)>, Vec<String>) {
+        if self.declared.servers.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        let listed = machine.with_session(|session| {
+            let mut running = machine.served.lock().unwrap_or_else(|e| e.into_inner());
+            Ok(running.specs(&self.declared, session))
+        });
+        listed.unwrap_or_else(|error| (Vec::new(), vec![error.0]))
+    }
+
+    /// How far the tool `name` reaches, when it is one of a declared MCP server.
+    pub fn served_reach(&self, name: &str) -> Option<ToolReach> {
+        self.declared.reach(name)
     }
 
     /// Connections the network policy refused the agent's commands since the last call.
@@ -140,6 +200,7 @@ impl Toolbox {
     pub fn stop_machines(&self) {
         self.background.stop_all();
         for machine in [&self.writer, &self.reader] {
+            *machine.served.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
             *machine.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
@@ -276,14 +337,15 @@ impl Toolbox {
     }
 
     fn dispatch(&self, machine: &Machine, name: &str, arguments_json: &str) -> Result<(String, Effect), ToolError> {
-        if let ("shell", Some(sandbox)) = (name, &machine.sandbox) {
+        if let ("shell", Some(_)) = (name, &machine.sandbox) {
             let args = arguments(name, arguments_json)?;
-            let mut session = machine.session.lock().unwrap_or_else(|e| e.into_inner());
-            if session.is_none() {
-                *session = Some(sandbox.session().map_err(|e| ToolError::new(e.to_string()))?);
-            }
-            let session = session.as_deref().ok_or_else(|| ToolError::new("the sandbox session is gone".to_owned()))?;
-            return shell::shell(session, &self.background, &self.secrets(), args);
+            return machine.with_session(|session| shell::shell(session, &self.background, &self.secrets(), args));
+        }
+        if let Some((server, tool)) = self.declared.split(name) {
+            return machine.with_session(|session| {
+                let mut running = machine.served.lock().unwrap_or_else(|e| e.into_inner());
+                running.call(&self.declared, session, server, tool, arguments_json)
+            });
         }
         match name {
             "search" => arguments(name, arguments_json).and_then(|a| search::search(&self.workspace, a)),

@@ -1,0 +1,136 @@
+//! MCP servers a repository declares in its `baton.toml`: the real `server-everything` from npm runs
+//! over stdio inside the task's sandbox; the scripted model calls its tools as `everything__TOOL`
+//! and their results reach its next request; a server killed during a call, and one that misses
+//! its deadline, give error results and are started afresh; a reviewer is offered only the tools
+//! declared read-only.
+//!
+//! Needs `BATON_TEST_MCP_EVERYTHING`, the server's `dist/index.js` (`scripts/test` installs it).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+mod common;
+
+use assert_cmd::cargo::CommandCargoExt;
+use baton_testkit::FixtureRepo;
+use baton_testkit::model::{Expect, Script, ScriptedServer, Turn};
+use common::{call, describe};
+use serde_json::{Value, json};
+
+/// `turn`, served only to a request whose last tool result contains `text`.
+fn after(text: &str, turn: Turn) -> Turn {
+    Turn { expect: Expect { last_tool_result_contains: Some(text.into()), ..Expect::default() }, ..turn }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_mcp_server_runs_in_the_sandbox_and_its_failures_are_results() {
+    let server = std::env::var("BATON_TEST_MCP_EVERYTHING")
+        .expect("BATON_TEST_MCP_EVERYTHING must name server-everything's dist/index.js; scripts/test installs it");
+    let declaration = format!(
+        "[mcp.everything]\ncommand = \"node\"\nargs = [{:?}, \"stdio\"]\nread_only = [\"echo\"]\ntimeout_secs = 3\n",
+        server
+    );
+    let repo = FixtureRepo::with_files(&[("baton.toml", &declaration), ("README", "hello\n")]);
+    let long = |id: &str, duration: u64| {
+        call(id, "everything__trigger-long-running-operation", json!({"duration": duration, "steps": 2}))
+    };
+    let script = Script {
+        turns: vec![
+            call("m1", "everything__echo", json!({"message": "hello from the sandbox"})),
+            after(
+                "Echo: hello from the sandbox",
+                call("m2", "shell", json!({"command": "sleep 1; pkill -f server-everything", "background": true})),
+            ),
+            long("m3", 2),
+            after("failed during the call", call("m4", "everything__echo", json!({"message": "again"}))),
+            after("Echo: again", long("m5", 30)),
+            after("did not answer within 3 s", call("w1", "write_file", json!({"path": "DONE", "content": "yes\n"}))),
+            call("f1", "finish", json!({"summary": "Called the server's tools."})),
+            call("r1", "report_findings", json!({"findings": []})),
+        ],
+        ..Script::default()
+    };
+    let model = ScriptedServer::start(script).await.unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // The server and its packages, shown to the sandbox where they are installed.
+    let packages = std::path::Path::new(&server).ancestors().nth(4).unwrap();
+    assert!(packages.ends_with("node_modules"), "{}", packages.display());
+    std::fs::write(home.path().join("config.toml"), format!("[sandbox]\nhost_paths = [{:?}]\n", packages)).unwrap();
+    let repo_arg = repo.path().display().to_string();
+    let mut command = std::process::Command::cargo_bin("baton").unwrap();
+    command
+        .args([
+            "run",
+            "Use the tools",
+            "--repo",
+            &repo_arg,
+            "--check",
+            "test -f DONE",
+            "--model",
+            "openai-compatible/scripted",
+        ])
+        .env("BATON_HOME", home.path())
+        .env("BATON_CONFIG", home.path().join("config.toml"))
+        .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
+        .env_remove("BATON_MODEL");
+    let output = tokio::process::Command::from(command).output().await.unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(model.failures().is_empty() && model.remaining_turns() == 0, "{:?}", model.failures());
+
+    let requests = model.requests();
+    let offered = |request: &Value| -> Vec<String> {
+        let tools = request["body"]["tools"].as_array().cloned().unwrap_or_default();
+        tools.iter().filter_map(|t| t["name"].as_str().or(t["function"]["name"].as_str()).map(str::to_owned)).collect()
+    };
+    let first: Value = serde_json::to_value(&requests[0]).unwrap();
+    let tools = offered(&first);
+    for tool in ["everything__echo", "everything__get-sum", "everything__trigger-long-running-operation"] {
+        assert!(tools.iter().any(|t| t == tool), "{tool} not offered: {tools:?}");
+    }
+    assert!(first["body"].to_string().contains("Message to echo"), "the server's own schema is sent");
+    // The reviewer only reads: of the server's tools it gets the one declared read-only.
+    let review: Value = serde_json::to_value(requests.last().unwrap()).unwrap();
+    let reviewer: Vec<String> = offered(&review).into_iter().filter(|t| t.starts_with("everything__")).collect();
+    assert_eq!(reviewer, ["everything__echo"]);
+
+    // Every call is journaled like any tool call: intent, then what came of it.
+    let listed = std::process::Command::cargo_bin("baton")
+        .unwrap()
+        .args(["task", "list", "--json"])
+        .env("BATON_HOME", home.path())
+        .env("BATON_CONFIG", home.path().join("config.toml"))
+        .output()
+        .unwrap();
+    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    let shown = std::process::Command::cargo_bin("baton")
+        .unwrap()
+        .args(["task", "events", &id, "--json"])
+        .env("BATON_HOME", home.path())
+        .env("BATON_CONFIG", home.path().join("config.toml"))
+        .output()
+        .unwrap();
+    let events: Vec<Value> =
+        String::from_utf8(shown.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let finished = |call: &str| {
+        events
+            .iter()
+            .find(|e| e["event"]["type"] == "tool_call_finished" && e["event"]["call_id"] == call)
+            .unwrap_or_else(|| panic!("no result for {call}"))["event"]
+            .clone()
+    };
+    let started = events.iter().any(|e| e["event"]["type"] == "tool_call_started" && e["event"]["call_id"] == "m1");
+    assert!(started, "the call is journaled before it runs");
+    assert_eq!(finished("m1")["is_error"], false);
+    assert!(finished("m1")["output"].as_str().unwrap().contains("Echo: hello from the sandbox"));
+    let killed = finished("m3");
+    assert_eq!(killed["is_error"], true, "{killed}");
+    assert!(
+        killed["output"].as_str().unwrap().contains("the MCP server `everything` failed during the call"),
+        "{killed}"
+    );
+    assert!(finished("m4")["output"].as_str().unwrap().contains("Echo: again"), "started afresh");
+    let slow = finished("m5");
+    assert_eq!(slow["is_error"], true);
+    assert!(slow["output"].as_str().unwrap().contains("did not answer within 3 s"), "{slow}");
+    let end = events.iter().rfind(|e| e["event"]["type"] == "finished").unwrap();
+    assert_eq!(end["event"]["reason"], "verified");
+}
