@@ -134,3 +134,66 @@ async fn a_declared_mcp_server_runs_in_the_sandbox_and_its_failures_are_results(
     let end = events.iter().rfind(|e| e["event"]["type"] == "finished").unwrap();
     assert_eq!(end["event"]["reason"], "verified");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_servers_reach_for_a_host_off_the_allow_list_is_refused_and_journaled() {
+    let server = std::env::var("BATON_TEST_MCP_EVERYTHING")
+        .expect("BATON_TEST_MCP_EVERYTHING must name server-everything's dist/index.js; scripts/test installs it");
+    // Its packages hold the official TypeScript SDK, which the fetching server is written with.
+    let packages = std::path::Path::new(&server).ancestors().nth(4).unwrap().to_owned();
+    // A host on the test's loopback that the task's policy does not name: it must see nothing.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fetcher = include_str!("mcp_fetcher.js");
+    let declaration = "[mcp.fetcher]\ncommand = \"node\"\nargs = [\"fetcher.js\"]\nenv = [\"FETCHER_MODULES\"]\n";
+    let repo = FixtureRepo::with_files(&[("baton.toml", declaration), ("fetcher.js", fetcher)]);
+    let url = format!("http://127.0.0.1:{port}/secrets");
+    let script = Script {
+        turns: vec![
+            call("m1", "fetcher__fetch", json!({"url": url})),
+            after("HTTP 403", call("w1", "write_file", json!({"path": "DONE", "content": "yes\n"}))),
+            call("f1", "finish", json!({"summary": "Tried the network."})),
+        ],
+        ..Script::default()
+    };
+    let model = ScriptedServer::start(script).await.unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let config =
+        format!("[sandbox]\nhost_paths = [{packages:?}]\n\n[network]\nallow = [\"packages.example.invalid\"]\n");
+    std::fs::write(home.path().join("config.toml"), config).unwrap();
+    let repo_arg = repo.path().display().to_string();
+    let baton = |args: &[&str]| {
+        let mut command = std::process::Command::cargo_bin("baton").unwrap();
+        command
+            .args(args)
+            .env("BATON_HOME", home.path())
+            .env("BATON_CONFIG", home.path().join("config.toml"))
+            .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
+            .env("FETCHER_MODULES", &packages)
+            .env_remove("BATON_MODEL");
+        command
+    };
+    let run = ["run", "Fetch", "--repo", &repo_arg, "--check", "test -f DONE", "--no-review"];
+    let mut command = baton(&run);
+    command.args(["--model", "openai-compatible/scripted"]);
+    let output = tokio::process::Command::from(command).output().await.unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(model.failures().is_empty() && model.remaining_turns() == 0, "{:?}", model.failures());
+    assert!(listener.accept().is_err(), "the host off the allow-list was reached");
+
+    let listed = baton(&["task", "list", "--json"]).output().unwrap();
+    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    let shown = baton(&["task", "events", &id, "--json"]).output().unwrap();
+    let events: Vec<Value> =
+        String::from_utf8(shown.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let refused: Vec<&Value> = events.iter().filter(|e| e["event"]["type"] == "connection_refused").collect();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(
+        (refused[0]["event"]["host"].as_str(), refused[0]["event"]["port"].as_u64()),
+        (Some("127.0.0.1"), Some(u64::from(port)))
+    );
+    let result =
+        events.iter().find(|e| e["event"]["type"] == "tool_call_finished" && e["event"]["call_id"] == "m1").unwrap();
+    assert_eq!(result["event"]["output"], "HTTP 403", "{result}");
+}

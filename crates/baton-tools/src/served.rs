@@ -145,7 +145,9 @@ impl Running {
             Ok(Value::Object(map)) => map,
             Ok(Value::Null) => Map::new(),
             _ => {
-                return Err(ToolError::new(format!("invalid arguments for {name}{SEPARATOR}{tool}: not a JSON object")));
+                return Err(ToolError::new(format!(
+                    "invalid arguments for {name}{SEPARATOR}{tool}: not a JSON object"
+                )));
             }
         };
         if !self.servers.contains_key(name) {
