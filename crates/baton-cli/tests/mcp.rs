@@ -197,3 +197,68 @@ async fn an_mcp_servers_reach_for_a_host_off_the_allow_list_is_refused_and_journ
         events.iter().find(|e| e["event"]["type"] == "tool_call_finished" && e["event"]["call_id"] == "m1").unwrap();
     assert_eq!(result["event"]["output"], "HTTP 403", "{result}");
 }
+
+/// Needs `BATON_TEST_PYTHON`, a Python with the official MCP SDK (`scripts/test` sets it up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_of_the_official_python_sdk_is_reached_over_streamable_http_through_the_egress_proxy() {
+    let python = std::env::var("BATON_TEST_PYTHON")
+        .expect("BATON_TEST_PYTHON must name a Python with the MCP SDK; scripts/test sets it up");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let key = "adder-key-3f9c";
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_http_server.py");
+    let mut server = std::process::Command::new(python).arg(script).arg(port.to_string()).arg(key).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline && server.try_wait().unwrap().is_none(),
+            "the server never listened"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let declaration = format!(
+        "[mcp.adder]\nurl = \"http://127.0.0.1:{port}/mcp\"\nheaders = {{ \"X-Api-Key\" = \"ADDER_KEY\" }}\nread_only = [\"add\"]\n"
+    );
+    let repo = FixtureRepo::with_files(&[("baton.toml", &declaration)]);
+    let script = Script {
+        turns: vec![
+            call("a1", "adder__add", json!({"a": 2, "b": 3})),
+            after("5", call("w1", "write_file", json!({"path": "DONE", "content": "5\n"}))),
+            call("f1", "finish", json!({"summary": "Added."})),
+        ],
+        ..Script::default()
+    };
+    let model = ScriptedServer::start(script).await.unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    std::fs::write(home.path().join("config.toml"), format!("[network]\nallow = [\"127.0.0.1:{port}\"]\n")).unwrap();
+    let repo_arg = repo.path().display().to_string();
+    let baton = |args: &[&str]| {
+        let mut command = std::process::Command::cargo_bin("baton").unwrap();
+        command
+            .args(args)
+            .env("BATON_HOME", home.path())
+            .env("BATON_CONFIG", home.path().join("config.toml"))
+            .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
+            .env("ADDER_KEY", key)
+            .env_remove("BATON_MODEL");
+        command
+    };
+    let mut command = baton(&["run", "Add", "--repo", &repo_arg, "--check", "grep -q 5 DONE", "--no-review"]);
+    command.args(["--model", "openai-compatible/scripted"]);
+    let output = tokio::process::Command::from(command).output().await.unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(model.failures().is_empty() && model.remaining_turns() == 0, "{:?}", model.failures());
+    let first: Value = serde_json::to_value(&model.requests()[0]).unwrap();
+    assert!(first["body"].to_string().contains("Add two whole numbers"), "the server's own description is sent");
+
+    let listed = baton(&["task", "list", "--json"]).output().unwrap();
+    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    let shown = baton(&["task", "events", &id, "--json"]).output().unwrap();
+    let journal = String::from_utf8(shown.stdout).unwrap();
+    let events: Vec<Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let result =
+        events.iter().find(|e| e["event"]["type"] == "tool_call_finished" && e["event"]["call_id"] == "a1").unwrap();
+    assert_eq!((result["event"]["output"].as_str(), result["event"]["is_error"].as_bool()), (Some("5"), Some(false)));
+    assert!(!journal.contains(key), "the header's value is in the journal");
+}

@@ -97,19 +97,43 @@ impl EnvironmentError {
     }
 }
 
-/// An MCP server the repository declares: a program run inside the task's sandbox, spoken to over
-/// its standard input and output.
+/// An MCP server the repository declares.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ToolServer {
-    /// The program and its arguments.
-    pub command: Vec<String>,
-    /// Names of variables of baton's own environment handed to it (their values are redacted from
-    /// everything the task records).
-    pub env: Vec<String>,
+    pub transport: ServerTransport,
     /// Its tools that roles which only read (the captain, the reviewer) may call too.
     pub read_only: Vec<String>,
     /// How long one call may take.
     pub timeout_secs: u64,
+}
+
+/// How baton speaks to an MCP server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ServerTransport {
+    /// A program run inside the task's sandbox, spoken to over its standard input and output.
+    Command {
+        /// The program and its arguments.
+        argv: Vec<String>,
+        /// Names of variables of baton's own environment handed to it (their values are redacted
+        /// from everything the task records).
+        env: Vec<String>,
+    },
+    /// A server reached over streamable HTTP through the task's egress proxy, under its policy.
+    Http {
+        url: String,
+        /// Header name → the name of the variable of baton's own environment holding its value.
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl ServerTransport {
+    /// The names of the variables of baton's environment the server is given.
+    pub fn variables(&self) -> Vec<&String> {
+        match self {
+            ServerTransport::Command { env, .. } => env.iter().collect(),
+            ServerTransport::Http { headers, .. } => headers.values().collect(),
+        }
+    }
 }
 
 /// Whether a tool only reads: who may call it depends on that.
@@ -149,6 +173,8 @@ struct DeclaredServer {
     #[serde(default)]
     env: Vec<String>,
     #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
     read_only: Vec<String>,
     timeout_secs: Option<u64>,
 }
@@ -163,24 +189,39 @@ fn tool_server(name: &str, declared: DeclaredServer) -> Result<ToolServer, Envir
     if !named {
         return refuse("needs a name of 1 to 24 of a-z, 0-9, '_', '-' without \"__\" (its tools are NAME__tool)");
     }
-    if declared.url.is_some() {
-        return refuse("`url`: MCP servers over HTTP are not supported yet; run the server with `command`");
-    }
-    let Some(command) = declared.command.filter(|c| !c.trim().is_empty()) else {
-        return refuse("needs `command`, the program to run inside the task's sandbox");
-    };
     let timeout_secs = declared.timeout_secs.unwrap_or(60);
     if timeout_secs == 0 || timeout_secs > MAX_TOOL_SECS {
         return refuse(&format!("timeout_secs must be between 1 and {MAX_TOOL_SECS}"));
     }
-    let list = format!("[mcp.{name}] env");
-    let env = declared.env.iter().map(|n| variable_name(&list, n)).collect::<Result<_, _>>()?;
-    Ok(ToolServer {
-        command: std::iter::once(command).chain(declared.args).collect(),
-        env,
-        read_only: declared.read_only,
-        timeout_secs,
-    })
+    let transport = match (declared.command, declared.url) {
+        (Some(command), None) if !command.trim().is_empty() && declared.headers.is_empty() => {
+            let list = format!("[mcp.{name}] env");
+            let env = declared.env.iter().map(|n| variable_name(&list, n)).collect::<Result<_, _>>()?;
+            ServerTransport::Command { argv: std::iter::once(command).chain(declared.args).collect(), env }
+        }
+        (None, Some(url)) if declared.args.is_empty() && declared.env.is_empty() => {
+            let web = url.starts_with("http://") || url.starts_with("https://");
+            if !web || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return refuse("`url` must be an http:// or https:// URL");
+            }
+            let list = format!("[mcp.{name}] headers");
+            let mut headers = BTreeMap::new();
+            for (header, variable) in declared.headers {
+                if header.is_empty() || !header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+                    return refuse(&format!("headers: {header:?} is not a header name"));
+                }
+                headers.insert(header, variable_name(&list, &variable)?);
+            }
+            ServerTransport::Http { url, headers }
+        }
+        _ => {
+            return refuse(
+                "needs either `command` (with `args` and `env`: a program run inside the task's sandbox) or \
+                 `url` (with `headers`: a server reached over HTTP through the task's egress proxy)",
+            );
+        }
+    };
+    Ok(ToolServer { transport, read_only: declared.read_only, timeout_secs })
 }
 
 /// A string or a list of strings: `initialize = "make deps"` or `initialize = ["a", "b"]`.
@@ -433,21 +474,33 @@ mod tests {
                     read_only = [\"echo\"]\ntimeout_secs = 20\n";
         let environment = Environment::parse(text).unwrap();
         let server = ToolServer {
-            command: vec!["node".into(), "server.js".into(), "stdio".into()],
-            env: vec!["API_KEY".into()],
+            transport: ServerTransport::Command {
+                argv: vec!["node".into(), "server.js".into(), "stdio".into()],
+                env: vec!["API_KEY".into()],
+            },
             read_only: vec!["echo".into()],
             timeout_secs: 20,
         };
         assert_eq!(environment.mcp["everything"], server);
+        let http =
+            "[mcp.docs]\nurl = \"http://docs.internal:8000/mcp\"\nheaders = { Authorization = \"DOCS_TOKEN\" }\n";
+        let docs = &Environment::parse(http).unwrap().mcp["docs"];
+        let headers = [("Authorization".to_owned(), "DOCS_TOKEN".to_owned())].into();
+        assert_eq!(docs.transport, ServerTransport::Http { url: "http://docs.internal:8000/mcp".into(), headers });
+        assert_eq!(docs.transport.variables(), [&"DOCS_TOKEN".to_owned()]);
         assert!(!environment.has_snapshot(), "an MCP server alone builds nothing");
         for (text, says) in [
             ("[mcp.a__b]\ncommand = \"x\"\n", "[mcp.a__b] needs a name"),
             ("[mcp.Docs]\ncommand = \"x\"\n", "[mcp.Docs] needs a name"),
-            ("[mcp.docs]\nargs = [\"x\"]\n", "[mcp.docs] needs `command`"),
-            ("[mcp.docs]\nurl = \"http://docs:8000/mcp\"\n", "not supported yet"),
+            ("[mcp.docs]\nargs = [\"x\"]\n", "[mcp.docs] needs either `command`"),
+            ("[mcp.docs]\ncommand = \"x\"\nurl = \"http://docs:8000/mcp\"\n", "needs either"),
+            ("[mcp.docs]\nurl = \"file:///etc/passwd\"\n", "`url` must be an http"),
+            ("[mcp.docs]\nurl = \"http://d/mcp\"\nheaders = { \"A B\" = \"T\" }\n", "not a header name"),
+            ("[mcp.docs]\nurl = \"http://d/mcp\"\nheaders = { A = \"not-a-var\" }\n", "[mcp.docs] headers"),
             ("[mcp.docs]\ncommand = \"x\"\ntimeout_secs = 0\n", "timeout_secs must be between"),
             ("[mcp.docs]\ncommand = \"x\"\nenv = [\"A-B\"]\n", "[mcp.docs] env: \"A-B\" is not a variable name"),
-            ("[mcp.docs]\ncommand = \"x\"\nheaders = {}\n", "unknown field `headers`"),
+            ("[mcp.docs]\ncommand = \"x\"\nheaders = { A = \"T\" }\n", "needs either"),
+            ("[mcp.docs]\ncommand = \"x\"\ncwd = \"/\"\n", "unknown field `cwd`"),
         ] {
             let error = Environment::parse(text).unwrap_err().to_string();
             assert!(error.contains(says), "{text}: {error}");

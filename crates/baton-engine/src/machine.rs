@@ -64,7 +64,8 @@ impl Engine {
         let serviced = WithServices::new(sandbox()?, environment.declared.startup.clone());
         // The variables the repository's MCP servers are handed, from baton's environment.
         let served = &environment.declared.mcp;
-        let wanted: std::collections::BTreeSet<&String> = served.values().flat_map(|server| &server.env).collect();
+        let wanted: std::collections::BTreeSet<&String> =
+            served.values().flat_map(|server| server.transport.variables()).collect();
         let handed = wanted
             .into_iter()
             .filter_map(|name| std::env::var(name).ok().map(|value| Secret { name: name.clone(), value }));

@@ -101,6 +101,10 @@ impl<S: Sandbox> Sandbox for WithServices<S> {
     fn take_refused_connections(&self) -> Vec<Refusal> {
         self.inner.take_refused_connections()
     }
+
+    fn egress_socket(&self) -> Option<std::path::PathBuf> {
+        self.inner.egress_socket()
+    }
 }
 
 impl SandboxSession for Serviced {

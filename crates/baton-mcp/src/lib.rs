@@ -1,8 +1,9 @@
-//! A client of one MCP server over a byte stream: the server's standard output to read, its
-//! standard input to write (wherever the server runs: baton starts it inside a task's sandbox).
-//! The protocol is the official rmcp SDK's, client side only; this crate gives it a blocking face
-//! for the tool dispatch, with a thread and a runtime of its own per server, and a deadline on
-//! every exchange, so a server that hangs or dies gives an error and never a stuck caller.
+//! A client of one MCP server: over a byte stream (the server's standard output to read, its
+//! standard input to write, wherever it runs: baton starts it inside a task's sandbox), or over
+//! streamable HTTP sent through an HTTP proxy's Unix socket (the task's egress proxy). The protocol
+//! is the official rmcp SDK's, client side only; this crate gives it a blocking face for the tool
+//! dispatch, with a thread and a runtime of its own per server, and a deadline on every exchange,
+//! so a server that hangs or dies gives an error and never a stuck caller.
 
 use std::io::{PipeReader, PipeWriter};
 use std::os::fd::OwnedFd;
@@ -40,6 +41,8 @@ pub enum McpError {
     Timeout(Duration),
     #[error("the server's connection ended: {0}")]
     Closed(String),
+    #[error("header {0:?} cannot be sent: {1}")]
+    Header(String, String),
 }
 
 /// A connected server; dropping it closes the connection.
@@ -61,25 +64,63 @@ impl ToolServer {
     /// Speaks MCP over `output` (what the server writes) and `input` (what it reads): the
     /// handshake and the list of its tools, both within `deadline`.
     pub fn connect(output: PipeReader, input: PipeWriter, deadline: Duration) -> Result<ToolServer, McpError> {
+        ToolServer::start(deadline, move || {
+            let output = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(output))?;
+            let input = tokio::net::unix::pipe::Sender::from_owned_fd(OwnedFd::from(input))?;
+            Ok((output, input))
+        })
+    }
+
+    /// Speaks MCP over streamable HTTP with the server at `url`, every request sent through the
+    /// HTTP proxy listening on the Unix socket `proxy` with `headers`: the handshake and the list
+    /// of its tools, both within `deadline`.
+    pub fn connect_http(
+        proxy: &std::path::Path,
+        url: &str,
+        headers: &[(String, String)],
+        deadline: Duration,
+    ) -> Result<ToolServer, McpError> {
+        use rmcp::transport::StreamableHttpClientTransport;
+        use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+        let mut custom = std::collections::HashMap::new();
+        for (name, value) in headers {
+            let refused = |why: String| McpError::Header(name.clone(), why);
+            let header = http::HeaderName::try_from(name.as_str()).map_err(|e| refused(e.to_string()))?;
+            let value =
+                http::HeaderValue::try_from(value.as_str()).map_err(|_| refused("not a header value".into()))?;
+            custom.insert(header, value);
+        }
+        let config = StreamableHttpClientTransportConfig::with_uri(url.to_owned()).custom_headers(custom);
+        let socket = proxy.to_string_lossy().into_owned();
+        ToolServer::start(deadline, move || {
+            Ok(StreamableHttpClientTransport::from_unix_socket_with_config(&socket, config))
+        })
+    }
+
+    /// The client's thread: `open` makes the transport there, then the handshake and the list of
+    /// tools within `deadline`, then one call at a time until the server is dropped or fails.
+    fn start<T, E, A>(
+        deadline: Duration,
+        open: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+    ) -> Result<ToolServer, McpError>
+    where
+        T: rmcp::transport::IntoTransport<rmcp::RoleClient, E, A> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(McpError::Runtime)?;
         let (calls, mut requests) = mpsc::unbounded_channel::<Call>();
         let (ready, connected) = blocking::channel::<Result<Vec<ServedTool>, McpError>>();
         std::thread::spawn(move || {
             runtime.block_on(async move {
-                let opened = async {
-                    let output = tokio::net::unix::pipe::Receiver::from_owned_fd(OwnedFd::from(output))?;
-                    let input = tokio::net::unix::pipe::Sender::from_owned_fd(OwnedFd::from(input))?;
-                    Ok::<_, std::io::Error>((output, input))
-                };
-                let pipes = match opened.await {
-                    Ok(pipes) => pipes,
+                let transport = match open() {
+                    Ok(transport) => transport,
                     Err(error) => {
                         let _ = ready.send(Err(McpError::Runtime(error)));
                         return;
                     }
                 };
                 let handshake = async {
-                    let client = ().serve(pipes).await.map_err(|e| McpError::Handshake(e.to_string()))?;
+                    let client = ().serve(transport).await.map_err(|e| McpError::Handshake(e.to_string()))?;
                     let tools = client.list_all_tools().await.map_err(|e| McpError::Handshake(e.to_string()))?;
                     Ok::<_, McpError>((client, tools))
                 };

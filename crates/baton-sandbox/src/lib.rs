@@ -64,6 +64,9 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug {
     fn session(&self) -> Result<Box<dyn SandboxSession>, SandboxError>;
     /// Connections the egress proxy refused since the last call, for the journal.
     fn take_refused_connections(&self) -> Vec<Refusal>;
+    /// Where the egress proxy listens (HTTP, one request per connection), for what baton reaches
+    /// on the task's behalf under the task's policy; `None` for a task without network.
+    fn egress_socket(&self) -> Option<PathBuf>;
 }
 
 /// One machine for many commands; dropping it ends everything in it.
@@ -434,6 +437,10 @@ impl LocalSandbox {
 impl Sandbox for LocalSandbox {
     fn take_refused_connections(&self) -> Vec<Refusal> {
         self.proxy.as_ref().map(EgressProxy::take_refused).unwrap_or_default()
+    }
+
+    fn egress_socket(&self) -> Option<PathBuf> {
+        self.proxy.as_ref().map(|proxy| proxy.socket().to_owned())
     }
 
     /// Runs one command to its end, a timeout, or the output cap.

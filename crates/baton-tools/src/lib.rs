@@ -174,9 +174,10 @@ impl Toolbox {
         if self.declared.servers.is_empty() {
             return (Vec::new(), Vec::new());
         }
+        let egress = machine.sandbox.as_ref().and_then(|sandbox| sandbox.egress_socket());
         let listed = machine.with_session(|session| {
             let mut running = machine.served.lock().unwrap_or_else(|e| e.into_inner());
-            Ok(running.specs(&self.declared, session))
+            Ok(running.specs(&self.declared, served::Place { session, egress: egress.as_deref() }))
         });
         listed.unwrap_or_else(|error| (Vec::new(), vec![error.0]))
     }
@@ -342,9 +343,11 @@ impl Toolbox {
             return machine.with_session(|session| shell::shell(session, &self.background, &self.secrets(), args));
         }
         if let Some((server, tool)) = self.declared.split(name) {
+            let egress = machine.sandbox.as_ref().and_then(|sandbox| sandbox.egress_socket());
             return machine.with_session(|session| {
                 let mut running = machine.served.lock().unwrap_or_else(|e| e.into_inner());
-                running.call(&self.declared, session, server, tool, arguments_json)
+                let place = served::Place { session, egress: egress.as_deref() };
+                running.call(&self.declared, place, server, tool, arguments_json)
             });
         }
         match name {

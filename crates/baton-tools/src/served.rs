@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use baton_core::{Effect, Secret, ToolReach, ToolServer, ToolSpec};
+use baton_core::{Effect, Secret, ServerTransport, ToolReach, ToolServer, ToolSpec};
 use baton_mcp::McpError;
 use baton_sandbox::{AttachedProcess, RunRequest, SandboxSession};
 use serde_json::{Map, Value};
@@ -44,8 +44,15 @@ pub(crate) struct Running {
 #[derive(Debug)]
 struct Started {
     client: baton_mcp::ToolServer,
-    process: AttachedProcess,
-    stderr_file: PathBuf,
+    /// A server run in the sandbox, and where its standard error goes; none for one over HTTP.
+    process: Option<(AttachedProcess, PathBuf)>,
+}
+
+/// Where a machine's servers run or are reached: its session, and its egress proxy's socket.
+#[derive(Clone, Copy)]
+pub(crate) struct Place<'a> {
+    pub(crate) session: &'a dyn SandboxSession,
+    pub(crate) egress: Option<&'a std::path::Path>,
 }
 
 impl Declared {
@@ -61,25 +68,48 @@ impl Declared {
         Some(self.servers[server].reach(tool))
     }
 
-    fn start(&self, session: &dyn SandboxSession, name: &str) -> Result<Started, ToolError> {
-        let server = &self.servers[name];
-        let env = server
-            .env
-            .iter()
-            .filter_map(|wanted| self.env.iter().find(|secret| secret.name == *wanted))
-            .map(|secret| (secret.name.clone(), secret.value.clone()))
-            .collect();
-        let request = RunRequest { argv: server.command.clone(), env, ..RunRequest::shell("", START_DEADLINE) };
-        let attached = session
-            .attach(&request)
-            .map_err(|error| ToolError::new(format!("the MCP server `{name}` cannot start: {error}")))?;
-        let stderr_file = attached.stderr_file.clone();
-        match baton_mcp::ToolServer::connect(attached.stdout, attached.stdin, START_DEADLINE) {
-            Ok(client) => Ok(Started { client, process: attached.process, stderr_file }),
-            Err(error) => Err(ToolError::new(format!(
-                "the MCP server `{name}` did not start: {error}{}",
-                said(&attached.process, &stderr_file)
-            ))),
+    /// The value of the variable `name` of baton's environment, as handed to the toolbox.
+    fn value(&self, name: &str) -> Option<&str> {
+        self.env.iter().find(|secret| secret.name == name).map(|secret| secret.value.as_str())
+    }
+
+    fn start(&self, place: Place<'_>, name: &str) -> Result<Started, ToolError> {
+        match &self.servers[name].transport {
+            ServerTransport::Command { argv, env } => {
+                let env = env.iter().filter_map(|n| self.value(n).map(|value| (n.clone(), value.to_owned()))).collect();
+                let request = RunRequest { argv: argv.clone(), env, ..RunRequest::shell("", START_DEADLINE) };
+                let attached = place
+                    .session
+                    .attach(&request)
+                    .map_err(|error| ToolError::new(format!("the MCP server `{name}` cannot start: {error}")))?;
+                let stderr_file = attached.stderr_file.clone();
+                match baton_mcp::ToolServer::connect(attached.stdout, attached.stdin, START_DEADLINE) {
+                    Ok(client) => Ok(Started { client, process: Some((attached.process, stderr_file)) }),
+                    Err(error) => Err(ToolError::new(format!(
+                        "the MCP server `{name}` did not start: {error}{}",
+                        said(&attached.process, &stderr_file)
+                    ))),
+                }
+            }
+            ServerTransport::Http { url, headers } => {
+                let Some(egress) = place.egress else {
+                    return Err(ToolError::new(format!(
+                        "the MCP server `{name}` at {url} is out of reach: the task has no network (allow its host under [network] allow)"
+                    )));
+                };
+                let headers: Vec<(String, String)> = headers
+                    .iter()
+                    .filter_map(|(header, variable)| {
+                        self.value(variable).map(|value| (header.clone(), value.to_owned()))
+                    })
+                    .collect();
+                match baton_mcp::ToolServer::connect_http(egress, url, &headers, START_DEADLINE) {
+                    Ok(client) => Ok(Started { client, process: None }),
+                    Err(error) => {
+                        Err(ToolError::new(format!("the MCP server `{name}` at {url} did not answer: {error}")))
+                    }
+                }
+            }
         }
     }
 }
@@ -87,11 +117,7 @@ impl Declared {
 impl Running {
     /// The tools of every declared server, started where they are not running; a server that
     /// cannot start is skipped (its tools are not offered) and named in the returned errors.
-    pub(crate) fn specs(
-        &mut self,
-        declared: &Declared,
-        session: &dyn SandboxSession,
-    ) -> (Vec<(ToolSpec, ToolReach)>, Vec<String>) {
+    pub(crate) fn specs(&mut self, declared: &Declared, place: Place<'_>) -> (Vec<(ToolSpec, ToolReach)>, Vec<String>) {
         let mut specs = Vec::new();
         let mut failures = Vec::new();
         for (name, server) in &declared.servers {
@@ -100,7 +126,7 @@ impl Running {
                 continue;
             }
             if !self.servers.contains_key(name) {
-                match declared.start(session, name) {
+                match declared.start(place, name) {
                     Ok(started) => {
                         self.servers.insert(name.clone(), started);
                     }
@@ -136,7 +162,7 @@ impl Running {
     pub(crate) fn call(
         &mut self,
         declared: &Declared,
-        session: &dyn SandboxSession,
+        place: Place<'_>,
         name: &str,
         tool: &str,
         arguments: &str,
@@ -151,7 +177,7 @@ impl Running {
             }
         };
         if !self.servers.contains_key(name) {
-            let started = declared.start(session, name)?;
+            let started = declared.start(place, name)?;
             self.failed.remove(name);
             self.servers.insert(name.to_owned(), started);
         }
@@ -162,7 +188,9 @@ impl Running {
             Ok(output) => Ok((cut_middle(&output.text), Effect::None)),
             Err(error) => {
                 let Some(started) = self.servers.remove(name) else { return Err(ToolError::new(error.to_string())) };
-                started.process.stop();
+                if let Some((process, _)) = &started.process {
+                    process.stop();
+                }
                 Err(ToolError::new(failure(name, &error, &started)))
             }
         }
@@ -171,14 +199,17 @@ impl Running {
 
 /// What a failed call tells the model: what happened, how the server ended, its last words.
 fn failure(name: &str, error: &McpError, started: &Started) -> String {
+    let Some((process, stderr_file)) = &started.process else {
+        return format!("the MCP server `{name}` failed during the call: {error}");
+    };
     // A server that died has its exit code by now, or very soon.
     for _ in 0..20 {
-        if started.process.exit_code().is_some() {
+        if process.exit_code().is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    format!("the MCP server `{name}` failed during the call: {error}{}", said(&started.process, &started.stderr_file))
+    format!("the MCP server `{name}` failed during the call: {error}{}", said(process, stderr_file))
 }
 
 /// How the server ended and the end of its standard error, for an error message.
@@ -241,8 +272,7 @@ mod tests {
     #[test]
     fn only_a_declared_servers_names_are_served() {
         let server = ToolServer {
-            command: vec!["node".into()],
-            env: Vec::new(),
+            transport: ServerTransport::Command { argv: vec!["node".into()], env: Vec::new() },
             read_only: vec!["echo".into()],
             timeout_secs: 5,
         };
