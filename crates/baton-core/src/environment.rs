@@ -152,6 +152,28 @@ impl ToolServer {
     }
 }
 
+/// Variables of baton's own credentials: its git token, the forges' tokens, the providers' keys.
+/// An MCP server a repository declares is never handed one (the repository is not trusted with
+/// them; `[environment] secrets` is a human's older decision, left as it is).
+const BATONS_OWN: &[&str] = &[
+    "GITHUB_TOKEN",
+    "GITLAB_TOKEN",
+    "FORGEJO_TOKEN",
+    "OPENAI_API_KEY",
+    "OPENAI_COMPATIBLE_API_KEY",
+    "ANTHROPIC_API_KEY",
+];
+
+/// `name`, unless it names one of baton's own credentials (`BATON_*` and [`BATONS_OWN`]).
+fn not_batons_own(list: &str, name: String) -> Result<String, EnvironmentError> {
+    if name.starts_with("BATON_") || BATONS_OWN.contains(&name.as_str()) {
+        return Err(EnvironmentError::new(format!(
+            "{list}: {name} is one of baton's own credentials, which are never handed to what a repository declares"
+        )));
+    }
+    Ok(name)
+}
+
 /// The longest an MCP call may be given.
 const MAX_TOOL_SECS: u64 = 600;
 
@@ -196,7 +218,11 @@ fn tool_server(name: &str, declared: DeclaredServer) -> Result<ToolServer, Envir
     let transport = match (declared.command, declared.url) {
         (Some(command), None) if !command.trim().is_empty() && declared.headers.is_empty() => {
             let list = format!("[mcp.{name}] env");
-            let env = declared.env.iter().map(|n| variable_name(&list, n)).collect::<Result<_, _>>()?;
+            let env = declared
+                .env
+                .iter()
+                .map(|n| variable_name(&list, n).and_then(|n| not_batons_own(&list, n)))
+                .collect::<Result<_, _>>()?;
             ServerTransport::Command { argv: std::iter::once(command).chain(declared.args).collect(), env }
         }
         (None, Some(url)) if declared.args.is_empty() && declared.env.is_empty() => {
@@ -210,7 +236,7 @@ fn tool_server(name: &str, declared: DeclaredServer) -> Result<ToolServer, Envir
                 if header.is_empty() || !header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                     return refuse(&format!("headers: {header:?} is not a header name"));
                 }
-                headers.insert(header, variable_name(&list, &variable)?);
+                headers.insert(header, not_batons_own(&list, variable_name(&list, &variable)?)?);
             }
             ServerTransport::Http { url, headers }
         }
@@ -501,6 +527,8 @@ mod tests {
             ("[mcp.docs]\ncommand = \"x\"\nenv = [\"A-B\"]\n", "[mcp.docs] env: \"A-B\" is not a variable name"),
             ("[mcp.docs]\ncommand = \"x\"\nheaders = { A = \"T\" }\n", "needs either"),
             ("[mcp.docs]\ncommand = \"x\"\ncwd = \"/\"\n", "unknown field `cwd`"),
+            ("[mcp.docs]\ncommand = \"x\"\nenv = [\"BATON_GIT_TOKEN\"]\n", "BATON_GIT_TOKEN is one of baton's own"),
+            ("[mcp.docs]\nurl = \"http://d/mcp\"\nheaders = { A = \"OPENAI_API_KEY\" }\n", "baton's own credentials"),
         ] {
             let error = Environment::parse(text).unwrap_err().to_string();
             assert!(error.contains(says), "{text}: {error}");
