@@ -13,12 +13,55 @@ mod common;
 use assert_cmd::cargo::CommandCargoExt;
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::{Expect, Script, ScriptedServer, Turn};
+use std::path::Path;
+
 use common::{call, describe};
 use serde_json::{Value, json};
 
 /// `turn`, served only to a request whose last tool result contains `text`.
 fn after(text: &str, turn: Turn) -> Turn {
     Turn { expect: Expect { last_tool_result_contains: Some(text.into()), ..Expect::default() }, ..turn }
+}
+
+/// `baton ARGS` on the data directory `home` (its configuration there) and the scripted `model`,
+/// with `env` too.
+fn baton(home: &Path, model: &ScriptedServer, env: &[(&str, &str)], args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::cargo_bin("baton").unwrap();
+    command
+        .args(args)
+        .env("BATON_HOME", home)
+        .env("BATON_CONFIG", home.join("config.toml"))
+        .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
+        .envs(env.iter().copied())
+        .env_remove("BATON_MODEL");
+    command
+}
+
+/// Runs `request` on `repo` with `flags` to its end, which must be a success, and returns the
+/// task's journal.
+async fn run(
+    home: &Path,
+    model: &ScriptedServer,
+    env: &[(&str, &str)],
+    repo: &FixtureRepo,
+    flags: &[&str],
+) -> Vec<Value> {
+    let repo = repo.path().display().to_string();
+    let mut args = vec!["run", "Use the tools", "--repo", &repo, "--model", "openai-compatible/scripted"];
+    args.extend(flags);
+    let output = tokio::process::Command::from(baton(home, model, env, &args)).output().await.unwrap();
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(model.failures().is_empty() && model.remaining_turns() == 0, "{:?}", model.failures());
+    let listed = baton(home, model, env, &["task", "list", "--json"]).output().unwrap();
+    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+    let shown = baton(home, model, env, &["task", "events", &id, "--json"]).output().unwrap();
+    String::from_utf8(shown.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// The result of tool call `call` in `journal`.
+fn result_of(journal: &[Value], call: &str) -> Value {
+    let found = journal.iter().find(|e| e["event"]["type"] == "tool_call_finished" && e["event"]["call_id"] == call);
+    found.unwrap_or_else(|| panic!("no result for {call}"))["event"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,29 +95,10 @@ async fn a_declared_mcp_server_runs_in_the_sandbox_and_its_failures_are_results(
     let model = ScriptedServer::start(script).await.unwrap();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     // The server and its packages, shown to the sandbox where they are installed.
-    let packages = std::path::Path::new(&server).ancestors().nth(4).unwrap();
+    let packages = Path::new(&server).ancestors().nth(4).unwrap();
     assert!(packages.ends_with("node_modules"), "{}", packages.display());
     std::fs::write(home.path().join("config.toml"), format!("[sandbox]\nhost_paths = [{:?}]\n", packages)).unwrap();
-    let repo_arg = repo.path().display().to_string();
-    let mut command = std::process::Command::cargo_bin("baton").unwrap();
-    command
-        .args([
-            "run",
-            "Use the tools",
-            "--repo",
-            &repo_arg,
-            "--check",
-            "test -f DONE",
-            "--model",
-            "openai-compatible/scripted",
-        ])
-        .env("BATON_HOME", home.path())
-        .env("BATON_CONFIG", home.path().join("config.toml"))
-        .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
-        .env_remove("BATON_MODEL");
-    let output = tokio::process::Command::from(command).output().await.unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
-    assert!(model.failures().is_empty() && model.remaining_turns() == 0, "{:?}", model.failures());
+    let journal = run(home.path(), &model, &[], &repo, &["--check", "test -f DONE"]).await;
 
     let requests = model.requests();
     let offered = |request: &Value| -> Vec<String> {
@@ -93,31 +117,8 @@ async fn a_declared_mcp_server_runs_in_the_sandbox_and_its_failures_are_results(
     assert_eq!(reviewer, ["everything__echo"]);
 
     // Every call is journaled like any tool call: intent, then what came of it.
-    let listed = std::process::Command::cargo_bin("baton")
-        .unwrap()
-        .args(["task", "list", "--json"])
-        .env("BATON_HOME", home.path())
-        .env("BATON_CONFIG", home.path().join("config.toml"))
-        .output()
-        .unwrap();
-    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
-    let shown = std::process::Command::cargo_bin("baton")
-        .unwrap()
-        .args(["task", "events", &id, "--json"])
-        .env("BATON_HOME", home.path())
-        .env("BATON_CONFIG", home.path().join("config.toml"))
-        .output()
-        .unwrap();
-    let events: Vec<Value> =
-        String::from_utf8(shown.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let finished = |call: &str| {
-        events
-            .iter()
-            .find(|e| e["event"]["type"] == "tool_call_finished" && e["event"]["call_id"] == call)
-            .unwrap_or_else(|| panic!("no result for {call}"))["event"]
-            .clone()
-    };
-    let started = events.iter().any(|e| e["event"]["type"] == "tool_call_started" && e["event"]["call_id"] == "m1");
+    let finished = |call: &str| result_of(&journal, call);
+    let started = journal.iter().any(|e| e["event"]["type"] == "tool_call_started" && e["event"]["call_id"] == "m1");
     assert!(started, "the call is journaled before it runs");
     assert_eq!(finished("m1")["is_error"], false);
     assert!(finished("m1")["output"].as_str().unwrap().contains("Echo: hello from the sandbox"));
@@ -131,7 +132,7 @@ async fn a_declared_mcp_server_runs_in_the_sandbox_and_its_failures_are_results(
     let slow = finished("m5");
     assert_eq!(slow["is_error"], true);
     assert!(slow["output"].as_str().unwrap().contains("did not answer within 3 s"), "{slow}");
-    let end = events.iter().rfind(|e| e["event"]["type"] == "finished").unwrap();
+    let end = journal.iter().rfind(|e| e["event"]["type"] == "finished").unwrap();
     assert_eq!(end["event"]["reason"], "verified");
 }
 
@@ -162,31 +163,10 @@ async fn an_mcp_servers_reach_for_a_host_off_the_allow_list_is_refused_and_journ
     let config =
         format!("[sandbox]\nhost_paths = [{packages:?}]\n\n[network]\nallow = [\"packages.example.invalid\"]\n");
     std::fs::write(home.path().join("config.toml"), config).unwrap();
-    let repo_arg = repo.path().display().to_string();
-    let baton = |args: &[&str]| {
-        let mut command = std::process::Command::cargo_bin("baton").unwrap();
-        command
-            .args(args)
-            .env("BATON_HOME", home.path())
-            .env("BATON_CONFIG", home.path().join("config.toml"))
-            .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
-            .env("FETCHER_MODULES", &packages)
-            .env_remove("BATON_MODEL");
-        command
-    };
-    let run = ["run", "Fetch", "--repo", &repo_arg, "--check", "test -f DONE", "--no-review"];
-    let mut command = baton(&run);
-    command.args(["--model", "openai-compatible/scripted"]);
-    let output = tokio::process::Command::from(command).output().await.unwrap();
-    assert!(output.status.success(), "{}", describe(&output));
-    assert!(model.failures().is_empty() && model.remaining_turns() == 0, "{:?}", model.failures());
+    let modules = packages.display().to_string();
+    let env = [("FETCHER_MODULES", modules.as_str())];
+    let events = run(home.path(), &model, &env, &repo, &["--check", "test -f DONE", "--no-review"]).await;
     assert!(listener.accept().is_err(), "the host off the allow-list was reached");
-
-    let listed = baton(&["task", "list", "--json"]).output().unwrap();
-    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
-    let shown = baton(&["task", "events", &id, "--json"]).output().unwrap();
-    let events: Vec<Value> =
-        String::from_utf8(shown.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let refused: Vec<&Value> = events.iter().filter(|e| e["event"]["type"] == "connection_refused").collect();
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert_eq!(
@@ -230,35 +210,14 @@ async fn a_server_of_the_official_python_sdk_is_reached_over_streamable_http_thr
     let model = ScriptedServer::start(script).await.unwrap();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     std::fs::write(home.path().join("config.toml"), format!("[network]\nallow = [\"127.0.0.1:{port}\"]\n")).unwrap();
-    let repo_arg = repo.path().display().to_string();
-    let baton = |args: &[&str]| {
-        let mut command = std::process::Command::cargo_bin("baton").unwrap();
-        command
-            .args(args)
-            .env("BATON_HOME", home.path())
-            .env("BATON_CONFIG", home.path().join("config.toml"))
-            .env("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", model.url()))
-            .env("ADDER_KEY", key)
-            .env_remove("BATON_MODEL");
-        command
-    };
-    let mut command = baton(&["run", "Add", "--repo", &repo_arg, "--check", "grep -q 5 DONE", "--no-review"]);
-    command.args(["--model", "openai-compatible/scripted"]);
-    let output = tokio::process::Command::from(command).output().await.unwrap();
+    let flags = ["--check", "grep -q 5 DONE", "--no-review"];
+    let events = run(home.path(), &model, &[("ADDER_KEY", key)], &repo, &flags).await;
     let _ = server.kill();
     let _ = server.wait();
-    assert!(output.status.success(), "{}", describe(&output));
-    assert!(model.failures().is_empty() && model.remaining_turns() == 0, "{:?}", model.failures());
     let first: Value = serde_json::to_value(&model.requests()[0]).unwrap();
     assert!(first["body"].to_string().contains("Add two whole numbers"), "the server's own description is sent");
-
-    let listed = baton(&["task", "list", "--json"]).output().unwrap();
-    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
-    let shown = baton(&["task", "events", &id, "--json"]).output().unwrap();
-    let journal = String::from_utf8(shown.stdout).unwrap();
-    let events: Vec<Value> = journal.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let result =
-        events.iter().find(|e| e["event"]["type"] == "tool_call_finished" && e["event"]["call_id"] == "a1").unwrap();
-    assert_eq!((result["event"]["output"].as_str(), result["event"]["is_error"].as_bool()), (Some("5"), Some(false)));
+    let result = result_of(&events, "a1");
+    assert_eq!((result["output"].as_str(), result["is_error"].as_bool()), (Some("5"), Some(false)));
+    let journal = serde_json::to_string(&events).unwrap();
     assert!(!journal.contains(key), "the header's value is in the journal");
 }
