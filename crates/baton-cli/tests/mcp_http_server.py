@@ -11,7 +11,7 @@ from mcp.server.mcpserver import MCPServer
 from starlette.responses import JSONResponse
 
 port, key = int(sys.argv[1]), sys.argv[2]
-server = MCPServer("adder")
+server = MCPServer("adder", log_level="WARNING")
 
 
 @server.tool()
