@@ -184,10 +184,10 @@ async fn a_verified_task_opens_a_draft_and_a_follow_up_updates_it(kind: &str) {
     assert_eq!(title, expected_title);
     let short = &verified.as_str().unwrap()[..12];
     for part in [
-        "## Summary\n\nadd() adds now.",
+        "## Summary\n\n```text\nadd() adds now.\n```",
         "## Testing",
         &format!("clean checkout of {short}"),
-        "- `python3 test_calc.py`: passed (exit code 0,",
+        "- ` python3 test_calc.py `: passed (exit code 0,",
         "## Review\n\nNot reviewed.",
         "## Cost",
         &format!("[{first}](http://baton.test/ui/tasks/{first})"),
@@ -222,8 +222,8 @@ async fn a_verified_task_opens_a_draft_and_a_follow_up_updates_it(kind: &str) {
     assert_eq!(replies.len(), 1, "{kind}: {log}");
     assert_eq!(replies[0]["number"], 1);
     let reply = replies[0]["body"].as_str().unwrap();
-    assert!(reply.starts_with(&format!("Addressed in {}:", newer.as_str().unwrap())), "{reply}");
-    assert!(reply.contains("> Also write NOTES\n"), "{reply}");
+    assert!(reply.starts_with(&format!("Addressed in {}.", newer.as_str().unwrap())), "{reply}");
+    assert!(reply.contains("```text\nAlso write NOTES\n```"), "{reply}");
     assert_eq!(
         events.iter().rfind(|e| e["event"]["type"] == "pull_request_published").unwrap()["event"]["answered"],
         json!(["Also write NOTES"])
@@ -347,5 +347,8 @@ async fn only_a_comment_by_someone_who_may_write_follows_up_the_task_of_a_pull_r
     assert_eq!(replies.len(), 1, "only the writer's comment is answered: {log}");
     let reply = replies[0]["body"].as_str().unwrap();
     let commit = continued["last_commit"].as_str().unwrap();
-    assert!(reply.starts_with(&format!("Addressed in {commit}:\n\n> also write NOTES\n")), "{reply}");
+    assert!(
+        reply.starts_with(&format!("Addressed in {commit}.\n\nAsked:\n\n```text\nalso write NOTES\n```")),
+        "{reply}"
+    );
 }

@@ -10,27 +10,24 @@ use crate::journal::Journal;
 
 /// What publishing a task's pull request came to, to be journaled: the pull request opened or
 /// updated, and the follow-ups it had not answered answered by a comment naming the commit.
-pub fn publish_event(forges: &Forges, state: &TaskState, summary: &str) -> impl Future<Output = Option<Event>> {
-    let prepared = prepare(forges, state, summary);
+pub async fn publish_event(forges: &Forges, state: &TaskState, summary: &str) -> Option<Event> {
+    let (forge, base, report, branch) = prepare(forges, state, summary)?;
     let pending = unanswered(state);
-    async move {
-        let (forge, base, report, branch) = prepared?;
-        let commit = report.commit.clone();
-        let pull = match forge.publish(&branch, base.as_deref(), &report).await {
-            Ok(pull) => pull,
-            Err(error) => return Some(Event::PullRequestFailed { commit, error: error.to_string() }),
-        };
-        let (answered, reply_error) = match pending.is_empty() {
-            true => (Vec::new(), None),
-            false => match forge.reply(pull.number, &reply(&commit, &pending, &report.summary)).await {
-                Ok(()) => (pending, None),
-                Err(error) => (Vec::new(), Some(error.to_string())),
-            },
-        };
-        let pull_request =
-            PullRequestRef { number: pull.number, url: pull.url, state: pull.state, draft: pull.draft, commit };
-        Some(Event::PullRequestPublished { pull_request, answered, reply_error })
-    }
+    let commit = report.commit.clone();
+    let pull = match forge.publish(&branch, base.as_deref(), &report).await {
+        Ok(pull) => pull,
+        Err(error) => return Some(Event::PullRequestFailed { commit, error: error.to_string() }),
+    };
+    let (answered, reply_error) = match pending.is_empty() {
+        true => (Vec::new(), None),
+        false => match forge.reply(pull.number, &baton_forge::reply(&commit, &pending, &report.summary)).await {
+            Ok(()) => (pending, None),
+            Err(error) => (Vec::new(), Some(error.to_string())),
+        },
+    };
+    let pull_request =
+        PullRequestRef { number: pull.number, url: pull.url, state: pull.state, draft: pull.draft, commit };
+    Some(Event::PullRequestPublished { pull_request, answered, reply_error })
 }
 
 /// The task's follow-ups its pull request has not answered: a continuing task's request (a
@@ -38,13 +35,6 @@ pub fn publish_event(forges: &Forges, state: &TaskState, summary: &str) -> impl 
 fn unanswered(state: &TaskState) -> Vec<String> {
     let request = state.spec.continues.as_ref().map(|_| state.spec.request.clone());
     request.into_iter().chain(state.work.messages.iter().cloned()).skip(state.work.follow_ups_answered).collect()
-}
-
-/// The comment that answers `follow_ups`: the commit that addressed them, each quoted.
-fn reply(commit: &str, follow_ups: &[String], summary: &str) -> String {
-    let quoted: Vec<String> =
-        follow_ups.iter().map(|text| text.lines().map(|line| format!("> {line}\n")).collect()).collect();
-    format!("Addressed in {commit}:\n\n{}\n{}\n", quoted.join("\n"), summary.trim())
 }
 
 /// The forge, base branch, report and head branch of the task's pull request; `None` for a task

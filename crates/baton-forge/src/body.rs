@@ -52,16 +52,17 @@ impl Report {
         format!("{}…", cut.trim_end())
     }
 
-    /// The body, in Markdown. Text from the model is quoted as it is: the forge renders it, and
-    /// nothing here is a link or a mention that baton made.
+    /// The body, in Markdown. What the model, a check or a repository wrote is shown as code, never
+    /// as Markdown: the forge would otherwise render its links and images, notify its mentions,
+    /// and close the issues its "Fixes #N" names when the pull request is merged.
     pub fn body(&self) -> String {
-        let mut body = format!("## Summary\n\n{}\n\n## Testing\n\n", self.summary.trim());
+        let mut body = format!("## Summary\n\n{}\n## Testing\n\n", fenced(&self.summary));
         body += &format!("baton ran the checks on a clean checkout of {}:\n\n", short(&self.commit));
         for check in &self.checks {
             let mark = if check.passed { "passed" } else { "failed" };
             body += &format!(
-                "- `{}`: {mark} (exit code {}, {:.1} s)\n",
-                check.command.replace('`', "'"),
+                "- {}: {mark} (exit code {}, {:.1} s)\n",
+                code(&check.command),
                 check.exit_code,
                 check.duration_ms as f64 / 1000.0
             );
@@ -75,7 +76,10 @@ impl Report {
                     let by = finding.commit.as_deref().map(|c| format!(" in {}", short(c))).unwrap_or_default();
                     body += &format!(
                         "- {} **{}** ({}): {}{by}\n",
-                        finding.id, finding.status, finding.severity, finding.title
+                        finding.id,
+                        finding.status,
+                        finding.severity,
+                        code(&finding.title)
                     );
                 }
             }
@@ -89,8 +93,33 @@ impl Report {
     }
 }
 
+/// The comment that answers `follow_ups` on a pull request: the commit that addressed them, and
+/// what they and the `summary` said, as code.
+pub fn reply(commit: &str, follow_ups: &[String], summary: &str) -> String {
+    let asked: String = follow_ups.iter().map(|text| fenced(text)).collect();
+    format!("Addressed in {commit}.\n\nAsked:\n\n{asked}\nDone:\n\n{}", fenced(summary))
+}
+
 fn short(commit: &str) -> &str {
     &commit[..commit.len().min(12)]
+}
+
+/// `text` as a fenced code block, its fence longer than any run of backticks inside.
+fn fenced(text: &str) -> String {
+    let fence = "`".repeat(longest_backticks(text).max(2) + 1);
+    format!("{fence}text\n{}\n{fence}\n", text.trim_end())
+}
+
+/// `text` on one line as an inline code span, its delimiters longer than any run of backticks
+/// inside (spaces pad it, which the forge trims).
+fn code(text: &str) -> String {
+    let line = text.replace(['\n', '\r'], " ");
+    let ticks = "`".repeat(longest_backticks(&line) + 1);
+    format!("{ticks} {} {ticks}", line.trim())
+}
+
+fn longest_backticks(text: &str) -> usize {
+    text.split(|c| c != '`').map(str::len).max().unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -102,13 +131,20 @@ mod tests {
         let report = Report {
             task: "01abc".into(),
             request: format!("\n{}\nmore", "Make the parser accept trailing commas ".repeat(3)),
-            summary: "Trailing commas parse.".into(),
+            summary:
+                "Trailing commas parse.\nFixes #1, cc @everyone ![x](http://tracker.example/p.png)\n```\nbreak out"
+                    .into(),
             commit: "0123456789abcdef".into(),
-            checks: vec![Check { command: "cargo `test`".into(), passed: true, exit_code: 0, duration_ms: 1234 }],
+            checks: vec![Check {
+                command: "cargo `test`\nrm -rf ~".into(),
+                passed: true,
+                exit_code: 0,
+                duration_ms: 1234,
+            }],
             findings: Some(vec![Finding {
                 id: "F1".into(),
                 severity: "major".into(),
-                title: "no test".into(),
+                title: "no test for @maintainer's case".into(),
                 status: "resolved".into(),
                 commit: Some("fedcba9876543210".into()),
             }]),
@@ -119,15 +155,51 @@ mod tests {
         assert!(title.starts_with("Make the parser") && title.ends_with('…') && title.chars().count() <= 72, "{title}");
         let body = report.body();
         for part in [
-            "## Summary\n\nTrailing commas parse.",
+            "## Summary\n\n````text\nTrailing commas parse.\nFixes #1, cc @everyone ![x](http://tracker.example/p.png)\n```\nbreak out\n````\n",
             "## Testing",
             "clean checkout of 0123456789ab",
-            "- `cargo 'test'`: passed (exit code 0, 1.2 s)",
-            "- F1 **resolved** (major): no test in fedcba987654",
+            "- `` cargo `test` rm -rf ~ ``: passed (exit code 0, 1.2 s)",
+            "- F1 **resolved** (major): ` no test for @maintainer's case ` in fedcba987654",
             "## Cost\n\n0.42 credits",
             "[01abc](https://baton.example/ui/tasks/01abc)",
         ] {
             assert!(body.contains(part), "{part:?} missing from\n{body}");
         }
+        // Outside code, nothing the model wrote: no mention, issue reference or image.
+        let outside: String = outside_code(&body);
+        for made in ["@everyone", "@maintainer", "#1", "![x]"] {
+            assert!(!outside.contains(made), "{made} is live Markdown in\n{body}");
+        }
+        let answer = reply("fedcba9876543210", &["Also @team: fixes #7".into()], "Done; closes #8");
+        assert!(!outside_code(&answer).contains('#') && !outside_code(&answer).contains('@'), "{answer}");
+        assert!(answer.starts_with("Addressed in fedcba9876543210."), "{answer}");
+    }
+
+    /// `markdown` without its fenced blocks and code spans.
+    fn outside_code(markdown: &str) -> String {
+        let mut outside = String::new();
+        let mut fence: Option<String> = None;
+        for line in markdown.lines() {
+            let ticks: String = line.chars().take_while(|c| *c == '`').collect();
+            match &fence {
+                Some(open) if ticks.len() >= open.len() && line.trim_end() == ticks => fence = None,
+                Some(_) => {}
+                None if ticks.len() >= 3 => fence = Some(ticks),
+                None => {
+                    // Code spans: the parts between equal runs of backticks, outside them the rest.
+                    let mut rest = line;
+                    while let Some(start) = rest.find('`') {
+                        outside.push_str(&rest[..start]);
+                        let run = rest[start..].chars().take_while(|c| *c == '`').count();
+                        let after = &rest[start + run..];
+                        let close = "`".repeat(run);
+                        rest = after.find(&close).map_or("", |end| &after[end + run..]);
+                    }
+                    outside.push_str(rest);
+                    outside.push('\n');
+                }
+            }
+        }
+        outside
     }
 }

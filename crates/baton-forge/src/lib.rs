@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-pub use body::{Check, Finding, Report};
+pub use body::{Check, Finding, Report, reply};
 
 /// The REST dialects baton speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
