@@ -18,7 +18,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let message = format!("baton checkpoint: {evidence}");
         match worktree.commit_all(&message) {
-            Ok(Some(commit)) => self.checkpointed(journal, worktree, commit, evidence).await,
+            Ok(Some(commit)) => self.checkpointed(journal, commit, evidence).await,
             Ok(None) => Ok(()),
             // Nothing is committed while the agent keeps a repository in the worktree; it is told why.
             Err(refused @ GitError::EmbeddedRepositories(_)) => {
@@ -46,7 +46,7 @@ impl Engine {
         if !merges.is_empty() && journal.state().work.last_commit.as_ref() != Some(&head) {
             let names: Vec<&str> = merges.iter().map(|(what, _)| what.as_str()).collect();
             let evidence = format!("merged {}", names.join(", "));
-            self.checkpointed(journal, worktree, head, evidence).await?;
+            self.checkpointed(journal, head, evidence).await?;
         }
         Ok(conflicts)
     }
@@ -56,16 +56,13 @@ impl Engine {
     pub(crate) async fn checkpointed(
         &self,
         journal: &mut Journal<'_>,
-        worktree: &Worktree,
         commit: String,
         evidence: String,
     ) -> Result<(), EngineError> {
         journal.append(Event::Checkpointed { commit: commit.clone(), evidence }).await?;
         let state = journal.state();
         let Some(remote) = state.spec.push.clone() else { return Ok(()) };
-        let pushed = worktree
-            .common_dir()
-            .and_then(|objects| repository::push(&self.config.home, &objects, &remote, &commit, &state.branch));
+        let pushed = repository::push(&self.config.home, &state.spec.repo, &remote, &commit, &state.branch);
         let error = pushed.err().map(|error| error.to_string());
         journal.append(Event::Pushed { commit, remote, error }).await
     }

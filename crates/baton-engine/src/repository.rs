@@ -77,7 +77,19 @@ pub(crate) fn for_task(home: &Path, state: &TaskState) -> Result<Repo, EngineErr
     Ok(repo)
 }
 
-/// Pushes `commit` to the task's branch on `url`. `objects` is the git directory holding it.
-pub(crate) fn push(home: &Path, objects: &Path, url: &RemoteUrl, commit: &str, branch: &str) -> Result<(), GitError> {
-    remotes(home).push(objects, &beneath(home, "pushes", url), url.as_str(), commit, branch)
+/// Pushes `commit`, a commit of the repository of `source`, to `branch` on `url`. The objects are
+/// found from the repository itself (the user's, or the mirror's known path), never from what
+/// the task's worktree says its git directory is.
+pub(crate) fn push(
+    home: &Path,
+    source: &RepoSource,
+    url: &RemoteUrl,
+    commit: &str,
+    branch: &str,
+) -> Result<(), GitError> {
+    let objects = match source {
+        RepoSource::Local(path) => Repo::open(path)?.common_dir()?,
+        RepoSource::Remote(remote) => beneath(home, "mirrors", remote),
+    };
+    remotes(home).push(&objects, &beneath(home, "pushes", url), url.as_str(), commit, branch)
 }

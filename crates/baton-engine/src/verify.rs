@@ -200,7 +200,7 @@ impl Engine {
                 "{count} of {count} checks passed on a clean checkout of this commit (environment {}{changed})",
                 environment.short_hash()
             );
-            self.checkpointed(journal, machine.worktree, candidate, evidence).await?;
+            self.checkpointed(journal, candidate, evidence).await?;
             return self.review(journal, machine, summary).await;
         }
         if state.work.verifications >= self.config.max_verifications {
