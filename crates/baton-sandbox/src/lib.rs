@@ -76,8 +76,8 @@ pub trait SandboxSession: Send + Sync + std::fmt::Debug {
     /// A command that keeps running (a dev server, a long test run) while others run.
     fn spawn(&self, request: &RunRequest) -> Result<Box<dyn BackgroundProcess>, SandboxError>;
     /// A command whose standard input and output are the caller's to speak over (a tool server's
-    /// protocol), its standard error kept in a file; no timeout or cap: the caller bounds each
-    /// exchange. Killed when the [`Attached`] is dropped, and with the session.
+    /// protocol), the end of its standard error kept; no timeout or cap: the caller bounds each
+    /// exchange. Killed when its [`AttachedProcess`] is dropped, and with the session.
     fn attach(&self, request: &RunRequest) -> Result<Attached, SandboxError>;
 }
 
@@ -87,25 +87,38 @@ pub trait SandboxSession: Send + Sync + std::fmt::Debug {
 pub struct Attached {
     pub stdin: std::io::PipeWriter,
     pub stdout: std::io::PipeReader,
-    /// Where its standard error goes.
-    pub stderr_file: PathBuf,
     pub process: AttachedProcess,
 }
 
 /// An attached command's process: killed when dropped.
 pub struct AttachedProcess {
     exit: std::sync::Arc<std::sync::Mutex<Option<i32>>>,
+    /// The end of what it wrote to its standard error, at most [`ATTACHED_STDERR_BYTES`].
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
     kill: Box<dyn Fn() + Send + Sync>,
 }
 
+/// How much of an attached command's standard error is kept: only its end, in memory, so a
+/// command that writes without end fills neither memory nor the host's disk.
+pub const ATTACHED_STDERR_BYTES: usize = 16 * 1024;
+
 impl AttachedProcess {
-    pub(crate) fn new(exit: std::sync::Arc<std::sync::Mutex<Option<i32>>>, kill: Box<dyn Fn() + Send + Sync>) -> Self {
-        AttachedProcess { exit, kill }
+    pub(crate) fn new(
+        exit: std::sync::Arc<std::sync::Mutex<Option<i32>>>,
+        stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+        kill: Box<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        AttachedProcess { exit, stderr, kill }
     }
 
     /// Its exit code, once it has ended.
     pub fn exit_code(&self) -> Option<i32> {
         *self.exit.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The end of what it has written to its standard error so far.
+    pub fn stderr_tail(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
     /// Kills it and everything in its process group.

@@ -37,8 +37,6 @@ pub struct LocalSession {
     init: Child,
     waiters: Waiters,
     next_id: AtomicU64,
-    /// Numbers the error files of attached commands.
-    attached: AtomicU64,
     env: Vec<(String, String)>,
     max_output_bytes: u64,
     runs: PathBuf,
@@ -109,7 +107,6 @@ impl LocalSandbox {
             init,
             waiters,
             next_id: AtomicU64::new(1),
-            attached: AtomicU64::new(0),
             env: self.command_env(&[]),
             max_output_bytes: self.config.max_output_bytes,
             runs: self.state.join("runs"),
@@ -343,23 +340,30 @@ impl SandboxSession for LocalSession {
     fn attach(&self, request: &RunRequest) -> Result<Attached, SandboxError> {
         let (stdin_read, stdin) = std::io::pipe().map_err(io_error("creating pipes"))?;
         let (stdout, stdout_write) = std::io::pipe().map_err(io_error("creating pipes"))?;
-        let number = self.attached.fetch_add(1, Ordering::Relaxed);
-        let stderr_file = self.runs.join(format!("session-{}-attached-{number}.err", std::process::id()));
-        let stderr = std::fs::File::create(&stderr_file).map_err(io_error("creating the error file"))?;
-        let (id, replies) = self.exec(
-            &request.argv,
-            &request.env,
-            &request.cwd,
-            [stdin_read.as_fd(), stdout_write.as_fd(), stderr.as_fd()],
-        )?;
+        let (mut stderr_read, stderr_write) = std::io::pipe().map_err(io_error("creating pipes"))?;
+        let fds = [stdin_read.as_fd(), stdout_write.as_fd(), stderr_write.as_fd()];
+        let (id, replies) = self.exec(&request.argv, &request.env, &request.cwd, fds)?;
         // pid 1 has its own copies now; ours must close so the pipes see their ends.
-        drop((stdin_read, stdout_write, stderr));
+        drop((stdin_read, stdout_write, stderr_write));
+        let stderr: Arc<Mutex<Vec<u8>>> = Arc::default();
+        {
+            let stderr = stderr.clone();
+            std::thread::spawn(move || {
+                let mut buffer = vec![0; 8 * 1024];
+                while let Ok(read @ 1..) = std::io::Read::read(&mut stderr_read, &mut buffer) {
+                    let mut kept = lock(&stderr);
+                    kept.extend_from_slice(&buffer[..read]);
+                    let excess = kept.len().saturating_sub(crate::ATTACHED_STDERR_BYTES);
+                    kept.drain(..excess);
+                }
+            });
+        }
         let exit = self.watch_exit(id, replies);
         let control = self.control.clone();
         let kill = move || {
             let _ = channel::send(control.as_fd(), &Request::Kill { id }, &[]);
         };
-        Ok(Attached { stdin, stdout, stderr_file, process: AttachedProcess::new(exit, Box::new(kill)) })
+        Ok(Attached { stdin, stdout, process: AttachedProcess::new(exit, stderr, Box::new(kill)) })
     }
 }
 

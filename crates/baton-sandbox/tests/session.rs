@@ -186,7 +186,13 @@ fn an_attached_command_speaks_over_its_pipes_and_dies_when_dropped() {
         // Only what it wrote to standard output: what it says on standard error goes to the file.
         assert_eq!(line, format!("got {word}\n"));
     }
-    assert!(eventually(|| std::fs::read_to_string(&attached.stderr_file).unwrap().contains("noise about two")));
+    assert!(eventually(|| attached.process.stderr_tail().contains("noise about two")));
+    // Only the end of standard error is kept, however much a command writes there.
+    let loud =
+        session.attach(&shell("head -c 5000000 /dev/zero | tr '\\0' x >&2; echo the-end >&2; sleep 600")).unwrap();
+    assert!(eventually(|| loud.process.stderr_tail().ends_with("the-end\n")));
+    assert!(loud.process.stderr_tail().len() <= baton_sandbox::ATTACHED_STDERR_BYTES);
+    drop(loud);
     assert_eq!(attached.process.exit_code(), None);
 
     attached.process.stop();

@@ -6,7 +6,6 @@
 //! the next one.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use baton_core::{Effect, Secret, ServerTransport, ToolReach, ToolServer, ToolSpec};
@@ -23,7 +22,7 @@ const START_DEADLINE: Duration = Duration::from_secs(60);
 /// The most of a call's output the model is given; the middle of more is cut.
 const MAX_OUTPUT_BYTES: usize = 64 * 1024;
 /// The end of a failed server's standard error that its error quotes.
-const STDERR_TAIL_BYTES: u64 = 2048;
+const STDERR_TAIL_CHARS: usize = 2048;
 
 /// The declared servers and the values of the variables they are handed.
 #[derive(Debug, Default)]
@@ -44,8 +43,8 @@ pub(crate) struct Running {
 #[derive(Debug)]
 struct Started {
     client: baton_mcp::ToolServer,
-    /// A server run in the sandbox, and where its standard error goes; none for one over HTTP.
-    process: Option<(AttachedProcess, PathBuf)>,
+    /// A server run in the sandbox; none for one over HTTP.
+    process: Option<AttachedProcess>,
 }
 
 /// Where a machine's servers run or are reached: its session, and its egress proxy's socket.
@@ -82,12 +81,11 @@ impl Declared {
                     .session
                     .attach(&request)
                     .map_err(|error| ToolError::new(format!("the MCP server `{name}` cannot start: {error}")))?;
-                let stderr_file = attached.stderr_file.clone();
                 match baton_mcp::ToolServer::connect(attached.stdout, attached.stdin, START_DEADLINE) {
-                    Ok(client) => Ok(Started { client, process: Some((attached.process, stderr_file)) }),
+                    Ok(client) => Ok(Started { client, process: Some(attached.process) }),
                     Err(error) => Err(ToolError::new(format!(
                         "the MCP server `{name}` did not start: {error}{}",
-                        said(&attached.process, &stderr_file)
+                        said(&attached.process)
                     ))),
                 }
             }
@@ -188,7 +186,7 @@ impl Running {
             Ok(output) => Ok((cut_middle(&output.text), Effect::None)),
             Err(error) => {
                 let Some(started) = self.servers.remove(name) else { return Err(ToolError::new(error.to_string())) };
-                if let Some((process, _)) = &started.process {
+                if let Some(process) = &started.process {
                     process.stop();
                 }
                 Err(ToolError::new(failure(name, &error, &started)))
@@ -199,7 +197,7 @@ impl Running {
 
 /// What a failed call tells the model: what happened, how the server ended, its last words.
 fn failure(name: &str, error: &McpError, started: &Started) -> String {
-    let Some((process, stderr_file)) = &started.process else {
+    let Some(process) = &started.process else {
         return format!("the MCP server `{name}` failed during the call: {error}");
     };
     // A server that died has its exit code by now, or very soon.
@@ -209,27 +207,22 @@ fn failure(name: &str, error: &McpError, started: &Started) -> String {
         }
         std::thread::sleep(Duration::from_millis(25));
     }
-    format!("the MCP server `{name}` failed during the call: {error}{}", said(process, stderr_file))
+    format!("the MCP server `{name}` failed during the call: {error}{}", said(process))
 }
 
 /// How the server ended and the end of its standard error, for an error message.
-fn said(process: &AttachedProcess, stderr_file: &std::path::Path) -> String {
+fn said(process: &AttachedProcess) -> String {
     let ended = match process.exit_code() {
         Some(code) => format!(" (it exited with code {code})"),
         None => String::new(),
     };
-    let tail = std::fs::File::open(stderr_file).ok().and_then(|mut file| {
-        use std::io::{Read, Seek, SeekFrom};
-        let length = file.metadata().ok()?.len();
-        file.seek(SeekFrom::Start(length.saturating_sub(STDERR_TAIL_BYTES))).ok()?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).ok()?;
-        Some(String::from_utf8_lossy(&bytes).trim().to_owned())
-    });
-    match tail.filter(|tail| !tail.is_empty()) {
-        Some(tail) => format!("{ended}; its standard error ends:\n{tail}"),
-        None => ended,
+    let stderr = process.stderr_tail();
+    let tail = stderr.trim();
+    if tail.is_empty() {
+        return ended;
     }
+    let start = tail.char_indices().rev().nth(STDERR_TAIL_CHARS).map_or(0, |(index, _)| index);
+    format!("{ended}; its standard error ends:\n{}", &tail[start..])
 }
 
 /// `text` with its middle cut out when it is longer than the model is given.
