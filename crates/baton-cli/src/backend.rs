@@ -12,7 +12,7 @@ use baton_core::{
     TaskId, TaskState, Timestamp,
 };
 use baton_server::{FollowedUp, LimitChange};
-use baton_store::{SqliteStore, Store, TaskSummary};
+use baton_store::{SqlStore, Store, TaskSummary};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -82,7 +82,7 @@ pub async fn open(
         Some(url) => Ok(Box::new(Remote::new(url)?)),
         None => {
             let home = home()?;
-            Ok(Box::new(Local { store: SqliteStore::open(&home).await?, home }))
+            Ok(Box::new(Local { store: SqlStore::open(&home).await?, home }))
         }
     }
 }
@@ -91,7 +91,7 @@ pub async fn open(
 #[derive(Debug)]
 pub struct Local {
     pub home: PathBuf,
-    pub store: SqliteStore,
+    pub store: SqlStore,
 }
 
 #[async_trait]

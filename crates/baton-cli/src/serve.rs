@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use baton_core::{Credits, Event, FindingStatus, Schedule, Status, StopReason, TaskId, TaskState, Template, Timestamp};
 use baton_engine::{Children, Engines, Observer, ScheduleError, Scheduler, Schedules, Starter, Timing, add_schedule};
 use baton_server::{Access, Api, FollowedUp, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
-use baton_store::{SqliteStore, Store, StoreError};
+use baton_store::{SqlStore, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -24,7 +24,7 @@ use crate::{budget, task};
 pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let ServeArgs { addr, slots, model, lease_secs, no_auth, per_owner, rate_limit } = args;
     let lease_ttl = Duration::from_secs(lease_secs.max(3));
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(home).await?);
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open(home).await?);
     let slots = match slots {
         Some(slots) => slots,
         None => {

@@ -144,10 +144,16 @@ fn killed_twenty_times_the_task_still_ends_verified_with_the_same_diff() {
     let reference = runtime.block_on(ScriptedServer::start(script())).unwrap();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let repo_one = repo();
-    let status = baton(home.path(), &reference, &run_args(&repo_one).iter().map(String::as_str).collect::<Vec<_>>())
-        .status()
+    let output = baton(home.path(), &reference, &run_args(&repo_one).iter().map(String::as_str).collect::<Vec<_>>())
+        .stderr(Stdio::piped())
+        .output()
         .unwrap();
-    assert!(status.success(), "the uninterrupted run failed: {status:?}");
+    assert!(
+        output.status.success(),
+        "the uninterrupted run failed: {:?}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     let id = task_id(home.path(), &reference).unwrap();
     let expected = diff(home.path(), &reference, &id);
     assert!(expected.contains("+    return a + b"), "{expected}");
@@ -182,8 +188,13 @@ fn killed_twenty_times_the_task_still_ends_verified_with_the_same_diff() {
     let id = id.expect("the task was never created");
     assert_eq!(kills, 20, "the task ended before it was killed twenty times");
     // What a restart does: every task a crash left unfinished continues.
-    let status = baton(home.path(), &server, &["resume", "--all"]).status().unwrap();
-    assert!(status.success(), "after {kills} kills the task did not end verified: {status:?}");
+    let output = baton(home.path(), &server, &["resume", "--all"]).stderr(Stdio::piped()).output().unwrap();
+    assert!(
+        output.status.success(),
+        "after {kills} kills the task did not end verified: {:?}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert_eq!(diff(home.path(), &server, &id), expected);
 
     let layout = baton_engine::TaskLayout::of(home.path(), &baton_core::TaskId::parse(&id).unwrap());

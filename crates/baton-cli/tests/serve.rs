@@ -1192,7 +1192,7 @@ async fn sigterm_stops_each_run_at_its_next_step_with_its_work_committed_and_a_r
     drop(stream);
 
     // Each task is left running at a step's end, its work committed and its lease released.
-    let store = baton_store::SqliteStore::open(home.path()).await.unwrap();
+    let store = baton_store::SqlStore::open(home.path()).await.unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
     for id in &ids {
         let id = baton_core::TaskId::parse(id).unwrap();
@@ -1255,7 +1255,7 @@ async fn sigterm_during_an_attempt_leaves_it_to_the_restart_instead_of_ending_it
     served.terminate();
 
     // The attempt is left running, and the parent has not journaled it as ended.
-    let store = baton_store::SqliteStore::open(home.path()).await.unwrap();
+    let store = baton_store::SqlStore::open(home.path()).await.unwrap();
     let load = |id: &str| {
         let id = baton_core::TaskId::parse(id).unwrap();
         let store = &store;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use baton_core::{Event, Message, ModelRequest, Part, Role, TaskId, TaskSpec, Timestamp};
 use baton_model::{ModelClient, ProviderConfig, Providers};
 use baton_sandbox::{LocalSandbox, RunRequest, Sandbox, SandboxConfig};
-use baton_store::{SqliteStore, Store};
+use baton_store::{SqlStore, Store};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = providers.client(&"openai-compatible/floor".parse()?, &|_| None)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
-        let store = SqliteStore::open(home.path()).await?;
+        let store = SqlStore::open(home.path()).await?;
         let task = TaskId::from_entropy(1);
         let spec = Box::new(TaskSpec::new("floor", PathBuf::from("/floor")));
         let created = Event::TaskCreated { spec, base_commit: "0".repeat(40), branch: "baton/floor".into() };

@@ -13,12 +13,12 @@ use baton_core::{
     TaskState, Template, Timestamp, branch_name,
 };
 use baton_engine::{Schedules, Starter, Timing, add_schedule};
-use baton_store::{Firings, SqliteStore, Store, StoreError};
+use baton_store::{Firings, SqlStore, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 /// Journals each task as `baton serve` does, counting the calls.
 struct Journaling {
-    store: Arc<SqliteStore>,
+    store: Arc<SqlStore>,
     calls: AtomicUsize,
 }
 
@@ -57,7 +57,7 @@ async fn run_for(schedules: &Schedules, time: Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_firing_claimed_by_a_server_that_died_starts_its_task_once_after_a_restart() {
     let home = tempfile::tempdir().unwrap();
-    let store = Arc::new(SqliteStore::open(home.path()).await.unwrap());
+    let store = Arc::new(SqlStore::open(home.path()).await.unwrap());
     let template = Template {
         name: "nightly".into(),
         request: "Tidy up".into(),

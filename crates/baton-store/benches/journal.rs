@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use baton_core::{Charge, ChargeKind, Credits, Event, StopReason, TaskId, TaskSpec, Timestamp};
-use baton_store::{SqliteStore, Store};
+use baton_store::{SqlStore, Store};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
@@ -57,7 +57,7 @@ fn report(name: &str, events: u64, baton: Duration, raw: Duration) {
 async fn main() {
     let replay_events: u64 = std::env::var("BATON_BENCH_EVENTS").ok().and_then(|n| n.parse().ok()).unwrap_or(100_000);
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("baton")).await.unwrap();
+    let store = SqlStore::open(&dir.path().join("baton")).await.unwrap();
     let raw = raw_pool(dir.path()).await;
     let insert_raw = "INSERT INTO raw (task_id, seq, payload) VALUES (?, ?, ?)";
 

@@ -1,23 +1,34 @@
 //! The account, kept in step with the journals: a task's `reserved` and `settled` events hold and
 //! charge credits in the same transaction that appends them, after the account's policy admits the
-//! hold. Concurrent tasks serialise on SQLite's write lock, so every admission sees every hold.
+//! hold. Concurrent tasks serialise on the account's row (SQLite's write lock, PostgreSQL's row
+//! lock), so every admission sees every hold.
 
 use baton_core::{Charge, Credits, Entry, EntryKind, Month, Policy, Position, TaskId, Timestamp, total};
-use sqlx::{Row, SqliteConnection};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
+use crate::db::Dialect;
 use crate::error::StoreError;
 
 /// The account's position at `at`, read inside the caller's transaction: one row, whatever the
 /// size of the ledger (the month's totals are kept running; a new month starts from zero).
-pub(crate) async fn position(conn: &mut SqliteConnection, at: Timestamp) -> Result<Position, StoreError> {
-    let row = sqlx::query("SELECT policy, balance, month, month_spent, month_reloads FROM account WHERE id = 1")
-        .fetch_one(&mut *conn)
-        .await?;
+pub(crate) async fn position(
+    conn: &mut AnyConnection,
+    dialect: Dialect,
+    at: Timestamp,
+) -> Result<Position, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT policy, balance, month, month_spent, month_reloads FROM account WHERE id = 1{}",
+        dialect.for_update()
+    ))
+    .fetch_one(&mut *conn)
+    .await?;
     let corrupt = |e: serde_json::Error| StoreError::CorruptAccount(e.to_string());
     let policy: Policy = serde_json::from_str(&row.try_get::<String, _>("policy")?).map_err(corrupt)?;
     let month: Month = serde_json::from_str(&row.try_get::<String, _>("month")?).map_err(corrupt)?;
-    let reserved: i64 =
-        sqlx::query_scalar("SELECT COALESCE(SUM(amount), 0) FROM reservations").fetch_one(&mut *conn).await?;
+    let reserved: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM reservations")
+        .fetch_one(&mut *conn)
+        .await?;
     let stored = Position {
         policy,
         balance: Credits::from_micros(row.try_get("balance")?),
@@ -31,11 +42,11 @@ pub(crate) async fn position(conn: &mut SqliteConnection, at: Timestamp) -> Resu
 
 /// Writes one entry and keeps the account row and `position` in step.
 pub(crate) async fn insert_entry(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     position: &mut Position,
     entry: &Entry,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO entries (at, kind, amount, task_id, key, note) VALUES (?, ?, ?, ?, ?, ?)")
+    sqlx::query("INSERT INTO entries (at, kind, amount, task_id, key, note) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(entry.at.as_millis())
         .bind(entry.kind.to_string())
         .bind(entry.amount.micros())
@@ -46,7 +57,7 @@ pub(crate) async fn insert_entry(
         .await?;
     position.apply(entry.at, entry.kind, entry.amount);
     let month = serde_json::to_string(&position.month).map_err(|e| StoreError::CorruptAccount(e.to_string()))?;
-    sqlx::query("UPDATE account SET balance = ?, month = ?, month_spent = ?, month_reloads = ? WHERE id = 1")
+    sqlx::query("UPDATE account SET balance = $1, month = $2, month_spent = $3, month_reloads = $4 WHERE id = 1")
         .bind(position.balance.micros())
         .bind(month)
         .bind(position.spent_this_month.micros())
@@ -58,7 +69,7 @@ pub(crate) async fn insert_entry(
 
 /// Holds credits for `key`, after the policy admits it (an auto-reload first, if it says so).
 pub(crate) async fn reserve(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     position: &mut Position,
     task: &TaskId,
     at: Timestamp,
@@ -81,7 +92,7 @@ pub(crate) async fn reserve(
         };
         insert_entry(conn, position, &entry).await?;
     }
-    let inserted = sqlx::query("INSERT OR IGNORE INTO reservations (task_id, key, amount, at) VALUES (?, ?, ?, ?)")
+    let inserted = sqlx::query("INSERT INTO reservations (task_id, key, amount, at) VALUES ($1, $2, $3, $4) ON CONFLICT (task_id, key) DO NOTHING")
         .bind(task.as_str())
         .bind(key)
         .bind(amount.micros())
@@ -97,7 +108,7 @@ pub(crate) async fn reserve(
 
 /// Releases the hold of `key` and charges what the action cost.
 pub(crate) async fn settle(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     position: &mut Position,
     task: &TaskId,
     at: Timestamp,
@@ -105,7 +116,7 @@ pub(crate) async fn settle(
     charges: &[Charge],
 ) -> Result<(), StoreError> {
     let held: Option<i64> =
-        sqlx::query_scalar("DELETE FROM reservations WHERE task_id = ? AND key = ? RETURNING amount")
+        sqlx::query_scalar("DELETE FROM reservations WHERE task_id = $1 AND key = $2 RETURNING amount")
             .bind(task.as_str())
             .bind(key)
             .fetch_optional(&mut *conn)
@@ -133,7 +144,7 @@ fn unbalanced(task: &TaskId, reason: String) -> StoreError {
     StoreError::Unbalanced { task: task.clone(), reason }
 }
 
-pub(crate) fn entry_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Entry, StoreError> {
+pub(crate) fn entry_from_row(row: &AnyRow) -> Result<Entry, StoreError> {
     let kind: String = row.try_get("kind")?;
     Ok(Entry {
         at: Timestamp(row.try_get("at")?),

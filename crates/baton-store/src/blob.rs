@@ -2,9 +2,13 @@ use std::fmt;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sha2::{Digest, Sha256};
+use sqlx::AnyPool;
+
+use crate::error::StoreError;
 
 /// The sha256 of a blob's bytes, as 64 lowercase hex digits.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -88,6 +92,53 @@ impl BlobStore {
     /// Reads a blob and checks it still has the hash it is stored under.
     pub fn get(&self, hash: &BlobHash) -> Result<Vec<u8>, String> {
         let bytes = fs::read(self.path_of(hash)).map_err(|e| format!("cannot read: {e}"))?;
+        let actual = BlobHash::of(&bytes);
+        if actual != *hash {
+            return Err(format!("content does not match its hash (it hashes to {actual})"));
+        }
+        Ok(bytes)
+    }
+}
+
+/// Where the store keeps payloads too large for a row.
+#[derive(Debug, Clone)]
+pub(crate) enum Blobs {
+    /// Files beside an SQLite database.
+    Files(Arc<BlobStore>),
+    /// A table of the database itself, so that a worker on any machine reads every task's payloads.
+    Table,
+}
+
+impl Blobs {
+    /// Stores `bytes` (committed on their own, before any row that names them).
+    pub async fn put(&self, pool: &AnyPool, bytes: &[u8]) -> Result<BlobHash, StoreError> {
+        match self {
+            Blobs::Files(files) => {
+                files.put(bytes).map_err(|source| StoreError::DataDir { path: files.dir().to_owned(), source })
+            }
+            Blobs::Table => {
+                let hash = BlobHash::of(bytes);
+                sqlx::query("INSERT INTO blobs (hash, bytes) VALUES ($1, $2) ON CONFLICT (hash) DO NOTHING")
+                    .bind(hash.as_str())
+                    .bind(bytes)
+                    .execute(pool)
+                    .await?;
+                Ok(hash)
+            }
+        }
+    }
+
+    /// The bytes stored under `hash`, checked against it; why not, in words.
+    pub async fn get(&self, pool: &AnyPool, hash: &BlobHash) -> Result<Vec<u8>, String> {
+        let bytes = match self {
+            Blobs::Files(files) => return files.get(hash),
+            Blobs::Table => sqlx::query_scalar::<_, Vec<u8>>("SELECT bytes FROM blobs WHERE hash = $1")
+                .bind(hash.as_str())
+                .fetch_optional(pool)
+                .await
+                .map_err(|e| format!("cannot read: {e}"))?
+                .ok_or_else(|| "cannot read: no such blob".to_owned())?,
+        };
         let actual = BlobHash::of(&bytes);
         if actual != *hash {
             return Err(format!("content does not match its hash (it hashes to {actual})"));

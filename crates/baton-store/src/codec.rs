@@ -3,7 +3,10 @@
 
 use baton_core::{EVENT_SCHEMA_VERSION, Event, Recorded, TaskId, Timestamp};
 
-use crate::blob::{BlobHash, BlobStore};
+use sqlx::AnyPool;
+use sqlx::any::AnyRow;
+
+use crate::blob::{BlobHash, Blobs};
 use crate::error::StoreError;
 
 /// Serialised events larger than this many bytes are kept in the blob store instead of the row.
@@ -16,17 +19,21 @@ pub(crate) struct EncodedEvent {
     pub blob: Option<String>,
 }
 
-/// Serialises an event; a large one is written to the blob store first, so that a committed row
-/// never points at a blob that is not on disk.
-pub(crate) fn encode(task: &TaskId, event: &Event, blobs: &BlobStore) -> Result<EncodedEvent, StoreError> {
+/// Serialises an event; a large one is stored as a blob first, so that a committed row never
+/// points at a blob that is not stored.
+pub(crate) async fn encode(
+    task: &TaskId,
+    event: &Event,
+    blobs: &Blobs,
+    pool: &AnyPool,
+) -> Result<EncodedEvent, StoreError> {
     let json = serde_json::to_string(event)
         .map_err(|e| StoreError::Unencodable { task: task.clone(), reason: e.to_string() })?;
     let kind = event.kind();
     if json.len() <= INLINE_PAYLOAD_LIMIT {
         return Ok(EncodedEvent { kind, payload: Some(json), blob: None });
     }
-    let hash =
-        blobs.put(json.as_bytes()).map_err(|e| StoreError::DataDir { path: blobs.dir().to_owned(), source: e })?;
+    let hash = blobs.put(pool, json.as_bytes()).await?;
     Ok(EncodedEvent { kind, payload: None, blob: Some(hash.to_string()) })
 }
 
@@ -43,8 +50,8 @@ pub(crate) struct EventRow {
 /// The columns of an [`EventRow`], in the order a query must select them.
 pub(crate) const EVENT_COLUMNS: &str = "seq, v, kind, at, payload, blob";
 
-impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for EventRow {
-    fn from_row(row: &'r sqlx::sqlite::SqliteRow) -> Result<EventRow, sqlx::Error> {
+impl<'r> sqlx::FromRow<'r, AnyRow> for EventRow {
+    fn from_row(row: &'r AnyRow) -> Result<EventRow, sqlx::Error> {
         use sqlx::Row;
         Ok(EventRow {
             seq: row.try_get(0)?,
@@ -58,7 +65,12 @@ impl<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> for EventRow {
 }
 
 /// Decodes a row, naming the task and seq in every error so a corrupt row can be found and mended.
-pub(crate) fn decode(task: &TaskId, row: EventRow, blobs: &BlobStore) -> Result<Recorded, StoreError> {
+pub(crate) async fn decode(
+    task: &TaskId,
+    row: EventRow,
+    blobs: &Blobs,
+    pool: &AnyPool,
+) -> Result<Recorded, StoreError> {
     let corrupt = |reason: String| StoreError::CorruptEvent { task: task.clone(), seq: row.seq as u64, reason };
     if row.v < 1 || row.v > i64::from(EVENT_SCHEMA_VERSION) {
         return Err(corrupt(format!(
@@ -70,7 +82,7 @@ pub(crate) fn decode(task: &TaskId, row: EventRow, blobs: &BlobStore) -> Result<
         (Some(json), None) => json.clone(),
         (None, Some(hash)) => {
             let hash = BlobHash::parse(hash).map_err(|e| corrupt(e.to_string()))?;
-            let bytes = blobs.get(&hash).map_err(|e| corrupt(format!("payload blob {hash}: {e}")))?;
+            let bytes = blobs.get(pool, &hash).await.map_err(|e| corrupt(format!("payload blob {hash}: {e}")))?;
             String::from_utf8(bytes).map_err(|_| corrupt(format!("payload blob {hash} is not UTF-8")))?
         }
         _ => return Err(corrupt("the row has neither or both of an inline payload and a blob".into())),

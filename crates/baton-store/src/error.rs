@@ -8,8 +8,16 @@ pub enum StoreError {
     DataDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open the journal database {path}: {source}")]
     Open { path: PathBuf, source: sqlx::Error },
+    #[error("cannot reach the PostgreSQL store {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("`{0}` is not a PostgreSQL URL (postgres://user@host:port/database)")]
+    NotPostgres(String),
     #[error("the journal database has schema version {found}, newer than this baton knows ({known}); upgrade baton")]
     NewerSchema { found: i64, known: i64 },
+    #[error(
+        "the journal database has schema version {found}, older than this baton's ({known}); run `baton migrate --store URL` first"
+    )]
+    OlderSchema { found: i64, known: i64 },
     #[error("no task `{0}`")]
     NotFound(String),
     #[error("task id prefix `{prefix}` is ambiguous: it matches {first}, {second} and maybe more")]

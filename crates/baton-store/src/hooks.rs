@@ -2,12 +2,15 @@
 //! was verified is claimed by its sender's id, so a redelivery is recognised as one.
 
 use baton_core::{Delivery, DeliveryOutcome, Hook, Timestamp};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::db::Db;
 
 use crate::error::StoreError;
 use crate::{Claim, SavedHook};
 
-fn hook_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SavedHook, StoreError> {
+fn hook_from_row(row: &AnyRow) -> Result<SavedHook, StoreError> {
     let name: String = row.try_get("name")?;
     let text: String = row.try_get("definition")?;
     let hook: Hook = serde_json::from_str(&text)
@@ -15,7 +18,7 @@ fn hook_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SavedHook, StoreError>
     Ok(SavedHook { hook, secret: row.try_get("secret")?, created_at: Timestamp(row.try_get("created_at")?) })
 }
 
-fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<(i64, Delivery), StoreError> {
+fn delivery_from_row(row: &AnyRow) -> Result<(i64, Delivery), StoreError> {
     let hook: String = row.try_get("hook")?;
     let outcome: String = row.try_get("outcome")?;
     let outcome =
@@ -34,17 +37,17 @@ fn delivery_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<(i64, Delivery), S
     Ok((row.try_get("seq")?, delivery))
 }
 
-pub(crate) async fn add(pool: &SqlitePool, hook: &Hook, secret: &str, at: Timestamp) -> Result<(), StoreError> {
+pub(crate) async fn add(db: &Db, hook: &Hook, secret: &str, at: Timestamp) -> Result<(), StoreError> {
     let text = serde_json::to_string(hook)
         .map_err(|error| StoreError::CorruptHook { name: hook.name.clone(), reason: error.to_string() })?;
     let inserted = sqlx::query(
-        "INSERT INTO hooks (name, definition, secret, created_at) VALUES (?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+        "INSERT INTO hooks (name, definition, secret, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO NOTHING",
     )
     .bind(&hook.name)
     .bind(text)
     .bind(secret)
     .bind(at.as_millis())
-    .execute(pool)
+    .execute(&db.pool)
     .await?;
     if inserted.rows_affected() == 0 {
         return Err(StoreError::HookExists(hook.name.clone()));
@@ -52,16 +55,16 @@ pub(crate) async fn add(pool: &SqlitePool, hook: &Hook, secret: &str, at: Timest
     Ok(())
 }
 
-pub(crate) async fn all(pool: &SqlitePool) -> Result<Vec<SavedHook>, StoreError> {
+pub(crate) async fn all(db: &Db) -> Result<Vec<SavedHook>, StoreError> {
     let rows =
-        sqlx::query("SELECT name, definition, secret, created_at FROM hooks ORDER BY name").fetch_all(pool).await?;
+        sqlx::query("SELECT name, definition, secret, created_at FROM hooks ORDER BY name").fetch_all(&db.pool).await?;
     rows.iter().map(hook_from_row).collect()
 }
 
-pub(crate) async fn one(pool: &SqlitePool, name: &str) -> Result<SavedHook, StoreError> {
-    let row = sqlx::query("SELECT name, definition, secret, created_at FROM hooks WHERE name = ?")
+pub(crate) async fn one(db: &Db, name: &str) -> Result<SavedHook, StoreError> {
+    let row = sqlx::query("SELECT name, definition, secret, created_at FROM hooks WHERE name = $1")
         .bind(name)
-        .fetch_optional(pool)
+        .fetch_optional(&db.pool)
         .await?;
     match row {
         Some(row) => hook_from_row(&row),
@@ -69,8 +72,8 @@ pub(crate) async fn one(pool: &SqlitePool, name: &str) -> Result<SavedHook, Stor
     }
 }
 
-pub(crate) async fn delete(pool: &SqlitePool, name: &str) -> Result<(), StoreError> {
-    let deleted = sqlx::query("DELETE FROM hooks WHERE name = ?").bind(name).execute(pool).await?;
+pub(crate) async fn delete(db: &Db, name: &str) -> Result<(), StoreError> {
+    let deleted = sqlx::query("DELETE FROM hooks WHERE name = $1").bind(name).execute(&db.pool).await?;
     if deleted.rows_affected() == 0 {
         return Err(StoreError::NoSuchHook(name.to_owned()));
     }
@@ -79,14 +82,11 @@ pub(crate) async fn delete(pool: &SqlitePool, name: &str) -> Result<(), StoreErr
 
 const DELIVERY_COLUMNS: &str = "seq, hook, delivery, event, outcome, status, detail, task, received_at";
 
-async fn insert(
-    tx: &mut sqlx::SqliteConnection,
-    delivery: &Delivery,
-    claimed: Option<&str>,
-) -> Result<i64, StoreError> {
+/// Logs `delivery`; `None` if `claimed` was claimed before.
+async fn insert(tx: &mut AnyConnection, delivery: &Delivery, claimed: Option<&str>) -> Result<Option<i64>, StoreError> {
     let seq = sqlx::query_scalar(
         "INSERT INTO deliveries (hook, delivery, claimed, event, outcome, status, detail, task, received_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (hook, claimed) DO NOTHING RETURNING seq",
     )
     .bind(&delivery.hook)
     .bind(&delivery.id)
@@ -97,60 +97,64 @@ async fn insert(
     .bind(&delivery.detail)
     .bind(&delivery.task)
     .bind(delivery.received_at.as_millis())
-    .fetch_one(&mut *tx)
+    .fetch_optional(&mut *tx)
     .await?;
     Ok(seq)
 }
 
-pub(crate) async fn log(pool: &SqlitePool, delivery: &Delivery) -> Result<i64, StoreError> {
-    let mut connection = pool.acquire().await?;
-    insert(&mut connection, delivery, None).await
+pub(crate) async fn log(db: &Db, delivery: &Delivery) -> Result<i64, StoreError> {
+    let mut connection = db.pool.acquire().await?;
+    let seq = insert(&mut connection, delivery, None).await?;
+    // Only a claimed id can conflict.
+    seq.ok_or_else(|| StoreError::Database(sqlx::Error::RowNotFound))
 }
 
-pub(crate) async fn claim(pool: &SqlitePool, delivery: &Delivery) -> Result<Claim, StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let earlier = sqlx::query(&format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE hook = ? AND claimed = ? ORDER BY seq LIMIT 1"
+/// The insert is tried first: of two servers claiming the same id at once, the second finds the
+/// first's row once it commits (in either dialect) and reports it as seen.
+pub(crate) async fn claim(db: &Db, delivery: &Delivery) -> Result<Claim, StoreError> {
+    let mut connection = db.pool.acquire().await?;
+    if let Some(seq) = insert(&mut connection, delivery, Some(&delivery.id)).await? {
+        return Ok(Claim::New(seq));
+    }
+    let row = sqlx::query(&format!(
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE hook = $1 AND claimed = $2 ORDER BY seq LIMIT 1"
     ))
     .bind(&delivery.hook)
     .bind(&delivery.id)
-    .fetch_optional(&mut *tx)
+    .fetch_one(&mut *connection)
     .await?;
-    if let Some(row) = earlier {
-        let (seq, earlier) = delivery_from_row(&row)?;
-        return Ok(Claim::Seen { seq, earlier });
-    }
-    let seq = insert(&mut tx, delivery, Some(&delivery.id)).await?;
-    tx.commit().await?;
-    Ok(Claim::New(seq))
+    let (seq, earlier) = delivery_from_row(&row)?;
+    Ok(Claim::Seen { seq, earlier })
 }
 
 pub(crate) async fn settle(
-    pool: &SqlitePool,
+    db: &Db,
     seq: i64,
     outcome: DeliveryOutcome,
     status: u16,
     detail: &str,
     task: Option<&str>,
 ) -> Result<(), StoreError> {
-    sqlx::query("UPDATE deliveries SET outcome = ?, status = ?, detail = ?, task = COALESCE(?, task) WHERE seq = ?")
-        .bind(outcome.as_str())
-        .bind(i64::from(status))
-        .bind(detail)
-        .bind(task)
-        .bind(seq)
-        .execute(pool)
-        .await?;
+    sqlx::query(
+        "UPDATE deliveries SET outcome = $1, status = $2, detail = $3, task = COALESCE($4, task) WHERE seq = $5",
+    )
+    .bind(outcome.as_str())
+    .bind(i64::from(status))
+    .bind(detail)
+    .bind(task)
+    .bind(seq)
+    .execute(&db.pool)
+    .await?;
     Ok(())
 }
 
-pub(crate) async fn list(pool: &SqlitePool, hook: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError> {
+pub(crate) async fn list(db: &Db, hook: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE (?1 IS NULL OR hook = ?1) ORDER BY seq DESC LIMIT ?2"
+        "SELECT {DELIVERY_COLUMNS} FROM deliveries WHERE ($1 IS NULL OR hook = $1) ORDER BY seq DESC LIMIT $2"
     ))
     .bind(hook)
     .bind(i64::from(limit))
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?;
     rows.iter().map(|row| delivery_from_row(row).map(|(_, delivery)| delivery)).collect()
 }

@@ -8,12 +8,13 @@
 mod account;
 mod blob;
 mod codec;
+mod db;
 mod error;
 mod hooks;
 mod migrate;
 mod notices;
 mod schedules;
-mod sqlite;
+mod store;
 mod templates;
 mod tokens;
 
@@ -27,8 +28,9 @@ use baton_core::{
 pub use blob::{BlobHash, BlobStore, InvalidBlobHash};
 pub use codec::INLINE_PAYLOAD_LIMIT;
 pub use error::StoreError;
+pub use migrate::Migrated;
 pub use schedules::Firings;
-pub use sqlite::SqliteStore;
+pub use store::{SqlStore, redacted};
 
 /// One row of `baton task list`: what can be shown without replaying a journal.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -1,13 +1,15 @@
-//! Versioned schema migrations. Each entry runs once, in order, inside the transaction that records
-//! it; a database newer than this binary is refused rather than guessed at.
+//! Versioned schema migrations, one numbered list per dialect. Each entry runs once, in order,
+//! inside the transaction that records it; a database newer than this binary is refused rather
+//! than guessed at. SQLite (one machine's own file) is brought up to date when opened; PostgreSQL,
+//! shared by processes on many machines that may run different releases during an upgrade, only
+//! by `baton migrate`, and every process checks at start that it knows the schema it finds.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use sqlx::SqlitePool;
-
+use crate::db::{Db, Dialect, Turn};
 use crate::error::StoreError;
 
-const MIGRATIONS: &[&str] = &[
+const SQLITE: &[&str] = &[
     // 1: tasks (a summary per task, kept in step with the journal) and the journal itself.
     r#"
     CREATE TABLE tasks (
@@ -180,28 +182,214 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-pub(crate) async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
+const POSTGRES: &[&str] = &[
+    // 1: everything of SQLite's 1 to 9 (tasks and their journal, the account, leases, tokens,
+    // follow-ups, templates, schedules, hooks, notices), and the blobs, kept in the database so
+    // that every machine reads them.
+    r#"
+    CREATE TABLE tasks (
+        id          TEXT PRIMARY KEY,
+        request     TEXT NOT NULL,
+        branch      TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        stop_reason TEXT,
+        created_at  BIGINT NOT NULL,
+        updated_at  BIGINT NOT NULL,
+        next_seq    BIGINT NOT NULL
+    );
+    CREATE INDEX tasks_by_created_at ON tasks (created_at);
+    CREATE TABLE events (
+        task_id TEXT NOT NULL REFERENCES tasks (id),
+        seq     BIGINT NOT NULL,
+        v       BIGINT NOT NULL,
+        kind    TEXT NOT NULL,
+        at      BIGINT NOT NULL,
+        payload TEXT,
+        blob    TEXT,
+        PRIMARY KEY (task_id, seq)
+    );
+    CREATE TABLE blobs (
+        hash  TEXT PRIMARY KEY,
+        bytes BYTEA NOT NULL
+    );
+    CREATE TABLE account (
+        id            BIGINT PRIMARY KEY CHECK (id = 1),
+        policy        TEXT NOT NULL,
+        balance       BIGINT NOT NULL,
+        month         TEXT NOT NULL,
+        month_spent   BIGINT NOT NULL,
+        month_reloads BIGINT NOT NULL
+    );
+    INSERT INTO account (id, policy, balance, month, month_spent, month_reloads)
+        VALUES (1, '{"monthly_cap":null,"auto_reload":null,"overage":true}', 0, '{"year":1970,"month":1}', 0, 0);
+    CREATE TABLE entries (
+        id      BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at      BIGINT NOT NULL,
+        kind    TEXT NOT NULL,
+        amount  BIGINT NOT NULL,
+        task_id TEXT REFERENCES tasks (id),
+        key     TEXT,
+        note    TEXT NOT NULL
+    );
+    CREATE INDEX entries_by_at ON entries (at);
+    CREATE TABLE reservations (
+        task_id TEXT NOT NULL REFERENCES tasks (id),
+        key     TEXT NOT NULL,
+        amount  BIGINT NOT NULL,
+        at      BIGINT NOT NULL,
+        PRIMARY KEY (task_id, key)
+    );
+    CREATE TABLE leases (
+        task_id    TEXT PRIMARY KEY REFERENCES tasks (id),
+        holder     TEXT NOT NULL,
+        epoch      BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+    );
+    CREATE TABLE tokens (
+        name       TEXT PRIMARY KEY,
+        scope      TEXT NOT NULL,
+        hash       BYTEA NOT NULL UNIQUE,
+        created_at BIGINT NOT NULL,
+        revoked_at BIGINT
+    );
+    CREATE TABLE follow_ups (
+        task_id TEXT NOT NULL REFERENCES tasks (id),
+        number  BIGINT NOT NULL,
+        text    TEXT NOT NULL,
+        at      BIGINT NOT NULL,
+        PRIMARY KEY (task_id, number)
+    );
+    CREATE TABLE templates (
+        name       TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE schedules (
+        name       TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        paused     TEXT,
+        cursor     BIGINT NOT NULL,
+        resumed_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE firings (
+        schedule    TEXT NOT NULL,
+        at          BIGINT NOT NULL,
+        outcome     TEXT NOT NULL,
+        task        TEXT,
+        detail      TEXT NOT NULL,
+        recorded_at BIGINT NOT NULL,
+        PRIMARY KEY (schedule, at)
+    );
+    CREATE TABLE hooks (
+        name       TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        secret     TEXT NOT NULL,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE deliveries (
+        seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        hook        TEXT NOT NULL,
+        delivery    TEXT NOT NULL,
+        claimed     TEXT,
+        event       TEXT NOT NULL,
+        outcome     TEXT NOT NULL,
+        status      BIGINT NOT NULL,
+        detail      TEXT NOT NULL,
+        task        TEXT,
+        received_at BIGINT NOT NULL,
+        UNIQUE (hook, claimed)
+    );
+    CREATE TABLE notices (
+        seq     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        kind    TEXT NOT NULL,
+        task_id TEXT,
+        detail  TEXT NOT NULL,
+        at      BIGINT NOT NULL
+    );
+    CREATE TABLE subscriptions (
+        name       TEXT PRIMARY KEY,
+        definition TEXT NOT NULL,
+        secret     TEXT NOT NULL,
+        cursor     BIGINT NOT NULL,
+        failures   BIGINT NOT NULL,
+        disabled   TEXT,
+        created_at BIGINT NOT NULL
+    );
+    CREATE TABLE notifications (
+        seq          BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        subscription TEXT NOT NULL,
+        notice       BIGINT NOT NULL,
+        kind         TEXT NOT NULL,
+        payload      TEXT NOT NULL,
+        state        TEXT NOT NULL,
+        attempts     BIGINT NOT NULL,
+        next_at      BIGINT NOT NULL,
+        last_error   TEXT,
+        created_at   BIGINT NOT NULL,
+        delivered_at BIGINT,
+        UNIQUE (subscription, notice)
+    );
+    CREATE INDEX notifications_due ON notifications (state, next_at);
+    "#,
+];
+
+/// What a migration did: the schema version it found and the one it left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migrated {
+    pub from: i64,
+    pub to: i64,
+}
+
+fn migrations(dialect: Dialect) -> &'static [&'static str] {
+    match dialect {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    }
+}
+
+const SCHEMA_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS baton_schema (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)";
+
+async fn version(tx: &mut sqlx::AnyConnection) -> Result<i64, StoreError> {
+    Ok(sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM baton_schema").fetch_one(&mut *tx).await?)
+}
+
+/// Brings the schema up to this binary's version.
+pub(crate) async fn migrate(db: &Db) -> Result<Migrated, StoreError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    sqlx::query(
-        "CREATE TABLE IF NOT EXISTS baton_schema (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL) STRICT",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let current: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM baton_schema").fetch_one(&mut *tx).await?;
-    let known = MIGRATIONS.len() as i64;
+    let mut tx = db.begin().await?;
+    db.dialect.take_turn(&mut tx, Turn::Migration).await?;
+    sqlx::query(SCHEMA_TABLE).execute(&mut *tx).await?;
+    let current = version(&mut tx).await?;
+    let list = migrations(db.dialect);
+    let known = list.len() as i64;
     if current > known {
         return Err(StoreError::NewerSchema { found: current, known });
     }
-    for (version, sql) in (1..).zip(MIGRATIONS).skip(current as usize) {
+    for (version, sql) in (1_i64..).zip(list).skip(current as usize) {
         sqlx::raw_sql(sql).execute(&mut *tx).await?;
-        sqlx::query("INSERT INTO baton_schema (version, applied_at) VALUES (?, ?)")
+        sqlx::query("INSERT INTO baton_schema (version, applied_at) VALUES ($1, $2)")
             .bind(version)
             .bind(now)
             .execute(&mut *tx)
             .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(Migrated { from: current, to: known })
+}
+
+/// Refuses a schema this binary does not know exactly: a newer one (upgrade baton) or an older
+/// one (run `baton migrate`).
+pub(crate) async fn check(db: &Db) -> Result<(), StoreError> {
+    let mut connection = db.pool.acquire().await?;
+    let exists: Option<String> =
+        sqlx::query_scalar("SELECT CAST(to_regclass('baton_schema') AS TEXT)").fetch_one(&mut *connection).await?;
+    let current = if exists.is_some() { version(&mut connection).await? } else { 0 };
+    let known = migrations(db.dialect).len() as i64;
+    match current.cmp(&known) {
+        std::cmp::Ordering::Greater => Err(StoreError::NewerSchema { found: current, known }),
+        std::cmp::Ordering::Less => Err(StoreError::OlderSchema { found: current, known }),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
 }

@@ -2,7 +2,10 @@
 //! with a cursor over the notices it has taken; and the notifications queued, sent and logged.
 
 use baton_core::{Notice, NoticeKind, Notification, NotificationState, Subscription, Timestamp};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use crate::db::{Db, Dialect, Turn};
 
 use crate::SavedSubscription;
 use crate::error::StoreError;
@@ -17,13 +20,15 @@ fn kind_of(name: &str, text: &str) -> Result<NoticeKind, StoreError> {
 
 /// Inside an append's transaction: the notice `kind` about `task`.
 pub(crate) async fn add(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut AnyConnection,
+    dialect: Dialect,
     kind: NoticeKind,
     task: Option<&str>,
     detail: &str,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO notices (kind, task_id, detail, at) VALUES (?, ?, ?, ?)")
+    dialect.take_turn(tx, Turn::Notices).await?;
+    sqlx::query("INSERT INTO notices (kind, task_id, detail, at) VALUES ($1, $2, $3, $4)")
         .bind(kind.as_str())
         .bind(task)
         .bind(detail)
@@ -33,11 +38,11 @@ pub(crate) async fn add(
     Ok(())
 }
 
-pub(crate) async fn after(pool: &SqlitePool, after: i64, limit: u32) -> Result<Vec<Notice>, StoreError> {
-    let rows = sqlx::query("SELECT seq, kind, task_id, detail, at FROM notices WHERE seq > ? ORDER BY seq LIMIT ?")
+pub(crate) async fn after(db: &Db, after: i64, limit: u32) -> Result<Vec<Notice>, StoreError> {
+    let rows = sqlx::query("SELECT seq, kind, task_id, detail, at FROM notices WHERE seq > $1 ORDER BY seq LIMIT $2")
         .bind(after)
         .bind(i64::from(limit))
-        .fetch_all(pool)
+        .fetch_all(&db.pool)
         .await?;
     rows.iter()
         .map(|row| {
@@ -53,7 +58,7 @@ pub(crate) async fn after(pool: &SqlitePool, after: i64, limit: u32) -> Result<V
         .collect()
 }
 
-fn subscription_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<SavedSubscription, StoreError> {
+fn subscription_from_row(row: &AnyRow) -> Result<SavedSubscription, StoreError> {
     let name: String = row.try_get("name")?;
     let text: String = row.try_get("definition")?;
     let subscription: Subscription = serde_json::from_str(&text).map_err(|error| corrupt(&name, error))?;
@@ -71,7 +76,7 @@ const SUBSCRIPTION_COLUMNS: &str = "name, definition, secret, cursor, failures, 
 
 /// From the latest notice on: a new subscription hears of what happens after it.
 pub(crate) async fn subscribe(
-    pool: &SqlitePool,
+    db: &Db,
     subscription: &Subscription,
     secret: &str,
     at: Timestamp,
@@ -79,13 +84,13 @@ pub(crate) async fn subscribe(
     let text = serde_json::to_string(subscription).map_err(|error| corrupt(&subscription.name, error))?;
     let inserted = sqlx::query(
         "INSERT INTO subscriptions (name, definition, secret, cursor, failures, disabled, created_at) \
-         VALUES (?, ?, ?, (SELECT COALESCE(MAX(seq), 0) FROM notices), 0, NULL, ?) ON CONFLICT (name) DO NOTHING",
+         VALUES ($1, $2, $3, (SELECT COALESCE(MAX(seq), 0) FROM notices), 0, NULL, $4) ON CONFLICT (name) DO NOTHING",
     )
     .bind(&subscription.name)
     .bind(text)
     .bind(secret)
     .bind(at.as_millis())
-    .execute(pool)
+    .execute(&db.pool)
     .await?;
     if inserted.rows_affected() == 0 {
         return Err(StoreError::SubscriptionExists(subscription.name.clone()));
@@ -93,16 +98,17 @@ pub(crate) async fn subscribe(
     Ok(())
 }
 
-pub(crate) async fn all(pool: &SqlitePool) -> Result<Vec<SavedSubscription>, StoreError> {
-    let rows =
-        sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY name")).fetch_all(pool).await?;
+pub(crate) async fn all(db: &Db) -> Result<Vec<SavedSubscription>, StoreError> {
+    let rows = sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions ORDER BY name"))
+        .fetch_all(&db.pool)
+        .await?;
     rows.iter().map(subscription_from_row).collect()
 }
 
-pub(crate) async fn one(pool: &SqlitePool, name: &str) -> Result<SavedSubscription, StoreError> {
-    let row = sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE name = ?"))
+pub(crate) async fn one(db: &Db, name: &str) -> Result<SavedSubscription, StoreError> {
+    let row = sqlx::query(&format!("SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE name = $1"))
         .bind(name)
-        .fetch_optional(pool)
+        .fetch_optional(&db.pool)
         .await?;
     match row {
         Some(row) => subscription_from_row(&row),
@@ -110,14 +116,14 @@ pub(crate) async fn one(pool: &SqlitePool, name: &str) -> Result<SavedSubscripti
     }
 }
 
-pub(crate) async fn unsubscribe(pool: &SqlitePool, name: &str) -> Result<(), StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let deleted = sqlx::query("DELETE FROM subscriptions WHERE name = ?").bind(name).execute(&mut *tx).await?;
+pub(crate) async fn unsubscribe(db: &Db, name: &str) -> Result<(), StoreError> {
+    let mut tx = db.begin().await?;
+    let deleted = sqlx::query("DELETE FROM subscriptions WHERE name = $1").bind(name).execute(&mut *tx).await?;
     if deleted.rows_affected() == 0 {
         return Err(StoreError::NoSuchSubscription(name.to_owned()));
     }
     // What was still to be sent is not; what was sent stays in the log.
-    sqlx::query("UPDATE notifications SET state = 'failed', last_error = 'unsubscribed' WHERE subscription = ? AND state = 'pending'")
+    sqlx::query("UPDATE notifications SET state = 'failed', last_error = 'unsubscribed' WHERE subscription = $1 AND state = 'pending'")
         .bind(name)
         .execute(&mut *tx)
         .await?;
@@ -126,14 +132,14 @@ pub(crate) async fn unsubscribe(pool: &SqlitePool, name: &str) -> Result<(), Sto
 }
 
 pub(crate) async fn enqueue(
-    pool: &SqlitePool,
+    db: &Db,
     name: &str,
     from: i64,
     to: i64,
     queued: &[Notification],
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let moved = sqlx::query("UPDATE subscriptions SET cursor = ? WHERE name = ? AND cursor = ?")
+    let mut tx = db.begin().await?;
+    let moved = sqlx::query("UPDATE subscriptions SET cursor = $1 WHERE name = $2 AND cursor = $3")
         .bind(to)
         .bind(name)
         .bind(from)
@@ -145,7 +151,7 @@ pub(crate) async fn enqueue(
     for notification in queued {
         sqlx::query(
             "INSERT INTO notifications (subscription, notice, kind, payload, state, attempts, next_at, created_at) \
-             VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+             VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6)",
         )
         .bind(name)
         .bind(notification.notice)
@@ -163,7 +169,7 @@ pub(crate) async fn enqueue(
 const NOTIFICATION_COLUMNS: &str =
     "seq, subscription, notice, kind, payload, state, attempts, next_at, last_error, created_at, delivered_at";
 
-fn notification_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Notification, StoreError> {
+fn notification_from_row(row: &AnyRow) -> Result<Notification, StoreError> {
     let subscription: String = row.try_get("subscription")?;
     let kind: String = row.try_get("kind")?;
     let state: String = row.try_get("state")?;
@@ -182,24 +188,24 @@ fn notification_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Notification, 
     })
 }
 
-pub(crate) async fn due(pool: &SqlitePool, at: Timestamp, limit: u32) -> Result<Vec<Notification>, StoreError> {
+pub(crate) async fn due(db: &Db, at: Timestamp, limit: u32) -> Result<Vec<Notification>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE state = 'pending' AND next_at <= ? ORDER BY seq LIMIT ?"
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE state = 'pending' AND next_at <= $1 ORDER BY seq LIMIT $2"
     ))
     .bind(at.as_millis())
     .bind(i64::from(limit))
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?;
     rows.iter().map(notification_from_row).collect()
 }
 
-pub(crate) async fn list(pool: &SqlitePool, name: Option<&str>, limit: u32) -> Result<Vec<Notification>, StoreError> {
+pub(crate) async fn list(db: &Db, name: Option<&str>, limit: u32) -> Result<Vec<Notification>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE (?1 IS NULL OR subscription = ?1) ORDER BY seq DESC LIMIT ?2"
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE ($1 IS NULL OR subscription = $1) ORDER BY seq DESC LIMIT $2"
     ))
     .bind(name)
     .bind(i64::from(limit))
-    .fetch_all(pool)
+    .fetch_all(&db.pool)
     .await?;
     rows.iter().map(notification_from_row).collect()
 }
@@ -208,7 +214,7 @@ pub(crate) async fn list(pool: &SqlitePool, name: Option<&str>, limit: u32) -> R
 /// delivery clears its subscription's failures, a notification given up on counts one, and
 /// `disable_after` of them in a row disable the subscription.
 pub(crate) async fn attempted(
-    pool: &SqlitePool,
+    db: &Db,
     seq: i64,
     state: NotificationState,
     next_at: Timestamp,
@@ -216,11 +222,11 @@ pub(crate) async fn attempted(
     at: Timestamp,
     disable_after: u32,
 ) -> Result<(), StoreError> {
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = db.begin().await?;
     let subscription: Option<String> = sqlx::query_scalar(
-        "UPDATE notifications SET state = ?, attempts = attempts + 1, next_at = ?, last_error = COALESCE(?, last_error), \
-         delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END \
-         WHERE seq = ? AND state = 'pending' RETURNING subscription",
+        "UPDATE notifications SET state = $1, attempts = attempts + 1, next_at = $2, last_error = COALESCE($3, last_error), \
+         delivered_at = CASE WHEN $4 = 'delivered' THEN $5 ELSE delivered_at END \
+         WHERE seq = $6 AND state = 'pending' RETURNING subscription",
     )
     .bind(state.as_str())
     .bind(next_at.as_millis())
@@ -235,7 +241,7 @@ pub(crate) async fn attempted(
     };
     match state {
         NotificationState::Delivered => {
-            sqlx::query("UPDATE subscriptions SET failures = 0 WHERE name = ?")
+            sqlx::query("UPDATE subscriptions SET failures = 0 WHERE name = $1")
                 .bind(&subscription)
                 .execute(&mut *tx)
                 .await?;
@@ -244,7 +250,7 @@ pub(crate) async fn attempted(
             let reason = format!("disabled after {disable_after} notifications failed in a row");
             sqlx::query(
                 "UPDATE subscriptions SET failures = failures + 1, \
-                 disabled = CASE WHEN failures + 1 >= ? THEN COALESCE(disabled, ?) ELSE disabled END WHERE name = ?",
+                 disabled = CASE WHEN failures + 1 >= $1 THEN COALESCE(disabled, $2) ELSE disabled END WHERE name = $3",
             )
             .bind(i64::from(disable_after))
             .bind(reason)

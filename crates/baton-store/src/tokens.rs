@@ -1,13 +1,16 @@
 //! The API's bearer tokens, kept by the hash of their secrets.
 
 use baton_core::{Scope, Timestamp, Token, TokenHash};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::db::Db;
 
 use crate::error::StoreError;
 
 const COLUMNS: &str = "name, scope, created_at, revoked_at";
 
-fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Token, StoreError> {
+fn token_from_row(row: &AnyRow) -> Result<Token, StoreError> {
     let scope: String = row.try_get("scope")?;
     Ok(Token {
         name: row.try_get("name")?,
@@ -17,9 +20,9 @@ fn token_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<Token, StoreError> {
     })
 }
 
-pub(crate) async fn add(pool: &SqlitePool, token: &Token, hash: &TokenHash) -> Result<(), StoreError> {
+pub(crate) async fn add(db: &Db, token: &Token, hash: &TokenHash) -> Result<(), StoreError> {
     let inserted = sqlx::query(
-        "INSERT INTO tokens (name, scope, hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?) \
+        "INSERT INTO tokens (name, scope, hash, created_at, revoked_at) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (name) DO NOTHING",
     )
     .bind(&token.name)
@@ -27,7 +30,7 @@ pub(crate) async fn add(pool: &SqlitePool, token: &Token, hash: &TokenHash) -> R
     .bind(&hash.0[..])
     .bind(token.created_at.as_millis())
     .bind(token.revoked_at.map(Timestamp::as_millis))
-    .execute(pool)
+    .execute(&db.pool)
     .await?;
     if inserted.rows_affected() == 0 {
         return Err(StoreError::TokenExists(token.name.clone()));
@@ -35,18 +38,19 @@ pub(crate) async fn add(pool: &SqlitePool, token: &Token, hash: &TokenHash) -> R
     Ok(())
 }
 
-pub(crate) async fn all(pool: &SqlitePool) -> Result<Vec<Token>, StoreError> {
-    let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens ORDER BY created_at, name")).fetch_all(pool).await?;
+pub(crate) async fn all(db: &Db) -> Result<Vec<Token>, StoreError> {
+    let rows =
+        sqlx::query(&format!("SELECT {COLUMNS} FROM tokens ORDER BY created_at, name")).fetch_all(&db.pool).await?;
     rows.iter().map(token_from_row).collect()
 }
 
-pub(crate) async fn revoke(pool: &SqlitePool, name: &str, at: Timestamp) -> Result<Token, StoreError> {
+pub(crate) async fn revoke(db: &Db, name: &str, at: Timestamp) -> Result<Token, StoreError> {
     let row = sqlx::query(&format!(
-        "UPDATE tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL RETURNING {COLUMNS}"
+        "UPDATE tokens SET revoked_at = $1 WHERE name = $2 AND revoked_at IS NULL RETURNING {COLUMNS}"
     ))
     .bind(at.as_millis())
     .bind(name)
-    .fetch_optional(pool)
+    .fetch_optional(&db.pool)
     .await?;
     match row {
         Some(row) => token_from_row(&row),
@@ -54,10 +58,10 @@ pub(crate) async fn revoke(pool: &SqlitePool, name: &str, at: Timestamp) -> Resu
     }
 }
 
-pub(crate) async fn active(pool: &SqlitePool, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
-    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE hash = ? AND revoked_at IS NULL"))
+pub(crate) async fn active(db: &Db, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM tokens WHERE hash = $1 AND revoked_at IS NULL"))
         .bind(&hash.0[..])
-        .fetch_optional(pool)
+        .fetch_optional(&db.pool)
         .await?;
     row.as_ref().map(token_from_row).transpose()
 }

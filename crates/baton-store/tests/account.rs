@@ -1,6 +1,6 @@
 //! The account against random sequences of reservations, settlements, top-ups, auto-reloads and
-//! policy changes over several tasks, on a real SQLite store: the ledger always balances, the
-//! journals agree with the account, and no policy limit is crossed.
+//! policy changes over several tasks, on real stores (SQLite, and PostgreSQL): the ledger always
+//! balances, the journals agree with the account, and no policy limit is crossed.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -9,8 +9,8 @@ mod common;
 use baton_core::{
     AutoReload, Charge, ChargeKind, Credits, EntryKind, Event, Month, Policy, Refusal, TaskId, Timestamp,
 };
-use baton_store::{SqliteStore, Store, StoreError};
-use common::created;
+use baton_store::{SqlStore, Store, StoreError};
+use common::{Backend, Place, created, on_both_stores};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -70,7 +70,8 @@ fn charges(micros: i64) -> Vec<Charge> {
 }
 
 struct World {
-    store: SqliteStore,
+    _place: Place,
+    store: SqlStore,
     tasks: Vec<TaskId>,
     /// Each task's holds, oldest first: (key, amount).
     holds: Vec<Vec<(String, i64)>>,
@@ -84,8 +85,9 @@ struct World {
 }
 
 impl World {
-    async fn new(dir: &std::path::Path) -> World {
-        let store = SqliteStore::open(dir).await.unwrap();
+    async fn new(backend: Backend) -> World {
+        let place = Place::new(backend).await;
+        let store = place.open().await;
         let mut tasks = Vec::new();
         for n in 0..3 {
             let id = TaskId::from_entropy(1000 + n);
@@ -97,6 +99,7 @@ impl World {
         let policy = Policy { overage: false, ..Policy::default() };
         store.set_policy(policy).await.unwrap();
         World {
+            _place: place,
             store,
             tasks,
             holds: vec![Vec::new(); 3],
@@ -228,22 +231,28 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     #[test]
-    fn the_ledger_balances_and_no_limit_is_crossed(ops in proptest::collection::vec(any_op(), 1..40)) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        runtime.block_on(async {
-            let mut world = World::new(dir.path()).await;
-            for op in ops {
-                world.run(op).await;
-            }
-        });
+    fn the_ledger_balances_and_no_limit_is_crossed_on_sqlite(ops in proptest::collection::vec(any_op(), 1..40)) {
+        play(Backend::Sqlite, ops);
+    }
+
+    #[test]
+    fn the_ledger_balances_and_no_limit_is_crossed_on_postgres(ops in proptest::collection::vec(any_op(), 1..40)) {
+        play(Backend::Postgres, ops);
     }
 }
 
-#[tokio::test]
-async fn a_settlement_that_takes_the_month_past_four_fifths_of_the_cap_leaves_one_budget_low_notice() {
-    let dir = tempfile::tempdir().unwrap();
-    let world = World::new(dir.path()).await;
+fn play(backend: Backend, ops: Vec<Op>) {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut world = World::new(backend).await;
+        for op in ops {
+            world.run(op).await;
+        }
+    });
+}
+
+async fn a_settlement_that_takes_the_month_past_four_fifths_of_the_cap_leaves_one_budget_low_notice(backend: Backend) {
+    let world = World::new(backend).await;
     let at = Timestamp(world.now);
     let cap = Policy { monthly_cap: Some("10".parse().unwrap()), overage: false, ..Policy::default() };
     world.store.set_policy(cap).await.unwrap();
@@ -269,3 +278,5 @@ async fn a_settlement_that_takes_the_month_past_four_fifths_of_the_cap_leaves_on
     let told = low(world.store.notices(0, 100).await.unwrap());
     assert_eq!(told, ["8.50 credits spent in 2026-11: past 80% of the monthly cap of 10.00"], "once, at the crossing");
 }
+
+on_both_stores!(a_settlement_that_takes_the_month_past_four_fifths_of_the_cap_leaves_one_budget_low_notice);

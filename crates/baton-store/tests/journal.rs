@@ -1,22 +1,16 @@
-//! The journal through its real path: SQLite on disk, blobs on disk.
+//! The store's conformance suite, through its real paths: every test runs on SQLite (on disk, blobs
+//! on disk) and on PostgreSQL (a database of its own in the test cluster, blobs in a table).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
 mod common;
 
 use baton_core::{Event, FoldError, Status, StopReason, TransitionError, fold};
-use baton_store::{INLINE_PAYLOAD_LIMIT, SqliteStore, Store, StoreError};
-use common::{Rng, at, created, next_valid_event};
+use baton_store::{INLINE_PAYLOAD_LIMIT, SqlStore, Store, StoreError};
+use common::{Backend, Place, Rng, at, created, next_valid_event, on_both_stores, store};
 
-async fn store() -> (tempfile::TempDir, SqliteStore) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).await.unwrap();
-    (dir, store)
-}
-
-#[tokio::test]
-async fn appended_events_read_back_and_fold_to_the_summary() {
-    let (_dir, store) = store().await;
+async fn appended_events_read_back_and_fold_to_the_summary(backend: Backend) {
+    let (_place, store) = store(backend).await;
     let id = Rng(3).task_id();
     assert_eq!(store.append(&id, 0, at(10), &[created("fix it")]).await.unwrap(), 1);
     let next = store
@@ -45,9 +39,8 @@ async fn appended_events_read_back_and_fold_to_the_summary() {
     assert!(store.list(Some(Status::Running)).await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn a_stale_writer_gets_a_conflict_and_writes_nothing() {
-    let (_dir, store) = store().await;
+async fn a_stale_writer_gets_a_conflict_and_writes_nothing(backend: Backend) {
+    let (_place, store) = store(backend).await;
     let id = Rng(5).task_id();
     store.append(&id, 0, at(1), &[created("x")]).await.unwrap();
     store.append(&id, 1, at(2), &[Event::Started]).await.unwrap();
@@ -63,9 +56,8 @@ async fn a_stale_writer_gets_a_conflict_and_writes_nothing() {
     assert_eq!(store.events(&id, 0).await.unwrap().len(), 2);
 }
 
-#[tokio::test]
-async fn an_invalid_transition_is_refused_whole() {
-    let (_dir, store) = store().await;
+async fn an_invalid_transition_is_refused_whole(backend: Backend) {
+    let (_place, store) = store(backend).await;
     let id = Rng(7).task_id();
     store.append(&id, 0, at(1), &[created("x")]).await.unwrap();
     // The first event of the batch is fine, the second is not: neither may land.
@@ -99,9 +91,8 @@ async fn an_invalid_transition_is_refused_whole() {
     assert!(store.list(None).await.unwrap().iter().all(|s| s.id != other));
 }
 
-#[tokio::test]
-async fn large_payloads_go_to_the_blob_store_and_come_back_whole() {
-    let (dir, store) = store().await;
+async fn large_payloads_go_to_the_blob_store_and_come_back_whole(backend: Backend) {
+    let (place, store) = store(backend).await;
     let id = Rng(9).task_id();
     let request = "λ".repeat(INLINE_PAYLOAD_LIMIT);
     store.append(&id, 0, at(1), &[created(&request)]).await.unwrap();
@@ -110,20 +101,19 @@ async fn large_payloads_go_to_the_blob_store_and_come_back_whole() {
         sqlx::query_as("SELECT payload, blob FROM events WHERE seq = 0").fetch_one(store.pool()).await.unwrap();
     assert_eq!(payload, None, "a large event must not be inline");
     let hash = blob.unwrap();
-    assert!(dir.path().join("blobs").join(&hash[..2]).join(&hash[2..]).is_file());
+    assert!(place.holds_blob(&store, &hash).await);
     assert_eq!(store.load(&id).await.unwrap().spec.request, request);
 }
 
-#[tokio::test]
-async fn a_corrupt_row_is_named_and_the_rest_of_the_store_stays_usable() {
-    let (dir, store) = store().await;
+async fn a_corrupt_row_is_named_and_the_rest_of_the_store_stays_usable(backend: Backend) {
+    let (place, store) = store(backend).await;
     let mut rng = Rng(11);
     let (broken, healthy, big) = (rng.task_id(), rng.task_id(), rng.task_id());
     for id in [&broken, &healthy] {
         store.append(id, 0, at(1), &[created("x"), Event::Started]).await.unwrap();
     }
     sqlx::query(
-        "UPDATE events SET payload = '{\"type\":\"paused\",\"reason\":\"bored\"}' WHERE task_id = ? AND seq = 1",
+        "UPDATE events SET payload = '{\"type\":\"paused\",\"reason\":\"bored\"}' WHERE task_id = $1 AND seq = 1",
     )
     .bind(broken.as_str())
     .execute(store.pool())
@@ -145,18 +135,18 @@ async fn a_corrupt_row_is_named_and_the_rest_of_the_store_stays_usable() {
 
     // A blob that rots on disk is caught by its hash and named by its event.
     store.append(&big, 0, at(1), &[created(&"y".repeat(INLINE_PAYLOAD_LIMIT + 1))]).await.unwrap();
-    let hash: String = sqlx::query_scalar("SELECT blob FROM events WHERE task_id = ?")
+    let hash: String = sqlx::query_scalar("SELECT blob FROM events WHERE task_id = $1")
         .bind(big.as_str())
         .fetch_one(store.pool())
         .await
         .unwrap();
-    std::fs::write(dir.path().join("blobs").join(&hash[..2]).join(&hash[2..]), b"rotten").unwrap();
+    place.rot_blob(&store, &hash).await;
     let err = store.events(&big, 0).await.unwrap_err();
     assert!(err.to_string().contains("content does not match its hash"), "{err}");
     assert!(matches!(err, StoreError::CorruptEvent { seq: 0, .. }));
 
     // A kind column that disagrees with its payload is caught too.
-    sqlx::query("UPDATE events SET kind = 'resumed' WHERE task_id = ? AND seq = 1")
+    sqlx::query("UPDATE events SET kind = 'resumed' WHERE task_id = $1 AND seq = 1")
         .bind(healthy.as_str())
         .execute(store.pool())
         .await
@@ -168,9 +158,8 @@ async fn a_corrupt_row_is_named_and_the_rest_of_the_store_stays_usable() {
     );
 }
 
-#[tokio::test]
-async fn prefixes_resolve_to_one_task_or_say_why_not() {
-    let (_dir, store) = store().await;
+async fn prefixes_resolve_to_one_task_or_say_why_not(backend: Backend) {
+    let (_place, store) = store(backend).await;
     let ids: Vec<_> = (0..40).map(|i| baton_core::TaskId::from_entropy(i * 0x0123_4567_89ab)).collect();
     for id in &ids {
         store.append(id, 0, at(1), &[created("x")]).await.unwrap();
@@ -182,26 +171,32 @@ async fn prefixes_resolve_to_one_task_or_say_why_not() {
     assert!(matches!(store.resolve("0").await, Err(StoreError::Ambiguous { .. })));
 }
 
-#[tokio::test]
-async fn a_newer_schema_is_refused_not_guessed_at() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).await.unwrap();
+async fn a_newer_schema_is_refused_not_guessed_at(backend: Backend) {
+    let (place, store) = store(backend).await;
     sqlx::query("INSERT INTO baton_schema (version, applied_at) VALUES (99, 0)").execute(store.pool()).await.unwrap();
     store.pool().close().await;
-    let err = SqliteStore::open(dir.path()).await.unwrap_err();
+    let err = common::open_at(&place.location()).await.unwrap_err();
+    let known = match backend {
+        Backend::Sqlite => 9,
+        Backend::Postgres => 1,
+    };
     assert_eq!(
         err.to_string(),
-        "the journal database has schema version 99, newer than this baton knows (9); upgrade baton"
+        format!("the journal database has schema version 99, newer than this baton knows ({known}); upgrade baton")
     );
+    if backend == Backend::Postgres {
+        // Nor does `baton migrate` guess.
+        let err = SqlStore::migrate(&place.location()).await.unwrap_err();
+        assert!(matches!(err, StoreError::NewerSchema { found: 99, known: 1 }), "{err}");
+    }
 }
 
-#[tokio::test]
-async fn reopening_keeps_everything() {
-    let dir = tempfile::tempdir().unwrap();
+async fn reopening_keeps_everything(backend: Backend) {
+    let place = Place::new(backend).await;
     let id = Rng(13).task_id();
     let mut status = Status::Queued;
     {
-        let store = SqliteStore::open(dir.path()).await.unwrap();
+        let store = place.open().await;
         store.append(&id, 0, at(1), &[created("x")]).await.unwrap();
         for seq in 1..50 {
             let event = next_valid_event(status, format!("step {seq}"));
@@ -210,15 +205,14 @@ async fn reopening_keeps_everything() {
         }
         store.pool().close().await;
     }
-    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let store = place.open().await;
     let journal = store.events(&id, 0).await.unwrap();
     assert_eq!(journal.len(), 50);
     assert_eq!(fold(id.clone(), &journal).unwrap().status(), status);
 }
 
-#[tokio::test]
-async fn a_lease_has_one_holder_until_it_expires_and_a_holder_that_lost_it_cannot_write() {
-    let (_dir, store) = store().await;
+async fn a_lease_has_one_holder_until_it_expires_and_a_holder_that_lost_it_cannot_write(backend: Backend) {
+    let (_place, store) = store(backend).await;
     let id = Rng(7).task_id();
     store.append(&id, 0, at(0), &[created("leased")]).await.unwrap();
     assert!(matches!(store.claim(&Rng(8).task_id(), "a", at(0), 1000).await, Err(StoreError::NotFound(_))));
@@ -254,11 +248,9 @@ async fn a_lease_has_one_holder_until_it_expires_and_a_holder_that_lost_it_canno
     assert_eq!(store.take_over(&third, "e", at(2000), 1000).await.unwrap(), None, "the lease changed meanwhile");
 }
 
-#[tokio::test]
-async fn tokens_are_found_by_the_hash_of_their_secret_until_revoked_and_names_are_never_reused() {
+async fn tokens_are_found_by_the_hash_of_their_secret_until_revoked_and_names_are_never_reused(backend: Backend) {
     use baton_core::{Scope, Timestamp, Token, TokenHash, token_secret};
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path()).await.unwrap();
+    let (_place, store) = store(backend).await;
     let secret = token_secret([7; 32]);
     let token = Token { name: "ci".into(), scope: Scope::Write, created_at: Timestamp(5), revoked_at: None };
     store.add_token(&token, &TokenHash::of(&secret)).await.unwrap();
@@ -275,9 +267,8 @@ async fn tokens_are_found_by_the_hash_of_their_secret_until_revoked_and_names_ar
     assert_eq!(store.tokens().await.unwrap(), vec![revoked]);
 }
 
-#[tokio::test]
-async fn templates_are_kept_by_name_whole_and_a_name_is_taken_once() {
-    let (_dir, store) = store().await;
+async fn templates_are_kept_by_name_whole_and_a_name_is_taken_once(backend: Backend) {
+    let (_place, store) = store(backend).await;
     let template = |name: &str, request: &str| baton_core::Template {
         name: name.into(),
         request: request.into(),
@@ -314,11 +305,10 @@ async fn templates_are_kept_by_name_whole_and_a_name_is_taken_once() {
     assert!(matches!(store.delete_template("docs").await, Err(StoreError::NoSuchTemplate(_))));
 }
 
-#[tokio::test]
-async fn a_schedule_moves_its_cursor_once_per_claim_and_pauses_and_resumes() {
+async fn a_schedule_moves_its_cursor_once_per_claim_and_pauses_and_resumes(backend: Backend) {
     use baton_core::{Firing, FiringOutcome, Schedule, Timestamp};
     use baton_store::Firings;
-    let (_dir, store) = store().await;
+    let (_place, store) = store(backend).await;
     let schedule = Schedule {
         name: "nightly".into(),
         template: "deps".into(),
@@ -384,10 +374,9 @@ async fn a_schedule_moves_its_cursor_once_per_claim_and_pauses_and_resumes() {
     assert!(matches!(store.pause_schedule("nightly", "x", at(60)).await, Err(StoreError::NoSuchSchedule(_))));
 }
 
-#[tokio::test]
-async fn notices_are_kept_with_their_events_and_subscriptions_take_them_once() {
+async fn notices_are_kept_with_their_events_and_subscriptions_take_them_once(backend: Backend) {
     use baton_core::{Format, NoticeKind, Notification, NotificationState, Subscription};
-    let (_dir, store) = store().await;
+    let (_place, store) = store(backend).await;
     let id = Rng(11).task_id();
     store.append(&id, 0, at(1), &[created("x")]).await.unwrap();
     let subscription =
@@ -458,9 +447,8 @@ async fn notices_are_kept_with_their_events_and_subscriptions_take_them_once() {
     assert_eq!(store.notifications(Some("ops"), 10).await.unwrap().len(), 4, "the log stays");
 }
 
-#[tokio::test]
-async fn follow_ups_are_numbered_per_task_and_read_after_a_number() {
-    let (_dir, store) = store().await;
+async fn follow_ups_are_numbered_per_task_and_read_after_a_number(backend: Backend) {
+    let (_place, store) = store(backend).await;
     let (first, second) = (Rng(7).task_id(), Rng(8).task_id());
     for id in [&first, &second] {
         store.append(id, 0, at(1), &[created("x")]).await.unwrap();
@@ -475,3 +463,43 @@ async fn follow_ups_are_numbered_per_task_and_read_after_a_number() {
     let nowhere = Rng(9).task_id();
     assert!(matches!(store.send_follow_up(&nowhere, at(4), "lost").await, Err(StoreError::NotFound(_))));
 }
+
+#[tokio::test]
+async fn a_postgres_database_is_used_only_once_migrated_and_only_by_url() {
+    let url = baton_testkit::postgres::database().await;
+    let err = SqlStore::connect(&url).await.unwrap_err();
+    assert!(matches!(err, StoreError::OlderSchema { found: 0, known: 1 }), "{err}");
+    assert!(err.to_string().ends_with("run `baton migrate --store URL` first"), "{err}");
+    assert_eq!(SqlStore::migrate(&url).await.unwrap(), baton_store::Migrated { from: 0, to: 1 });
+    assert_eq!(SqlStore::migrate(&url).await.unwrap(), baton_store::Migrated { from: 1, to: 1 }, "once");
+    SqlStore::connect(&url).await.unwrap();
+
+    let err = SqlStore::connect("mysql://someone:hunter2@db/baton").await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "`mysql://someone:***@db/baton` is not a PostgreSQL URL (postgres://user@host:port/database)"
+    );
+    // A cluster that is not there is named, without its password.
+    let err = SqlStore::connect("postgres://baton:hunter2@127.0.0.1:1/x").await.unwrap_err();
+    assert!(
+        err.to_string().starts_with("cannot reach the PostgreSQL store postgres://baton:***@127.0.0.1:1/x: "),
+        "{err}"
+    );
+}
+
+on_both_stores!(
+    appended_events_read_back_and_fold_to_the_summary,
+    a_stale_writer_gets_a_conflict_and_writes_nothing,
+    an_invalid_transition_is_refused_whole,
+    large_payloads_go_to_the_blob_store_and_come_back_whole,
+    a_corrupt_row_is_named_and_the_rest_of_the_store_stays_usable,
+    prefixes_resolve_to_one_task_or_say_why_not,
+    a_newer_schema_is_refused_not_guessed_at,
+    reopening_keeps_everything,
+    a_lease_has_one_holder_until_it_expires_and_a_holder_that_lost_it_cannot_write,
+    tokens_are_found_by_the_hash_of_their_secret_until_revoked_and_names_are_never_reused,
+    templates_are_kept_by_name_whole_and_a_name_is_taken_once,
+    a_schedule_moves_its_cursor_once_per_claim_and_pauses_and_resumes,
+    notices_are_kept_with_their_events_and_subscriptions_take_them_once,
+    follow_ups_are_numbered_per_task_and_read_after_a_number,
+);

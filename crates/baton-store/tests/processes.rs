@@ -1,5 +1,6 @@
-//! Several real processes on one journal: writers killed with SIGKILL mid-append, and two writers
-//! racing for the same slots. The child processes are this test binary run again with `child`.
+//! Several real processes on one journal, on SQLite and on PostgreSQL: writers killed with SIGKILL
+//! mid-append, and two writers racing for the same slots. The child processes are this test
+//! binary run again with `child`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -12,11 +13,14 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use baton_core::{Event, Lifecycle, Status, StopReason, TaskId, fold};
-use baton_store::{BlobHash, INLINE_PAYLOAD_LIMIT, SqliteStore, Store, StoreError};
-use common::{Rng, at, created, next_valid_event, seed};
+use baton_store::{BlobHash, INLINE_PAYLOAD_LIMIT, SqlStore, Store, StoreError};
+use common::{Backend, Place, Rng, at, created, next_valid_event, on_both_stores, seed};
 
 const ROLE: &str = "BATON_TEST_ROLE";
-const HOME: &str = "BATON_TEST_HOME";
+/// The store's directory or URL.
+const STORE: &str = "BATON_TEST_STORE";
+/// Where the racers wait for the word to go.
+const SIGNALS: &str = "BATON_TEST_SIGNALS";
 /// Starts each line a racer reports on.
 const MARK: &str = "@racer ";
 
@@ -24,14 +28,14 @@ const MARK: &str = "@racer ";
 #[tokio::test]
 #[ignore = "run as a child process by the crash and race tests"]
 async fn child() {
-    let home = PathBuf::from(env::var(HOME).unwrap());
-    let store = SqliteStore::open(&home).await.unwrap();
+    let store = common::open_at(&env::var(STORE).unwrap()).await.unwrap();
+    let signals = PathBuf::from(env::var(SIGNALS).unwrap());
     let role = env::var(ROLE).unwrap();
     let mut parts = role.split(':');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some("appender"), Some(seed), None, None) => append_until_killed(&store, Rng(seed.parse().unwrap())).await,
         (Some("racer"), Some(name), Some(task), Some(slots)) => {
-            while !home.join("go").exists() {
+            while !signals.join("go").exists() {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
             race(&store, name, &TaskId::parse(task).unwrap(), slots.parse().unwrap()).await
@@ -40,10 +44,11 @@ async fn child() {
     }
 }
 
-fn spawn_child(home: &Path, role: String) -> Child {
+fn spawn_child(place: &Place, signals: &Path, role: String) -> Child {
     Command::new(env::current_exe().unwrap())
         .args(["child", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
-        .env(HOME, home)
+        .env(STORE, place.location())
+        .env(SIGNALS, signals)
         .env(ROLE, role)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -53,7 +58,7 @@ fn spawn_child(home: &Path, role: String) -> Child {
 
 /// Creates tasks and walks them through pauses and resumes, in batches, some with payloads large
 /// enough for the blob store, until it is killed.
-async fn append_until_killed(store: &SqliteStore, mut rng: Rng) {
+async fn append_until_killed(store: &SqlStore, mut rng: Rng) {
     let mut clock = 0;
     loop {
         let id = rng.task_id();
@@ -77,7 +82,7 @@ async fn append_until_killed(store: &SqliteStore, mut rng: Rng) {
 
 /// Tries every slot in order, each with an event marked with this writer's name, and reports which
 /// it won and which it lost to the other writer.
-async fn race(store: &SqliteStore, name: &str, task: &TaskId, slots: u64) {
+async fn race(store: &SqlStore, name: &str, task: &TaskId, slots: u64) {
     for seq in 2..2 + slots {
         let detail = format!("{name}-{seq}");
         let event =
@@ -90,10 +95,8 @@ async fn race(store: &SqliteStore, name: &str, task: &TaskId, slots: u64) {
     }
 }
 
-/// Everything a reader must find after a crash: an intact database, whole blobs, every journal
-/// contiguous and in step with its summary, and room to append.
-async fn verify_after_crash(home: &Path, round: u64) -> usize {
-    let store = SqliteStore::open(home).await.unwrap();
+/// SQLite's own file says it is intact, and every blob file is whole.
+async fn sqlite_intact(store: &SqlStore, home: &Path, round: u64) {
     let integrity: String = sqlx::query_scalar("PRAGMA integrity_check").fetch_one(store.pool()).await.unwrap();
     assert_eq!(integrity, "ok", "round {round}");
     for shard in std::fs::read_dir(home.join("blobs")).unwrap() {
@@ -107,6 +110,15 @@ async fn verify_after_crash(home: &Path, round: u64) -> usize {
             let hash = BlobHash::parse(&format!("{shard_name}{name}")).unwrap();
             assert_eq!(BlobHash::of(&std::fs::read(&path).unwrap()), hash, "round {round}: torn blob {path:?}");
         }
+    }
+}
+
+/// Everything a reader must find after a crash: an intact database, whole blobs, every journal
+/// contiguous and in step with its summary, and room to append.
+async fn verify_after_crash(place: &Place, round: u64) -> usize {
+    let store = place.open().await;
+    if let Place::Dir(home) = place {
+        sqlite_intact(&store, home.path(), round).await;
     }
     let tasks = store.list(None).await.unwrap();
     for summary in &tasks {
@@ -126,42 +138,42 @@ async fn verify_after_crash(home: &Path, round: u64) -> usize {
     tasks.len()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_writer_killed_at_random_moments_never_tears_the_journal() {
+async fn a_writer_killed_at_random_moments_never_tears_the_journal(backend: Backend) {
     let seed = seed();
     println!("seed {seed} (set BATON_TEST_SEED to repeat)");
     let mut rng = Rng(seed);
-    let home = tempfile::tempdir().unwrap();
-    SqliteStore::open(home.path()).await.unwrap().pool().close().await;
+    let place = Place::new(backend).await;
+    place.open().await.pool().close().await;
+    let signals = tempfile::tempdir().unwrap();
 
     let mut tasks = 0;
     for round in 0..50 {
         // Scrambled, or the child's generator would replay the parent's and reuse earlier task ids.
         let child_seed = rng.next().wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-        let mut child = spawn_child(home.path(), format!("appender:{child_seed}"));
+        let mut child = spawn_child(&place, signals.path(), format!("appender:{child_seed}"));
         tokio::time::sleep(Duration::from_millis(20 + rng.below(200))).await;
         child.kill().unwrap(); // SIGKILL: no destructor, no rollback, no flush
         child.wait().unwrap();
-        tasks = verify_after_crash(home.path(), round).await;
+        tasks = verify_after_crash(&place, round).await;
     }
     assert!(tasks >= 50, "the writer made too little progress to prove anything: {tasks} tasks");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_racing_for_the_same_slots_never_both_win() {
+async fn two_processes_racing_for_the_same_slots_never_both_win(backend: Backend) {
     const SLOTS: u64 = 200;
-    let home = tempfile::tempdir().unwrap();
+    let place = Place::new(backend).await;
+    let signals = tempfile::tempdir().unwrap();
     let id = Rng(seed()).task_id();
     {
-        let store = SqliteStore::open(home.path()).await.unwrap();
+        let store = place.open().await;
         store.append(&id, 0, at(0), &[created("race"), Event::Started]).await.unwrap();
         store.pool().close().await;
     }
     let racers: Vec<(&str, Child)> = ["a", "b"]
         .into_iter()
-        .map(|name| (name, spawn_child(home.path(), format!("racer:{name}:{id}:{SLOTS}"))))
+        .map(|name| (name, spawn_child(&place, signals.path(), format!("racer:{name}:{id}:{SLOTS}"))))
         .collect();
-    std::fs::write(home.path().join("go"), b"").unwrap();
+    std::fs::write(signals.path().join("go"), b"").unwrap();
 
     let mut winners: BTreeMap<u64, &str> = BTreeMap::new();
     let mut losses = 0;
@@ -184,7 +196,7 @@ async fn two_processes_racing_for_the_same_slots_never_both_win() {
     assert_eq!(winners.keys().copied().collect::<Vec<_>>(), (2..2 + SLOTS).collect::<Vec<_>>());
     assert_eq!(losses, SLOTS, "every slot has exactly one loser");
 
-    let store = SqliteStore::open(home.path()).await.unwrap();
+    let store = place.open().await;
     let journal = store.events(&id, 2).await.unwrap();
     for recorded in journal {
         let (Event::Paused { detail, .. } | Event::Resumed { detail }) = &recorded.event else {
@@ -199,3 +211,8 @@ async fn two_processes_racing_for_the_same_slots_never_both_win() {
     assert_eq!(store.load(&id).await.unwrap().next_seq, 2 + SLOTS);
     assert_eq!(store.load(&id).await.unwrap().status(), Status::Running);
 }
+
+on_both_stores!(
+    a_writer_killed_at_random_moments_never_tears_the_journal,
+    two_processes_racing_for_the_same_slots_never_both_win,
+);

@@ -6,6 +6,7 @@ pub mod exploration;
 pub mod hostile;
 pub mod long_horizon;
 pub mod model;
+pub mod postgres;
 mod repo;
 
 pub use demo::{DEMO_CHECK, DEMO_REQUEST, demo_repo, demo_script};

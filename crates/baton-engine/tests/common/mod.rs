@@ -13,7 +13,7 @@ use baton_core::{
 use baton_engine::{Engine, EngineConfig};
 use baton_model::{Price, ProviderConfig, Providers};
 use baton_sandbox::SandboxConfig;
-use baton_store::{SqliteStore, Store};
+use baton_store::{SqlStore, Store};
 use baton_testkit::FixtureRepo;
 use baton_testkit::long_horizon::{self, Facts};
 use baton_testkit::model::{Expect, Reply, Script, ScriptedServer, ToolCall, Turn};
@@ -50,7 +50,7 @@ pub fn turn(expect_in_last_result: Option<&str>, reply: Reply) -> Turn {
 pub struct Harness {
     pub home: tempfile::TempDir,
     pub repo: FixtureRepo,
-    pub store: Arc<SqliteStore>,
+    pub store: Arc<SqlStore>,
     pub server: ScriptedServer,
     /// The context window the engine is told the model has.
     pub context_window: u64,
@@ -73,7 +73,7 @@ impl Harness {
 
     pub async fn with_repo(script: Script, repo: FixtureRepo) -> Harness {
         let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let store = Arc::new(SqliteStore::open(home.path()).await.unwrap());
+        let store = Arc::new(SqlStore::open(home.path()).await.unwrap());
         let server = ScriptedServer::start(script).await.unwrap();
         Harness {
             home,

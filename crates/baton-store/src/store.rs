@@ -8,31 +8,34 @@ use baton_core::{
     Notice, NoticeKind, Notification, NotificationState, Policy, Position, Recorded, Schedule, Status, StopReason,
     Subscription, TaskId, Template, Timestamp, Token, TokenHash,
 };
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, ConnectOptions, Connection, Executor, Row};
 
 use crate::account;
-use crate::blob::{BlobHash, BlobStore};
+use crate::blob::{BlobHash, BlobStore, Blobs};
 use crate::codec::{self, EVENT_COLUMNS, EventRow};
+use crate::db::{Db, Dialect};
 use crate::error::StoreError;
-use crate::migrate::migrate;
+use crate::migrate::{self, Migrated};
 use crate::{
     Claim, Firings, SavedHook, SavedSchedule, SavedSubscription, hooks, notices, schedules, templates, tokens,
 };
 use crate::{FollowUp, Lease, Store, TaskSummary};
 
-/// The embedded store: `<home>/baton.db` (SQLite in WAL mode, every commit synced to disk) and
-/// `<home>/blobs/`.
+/// The store on SQL: embedded, `<home>/baton.db` (SQLite in WAL mode, every commit synced to
+/// disk) and `<home>/blobs/`; or shared by every machine, a PostgreSQL database (blobs in a table
+/// of it).
 #[derive(Debug, Clone)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    blobs: std::sync::Arc<BlobStore>,
+pub struct SqlStore {
+    db: Db,
+    blobs: Blobs,
 }
 
 /// How long a writer waits for another process's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
-impl SqliteStore {
+impl SqlStore {
     /// Appends `events` at `expected_seq`, under `lease` when one is given (see [`Store::append_leased`]).
     async fn append_checked(
         &self,
@@ -45,31 +48,35 @@ impl SqliteStore {
         if events.is_empty() {
             return Ok(expected_seq);
         }
-        let encoded = events.iter().map(|e| codec::encode(task, e, &self.blobs)).collect::<Result<Vec<_>, _>>()?;
-
-        // IMMEDIATE takes the write lock before the read below, so the seq check and the insert are
-        // one atomic step even across processes.
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(lease) = lease {
-            let current: Option<(String, i64)> = sqlx::query_as("SELECT holder, epoch FROM leases WHERE task_id = ?")
-                .bind(task.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-            if current != Some((lease.holder.clone(), lease.epoch as i64)) {
-                return Err(StoreError::Fenced {
-                    task: task.clone(),
-                    holder: lease.holder.clone(),
-                    epoch: lease.epoch,
-                });
-            }
+        let mut encoded = Vec::with_capacity(events.len());
+        for event in events {
+            encoded.push(codec::encode(task, event, &self.blobs, &self.db.pool).await?);
         }
-        let row = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM tasks WHERE id = ?"))
+
+        // The task's row is read (and in PostgreSQL locked) first, so the seq check and the insert
+        // are one step even across processes; then its lease, then the account.
+        let mut tx = self.db.begin().await?;
+        let row = sqlx::query(&format!("SELECT {SUMMARY_COLUMNS} FROM tasks WHERE id = $1{}", self.db.for_update()))
             .bind(task.as_str())
             .fetch_optional(&mut *tx)
             .await?;
         let current = row.as_ref().map(summary_from_row).transpose()?;
         if current.is_none() && expected_seq != 0 {
             return Err(StoreError::NotFound(task.to_string()));
+        }
+        if let Some(lease) = lease {
+            let held: Option<(String, i64)> =
+                sqlx::query_as(&format!("SELECT holder, epoch FROM leases WHERE task_id = $1{}", self.db.for_update()))
+                    .bind(task.as_str())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if held != Some((lease.holder.clone(), lease.epoch as i64)) {
+                return Err(StoreError::Fenced {
+                    task: task.clone(),
+                    holder: lease.holder.clone(),
+                    epoch: lease.epoch,
+                });
+            }
         }
         let actual = current.as_ref().map_or(0, |s| s.next_seq);
         if actual != expected_seq {
@@ -78,14 +85,20 @@ impl SqliteStore {
 
         let rejected = |seq, source| StoreError::Rejected { task: task.clone(), seq, source };
         let mut lifecycle = current.as_ref().map(|s| Lifecycle { status: s.status, stop_reason: s.stop_reason });
-        // Read on the first money event only: most appends have none.
-        let mut position = None;
+        // Read (and locked) before any notice takes its turn, and only when money moves: most
+        // appends move none.
+        let mut position = match events.iter().any(|e| matches!(e, Event::Reserved { .. } | Event::Settled { .. })) {
+            true => Some(account::position(&mut tx, self.db.dialect, at).await?),
+            false => None,
+        };
         for ((seq, event), encoded) in (expected_seq..).zip(events).zip(&encoded) {
             lifecycle = Some(match (lifecycle, event) {
                 (None, Event::TaskCreated { spec, branch, .. }) => {
-                    sqlx::query(
+                    // A writer that created it meanwhile (PostgreSQL: it committed while this
+                    // one waited) made this insert nothing.
+                    let created = sqlx::query(
                         "INSERT INTO tasks (id, request, branch, status, stop_reason, created_at, updated_at, next_seq)
-                         VALUES (?, ?, ?, ?, NULL, ?, ?, 0)",
+                         VALUES ($1, $2, $3, $4, NULL, $5, $6, 0) ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(task.as_str())
                     .bind(&spec.request)
@@ -95,6 +108,9 @@ impl SqliteStore {
                     .bind(at.as_millis())
                     .execute(&mut *tx)
                     .await?;
+                    if created.rows_affected() == 0 {
+                        return Err(StoreError::Conflict { task: task.clone(), expected: 0, actual: 1 });
+                    }
                     Lifecycle::CREATED
                 }
                 (None, other) => return Err(rejected(seq, FoldError::NotCreatedFirst(other.kind()))),
@@ -104,9 +120,8 @@ impl SqliteStore {
             });
             match event {
                 Event::Reserved { key, charges } | Event::Settled { key, charges } => {
-                    let position = match &mut position {
-                        Some(position) => position,
-                        None => position.insert(account::position(&mut tx, at).await?),
+                    let Some(position) = &mut position else {
+                        unreachable!("the position is read for every append that moves money")
                     };
                     if matches!(event, Event::Reserved { .. }) {
                         account::reserve(&mut tx, position, task, at, key, charges).await?;
@@ -114,7 +129,9 @@ impl SqliteStore {
                         let before = *position;
                         account::settle(&mut tx, position, task, at, key, charges).await?;
                         if let Some(why) = position.low_since(&before) {
-                            notices::add(&mut tx, NoticeKind::BudgetLow, Some(task.as_str()), &why, at).await?;
+                            let dialect = self.db.dialect;
+                            notices::add(&mut tx, dialect, NoticeKind::BudgetLow, Some(task.as_str()), &why, at)
+                                .await?;
                         }
                     }
                 }
@@ -122,22 +139,24 @@ impl SqliteStore {
             }
             // In the same transaction: no notice is lost, none told of an event not kept.
             if let Some((kind, detail)) = NoticeKind::of(event) {
-                notices::add(&mut tx, kind, Some(task.as_str()), &detail, at).await?;
+                notices::add(&mut tx, self.db.dialect, kind, Some(task.as_str()), &detail, at).await?;
             }
-            sqlx::query("INSERT INTO events (task_id, seq, v, kind, at, payload, blob) VALUES (?, ?, ?, ?, ?, ?, ?)")
-                .bind(task.as_str())
-                .bind(seq as i64)
-                .bind(i64::from(baton_core::EVENT_SCHEMA_VERSION))
-                .bind(encoded.kind)
-                .bind(at.as_millis())
-                .bind(&encoded.payload)
-                .bind(&encoded.blob)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO events (task_id, seq, v, kind, at, payload, blob) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(task.as_str())
+            .bind(seq as i64)
+            .bind(i64::from(baton_core::EVENT_SCHEMA_VERSION))
+            .bind(encoded.kind)
+            .bind(at.as_millis())
+            .bind(&encoded.payload)
+            .bind(&encoded.blob)
+            .execute(&mut *tx)
+            .await?;
         }
         let lifecycle = lifecycle.unwrap_or(Lifecycle::CREATED);
         let next_seq = expected_seq + events.len() as u64;
-        sqlx::query("UPDATE tasks SET status = ?, stop_reason = ?, updated_at = ?, next_seq = ? WHERE id = ?")
+        sqlx::query("UPDATE tasks SET status = $1, stop_reason = $2, updated_at = $3, next_seq = $4 WHERE id = $5")
             .bind(lifecycle.status.as_str())
             .bind(lifecycle.stop_reason.map(StopReason::as_str))
             .bind(at.as_millis())
@@ -149,31 +168,98 @@ impl SqliteStore {
         Ok(next_seq)
     }
 
-    /// Opens (creating if needed) the store in `home`, applying any pending migrations.
-    pub async fn open(home: &Path) -> Result<SqliteStore, StoreError> {
+    /// Locks the task's row until the transaction ends; [`StoreError::NotFound`] if there is none.
+    async fn lock_task(&self, tx: &mut sqlx::AnyConnection, task: &TaskId) -> Result<(), StoreError> {
+        let exists: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT 1 FROM tasks WHERE id = $1{}", self.db.for_update()))
+                .bind(task.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        exists.map(|_| ()).ok_or_else(|| StoreError::NotFound(task.to_string()))
+    }
+
+    /// Opens (creating if needed) the SQLite store in `home`, applying any pending migrations.
+    pub async fn open(home: &Path) -> Result<SqlStore, StoreError> {
         let blob_dir = home.join("blobs");
         fs::create_dir_all(&blob_dir).map_err(|source| StoreError::DataDir { path: blob_dir.clone(), source })?;
         probe_writable(home)?;
         let path = home.join("baton.db");
-        let options = SqliteConnectOptions::new()
-            .filename(&path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
+        sqlx::any::install_default_drivers();
+        let url = SqliteConnectOptions::new().filename(&path).create_if_missing(true).to_url_lossy();
+        let options =
+            AnyConnectOptions::from_url(&url).map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let pool = AnyPoolOptions::new()
             .max_connections(4)
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    // WAL lets readers go on while one process writes; FULL syncs every commit.
+                    let pragmas = format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
+                         PRAGMA busy_timeout = {};",
+                        BUSY_TIMEOUT.as_millis()
+                    );
+                    connection.execute(pragmas.as_str()).await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        migrate(&pool).await?;
-        Ok(SqliteStore { pool, blobs: std::sync::Arc::new(BlobStore::new(blob_dir)) })
+        let store = SqlStore {
+            db: Db { pool, dialect: Dialect::Sqlite },
+            blobs: Blobs::Files(std::sync::Arc::new(BlobStore::new(blob_dir))),
+        };
+        migrate::migrate(&store.db).await?;
+        Ok(store)
+    }
+
+    /// Connects to the PostgreSQL store at `url`, whose schema must be this binary's (see
+    /// [`SqlStore::migrate`]).
+    pub async fn connect(url: &str) -> Result<SqlStore, StoreError> {
+        let store = SqlStore::postgres(url).await?;
+        migrate::check(&store.db).await?;
+        Ok(store)
+    }
+
+    /// Brings the PostgreSQL store at `url` to this binary's schema; what it found and left.
+    pub async fn migrate(url: &str) -> Result<Migrated, StoreError> {
+        let store = SqlStore::postgres(url).await?;
+        migrate::migrate(&store.db).await
+    }
+
+    async fn postgres(url: &str) -> Result<SqlStore, StoreError> {
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(StoreError::NotPostgres(redacted(url)));
+        }
+        sqlx::any::install_default_drivers();
+        let unreachable = |source| StoreError::Connect { url: redacted(url), source };
+        // One connection first: the pool would retry a refused one until its timeout, and a
+        // mistyped address should be told at once.
+        sqlx::AnyConnection::connect(url).await.map_err(unreachable)?.close().await.map_err(unreachable)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await
+            .map_err(unreachable)?;
+        Ok(SqlStore { db: Db { pool, dialect: Dialect::Postgres }, blobs: Blobs::Table })
     }
 
     /// The pool, for tests and benchmarks that need to look under the store's abstraction.
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub fn pool(&self) -> &AnyPool {
+        &self.db.pool
+    }
+}
+
+/// `url` without its password, to be shown.
+pub fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(an unreadable URL)".to_owned(),
     }
 }
 
@@ -186,7 +272,7 @@ fn probe_writable(home: &Path) -> Result<(), StoreError> {
         .map_err(|source| StoreError::DataDir { path: home.to_owned(), source })
 }
 
-fn summary_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskSummary, StoreError> {
+fn summary_from_row(row: &AnyRow) -> Result<TaskSummary, StoreError> {
     let id: String = row.try_get("id")?;
     let corrupt = |reason: String| StoreError::CorruptSummary { task: id.clone(), reason };
     let status: String = row.try_get("status")?;
@@ -206,7 +292,7 @@ fn summary_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<TaskSummary, StoreE
 const SUMMARY_COLUMNS: &str = "id, request, branch, status, stop_reason, created_at, updated_at, next_seq";
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn append(
         &self,
         task: &TaskId,
@@ -234,14 +320,12 @@ impl Store for SqliteStore {
         at: Timestamp,
         ttl_ms: i64,
     ) -> Result<Option<Lease>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?").bind(task.as_str()).fetch_optional(&mut *tx).await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(task.to_string()));
-        }
+        // The task's row is locked first (as an append locks it), so two claimants of a task that
+        // never had a lease do not both insert one.
+        let mut tx = self.db.begin().await?;
+        self.lock_task(&mut tx, task).await?;
         let current: Option<(String, i64, i64)> =
-            sqlx::query_as("SELECT holder, epoch, expires_at FROM leases WHERE task_id = ?")
+            sqlx::query_as("SELECT holder, epoch, expires_at FROM leases WHERE task_id = $1")
                 .bind(task.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
@@ -253,7 +337,7 @@ impl Store for SqliteStore {
         };
         let expires_at = at.as_millis() + ttl_ms;
         sqlx::query(
-            "INSERT INTO leases (task_id, holder, epoch, expires_at) VALUES (?, ?, ?, ?)
+            "INSERT INTO leases (task_id, holder, epoch, expires_at) VALUES ($1, $2, $3, $4)
              ON CONFLICT (task_id) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch, expires_at = excluded.expires_at",
         )
         .bind(task.as_str())
@@ -273,21 +357,22 @@ impl Store for SqliteStore {
 
     async fn renew(&self, lease: &Lease, at: Timestamp, ttl_ms: i64) -> Result<Option<Lease>, StoreError> {
         let expires_at = at.as_millis() + ttl_ms;
-        let renewed = sqlx::query("UPDATE leases SET expires_at = ? WHERE task_id = ? AND holder = ? AND epoch = ?")
-            .bind(expires_at)
-            .bind(lease.task.as_str())
-            .bind(&lease.holder)
-            .bind(lease.epoch as i64)
-            .execute(&self.pool)
-            .await?;
+        let renewed =
+            sqlx::query("UPDATE leases SET expires_at = $1 WHERE task_id = $2 AND holder = $3 AND epoch = $4")
+                .bind(expires_at)
+                .bind(lease.task.as_str())
+                .bind(&lease.holder)
+                .bind(lease.epoch as i64)
+                .execute(&self.db.pool)
+                .await?;
         Ok((renewed.rows_affected() == 1).then(|| Lease { expires_at: Timestamp(expires_at), ..lease.clone() }))
     }
 
     async fn lease(&self, task: &TaskId) -> Result<Option<Lease>, StoreError> {
         let row: Option<(String, i64, i64)> =
-            sqlx::query_as("SELECT holder, epoch, expires_at FROM leases WHERE task_id = ?")
+            sqlx::query_as("SELECT holder, epoch, expires_at FROM leases WHERE task_id = $1")
                 .bind(task.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db.pool)
                 .await?;
         Ok(row.map(|(holder, epoch, expires_at)| Lease {
             task: task.clone(),
@@ -306,7 +391,7 @@ impl Store for SqliteStore {
     ) -> Result<Option<Lease>, StoreError> {
         let (epoch, expires_at) = (stale.epoch + 1, at.as_millis() + ttl_ms);
         let taken = sqlx::query(
-            "UPDATE leases SET holder = ?, epoch = ?, expires_at = ? WHERE task_id = ? AND holder = ? AND epoch = ?",
+            "UPDATE leases SET holder = $1, epoch = $2, expires_at = $3 WHERE task_id = $4 AND holder = $5 AND epoch = $6",
         )
         .bind(holder)
         .bind(epoch as i64)
@@ -314,7 +399,7 @@ impl Store for SqliteStore {
         .bind(stale.task.as_str())
         .bind(&stale.holder)
         .bind(stale.epoch as i64)
-        .execute(&self.pool)
+        .execute(&self.db.pool)
         .await?;
         Ok((taken.rows_affected() == 1).then(|| Lease {
             task: stale.task.clone(),
@@ -326,40 +411,45 @@ impl Store for SqliteStore {
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         // Expired rather than deleted: the epoch only ever grows.
-        sqlx::query("UPDATE leases SET expires_at = 0 WHERE task_id = ? AND holder = ? AND epoch = ?")
+        sqlx::query("UPDATE leases SET expires_at = 0 WHERE task_id = $1 AND holder = $2 AND epoch = $3")
             .bind(lease.task.as_str())
             .bind(&lease.holder)
             .bind(lease.epoch as i64)
-            .execute(&self.pool)
+            .execute(&self.db.pool)
             .await?;
         Ok(())
     }
 
     async fn events(&self, task: &TaskId, from_seq: u64) -> Result<Vec<Recorded>, StoreError> {
-        let rows: Vec<EventRow> =
-            sqlx::query_as(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE task_id = ? AND seq >= ? ORDER BY seq"))
-                .bind(task.as_str())
-                .bind(from_seq as i64)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE task_id = $1 AND seq >= $2 ORDER BY seq"
+        ))
+        .bind(task.as_str())
+        .bind(from_seq as i64)
+        .fetch_all(&self.db.pool)
+        .await?;
         if rows.is_empty() {
-            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?")
+            let exists: Option<i64> = sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = $1")
                 .bind(task.as_str())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&self.db.pool)
                 .await?;
             if exists.is_none() {
                 return Err(StoreError::NotFound(task.to_string()));
             }
         }
-        rows.into_iter().map(|row| codec::decode(task, row, &self.blobs)).collect()
+        let mut recorded = Vec::with_capacity(rows.len());
+        for row in rows {
+            recorded.push(codec::decode(task, row, &self.blobs, &self.db.pool).await?);
+        }
+        Ok(recorded)
     }
 
     async fn list(&self, status: Option<Status>) -> Result<Vec<TaskSummary>, StoreError> {
         let rows = sqlx::query(&format!(
-            "SELECT {SUMMARY_COLUMNS} FROM tasks WHERE ?1 IS NULL OR status = ?1 ORDER BY created_at DESC, id"
+            "SELECT {SUMMARY_COLUMNS} FROM tasks WHERE $1 IS NULL OR status = $1 ORDER BY created_at DESC, id"
         ))
         .bind(status.map(Status::as_str))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.db.pool)
         .await?;
         rows.iter().map(summary_from_row).collect()
     }
@@ -369,9 +459,9 @@ impl Store for SqliteStore {
         if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(StoreError::NotFound(prefix.to_owned()));
         }
-        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tasks WHERE id LIKE ? || '%' ORDER BY id LIMIT 2")
+        let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM tasks WHERE id LIKE $1 || '%' ORDER BY id LIMIT 2")
             .bind(prefix)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db.pool)
             .await?;
         let parse = |id: &String| {
             TaskId::parse(id).map_err(|e| StoreError::CorruptSummary { task: id.clone(), reason: e.to_string() })
@@ -386,13 +476,13 @@ impl Store for SqliteStore {
     }
 
     async fn account(&self, at: Timestamp) -> Result<Position, StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        account::position(&mut conn, at).await
+        let mut tx = self.db.begin().await?;
+        account::position(&mut tx, self.db.dialect, at).await
     }
 
     async fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
         let text = serde_json::to_string(&policy).map_err(|e| StoreError::CorruptAccount(e.to_string()))?;
-        sqlx::query("UPDATE account SET policy = ? WHERE id = 1").bind(text).execute(&self.pool).await?;
+        sqlx::query("UPDATE account SET policy = $1 WHERE id = 1").bind(text).execute(&self.db.pool).await?;
         Ok(())
     }
 
@@ -408,8 +498,8 @@ impl Store for SqliteStore {
                 "a credit is a positive grant or top-up, not {kind} of {amount}"
             )));
         }
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let mut position = account::position(&mut tx, at).await?;
+        let mut tx = self.db.begin().await?;
+        let mut position = account::position(&mut tx, self.db.dialect, at).await?;
         let entry = Entry { at, kind, amount, task: None, key: None, note: note.to_owned() };
         account::insert_entry(&mut tx, &mut position, &entry).await?;
         tx.commit().await?;
@@ -417,23 +507,19 @@ impl Store for SqliteStore {
     }
 
     async fn entries(&self, limit: u32) -> Result<Vec<Entry>, StoreError> {
-        let rows = sqlx::query("SELECT at, kind, amount, task_id, key, note FROM entries ORDER BY id DESC LIMIT ?")
+        let rows = sqlx::query("SELECT at, kind, amount, task_id, key, note FROM entries ORDER BY id DESC LIMIT $1")
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+            .fetch_all(&self.db.pool)
             .await?;
         rows.iter().map(account::entry_from_row).collect()
     }
 
     async fn send_follow_up(&self, task: &TaskId, at: Timestamp, text: &str) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let exists: Option<i64> =
-            sqlx::query_scalar("SELECT 1 FROM tasks WHERE id = ?").bind(task.as_str()).fetch_optional(&mut *tx).await?;
-        if exists.is_none() {
-            return Err(StoreError::NotFound(task.to_string()));
-        }
+        let mut tx = self.db.begin().await?;
+        self.lock_task(&mut tx, task).await?;
         let number: i64 = sqlx::query_scalar(
             "INSERT INTO follow_ups (task_id, number, text, at) \
-             SELECT ?1, COALESCE(MAX(number), 0) + 1, ?2, ?3 FROM follow_ups WHERE task_id = ?1 RETURNING number",
+             SELECT $1, COALESCE(MAX(number), 0) + 1, $2, $3 FROM follow_ups WHERE task_id = $1 RETURNING number",
         )
         .bind(task.as_str())
         .bind(text)
@@ -445,12 +531,13 @@ impl Store for SqliteStore {
     }
 
     async fn follow_ups(&self, task: &TaskId, after: u64) -> Result<Vec<FollowUp>, StoreError> {
-        let rows: Vec<(i64, String, i64)> =
-            sqlx::query_as("SELECT number, text, at FROM follow_ups WHERE task_id = ? AND number > ? ORDER BY number")
-                .bind(task.as_str())
-                .bind(after as i64)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT number, text, at FROM follow_ups WHERE task_id = $1 AND number > $2 ORDER BY number",
+        )
+        .bind(task.as_str())
+        .bind(after as i64)
+        .fetch_all(&self.db.pool)
+        .await?;
         Ok(rows
             .into_iter()
             .map(|(number, text, at)| FollowUp { number: number as u64, text, at: Timestamp(at) })
@@ -458,59 +545,59 @@ impl Store for SqliteStore {
     }
 
     async fn add_token(&self, token: &Token, hash: &TokenHash) -> Result<(), StoreError> {
-        tokens::add(&self.pool, token, hash).await
+        tokens::add(&self.db, token, hash).await
     }
 
     async fn tokens(&self) -> Result<Vec<Token>, StoreError> {
-        tokens::all(&self.pool).await
+        tokens::all(&self.db).await
     }
 
     async fn revoke_token(&self, name: &str, at: Timestamp) -> Result<Token, StoreError> {
-        tokens::revoke(&self.pool, name, at).await
+        tokens::revoke(&self.db, name, at).await
     }
 
     async fn token(&self, hash: &TokenHash) -> Result<Option<Token>, StoreError> {
-        tokens::active(&self.pool, hash).await
+        tokens::active(&self.db, hash).await
     }
 
     async fn add_template(&self, template: &Template, at: Timestamp) -> Result<(), StoreError> {
-        templates::add(&self.pool, template, at).await
+        templates::add(&self.db, template, at).await
     }
 
     async fn templates(&self) -> Result<Vec<Template>, StoreError> {
-        templates::all(&self.pool).await
+        templates::all(&self.db).await
     }
 
     async fn template(&self, name: &str) -> Result<Template, StoreError> {
-        templates::one(&self.pool, name).await
+        templates::one(&self.db, name).await
     }
 
     async fn delete_template(&self, name: &str) -> Result<(), StoreError> {
-        templates::delete(&self.pool, name).await
+        templates::delete(&self.db, name).await
     }
 
     async fn add_schedule(&self, schedule: &Schedule, at: Timestamp) -> Result<(), StoreError> {
-        schedules::add(&self.pool, schedule, at).await
+        schedules::add(&self.db, schedule, at).await
     }
 
     async fn schedules(&self) -> Result<Vec<SavedSchedule>, StoreError> {
-        schedules::all(&self.pool).await
+        schedules::all(&self.db).await
     }
 
     async fn schedule(&self, name: &str) -> Result<SavedSchedule, StoreError> {
-        schedules::one(&self.pool, name).await
+        schedules::one(&self.db, name).await
     }
 
     async fn delete_schedule(&self, name: &str) -> Result<(), StoreError> {
-        schedules::delete(&self.pool, name).await
+        schedules::delete(&self.db, name).await
     }
 
     async fn pause_schedule(&self, name: &str, reason: &str, at: Timestamp) -> Result<SavedSchedule, StoreError> {
-        schedules::pause(&self.pool, name, reason, at).await
+        schedules::pause(&self.db, name, reason, at).await
     }
 
     async fn resume_schedule(&self, name: &str, at: Timestamp) -> Result<SavedSchedule, StoreError> {
-        schedules::resume(&self.pool, name, at).await
+        schedules::resume(&self.db, name, at).await
     }
 
     async fn advance_schedule(
@@ -520,7 +607,7 @@ impl Store for SqliteStore {
         to: Timestamp,
         firings: &[Firing],
     ) -> Result<(), StoreError> {
-        schedules::advance(&self.pool, name, from, to, firings).await
+        schedules::advance(&self.db, name, from, to, firings).await
     }
 
     async fn settle_firing(
@@ -530,7 +617,7 @@ impl Store for SqliteStore {
         outcome: FiringOutcome,
         detail: &str,
     ) -> Result<(), StoreError> {
-        schedules::settle(&self.pool, name, at, outcome, detail).await
+        schedules::settle(&self.db, name, at, outcome, detail).await
     }
 
     async fn firings(
@@ -540,31 +627,31 @@ impl Store for SqliteStore {
         since: Timestamp,
         limit: u32,
     ) -> Result<Vec<Firing>, StoreError> {
-        schedules::list(&self.pool, name, which, since, limit).await
+        schedules::list(&self.db, name, which, since, limit).await
     }
 
     async fn add_hook(&self, hook: &Hook, secret: &str, at: Timestamp) -> Result<(), StoreError> {
-        hooks::add(&self.pool, hook, secret, at).await
+        hooks::add(&self.db, hook, secret, at).await
     }
 
     async fn hooks(&self) -> Result<Vec<SavedHook>, StoreError> {
-        hooks::all(&self.pool).await
+        hooks::all(&self.db).await
     }
 
     async fn hook(&self, name: &str) -> Result<SavedHook, StoreError> {
-        hooks::one(&self.pool, name).await
+        hooks::one(&self.db, name).await
     }
 
     async fn delete_hook(&self, name: &str) -> Result<(), StoreError> {
-        hooks::delete(&self.pool, name).await
+        hooks::delete(&self.db, name).await
     }
 
     async fn log_delivery(&self, delivery: &Delivery) -> Result<i64, StoreError> {
-        hooks::log(&self.pool, delivery).await
+        hooks::log(&self.db, delivery).await
     }
 
     async fn claim_delivery(&self, delivery: &Delivery) -> Result<Claim, StoreError> {
-        hooks::claim(&self.pool, delivery).await
+        hooks::claim(&self.db, delivery).await
     }
 
     async fn settle_delivery(
@@ -575,43 +662,43 @@ impl Store for SqliteStore {
         detail: &str,
         task: Option<&str>,
     ) -> Result<(), StoreError> {
-        hooks::settle(&self.pool, seq, outcome, status, detail, task).await
+        hooks::settle(&self.db, seq, outcome, status, detail, task).await
     }
 
     async fn deliveries(&self, hook: Option<&str>, limit: u32) -> Result<Vec<Delivery>, StoreError> {
-        hooks::list(&self.pool, hook, limit).await
+        hooks::list(&self.db, hook, limit).await
     }
 
     async fn notices(&self, after: i64, limit: u32) -> Result<Vec<Notice>, StoreError> {
-        notices::after(&self.pool, after, limit).await
+        notices::after(&self.db, after, limit).await
     }
 
     async fn subscribe(&self, subscription: &Subscription, secret: &str, at: Timestamp) -> Result<(), StoreError> {
-        notices::subscribe(&self.pool, subscription, secret, at).await
+        notices::subscribe(&self.db, subscription, secret, at).await
     }
 
     async fn subscriptions(&self) -> Result<Vec<SavedSubscription>, StoreError> {
-        notices::all(&self.pool).await
+        notices::all(&self.db).await
     }
 
     async fn subscription(&self, name: &str) -> Result<SavedSubscription, StoreError> {
-        notices::one(&self.pool, name).await
+        notices::one(&self.db, name).await
     }
 
     async fn unsubscribe(&self, name: &str) -> Result<(), StoreError> {
-        notices::unsubscribe(&self.pool, name).await
+        notices::unsubscribe(&self.db, name).await
     }
 
     async fn enqueue(&self, name: &str, from: i64, to: i64, notifications: &[Notification]) -> Result<(), StoreError> {
-        notices::enqueue(&self.pool, name, from, to, notifications).await
+        notices::enqueue(&self.db, name, from, to, notifications).await
     }
 
     async fn due_notifications(&self, at: Timestamp, limit: u32) -> Result<Vec<Notification>, StoreError> {
-        notices::due(&self.pool, at, limit).await
+        notices::due(&self.db, at, limit).await
     }
 
     async fn notifications(&self, subscription: Option<&str>, limit: u32) -> Result<Vec<Notification>, StoreError> {
-        notices::list(&self.pool, subscription, limit).await
+        notices::list(&self.db, subscription, limit).await
     }
 
     async fn notification_attempted(
@@ -623,14 +710,14 @@ impl Store for SqliteStore {
         at: Timestamp,
         disable_after: u32,
     ) -> Result<(), StoreError> {
-        notices::attempted(&self.pool, seq, state, next_at, error, at, disable_after).await
+        notices::attempted(&self.db, seq, state, next_at, error, at, disable_after).await
     }
 
     async fn put_blob(&self, bytes: &[u8]) -> Result<BlobHash, StoreError> {
-        self.blobs.put(bytes).map_err(|source| StoreError::DataDir { path: self.blobs.dir().to_owned(), source })
+        self.blobs.put(&self.db.pool, bytes).await
     }
 
     async fn get_blob(&self, hash: &BlobHash) -> Result<Vec<u8>, StoreError> {
-        self.blobs.get(hash).map_err(|reason| StoreError::Blob { hash: hash.to_string(), reason })
+        self.blobs.get(&self.db.pool, hash).await.map_err(|reason| StoreError::Blob { hash: hash.to_string(), reason })
     }
 }
