@@ -58,7 +58,7 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
     };
     let mut scheduler = Scheduler::new(store.clone(), home, slots, lease_ttl, engines, observer);
     if let Some(limit) = per_owner {
-        scheduler = scheduler.per_owner(limit as usize);
+        scheduler = scheduler.per_owner(limit);
     }
     let scheduler = Arc::new(scheduler);
     let tasks = Arc::new(Creator {

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use baton_core::TaskId;
-use baton_store::{Lease, Store, StoreError};
+use baton_store::{Lease, NextClaim, Store, StoreError};
 use tokio::sync::Notify;
 
 use crate::journal::now;
@@ -21,7 +21,7 @@ pub fn holder_name() -> String {
 
 /// Whether `holder` (see [`holder_name`]) is a process of this machine that is no longer running.
 /// A holder elsewhere is never judged: its lease has to expire.
-fn is_dead(holder: &str) -> bool {
+pub(crate) fn is_dead(holder: &str) -> bool {
     let mut parts = holder.split(':');
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else { return false };
     let here = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default();
@@ -61,10 +61,36 @@ impl HeldLease {
                 None => return Ok(None),
             },
         };
+        Ok(Some(HeldLease::kept(store, lease, ttl)))
+    }
+
+    /// Claims the next task to run (see [`Store::claim_next`]) for `next.holder`.
+    pub async fn claim_next(
+        store: Arc<dyn Store>,
+        next: &NextClaim<'_>,
+        ttl: Duration,
+    ) -> Result<Option<HeldLease>, StoreError> {
+        let lease = store.claim_next(next).await?;
+        Ok(lease.map(|lease| HeldLease::kept(store, lease, ttl)))
+    }
+
+    /// Takes over `stale`, the lease of a holder known to be dead, before it expires.
+    pub async fn take_over(
+        store: Arc<dyn Store>,
+        stale: &Lease,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<HeldLease>, StoreError> {
+        let lease = store.take_over(stale, holder, now(), ttl.as_millis() as i64).await?;
+        Ok(lease.map(|lease| HeldLease::kept(store, lease, ttl)))
+    }
+
+    /// Keeps `lease` renewed from a thread of its own until dropped.
+    fn kept(store: Arc<dyn Store>, lease: Lease, ttl: Duration) -> HeldLease {
         let stop = Arc::new(Notify::new());
         let (kept, signal) = (lease.clone(), stop.clone());
         let keeper = std::thread::spawn(move || keep(store, kept, ttl, &signal));
-        Ok(Some(HeldLease { lease, stop, keeper: Some(keeper) }))
+        HeldLease { lease, stop, keeper: Some(keeper) }
     }
 
     pub fn lease(&self) -> &Lease {

@@ -1,8 +1,10 @@
-//! Many tasks in the background: runnable tasks taken oldest first, at most `slots` at a time, each
-//! run on a thread of its own with a runtime of its own, so the engine's blocking sandbox and git
-//! work never stalls the runtime that serves requests. Each run holds the task's lease (see
-//! `lease.rs`): a task another process runs is left alone, one whose holder died is taken over once
-//! its lease expires. A task that waits for a human or pauses holds no slot: its run returns, and
+//! Many tasks in the background, in as many processes on as many machines as share the store:
+//! runnable tasks taken by [`Store::claim_next`] (interrupted ones first, then by priority, owners
+//! in turn, oldest first), at most `slots` at a time here, each run on a thread of its own with a
+//! runtime of its own, so the engine's blocking sandbox and git work never stalls the runtime that
+//! serves requests. Each run holds the task's lease (see `lease.rs`): a task another process runs
+//! is left alone, one whose holder died is taken over once its lease expires (at once when the
+//! holder was a process of this machine). A task that waits for a human or pauses holds no slot: its run returns, and
 //! whatever makes it runnable again wakes the scheduler. Nor does a task whose attempts run as tasks
 //! of their own: its run returns with the task still running, and it is parked until one of its
 //! children stops (or, should that be missed, for `PARKED` at most).
@@ -12,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_core::{Recorded, Status, TaskId, TaskState};
-use baton_store::Store;
+use baton_store::{NextClaim, Store};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
@@ -26,14 +28,8 @@ pub type Engines = dyn Fn(&TaskState) -> Result<Engine, String> + Send + Sync;
 /// Sees every event any scheduled task journals, as it is journaled.
 pub type Observer = dyn Fn(&TaskId, &Recorded) + Send + Sync;
 
-/// A runnable task as the scheduler takes it up: its owner when it is queued (a task a stopped
-/// process left running is taken up whoever owns it).
-struct Candidate {
-    id: TaskId,
-    owner: Option<String>,
-}
-
-/// How often the store is looked at even without a wake: tasks queued by another process.
+/// How often the store is looked at even without a wake: tasks queued by another process that
+/// could not tell this one.
 const POLL: Duration = Duration::from_secs(1);
 
 /// How long a task whose run returned while it was still running is left alone, unless one of its
@@ -52,10 +48,10 @@ pub struct Scheduler {
     holder: String,
     lease_ttl: Duration,
     wake: Arc<Notify>,
-    /// Tasks with a run in progress here, with their owners.
-    running: Arc<Mutex<BTreeMap<TaskId, Option<String>>>>,
-    /// Most tasks of one owner running here at once.
-    per_owner: Option<usize>,
+    /// Tasks with a run in progress here.
+    running: Arc<Mutex<BTreeSet<TaskId>>>,
+    /// Most tasks of one owner running at once, in every process.
+    per_owner: Option<u32>,
     /// Tasks whose run could not start (no engine for them): not tried again until a restart.
     refused: Arc<Mutex<BTreeSet<TaskId>>>,
     /// Tasks waiting for their children, each since when.
@@ -102,9 +98,9 @@ impl Scheduler {
         }
     }
 
-    /// Runs at most `limit` queued tasks of one owner at once (tasks a stopped process left running
-    /// are taken up first, whoever owns them, and count from then on).
-    pub fn per_owner(mut self, limit: usize) -> Scheduler {
+    /// Runs at most `limit` tasks of one owner at once, counting every process's (tasks a stopped
+    /// process left running are taken up first, whoever owns them, and count from then on).
+    pub fn per_owner(mut self, limit: u32) -> Scheduler {
         self.per_owner = Some(limit.max(1));
         self
     }
@@ -134,39 +130,25 @@ impl Scheduler {
     /// progress ends first), commits its work in progress and releases its lease, and this returns
     /// once every run has; a restart takes each task up where it stopped.
     pub async fn run(&self, shutdown: CancellationToken) {
-        let statuses = [Status::Running, Status::Verifying, Status::Reviewing, Status::Queued];
         loop {
-            let mut runnable = Vec::new();
-            for status in &statuses {
-                match self.store.list(Some(*status)).await {
-                    // Newest first from the store; the oldest waited longest.
-                    Ok(tasks) => runnable.extend(tasks.into_iter().rev().map(|task| (task.id, *status))),
-                    Err(error) => eprintln!("scheduler: cannot list {status} tasks: {error}"),
-                }
-            }
-            let runnable = self.in_order(runnable).await;
-            for Candidate { id, owner } in runnable {
-                if shutdown.is_cancelled() {
-                    break;
-                }
-                let running = self.running.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&id);
-                if running
-                    || self.refused.lock().unwrap_or_else(|e| e.into_inner()).contains(&id)
-                    || self.is_parked(&id)
-                {
-                    continue;
-                }
-                if let (Some(limit), Some(owner)) = (self.per_owner, &owner)
-                    && self.running_for(owner) >= limit
-                {
-                    continue;
-                }
+            self.take_up_dead_holders_tasks(&shutdown).await;
+            while !shutdown.is_cancelled() {
                 let Ok(permit) = self.slots.clone().try_acquire_owned() else { break };
-                match HeldLease::claim(self.store.clone(), &id, &self.holder, self.lease_ttl).await {
-                    Ok(Some(lease)) => self.start(id, owner, lease, permit),
-                    // Another process runs it.
-                    Ok(None) => {}
-                    Err(error) => eprintln!("scheduler: task {id}: cannot claim its lease: {error}"),
+                let skip = self.not_now();
+                let next = NextClaim {
+                    holder: &self.holder,
+                    at: crate::journal::now(),
+                    ttl_ms: self.lease_ttl.as_millis() as i64,
+                    per_owner: self.per_owner,
+                    skip: &skip,
+                };
+                match HeldLease::claim_next(self.store.clone(), &next, self.lease_ttl).await {
+                    Ok(Some(lease)) => self.start(lease.lease().task.clone(), lease, permit),
+                    Ok(None) => break,
+                    Err(error) => {
+                        eprintln!("scheduler: cannot claim a task: {error}");
+                        break;
+                    }
                 }
             }
             tokio::select! {
@@ -190,53 +172,39 @@ impl Scheduler {
         }
     }
 
-    /// Whether `id` waits for its children (a parking that is over is forgotten).
-    fn is_parked(&self, id: &TaskId) -> bool {
-        let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
-        match parked.get(id) {
-            Some(since) if since.elapsed() < PARKED => true,
-            Some(_) => {
-                parked.remove(id);
-                false
+    /// Tasks whose holder was a process of this machine that is gone (killed), taken over before
+    /// their leases expire: a restart goes on at once.
+    async fn take_up_dead_holders_tasks(&self, shutdown: &CancellationToken) {
+        let live = match self.store.live_leases(crate::journal::now()).await {
+            Ok(live) => live,
+            Err(error) => return eprintln!("scheduler: cannot read the leases: {error}"),
+        };
+        for stale in live.into_iter().filter(|lease| crate::lease::is_dead(&lease.holder)) {
+            if shutdown.is_cancelled() {
+                return;
             }
-            None => false,
+            let Ok(permit) = self.slots.clone().try_acquire_owned() else { return };
+            match HeldLease::take_over(self.store.clone(), &stale, &self.holder, self.lease_ttl).await {
+                Ok(Some(lease)) => self.start(stale.task, lease, permit),
+                Ok(None) => {}
+                Err(error) => eprintln!("scheduler: task {}: cannot take its lease over: {error}", stale.task),
+            }
         }
     }
 
-    /// Tasks of `owner` running here.
-    fn running_for(&self, owner: &str) -> usize {
-        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        running.values().filter(|of| of.as_deref() == Some(owner)).count()
+    /// Tasks not to claim now: running here, refused here, or waiting for their children.
+    fn not_now(&self) -> Vec<TaskId> {
+        let mut skip: BTreeSet<TaskId> = self.running.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        skip.extend(self.refused.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
+        let mut parked = self.parked.lock().unwrap_or_else(|e| e.into_inner());
+        parked.retain(|_, since| since.elapsed() < PARKED);
+        skip.extend(parked.keys().cloned());
+        skip.into_iter().collect()
     }
 
-    /// Tasks that were running first (they were started before any queued one), then queued ones by
-    /// priority, higher first; among equals, owners take turns (an owner's next task waits behind
-    /// every other owner's task that has as many of its owner's before it, running ones included),
-    /// the oldest first. Reading a queued task's priority and owner replays its journal, which is
-    /// one event long.
-    async fn in_order(&self, tasks: Vec<(TaskId, Status)>) -> Vec<Candidate> {
-        let (running, queued): (Vec<_>, Vec<_>) = tasks.into_iter().partition(|(_, status)| *status != Status::Queued);
-        let mut turns: BTreeMap<Option<String>, usize> = BTreeMap::new();
-        for owner in self.running.lock().unwrap_or_else(|e| e.into_inner()).values() {
-            *turns.entry(owner.clone()).or_default() += 1;
-        }
-        let mut ranked = Vec::with_capacity(queued.len());
-        for (position, (id, _)) in queued.into_iter().enumerate() {
-            let (priority, owner) =
-                self.store.load(&id).await.map_or((0, None), |state| (state.spec.priority, state.spec.owner));
-            let turn = turns.entry(owner.clone()).or_default();
-            ranked.push((std::cmp::Reverse(priority), *turn, position, Candidate { id, owner }));
-            *turn += 1;
-        }
-        ranked.sort_by_key(|(priority, turn, position, _)| (*priority, *turn, *position));
-        let running = running.into_iter().map(|(id, _)| Candidate { id, owner: None });
-        running.chain(ranked.into_iter().map(|(_, _, _, candidate)| candidate)).collect()
-    }
-
-    fn start(&self, id: TaskId, owner: Option<String>, lease: HeldLease, permit: tokio::sync::OwnedSemaphorePermit) {
+    fn start(&self, id: TaskId, lease: HeldLease, permit: tokio::sync::OwnedSemaphorePermit) {
         self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), owner);
-        let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());        let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
         let home = self.home.clone();
         let (running, refused, wake) = (self.running.clone(), self.refused.clone(), self.wake.clone());
         let parked = self.parked.clone();
@@ -250,8 +218,6 @@ impl Scheduler {
             let outcome = match &runtime {
                 Ok(runtime) => runtime.block_on(async {
                     let state = store.load(&id).await.map_err(|error| error.to_string())?;
-                    // A task taken up from a stopped process counts for its owner from now on.
-                    running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), state.spec.owner.clone());
                     let engine = engines(&state)
                         .inspect_err(|_| {
                             refused.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());

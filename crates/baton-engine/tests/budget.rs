@@ -12,7 +12,9 @@ use baton_core::{
     Timestamp, Usage,
 };
 use baton_model::Price;
-use baton_store::Store;
+use std::sync::Arc;
+
+use baton_store::{SqlStore, Store};
 use baton_testkit::model::{Reply, Script, Usage as ScriptUsage};
 use common::{Harness, call, turn};
 use serde_json::json;
@@ -136,7 +138,21 @@ async fn the_accounts_policy_reloads_at_its_threshold_and_stops_at_the_cap_or_th
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_tasks_racing_on_one_account_are_charged_exactly_what_the_provider_reported() {
+async fn ten_tasks_racing_on_one_account_are_charged_exactly_what_the_provider_reported_on_sqlite() {
+    ten_tasks_race(None).await
+}
+
+/// The same race on a PostgreSQL store (the cluster of `scripts/test`): its row locks, not
+/// SQLite's single writer, keep the account whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_tasks_racing_on_one_account_are_charged_exactly_what_the_provider_reported_on_postgres() {
+    let url = baton_testkit::postgres::database().await;
+    SqlStore::migrate(&url).await.unwrap();
+    ten_tasks_race(Some(Arc::new(SqlStore::connect(&url).await.unwrap()))).await
+}
+
+/// Ten tasks on one account: on the first harness's SQLite store, or on `store`.
+async fn ten_tasks_race(store: Option<Arc<SqlStore>>) {
     const TASKS: u64 = 10;
     // Each task its own scripted provider, with usage that differs per task and per answer.
     let script = |n: u64| {
@@ -153,7 +169,10 @@ async fn ten_tasks_racing_on_one_account_are_charged_exactly_what_the_provider_r
         script
     };
     let scripts: Vec<Script> = (0..TASKS).map(script).collect();
-    let first = priced(scripts[0].clone()).await;
+    let mut first = priced(scripts[0].clone()).await;
+    if let Some(store) = store {
+        first.store = store;
+    }
     let mut others = Vec::new();
     for script in &scripts[1..] {
         let mut h = priced(script.clone()).await;

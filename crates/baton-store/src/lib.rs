@@ -65,6 +65,18 @@ pub struct Lease {
     pub expires_at: Timestamp,
 }
 
+/// What [`Store::claim_next`] looks for.
+#[derive(Debug, Clone, Copy)]
+pub struct NextClaim<'a> {
+    pub holder: &'a str,
+    pub at: Timestamp,
+    pub ttl_ms: i64,
+    /// Queued tasks of an owner with this many live leases are passed over.
+    pub per_owner: Option<u32>,
+    /// Tasks the caller will not run now (running already, waiting, refused).
+    pub skip: &'a [TaskId],
+}
+
 /// A schedule as the store keeps it: its definition and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SavedSchedule {
@@ -150,6 +162,18 @@ pub trait Store: Send + Sync {
     /// `holder`'s (then it is renewed, same epoch); `None` while another holder has it.
     async fn claim(&self, task: &TaskId, holder: &str, at: Timestamp, ttl_ms: i64)
     -> Result<Option<Lease>, StoreError>;
+
+    /// Takes the lease of the next task to run for `next.holder`, the way
+    /// [`Store::claim`] takes one: first a task left interrupted (running, verifying or reviewing
+    /// with no live lease: its holder died or let go), then queued ones by priority, higher first;
+    /// among equals owners take turns (an owner's next task waits behind every other owner's task
+    /// with as few of its owner's before it, live ones included), oldest first. Processes claiming
+    /// at once each get a different task (PostgreSQL: `FOR UPDATE SKIP LOCKED`); `None` when there
+    /// is none.
+    async fn claim_next(&self, next: &NextClaim<'_>) -> Result<Option<Lease>, StoreError>;
+
+    /// Every lease not expired at `at`.
+    async fn live_leases(&self, at: Timestamp) -> Result<Vec<Lease>, StoreError>;
 
     /// Renews `lease` until `at + ttl_ms`; `None` when it is no longer this holder's.
     async fn renew(&self, lease: &Lease, at: Timestamp, ttl_ms: i64) -> Result<Option<Lease>, StoreError>;

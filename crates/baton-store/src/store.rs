@@ -21,7 +21,7 @@ use crate::migrate::{self, Migrated};
 use crate::{
     Claim, Firings, SavedHook, SavedSchedule, SavedSubscription, hooks, notices, schedules, templates, tokens,
 };
-use crate::{FollowUp, Lease, Store, TaskSummary};
+use crate::{FollowUp, Lease, NextClaim, Store, TaskSummary};
 
 /// The store on SQL: embedded, `<home>/baton.db` (SQLite in WAL mode, every commit synced to
 /// disk) and `<home>/blobs/`; or shared by every machine, a PostgreSQL database (blobs in a table
@@ -97,8 +97,8 @@ impl SqlStore {
                     // A writer that created it meanwhile (PostgreSQL: it committed while this
                     // one waited) made this insert nothing.
                     let created = sqlx::query(
-                        "INSERT INTO tasks (id, request, branch, status, stop_reason, created_at, updated_at, next_seq)
-                         VALUES ($1, $2, $3, $4, NULL, $5, $6, 0) ON CONFLICT (id) DO NOTHING",
+                        "INSERT INTO tasks (id, request, branch, status, stop_reason, created_at, updated_at, next_seq, \
+                         priority, owner) VALUES ($1, $2, $3, $4, NULL, $5, $6, 0, $7, $8) ON CONFLICT (id) DO NOTHING",
                     )
                     .bind(task.as_str())
                     .bind(&spec.request)
@@ -106,6 +106,8 @@ impl SqlStore {
                     .bind(Status::Queued.as_str())
                     .bind(at.as_millis())
                     .bind(at.as_millis())
+                    .bind(i64::from(spec.priority))
+                    .bind(&spec.owner)
                     .execute(&mut *tx)
                     .await?;
                     if created.rows_affected() == 0 {
@@ -166,6 +168,98 @@ impl SqlStore {
             .await?;
         tx.commit().await?;
         Ok(next_seq)
+    }
+
+    /// Takes the lease of `task`, whose row the transaction has locked, for `holder` if it is free,
+    /// expired or already `holder`'s (renewed, same epoch); `None` while another holder has it.
+    async fn lease_locked(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        task: &TaskId,
+        holder: &str,
+        at: Timestamp,
+        ttl_ms: i64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let current: Option<(String, i64, i64)> = sqlx::query_as(&format!(
+            "SELECT holder, epoch, expires_at FROM leases WHERE task_id = $1{}",
+            self.db.for_update()
+        ))
+        .bind(task.as_str())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let epoch = match current {
+            Some((owner, epoch, _)) if owner == holder => epoch,
+            Some((_, epoch, expires_at)) if expires_at <= at.as_millis() => epoch + 1,
+            Some(_) => return Ok(None),
+            None => 1,
+        };
+        let expires_at = at.as_millis() + ttl_ms;
+        sqlx::query(
+            "INSERT INTO leases (task_id, holder, epoch, expires_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (task_id) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch, expires_at = excluded.expires_at",
+        )
+        .bind(task.as_str())
+        .bind(holder)
+        .bind(epoch)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?;
+        Ok(Some(Lease {
+            task: task.clone(),
+            holder: holder.to_owned(),
+            epoch: epoch as u64,
+            expires_at: Timestamp(expires_at),
+        }))
+    }
+
+    /// The next task [`Store::claim_next`] would run, its row locked (rows other transactions
+    /// hold are passed over in PostgreSQL); `None` when there is none.
+    async fn next_runnable(
+        &self,
+        tx: &mut sqlx::AnyConnection,
+        next: &NextClaim<'_>,
+        skip: &[TaskId],
+    ) -> Result<Option<TaskId>, StoreError> {
+        let skipped = match skip.len() {
+            0 => String::new(),
+            n => format!("AND t.id NOT IN ({})", (3..3 + n).map(|k| format!("${k}")).collect::<Vec<_>>().join(", ")),
+        };
+        let locking = match self.db.dialect {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE OF t SKIP LOCKED",
+        };
+        // `live`: each owner's tasks with a live lease; `waiting`: tasks no live lease holds,
+        // each numbered among its owner's waiting tasks of its kind (interrupted or queued).
+        let sql = format!(
+            "WITH live AS (
+                SELECT t.owner, COUNT(*) AS n FROM tasks t JOIN leases l ON l.task_id = t.id
+                WHERE l.expires_at > $1 GROUP BY t.owner
+             ), waiting AS (
+                SELECT t.id, t.owner, t.priority, t.created_at,
+                       CASE WHEN t.status = 'queued' THEN 1 ELSE 0 END AS queued,
+                       ROW_NUMBER() OVER (
+                           PARTITION BY t.owner, CASE WHEN t.status = 'queued' THEN 1 ELSE 0 END
+                           ORDER BY t.created_at, t.id
+                       ) AS nth
+                FROM tasks t LEFT JOIN leases l ON l.task_id = t.id
+                WHERE t.status IN ('queued', 'running', 'verifying', 'reviewing')
+                  AND (l.expires_at IS NULL OR l.expires_at <= $1) {skipped}
+             )
+             SELECT t.id FROM tasks t
+             JOIN waiting w ON w.id = t.id
+             LEFT JOIN live ON live.owner IS NOT DISTINCT FROM w.owner
+             WHERE w.queued = 0 OR w.owner IS NULL OR COALESCE(live.n, 0) < $2
+             ORDER BY w.queued, w.priority DESC, COALESCE(live.n, 0) + w.nth, w.created_at, w.id
+             LIMIT 1{locking}"
+        );
+        let mut query = sqlx::query_scalar::<_, String>(&sql)
+            .bind(next.at.as_millis())
+            .bind(next.per_owner.map_or(i64::MAX, i64::from));
+        for task in skip {
+            query = query.bind(task.as_str());
+        }
+        let Some(id) = query.fetch_optional(&mut *tx).await? else { return Ok(None) };
+        TaskId::parse(&id).map(Some).map_err(|e| StoreError::CorruptSummary { task: id, reason: e.to_string() })
     }
 
     /// Locks the task's row until the transaction ends; [`StoreError::NotFound`] if there is none.
@@ -324,35 +418,40 @@ impl Store for SqlStore {
         // never had a lease do not both insert one.
         let mut tx = self.db.begin().await?;
         self.lock_task(&mut tx, task).await?;
-        let current: Option<(String, i64, i64)> =
-            sqlx::query_as("SELECT holder, epoch, expires_at FROM leases WHERE task_id = $1")
-                .bind(task.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        let epoch = match current {
-            Some((owner, epoch, _)) if owner == holder => epoch,
-            Some((_, epoch, expires_at)) if expires_at <= at.as_millis() => epoch + 1,
-            Some(_) => return Ok(None),
-            None => 1,
-        };
-        let expires_at = at.as_millis() + ttl_ms;
-        sqlx::query(
-            "INSERT INTO leases (task_id, holder, epoch, expires_at) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (task_id) DO UPDATE SET holder = excluded.holder, epoch = excluded.epoch, expires_at = excluded.expires_at",
-        )
-        .bind(task.as_str())
-        .bind(holder)
-        .bind(epoch)
-        .bind(expires_at)
-        .execute(&mut *tx)
-        .await?;
+        let lease = self.lease_locked(&mut tx, task, holder, at, ttl_ms).await?;
         tx.commit().await?;
-        Ok(Some(Lease {
-            task: task.clone(),
-            holder: holder.to_owned(),
-            epoch: epoch as u64,
-            expires_at: Timestamp(expires_at),
-        }))
+        Ok(lease)
+    }
+
+    async fn claim_next(&self, next: &NextClaim<'_>) -> Result<Option<Lease>, StoreError> {
+        let mut skip = next.skip.to_vec();
+        // A task whose lease another process took between this one's choice and its lock (a
+        // PostgreSQL read sees what committed before it began) is passed over; there are few.
+        for _ in 0..8 {
+            let mut tx = self.db.begin().await?;
+            let Some(task) = self.next_runnable(&mut tx, next, &skip).await? else { return Ok(None) };
+            if let Some(lease) = self.lease_locked(&mut tx, &task, next.holder, next.at, next.ttl_ms).await? {
+                tx.commit().await?;
+                return Ok(Some(lease));
+            }
+            skip.push(task);
+        }
+        Ok(None)
+    }
+
+    async fn live_leases(&self, at: Timestamp) -> Result<Vec<Lease>, StoreError> {
+        let rows: Vec<(String, String, i64, i64)> =
+            sqlx::query_as("SELECT task_id, holder, epoch, expires_at FROM leases WHERE expires_at > $1 ORDER BY task_id")
+                .bind(at.as_millis())
+                .fetch_all(&self.db.pool)
+                .await?;
+        rows.into_iter()
+            .map(|(task, holder, epoch, expires_at)| {
+                let task = TaskId::parse(&task)
+                    .map_err(|e| StoreError::CorruptSummary { task: task.clone(), reason: e.to_string() })?;
+                Ok(Lease { task, holder, epoch: epoch as u64, expires_at: Timestamp(expires_at) })
+            })
+            .collect()
     }
 
     async fn renew(&self, lease: &Lease, at: Timestamp, ttl_ms: i64) -> Result<Option<Lease>, StoreError> {

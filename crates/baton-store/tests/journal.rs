@@ -177,7 +177,7 @@ async fn a_newer_schema_is_refused_not_guessed_at(backend: Backend) {
     store.pool().close().await;
     let err = common::open_at(&place.location()).await.unwrap_err();
     let known = match backend {
-        Backend::Sqlite => 9,
+        Backend::Sqlite => 10,
         Backend::Postgres => 1,
     };
     assert_eq!(
@@ -464,6 +464,124 @@ async fn follow_ups_are_numbered_per_task_and_read_after_a_number(backend: Backe
     assert!(matches!(store.send_follow_up(&nowhere, at(4), "lost").await, Err(StoreError::NotFound(_))));
 }
 
+fn created_by(request: &str, owner: Option<&str>, priority: i32) -> Event {
+    let mut event = created(request);
+    if let Event::TaskCreated { spec, .. } = &mut event {
+        spec.owner = owner.map(str::to_owned);
+        spec.priority = priority;
+    }
+    event
+}
+
+async fn the_next_claim_takes_interrupted_tasks_then_priority_then_owners_in_turn(backend: Backend) {
+    let (_place, store) = store(backend).await;
+    let mut rng = Rng(21);
+    let mut make = async |request: &str, owner: Option<&str>, priority: i32, clock: i64| {
+        let id = rng.task_id();
+        store.append(&id, 0, at(clock), &[created_by(request, owner, priority)]).await.unwrap();
+        id
+    };
+    let a1 = make("a1", Some("ann"), 0, 1).await;
+    let a2 = make("a2", Some("ann"), 0, 2).await;
+    let a3 = make("a3", Some("ann"), 0, 3).await;
+    let b1 = make("b1", Some("bob"), 0, 4).await;
+    let urgent = make("urgent", Some("ann"), 5, 5).await;
+    let anonymous = make("anonymous", None, 0, 6).await;
+    // Left running by a holder whose lease expired at 50.
+    let interrupted = make("interrupted", Some("bob"), -3, 7).await;
+    store.claim(&interrupted, "dead", at(40), 10).await.unwrap().unwrap();
+    store.append(&interrupted, 1, at(41), &[Event::Started]).await.unwrap();
+    // Held by someone alive: never offered.
+    let held = make("held", Some("cat"), 9, 8).await;
+    store.claim(&held, "alive", at(90), 1_000_000).await.unwrap().unwrap();
+
+    let next = |skip: &'static [baton_core::TaskId]| baton_store::NextClaim {
+        holder: "me",
+        at: at(100),
+        ttl_ms: 1000,
+        per_owner: None,
+        skip,
+    };
+    let mut order = Vec::new();
+    while let Some(lease) = store.claim_next(&next(&[])).await.unwrap() {
+        assert_eq!((lease.holder.as_str(), lease.expires_at), ("me", at(1100)));
+        order.push(lease.task);
+    }
+    // Then ann and bob (the interrupted task is his) have one live each, the owner-less none: its
+    // task first, then a1 and b1 (one before each), oldest first, then ann's others.
+    let expected = [&interrupted, &urgent, &anonymous, &a1, &b1, &a2, &a3];
+    assert_eq!(order.iter().collect::<Vec<_>>(), expected, "the order of claims");
+    assert_eq!(store.lease(&interrupted).await.unwrap().unwrap().epoch, 2, "taken from the dead holder");
+    assert!(store.claim_next(&next(&[])).await.unwrap().is_none(), "every task is held now");
+
+    // Per owner: a queued task of an owner with that many live leases waits; skipped ones too.
+    let (_place, store) = self::store(backend).await;
+    let mut rng = Rng(22);
+    let mut ids = Vec::new();
+    for (n, owner) in ["ann", "ann", "bob"].into_iter().enumerate() {
+        let id = rng.task_id();
+        store.append(&id, 0, at(n as i64), &[created_by("x", Some(owner), 0)]).await.unwrap();
+        ids.push(id);
+    }
+    let limited = |skip| baton_store::NextClaim { per_owner: Some(1), skip, ..next(&[]) };
+    let skip = [ids[2].clone()];
+    assert_eq!(store.claim_next(&limited(&skip)).await.unwrap().unwrap().task, ids[0]);
+    assert!(store.claim_next(&limited(&skip)).await.unwrap().is_none(), "ann has one running; bob's is skipped");
+    assert_eq!(store.claim_next(&limited(&[])).await.unwrap().unwrap().task, ids[2]);
+    let live = store.live_leases(at(100)).await.unwrap();
+    assert_eq!(live.iter().map(|l| &l.task).collect::<Vec<_>>().len(), 2);
+    assert!(store.live_leases(at(5000)).await.unwrap().is_empty(), "all expired by then");
+}
+
+/// Eight claimants at once (one process; PostgreSQL's SKIP LOCKED, SQLite's single writer): each
+/// of 40 tasks is claimed exactly once.
+async fn claimants_at_once_never_take_the_same_task(backend: Backend) {
+    let (_place, store) = store(backend).await;
+    let store = std::sync::Arc::new(store);
+    let mut rng = Rng(23);
+    for n in 0..40 {
+        store.append(&rng.task_id(), 0, at(n), &[created("x")]).await.unwrap();
+    }
+    let claimants = (0..8).map(|k| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let holder = format!("claimant-{k}");
+            let next = baton_store::NextClaim { holder: &holder, at: at(100), ttl_ms: 60_000, per_owner: None, skip: &[] };
+            let mut won = Vec::new();
+            while let Some(lease) = store.claim_next(&next).await.unwrap() {
+                won.push(lease.task);
+            }
+            won
+        })
+    });
+    let mut all = Vec::new();
+    for claimant in claimants {
+        all.extend(claimant.await.unwrap());
+    }
+    let distinct: std::collections::BTreeSet<_> = all.iter().collect();
+    assert_eq!((all.len(), distinct.len()), (40, 40), "each task once");
+}
+
+#[tokio::test]
+async fn an_sqlite_store_from_before_priorities_were_columns_gets_them_from_its_journals() {
+    let (place, store) = store(Backend::Sqlite).await;
+    let id = Rng(24).task_id();
+    store.append(&id, 0, at(1), &[created_by("old", Some("ann"), 4)]).await.unwrap();
+    // As the store was at schema version 9.
+    sqlx::raw_sql(
+        "DROP INDEX tasks_by_status; ALTER TABLE tasks DROP COLUMN priority; ALTER TABLE tasks DROP COLUMN owner; \
+         DELETE FROM baton_schema WHERE version = 10;",
+    )
+    .execute(store.pool())
+    .await
+    .unwrap();
+    store.pool().close().await;
+    let store = place.open().await;
+    let (priority, owner): (i64, Option<String>) =
+        sqlx::query_as("SELECT priority, owner FROM tasks").fetch_one(store.pool()).await.unwrap();
+    assert_eq!((priority, owner.as_deref()), (4, Some("ann")));
+}
+
 #[tokio::test]
 async fn a_postgres_database_is_used_only_once_migrated_and_only_by_url() {
     let url = baton_testkit::postgres::database().await;
@@ -502,4 +620,6 @@ on_both_stores!(
     a_schedule_moves_its_cursor_once_per_claim_and_pauses_and_resumes,
     notices_are_kept_with_their_events_and_subscriptions_take_them_once,
     follow_ups_are_numbered_per_task_and_read_after_a_number,
+    the_next_claim_takes_interrupted_tasks_then_priority_then_owners_in_turn,
+    claimants_at_once_never_take_the_same_task,
 );
