@@ -130,6 +130,7 @@ impl Scheduler {
     /// progress ends first), commits its work in progress and releases its lease, and this returns
     /// once every run has; a restart takes each task up where it stopped.
     pub async fn run(&self, shutdown: CancellationToken) {
+        self.store.watch_runnable(self.wake.clone()).await;
         loop {
             self.take_up_dead_holders_tasks(&shutdown).await;
             while !shutdown.is_cancelled() {
@@ -204,7 +205,8 @@ impl Scheduler {
 
     fn start(&self, id: TaskId, lease: HeldLease, permit: tokio::sync::OwnedSemaphorePermit) {
         self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());        let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone());
+        let (store, engines, observer) = (self.store.clone(), self.engines.clone(), self.observer.clone());
         let home = self.home.clone();
         let (running, refused, wake) = (self.running.clone(), self.refused.clone(), self.wake.clone());
         let parked = self.parked.clone();

@@ -59,7 +59,19 @@ impl Db {
     }
 }
 
+/// The channel on which PostgreSQL tells listeners that a task became runnable.
+pub(crate) const RUNNABLE: &str = "baton_runnable";
+
 impl Dialect {
+    /// Tells every listener, once the transaction commits, that `task` may be run.
+    pub async fn announce_runnable(self, tx: &mut AnyConnection, task: &str) -> Result<(), StoreError> {
+        if self == Dialect::Postgres {
+            // In FROM, as with the advisory lock: `pg_notify` returns `void`.
+            sqlx::query("SELECT 1 FROM pg_notify($1, $2)").bind(RUNNABLE).bind(task).execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
     pub fn for_update(self) -> &'static str {
         match self {
             Dialect::Sqlite => "",

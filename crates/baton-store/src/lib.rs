@@ -172,6 +172,12 @@ pub trait Store: Send + Sync {
     /// is none.
     async fn claim_next(&self, next: &NextClaim<'_>) -> Result<Option<Lease>, StoreError>;
 
+    /// Wakes `wake` each time any process makes a task runnable (creates or resumes one, or lets
+    /// its lease go), from now on for as long as the runtime runs: PostgreSQL's `LISTEN`,
+    /// reconnected when lost. A store that cannot tell (SQLite, PostgreSQL behind a pooler in
+    /// transaction mode) never wakes it: callers poll as well.
+    async fn watch_runnable(&self, wake: std::sync::Arc<tokio::sync::Notify>);
+
     /// Every lease not expired at `at`.
     async fn live_leases(&self, at: Timestamp) -> Result<Vec<Lease>, StoreError>;
 

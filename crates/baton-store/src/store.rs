@@ -30,6 +30,8 @@ use crate::{FollowUp, Lease, NextClaim, Store, TaskSummary};
 pub struct SqlStore {
     db: Db,
     blobs: Blobs,
+    /// PostgreSQL's URL, for the connection that listens (outside the pool: it stays open).
+    listen_url: Option<String>,
 }
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -157,6 +159,10 @@ impl SqlStore {
             .await?;
         }
         let lifecycle = lifecycle.unwrap_or(Lifecycle::CREATED);
+        let was = current.as_ref().map(|s| s.status);
+        if was != Some(lifecycle.status) && is_runnable(lifecycle.status) {
+            self.db.dialect.announce_runnable(&mut tx, task.as_str()).await?;
+        }
         let next_seq = expected_seq + events.len() as u64;
         sqlx::query("UPDATE tasks SET status = $1, stop_reason = $2, updated_at = $3, next_seq = $4 WHERE id = $5")
             .bind(lifecycle.status.as_str())
@@ -302,6 +308,7 @@ impl SqlStore {
         let store = SqlStore {
             db: Db { pool, dialect: Dialect::Sqlite },
             blobs: Blobs::Files(std::sync::Arc::new(BlobStore::new(blob_dir))),
+            listen_url: None,
         };
         migrate::migrate(&store.db).await?;
         Ok(store)
@@ -336,7 +343,11 @@ impl SqlStore {
             .connect(url)
             .await
             .map_err(unreachable)?;
-        Ok(SqlStore { db: Db { pool, dialect: Dialect::Postgres }, blobs: Blobs::Table })
+        Ok(SqlStore {
+            db: Db { pool, dialect: Dialect::Postgres },
+            blobs: Blobs::Table,
+            listen_url: Some(url.to_owned()),
+        })
     }
 
     /// The pool, for tests and benchmarks that need to look under the store's abstraction.
@@ -355,6 +366,30 @@ pub fn redacted(url: &str) -> String {
         Ok(parsed) => parsed.to_string(),
         Err(_) => "(an unreadable URL)".to_owned(),
     }
+}
+
+/// Wakes `wake` at each announcement of a runnable task until the connection fails; the failure.
+async fn listen(url: &str, wake: &tokio::sync::Notify) -> sqlx::Error {
+    let mut listener = match sqlx::postgres::PgListener::connect(url).await {
+        Ok(listener) => listener,
+        Err(error) => return error,
+    };
+    if let Err(error) = listener.listen(crate::db::RUNNABLE).await {
+        return error;
+    }
+    // What was announced while no one listened is found by the next claim.
+    wake.notify_one();
+    loop {
+        if let Err(error) = listener.recv().await {
+            return error;
+        }
+        wake.notify_one();
+    }
+}
+
+/// Whether a task in `status` is one a scheduler takes up.
+fn is_runnable(status: Status) -> bool {
+    matches!(status, Status::Queued | Status::Running | Status::Verifying | Status::Reviewing)
 }
 
 /// SQLite reports an unwritable directory as "unable to open database file"; find out first and
@@ -440,11 +475,12 @@ impl Store for SqlStore {
     }
 
     async fn live_leases(&self, at: Timestamp) -> Result<Vec<Lease>, StoreError> {
-        let rows: Vec<(String, String, i64, i64)> =
-            sqlx::query_as("SELECT task_id, holder, epoch, expires_at FROM leases WHERE expires_at > $1 ORDER BY task_id")
-                .bind(at.as_millis())
-                .fetch_all(&self.db.pool)
-                .await?;
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT task_id, holder, epoch, expires_at FROM leases WHERE expires_at > $1 ORDER BY task_id",
+        )
+        .bind(at.as_millis())
+        .fetch_all(&self.db.pool)
+        .await?;
         rows.into_iter()
             .map(|(task, holder, epoch, expires_at)| {
                 let task = TaskId::parse(&task)
@@ -510,13 +546,31 @@ impl Store for SqlStore {
 
     async fn release(&self, lease: &Lease) -> Result<(), StoreError> {
         // Expired rather than deleted: the epoch only ever grows.
-        sqlx::query("UPDATE leases SET expires_at = 0 WHERE task_id = $1 AND holder = $2 AND epoch = $3")
-            .bind(lease.task.as_str())
-            .bind(&lease.holder)
-            .bind(lease.epoch as i64)
-            .execute(&self.db.pool)
-            .await?;
+        let mut tx = self.db.begin().await?;
+        let released =
+            sqlx::query("UPDATE leases SET expires_at = 0 WHERE task_id = $1 AND holder = $2 AND epoch = $3")
+                .bind(lease.task.as_str())
+                .bind(&lease.holder)
+                .bind(lease.epoch as i64)
+                .execute(&mut *tx)
+                .await?;
+        // A task let go while it still runs (its process stopping) is for another to go on with.
+        if released.rows_affected() == 1 {
+            self.db.dialect.announce_runnable(&mut tx, lease.task.as_str()).await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn watch_runnable(&self, wake: std::sync::Arc<tokio::sync::Notify>) {
+        let Some(url) = self.listen_url.clone() else { return };
+        tokio::spawn(async move {
+            loop {
+                let error = listen(&url, &wake).await;
+                eprintln!("store: not listening for runnable tasks ({error}); trying again in a second");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
     }
 
     async fn events(&self, task: &TaskId, from_seq: u64) -> Result<Vec<Recorded>, StoreError> {

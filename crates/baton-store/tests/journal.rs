@@ -546,7 +546,8 @@ async fn claimants_at_once_never_take_the_same_task(backend: Backend) {
         let store = store.clone();
         tokio::spawn(async move {
             let holder = format!("claimant-{k}");
-            let next = baton_store::NextClaim { holder: &holder, at: at(100), ttl_ms: 60_000, per_owner: None, skip: &[] };
+            let next =
+                baton_store::NextClaim { holder: &holder, at: at(100), ttl_ms: 60_000, per_owner: None, skip: &[] };
             let mut won = Vec::new();
             while let Some(lease) = store.claim_next(&next).await.unwrap() {
                 won.push(lease.task);
@@ -580,6 +581,33 @@ async fn an_sqlite_store_from_before_priorities_were_columns_gets_them_from_its_
     let (priority, owner): (i64, Option<String>) =
         sqlx::query_as("SELECT priority, owner FROM tasks").fetch_one(store.pool()).await.unwrap();
     assert_eq!((priority, owner.as_deref()), (4, Some("ann")));
+}
+
+/// No polling here: only PostgreSQL's NOTIFY, sent when the other pool's transactions commit, can
+/// wake the listener.
+#[tokio::test]
+async fn a_task_made_runnable_through_one_connection_wakes_the_listener_of_another() {
+    let (place, store) = store(Backend::Postgres).await;
+    let other = place.open().await;
+    let wake = std::sync::Arc::new(tokio::sync::Notify::new());
+    store.watch_runnable(wake.clone()).await;
+    let woken = |what: &'static str| {
+        let wake = wake.clone();
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(20), wake.notified())
+                .await
+                .unwrap_or_else(|_| panic!("never woken: {what}"))
+        }
+    };
+    woken("listening").await;
+    let id = Rng(25).task_id();
+    other.append(&id, 0, at(1), &[created("x")]).await.unwrap();
+    woken("a task was created").await;
+    let lease = other.claim(&id, "a", at(2), 1000).await.unwrap().unwrap();
+    other.append_leased(&lease, 1, at(3), &[Event::Started]).await.unwrap();
+    woken("it started").await;
+    other.release(&lease).await.unwrap();
+    woken("its lease was let go").await;
 }
 
 #[tokio::test]
