@@ -89,6 +89,15 @@ pub enum Command {
     /// Serve the HTTP API on this data directory and run queued tasks in the background, several at
     /// a time. Every request needs a token (`baton token create`). Prints its URL.
     Serve(Box<ServeArgs>),
+    /// Run queued tasks from a shared PostgreSQL store, without serving the API: one of many
+    /// workers on many machines (each with its own data directory for sandboxes and checkouts).
+    Worker(Box<WorkerArgs>),
+    /// Bring a PostgreSQL store's schema up to this baton's (every process refuses a schema it
+    /// does not know exactly); without --store, the data directory's own SQLite database.
+    Migrate {
+        #[arg(long, env = "BATON_STORE", value_name = "postgres://…")]
+        store: Option<String>,
+    },
     /// The API's bearer tokens: each has a scope (read, write or admin); its secret is shown once.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -153,30 +162,47 @@ pub struct ServeArgs {
     /// the API speaks plain HTTP.
     #[arg(long, default_value = "127.0.0.1:8420")]
     pub addr: std::net::SocketAddr,
-    /// Tasks run at once [default: the machine's cores, no more than its memory holds at the
-    /// sandbox's memory limit].
-    #[arg(long, value_name = "N")]
-    pub slots: Option<usize>,
+    #[command(flatten)]
+    pub running: RunningArgs,
     /// provider/model for tasks created without one.
     #[arg(long, env = "BATON_MODEL")]
     pub model: Option<String>,
-    /// Seconds a task stays this server's after its last lease renewal: how long a crashed
-    /// server's tasks wait before another process takes them up (a restart on the same machine
-    /// takes them at once).
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
-    pub lease_secs: u64,
     /// Serve without tokens: anyone who can reach the address may run commands in its
     /// sandboxes, which on loopback is every user of this machine. Refused beyond loopback.
     #[arg(long)]
     pub no_auth: bool,
-    /// Most tasks of one owner (the API token that created them) running at once; queued tasks of
-    /// equal priority take turns between owners either way.
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub per_owner: Option<u32>,
     /// Requests a token (or, with --no-auth, everyone) may make per second, with bursts of ten
     /// times as many; more get 429 and a Retry-After.
     #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: u32,
+}
+
+/// How a process runs tasks: where the store is, how many at once, how long its leases last.
+#[derive(Debug, Args)]
+pub struct RunningArgs {
+    /// A PostgreSQL store shared with other servers and workers [default: the data directory's
+    /// SQLite database]. Its schema must be this baton's (`baton migrate`).
+    #[arg(long, env = "BATON_STORE", value_name = "postgres://…")]
+    pub store: Option<String>,
+    /// Tasks run at once [default: the machine's cores, no more than its memory holds at the
+    /// sandbox's memory limit].
+    #[arg(long, value_name = "N")]
+    pub slots: Option<usize>,
+    /// Seconds a task stays this process's after its last lease renewal (renewed at a third of
+    /// it): how long a crashed process's tasks wait before another takes them up (a restart on the
+    /// same machine takes them at once).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub lease_secs: u64,
+    /// Most tasks of one owner (the API token that created them) running at once, in every
+    /// process; queued tasks of equal priority take turns between owners either way.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub per_owner: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub running: RunningArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,6 +17,7 @@ mod show;
 mod task;
 mod template;
 mod token;
+mod worker;
 
 use std::process::ExitCode;
 
@@ -91,6 +92,8 @@ fn main() -> ExitCode {
                 go_on(id, no_resume, model).await
             }
             Command::Serve(args) => serve::serve(&home()?, &config()?, *args).await,
+            Command::Worker(args) => worker::worker(&home()?, &config()?, *args).await,
+            Command::Migrate { store } => worker::migrate(&home()?, store.as_deref(), cli.json).await,
             Command::Token(command) => token::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Template(command) => template::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Hook(command) => hook::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),

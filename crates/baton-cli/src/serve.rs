@@ -8,32 +8,22 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use baton_core::{Credits, Event, FindingStatus, Schedule, Status, StopReason, TaskId, TaskState, Template, Timestamp};
+use baton_core::{Credits, Event, FindingStatus, RepoSource, Schedule, Status, StopReason, TaskId, TaskState, Template, Timestamp};
 use baton_engine::{Children, Engines, Observer, ScheduleError, Scheduler, Schedules, Starter, Timing, add_schedule};
 use baton_server::{Access, Api, FollowedUp, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
 use baton_store::{SqlStore, Store, StoreError};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{MAX_HANDOFFS, ServeArgs, TaskArgs};
+use crate::cli::{MAX_HANDOFFS, RunningArgs, ServeArgs, TaskArgs};
 use crate::config::Config;
 use crate::notifier::Notifier;
 use crate::run::{self, Legs};
 use crate::{budget, task};
 
 pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let ServeArgs { addr, slots, model, lease_secs, no_auth, per_owner, rate_limit } = args;
-    let lease_ttl = Duration::from_secs(lease_secs.max(3));
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open(home).await?);
-    let slots = match slots {
-        Some(slots) => slots,
-        None => {
-            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-            let memory = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| total_memory(&text));
-            let per_task = run::sandbox_config(home, config)?.limits.memory_bytes;
-            default_slots(cores, memory, per_task)
-        }
-    };
+    let ServeArgs { addr, running, model, no_auth, rate_limit } = args;
+    let store = open_store(home, running.store.as_deref()).await?;
     let (journaled, _) = broadcast::channel(4096);
     let announce = journaled.clone();
     let meter = Arc::new(Meter::default());
@@ -42,24 +32,8 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
         counted.observe(id, recorded);
         let _ = announce.send((id.clone(), recorded.seq));
     });
-    let engines: Arc<Engines> = {
-        let (home, config, store) = (home.to_owned(), config.clone(), store.clone());
-        Arc::new(move |state| {
-            let model = state.spec.model.clone().ok_or("the task names no model")?;
-            let legs = Legs {
-                context_window: state.spec.context_window,
-                max_handoffs: MAX_HANDOFFS,
-                role_models: state.spec.role_models.clone(),
-            };
-            let parts = run::engine_parts(&home, &config, &model, legs).map_err(|error| format!("{error:#}"))?;
-            // The scheduler runs a task's attempts side by side.
-            Ok(run::engine(store.clone(), parts).with_children(Children::Queued))
-        })
-    };
-    let mut scheduler = Scheduler::new(store.clone(), home, slots, lease_ttl, engines, observer);
-    if let Some(limit) = per_owner {
-        scheduler = scheduler.per_owner(limit);
-    }
+    let scheduler = scheduler(home, config, store.clone(), &running, observer)?;
+    let slots = scheduler.slots();
     let scheduler = Arc::new(scheduler);
     let tasks = Arc::new(Creator {
         scheduler: scheduler.clone(),
@@ -110,8 +84,61 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
+/// The store `url` names, or the data directory's own.
+pub async fn open_store(home: &Path, url: Option<&str>) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match url {
+        Some(url) => Arc::new(SqlStore::connect(url).await?),
+        None => Arc::new(SqlStore::open(home).await?),
+    })
+}
+
+/// The scheduler of a server or a worker: tasks run with this data directory's configuration.
+pub fn scheduler(
+    home: &Path,
+    config: &Config,
+    store: Arc<dyn Store>,
+    running: &RunningArgs,
+    observer: Arc<Observer>,
+) -> anyhow::Result<Scheduler> {
+    let lease_ttl = Duration::from_secs(running.lease_secs.max(3));
+    let slots = match running.slots {
+        Some(slots) => slots,
+        None => {
+            let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let memory = std::fs::read_to_string("/proc/meminfo").ok().and_then(|text| total_memory(&text));
+            let per_task = run::sandbox_config(home, config)?.limits.memory_bytes;
+            default_slots(cores, memory, per_task)
+        }
+    };
+    let engines: Arc<Engines> = {
+        let (home, config, store) = (home.to_owned(), config.clone(), store.clone());
+        Arc::new(move |state| {
+            // A task on a path of another machine is for a process there.
+            if let RepoSource::Local(path) = &state.spec.repo
+                && !path.exists()
+            {
+                return Err(format!("its repository {} is not on this machine", path.display()));
+            }
+            let model = state.spec.model.clone().ok_or("the task names no model")?;
+            let legs = Legs {
+                context_window: state.spec.context_window,
+                max_handoffs: MAX_HANDOFFS,
+                role_models: state.spec.role_models.clone(),
+            };
+            let parts = run::engine_parts(&home, &config, &model, legs).map_err(|error| format!("{error:#}"))?;
+            // The scheduler runs a task's attempts side by side.
+            Ok(run::engine(store.clone(), parts).with_children(Children::Queued))
+        })
+    };
+    let mut scheduler = Scheduler::new(store, home, slots, lease_ttl, engines, observer);
+    if let Some(limit) = running.per_owner {
+        scheduler = scheduler.per_owner(limit);
+    }
+    Ok(scheduler)
+}
+
 /// Until SIGINT or SIGTERM.
-async fn stopped() {
+pub async fn stopped() {
     let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(signal) => signal,
         Err(_) => return std::future::pending().await,

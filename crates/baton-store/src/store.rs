@@ -280,6 +280,12 @@ impl SqlStore {
 
     /// Opens (creating if needed) the SQLite store in `home`, applying any pending migrations.
     pub async fn open(home: &Path) -> Result<SqlStore, StoreError> {
+        let store = SqlStore::sqlite(home).await?;
+        migrate::migrate(&store.db).await?;
+        Ok(store)
+    }
+
+    async fn sqlite(home: &Path) -> Result<SqlStore, StoreError> {
         let blob_dir = home.join("blobs");
         fs::create_dir_all(&blob_dir).map_err(|source| StoreError::DataDir { path: blob_dir.clone(), source })?;
         probe_writable(home)?;
@@ -310,8 +316,13 @@ impl SqlStore {
             blobs: Blobs::Files(std::sync::Arc::new(BlobStore::new(blob_dir))),
             listen_url: None,
         };
-        migrate::migrate(&store.db).await?;
         Ok(store)
+    }
+
+    /// Opens the SQLite store in `home` as [`SqlStore::open`] does; what its migration found and
+    /// left.
+    pub async fn open_migrated(home: &Path) -> Result<Migrated, StoreError> {
+        migrate::migrate(&SqlStore::sqlite(home).await?.db).await
     }
 
     /// Connects to the PostgreSQL store at `url`, whose schema must be this binary's (see
