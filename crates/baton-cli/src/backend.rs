@@ -82,7 +82,7 @@ pub async fn open(
         Some(url) => Ok(Box::new(Remote::new(url)?)),
         None => {
             let home = home()?;
-            Ok(Box::new(Local { store: SqlStore::open(&home).await?, home }))
+            Ok(Box::new(Local { store: crate::store::open(&home).await?, home }))
         }
     }
 }

@@ -25,6 +25,12 @@ pub struct Cli {
     #[arg(long, global = true, env = "BATON_SERVER", value_name = "URL")]
     pub server: Option<String>,
 
+    /// Keep tasks, tokens, templates and the account in a PostgreSQL database shared by servers
+    /// and workers on many machines, instead of the data directory's SQLite database (which still
+    /// holds this machine's checkouts and sandboxes). Its schema must be this baton's: `baton migrate`.
+    #[arg(long, global = true, env = "BATON_STORE", value_name = "postgres://…")]
+    pub store: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -92,12 +98,10 @@ pub enum Command {
     /// Run queued tasks from a shared PostgreSQL store, without serving the API: one of many
     /// workers on many machines (each with its own data directory for sandboxes and checkouts).
     Worker(Box<WorkerArgs>),
-    /// Bring a PostgreSQL store's schema up to this baton's (every process refuses a schema it
-    /// does not know exactly); without --store, the data directory's own SQLite database.
-    Migrate {
-        #[arg(long, env = "BATON_STORE", value_name = "postgres://…")]
-        store: Option<String>,
-    },
+    /// Bring a PostgreSQL store's schema (--store) up to this baton's: every process refuses a
+    /// schema it does not know exactly. Without --store, the data directory's own SQLite database
+    /// (which is brought up to date whenever it is opened).
+    Migrate,
     /// The API's bearer tokens: each has a scope (read, write or admin); its secret is shown once.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -177,15 +181,11 @@ pub struct ServeArgs {
     pub rate_limit: u32,
 }
 
-/// How a process runs tasks: where the store is, how many at once, how long its leases last.
+/// How a process runs tasks: how many at once, how long its leases last.
 #[derive(Debug, Args)]
 pub struct RunningArgs {
-    /// A PostgreSQL store shared with other servers and workers [default: the data directory's
-    /// SQLite database]. Its schema must be this baton's (`baton migrate`).
-    #[arg(long, env = "BATON_STORE", value_name = "postgres://…")]
-    pub store: Option<String>,
     /// Tasks run at once [default: the machine's cores, no more than its memory holds at the
-    /// sandbox's memory limit].
+    /// sandbox's memory limit]; a server with 0 serves the API and runs none (workers do).
     #[arg(long, value_name = "N")]
     pub slots: Option<usize>,
     /// Seconds a task stays this process's after its last lease renewal (renewed at a third of

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use baton_engine::{Caches, EngineError, Manifest, Provenance, Resolved, SetupFailure, Snapshots};
 use baton_git::{Repo, Worktree};
-use baton_store::{SqlStore, Store};
+use baton_store::Store;
 use serde::Serialize;
 
 use crate::cli::{EnvArgs, EnvCommand};
@@ -122,7 +122,7 @@ pub async fn run(home: &Path, config: &Config, command: EnvCommand, json: bool) 
         }
         EnvCommand::Gc { unused_for } => {
             // A snapshot an unfinished task's machines stand on is kept, however old.
-            let store = SqlStore::open(home).await?;
+            let store = crate::store::open(home).await?;
             let mut keep = BTreeSet::new();
             for summary in store.list(None).await?.into_iter().filter(|summary| !summary.status.is_terminal()) {
                 keep.extend(store.load(&summary.id).await?.work.snapshot);

@@ -4,14 +4,14 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use baton_core::{Hook, HookKind, HookRule};
-use baton_store::{SqlStore, Store};
+use baton_store::Store;
 
 use crate::cli::HookCommand;
 use crate::show;
 use crate::task::now;
 
 pub async fn run(home: &Path, command: HookCommand, json: bool) -> anyhow::Result<()> {
-    let store = SqlStore::open(home).await?;
+    let store = crate::store::open(home).await?;
     match command {
         HookCommand::Create { name, kind, template, label, mention, secret_env } => {
             let rules = match (kind, template) {

@@ -14,6 +14,7 @@ mod run;
 mod schedule;
 mod serve;
 mod show;
+mod store;
 mod task;
 mod template;
 mod token;
@@ -36,6 +37,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(err) => return fail(&anyhow::Error::new(err).context("cannot start the async runtime")),
     };
+    store::choose(cli.store.clone());
     let result = runtime.block_on(async {
         let home = || home::resolve(cli.home.as_deref());
         let config = || config::load(cli.config.as_deref());
@@ -93,7 +95,7 @@ fn main() -> ExitCode {
             }
             Command::Serve(args) => serve::serve(&home()?, &config()?, *args).await,
             Command::Worker(args) => worker::worker(&home()?, &config()?, *args).await,
-            Command::Migrate { store } => worker::migrate(&home()?, store.as_deref(), cli.json).await,
+            Command::Migrate => worker::migrate(&home()?, cli.json).await,
             Command::Token(command) => token::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Template(command) => template::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Hook(command) => hook::run(&home()?, command, cli.json).await.map(|()| ExitCode::SUCCESS),

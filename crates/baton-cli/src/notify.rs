@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use baton_core::Subscription;
-use baton_store::{SqlStore, Store};
+use baton_store::Store;
 
 use crate::cli::NotifyCommand;
 use crate::hook;
@@ -12,7 +12,7 @@ use crate::show;
 use crate::task::now;
 
 pub async fn run(home: &Path, command: NotifyCommand, json: bool) -> anyhow::Result<()> {
-    let store = SqlStore::open(home).await?;
+    let store = crate::store::open(home).await?;
     match command {
         NotifyCommand::Add { name, url, format, events, secret_env } => {
             let subscription = Subscription { name, url, format, events };

@@ -9,7 +9,7 @@ use baton_core::{Credits, Event, LegRole, Recorded, Status, StopReason, TaskStat
 use baton_engine::{Engine, EngineConfig, HeldLease, RoleModel};
 use baton_model::{Catalog, HttpClient, ModelName, Price, Providers};
 use baton_sandbox::SandboxConfig;
-use baton_store::{SqlStore, Store};
+use baton_store::Store;
 
 use crate::cli::RunArgs;
 use crate::config::Config;
@@ -129,7 +129,7 @@ pub fn engine(store: Arc<dyn Store>, parts: Parts) -> Engine {
 pub const LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 async fn drive(home: &Path, parts: Parts, state: TaskState, json: bool) -> anyhow::Result<ExitCode> {
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open(home).await?);
+    let store: Arc<dyn Store> = Arc::new(crate::store::open(home).await?);
     let price = parts.price;
     let engine = engine(store.clone(), parts);
     if json {
@@ -237,7 +237,7 @@ pub async fn resume(
     legs: Legs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = SqlStore::open(home).await?;
+    let store = crate::store::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
     let model = model.or_else(|| state.spec.model.clone()).context(NO_MODEL)?;
     let legs = Legs {
@@ -257,7 +257,7 @@ pub async fn resume_all(
     legs: Legs,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = SqlStore::open(home).await?;
+    let store = crate::store::open(home).await?;
     let mut code = ExitCode::SUCCESS;
     let mut failed = Vec::new();
     // Every status a crash or a kill can leave a task in; one task that cannot resume is reported
@@ -280,7 +280,7 @@ pub async fn resume_all(
 }
 
 pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
-    let store = SqlStore::open(home).await?;
+    let store = crate::store::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
     println!("{}", diff_text(home, &state, None)?);
     Ok(ExitCode::SUCCESS)

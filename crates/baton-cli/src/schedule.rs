@@ -4,7 +4,7 @@ use std::path::Path;
 
 use baton_core::{Firing, Schedule, Timestamp};
 use baton_engine::{Timing, add_schedule};
-use baton_store::{Firings, SavedSchedule, SqlStore, Store};
+use baton_store::{Firings, SavedSchedule, Store};
 
 use crate::cli::{ScheduleArgs, ScheduleCommand};
 use crate::show;
@@ -14,7 +14,7 @@ use crate::task::now;
 const SHOWN_NEXT: usize = 5;
 
 pub async fn run(home: &Path, command: ScheduleCommand, json: bool) -> anyhow::Result<()> {
-    let store = SqlStore::open(home).await?;
+    let store = crate::store::open(home).await?;
     match command {
         ScheduleCommand::Create(args) => {
             let schedule = definition(*args);

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use baton_core::{Credits, Event, FindingStatus, RepoSource, Schedule, Status, StopReason, TaskId, TaskState, Template, Timestamp};
 use baton_engine::{Children, Engines, Observer, ScheduleError, Scheduler, Schedules, Starter, Timing, add_schedule};
 use baton_server::{Access, Api, FollowedUp, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
-use baton_store::{SqlStore, Store, StoreError};
+use baton_store::{Store, StoreError};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +23,7 @@ use crate::{budget, task};
 
 pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let ServeArgs { addr, running, model, no_auth, rate_limit } = args;
-    let store = open_store(home, running.store.as_deref()).await?;
+    let store: Arc<dyn Store> = Arc::new(crate::store::open(home).await?);
     let (journaled, _) = broadcast::channel(4096);
     let announce = journaled.clone();
     let meter = Arc::new(Meter::default());
@@ -33,7 +33,8 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
         let _ = announce.send((id.clone(), recorded.seq));
     });
     let scheduler = scheduler(home, config, store.clone(), &running, observer)?;
-    let slots = scheduler.slots();
+    // With no slots, workers elsewhere run the tasks this server takes in.
+    let slots = if running.slots == Some(0) { 0 } else { scheduler.slots() };
     let scheduler = Arc::new(scheduler);
     let tasks = Arc::new(Creator {
         scheduler: scheduler.clone(),
@@ -74,7 +75,11 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
     };
     let (served, (), (), ()) = tokio::join!(
         server,
-        scheduler.run(shutdown.clone()),
+        async {
+            if slots > 0 {
+                scheduler.run(shutdown.clone()).await
+            }
+        },
         schedules.run(shutdown.clone()),
         notifier.run(shutdown.clone())
     );
@@ -82,14 +87,6 @@ pub async fn serve(home: &Path, config: &Config, args: ServeArgs) -> anyhow::Res
     // Every run has stopped at its next step, its work in progress committed and its lease
     // released: the next start takes each task up where it stopped.
     Ok(ExitCode::SUCCESS)
-}
-
-/// The store `url` names, or the data directory's own.
-pub async fn open_store(home: &Path, url: Option<&str>) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match url {
-        Some(url) => Arc::new(SqlStore::connect(url).await?),
-        None => Arc::new(SqlStore::open(home).await?),
-    })
 }
 
 /// The scheduler of a server or a worker: tasks run with this data directory's configuration.

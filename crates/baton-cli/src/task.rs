@@ -10,7 +10,7 @@ use baton_core::{
 };
 use baton_git::Repo;
 use baton_server::{FollowedUp, Refused};
-use baton_store::{SqlStore, Store, StoreError};
+use baton_store::{Store, StoreError};
 
 use crate::backend::{self, Backend};
 use crate::cli::{CreateArgs, FindingCommand, TaskArgs, TaskCommand};
@@ -123,7 +123,7 @@ pub async fn create_task(home: &Path, request: String, args: TaskArgs) -> anyhow
     if let RepoSource::Local(path) = RepoSource::parse(&args.repo)? {
         Repo::open(&path)?.ensure_outside(home)?;
     }
-    let store = SqlStore::open(home).await?;
+    let store = crate::store::open(home).await?;
     create_in(&store, home, request, args).await
 }
 
@@ -237,7 +237,7 @@ pub async fn pull_request(
     json: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
     let forges = baton_forge::Forges::read(&config.text).with_context(|| config.context())?;
-    let store = SqlStore::open(home).await?;
+    let store = crate::store::open(home).await?;
     let id = store.resolve(id).await?;
     let event = publish_pull_request(&store, &forges, &id).await.map_err(|refused| anyhow::anyhow!("{refused}"))?;
     if json {
@@ -524,7 +524,7 @@ pub fn refusal(id: &TaskId, error: StoreError) -> Refused {
 
 /// `baton handoffs ID`: every handoff of the task, oldest first.
 pub async fn handoffs(home: &Path, id: &str, json: bool) -> anyhow::Result<()> {
-    let store = SqlStore::open(home).await?;
+    let store = crate::store::open(home).await?;
     let id = store.resolve(id).await?;
     let handoffs: Vec<Handoff> = store
         .events(&id, 0)

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::bail;
 use baton_core::RepoSource;
-use baton_store::{SqlStore, Store};
+use baton_store::Store;
 
 use crate::cli::TemplateCommand;
 use crate::show;
@@ -18,12 +18,12 @@ pub async fn run(home: &Path, command: TemplateCommand, json: bool) -> anyhow::R
             // The base must be there now; each task resolves it again when it starts.
             let (repo, _) = baton_engine::fetched_base(home, &template.repo, &template.base)?;
             repo.ensure_outside(home)?;
-            let store = SqlStore::open(home).await?;
+            let store = crate::store::open(home).await?;
             store.add_template(&template, now()).await?;
             if json { show::json(&template) } else { show::template(&template) }
         }
         TemplateCommand::List => {
-            let templates = SqlStore::open(home).await?.templates().await?;
+            let templates = crate::store::open(home).await?.templates().await?;
             if json {
                 return show::json(&templates);
             }
@@ -36,18 +36,18 @@ pub async fn run(home: &Path, command: TemplateCommand, json: bool) -> anyhow::R
             Ok(())
         }
         TemplateCommand::Show { name } => {
-            let template = SqlStore::open(home).await?.template(&name).await?;
+            let template = crate::store::open(home).await?.template(&name).await?;
             if json { show::json(&template) } else { show::template(&template) }
         }
         TemplateCommand::Delete { name } => {
-            SqlStore::open(home).await?.delete_template(&name).await?;
+            crate::store::open(home).await?.delete_template(&name).await?;
             if !json {
                 println!("template {name} deleted");
             }
             Ok(())
         }
         TemplateCommand::Start { name } => {
-            let store = SqlStore::open(home).await?;
+            let store = crate::store::open(home).await?;
             let template = store.template(&name).await?;
             if let RepoSource::Local(path) = &template.repo
                 && !path.exists()

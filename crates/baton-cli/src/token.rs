@@ -5,14 +5,14 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use baton_core::{Token, TokenHash, check_token_name, token_secret};
-use baton_store::{SqlStore, Store};
+use baton_store::Store;
 
 use crate::cli::TokenCommand;
 use crate::show;
 use crate::task::now;
 
 pub async fn run(home: &Path, command: TokenCommand, json: bool) -> anyhow::Result<()> {
-    let store = SqlStore::open(home).await?;
+    let store = crate::store::open(home).await?;
     match command {
         TokenCommand::Create { name, scope } => {
             check_token_name(&name).map_err(anyhow::Error::msg)?;

@@ -11,17 +11,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::WorkerArgs;
 use crate::config::Config;
-use crate::serve::{open_store, scheduler, stopped};
+use crate::serve::{scheduler, stopped};
 
 pub async fn worker(home: &Path, config: &Config, args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let WorkerArgs { running } = args;
-    let Some(url) = running.store.as_deref() else {
+    let Some(url) = crate::store::url() else {
         anyhow::bail!(
             "a worker runs tasks from a store it shares: give --store postgres://… (BATON_STORE); \
              on one machine, `baton serve` runs them"
         );
     };
-    let store = open_store(home, Some(url)).await?;
+    let store: Arc<dyn baton_store::Store> = Arc::new(crate::store::open(home).await?);
     let observer: Arc<Observer> = Arc::new(|_, _| {});
     let scheduler = scheduler(home, config, store, &running, observer)?;
     // The first line of output, for scripts and tests.
@@ -42,8 +42,8 @@ pub async fn worker(home: &Path, config: &Config, args: WorkerArgs) -> anyhow::R
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn migrate(home: &Path, store: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
-    let migrated = match store {
+pub async fn migrate(home: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let migrated = match crate::store::url() {
         Some(url) => SqlStore::migrate(url).await?,
         None => SqlStore::open_migrated(home).await?,
     };
