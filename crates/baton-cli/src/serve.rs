@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use baton_core::{Credits, Event, FindingStatus, RepoSource, Schedule, Status, StopReason, TaskId, TaskState, Template, Timestamp};
+use baton_core::{
+    Credits, Event, FindingStatus, RepoSource, Schedule, Status, StopReason, TaskId, TaskState, Template, Timestamp,
+};
 use baton_engine::{Children, Engines, Observer, ScheduleError, Scheduler, Schedules, Starter, Timing, add_schedule};
 use baton_server::{Access, Api, FollowedUp, LimitChange, Limits, Load, Meter, NewTask, Refused, Settled, Tasks};
 use baton_store::{Store, StoreError};
