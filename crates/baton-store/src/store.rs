@@ -351,6 +351,15 @@ impl SqlStore {
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
+            .after_connect(|connection, _| {
+                Box::pin(async move {
+                    // A process frozen inside a transaction (stopped, swapped out, partitioned)
+                    // would hold its rows locked, and claims pass locked rows by: the server ends
+                    // such a session, so its tasks can be taken over once their leases expire.
+                    connection.execute("SET idle_in_transaction_session_timeout = '10s'").await?;
+                    Ok(())
+                })
+            })
             .connect(url)
             .await
             .map_err(unreachable)?;
