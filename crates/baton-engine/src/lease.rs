@@ -100,10 +100,13 @@ impl HeldLease {
 
 /// Renews `lease` every third of `ttl` until told to stop, then releases it. A renewal that finds
 /// the lease gone ends the keeping: the run's next append is refused by the fence. The waiting is
-/// done inside the runtime, never beside it: the store's pool hands a used connection back by a
-/// task spawned on the runtime that used it, which must keep running for the connection to return.
+/// done inside the background runtime (see `background.rs`), never beside it: the store's pool
+/// hands a used connection back by a task spawned on that runtime, which must keep running.
 fn keep(store: Arc<dyn Store>, mut lease: Lease, ttl: Duration, stop: &Notify) {
-    let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+    let runtime = match crate::background::handle() {
+        Ok(runtime) => runtime,
+        Err(error) => return eprintln!("lease of task {}: cannot keep it: {error}", lease.task),
+    };
     runtime.block_on(async {
         loop {
             tokio::select! {

@@ -5,6 +5,7 @@
 //! twice: a call that was started but not finished is reported to the agent as interrupted.
 
 mod attempts;
+mod background;
 mod build;
 mod calls;
 mod checkpoint;

@@ -212,11 +212,9 @@ impl Scheduler {
         let parked = self.parked.clone();
         let stopping = self.stopping.clone();
         std::thread::spawn(move || {
-            // The run blocks this thread in its sandbox and git work. Tasks it spawns — the store's
-            // pool hands each used connection back that way — run on the runtime's own worker
-            // meanwhile; on a current-thread runtime they would wait, and a few blocked runs would
-            // hold every connection of the shared pool, stalling the other runs and the scheduler.
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build();
+            // The run blocks this thread in its sandbox and git work; the tasks it spawns run on
+            // the background runtime's workers meanwhile (see `background.rs`).
+            let runtime = crate::background::handle();
             let outcome = match &runtime {
                 Ok(runtime) => runtime.block_on(async {
                     let state = store.load(&id).await.map_err(|error| error.to_string())?;
@@ -229,7 +227,7 @@ impl Scheduler {
                     let ran = engine.run_leased(&id, Some(lease.lease()), &mut observe).await;
                     ran.map(|_| ()).map_err(|error| error.to_string())
                 }),
-                Err(error) => Err(format!("no runtime: {error}")),
+                Err(error) => Err(error.clone()),
             };
             // Cancelled while it ran (its next write was refused): its machine goes now that
             // nothing runs on it.
