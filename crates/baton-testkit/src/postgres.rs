@@ -32,3 +32,48 @@ pub async fn database() -> String {
     url.set_path(&name);
     url.to_string()
 }
+
+/// A PostgreSQL cluster of its own, started by `scripts/postgres` with durability on (every commit
+/// synced, as SQLite's `synchronous=FULL` is), for benchmarks; stopped when dropped.
+#[derive(Debug)]
+pub struct DurableCluster {
+    dir: tempfile::TempDir,
+    /// Its `postgres` database.
+    pub url: String,
+}
+
+fn script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres")
+}
+
+impl DurableCluster {
+    pub fn start() -> DurableCluster {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("a directory for the cluster: {e}"));
+        let started = std::process::Command::new(script())
+            .args(["start", &dir.path().display().to_string()])
+            .env("BATON_PG_DURABLE", "1")
+            .output()
+            .unwrap_or_else(|e| panic!("scripts/postgres: {e}"));
+        assert!(started.status.success(), "scripts/postgres: {}", String::from_utf8_lossy(&started.stderr));
+        let url = String::from_utf8_lossy(&started.stdout).trim().to_owned();
+        DurableCluster { dir, url }
+    }
+
+    /// A new empty database in it; its URL.
+    pub async fn database(&self, name: &str) -> String {
+        let mut connection = PgConnection::connect(&self.url).await.unwrap_or_else(|e| panic!("{}: {e}", self.url));
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+        let mut url = url::Url::parse(&self.url).unwrap_or_else(|e| panic!("{}: {e}", self.url));
+        url.set_path(name);
+        url.to_string()
+    }
+}
+
+impl Drop for DurableCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(script()).args(["stop", &self.dir.path().display().to_string()]).status();
+    }
+}
