@@ -212,30 +212,11 @@ const STEPS: usize = 4;
 /// Task `n`'s script as rules: its request opens step 1; the output of step k opens step k + 1;
 /// after the last, `finish`. Each step appends its mark to the task's own /root/marker.
 fn marking(tasks: usize) -> Script {
-    let shell = |n: usize, k: usize| {
-        // Long enough that all eight run at once even when the machine is busy with other tests.
-        // The marker is kept out of the worktree, the progress note is work on the branch.
-        let command = format!("sleep 1.5; echo mark-{n}-{k} >> /root/marker; echo {k} >> progress; echo ran-{n}-{k}");
-        let call =
-            ToolCall { id: format!("s{k}"), name: "shell".into(), arguments: json!({"command": command}).to_string() };
-        Reply { tool_calls: vec![call], ..Reply::default() }
-    };
-    let finish =
-        ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "marked"}).to_string() };
-    let mut rules = Vec::new();
-    for n in 0..tasks {
-        let when = |text: String| Expect { body_contains: Some(text), ..Expect::default() };
-        rules.push(Rule {
-            when: when(format!("ran-{n}-{STEPS}")),
-            reply: Reply { tool_calls: vec![finish.clone()], ..Reply::default() },
-        });
-        for k in (1..STEPS).rev() {
-            // An interrupted step shows its command, not its output: the script goes on either way.
-            rules.push(Rule { when: when(format!("ran-{n}-{k}")), reply: shell(n, k + 1) });
-        }
-        rules.push(Rule { when: when(format!("marking task {n}.")), reply: shell(n, 1) });
-    }
-    Script { rules, ..Script::default() }
+    // Long enough that all eight run at once even when the machine is busy with other tests. The
+    // marker is kept out of the worktree, the progress note is work on the branch.
+    let command =
+        |n, k| format!("sleep 1.5; echo mark-{n}-{k} >> /root/marker; echo {k} >> progress; echo ran-{n}-{k}");
+    common::stepping(tasks, STEPS, |n| format!("marking task {n}."), command)
 }
 
 /// When a verified task started and finished, from its journal.

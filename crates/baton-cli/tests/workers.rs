@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use assert_cmd::cargo::CommandCargoExt;
 use baton_core::{Event, Status, StopReason, TaskId};
 use baton_store::{SqlStore, Store};
-use baton_testkit::model::{Expect, Reply, Rule, Script, ScriptedServer, ToolCall};
+use baton_testkit::model::{Script, ScriptedServer};
 use common::served::{Served, serve_with_env};
 use serde_json::json;
 
@@ -30,34 +30,11 @@ const STEPS: usize = 4;
 /// Short, so that a dead or frozen worker's tasks move on within seconds.
 const LEASE_SECS: &str = "3";
 
-/// Each task: STEPS shell steps (each sleeps, so that kills land mid-step), then finish. Rules
-/// match the task's own markers, so any worker's request for any task gets its next step.
+/// Each task: STEPS shell steps (each sleeps, so that kills land mid-step), then finish; any
+/// worker's request for any task gets its next step.
 fn script() -> Script {
-    let shell = |n: usize, k: usize| {
-        let command = format!("sleep 0.6; echo {k} >> progress; echo ran-{n}-{k}");
-        let call = ToolCall {
-            id: format!("s{n}-{k}"),
-            name: "shell".into(),
-            arguments: json!({"command": command}).to_string(),
-        };
-        Reply { tool_calls: vec![call], ..Reply::default() }
-    };
-    let finish =
-        ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "stepped"}).to_string() };
-    let when = |text: String| Expect { body_contains: Some(text), ..Expect::default() };
-    let mut rules = Vec::new();
-    for n in 0..TASKS {
-        rules.push(Rule {
-            when: when(format!("ran-{n}-{STEPS}")),
-            reply: Reply { tool_calls: vec![finish.clone()], ..Reply::default() },
-        });
-        for k in (1..STEPS).rev() {
-            // An interrupted step shows its command, not its output: the script goes on either way.
-            rules.push(Rule { when: when(format!("ran-{n}-{k}")), reply: shell(n, k + 1) });
-        }
-        rules.push(Rule { when: when(format!("stepping task {n}.")), reply: shell(n, 1) });
-    }
-    Script { rules, ..Script::default() }
+    let command = |n, k| format!("sleep 0.6; echo {k} >> progress; echo ran-{n}-{k}");
+    common::stepping(TASKS, STEPS, |n| format!("stepping task {n}."), command)
 }
 
 fn run(program: &str, args: &[&str]) {

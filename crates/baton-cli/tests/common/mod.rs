@@ -21,6 +21,40 @@ pub fn call(id: &str, name: &str, arguments: Value) -> Turn {
     }
 }
 
+/// A script for `tasks` tasks, whichever process asks for which: task n (whose request contains
+/// `request(n)`) runs the shell commands `command(n, 1..=steps)`, each of which must print
+/// `ran-n-k`, and then finishes. An interrupted step shows its command, not its output: the script
+/// goes on either way.
+pub fn stepping(
+    tasks: usize,
+    steps: usize,
+    request: impl Fn(usize) -> String,
+    command: impl Fn(usize, usize) -> String,
+) -> Script {
+    let shell = |n: usize, k: usize| {
+        let arguments = json!({"command": command(n, k)}).to_string();
+        Reply {
+            tool_calls: vec![ToolCall { id: format!("s{n}-{k}"), name: "shell".into(), arguments }],
+            ..Reply::default()
+        }
+    };
+    let finish =
+        ToolCall { id: "f".into(), name: "finish".into(), arguments: json!({"summary": "stepped"}).to_string() };
+    let when = |text: String| Expect { body_contains: Some(text), ..Expect::default() };
+    let mut rules = Vec::new();
+    for n in 0..tasks {
+        rules.push(Rule {
+            when: when(format!("ran-{n}-{steps}")),
+            reply: Reply { tool_calls: vec![finish.clone()], ..Reply::default() },
+        });
+        for k in (1..steps).rev() {
+            rules.push(Rule { when: when(format!("ran-{n}-{k}")), reply: shell(n, k + 1) });
+        }
+        rules.push(Rule { when: when(request(n)), reply: shell(n, 1) });
+    }
+    Script { rules, ..Script::default() }
+}
+
 /// A Python module whose `add` subtracts, and the test that says so.
 pub fn calc_repo() -> FixtureRepo {
     FixtureRepo::with_files(&[
