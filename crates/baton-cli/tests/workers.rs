@@ -144,6 +144,25 @@ impl Drop for Worker {
     }
 }
 
+/// Unmounts, when dropped, whatever is still mounted beneath its directory: the task disks of the
+/// killed worker, which no restart takes up here.
+struct UnmountBeneath(std::path::PathBuf);
+
+impl Drop for UnmountBeneath {
+    fn drop(&mut self) {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut beneath: Vec<&str> = mounts
+            .lines()
+            .filter_map(|line| line.split(' ').nth(4))
+            .filter(|at| Path::new(at).starts_with(&self.0))
+            .collect();
+        beneath.sort_by_key(|at| std::cmp::Reverse(at.len()));
+        for at in beneath {
+            let _ = Command::new("umount").args(["--lazy", at]).status();
+        }
+    }
+}
+
 fn signal(child: &Child, signal: &str) {
     run("kill", &[signal, &child.id().to_string()]);
 }
@@ -211,6 +230,7 @@ async fn three_workers_on_hosts_of_their_own_run_thirty_tasks_once_through_a_kil
     let model_addr: SocketAddr = model.url().trim_start_matches("http://").parse().unwrap();
     let fixture = common::calc_repo();
     let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let _unmount = UnmountBeneath(scratch.path().to_owned());
     let remote = scratch.path().join("remote.git");
     run("git", &["clone", "--quiet", "--bare", &fixture.path().display().to_string(), &remote.display().to_string()]);
 
