@@ -7,32 +7,29 @@ use baton_core::{Charge, Credits, Entry, EntryKind, Month, Policy, Position, Tas
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use crate::db::Dialect;
 use crate::error::StoreError;
 
-/// The account's position at `at`, read inside the caller's transaction: one row, whatever the
+/// The account's position at `at`, read on the caller's connection: one row, whatever the
 /// size of the ledger (the month's totals are kept running; a new month starts from zero).
-pub(crate) async fn position(
-    conn: &mut AnyConnection,
-    dialect: Dialect,
-    at: Timestamp,
-) -> Result<Position, StoreError> {
+///
+/// `locking` ends the read of the account's row: `Db::for_update` inside a transaction
+/// that writes after it, nothing for a read alone (which then takes no lock at all).
+pub(crate) async fn position(conn: &mut AnyConnection, locking: &str, at: Timestamp) -> Result<Position, StoreError> {
+    // One statement, so a read alone sees the balance and the holds of one moment.
     let row = sqlx::query(&format!(
-        "SELECT policy, balance, month, month_spent, month_reloads FROM account WHERE id = 1{}",
-        dialect.for_update()
+        "SELECT policy, balance, month, month_spent, month_reloads, \
+         (SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM reservations) AS reserved \
+         FROM account WHERE id = 1{locking}"
     ))
     .fetch_one(&mut *conn)
     .await?;
     let corrupt = |e: serde_json::Error| StoreError::CorruptAccount(e.to_string());
     let policy: Policy = serde_json::from_str(&row.try_get::<String, _>("policy")?).map_err(corrupt)?;
     let month: Month = serde_json::from_str(&row.try_get::<String, _>("month")?).map_err(corrupt)?;
-    let reserved: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM reservations")
-        .fetch_one(&mut *conn)
-        .await?;
     let stored = Position {
         policy,
         balance: Credits::from_micros(row.try_get("balance")?),
-        reserved: Credits::from_micros(reserved),
+        reserved: Credits::from_micros(row.try_get("reserved")?),
         month,
         spent_this_month: Credits::from_micros(row.try_get("month_spent")?),
         reloads_this_month: row.try_get::<i64, _>("month_reloads")? as u32,

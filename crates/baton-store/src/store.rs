@@ -90,7 +90,7 @@ impl SqlStore {
         // Read (and locked) before any notice takes its turn, and only when money moves: most
         // appends move none.
         let mut position = match events.iter().any(|e| matches!(e, Event::Reserved { .. } | Event::Settled { .. })) {
-            true => Some(account::position(&mut tx, self.db.dialect, at).await?),
+            true => Some(account::position(&mut tx, self.db.for_update(), at).await?),
             false => None,
         };
         for ((seq, event), encoded) in (expected_seq..).zip(events).zip(&encoded) {
@@ -649,8 +649,9 @@ impl Store for SqlStore {
     }
 
     async fn account(&self, at: Timestamp) -> Result<Position, StoreError> {
-        let mut tx = self.db.begin().await?;
-        account::position(&mut tx, self.db.dialect, at).await
+        // A read alone: no write lock (SQLite) or row lock (PostgreSQL) behind the writers.
+        let mut connection = self.db.pool.acquire().await?;
+        account::position(&mut connection, "", at).await
     }
 
     async fn set_policy(&self, policy: Policy) -> Result<(), StoreError> {
@@ -672,7 +673,7 @@ impl Store for SqlStore {
             )));
         }
         let mut tx = self.db.begin().await?;
-        let mut position = account::position(&mut tx, self.db.dialect, at).await?;
+        let mut position = account::position(&mut tx, self.db.for_update(), at).await?;
         let entry = Entry { at, kind, amount, task: None, key: None, note: note.to_owned() };
         account::insert_entry(&mut tx, &mut position, &entry).await?;
         tx.commit().await?;
