@@ -345,6 +345,18 @@ pub fn event(recorded: &Recorded, as_json: bool) -> anyhow::Result<()> {
         Event::Reserved { key, charges: held } => format!("{key}: {} held ({})", total(held), charges(held)),
         Event::Settled { key, charges: paid } if paid.is_empty() => format!("{key}: released, nothing charged"),
         Event::Settled { key, charges: paid } => format!("{key}: {} charged ({})", total(paid), charges(paid)),
+        Event::Overran { key, held, charged } => {
+            format!("{key}: {charged} charged, more than the {held} held; the task pauses before its next action")
+        }
+        Event::ModelAttemptBilled { step, attempt, error, usage: Some(usage) } => format!(
+            "step {step} attempt {attempt} failed ({error}); charged its reported usage: {} in, {} cache read, {} cache write, {} out",
+            usage.input, usage.cache_read, usage.cache_write, usage.output
+        ),
+        Event::ModelAttemptBilled { step, attempt, error, usage: None } => {
+            format!(
+                "step {step} attempt {attempt} failed ({error}) after the provider took it; charged at the call's hold"
+            )
+        }
         Event::BudgetChanged { budget } => format!("limits now {}", limits(budget)),
         Event::PlanSubmitted { subtasks } => {
             format!(

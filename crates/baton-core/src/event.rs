@@ -1,10 +1,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::account::Charge;
-use crate::chat::ModelResponse;
+use crate::chat::{ModelResponse, Usage};
 use crate::decision::{Answer, Decision};
 use crate::environment::Phase;
 use crate::ledger::{Effect, Handoff};
+use crate::money::Credits;
 use crate::review::{Finding, FindingStatus, Role as LegRole, Subtask, SubtaskOutcome};
 use crate::spec::{Budget, TaskSpec};
 use crate::status::StopReason;
@@ -143,6 +144,19 @@ pub enum Event {
     /// The action ended: its hold is released and what it really cost is charged (nothing for a
     /// call the provider refused).
     Settled { key: String, charges: Vec<Charge> },
+    /// The action settled just before cost more than it held: the provider billed more than any
+    /// tokenizer's count of the prompt, or billed retried attempts too. All of it is charged; the
+    /// task pauses before its next action, so the limits are checked again before it goes on.
+    Overran { key: String, held: Credits, charged: Credits },
+    /// An attempt of a model call failed after the provider may have billed it: `usage` as the
+    /// stream reported it before it broke, or `None` when it said nothing (charged at the hold).
+    ModelAttemptBilled {
+        step: u32,
+        attempt: u32,
+        error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        usage: Option<Usage>,
+    },
     /// The task's limits were changed by a user (raised after a pause, typically).
     BudgetChanged { budget: Budget },
     /// Most of a limit is used: the agent is told what remains, once per change of limits.
@@ -221,6 +235,8 @@ impl Event {
             Event::HandoffWritten { .. } => "handoff_written",
             Event::Reserved { .. } => "reserved",
             Event::Settled { .. } => "settled",
+            Event::Overran { .. } => "overran",
+            Event::ModelAttemptBilled { .. } => "model_attempt_billed",
             Event::BudgetChanged { .. } => "budget_changed",
             Event::BudgetLow { .. } => "budget_low",
             Event::DecisionRequested { .. } => "decision_requested",

@@ -49,7 +49,7 @@ pub use schedule::{CatchUp, DEFAULT_MAX_FAILURES, Firing, FiringOutcome, Schedul
 pub use secret::{Secret, redact};
 pub use source::{RemoteUrl, RepoSource, UrlError};
 pub use spec::{Budget, CheckSpec, Continued, MAX_ATTEMPTS, Pick, SpecError, TaskSpec, branch_name, slug};
-pub use state::{CheckResult, FoldError, LegRecord, Money, Stop, TaskState, Work, fold};
+pub use state::{CheckResult, FoldError, LegRecord, Money, Overrun, Stop, TaskState, Work, fold};
 pub use status::{Lifecycle, Status, StopReason, TransitionError, UnknownName};
 pub use template::{Template, check_name};
 pub use time::Timestamp;

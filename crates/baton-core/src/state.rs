@@ -47,6 +47,18 @@ pub struct Money {
     pub held: std::collections::BTreeMap<String, Vec<Charge>>,
     /// When the latest charge was settled.
     pub last_charge_at: Option<Timestamp>,
+    /// An action that cost more than it held, since the task last resumed: nothing more may
+    /// start until it pauses and resumes.
+    #[serde(default)]
+    pub overrun: Option<Overrun>,
+}
+
+/// An action charged more than it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Overrun {
+    pub key: String,
+    pub held: Credits,
+    pub charged: Credits,
 }
 
 impl Money {
@@ -75,6 +87,10 @@ impl Money {
                     self.last_charge_at = Some(at);
                 }
             }
+            Event::Overran { key, held, charged } => {
+                self.overrun = Some(Overrun { key: key.clone(), held: *held, charged: *charged })
+            }
+            Event::Resumed { .. } => self.overrun = None,
             Event::SubtaskEnded { outcome, .. } => self.delegated = add(self.delegated, outcome.spent),
             _ => {}
         }

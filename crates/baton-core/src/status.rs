@@ -109,7 +109,13 @@ impl Lifecycle {
             },
             (Event::Cancelled { .. }, _) => stopped(Cancelled, StopReason::Cancelled),
             (Event::BudgetChanged { .. }, _) => Ok(self),
-            (Event::Reserved { .. } | Event::Settled { .. }, Running | Verifying | Reviewing) => Ok(self),
+            (
+                Event::Reserved { .. }
+                | Event::Settled { .. }
+                | Event::Overran { .. }
+                | Event::ModelAttemptBilled { .. },
+                Running | Verifying | Reviewing,
+            ) => Ok(self),
             // A leg works the same way building (running) or reviewing.
             (
                 Event::LegStarted { .. }

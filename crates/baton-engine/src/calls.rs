@@ -67,10 +67,11 @@ impl Engine {
                 }
                 _ => 0,
             };
-            let hold = match &shell {
-                Some(shell) if finish.is_none() && !denied => self.config.rates.charges(shell.busy.as_secs(), 0),
-                _ => self.config.rates.charges(crate::plan::CHECK_PROBE.as_secs() * probes, probes),
+            let held_secs = match &shell {
+                Some(shell) if finish.is_none() && !denied => shell.busy.as_secs(),
+                _ => crate::plan::CHECK_PROBE.as_secs() * probes,
             };
+            let hold = self.config.rates.charges(held_secs, probes);
             let intent = vec![Event::ToolCallStarted {
                 step,
                 call_id: call_id.clone(),
@@ -87,7 +88,8 @@ impl Engine {
                 self.run_call(journal, machine, &name, &arguments, answered)?
             };
             let output = baton_agent::fit_output(outcome.output, self.budget(&journal.state().work).max_result_bytes());
-            self.settle(journal, &key, self.config.rates.charges(started.elapsed().as_secs().max(1), probes))?;
+            let used_secs = sandbox_seconds(started.elapsed(), held_secs);
+            self.settle(journal, &key, self.config.rates.charges(used_secs, probes))?;
             // Written with the next intent: if it is lost, the call is reported as interrupted.
             let effect = outcome.effect;
             if let Effect::Finish(summary) = &effect {
@@ -217,4 +219,11 @@ impl Engine {
             }
         })
     }
+}
+
+/// The sandbox seconds an action is charged: at least one, at most the `limit` it was held at. The
+/// sandbox is stopped at its limit; what stopping it takes past that is baton's time, not the task's,
+/// and must not make an action cost more than it held.
+pub(crate) fn sandbox_seconds(elapsed: std::time::Duration, limit: u64) -> u64 {
+    elapsed.as_secs().clamp(1, limit.max(1))
 }

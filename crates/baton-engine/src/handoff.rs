@@ -6,11 +6,20 @@ use baton_core::{
     Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, Role, StopReason, TaskState, ToolSpec, Usage,
 };
 use baton_git::Worktree;
-use baton_model::ModelError;
+use baton_model::{Billed, ModelError, StreamEvent};
 use tokio_util::sync::CancellationToken;
 
 use crate::journal::Journal;
 use crate::{Admission, Engine, EngineError, Machine};
+
+/// A leaving leg's narrative, or the fallback and why; what its calls used, and what the attempts
+/// that failed may have cost.
+pub(crate) struct Summary {
+    narrative: String,
+    error: Option<String>,
+    usage: Option<Usage>,
+    billed: Vec<Billed>,
+}
 
 impl Engine {
     /// Ends the leg with a handoff and starts the next leg from it. Returns false when a guard
@@ -53,15 +62,14 @@ impl Engine {
         // Held for the first attempt, the larger: a prompt refused as too long is not billed.
         let budget = self.budget(work);
         let first = self.summary_request(work, tools, &reason, emergency, budget);
-        let tokens = self.estimate(&first, work.role);
+        let hold = self.call_hold(work.role, baton_model::input_bound(&first), budget);
         let key = format!("step {} handoff #{}", work.steps, journal.state().next_seq);
-        if let Admission::Refused(refusal) =
-            self.start_charged(journal, intent, &key, self.call_hold(work.role, tokens, budget)).await?
-        {
+        if let Admission::Refused(refusal) = self.start_charged(journal, intent, &key, hold.clone()).await? {
             self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
             return Ok(false);
         }
-        let (narrative, narrative_error, usage) = self.summarise(journal.state(), tools, &reason, emergency).await;
+        let Summary { narrative, error: narrative_error, usage, billed } =
+            self.summarise(journal.state(), tools, &reason, emergency).await;
         let state = journal.state();
         let handoff = Handoff {
             from_leg: leg,
@@ -74,7 +82,11 @@ impl Engine {
             ledger: self.ledger(state, worktree)?,
         };
         let (system, state_role) = (state.work.system.clone(), state.work.role);
-        self.settle(journal, &key, self.call_cost(state_role, &usage.unwrap_or_default()))?;
+        let mut charges = self.call_cost(state_role, &usage.unwrap_or_default());
+        for attempt in billed {
+            charges.extend(self.attempt_cost(state_role, attempt, &hold));
+        }
+        self.settle(journal, &key, charges)?;
         journal.defer(Event::HandoffWritten { handoff: Box::new(handoff.clone()) })?;
         let brief = baton_agent::handoff_brief(&journal.state().spec, &handoff, journal.state().work.idle_legs)
             + &baton_agent::messages_brief(&journal.state().work.messages)
@@ -99,19 +111,26 @@ impl Engine {
         tools: &[ToolSpec],
         reason: &str,
         emergency: bool,
-    ) -> (String, Option<String>, Option<Usage>) {
+    ) -> Summary {
         let work = &state.work;
         let budget = self.budget(work);
         let mut used: Option<Usage> = None;
         let mut failure = String::new();
+        // What failed attempts may have cost, for the caller to charge.
+        let mut billed = Vec::new();
         for shortened in [emergency, true] {
             let request = self.summary_request(work, tools, reason, shortened, budget);
-            match self.chosen(work.role).client.complete(&request, &mut |_| {}, &CancellationToken::new()).await {
+            let mut sink = |event| {
+                if let StreamEvent::AttemptFailed { billed: attempt, .. } = event {
+                    billed.push(attempt);
+                }
+            };
+            match self.chosen(work.role).client.complete(&request, &mut sink, &CancellationToken::new()).await {
                 Ok(response) => {
                     *used.get_or_insert_with(Usage::default) += response.usage;
                     let text = response.text();
                     if !text.trim().is_empty() {
-                        return (text, None, used);
+                        return Summary { narrative: text, error: None, usage: used, billed };
                     }
                     failure = "the summary came back empty".to_owned();
                     break;
@@ -123,7 +142,12 @@ impl Engine {
                 }
             }
         }
-        (baton_agent::fallback_narrative(&work.transcript), Some(failure), used)
+        Summary {
+            narrative: baton_agent::fallback_narrative(&work.transcript),
+            error: Some(failure),
+            usage: used,
+            billed,
+        }
     }
 
     /// The summarisation request: the leg's prompt (shortened to half the room for an emergency)

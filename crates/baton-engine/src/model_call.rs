@@ -3,6 +3,7 @@
 
 use baton_agent::ContextBudget;
 use baton_core::{Event, LegRole, Message, ModelRequest, ModelResponse, PromptSize, ToolSpec};
+use baton_model::{Billed, StreamEvent};
 use baton_tools::Toolbox;
 use tokio_util::sync::CancellationToken;
 
@@ -104,8 +105,10 @@ impl Engine {
         self.act(journal, machine, step, calls).await.map(Called::Answered)
     }
 
-    /// One model call, journaled and charged: held before, settled after (a failed call is not
-    /// billed). The answer is not journaled yet: the caller defers it with what comes next.
+    /// One model call, journaled and charged: held at its worst case before (every input token a
+    /// tokenizer could count, every output token allowed), settled after at what the provider
+    /// reported, with every failed attempt it may have billed. The answer is not journaled yet: the
+    /// caller defers it with what comes next.
     pub(crate) async fn call_model(
         &self,
         journal: &mut Journal<'_>,
@@ -118,19 +121,35 @@ impl Engine {
         let key = format!("step {step} model call #{}", journal.state().next_seq);
         let intent = vec![Event::ModelCallStarted { step, prompt: Some(prompt) }];
         let role = journal.state().work.role;
-        if let Admission::Refused(refusal) =
-            self.start_charged(journal, intent, &key, self.call_hold(role, estimate, budget)).await?
-        {
+        let hold = self.call_hold(role, baton_model::input_bound(request), budget);
+        if let Admission::Refused(refusal) = self.start_charged(journal, intent, &key, hold.clone()).await? {
             return Ok(Called::Refused(refusal));
         }
-        let role = journal.state().work.role;
-        match self.chosen(role).client.complete(request, &mut |_| {}, &CancellationToken::new()).await {
+        let mut failed = Vec::new();
+        let mut sink = |event| {
+            if let StreamEvent::AttemptFailed { attempt, error, billed } = event {
+                failed.push((attempt, error, billed));
+            }
+        };
+        let result = self.chosen(role).client.complete(request, &mut sink, &CancellationToken::new()).await;
+        let mut charges = Vec::new();
+        for (attempt, error, billed) in failed {
+            charges.extend(self.attempt_cost(role, billed, &hold));
+            let usage = match billed {
+                Billed::Nothing => continue,
+                Billed::Reported(usage) => Some(usage),
+                Billed::Unknown => None,
+            };
+            journal.defer(Event::ModelAttemptBilled { step, attempt, error, usage })?;
+        }
+        match result {
             Ok(response) => {
-                self.settle(journal, &key, self.call_cost(role, &response.usage))?;
+                charges.extend(self.call_cost(role, &response.usage));
+                self.settle(journal, &key, charges)?;
                 Ok(Called::Answered(journal.state().work.with_unique_call_ids(response)))
             }
             Err(error) => {
-                self.settle(journal, &key, Vec::new())?;
+                self.settle(journal, &key, charges)?;
                 journal.append(Event::ModelCallFailed { step, error: error.to_string() }).await?;
                 Ok(Called::Failed(error))
             }

@@ -169,7 +169,8 @@ impl Engine {
             if outcome.stopped.is_some() {
                 output.push_str(&format!("\n[stopped: {:?}]", outcome.stopped));
             }
-            self.settle(journal, &key, self.config.rates.charges(start.elapsed().as_secs().max(1), 1))?;
+            let used_secs = crate::calls::sandbox_seconds(start.elapsed(), check.timeout_secs);
+            self.settle(journal, &key, self.config.rates.charges(used_secs, 1))?;
             for refusal in clean_machine.take_refused_connections() {
                 journal.append(Event::ConnectionRefused { host: refusal.host, port: refusal.port, phase }).await?;
             }

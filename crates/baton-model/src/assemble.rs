@@ -46,7 +46,7 @@ impl Assembler {
                     }
                 }
             }
-            StreamEvent::ToolCallEnd { .. } | StreamEvent::Restarted { .. } => {}
+            StreamEvent::ToolCallEnd { .. } | StreamEvent::AttemptFailed { .. } | StreamEvent::Restarted { .. } => {}
             StreamEvent::Usage(usage) => self.usage = *usage,
             StreamEvent::Finished(reason) => self.finish = Some(reason.clone()),
         }

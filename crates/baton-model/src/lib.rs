@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 pub use assemble::Assembler;
 pub use catalog::{Catalog, CatalogError, ModelInfo, Price};
 pub use error::ModelError;
-pub use estimate::{Estimator, estimate_tokens};
+pub use estimate::{Estimator, estimate_tokens, input_bound};
 pub use retry::RetryPolicy;
 pub use select::{ConfigError, ModelName, ProviderConfig, ProviderKind, Providers};
 pub use sse::{SseEvent, SseParser};
@@ -50,6 +50,13 @@ pub enum StreamEvent {
     },
     Usage(Usage),
     Finished(FinishReason),
+    /// An attempt failed (retried or not), with what the provider may have billed for it: told for
+    /// every failed attempt, so a caller charges what the returned response alone does not show.
+    AttemptFailed {
+        attempt: u32,
+        error: String,
+        billed: Billed,
+    },
     /// The attempt failed after streaming some of the above, and the call starts again from scratch:
     /// a live view must discard what it showed. The returned response never contains a partial
     /// attempt.
@@ -57,6 +64,17 @@ pub enum StreamEvent {
         attempt: u32,
         reason: String,
     },
+}
+
+/// What a provider may have billed for an attempt that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Billed {
+    /// Nothing: the request never reached the provider, or it refused it with an error status.
+    Nothing,
+    /// The usage the stream reported before it broke.
+    Reported(Usage),
+    /// The provider took the request and said nothing of its usage: the caller assumes the worst.
+    Unknown,
 }
 
 /// A model endpoint that answers requests. Implementations retry what is worth retrying and return

@@ -12,7 +12,19 @@ use crate::error::ModelError;
 use crate::protocol::Protocol;
 use crate::retry::{RetryPolicy, jitter_unit, retry_after};
 use crate::sse::SseParser;
-use crate::{ModelClient, StreamEvent};
+use crate::{Billed, ModelClient, StreamEvent};
+
+/// Why an attempt failed, and what the provider may have billed for it.
+struct Failure {
+    error: ModelError,
+    billed: Billed,
+}
+
+impl Failure {
+    fn unbilled(error: ModelError) -> Failure {
+        Failure { error, billed: Billed::Nothing }
+    }
+}
 
 /// How long each phase of a call may take before it counts as failed (and is retried).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +34,9 @@ pub struct Timeouts {
     pub first_byte: Duration,
     /// Between two events of a stream.
     pub idle: Duration,
+    /// For a whole attempt, from sending the request to the end of its stream: a provider that
+    /// keeps a stream alive with pings and never finishes is given up on.
+    pub whole: Duration,
 }
 
 impl Default for Timeouts {
@@ -30,6 +45,7 @@ impl Default for Timeouts {
             connect: Duration::from_secs(15),
             first_byte: Duration::from_secs(180),
             idle: Duration::from_secs(90),
+            whole: Duration::from_secs(30 * 60),
         }
     }
 }
@@ -112,28 +128,48 @@ impl HttpClient {
         &self.url
     }
 
-    /// One try: a whole response, or the reason it failed.
+    /// One try: a whole response, or the reason it failed and what it may have cost.
     async fn attempt(
         &self,
         headers: &HeaderMap,
         body: &Bytes,
         sink: &mut (dyn FnMut(StreamEvent) + Send),
         cancel: &CancellationToken,
-    ) -> Result<ModelResponse, ModelError> {
+    ) -> Result<ModelResponse, Failure> {
+        // Once the request may have been sent, the provider may bill it whether or not an answer
+        // comes back: only a refused connection or an error status is known to cost nothing.
+        let unknown = |error| Failure { error, billed: Billed::Unknown };
         let send = self.http.post(&self.url).headers(headers.clone()).body(body.clone()).send();
         let response = bounded(cancel, self.timeouts.first_byte, "waiting for the response headers", send)
-            .await?
-            .map_err(transport_error)?;
+            .await
+            .map_err(unknown)?
+            .map_err(|error| match error.is_connect() {
+                true => Failure::unbilled(transport_error(error)),
+                false => unknown(transport_error(error)),
+            })?;
         let status = response.status();
         if !status.is_success() {
             let wait = retry_after(response.headers(), SystemTime::now());
             let text = bounded(cancel, self.timeouts.idle, "reading an error response", response.text())
-                .await?
+                .await
+                .map_err(Failure::unbilled)?
                 .unwrap_or_default();
-            return Err(self.protocol.error(status.as_u16(), wait, &text));
+            return Err(Failure::unbilled(self.protocol.error(status.as_u16(), wait, &text)));
         }
 
-        read_events(self.protocol.as_ref(), response.bytes_stream(), sink, cancel, &self.timeouts).await
+        let mut reported = None;
+        let mut watching = |event: StreamEvent| {
+            if let StreamEvent::Usage(usage) = &event {
+                reported = Some(*usage);
+            }
+            sink(event);
+        };
+        let stream =
+            read_events(self.protocol.as_ref(), response.bytes_stream(), &mut watching, cancel, &self.timeouts);
+        let result = bounded(cancel, self.timeouts.whole, "waiting for the whole response", stream).await;
+        result
+            .and_then(|inner| inner)
+            .map_err(|error| Failure { error, billed: reported.map_or(Billed::Unknown, Billed::Reported) })
     }
 }
 
@@ -202,9 +238,14 @@ impl ModelClient for HttpClient {
         loop {
             let error = match self.attempt(&headers, &body, sink, cancel).await {
                 Ok(response) => return Ok(response),
-                Err(error) if !error.is_retryable() => return Err(error),
-                Err(error) => error,
+                Err(Failure { error, billed }) => {
+                    sink(StreamEvent::AttemptFailed { attempt, error: error.to_string(), billed });
+                    error
+                }
             };
+            if !error.is_retryable() {
+                return Err(error);
+            }
             if attempt >= self.retry.max_attempts {
                 return Err(ModelError::Exhausted { attempts: attempt, last: Box::new(error) });
             }

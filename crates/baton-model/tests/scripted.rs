@@ -32,6 +32,7 @@ fn client(wire: Wire, server: &ScriptedServer, retry: RetryPolicy) -> HttpClient
         connect: Duration::from_secs(5),
         first_byte: Duration::from_secs(10),
         idle: Duration::from_millis(400),
+        whole: Duration::from_secs(3),
     };
     let at = |base: String| ProviderConfig { base_url: Some(base), api_key_env: None };
     let providers = Providers {

@@ -144,7 +144,9 @@ impl World {
                         match refusal {
                             Refusal::MonthlyCap { .. } => assert!(self.policy.monthly_cap.is_some()),
                             Refusal::NoCredits { .. } => assert!(!self.policy.overage),
-                            Refusal::TaskBudget { .. } => panic!("the store never checks task budgets"),
+                            Refusal::TaskBudget { .. } | Refusal::Overrun { .. } => {
+                                panic!("the store never checks a task's limits")
+                            }
                         }
                     }
                     Err(other) => panic!("{other}"),

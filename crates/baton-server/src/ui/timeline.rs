@@ -138,6 +138,16 @@ pub(crate) fn entry(recorded: &Recorded) -> Option<Entry> {
             ("leg", format!("handoff written by leg {}", handoff.from_leg), clipped(&body), false)
         }
         Event::Settled { charges, .. } => ("money", format!("{} credits charged", total(charges)), None, false),
+        Event::Overran { key, held, charged } => {
+            ("money", format!("{key} cost {charged} credits, more than the {held} held"), None, true)
+        }
+        Event::ModelAttemptBilled { attempt, error, usage, .. } => {
+            let billed = match usage {
+                Some(usage) => format!("charged its reported usage ({} in, {} out)", usage.input, usage.output),
+                None => "its usage is unknown: charged at the call's hold".to_owned(),
+            };
+            ("money", format!("attempt {attempt} of a model call failed; {billed}"), clipped(error), true)
+        }
         Event::BudgetChanged { .. } => ("money", "the limits were changed".into(), None, false),
         Event::BudgetLow { text } => ("money", "the budget runs low".into(), clipped(text), false),
         Event::DecisionRequested { decision } => {
