@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use baton_core::{FinishReason, Message, ModelRequest, ModelResponse, Part, Role, ToolSpec, Usage};
-use baton_model::{HttpClient, ModelClient, ModelError, ProviderConfig, Providers, RetryPolicy, StreamEvent, Timeouts};
+use baton_model::{
+    Billed, HttpClient, ModelClient, ModelError, ProviderConfig, Providers, RetryPolicy, StreamEvent, Timeouts,
+};
 use baton_testkit::model::{Expect, Fault, Reply, Rule, Script, ScriptedServer, ToolCall, Turn, Usage as ScriptUsage};
 use tokio_util::sync::CancellationToken;
 
@@ -83,7 +85,7 @@ fn turn(reply: Reply) -> Turn {
 fn text_reply(text: &str) -> Reply {
     Reply {
         text: Some(text.into()),
-        usage: ScriptUsage { input: 1200, cache_read: 800, cache_write: 300, output: 45, reasoning: 12 },
+        usage: ScriptUsage { input: 1200, cache_read: 800, cache_write: 300, output: 45, reasoning: 12, ..ScriptUsage::default() },
         ..Reply::default()
     }
 }
@@ -400,4 +402,54 @@ async fn anthropic_requests_carry_cache_breakpoints_on_the_stable_prefix() {
     assert_eq!(body["messages"][0]["content"][0]["cache_control"], ephemeral, "the stable prefix ends at message 1");
     assert!(body["messages"][2]["content"][0].get("cache_control").is_none());
     assert_eq!(body["tools"][0]["input_schema"]["required"][0], "path");
+}
+
+fn failed_attempts(events: &[StreamEvent]) -> Vec<(u32, String, Billed)> {
+    let failed = events.iter().filter_map(|event| match event {
+        StreamEvent::AttemptFailed { attempt, error, billed } => Some((*attempt, error.clone(), *billed)),
+        _ => None,
+    });
+    failed.collect()
+}
+
+#[tokio::test]
+async fn each_failed_attempt_says_what_the_provider_may_have_billed() {
+    for wire in ALL {
+        let reply = text_reply("Fixed.");
+        // A refusal costs nothing; a stream cut before any usage may have cost anything; one cut
+        // after its usage (Chat Completions and Anthropic tell it before the end) cost that.
+        let mut faults = vec![
+            Fault::Status { status: 500, retry_after: None, message: None },
+            Fault::CutAfter { bytes: 40 },
+        ];
+        if wire != Wire::Responses {
+            faults.push(Fault::CutBeforeLastEvent);
+        }
+        let script = Script { turns: vec![Turn { faults: faults.clone(), ..turn(reply.clone()) }], ..Script::default() };
+        let server = ScriptedServer::start(script).await.unwrap();
+        let (response, events) = complete(&client(wire, &server, fast_retries()), &request()).await;
+        assert_eq!(response.unwrap().usage, expected_usage(wire, reply.usage), "{wire:?}");
+        let billed: Vec<(u32, Billed)> = failed_attempts(&events).into_iter().map(|(n, _, b)| (n, b)).collect();
+        let mut expected = vec![(1, Billed::Nothing), (2, Billed::Unknown)];
+        if wire != Wire::Responses {
+            expected.push((3, Billed::Reported(expected_usage(wire, reply.usage))));
+        }
+        assert_eq!(billed, expected, "{wire:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_kept_alive_by_pings_is_given_up_at_the_whole_attempts_deadline() {
+    // Pings every 50 ms for a minute: never idle for the 400 ms idle limit, never finished.
+    let reply = text_reply("At last.");
+    let faults = vec![Fault::Pings { ms: 60_000 }];
+    let script = Script { turns: vec![Turn { faults, ..turn(reply.clone()) }], ..Script::default() };
+    let server = ScriptedServer::start(script).await.unwrap();
+    let (response, events) = complete(&client(Wire::Chat, &server, fast_retries()), &request()).await;
+    assert_eq!(response.unwrap().text(), "At last.");
+    let failed = failed_attempts(&events);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (attempt, error, billed) = &failed[0];
+    assert_eq!((*attempt, *billed), (1, Billed::Unknown));
+    assert!(error.contains("waiting for the whole response"), "{error}");
 }

@@ -35,7 +35,7 @@ fn call(id: &str) -> Reply {
 async fn official_python_sdks_parse_what_the_scripted_server_streams() {
     let python = std::env::var("BATON_TEST_PYTHON")
         .expect("BATON_TEST_PYTHON must name a Python with the pinned openai and anthropic SDKs; scripts/test sets it");
-    let usage = Usage { input: 120, cache_read: 30, cache_write: 7, output: 42, reasoning: 5 };
+    let usage = Usage { input: 120, cache_read: 30, cache_write: 7, output: 42, reasoning: 5, ..Usage::default() };
     let script = Script {
         turns: vec![
             turn("openai-responses", text("Hello from the Responses API!", usage)),

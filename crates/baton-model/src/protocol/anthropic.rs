@@ -310,8 +310,11 @@ impl Decoder for AnthropicDecoder {
                 Some(Block::Text) | None => {}
             },
             "message_delta" => {
+                // The final count (message_start's is partial), told at once: if the stream
+                // breaks before `message_stop`, the caller knows what was billed.
                 if let Some(usage) = &event.usage {
                     self.merge_usage(usage);
+                    out.push(StreamEvent::Usage(self.usage));
                 }
                 if let Some(reason) = event.delta.and_then(|d| d.stop_reason) {
                     self.finish = Some(match reason.as_str() {

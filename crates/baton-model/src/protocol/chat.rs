@@ -187,8 +187,10 @@ impl Decoder for ChatDecoder {
         if chunk.error.is_some() {
             return Err(openai_error(500, None, data));
         }
+        // Told at once: if the stream breaks before `[DONE]`, the caller knows what was billed.
         if let Some(reported) = chunk.usage.as_ref().filter(|u| u.is_object()) {
             self.usage = usage(reported);
+            out.push(StreamEvent::Usage(self.usage));
         }
         let Some(choice) = chunk.choices.into_iter().next() else { return Ok(()) };
         let delta = choice.delta;

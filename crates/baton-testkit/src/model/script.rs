@@ -64,12 +64,18 @@ pub enum Fault {
     Overloaded,
     /// The reply's stream, cut off after this many bytes.
     CutAfter { bytes: usize },
+    /// The reply's stream without its last event (`[DONE]`, `message_stop`, `response.completed`),
+    /// then a closed connection: a stream that broke after saying everything but that it ended.
+    CutBeforeLastEvent,
     /// Headers, then silence for this long, then a closed connection.
     Stall { ms: u64 },
     /// An event whose data is not JSON.
     MalformedEvent,
     /// The provider's context-overflow error (HTTP 400), whatever the request's size.
     ContextOverflow,
+    /// Headers, then an SSE comment (a keep-alive ping) every 50 ms for this long, then a closed
+    /// connection: a stream that is never idle and never finishes.
+    Pings { ms: u64 },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +118,21 @@ pub struct Usage {
     pub output: u64,
     #[serde(default)]
     pub reasoning: u64,
+    /// Report `input` as this many times the request's tokens (the o200k tokens of every string
+    /// in its body, as `context_window` counts them) instead of the number above: a provider whose
+    /// tokenizer counts far more than its client could estimate.
+    #[serde(default)]
+    pub input_per_request_token: Option<u64>,
+}
+
+impl Usage {
+    /// The usage reported for a request whose body is `body`.
+    pub(crate) fn for_request(self, body: &serde_json::Value) -> Usage {
+        match self.input_per_request_token {
+            Some(times) => Usage { input: times * super::server::count_tokens(body), ..self },
+            None => self,
+        }
+    }
 }
 
 impl Reply {

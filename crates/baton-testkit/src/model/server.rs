@@ -293,6 +293,7 @@ async fn serve(shared: &Shared, wire: &dyn Wire, path: &str, headers: &HeaderMap
             fault_response(wire, &fault, &body, streaming, turn, shared).await
         }
         Action::Reply(turn, reply) => {
+            let reply = Reply { usage: reply.usage.for_request(&body), ..reply };
             record.turn = turn;
             record.served = if turn.is_some() { "reply" } else { "rule" }.to_owned();
             if let Some(ms) = reply.delay_ms {
@@ -332,6 +333,7 @@ async fn fault_response(
         },
         Fault::CutAfter { bytes } => {
             let reply = &shared.script.turns[turn].reply;
+            let reply = &Reply { usage: reply.usage.for_request(body), ..reply.clone() };
             let full = if streaming {
                 wire.stream(reply, model).iter().map(Sse::to_text).collect::<String>()
             } else {
@@ -340,7 +342,27 @@ async fn fault_response(
             let cut = full.as_bytes()[..(*bytes).min(full.len())].to_vec();
             abort_after(Bytes::from(cut), Duration::ZERO, streaming)
         }
+        Fault::CutBeforeLastEvent => {
+            let reply = &shared.script.turns[turn].reply;
+            let reply = Reply { usage: reply.usage.for_request(body), ..reply.clone() };
+            let mut events = wire.stream(&reply, model);
+            events.pop();
+            abort_after(Bytes::from(events.iter().map(Sse::to_text).collect::<String>()), Duration::ZERO, true)
+        }
         Fault::Stall { ms } => abort_after(Bytes::new(), Duration::from_millis(*ms), true),
+        Fault::Pings { ms } => {
+            let pings = (*ms / 50).max(1);
+            let chunks = stream::iter(0..pings).then(|_| async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                Ok::<_, std::io::Error>(Bytes::from_static(b": ping\n\n"))
+            });
+            let chunks = chunks.chain(stream::once(async { Err(std::io::Error::other("scripted connection cut")) }));
+            Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/event-stream")
+                .body(Body::from_stream(chunks))
+                .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        }
         Fault::ContextOverflow => {
             let tokens = count_tokens(body);
             let window = shared.script.context_window.unwrap_or(tokens.saturating_sub(1));
