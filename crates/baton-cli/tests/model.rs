@@ -36,7 +36,7 @@ fn answer(usage: Usage) -> Turn {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_calls_the_model_and_prices_the_reply_to_the_micro_credit() {
-    let usage = Usage { input: 1000, cache_read: 2000, cache_write: 0, output: 10, reasoning: 0 };
+    let usage = Usage { input: 1000, cache_read: 2000, output: 10, ..Usage::default() };
     let server =
         ScriptedServer::start(Script { turns: vec![answer(usage), answer(usage)], ..Script::default() }).await.unwrap();
     let base = format!("{}/v1", server.url());

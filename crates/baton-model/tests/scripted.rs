@@ -85,7 +85,14 @@ fn turn(reply: Reply) -> Turn {
 fn text_reply(text: &str) -> Reply {
     Reply {
         text: Some(text.into()),
-        usage: ScriptUsage { input: 1200, cache_read: 800, cache_write: 300, output: 45, reasoning: 12, ..ScriptUsage::default() },
+        usage: ScriptUsage {
+            input: 1200,
+            cache_read: 800,
+            cache_write: 300,
+            output: 45,
+            reasoning: 12,
+            ..ScriptUsage::default()
+        },
         ..Reply::default()
     }
 }
@@ -418,14 +425,13 @@ async fn each_failed_attempt_says_what_the_provider_may_have_billed() {
         let reply = text_reply("Fixed.");
         // A refusal costs nothing; a stream cut before any usage may have cost anything; one cut
         // after its usage (Chat Completions and Anthropic tell it before the end) cost that.
-        let mut faults = vec![
-            Fault::Status { status: 500, retry_after: None, message: None },
-            Fault::CutAfter { bytes: 40 },
-        ];
+        let mut faults =
+            vec![Fault::Status { status: 500, retry_after: None, message: None }, Fault::CutAfter { bytes: 40 }];
         if wire != Wire::Responses {
             faults.push(Fault::CutBeforeLastEvent);
         }
-        let script = Script { turns: vec![Turn { faults: faults.clone(), ..turn(reply.clone()) }], ..Script::default() };
+        let script =
+            Script { turns: vec![Turn { faults: faults.clone(), ..turn(reply.clone()) }], ..Script::default() };
         let server = ScriptedServer::start(script).await.unwrap();
         let (response, events) = complete(&client(wire, &server, fast_retries()), &request()).await;
         assert_eq!(response.unwrap().usage, expected_usage(wire, reply.usage), "{wire:?}");
