@@ -105,7 +105,8 @@ impl<'a> Journal<'a> {
             }
             Err(error) => return Err(error.into()),
         }
-        for recorded in self.deferred.drain(..) {
+        for mut recorded in self.deferred.drain(..) {
+            recorded.at = at;
             (self.observer)(&recorded);
         }
         for event in events {
@@ -134,13 +135,61 @@ impl<'a> Journal<'a> {
     /// Writes the deferred events.
     pub(crate) async fn flush(&mut self) -> Result<(), EngineError> {
         let Some(first) = self.deferred.first() else { return Ok(()) };
-        let (seq, at) = (first.seq, self.deferred.last().map_or(first.at, |last| last.at));
+        let seq = first.seq;
+        let at = now();
         let events: Vec<Event> = self.deferred.iter().map(|r| r.event.clone()).collect();
         self.write(seq, at, &events).await?;
-        // Observers see only what is durable.
-        for recorded in self.deferred.drain(..) {
+        // Observers see only what is durable, as it is stored: an event's time is the time of the
+        // write that made it durable, so the live stream and the journal agree.
+        for mut recorded in self.deferred.drain(..) {
+            recorded.at = at;
             (self.observer)(&recorded);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use std::time::Duration;
+
+    use baton_core::TaskSpec;
+    use baton_store::SqlStore;
+
+    use super::*;
+
+    /// Events deferred at different moments and written in one batch: the observer is told each
+    /// with the time the store keeps for it.
+    #[tokio::test]
+    async fn the_observer_sees_every_event_at_the_time_it_is_stored() {
+        let home = tempfile::tempdir().unwrap();
+        let store = SqlStore::open(home.path()).await.unwrap();
+        let id = TaskId::from_entropy(7);
+        let created = Event::TaskCreated {
+            spec: Box::new(TaskSpec::new("time", std::path::PathBuf::from("/repo"))),
+            base_commit: "0".repeat(40),
+            branch: "baton/time".into(),
+        };
+        store.append(&id, 0, Timestamp(0), &[created]).await.unwrap();
+        let mut seen = Vec::new();
+        let mut observer = |recorded: &Recorded| seen.push((recorded.seq, recorded.at));
+        let mut journal = Journal::open(&store, &id, None, &mut observer).await.unwrap();
+        journal.append(Event::Started).await.unwrap();
+        for text in ["one", "two"] {
+            journal.defer(Event::Feedback { text: text.into() }).unwrap();
+            tokio::time::sleep(Duration::from_millis(15)).await;
+        }
+        journal.append(Event::Feedback { text: "three".into() }).await.unwrap();
+        journal.defer(Event::Feedback { text: "four".into() }).unwrap();
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let admitted = journal.try_append(vec![Event::Feedback { text: "five".into() }]).await.unwrap();
+        assert!(matches!(admitted, Admission::Admitted));
+        drop(journal);
+        let stored: Vec<(u64, Timestamp)> =
+            store.events(&id, 1).await.unwrap().into_iter().map(|r| (r.seq, r.at)).collect();
+        assert_eq!(seen, stored);
+        assert_eq!(seen.len(), 6);
     }
 }
