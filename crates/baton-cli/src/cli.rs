@@ -55,9 +55,9 @@ pub enum Command {
         /// The model's context window in tokens [default: the task's]
         #[arg(long, value_name = "TOKENS", value_parser = window_parser())]
         context_window: Option<u64>,
-        /// Most handoffs the task may make before it pauses.
-        #[arg(long, value_name = "N", default_value_t = MAX_HANDOFFS)]
-        max_handoffs: u32,
+        /// Most handoffs the task may make before it pauses [default: the task's]
+        #[arg(long, value_name = "N")]
+        max_handoffs: Option<u32>,
     },
     /// Answer the question a waiting task asks (or approve the command it waits on), then continue
     /// the task in the foreground.
@@ -570,10 +570,6 @@ pub struct RunArgs {
     #[command(flatten)]
     pub task: TaskArgs,
 
-    /// Most handoffs the task may make before it pauses.
-    #[arg(long, value_name = "N", default_value_t = MAX_HANDOFFS)]
-    pub max_handoffs: u32,
-
     /// Queue the task and print its id instead of running it here: a `baton serve` on the same
     /// data directory runs it.
     #[arg(long)]
@@ -666,6 +662,10 @@ pub struct TaskArgs {
     /// baton does not know]. Legs hand off to a fresh context before their prompt outgrows it.
     #[arg(long, value_name = "TOKENS", value_parser = window_parser())]
     pub context_window: Option<u64>,
+
+    /// Most handoffs the task may make before it pauses [default: 50]. The task keeps it.
+    #[arg(long, value_name = "N")]
+    pub max_handoffs: Option<u32>,
 
     /// Skip the review: a verified change is done without a reviewer reading it.
     #[arg(long)]

@@ -61,8 +61,7 @@ fn main() -> ExitCode {
             if no_resume || server.is_some() {
                 return Ok(ExitCode::SUCCESS);
             }
-            let legs =
-                run::Legs { context_window: None, max_handoffs: cli::MAX_HANDOFFS, role_models: Default::default() };
+            let legs = run::Legs::default();
             run::resume(&home()?, &config()?, id.as_str(), model, legs, cli.json).await
         };
         match cli.command {

@@ -52,17 +52,17 @@ pub struct Parts {
     pub price: Option<Price>,
 }
 
-/// The model client and the engine's settings; checked before a task is created, so a missing key
-/// leaves nothing behind.
-/// How a run's legs work: a window that overrides the model table's, the handoff cap, and the
-/// models of roles that do not use the task's.
+/// How a run's legs work: a window that overrides the model table's, the handoff cap (baton's
+/// default when `None`), and the models of roles that do not use the task's.
 #[derive(Debug, Clone, Default)]
 pub struct Legs {
     pub context_window: Option<u64>,
-    pub max_handoffs: u32,
+    pub max_handoffs: Option<u32>,
     pub role_models: std::collections::BTreeMap<LegRole, String>,
 }
 
+/// The model client and the engine's settings; checked before a task is created, so a missing key
+/// leaves nothing behind.
 pub fn engine_parts(home: &Path, config: &Config, model: &str, legs: Legs) -> anyhow::Result<Parts> {
     let providers = Providers::from_config(&config.text).with_context(|| config.context())?;
     engine_parts_with(home, config, &providers, model, legs)
@@ -94,7 +94,7 @@ fn engine_parts_with(
         approval: config.approval()?,
         max_output_tokens,
         context_window,
-        max_handoffs: legs.max_handoffs,
+        max_handoffs: legs.max_handoffs.unwrap_or(crate::cli::MAX_HANDOFFS),
         max_verifications: 3,
         sandbox,
         forges: baton_forge::Forges::read(&config.text).with_context(|| config.context())?,
@@ -207,7 +207,7 @@ pub async fn run(home: &Path, config: &Config, args: RunArgs, json: bool) -> any
         .into_iter()
         .filter_map(|(role, model)| model.clone().map(|m| (role, m)))
         .collect();
-    let legs = Legs { context_window: args.task.context_window, max_handoffs: args.max_handoffs, role_models };
+    let legs = Legs { context_window: args.task.context_window, max_handoffs: args.task.max_handoffs, role_models };
     let parts = engine_parts(home, config, &model, legs)?;
     if args.task.budget.is_some() && parts.price.is_none() {
         bail!(
@@ -243,8 +243,8 @@ pub async fn resume(
     let model = model.or_else(|| state.spec.model.clone()).context(NO_MODEL)?;
     let legs = Legs {
         context_window: legs.context_window.or(state.spec.context_window),
+        max_handoffs: legs.max_handoffs.or(state.spec.max_handoffs),
         role_models: state.spec.role_models.clone(),
-        ..legs
     };
     let parts = engine_parts(home, config, &model, legs)?;
     drive(home, parts, state, json).await
@@ -333,7 +333,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         ..Providers::default()
     };
     let model = "openai-compatible/recorded-demo";
-    let legs = Legs { context_window: None, max_handoffs: crate::cli::MAX_HANDOFFS, role_models: Default::default() };
+    let legs = Legs::default();
     let parts = engine_parts_with(home, config, &providers, model, legs)?;
     let args = crate::cli::TaskArgs {
         model: Some(model.to_owned()),
@@ -351,6 +351,7 @@ pub async fn demo(home: &Path, config: &Config, json: bool) -> anyhow::Result<Ex
         max_steps: Some(20),
         priority: 0,
         context_window: None,
+        max_handoffs: None,
         // The recorded session has no review round and no plan.
         no_review: true,
         plan: false,

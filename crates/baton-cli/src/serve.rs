@@ -17,7 +17,7 @@ use baton_store::{Store, StoreError};
 use tokio::sync::{Notify, broadcast};
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{MAX_HANDOFFS, RunningArgs, ServeArgs, TaskArgs};
+use crate::cli::{RunningArgs, ServeArgs, TaskArgs};
 use crate::config::Config;
 use crate::notifier::Notifier;
 use crate::run::{self, Legs};
@@ -121,7 +121,7 @@ pub fn scheduler(
             let model = state.spec.model.clone().ok_or("the task names no model")?;
             let legs = Legs {
                 context_window: state.spec.context_window,
-                max_handoffs: MAX_HANDOFFS,
+                max_handoffs: state.spec.max_handoffs,
                 role_models: state.spec.role_models.clone(),
             };
             let parts = run::engine_parts(&home, &config, &model, legs).map_err(|error| format!("{error:#}"))?;
@@ -207,8 +207,7 @@ impl Creator {
             Some(text) => Some(text.parse::<Credits>().map_err(|error| format!("budget: {error}"))?),
             None => None,
         };
-        let legs =
-            Legs { context_window: new.context_window, max_handoffs: MAX_HANDOFFS, role_models: Default::default() };
+        let legs = Legs { context_window: new.context_window, ..Legs::default() };
         let parts = run::engine_parts(&self.home, &self.config, &model, legs).map_err(|error| format!("{error:#}"))?;
         if budget.is_some() && parts.price.is_none() {
             return Err(format!("{model} has no price, so a credit budget cannot be kept"));
@@ -229,6 +228,7 @@ impl Creator {
             max_steps: new.max_steps,
             priority: new.priority.unwrap_or(0),
             context_window: new.context_window,
+            max_handoffs: None,
             no_review: !new.review.unwrap_or(true),
             plan: new.plan,
             attempts: new.attempts.unwrap_or(1),

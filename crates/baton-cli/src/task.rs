@@ -163,6 +163,7 @@ pub fn definition(name: String, request: String, args: TaskArgs) -> anyhow::Resu
         },
         model: args.model,
         context_window: args.context_window,
+        max_handoffs: args.max_handoffs,
         review: !args.no_review,
         plan: args.plan,
         approve_plan: args.approve_plan,

@@ -346,3 +346,48 @@ async fn attempts_in_the_foreground_run_one_after_another_and_the_verified_one_i
     let shown = String::from_utf8(shown.stdout).unwrap();
     assert!(shown.contains("picked   attempt-2") && shown.contains("1 files +1 -0"), "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_handoff_limit_is_kept_with_the_task_and_a_resume_keeps_it() {
+    let repo = calc_repo();
+    // One answer long enough to fill the context: the next step is a handoff.
+    let mut long = call("c1", "read_file", json!({"path": "calc.py"}));
+    long.reply.text = Some("thinking aloud at length. ".repeat(800));
+    let server = ScriptedServer::start(Script { turns: vec![long], ..Script::default() }).await.unwrap();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let repo_arg = repo.path().display().to_string();
+    let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
+    // The smallest window there is.
+    let run = [
+        "run",
+        "Make add() add",
+        "--repo",
+        &repo_arg,
+        "--check",
+        "python3 test_calc.py",
+        "--model",
+        "openai-compatible/scripted",
+        "--no-review",
+        "--context-window",
+        "4096",
+        "--max-handoffs",
+        "0",
+        "--json",
+    ];
+    let output = baton(home.path(), &run, &env).await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"]["type"], "paused", "{stdout}");
+    let detail = last["event"]["detail"].as_str().unwrap().to_owned();
+    assert!(detail.starts_with("the limit of 0 handoffs is reached"), "{detail}");
+    let listed = baton(home.path(), &["task", "list", "--json"], &[]).await;
+    let id = serde_json::from_slice::<Value>(&listed.stdout).unwrap()[0]["id"].as_str().unwrap().to_owned();
+
+    // Resumed without the flag, the task's own limit still holds.
+    let output = baton(home.path(), &["resume", &id, "--json"], &env).await;
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["event"]["type"], "paused", "{stdout}");
+    assert!(last["event"]["detail"].as_str().unwrap().starts_with("the limit of 0 handoffs is reached"), "{stdout}");
+    assert_eq!(server.requests().len(), 1, "no handoff's summary was asked for");
+}

@@ -33,6 +33,9 @@ pub struct TaskSpec {
     /// The model's context window in tokens, when the user set it; otherwise the model table's.
     #[serde(default)]
     pub context_window: Option<u64>,
+    /// Handoffs the task may make before it pauses, when the user set it; otherwise baton's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_handoffs: Option<u32>,
     /// Whether a reviewer reads every verified change before the task is done.
     #[serde(default = "reviewed")]
     pub review: bool,
@@ -194,6 +197,7 @@ impl TaskSpec {
             budget: Budget::default(),
             model: None,
             context_window: None,
+            max_handoffs: None,
             review: true,
             plan: false,
             approve_plan: false,

@@ -36,6 +36,8 @@ pub struct Template {
     pub model: Option<String>,
     #[serde(default)]
     pub context_window: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_handoffs: Option<u32>,
     pub review: bool,
     #[serde(default)]
     pub plan: bool,
@@ -86,6 +88,7 @@ impl Template {
             budget: self.budget,
             model: self.model.clone(),
             context_window: self.context_window,
+            max_handoffs: self.max_handoffs,
             review: self.review,
             plan: self.plan,
             approve_plan: self.approve_plan,
@@ -129,6 +132,7 @@ mod tests {
             budget: Budget { credits: None, wall_clock_secs: Some(3600), steps: None },
             model: Some("openai/gpt-5".into()),
             context_window: None,
+            max_handoffs: None,
             review: true,
             plan: false,
             approve_plan: false,

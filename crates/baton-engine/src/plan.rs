@@ -329,6 +329,7 @@ fn child_spec(state: &baton_core::TaskState, subtask: &Subtask) -> TaskSpec {
         budget: Budget { credits, steps: budget.steps.map(part), wall_clock_secs: window },
         model: state.spec.model.clone(),
         context_window: state.spec.context_window,
+        max_handoffs: state.spec.max_handoffs,
         review: state.spec.review,
         plan: false,
         approve_plan: false,

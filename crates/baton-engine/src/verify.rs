@@ -22,9 +22,10 @@ fn ran_no_test(output: &str) -> bool {
     let cargo_results: Vec<&str> = output.lines().filter(|l| l.trim_start().starts_with("test result:")).collect();
     let cargo_empty =
         !cargo_results.is_empty() && cargo_results.iter().all(|l| l.contains(" 0 passed") && l.contains(" 0 failed"));
-    let others =
-        ["Ran 0 tests", "collected 0 items", "no tests ran", "\n0 passing", "No tests found", "0 tests, 0 assertions"];
-    cargo_empty || others.iter().any(|marker| output.contains(marker))
+    let others = ["Ran 0 tests", "collected 0 items", "no tests ran", "No tests found", "0 tests, 0 assertions"];
+    // Mocha's summary is indented: `  0 passing (2ms)`.
+    let mocha_empty = output.lines().any(|line| line.trim_start().starts_with("0 passing"));
+    cargo_empty || mocha_empty || others.iter().any(|marker| output.contains(marker))
 }
 
 /// What the harness tells the agent after failed checks.
@@ -241,5 +242,11 @@ mod tests {
         assert!(super::ran_no_test("----\nRan 0 tests in 0.000s\n\nOK\n"));
         assert!(super::ran_no_test("collected 0 items\n"));
         assert!(!super::ran_no_test("all tests passed\n"));
+    }
+
+    #[test]
+    fn mochas_indented_empty_summary_is_recognised() {
+        assert!(super::ran_no_test("\n\n  0 passing (2ms)\n\n"));
+        assert!(!super::ran_no_test("\n  add\n    ✓ adds\n\n  10 passing (4ms)\n"));
     }
 }

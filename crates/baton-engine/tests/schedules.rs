@@ -71,6 +71,7 @@ async fn a_firing_claimed_by_a_server_that_died_starts_its_task_once_after_a_res
         budget: Budget::default(),
         model: Some("openai/gpt-4.1".into()),
         context_window: None,
+        max_handoffs: None,
         review: false,
         plan: false,
         approve_plan: false,

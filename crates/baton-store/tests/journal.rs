@@ -282,6 +282,7 @@ async fn templates_are_kept_by_name_whole_and_a_name_is_taken_once(backend: Back
         budget: baton_core::Budget { credits: Some("2.5".parse().unwrap()), wall_clock_secs: None, steps: Some(40) },
         model: Some("openai/gpt-5".into()),
         context_window: None,
+        max_handoffs: None,
         review: false,
         plan: false,
         approve_plan: false,
