@@ -289,6 +289,12 @@ pub fn request_credential_args(arguments: &str) -> Result<(String, String), Stri
             args.name
         ));
     }
+    if baton_core::is_batons_own(&args.name) {
+        return Err(format!(
+            "`{}` is one of baton's own credentials (its providers' keys, its git and forge tokens, its store), which no task is given",
+            args.name
+        ));
+    }
     Ok((args.name, args.why))
 }
 
@@ -442,6 +448,17 @@ mod tests {
     use baton_core::{Ledger, PlanStep, StepStatus};
 
     use super::*;
+
+    #[test]
+    fn a_task_may_not_ask_for_batons_own_credentials() {
+        for name in ["BATON_STORE", "BATON_GIT_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GITHUB_TOKEN"] {
+            let arguments = serde_json::json!({"name": name, "why": "to help"}).to_string();
+            let error = request_credential_args(&arguments).unwrap_err();
+            assert!(error.contains("one of baton's own credentials"), "{name}: {error}");
+        }
+        let arguments = serde_json::json!({"name": "NPM_TOKEN", "why": "private registry"}).to_string();
+        assert_eq!(request_credential_args(&arguments), Ok(("NPM_TOKEN".into(), "private registry".into())));
+    }
 
     fn user(parts: Vec<Part>) -> Message {
         Message { role: Role::User, parts }

@@ -152,9 +152,9 @@ impl ToolServer {
     }
 }
 
-/// Variables of baton's own credentials: its git token, the forges' tokens, the providers' keys.
-/// An MCP server a repository declares is never handed one (the repository is not trusted with
-/// them; `[environment] secrets` is a human's older decision, left as it is).
+/// Variables of baton's own credentials besides `BATON_*` (its git token, its store's URL with the
+/// database's password): the forges' tokens, the providers' keys. Nothing a repository declares is
+/// handed one, nor a task that asks for it.
 const BATONS_OWN: &[&str] = &[
     "GITHUB_TOKEN",
     "GITLAB_TOKEN",
@@ -164,9 +164,14 @@ const BATONS_OWN: &[&str] = &[
     "ANTHROPIC_API_KEY",
 ];
 
-/// `name`, unless it names one of baton's own credentials (`BATON_*` and [`BATONS_OWN`]).
+/// Whether `name` is a variable of baton's own (`BATON_*` and [`BATONS_OWN`]).
+pub fn is_batons_own(name: &str) -> bool {
+    name.starts_with("BATON_") || BATONS_OWN.contains(&name)
+}
+
+/// `name`, unless it names one of baton's own credentials.
 fn not_batons_own(list: &str, name: String) -> Result<String, EnvironmentError> {
-    if name.starts_with("BATON_") || BATONS_OWN.contains(&name.as_str()) {
+    if is_batons_own(&name) {
         return Err(EnvironmentError::new(format!(
             "{list}: {name} is one of baton's own credentials, which are never handed to what a repository declares"
         )));
@@ -386,7 +391,9 @@ impl Environment {
             secrets: declared
                 .secrets
                 .iter()
-                .map(|n| variable_name("[environment] secrets", n))
+                .map(|n| {
+                    variable_name("[environment] secrets", n).and_then(|n| not_batons_own("[environment] secrets", n))
+                })
                 .collect::<Result<_, _>>()?,
             inputs: declared.inputs.iter().map(|p| input_path(p)).collect::<Result<_, _>>()?,
             cache: declared.cache.iter().map(|p| cache_path(p)).collect::<Result<_, _>>()?,
@@ -482,6 +489,8 @@ mod tests {
             ("[environment]\ncache = [\"/var/cache\"]\n", "a directory of the home"),
             ("[environment]\ncache = [\"~/../etc\"]\n", "a directory of the home"),
             ("[environment]\nsecrets = [\"A-B\"]\n", "not a variable name"),
+            ("[environment]\nsecrets = [\"BATON_STORE\"]\n", "BATON_STORE is one of baton's own credentials"),
+            ("[environment]\nsecrets = [\"ANTHROPIC_API_KEY\"]\n", "ANTHROPIC_API_KEY is one of baton's own"),
             ("[[environment.startup]]\ncommand = \"x\"\ntimeout_secs = 0\n", "timeout_secs must be between"),
             ("[[environment.startup]]\nready = \"x\"\n", "missing field `command`"),
             ("[environment]\nafter_chekout = []\n", "unknown field `after_chekout`"),

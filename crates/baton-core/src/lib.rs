@@ -34,7 +34,7 @@ pub use coverage::{Coverage, Span, digest};
 pub use decision::{Answer, ApprovalPolicy, BadRule, DEFAULT_RULES, Decision, DecisionKind};
 pub use environment::{
     ENVIRONMENT_FILE, Environment, EnvironmentError, Input, MAX_ENVIRONMENT_FILE, Phase, ServerTransport, Service,
-    ToolReach, ToolServer,
+    ToolReach, ToolServer, is_batons_own,
 };
 pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, PullRequestRef, Recorded};
 pub use hook::{Delivery, DeliveryOutcome, Hook, HookKind, HookRule};
