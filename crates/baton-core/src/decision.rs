@@ -63,7 +63,8 @@ pub struct Answer {
 }
 
 /// Commands that need a human's approval before they run: the built-in rules and the user's own
-/// (regular expressions matched anywhere in the command), except commands `allow` matches.
+/// (regular expressions matched anywhere in the command), except commands `allow` matches whole:
+/// an `allow` pattern found anywhere would also trust whatever a command chains after it.
 #[derive(Debug, Clone)]
 pub struct ApprovalPolicy {
     rules: Vec<(String, regex::Regex)>,
@@ -122,7 +123,8 @@ impl ApprovalPolicy {
             .chain(extra.iter().cloned())
             .map(|(name, pattern)| compile(&name, &pattern).map(|regex| (name, regex)))
             .collect::<Result<_, _>>()?;
-        let allow = allow.iter().map(|pattern| compile("allow", pattern)).collect::<Result<_, _>>()?;
+        let allow =
+            allow.iter().map(|pattern| compile("allow", &format!("^(?:{pattern})$"))).collect::<Result<_, _>>()?;
         Ok(ApprovalPolicy { rules, allow, ask_on_budget_overrun: false })
     }
 
@@ -197,5 +199,20 @@ mod tests {
         assert_eq!(trusting.needs_approval("kubectl apply -f x.yaml"), Some("deploy"));
         let bad = ApprovalPolicy::new(&[("broken".into(), "(".into())], &[]).unwrap_err();
         assert!(bad.to_string().starts_with("approval rule `broken`: regex parse error"), "{bad}");
+    }
+
+    #[test]
+    fn an_allow_pattern_trusts_the_whole_command_it_matches_and_nothing_chained_to_it() {
+        let trusting =
+            ApprovalPolicy::new(&[], &["git push -f origin scratch".into(), "make (test|lint)".into()]).unwrap();
+        assert_eq!(trusting.needs_approval("git push -f origin scratch"), None);
+        assert_eq!(trusting.needs_approval("make lint"), None);
+        for chained in [
+            "git push -f origin scratch; git push -f origin main",
+            "git push -f origin main && git push -f origin scratch",
+            "make test; rm -rf ~/",
+        ] {
+            assert!(trusting.needs_approval(chained).is_some(), "{chained}");
+        }
     }
 }
