@@ -37,11 +37,7 @@ impl From<SpanWire> for Span {
 /// The hash of `output` as any identical run would print it (see [`steady`]): computed once, when
 /// the result is journaled, so replaying a journal never normalises an output again.
 pub fn digest(output: &str) -> u64 {
-    use std::hash::{Hash, Hasher};
-    // `DefaultHasher::new` is specified to be the same in every process, so replays agree.
-    let mut hasher = std::hash::DefaultHasher::new();
-    steady(output).hash(&mut hasher);
-    hasher.finish()
+    crate::stable_hash(&[steady(output).as_bytes()])
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

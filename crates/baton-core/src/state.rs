@@ -230,11 +230,7 @@ pub struct LegRecord {
 const PROGRESS_TOOLS: &[&str] = &["write_file", "edit_file", "apply_patch", "update_plan"];
 
 fn call_hash(name: &str, arguments: &str, digest: u64) -> u64 {
-    use std::hash::{Hash, Hasher};
-    // `DefaultHasher::new` is specified to be the same in every process, so replays agree.
-    let mut hasher = std::hash::DefaultHasher::new();
-    (name, arguments, digest).hash(&mut hasher);
-    hasher.finish()
+    crate::stable_hash(&[name.as_bytes(), arguments.as_bytes(), &digest.to_le_bytes()])
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

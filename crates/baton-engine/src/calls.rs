@@ -116,7 +116,6 @@ impl Engine {
     }
 
     /// Answers one tool call: the harness's own tools here, the rest by the toolbox.
-    #[allow(clippy::too_many_arguments)] // the machines a call may need, and the call itself
     pub(crate) fn run_call(
         &self,
         journal: &Journal<'_>,

@@ -276,7 +276,8 @@ pub struct RunOutcome {
     /// The memory cgroup ran out and killed a process.
     pub out_of_memory: bool,
     pub output: Captured,
-    /// The whole output, up to the cap, for the caller to keep (in the blob store) and then delete.
+    /// The whole output, up to the cap, for a caller that wants more than `output`; the caller
+    /// deletes it (baton's tools and checks do so unread).
     pub output_file: PathBuf,
     pub duration: Duration,
     pub peak_memory_bytes: Option<u64>,

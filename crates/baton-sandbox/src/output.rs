@@ -1,5 +1,5 @@
 //! Capturing a command's output without letting it flood memory: the head and the tail are kept in
-//! memory, and the whole output (up to the cap) is spooled to a file for the blob store.
+//! memory, and the whole output (up to the cap) is spooled to a file the caller may read.
 
 use std::collections::VecDeque;
 use std::io::Read;

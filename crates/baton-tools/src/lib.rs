@@ -243,7 +243,7 @@ impl Toolbox {
                 0,
                 spec(
                     "shell",
-                    "Run a bash command in the task's sandbox, in /workspace. Commands share one machine: files in /tmp and servers on 127.0.0.1 stay until the leg ends; packages you install persist for the whole task. There is no network beyond the task's allow-list. Output over 64 KiB is cut in the middle. With background: true the command keeps running (a dev server, a long test run) and its output goes to a log file.",
+                    "Run a bash command in the task's sandbox, in /workspace. Commands share one machine: files in /tmp and servers on 127.0.0.1 stay until baton's run of the task ends (across handoffs); packages you install persist for the whole task. There is no network beyond the task's allow-list. Output over 64 KiB is cut in the middle. With background: true the command keeps running (a dev server, a long test run) and its output goes to a log file.",
                     object(
                         json!({"command": {"type": "string"}, "timeout_s": {"type": "integer", "minimum": 1, "maximum": MAX_TIMEOUT.as_secs(), "description": "Default 600."}, "background": {"type": "boolean"}}),
                         &["command"],

@@ -142,8 +142,8 @@ pub(crate) fn shell(
         Some(held) => format!("{status}; held back {:.1} s at the task's CPU share", held.as_secs_f64()),
         None => status,
     };
-    // The model sees head and tail; keeping the whole output is the journal's business (the engine
-    // stores it as a blob), so the tool does not hold on to the spooled copy.
+    // The model sees head and tail, and the journal keeps what the model was shown; nothing reads
+    // the spooled copy, so it goes at once.
     let _ = std::fs::remove_file(&outcome.output_file);
     let text = outcome.output.text();
     let body = if text.is_empty() { "(no output)".to_owned() } else { text };
