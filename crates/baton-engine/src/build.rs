@@ -1,7 +1,7 @@
 //! The build leg's loop: limits (steps, time window, credits), handoffs when the context fills,
 //! model calls, tool calls, periodic checkpoints, and stuck detection.
 
-use baton_core::{Credits, Decision, DecisionKind, Event, Refusal, StopReason};
+use baton_core::{Credits, Decision, DecisionKind, Event, FinishReason, Refusal, StopReason};
 use baton_model::ModelError;
 
 use crate::calls::calls_of;
@@ -25,6 +25,13 @@ fn stuck(work: &baton_core::Work) -> Option<String> {
     let stalled = work.stalled_steps();
     (stalled >= STALL_STEPS)
         .then(|| format!("{stalled} steps without a file change, a plan update, a check run or a new result"))
+}
+
+/// What the agent is told when its answer stopped at the output limit.
+fn cut_off(limit: u32) -> String {
+    format!(
+        "baton: your last answer was cut off at the output limit of {limit} tokens, so its last tool call may be incomplete. Make smaller calls: write a large file in parts (write_file for the first part, then edit_file or apply_patch), and keep text between calls short."
+    )
 }
 
 impl Engine {
@@ -125,6 +132,7 @@ impl Engine {
                 }
             };
             let calls = calls_of(&response);
+            let cut = response.finish == FinishReason::MaxTokens;
             // Written with the first tool call's intent (or whatever comes next): if it is lost, the
             // model is asked again, and the lost call is charged its hold.
             journal.defer(Event::ModelCallFinished { step, response })?;
@@ -134,6 +142,10 @@ impl Engine {
             }
             match self.act(journal, machine, step, calls).await? {
                 // Only review and captain legs report or plan, and they do not get here.
+                Acted::Done | Acted::Reported | Acted::Planned if cut => {
+                    // Otherwise a model that always overflows its output repeats the same cut call.
+                    journal.append(Event::Feedback { text: cut_off(self.config.max_output_tokens) }).await?;
+                }
                 Acted::Done | Acted::Reported | Acted::Planned => {}
                 Acted::Finish(summary) => {
                     if self.verify(journal, machine, &summary).await? {

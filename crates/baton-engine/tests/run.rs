@@ -383,3 +383,36 @@ async fn a_commit_git_refuses_mid_run_pauses_the_task_and_resume_verifies_it_onc
     assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::Verified), "{kinds:?} {:?}", state.stop);
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_off_at_the_output_limit_is_told_to_the_agent() {
+    // The answer stops at the output limit in the middle of a tool call's arguments.
+    let cut = Reply {
+        stop: Some("max_tokens".into()),
+        ..call("c1", "write_file", json!({"path": "calc.py", "content": "def add(a, b):\n    return a + b\n"}))
+    };
+    let cut = Reply {
+        tool_calls: vec![baton_testkit::model::ToolCall {
+            arguments: cut.tool_calls[0].arguments[..30].to_owned(),
+            ..cut.tool_calls[0].clone()
+        }],
+        ..cut
+    };
+    let told = Expect { body_contains: Some("cut off at the output limit of 4096 tokens".into()), ..Expect::default() };
+    let script = Script {
+        turns: vec![
+            turn(None, cut),
+            Turn {
+                expect: told,
+                ..turn(None, call("c2", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})))
+            },
+            turn(Some("edited `calc.py`"), call("c3", "finish", json!({"summary": "add() adds."}))),
+        ],
+        ..Script::default()
+    };
+    let h = Harness::new(script).await;
+    let id = h.create().await;
+    h.run_verified(&id).await;
+    let feedback = h.events_matching(&id, |e| if let Event::Feedback { text } = e { Some(text) } else { None }).await;
+    assert_eq!(feedback.len(), 1, "{feedback:?}");
+}
