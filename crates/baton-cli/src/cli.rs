@@ -137,6 +137,7 @@ pub enum Command {
     },
     /// Watch baton fix a sample repository, replaying a recorded model session: no model or key
     /// needed (as root, or as an ordinary user where the kernel allows user namespaces).
+    #[cfg(feature = "demo")]
     Demo,
     /// Print a task's journal (the same as `baton task events`).
     Log {

@@ -4,6 +4,8 @@ mod backend;
 mod budget;
 mod cli;
 mod config;
+#[cfg(feature = "demo")]
+mod demo;
 mod env;
 mod home;
 mod hook;
@@ -103,7 +105,8 @@ fn main() -> ExitCode {
             Command::Handoffs { id } => task::handoffs(&home()?, &id, cli.json).await.map(|()| ExitCode::SUCCESS),
             Command::Diff { id } => run::diff(&home()?, &id).await,
             Command::Pr { id } => task::pull_request(&home()?, &config()?, &id, cli.json).await,
-            Command::Demo => run::demo(&home()?, &config()?, cli.json).await,
+            #[cfg(feature = "demo")]
+            Command::Demo => demo::run(&home()?, &config()?, cli.json).await,
             Command::Log { id } => task::run(&home, server, cli::TaskCommand::Events { id, follow: false }, cli.json)
                 .await
                 .map(|()| ExitCode::SUCCESS),
