@@ -1,14 +1,20 @@
 //! `search`: a regular expression over the workspace's files, honouring `.gitignore`, as ripgrep
 //! would. Files are read through the [`Workspace`], so a symlink swapped in mid-walk cannot make the
-//! search read outside it.
+//! search read outside it — the `.gitignore` files too: the walker's own reading would follow a
+//! `.gitignore` that is a symlink out of the worktree (to `/dev/zero`, to a host file) or block on
+//! one that is a FIFO.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use grep_regex::RegexMatcherBuilder;
 use grep_searcher::sinks::UTF8;
 use grep_searcher::{BinaryDetection, SearcherBuilder};
-use ignore::WalkBuilder;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use ignore::overrides::OverrideBuilder;
+use ignore::{Match, WalkBuilder};
 use serde::Deserialize;
 
 use crate::workspace::Workspace;
@@ -35,8 +41,14 @@ pub(crate) fn search(workspace: &Workspace, args: SearchArgs) -> Result<(String,
     let relative = workspace.relative(args.path.as_deref().unwrap_or("."))?;
     workspace.file_type(&relative)?;
     let root = workspace.root();
+    let ignores = Arc::new(Mutex::new(Ignores { workspace: workspace.try_clone()?, rules: HashMap::new() }));
     let mut walk = WalkBuilder::new(root.join(&relative));
-    walk.hidden(false).require_git(false).follow_links(false).filter_entry(|entry| entry.file_name() != ".git");
+    let root_of_walk = root.to_owned();
+    walk.standard_filters(false).follow_links(false).filter_entry(move |entry| {
+        let Ok(inside) = entry.path().strip_prefix(&root_of_walk) else { return false };
+        let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+        entry.file_name() != ".git" && !ignores.lock().unwrap_or_else(|e| e.into_inner()).ignored(inside, is_dir)
+    });
     if let Some(glob) = &args.glob {
         let mut overrides = OverrideBuilder::new(root);
         overrides.add(glob).map_err(|e| ToolError::new(format!("invalid glob `{glob}`: {e}")))?;
@@ -79,4 +91,46 @@ pub(crate) fn search(workspace: &Workspace, args: SearchArgs) -> Result<(String,
         let _ = write!(output, "{matches} matches in {files} files");
     }
     Ok((output, Effect::None))
+}
+
+/// The `.gitignore` rules of the worktree's directories, each read beneath the worktree when the
+/// walk first needs it.
+struct Ignores {
+    workspace: Workspace,
+    rules: HashMap<PathBuf, Option<Gitignore>>,
+}
+
+impl Ignores {
+    /// Whether `path` (relative to the worktree) is ignored: the nearest `.gitignore` with a rule
+    /// for it decides, as in git. Directories an ignored directory holds are never walked.
+    fn ignored(&mut self, path: &Path, is_dir: bool) -> bool {
+        let full = self.workspace.root().join(path);
+        for dir in path.ancestors().skip(1) {
+            let Some(rules) = self.rules_of(dir) else { continue };
+            match rules.matched(&full, is_dir) {
+                Match::Ignore(_) => return true,
+                Match::Whitelist(_) => return false,
+                Match::None => {}
+            }
+        }
+        false
+    }
+
+    /// The rules of `dir`'s `.gitignore`, when it has one that is a regular file beneath the
+    /// worktree (read like any file a tool reads: no symlink out, no FIFO, no more than the cap).
+    fn rules_of(&mut self, dir: &Path) -> Option<&Gitignore> {
+        if !self.rules.contains_key(dir) {
+            let text = self.workspace.read(&dir.join(".gitignore")).ok();
+            let rules = text.and_then(|bytes| {
+                let mut builder = GitignoreBuilder::new(self.workspace.root().join(dir));
+                for line in String::from_utf8_lossy(&bytes).lines() {
+                    // A line git would not read either is skipped, not fatal.
+                    let _ = builder.add_line(None, line);
+                }
+                builder.build().ok()
+            });
+            self.rules.insert(dir.to_owned(), rules);
+        }
+        self.rules.get(dir).and_then(Option::as_ref)
+    }
 }

@@ -39,6 +39,15 @@ impl Workspace {
         Ok(Workspace { root: root.to_owned(), dir })
     }
 
+    /// A second handle on the same worktree (the same directory, whatever its path now names).
+    pub fn try_clone(&self) -> Result<Workspace, ToolError> {
+        let dir = self
+            .dir
+            .try_clone()
+            .map_err(|e| ToolError::new(format!("cannot open the workspace {} again: {e}", self.root.display())))?;
+        Ok(Workspace { root: self.root.clone(), dir })
+    }
+
     /// The worktree on the host.
     pub fn root(&self) -> &Path {
         &self.root

@@ -303,3 +303,34 @@ proptest! {
         prop_assert!(Path::new(&f.dir.path().join("secret")).read_dir().unwrap().count() == 1);
     }
 }
+
+#[test]
+fn search_reads_gitignore_files_only_beneath_the_workspace() {
+    let f = Fixture::new();
+    let root = f.root();
+    // Rules from outside the worktree would hide every source file.
+    fs::write(f.dir.path().join("secret/rules"), "*.rs\n").unwrap();
+    symlink(f.dir.path().join("secret/rules"), root.join(".gitignore")).unwrap();
+    let found = f.ok("search", json!({"pattern": "fn a"})).output;
+    assert!(found.starts_with("src/lib.rs:1: fn a() {"), "{found}");
+
+    // A FIFO in place of a `.gitignore` is not waited on.
+    fs::remove_file(root.join(".gitignore")).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, root.join(".gitignore"), rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let tools = Toolbox::new(Workspace::open(&root).unwrap());
+    std::thread::spawn(move || done.send(tools.call("search", &json!({"pattern": "fn b"}).to_string())).unwrap());
+    let result = finished.recv_timeout(std::time::Duration::from_secs(60)).expect("search blocked on a FIFO");
+    assert!(result.output.starts_with("src/lib.rs:5: fn b() {"), "{}", result.output);
+
+    // Real rules are honoured, the nearest `.gitignore` first.
+    fs::remove_file(root.join(".gitignore")).unwrap();
+    fs::write(root.join(".gitignore"), "build/\n*.log\n").unwrap();
+    fs::create_dir_all(root.join("build")).unwrap();
+    fs::write(root.join("build/out.rs"), "fn a_built() {}\n").unwrap();
+    fs::write(root.join("src/run.log"), "fn a_logged\n").unwrap();
+    fs::write(root.join("src/.gitignore"), "!run.log\n").unwrap();
+    let found = f.ok("search", json!({"pattern": "fn a"})).output;
+    assert!(!found.contains("build/out.rs"), "{found}");
+    assert!(found.contains("src/run.log:1: fn a_logged"), "{found}");
+}
