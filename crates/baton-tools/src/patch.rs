@@ -160,7 +160,11 @@ fn find(lines: &[String], wanted: &[String], from: usize, at_end: bool) -> Optio
     None
 }
 
+/// `text` with `hunks` applied, in the file's own line endings (CRLF stays CRLF) and with a final
+/// newline only where it had one.
 fn apply_hunks(path: &str, text: &str, hunks: &[Hunk]) -> Result<String, ToolError> {
+    let eol = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let final_newline = text.is_empty() || text.ends_with('\n');
     let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
     let mut cursor = 0;
     for (n, hunk) in hunks.iter().enumerate() {
@@ -185,9 +189,9 @@ fn apply_hunks(path: &str, text: &str, hunks: &[Hunk]) -> Result<String, ToolErr
         lines.splice(start..start + old.len(), new.iter().cloned());
         cursor = start + new.len();
     }
-    let mut result = lines.join("\n");
-    if !lines.is_empty() {
-        result.push('\n');
+    let mut result = lines.join(eol);
+    if !lines.is_empty() && final_newline {
+        result.push_str(eol);
     }
     Ok(result)
 }
@@ -223,7 +227,13 @@ pub(crate) fn apply_patch(workspace: &Workspace, args: PatchArgs) -> Result<(Str
                 let updated = apply_hunks(path, &text, hunks)?;
                 match move_to {
                     Some(target) => {
-                        writes.push((workspace.relative(target)?, Some(updated)));
+                        let target_relative = workspace.relative(target)?;
+                        if target_relative != relative && workspace.file_type(&target_relative).is_ok() {
+                            return Err(ToolError::new(format!(
+                                "`{target}` already exists; delete it first if it should be replaced"
+                            )));
+                        }
+                        writes.push((target_relative, Some(updated)));
                         writes.push((relative, None));
                         summary.push(format!("updated {path} and moved it to {target}"));
                     }
@@ -235,13 +245,24 @@ pub(crate) fn apply_patch(workspace: &Workspace, args: PatchArgs) -> Result<(Str
             }
         }
     }
+    // What each path held, so a write that fails half-way is undone: the patch applies whole or
+    // not at all.
+    let before: Vec<Option<Vec<u8>>> = writes.iter().map(|(relative, _)| workspace.read(relative).ok()).collect();
     let mut changed = Vec::new();
-    for (relative, content) in writes {
-        match content {
-            Some(text) => workspace.write(&relative, text.as_bytes())?,
-            None => workspace.remove(&relative)?,
+    for (done, (relative, content)) in writes.iter().enumerate() {
+        let written = match content {
+            Some(text) => workspace.write(relative, text.as_bytes()),
+            None => workspace.remove(relative),
+        };
+        if let Err(error) = written {
+            let undone = writes[..done].iter().zip(&before).rev().all(|((relative, _), was)| match was {
+                Some(bytes) => workspace.write(relative, bytes).is_ok(),
+                None => workspace.remove(relative).is_ok(),
+            });
+            let state = if undone { "nothing was changed" } else { "undoing the earlier changes failed too" };
+            return Err(ToolError::new(format!("{error}; the patch was not applied ({state})")));
         }
-        changed.push(Workspace::display(&relative));
+        changed.push(Workspace::display(relative));
     }
     Ok((summary.join("\n"), Effect::Changed(changed)))
 }

@@ -195,6 +195,30 @@ fn apply_patch_changes_several_files_or_none() {
 }
 
 #[test]
+fn apply_patch_keeps_line_endings_never_overwrites_by_moving_and_undoes_a_failed_write() {
+    let f = Fixture::new();
+    let root = f.root();
+    fs::write(root.join("dos.txt"), "one\r\ntwo\r\nthree").unwrap();
+    let patch = "*** Begin Patch\n*** Update File: dos.txt\n@@\n-two\n+2\n*** End Patch";
+    f.ok("apply_patch", json!({"patch": patch}));
+    assert_eq!(fs::read(root.join("dos.txt")).unwrap(), b"one\r\n2\r\nthree", "CRLF kept, no final newline added");
+
+    // A move onto a file that exists is refused, and nothing changes.
+    let moving = "*** Begin Patch\n*** Update File: dos.txt\n*** Move to: README.md\n@@\n-one\n+1\n*** End Patch";
+    assert!(f.err("apply_patch", json!({"patch": moving})).contains("`README.md` already exists"));
+    assert_eq!(fs::read_to_string(root.join("README.md")).unwrap(), "# Demo\n");
+    assert!(root.join("dos.txt").exists());
+
+    // The last write fails (its parent is a file): the earlier ones are undone.
+    let failing = "*** Begin Patch\n*** Update File: src/lib.rs\n@@ fn b() {\n-    1\n+    9\n\
+                   *** Delete File: dos.txt\n*** Add File: README.md/inner.txt\n+x\n*** End Patch";
+    let message = f.err("apply_patch", json!({"patch": failing}));
+    assert!(message.ends_with("the patch was not applied (nothing was changed)"), "{message}");
+    assert_eq!(fs::read_to_string(root.join("src/lib.rs")).unwrap(), "fn a() {\n    1\n}\n\nfn b() {\n    1\n}\n");
+    assert_eq!(fs::read(root.join("dos.txt")).unwrap(), b"one\r\n2\r\nthree");
+}
+
+#[test]
 fn list_dir_shows_the_tree_without_git() {
     let f = Fixture::new();
     fs::create_dir_all(f.root().join("src/nested/deeper")).unwrap();
