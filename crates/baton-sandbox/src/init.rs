@@ -75,6 +75,7 @@ pub fn main() -> i32 {
 }
 
 fn setup(spec: &InitSpec) -> Step<i32> {
+    let parent = rustix::process::getppid();
     step(|| "starting a session without a terminal".to_owned(), rustix::process::setsid())?;
     let pid = std::process::id().to_string();
     for cgroup in &spec.cgroups {
@@ -86,6 +87,20 @@ fn setup(spec: &InitSpec) -> Step<i32> {
         Mode::Rootless { .. } => None,
     };
     userns.enter()?;
+    // A command run to its end dies with the process that started it, whose watchdog would have
+    // stopped it (pid 1 dies with this process in turn). That process waits in `run` on the thread
+    // that spawned this one, so the signal cannot come from a thread ending early. Armed once the
+    // credentials are final: changing them disarms it. A session needs none: it ends when its
+    // control socket closes, as it does when baton dies.
+    if !spec.argv.is_empty() {
+        step(
+            || "arming the parent-death signal".to_owned(),
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL)),
+        )?;
+        if rustix::process::getppid() != parent {
+            return Err("the process that started the sandbox is gone".to_owned());
+        }
+    }
     let namespaces = UnshareFlags::NEWNS
         | UnshareFlags::NEWPID
         | UnshareFlags::NEWNET

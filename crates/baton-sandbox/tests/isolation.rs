@@ -396,3 +396,55 @@ fn the_host_rust_toolchain_is_usable_but_not_the_cargo_credentials() {
     let credentials = sh(&sandbox, &format!("ls {home}/.cargo; ls {home}/.cargo/bin | grep -c cargo"));
     assert!(!text(&credentials).contains("credentials"), "{}", text(&credentials));
 }
+
+/// Processes whose command line is exactly `argv`.
+fn running(argv: &[&str]) -> Vec<u32> {
+    let wanted: Vec<u8> = argv.iter().flat_map(|arg| arg.bytes().chain([0])).collect();
+    let entries = std::fs::read_dir("/proc").unwrap().filter_map(Result::ok);
+    let pids = entries.filter_map(|entry| entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()));
+    pids.filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| cmdline == wanted)).collect()
+}
+
+#[test]
+fn a_command_run_to_its_end_dies_with_the_process_that_started_it() {
+    let f = Fixture::new();
+    let layer = f.dir.path().join("layer-orphan");
+    std::fs::create_dir_all(&layer).unwrap();
+    let marker = format!("299.{}", std::process::id());
+    let spec = baton_sandbox::InitSpec {
+        layer,
+        workspace: f.dir.path().join("worktree"),
+        workspace_read_only: false,
+        read_only: vec![],
+        writable: vec![],
+        hidden: vec![f.data()],
+        lower: None,
+        mounts: vec![],
+        cgroups: vec![],
+        limits: baton_sandbox::Limits::default(),
+        argv: vec!["sleep".into(), marker.clone()],
+        env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        cwd: "/workspace".into(),
+        proxy_socket: None,
+    };
+    // The starter stands for baton: it starts the sandbox, waits for it, and is killed outright.
+    let init = env!("CARGO_BIN_EXE_baton-sandbox-init");
+    let mut starter = std::process::Command::new("sh")
+        .args(["-c", "\"$0\" & wait", init])
+        .env(baton_sandbox::SPEC_VARIABLE, serde_json::to_string(&spec).unwrap())
+        .spawn()
+        .unwrap();
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        for _ in 0..600 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{what}");
+    };
+    wait_for("the sandboxed command never started", &|| !running(&["sleep", &marker]).is_empty());
+    starter.kill().unwrap();
+    starter.wait().unwrap();
+    wait_for("the sandboxed command outlived the process that started it", &|| running(&["sleep", &marker]).is_empty());
+}
