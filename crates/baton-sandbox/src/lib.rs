@@ -186,14 +186,20 @@ impl SandboxConfig {
         [dir.join("baton-sandbox-init"), dir.parent()?.join("baton-sandbox-init")].into_iter().find(|p| p.is_file())
     }
 
-    /// Hides baton's data directory, the host's homes and runtime directories.
+    /// Hides baton's data directory, the host's homes and runtime directories; shows the Rust
+    /// toolchains of the user's home (`$HOME`).
     pub fn new(init_program: PathBuf, data_dir: &Path) -> SandboxConfig {
+        SandboxConfig::for_home(init_program, data_dir, std::env::var_os("HOME").map(PathBuf::from))
+    }
+
+    /// As [`SandboxConfig::new`], for the user whose home is `home`.
+    pub fn for_home(init_program: PathBuf, data_dir: &Path, home: Option<PathBuf>) -> SandboxConfig {
         let mut hidden: Vec<PathBuf> =
             ["/root", "/home", "/run", "/var/tmp", "/mnt", "/media", "/srv"].iter().map(PathBuf::from).collect();
         hidden.push(data_dir.to_owned());
         let mut toolchains = Vec::new();
         let mut extra_path = Vec::new();
-        if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+        if let Some(home) = home {
             // rustup's toolchains and proxies, not ~/.cargo as a whole: it holds registry credentials.
             for (dir, bin) in [(home.join(".rustup"), None), (home.join(".cargo/bin"), Some(home.join(".cargo/bin")))] {
                 if dir.is_dir() {

@@ -373,10 +373,6 @@ fn the_host_rust_toolchain_is_usable_but_not_the_cargo_credentials() {
     let f = Fixture::new();
     let sandbox = f.sandbox("rust", |_| {});
     let home = std::env::var("HOME").unwrap();
-    if !Path::new(&home).join(".rustup").is_dir() {
-        // Without rustup there is nothing to show; the Rust toolchain then comes from the system.
-        return;
-    }
     let worktree = f.dir.path().join("worktree-rust");
     std::fs::create_dir_all(worktree.join("src")).unwrap();
     std::fs::write(
@@ -395,6 +391,32 @@ fn the_host_rust_toolchain_is_usable_but_not_the_cargo_credentials() {
     assert!(text(&outcome).contains("test result: ok. 1 passed"), "{}", text(&outcome));
     let credentials = sh(&sandbox, &format!("ls {home}/.cargo; ls {home}/.cargo/bin | grep -c cargo"));
     assert!(!text(&credentials).contains("credentials"), "{}", text(&credentials));
+}
+
+#[test]
+fn a_homes_toolchains_are_shown_and_its_cargo_credentials_are_not() {
+    let f = Fixture::new();
+    // A home of its own, with a rustup toolchain, a cargo proxy and registry credentials beside it.
+    let home = f.dir.path().join("home-of-a-user");
+    std::fs::create_dir_all(home.join(".rustup/toolchains/stable/bin")).unwrap();
+    std::fs::create_dir_all(home.join(".cargo/bin")).unwrap();
+    std::fs::write(home.join(".rustup/toolchains/stable/bin/rustc"), "not a real rustc\n").unwrap();
+    let proxy = home.join(".cargo/bin/cargo-proxy");
+    std::fs::write(&proxy, "#!/bin/sh\necho the proxy ran\n").unwrap();
+    std::fs::set_permissions(&proxy, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(home.join(".cargo/credentials.toml"), "[registry]\ntoken = \"planted-token\"\n").unwrap();
+    std::fs::write(home.join("notes"), "private notes\n").unwrap();
+    let init = PathBuf::from(env!("CARGO_BIN_EXE_baton-sandbox-init"));
+    let config = SandboxConfig::for_home(init, &f.data(), Some(home.clone()));
+    let worktree = f.dir.path().join("worktree-home");
+    std::fs::create_dir_all(&worktree).unwrap();
+    let sandbox = LocalSandbox::new(config, &f.data().join("tasks/home"), &worktree, vec![]).unwrap();
+    let home = home.display();
+    let seen = sh(&sandbox, &format!("cargo-proxy; cat {home}/.rustup/toolchains/stable/bin/rustc"));
+    assert_eq!(text(&seen), "the proxy ran\nnot a real rustc\n");
+    let hidden = sh(&sandbox, &format!("cat {home}/.cargo/credentials.toml {home}/notes 2>&1; ls -A {home}/.cargo"));
+    assert!(!text(&hidden).contains("planted-token") && !text(&hidden).contains("private notes"), "{}", text(&hidden));
+    assert_eq!(text(&hidden).lines().last(), Some("bin"), "{}", text(&hidden));
 }
 
 /// Processes whose command line is exactly `argv`.
