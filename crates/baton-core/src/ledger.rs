@@ -146,7 +146,7 @@ fn one_line(text: &str) -> String {
 }
 
 /// A code fence longer than any run of backticks in `content`, so that output cannot close it.
-fn fence_for(content: &str) -> String {
+pub fn fence_for(content: &str) -> String {
     let longest = content.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
 }

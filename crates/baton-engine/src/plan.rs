@@ -300,11 +300,12 @@ impl Engine {
 /// window, and of its credit limit within what the parent and earlier children left.
 fn child_spec(state: &baton_core::TaskState, subtask: &Subtask) -> TaskSpec {
     let share = u64::from(subtask.budget_share);
-    let part = |limit: u64| (limit * share).div_ceil(100).max(1);
+    // In u128: a limit near u64::MAX times a share would overflow.
+    let part = |limit: u64| (u128::from(limit) * u128::from(share)).div_ceil(100).max(1) as u64;
     let budget = &state.spec.budget;
     let credits = budget.credits.map(|limit| {
         let left = limit.micros() - state.money.spent_in_all().micros() - state.money.held_total().micros();
-        Credits::from_micros((limit.micros() * share as i64 / 100).min(left))
+        Credits::from_micros(((i128::from(limit.micros()) * i128::from(share) / 100) as i64).min(left))
     });
     let window = budget.wall_clock_secs.map(|window| {
         let elapsed = state.work.started_at.map_or(0, |at| (journal::now().as_millis() - at.as_millis()).max(0) / 1000);
@@ -354,4 +355,32 @@ fn leaves(subtasks: &[baton_core::SubtaskState]) -> Vec<(String, String)> {
         .filter(|s| !built_on(&s.plan.key))
         .filter_map(|s| Some((s.plan.key.clone(), s.outcome.as_ref()?.commit.clone()?)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use baton_core::{Budget, Credits, Event, Recorded, Subtask, TaskId, TaskSpec, Timestamp};
+
+    /// A share of a limit near the largest there is is worked out without overflowing.
+    #[test]
+    fn a_share_of_a_huge_limit_does_not_overflow() {
+        let mut spec = TaskSpec::new("plan", std::path::PathBuf::from("/repo"));
+        let huge = Credits::from_micros(i64::MAX / 2);
+        spec.budget = Budget { credits: Some(huge), steps: Some(u64::MAX / 2), wall_clock_secs: None };
+        let created = Event::TaskCreated { spec: Box::new(spec), base_commit: "0".repeat(40), branch: "b".into() };
+        let id = TaskId::from_entropy(1);
+        let state = baton_core::fold(id, &[Recorded { seq: 0, at: Timestamp(0), event: created }]).unwrap();
+        let subtask = Subtask {
+            key: "s1".into(),
+            request: "all of it".into(),
+            scope: vec![],
+            checks: vec![],
+            depends_on: vec![],
+            budget_share: 100,
+        };
+        let child = super::child_spec(&state, &subtask);
+        assert_eq!((child.budget.credits, child.budget.steps), (Some(huge), Some(u64::MAX / 2)));
+    }
 }

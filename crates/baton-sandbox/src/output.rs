@@ -43,12 +43,11 @@ impl Progress {
         let room = KEEP.saturating_sub(self.captured.head.len());
         let (to_head, rest) = chunk.split_at(room.min(chunk.len()));
         self.captured.head.extend_from_slice(to_head);
-        for &byte in rest.iter().rev().take(KEEP).rev() {
-            if self.tail.len() == KEEP {
-                self.tail.pop_front();
-            }
-            self.tail.push_back(byte);
-        }
+        // The last KEEP bytes of the tail and `rest` together, without a step per byte.
+        let rest = &rest[rest.len().saturating_sub(KEEP)..];
+        let overflow = (self.tail.len() + rest.len()).saturating_sub(KEEP);
+        self.tail.drain(..overflow);
+        self.tail.extend(rest);
         self.captured.total_bytes += chunk.len() as u64;
     }
 
@@ -123,5 +122,32 @@ impl Capture {
             std::thread::park_timeout(std::time::Duration::from_millis(1));
         }
         self.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Whatever the chunks: the head is the first KEEP bytes, the tail the last KEEP after it.
+    #[test]
+    fn head_and_tail_are_the_first_and_last_bytes_in_any_chunking() {
+        let all: Vec<u8> = (0..5 * KEEP + 123).map(|i| (i * 7 % 251) as u8).collect();
+        for sizes in [&[1usize][..], &[7, 4096, 1], &[KEEP - 1, 2, KEEP + 5], &[3 * KEEP], &[100_000, 17]] {
+            let mut progress = Progress { captured: Captured::default(), tail: VecDeque::new() };
+            let mut at = 0;
+            for size in sizes.iter().cycle() {
+                if at == all.len() {
+                    break;
+                }
+                let end = (at + size).min(all.len());
+                progress.add(&all[at..end]);
+                at = end;
+            }
+            let captured = progress.snapshot();
+            assert_eq!(captured.head, all[..KEEP], "{sizes:?}");
+            assert_eq!(captured.tail, all[all.len() - KEEP..], "{sizes:?}");
+            assert_eq!(captured.total_bytes, all.len() as u64);
+        }
     }
 }
