@@ -30,7 +30,8 @@ pub fn review_brief(spec: &TaskSpec, round: u32, diff: &str, checks: &[CheckResu
     }
     let scope =
         if round == 1 { "the whole change since the base commit" } else { "only what changed since the last review" };
-    let shown = &diff[..diff.floor_char_boundary(MAX_DIFF)];
+    let cut = (0..=MAX_DIFF.min(diff.len())).rev().find(|&at| diff.is_char_boundary(at)).unwrap_or(0);
+    let shown = &diff[..cut];
     // A fence the diff cannot close: the change is the agent's text.
     let fence = baton_core::fence_for(shown);
     let _ = write!(out, "\n# Review round {round}: {scope}\n\n{fence}diff\n{}\n{fence}\n", shown.trim_end());
