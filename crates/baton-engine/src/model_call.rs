@@ -2,7 +2,7 @@
 //! context budget and estimate, and the step of a leg that only reads (captain, reviewer).
 
 use baton_agent::ContextBudget;
-use baton_core::{Event, LegRole, Message, ModelRequest, ModelResponse, PromptSize, ToolSpec};
+use baton_core::{Event, LegRole, Message, ModelRequest, ModelResponse, Part, PromptSize, ToolSpec};
 use baton_model::{Billed, StreamEvent};
 use baton_tools::Toolbox;
 use tokio_util::sync::CancellationToken;
@@ -10,6 +10,13 @@ use tokio_util::sync::CancellationToken;
 use crate::calls::calls_of;
 use crate::journal::Journal;
 use crate::{Acted, Admission, Called, Chosen, Engine, EngineError, Machine};
+
+/// How the harness tells a reading leg that its context is nearly full.
+const WRAP_UP: &str = "baton: your context is nearly full";
+
+fn is_wrap_up(part: &Part) -> bool {
+    matches!(part, Part::Text { text } if text.starts_with(WRAP_UP))
+}
 
 impl Engine {
     pub(crate) fn chosen(&self, role: LegRole) -> Chosen<'_> {
@@ -77,7 +84,7 @@ impl Engine {
     }
 
     /// One step of a leg that reads and reports (captain, reviewer): a model call, then its tool
-    /// calls; an answer without one is told `nudge`.
+    /// calls; an answer without one is told `nudge`, and so is a leg near the end of its context.
     pub(crate) async fn reading_step(
         &self,
         journal: &mut Journal<'_>,
@@ -91,6 +98,16 @@ impl Engine {
         let request =
             self.request(work.role, work.system.clone(), baton_agent::elide(&work.transcript, budget), tools, budget);
         let estimate = self.estimate(&request, work.role);
+        // A leg that only reads cannot hand off: near the end of its context it is told to give
+        // its answer now, once per step it spends past the threshold reading more.
+        if let Some((reason, _)) = budget.handoff_due(estimate, false)
+            && !work.transcript.last().is_some_and(|message| message.parts.iter().any(is_wrap_up))
+        {
+            let text =
+                format!("{WRAP_UP} ({reason}), and a leg that only reads cannot hand off. {nudge} Read nothing more.");
+            journal.append(Event::Feedback { text }).await?;
+            return Ok(Called::Answered(Acted::Done));
+        }
         let response = match self.call_model(journal, &request, step, estimate, budget).await? {
             Called::Answered(response) => response,
             Called::Refused(refusal) => return Ok(Called::Refused(refusal)),

@@ -170,3 +170,50 @@ async fn a_reviewer_calling_a_tool_it_was_not_offered_is_refused_and_nothing_cha
     let names: Vec<&str> = offered.as_array().unwrap().iter().filter_map(|t| t["function"]["name"].as_str()).collect();
     assert_eq!(names, ["shell", "read_file", "search", "list_dir", "recall", "report_findings"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_near_the_end_of_its_context_is_told_to_report_now() {
+    // Three long files: reading them takes the reviewer's prompt past the soft threshold of a small
+    // window.
+    // Pseudo-random characters: dense in tokens, as minified code or data is.
+    let long = |seed: u64| {
+        let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/=;:";
+        let mut state = seed;
+        (0..6000)
+            .map(|_| {
+                state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                alphabet[(state >> 33) as usize % alphabet.len()] as char
+            })
+            .collect::<String>()
+    };
+    let mut files: Vec<(String, String)> = (1..=3).map(|n| (format!("notes_{n}.txt"), long(n))).collect();
+    files.push(("calc.py".into(), "def add(a, b):\n    return a - b\n".into()));
+    files.push((
+        "test_calc.py".into(),
+        "from calc import add\n\nassert add(2, 3) == 5\nprint(\"all tests passed\")\n".into(),
+    ));
+    let files: Vec<(&str, &str)> = files.iter().map(|(path, text)| (path.as_str(), text.as_str())).collect();
+    let script = Script {
+        turns: vec![
+            turn(None, call("b1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
+            turn(None, call("b2", "finish", json!({"summary": "add() adds."}))),
+            turn(None, call("r1", "read_file", json!({"path": "notes_1.txt"}))),
+            turn(None, call("r2", "read_file", json!({"path": "notes_2.txt"}))),
+            turn(None, call("r3", "read_file", json!({"path": "notes_3.txt"}))),
+            expecting("baton: your context is nearly full", call("r4", "report_findings", json!({"findings": []}))),
+        ],
+        ..Script::default()
+    };
+    let mut h = Harness::with_repo(script, baton_testkit::FixtureRepo::with_files(&files)).await;
+    h.context_window = 12_000;
+    let id = h.create_with(|spec| spec.review = true).await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Done, Some(StopReason::Verified)),
+        "{kinds:?}"
+    );
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert_eq!((state.work.review_rounds, h.server.remaining_turns()), (1, 0));
+    assert!(!state.stop.unwrap().detail.contains("The review could not run"));
+}
