@@ -42,6 +42,14 @@ fn fixing() -> Script {
     }
 }
 
+/// `baton run` of the calc fixture with the scripted model, its events as JSON, and `extra` flags.
+fn fixing_run<'a>(repo: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["run", "Make add() add", "--repo", repo, "--check", "python3 test_calc.py"];
+    args.extend(["--model", "openai-compatible/scripted", "--no-review", "--json"]);
+    args.extend(extra);
+    args
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_fixes_a_repository_and_exits_verified() {
     let repo = calc_repo();
@@ -49,19 +57,7 @@ async fn run_fixes_a_repository_and_exits_verified() {
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let repo_arg = repo.path().display().to_string();
     let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
-    let args = [
-        "run",
-        "Make add() add",
-        "--repo",
-        &repo_arg,
-        "--check",
-        "python3 test_calc.py",
-        "--model",
-        "openai-compatible/scripted",
-        "--no-review",
-        "--json",
-    ];
-    let output = baton(home.path(), &args, &env).await;
+    let output = baton(home.path(), &fixing_run(&repo_arg, &[]), &env).await;
     let stdout = String::from_utf8(output.stdout).unwrap();
     assert!(output.status.success(), "exit {:?}\n{stdout}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
     let lines: Vec<Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -358,22 +354,7 @@ async fn the_handoff_limit_is_kept_with_the_task_and_a_resume_keeps_it() {
     let repo_arg = repo.path().display().to_string();
     let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
     // The smallest window there is.
-    let run = [
-        "run",
-        "Make add() add",
-        "--repo",
-        &repo_arg,
-        "--check",
-        "python3 test_calc.py",
-        "--model",
-        "openai-compatible/scripted",
-        "--no-review",
-        "--context-window",
-        "4096",
-        "--max-handoffs",
-        "0",
-        "--json",
-    ];
+    let run = fixing_run(&repo_arg, &["--context-window", "4096", "--max-handoffs", "0"]);
     let output = baton(home.path(), &run, &env).await;
     let stdout = String::from_utf8(output.stdout).unwrap();
     let last: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();

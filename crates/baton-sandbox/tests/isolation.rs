@@ -231,7 +231,7 @@ fn no_network_not_even_the_host_loopback() {
 }
 
 #[test]
-fn other_processes_and_the_kernel_are_out_of_reach() {
+fn other_processes_mounts_devices_and_new_namespaces_are_out_of_reach() {
     let f = Fixture::new();
     let sandbox = f.sandbox("a", |_| {});
     let me = std::process::id();
