@@ -146,18 +146,18 @@ fn a_broken_environment_file_is_refused_with_its_reason() {
 #[test]
 fn a_secret_reaches_initialize_and_never_its_report() {
     let home = home(1);
-    let baton_toml = "[environment]\nsecrets = [\"BATON_TEST_INDEX_TOKEN\"]\ninitialize = \"echo using $BATON_TEST_INDEX_TOKEN; test -n \\\"$BATON_TEST_INDEX_TOKEN\\\" && exit 9\"\n";
+    let baton_toml = "[environment]\nsecrets = [\"TEST_INDEX_TOKEN\"]\ninitialize = \"echo using $TEST_INDEX_TOKEN; test -n \\\"$TEST_INDEX_TOKEN\\\" && exit 9\"\n";
     let repo = FixtureRepo::with_files(&[("baton.toml", baton_toml)]);
     let token = "s3cr3t-index-token-5f1a";
-    let output = baton_with(home.path(), &repo, &["env", "build"], &[("BATON_TEST_INDEX_TOKEN", token)]);
+    let output = baton_with(home.path(), &repo, &["env", "build"], &[("TEST_INDEX_TOKEN", token)]);
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let said = String::from_utf8_lossy(&output.stdout);
     // Exit code 9: the command saw the token; its output shows only its name.
-    assert!(said.contains("exit code 9") && said.contains("using [secret BATON_TEST_INDEX_TOKEN]"), "{said}");
+    assert!(said.contains("exit code 9") && said.contains("using [secret TEST_INDEX_TOKEN]"), "{said}");
     assert!(!said.contains(token), "{said}");
 
     let output = baton(home.path(), &repo, &["env", "build"]);
     assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
     let said = String::from_utf8_lossy(&output.stdout);
-    assert!(said.contains("the secret BATON_TEST_INDEX_TOKEN that initialize needs is not set"), "{said}");
+    assert!(said.contains("the secret TEST_INDEX_TOKEN that initialize needs is not set"), "{said}");
 }

@@ -358,3 +358,15 @@ fn search_reads_gitignore_files_only_beneath_the_workspace() {
     assert!(!found.contains("build/out.rs"), "{found}");
     assert!(found.contains("src/run.log:1: fn a_logged"), "{found}");
 }
+
+#[test]
+fn read_file_refuses_a_fifo_without_waiting_on_it() {
+    let f = Fixture::new();
+    let fifo = f.root().join("pipe");
+    rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, 0o644.into(), 0).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    let tools = Toolbox::new(Workspace::open(&f.root()).unwrap());
+    std::thread::spawn(move || done.send(tools.call("read_file", &json!({"path": "pipe"}).to_string())).unwrap());
+    let result = finished.recv_timeout(std::time::Duration::from_secs(60)).expect("read_file blocked on a FIFO");
+    assert!(result.is_error && result.output == "`pipe` is not a regular file", "{}", result.output);
+}
