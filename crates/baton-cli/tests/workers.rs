@@ -347,7 +347,18 @@ async fn three_workers_on_hosts_of_their_own_run_thirty_tasks_once_through_a_kil
     let branches =
         Command::new("git").args(["-C", &remote.display().to_string(), "branch", "--list", "baton/*"]).output();
     let branches = String::from_utf8(branches.unwrap().stdout).unwrap();
-    assert_eq!(branches.lines().count(), TASKS, "{branches}");
+    if branches.lines().count() != TASKS {
+        // What each task's pushes said, to tell a refused push from one never made.
+        let mut pushes = String::new();
+        for id in &ids {
+            for recorded in store.events(id, 0).await.unwrap() {
+                if let Event::Pushed { commit, error, .. } = recorded.event {
+                    pushes.push_str(&format!("{id}: pushed {commit}: {error:?}\n"));
+                }
+            }
+        }
+        panic!("{} of {TASKS} branches on the remote:\n{branches}\n{pushes}", branches.lines().count());
+    }
     // Each worker ran tasks (the killed one before its death), and the taken-over ones had two.
     let holders = holders.lock().unwrap().clone();
     let mut per_host: BTreeMap<&str, usize> = BTreeMap::new();

@@ -8,6 +8,10 @@ use crate::journal::Journal;
 use crate::repository;
 use crate::{Engine, EngineError};
 
+/// Pushes of one checkpoint, and the pause before the n-th retry (n times this).
+const PUSH_ATTEMPTS: u32 = 3;
+const PUSH_PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 impl Engine {
     /// Commits the work so far on the task branch, if there is anything new.
     pub(crate) async fn checkpoint(
@@ -62,7 +66,17 @@ impl Engine {
         journal.append(Event::Checkpointed { commit: commit.clone(), evidence }).await?;
         let state = journal.state();
         let Some(remote) = state.spec.push.clone() else { return Ok(()) };
-        let pushed = repository::push(&self.config.home, &state.spec.repo, &remote, &commit, &state.branch);
+        let push = || repository::push(&self.config.home, &state.spec.repo, &remote, &commit, &state.branch);
+        let mut pushed = push();
+        // A push can fail for a moment (the remote packing its refs while others push): tried
+        // again shortly, since the last checkpoint of a task has no next one to retry it.
+        for attempt in 1..PUSH_ATTEMPTS {
+            if pushed.is_ok() {
+                break;
+            }
+            tokio::time::sleep(PUSH_PAUSE * attempt).await;
+            pushed = push();
+        }
         let error = pushed.err().map(|error| error.to_string());
         journal.append(Event::Pushed { commit, remote, error }).await
     }
