@@ -145,13 +145,15 @@ fn killed_twenty_times_the_task_still_ends_verified_with_the_same_diff() {
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let repo_one = repo();
     let output = baton(home.path(), &reference, &run_args(&repo_one).iter().map(String::as_str).collect::<Vec<_>>())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .output()
         .unwrap();
     assert!(
         output.status.success(),
-        "the uninterrupted run failed: {:?}\n{}",
+        "the uninterrupted run failed: {:?}\n{}{}",
         output.status,
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     let id = task_id(home.path(), &reference).unwrap();
@@ -188,11 +190,16 @@ fn killed_twenty_times_the_task_still_ends_verified_with_the_same_diff() {
     let id = id.expect("the task was never created");
     assert_eq!(kills, 20, "the task ended before it was killed twenty times");
     // What a restart does: every task a crash left unfinished continues.
-    let output = baton(home.path(), &server, &["resume", "--all"]).stderr(Stdio::piped()).output().unwrap();
+    let output = baton(home.path(), &server, &["resume", "--all"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
-        "after {kills} kills the task did not end verified: {:?}\n{}",
+        "after {kills} kills the task did not end verified: {:?}\n{}{}",
         output.status,
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(diff(home.path(), &server, &id), expected);
