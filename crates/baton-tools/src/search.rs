@@ -24,6 +24,11 @@ use crate::{Effect, ToolError};
 const MAX_MATCHES: usize = 200;
 /// Characters of a matching line shown.
 const MAX_LINE_CHARS: usize = 300;
+/// The largest `.gitignore` honoured, and the most rules one search compiles from all of them: the
+/// rules are the agent's text compiled in baton's own process, so a tree of huge rule files must not
+/// cost it unbounded memory and time. Real ones are a few kilobytes.
+const MAX_RULES_BYTES: u64 = 64 << 10;
+const MAX_RULES_BYTES_IN_ALL: u64 = 1 << 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -41,13 +46,19 @@ pub(crate) fn search(workspace: &Workspace, args: SearchArgs) -> Result<(String,
     let relative = workspace.relative(args.path.as_deref().unwrap_or("."))?;
     workspace.file_type(&relative)?;
     let root = workspace.root();
-    let ignores = Arc::new(Mutex::new(Ignores { workspace: workspace.try_clone()?, rules: HashMap::new() }));
+    let ignores = Arc::new(Mutex::new(Ignores {
+        workspace: workspace.try_clone()?,
+        rules: HashMap::new(),
+        budget: MAX_RULES_BYTES_IN_ALL,
+        too_large: Vec::new(),
+    }));
+    let walked_ignores = Arc::clone(&ignores);
     let mut walk = WalkBuilder::new(root.join(&relative));
     let root_of_walk = root.to_owned();
     walk.standard_filters(false).follow_links(false).filter_entry(move |entry| {
         let Ok(inside) = entry.path().strip_prefix(&root_of_walk) else { return false };
         let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-        entry.file_name() != ".git" && !ignores.lock().unwrap_or_else(|e| e.into_inner()).ignored(inside, is_dir)
+        entry.file_name() != ".git" && !walked_ignores.lock().unwrap_or_else(|e| e.into_inner()).ignored(inside, is_dir)
     });
     if let Some(glob) = &args.glob {
         let mut overrides = OverrideBuilder::new(root);
@@ -83,12 +94,20 @@ pub(crate) fn search(workspace: &Workspace, args: SearchArgs) -> Result<(String,
         files += usize::from(found_here);
     }
     if matches == 0 {
-        return Ok((format!("no match for `{}`", args.pattern), Effect::None));
-    }
-    if matches >= MAX_MATCHES {
+        let _ = write!(output, "no match for `{}`", args.pattern);
+    } else if matches >= MAX_MATCHES {
         let _ = write!(output, "… stopped at {MAX_MATCHES} matches; narrow the pattern, the path or the glob");
     } else {
         let _ = write!(output, "{matches} matches in {files} files");
+    }
+    let too_large = std::mem::take(&mut ignores.lock().unwrap_or_else(|e| e.into_inner()).too_large);
+    if !too_large.is_empty() {
+        let shown: Vec<String> = too_large.iter().map(|dir| dir.join(".gitignore").display().to_string()).collect();
+        let _ = write!(
+            output,
+            "\n(not honoured, over the {MAX_RULES_BYTES}-byte limit for one rule file or {MAX_RULES_BYTES_IN_ALL} in all: {})",
+            shown.join(", ")
+        );
     }
     Ok((output, Effect::None))
 }
@@ -98,6 +117,10 @@ pub(crate) fn search(workspace: &Workspace, args: SearchArgs) -> Result<(String,
 struct Ignores {
     workspace: Workspace,
     rules: HashMap<PathBuf, Option<Gitignore>>,
+    /// Bytes of rules this search may still read.
+    budget: u64,
+    /// Directories whose `.gitignore` was over a limit, so the search did not honour it.
+    too_large: Vec<PathBuf>,
 }
 
 impl Ignores {
@@ -116,14 +139,24 @@ impl Ignores {
         false
     }
 
-    /// The rules of `dir`'s `.gitignore`, when it has one that is a regular file beneath the
-    /// worktree (read like any file a tool reads: no symlink out, no FIFO, no more than the cap).
+    /// The rules of `dir`'s `.gitignore`, when it has one that is a regular file reached with no
+    /// symlink (as git reads it), never blocking, and within the limits. A file over a limit is not
+    /// honoured at all: rules cut at a byte count could ignore more than the whole file does.
     fn rules_of(&mut self, dir: &Path) -> Option<&Gitignore> {
         if !self.rules.contains_key(dir) {
-            let text = self.workspace.read(&dir.join(".gitignore")).ok();
-            let rules = text.and_then(|bytes| {
+            let cap = MAX_RULES_BYTES.min(self.budget);
+            let text = self.workspace.read_own(&dir.join(".gitignore"), cap + 1);
+            let text = text.filter(|text| {
+                let within = text.len() as u64 <= cap;
+                if !within {
+                    self.too_large.push(dir.to_owned());
+                }
+                within
+            });
+            let rules = text.and_then(|text| {
+                self.budget -= text.len() as u64;
                 let mut builder = GitignoreBuilder::new(self.workspace.root().join(dir));
-                for line in String::from_utf8_lossy(&bytes).lines() {
+                for line in text.lines() {
                     // A line git would not read either is skipped, not fatal.
                     let _ = builder.add_line(None, line);
                 }

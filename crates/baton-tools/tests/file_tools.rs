@@ -360,6 +360,33 @@ fn search_reads_gitignore_files_only_beneath_the_workspace() {
 }
 
 #[test]
+fn search_honours_no_rule_file_over_its_limits_and_says_so() {
+    let f = Fixture::new();
+    let root = f.root();
+    // One file over 64 KiB: cut at a byte count its rules could ignore more than the whole file.
+    let padding = "# padding\n".repeat(7_000);
+    fs::write(root.join(".gitignore"), format!("*.rs\n{padding}")).unwrap();
+    let found = f.ok("search", json!({"pattern": "fn a"})).output;
+    assert!(found.starts_with("src/lib.rs:1: fn a() {"), "{found}");
+    assert!(found.ends_with("limit for one rule file or 1048576 in all: .gitignore)"), "{found}");
+
+    // Twenty files within the limit each, 1.2 MB in all: those read once 1 MiB is spent are not honoured.
+    fs::remove_file(root.join(".gitignore")).unwrap();
+    let padding = "# padding\n".repeat(6_000);
+    for n in 0..20 {
+        let dir = root.join(format!("d{n:02}"));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(".gitignore"), format!("hidden.txt\n{padding}")).unwrap();
+        fs::write(dir.join("hidden.txt"), "needle\n").unwrap();
+    }
+    let found = f.ok("search", json!({"pattern": "needle"})).output;
+    let shown = found.lines().filter(|line| line.ends_with("hidden.txt:1: needle")).count();
+    assert!((1..20).contains(&shown), "{found}");
+    let refused = found.lines().last().unwrap().matches("/.gitignore").count();
+    assert_eq!(shown, refused, "{found}");
+}
+
+#[test]
 fn read_file_refuses_a_fifo_without_waiting_on_it() {
     let f = Fixture::new();
     let fifo = f.root().join("pipe");
