@@ -61,6 +61,12 @@ pub struct Overrun {
     pub charged: Credits,
 }
 
+impl std::fmt::Display for Overrun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` cost more than baton held for it: {} held, {} charged", self.key, self.held, self.charged)
+    }
+}
+
 impl Money {
     /// Spent by the task and its subtasks: what its credit limit holds over.
     pub fn spent_in_all(&self) -> Credits {

@@ -90,6 +90,14 @@ impl Engine {
         detail: String,
     ) -> Result<(), EngineError> {
         self.checkpoint(journal, worktree, format!("work in progress before pausing ({reason})")).await?;
+        // A pause for another reason (a model call whose failed attempts cost more than its hold)
+        // names the overrun too: the resume is what lets the task act again.
+        let detail = match &journal.state().money.overrun {
+            Some(overrun) if reason != StopReason::BudgetExhausted => {
+                format!("{detail}; and {overrun}, so the limits are checked again on resume")
+            }
+            _ => detail,
+        };
         journal.append(Event::Paused { reason, detail }).await
     }
 }

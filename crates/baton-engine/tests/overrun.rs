@@ -275,3 +275,25 @@ async fn an_attempt_cut_before_its_usage_was_told_is_charged_at_its_hold_and_jou
     assert_eq!(overruns, vec![(held, charged)]);
     assert_eq!(charged.micros(), held.micros() + reported(&h, &script).micros());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_that_fails_after_costing_more_than_its_hold_pauses_naming_the_overrun() {
+    let mut script = fixing([times_the_prompt(1); 3]);
+    // Two attempts the provider may have billed, then one it refuses for good.
+    script.turns[0].faults = vec![
+        Fault::CutAfter { bytes: 60 },
+        Fault::CutAfter { bytes: 60 },
+        Fault::Status { status: 400, retry_after: None, message: Some("bad request".into()) },
+    ];
+    let h = priced(script).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(stopped(&state), (Status::Paused, Some(StopReason::ModelError)), "{kinds:?}");
+    let (settled, overruns) = holds_and_overruns(&h, &id).await;
+    let (held, charged) = settled[0];
+    assert_eq!(charged.micros(), 2 * held.micros(), "two attempts at their hold, the refused one at nothing");
+    assert_eq!(overruns, vec![(held, charged)]);
+    let detail = &state.stop.as_ref().unwrap().detail;
+    assert!(detail.starts_with("the model call failed: "), "{detail}");
+    assert!(detail.contains(&format!("cost more than baton held for it: {held} held, {charged} charged")), "{detail}");
+}
