@@ -1,6 +1,7 @@
 //! Tasks on remotes: a task on a `file://` URL works in a mirror, pushes its branch at every
 //! checkpoint, and continues from the pushed branch on a data directory that never saw it; `--push`
-//! does the same for a local repository's remote; a URL that carries credentials is refused.
+//! does the same for a local repository's remote; a push refused once is tried again; a URL that
+//! carries credentials is refused.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -206,6 +207,45 @@ async fn push_sends_a_local_tasks_branch_to_its_remote_and_a_refused_push_is_jou
     }
     assert_eq!(git(&remote, &["rev-parse", &format!("refs/heads/{branch}")]).trim(), theirs, "their commit stays");
     assert!(server.failures().is_empty() && server.remaining_turns() == 0, "{:?}", server.failures());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_the_remote_refuses_once_is_tried_again_and_lands() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let remote = bare_remote(dir.path());
+    // The remote refuses the first push it is sent, as one busy packing its refs might.
+    let hook = remote.join("hooks/pre-receive");
+    let marker = remote.join("refused-once");
+    std::fs::write(
+        &hook,
+        format!("#!/bin/sh\n[ -e '{0}' ] && exit 0\ntouch '{0}'\necho busy >&2\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let local = calc_repo();
+    local.git(&["remote", "add", "origin", &remote.display().to_string()]);
+    let script = Script {
+        turns: vec![
+            call("e1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"})),
+            call("f1", "finish", json!({"summary": "add() adds"})),
+        ],
+        ..Script::default()
+    };
+    let server = ScriptedServer::start(script).await.unwrap();
+    let env = [("OPENAI_COMPATIBLE_BASE_URL", format!("{}/v1", server.url()))];
+    let home = dir.path().join("home");
+    let repo = local.path().display().to_string();
+    let args = ["run", "Make add() add", "--repo", &repo, "--push", "--check", "python3 test_calc.py", "--no-review"];
+    let args: Vec<&str> = args.into_iter().chain(["--model", "openai-compatible/scripted"]).collect();
+    let output = baton(&home, &args, &env).await;
+    assert!(output.status.success(), "{}", describe(&output));
+    assert!(marker.exists(), "the remote refused no push");
+    let (_, journal) = events(&home).await;
+    let pushed = of_type(&journal, "pushed");
+    assert!(!pushed.is_empty() && pushed.iter().all(|p| p["event"].get("error").is_none()), "{pushed:?}");
+    let branch = of_type(&journal, "task_created")[0]["event"]["branch"].as_str().unwrap().to_owned();
+    let verified = of_type(&journal, "checkpointed").last().unwrap()["event"]["commit"].as_str().unwrap().to_owned();
+    assert_eq!(git(&remote, &["rev-parse", &format!("refs/heads/{branch}")]).trim(), verified);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

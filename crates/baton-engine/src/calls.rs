@@ -226,3 +226,18 @@ impl Engine {
 pub(crate) fn sandbox_seconds(elapsed: std::time::Duration, limit: u64) -> u64 {
     elapsed.as_secs().clamp(1, limit.max(1))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::sandbox_seconds;
+
+    #[test]
+    fn a_command_is_charged_at_least_a_second_and_never_more_than_it_held() {
+        assert_eq!(sandbox_seconds(Duration::from_millis(200), 600), 1);
+        assert_eq!(sandbox_seconds(Duration::from_millis(3_900), 600), 3);
+        // Stopping a command at its 2 s limit took baton until 3.7 s: the task pays for 2.
+        assert_eq!(sandbox_seconds(Duration::from_millis(3_700), 2), 2);
+    }
+}
