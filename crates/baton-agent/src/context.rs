@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use baton_core::{Handoff, Message, Part, Role, TaskSpec, ToolSpec};
+use baton_core::{Handoff, Message, OwnCredentials, Part, Role, TaskSpec, ToolSpec};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -270,8 +270,9 @@ pub fn request_credential_spec() -> ToolSpec {
     }
 }
 
-/// A `request_credential` call's `(name, why)`, or the error for the model.
-pub fn request_credential_args(arguments: &str) -> Result<(String, String), String> {
+/// A `request_credential` call's `(name, why)`, or the error for the model; one of baton's `own`
+/// credentials is refused before a human is asked.
+pub fn request_credential_args(arguments: &str, own: &OwnCredentials) -> Result<(String, String), String> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Args {
@@ -289,7 +290,7 @@ pub fn request_credential_args(arguments: &str) -> Result<(String, String), Stri
             args.name
         ));
     }
-    if baton_core::is_batons_own(&args.name) {
+    if own.contains(&args.name) {
         return Err(format!(
             "`{}` is one of baton's own credentials (its providers' keys, its git and forge tokens, its store), which no task is given",
             args.name
@@ -451,13 +452,17 @@ mod tests {
 
     #[test]
     fn a_task_may_not_ask_for_batons_own_credentials() {
-        for name in ["BATON_STORE", "BATON_GIT_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GITHUB_TOKEN"] {
+        // `WORK_KEY`: a provider's key, in the variable the configuration names instead of the usual one.
+        let own = OwnCredentials::with(["WORK_KEY".to_owned()]);
+        for name in
+            ["BATON_STORE", "BATON_GIT_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GITHUB_TOKEN", "WORK_KEY"]
+        {
             let arguments = serde_json::json!({"name": name, "why": "to help"}).to_string();
-            let error = request_credential_args(&arguments).unwrap_err();
+            let error = request_credential_args(&arguments, &own).unwrap_err();
             assert!(error.contains("one of baton's own credentials"), "{name}: {error}");
         }
         let arguments = serde_json::json!({"name": "NPM_TOKEN", "why": "private registry"}).to_string();
-        assert_eq!(request_credential_args(&arguments), Ok(("NPM_TOKEN".into(), "private registry".into())));
+        assert_eq!(request_credential_args(&arguments, &own), Ok(("NPM_TOKEN".into(), "private registry".into())));
     }
 
     fn user(parts: Vec<Part>) -> Message {

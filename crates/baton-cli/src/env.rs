@@ -6,6 +6,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use baton_core::OwnCredentials;
 use baton_engine::{Caches, EngineError, Manifest, Provenance, Resolved, SetupFailure, Snapshots};
 use baton_git::{Repo, Worktree};
 use baton_store::Store;
@@ -20,9 +21,11 @@ struct Target {
     worktree: Worktree,
     commit: String,
     given: Option<String>,
+    /// The variables a declaration may not name, as the configuration has them.
+    own: OwnCredentials,
 }
 
-fn target(args: &EnvArgs) -> anyhow::Result<Target> {
+fn target(args: &EnvArgs, config: &Config) -> anyhow::Result<Target> {
     let repo = Repo::open(&args.repo)?;
     let commit = repo.resolve_commit(&args.base)?;
     let worktree = Worktree::open(repo.root())?;
@@ -30,12 +33,12 @@ fn target(args: &EnvArgs) -> anyhow::Result<Target> {
         Some(file) => Some(std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?),
         None => None,
     };
-    Ok(Target { worktree, commit, given })
+    Ok(Target { worktree, commit, given, own: crate::run::own_credentials(config)? })
 }
 
 impl Target {
     fn resolve(&self) -> anyhow::Result<Resolved> {
-        Ok(Resolved::read(&self.worktree, &self.commit, self.given.as_deref())?)
+        Ok(Resolved::read(&self.worktree, &self.commit, self.given.as_deref(), &self.own)?)
     }
 }
 
@@ -43,7 +46,7 @@ pub async fn run(home: &Path, config: &Config, command: EnvCommand, json: bool) 
     let snapshots = Snapshots::new(home, crate::run::sandbox_config(home, config)?);
     match command {
         EnvCommand::Show(args) => {
-            let target = target(&args)?;
+            let target = target(&args, config)?;
             let resolved = target.resolve()?;
             let key = resolved.environment.has_snapshot().then(|| resolved.snapshot_key());
             let built = key.as_deref().and_then(|key| snapshots.find(key)).map(|snapshot| snapshot.manifest);
@@ -55,12 +58,12 @@ pub async fn run(home: &Path, config: &Config, command: EnvCommand, json: bool) 
             }
             Ok(ExitCode::SUCCESS)
         }
-        EnvCommand::Build(args) => build(&snapshots, &args, Build::Reuse, json),
+        EnvCommand::Build(args) => build(&snapshots, &target(&args, config)?, Build::Reuse, json),
         EnvCommand::Rebuild { args, clean } => {
-            build(&snapshots, &args, if clean { Build::Clean } else { Build::KeptCaches }, json)
+            build(&snapshots, &target(&args, config)?, if clean { Build::Clean } else { Build::KeptCaches }, json)
         }
         EnvCommand::Check { args, checks } => {
-            let target = target(&args)?;
+            let target = target(&args, config)?;
             let resolved = target.resolve()?;
             let checks = match (checks.is_empty(), resolved.environment.commands.get("test")) {
                 (false, _) => checks,
@@ -77,6 +80,7 @@ pub async fn run(home: &Path, config: &Config, command: EnvCommand, json: bool) 
                 &target.worktree,
                 &target.commit,
                 target.given.as_deref(),
+                &target.own,
                 &checks,
             );
             let _ = std::fs::remove_dir_all(&scratch);
@@ -150,8 +154,7 @@ enum Build {
     Clean,
 }
 
-fn build(snapshots: &Snapshots, args: &EnvArgs, how: Build, json: bool) -> anyhow::Result<ExitCode> {
-    let target = target(args)?;
+fn build(snapshots: &Snapshots, target: &Target, how: Build, json: bool) -> anyhow::Result<ExitCode> {
     let resolved = target.resolve()?;
     if !resolved.environment.has_snapshot() {
         bail!(

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use baton_core::{Credits, Event, LegRole, Recorded, Status, StopReason, TaskState, Usage, total};
+use baton_core::{Credits, Event, LegRole, OwnCredentials, Recorded, Status, StopReason, TaskState, Usage, total};
 use baton_engine::{Engine, EngineConfig, HeldLease, RoleModel};
 use baton_model::{Catalog, HttpClient, ModelName, Price, Providers};
 use baton_sandbox::SandboxConfig;
@@ -86,6 +86,7 @@ pub(crate) fn engine_parts_with(
     let context_window = legs.context_window.or(info.map(|info| info.context_window)).unwrap_or(UNKNOWN_WINDOW);
     let sandbox = sandbox_config(home, config)?;
     let price = info.and_then(|info| info.price);
+    let forges = baton_forge::Forges::read(&config.text).with_context(|| config.context())?;
     let engine = EngineConfig {
         home: home.to_owned(),
         model: name,
@@ -97,7 +98,8 @@ pub(crate) fn engine_parts_with(
         max_handoffs: legs.max_handoffs.unwrap_or(crate::cli::MAX_HANDOFFS),
         max_verifications: 3,
         sandbox,
-        forges: baton_forge::Forges::read(&config.text).with_context(|| config.context())?,
+        own_credentials: own_credentials_of(providers, &forges),
+        forges,
     };
     let mut roles = Vec::new();
     for (role, model) in &legs.role_models {
@@ -107,6 +109,18 @@ pub(crate) fn engine_parts_with(
         roles.push((*role, RoleModel { name, client: Arc::new(client), price }));
     }
     Ok(Parts { client, roles, engine, price })
+}
+
+/// baton's own credentials as `config` names them: the usual variables, and those it chose for
+/// the providers' keys and the forges' tokens.
+pub fn own_credentials(config: &Config) -> anyhow::Result<OwnCredentials> {
+    let providers = Providers::from_config(&config.text).with_context(|| config.context())?;
+    let forges = baton_forge::Forges::read(&config.text).with_context(|| config.context())?;
+    Ok(own_credentials_of(&providers, &forges))
+}
+
+fn own_credentials_of(providers: &Providers, forges: &baton_forge::Forges) -> OwnCredentials {
+    OwnCredentials::with(providers.key_variables().chain(forges.token_variables()).map(str::to_owned))
 }
 
 /// Sandboxes built by this very program, as the configuration file says.

@@ -138,10 +138,12 @@ pub async fn create_in(store: &dyn Store, home: &Path, request: String, args: Ta
 pub fn definition(name: String, request: String, args: TaskArgs) -> anyhow::Result<Template> {
     let (repo, push) = source(&args)?;
     let environment = match &args.env {
-        // Parsed now, so a broken file is refused before a task or a template exists.
+        // Parsed now, so a broken file is refused before a task or a template exists; the variables
+        // the configuration chose for its own credentials are refused when the task runs.
         Some(file) => {
             let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-            baton_core::Environment::parse(&text).with_context(|| format!("{}", file.display()))?;
+            let usual = baton_core::OwnCredentials::default();
+            baton_core::Environment::parse(&text, &usual).with_context(|| format!("{}", file.display()))?;
             Some(text)
         }
         None => None,

@@ -139,6 +139,20 @@ fn a_broken_environment_file_is_refused_with_its_reason() {
         "{}",
         describe(&output)
     );
+
+    // A secret named like the variable the configuration keeps a forge's token in is baton's own.
+    std::fs::write(
+        home.path().join("config.toml"),
+        "[forges.work]\nkind = \"gitlab\"\nremote = \"https://git.work/\"\napi = \"https://git.work/api/v4\"\ntoken_env = \"WORK_TOKEN\"\n",
+    )
+    .unwrap();
+    let asking = FixtureRepo::with_files(&[("baton.toml", "[environment]\nsecrets = [\"WORK_TOKEN\"]\n")]);
+    let output = baton(home.path(), &asking, &["env", "show"]);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("WORK_TOKEN is one of baton's own credentials"),
+        "{}",
+        describe(&output)
+    );
 }
 
 /// A secret `initialize` needs reaches it by name, from baton's environment, and never shows in

@@ -164,19 +164,32 @@ const BATONS_OWN: &[&str] = &[
     "ANTHROPIC_API_KEY",
 ];
 
-/// Whether `name` is a variable of baton's own (`BATON_*` and [`BATONS_OWN`]).
-pub fn is_batons_own(name: &str) -> bool {
-    name.starts_with("BATON_") || BATONS_OWN.contains(&name)
+/// The variables holding baton's own credentials: `BATON_*`, the usual ones ([`BATONS_OWN`]) and
+/// those its configuration names instead (a provider's `api_key_env`, a forge's `token_env`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OwnCredentials {
+    configured: Vec<String>,
 }
 
-/// `name`, unless it names one of baton's own credentials.
-fn not_batons_own(list: &str, name: String) -> Result<String, EnvironmentError> {
-    if is_batons_own(&name) {
-        return Err(EnvironmentError::new(format!(
-            "{list}: {name} is one of baton's own credentials, which are never handed to what a repository declares"
-        )));
+impl OwnCredentials {
+    /// The usual variables and `configured` besides.
+    pub fn with(configured: impl IntoIterator<Item = String>) -> OwnCredentials {
+        OwnCredentials { configured: configured.into_iter().collect() }
     }
-    Ok(name)
+
+    pub fn contains(&self, name: &str) -> bool {
+        name.starts_with("BATON_") || BATONS_OWN.contains(&name) || self.configured.iter().any(|own| own == name)
+    }
+
+    /// `name`, unless it names one of baton's own credentials.
+    fn refuse(&self, list: &str, name: String) -> Result<String, EnvironmentError> {
+        if self.contains(&name) {
+            return Err(EnvironmentError::new(format!(
+                "{list}: {name} is one of baton's own credentials, which are never handed to what a repository declares"
+            )));
+        }
+        Ok(name)
+    }
 }
 
 /// The longest an MCP call may be given.
@@ -207,7 +220,7 @@ struct DeclaredServer {
 }
 
 /// `[mcp.NAME]` as declared: a name that makes tool names `NAME__tool`, and a program.
-fn tool_server(name: &str, declared: DeclaredServer) -> Result<ToolServer, EnvironmentError> {
+fn tool_server(name: &str, declared: DeclaredServer, own: &OwnCredentials) -> Result<ToolServer, EnvironmentError> {
     let refuse = |why: &str| Err(EnvironmentError::new(format!("[mcp.{name}] {why}")));
     let named = !name.is_empty()
         && name.len() <= 24
@@ -226,7 +239,7 @@ fn tool_server(name: &str, declared: DeclaredServer) -> Result<ToolServer, Envir
             let env = declared
                 .env
                 .iter()
-                .map(|n| variable_name(&list, n).and_then(|n| not_batons_own(&list, n)))
+                .map(|n| variable_name(&list, n).and_then(|n| own.refuse(&list, n)))
                 .collect::<Result<_, _>>()?;
             ServerTransport::Command { argv: std::iter::once(command).chain(declared.args).collect(), env }
         }
@@ -241,7 +254,7 @@ fn tool_server(name: &str, declared: DeclaredServer) -> Result<ToolServer, Envir
                 if header.is_empty() || !header.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
                     return refuse(&format!("headers: {header:?} is not a header name"));
                 }
-                headers.insert(header, not_batons_own(&list, variable_name(&list, &variable)?)?);
+                headers.insert(header, own.refuse(&list, variable_name(&list, &variable)?)?);
             }
             ServerTransport::Http { url, headers }
         }
@@ -347,10 +360,10 @@ fn variable_name(list: &str, name: &str) -> Result<String, EnvironmentError> {
 }
 
 impl Environment {
-    /// Parses `baton.toml`'s text.
-    pub fn parse(text: &str) -> Result<Environment, EnvironmentError> {
+    /// Parses `baton.toml`'s text; a declaration naming one of baton's `own` credentials is refused.
+    pub fn parse(text: &str, own: &OwnCredentials) -> Result<Environment, EnvironmentError> {
         let file: File = toml::from_str(text).map_err(|e| EnvironmentError::new(e.message().to_owned()))?;
-        let mcp = file.mcp.into_iter().map(|(name, declared)| Ok((name.clone(), tool_server(&name, declared)?)));
+        let mcp = file.mcp.into_iter().map(|(name, declared)| Ok((name.clone(), tool_server(&name, declared, own)?)));
         let mcp = mcp.collect::<Result<BTreeMap<_, _>, EnvironmentError>>()?;
         let Some(declared) = file.environment else { return Ok(Environment { mcp, ..Environment::default() }) };
         if let Some(base) = declared.base.filter(|base| base != "host") {
@@ -391,9 +404,7 @@ impl Environment {
             secrets: declared
                 .secrets
                 .iter()
-                .map(|n| {
-                    variable_name("[environment] secrets", n).and_then(|n| not_batons_own("[environment] secrets", n))
-                })
+                .map(|n| variable_name("[environment] secrets", n).and_then(|n| own.refuse("[environment] secrets", n)))
                 .collect::<Result<_, _>>()?,
             inputs: declared.inputs.iter().map(|p| input_path(p)).collect::<Result<_, _>>()?,
             cache: declared.cache.iter().map(|p| cache_path(p)).collect::<Result<_, _>>()?,
@@ -462,13 +473,18 @@ fn hex(hasher: Sha256) -> String {
 mod tests {
     use super::*;
 
+    /// As baton parses it with `[providers.anthropic] api_key_env = "WORK_KEY"` configured.
+    fn parse(text: &str) -> Result<Environment, EnvironmentError> {
+        Environment::parse(text, &OwnCredentials::with(["WORK_KEY".to_owned()]))
+    }
+
     #[test]
     fn a_declared_environment_is_read_and_what_baton_cannot_do_is_refused_by_name() {
         let text = "[environment]\nbase = \"host\"\ninitialize = \"pip install --user -r requirements.txt\"\n\
                     secrets = [\"INDEX_TOKEN\"]\ninputs = [\"requirements.txt\"]\ncache = [\"~/.cache/pip\"]\n\
                     after_checkout = [\"python3 gen.py\"]\n\n[[environment.startup]]\ncommand = \"redis-server\"\n\
                     ready = \"redis-cli ping\"\n\n[environment.commands]\ntest = \"python3 test_calc.py\"\n";
-        let environment = Environment::parse(text).unwrap();
+        let environment = parse(text).unwrap();
         assert_eq!(environment.initialize, vec!["pip install --user -r requirements.txt"]);
         assert_eq!(environment.secrets, vec!["INDEX_TOKEN"]);
         assert_eq!(environment.inputs, vec!["requirements.txt"]);
@@ -478,7 +494,7 @@ mod tests {
         assert_eq!(environment.startup, vec![redis]);
         assert_eq!(environment.commands["test"], "python3 test_calc.py");
         assert!(environment.has_snapshot());
-        assert_eq!(Environment::parse("").unwrap(), Environment::default());
+        assert_eq!(parse("").unwrap(), Environment::default());
         for (text, says) in [
             ("[environment]\nbase = \"debian:bookworm\"\n", "base = \"debian:bookworm\" is not supported"),
             ("[environment]\npackages = [\"jq\"]\n", "`packages` is not supported"),
@@ -491,6 +507,7 @@ mod tests {
             ("[environment]\nsecrets = [\"A-B\"]\n", "not a variable name"),
             ("[environment]\nsecrets = [\"BATON_STORE\"]\n", "BATON_STORE is one of baton's own credentials"),
             ("[environment]\nsecrets = [\"ANTHROPIC_API_KEY\"]\n", "ANTHROPIC_API_KEY is one of baton's own"),
+            ("[environment]\nsecrets = [\"WORK_KEY\"]\n", "WORK_KEY is one of baton's own credentials"),
             ("[[environment.startup]]\ncommand = \"x\"\ntimeout_secs = 0\n", "timeout_secs must be between"),
             ("[[environment.startup]]\nready = \"x\"\n", "missing field `command`"),
             ("[environment]\nafter_chekout = []\n", "unknown field `after_chekout`"),
@@ -498,7 +515,7 @@ mod tests {
             ("[environment\n", "baton.toml: "),
             ("[environment.commands]\ntest = 3\n", "baton.toml: "),
         ] {
-            let error = Environment::parse(text).unwrap_err().to_string();
+            let error = parse(text).unwrap_err().to_string();
             assert!(error.starts_with("baton.toml: ") && error.contains(says), "{text}: {error}");
         }
     }
@@ -507,7 +524,7 @@ mod tests {
     fn mcp_servers_are_read_by_name_and_bad_ones_refused() {
         let text = "[mcp.everything]\ncommand = \"node\"\nargs = [\"server.js\", \"stdio\"]\nenv = [\"API_KEY\"]\n\
                     read_only = [\"echo\"]\ntimeout_secs = 20\n";
-        let environment = Environment::parse(text).unwrap();
+        let environment = parse(text).unwrap();
         let server = ToolServer {
             transport: ServerTransport::Command {
                 argv: vec!["node".into(), "server.js".into(), "stdio".into()],
@@ -519,7 +536,7 @@ mod tests {
         assert_eq!(environment.mcp["everything"], server);
         let http =
             "[mcp.docs]\nurl = \"http://docs.internal:8000/mcp\"\nheaders = { Authorization = \"DOCS_TOKEN\" }\n";
-        let docs = &Environment::parse(http).unwrap().mcp["docs"];
+        let docs = &parse(http).unwrap().mcp["docs"];
         let headers = [("Authorization".to_owned(), "DOCS_TOKEN".to_owned())].into();
         assert_eq!(docs.transport, ServerTransport::Http { url: "http://docs.internal:8000/mcp".into(), headers });
         assert_eq!(docs.transport.variables(), [&"DOCS_TOKEN".to_owned()]);
@@ -538,8 +555,10 @@ mod tests {
             ("[mcp.docs]\ncommand = \"x\"\ncwd = \"/\"\n", "unknown field `cwd`"),
             ("[mcp.docs]\ncommand = \"x\"\nenv = [\"BATON_GIT_TOKEN\"]\n", "BATON_GIT_TOKEN is one of baton's own"),
             ("[mcp.docs]\nurl = \"http://d/mcp\"\nheaders = { A = \"OPENAI_API_KEY\" }\n", "baton's own credentials"),
+            ("[mcp.docs]\ncommand = \"x\"\nenv = [\"WORK_KEY\"]\n", "WORK_KEY is one of baton's own"),
+            ("[mcp.docs]\nurl = \"http://d/mcp\"\nheaders = { A = \"WORK_KEY\" }\n", "WORK_KEY is one of baton's own"),
         ] {
-            let error = Environment::parse(text).unwrap_err().to_string();
+            let error = parse(text).unwrap_err().to_string();
             assert!(error.contains(says), "{text}: {error}");
         }
     }
@@ -547,8 +566,7 @@ mod tests {
     #[test]
     fn the_key_changes_with_what_the_snapshot_holds_and_only_with_that() {
         let environment =
-            Environment::parse("[environment]\ninitialize = \"pip install --user -r r.txt\"\ninputs = [\"r.txt\"]\n")
-                .unwrap();
+            parse("[environment]\ninitialize = \"pip install --user -r r.txt\"\ninputs = [\"r.txt\"]\n").unwrap();
         let inputs = |object: &str| vec![Input { path: "r.txt".into(), object: object.into() }];
         let key = environment.snapshot_key(&inputs("aaaa"));
         assert_eq!(key.len(), 64);

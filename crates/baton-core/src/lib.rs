@@ -33,8 +33,8 @@ pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay,
 pub use coverage::{Coverage, Span, digest};
 pub use decision::{Answer, ApprovalPolicy, BadRule, DEFAULT_RULES, Decision, DecisionKind};
 pub use environment::{
-    ENVIRONMENT_FILE, Environment, EnvironmentError, Input, MAX_ENVIRONMENT_FILE, Phase, ServerTransport, Service,
-    ToolReach, ToolServer, is_batons_own,
+    ENVIRONMENT_FILE, Environment, EnvironmentError, Input, MAX_ENVIRONMENT_FILE, OwnCredentials, Phase,
+    ServerTransport, Service, ToolReach, ToolServer,
 };
 pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, PullRequestRef, Recorded};
 pub use hook::{Delivery, DeliveryOutcome, Hook, HookKind, HookRule};

@@ -154,20 +154,22 @@ impl Engine {
                     ))
                 }
             }
-            baton_agent::REQUEST_CREDENTIAL => match baton_agent::request_credential_args(arguments) {
-                Ok((credential, _)) => match std::env::var(&credential) {
-                    Ok(value) => {
-                        toolbox.grant(Secret { name: credential.clone(), value });
-                        Outcome::ok(format!(
-                            "`{credential}` is set in the environment of your shell commands from now on (its value is never shown)"
-                        ))
-                    }
-                    Err(_) => Outcome::error(format!(
-                        "approved, but `{credential}` is not set where baton runs; ask_human for another way"
-                    )),
-                },
-                Err(error) => Outcome::error(error),
-            },
+            baton_agent::REQUEST_CREDENTIAL => {
+                match baton_agent::request_credential_args(arguments, &self.config.own_credentials) {
+                    Ok((credential, _)) => match std::env::var(&credential) {
+                        Ok(value) => {
+                            toolbox.grant(Secret { name: credential.clone(), value });
+                            Outcome::ok(format!(
+                                "`{credential}` is set in the environment of your shell commands from now on (its value is never shown)"
+                            ))
+                        }
+                        Err(_) => Outcome::error(format!(
+                            "approved, but `{credential}` is not set where baton runs; ask_human for another way"
+                        )),
+                    },
+                    Err(error) => Outcome::error(error),
+                }
+            }
             baton_agent::RECALL => match baton_agent::recall(&work.transcript, arguments) {
                 Ok(output) => Outcome::ok(output),
                 Err(error) => Outcome::error(error),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use std::time::Duration;
 
-use baton_core::{ENVIRONMENT_FILE, Environment, Event, Input, MAX_ENVIRONMENT_FILE, Phase};
+use baton_core::{ENVIRONMENT_FILE, Environment, Event, Input, MAX_ENVIRONMENT_FILE, OwnCredentials, Phase};
 use baton_git::Worktree;
 use baton_sandbox::{RunRequest, Sandbox, SandboxConfig};
 
@@ -38,11 +38,16 @@ pub struct Resolved {
 impl Resolved {
     /// The declaration at `commit`, unless `given` (a `--env` file's text) replaces it; with the
     /// objects of its inputs at `commit` (empty for one the commit lacks).
-    pub fn read(worktree: &Worktree, commit: &str, given: Option<&str>) -> Result<Resolved, EngineError> {
+    pub fn read(
+        worktree: &Worktree,
+        commit: &str,
+        given: Option<&str>,
+        own: &OwnCredentials,
+    ) -> Result<Resolved, EngineError> {
         let (environment, origin) = match given {
-            Some(text) => (Environment::parse(text)?, Origin::Given),
+            Some(text) => (Environment::parse(text, own)?, Origin::Given),
             None => match worktree.file_at(commit, ENVIRONMENT_FILE, MAX_ENVIRONMENT_FILE)? {
-                Some(file) => (Environment::parse(&file.text)?, Origin::File(file.object)),
+                Some(file) => (Environment::parse(&file.text, own)?, Origin::File(file.object)),
                 None => (Environment::default(), Origin::Undeclared),
             },
         };
@@ -152,9 +157,10 @@ pub fn check_environment(
     worktree: &Worktree,
     commit: &str,
     given: Option<&str>,
+    own: &OwnCredentials,
     checks: &[String],
 ) -> Result<EnvironmentCheck, EngineError> {
-    let resolved = Resolved::read(worktree, commit, given)?;
+    let resolved = Resolved::read(worktree, commit, given, own)?;
     let git_dir = worktree.common_dir()?;
     let mut report = EnvironmentCheck { hash: resolved.hash(), steps: Vec::new(), failure: None, passed: false };
     let lower = if resolved.environment.has_snapshot() {

@@ -40,7 +40,7 @@ impl Engine {
             };
         }
         if name == baton_agent::REQUEST_CREDENTIAL {
-            return match baton_agent::request_credential_args(arguments) {
+            return match baton_agent::request_credential_args(arguments, &self.config.own_credentials) {
                 Ok((credential, why)) => Gate::Ask(Decision {
                     id,
                     question: format!("Give the agent the credential `{credential}`?"),

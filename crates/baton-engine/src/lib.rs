@@ -132,6 +132,9 @@ pub struct EngineConfig {
     pub sandbox: SandboxConfig,
     /// Where the pull requests of tasks pushed to a remote go.
     pub forges: baton_forge::Forges,
+    /// The variables of baton's own credentials, which no repository's declaration or task's
+    /// request is handed.
+    pub own_credentials: baton_core::OwnCredentials,
 }
 
 pub struct Engine {

@@ -47,16 +47,18 @@ impl Engine {
         let worktree = worktree.confined(Arc::new(git));
         // From the base commit, as the user handed the repository over: the agent's own edits to
         // it decide only the machine its work is checked on, where the review sees them.
-        let resolved = Resolved::read(&worktree, &state.base_commit, state.spec.environment.as_deref())?;
+        let own = &self.config.own_credentials;
+        let resolved = Resolved::read(&worktree, &state.base_commit, state.spec.environment.as_deref(), own)?;
         let source = resolved.source(&worktree, &git_dirs[0], &state.base_commit);
         let environment = TaskEnvironment::prepare(snapshots, &resolved, source, Caches::Kept)?;
         let sandbox = || {
             LocalSandbox::new(self.config.sandbox.clone(), layout.sandbox_state(), worktree.path(), git_dirs.clone())
                 .map(|sandbox| sandbox.with_layer(layout.layer()).with_lower(environment.lower.clone()))
         };
-        // Credentials a human granted: the journal keeps their names, the environment their values.
+        // Credentials a human granted: the journal keeps their names, the environment their values
+        // (none that has become one of baton's own since).
         let granted = state.work.decisions.iter().filter_map(|(decision, answer)| match (&decision.kind, answer) {
-            (DecisionKind::Credential { name }, Some(answer)) if answer.approved => {
+            (DecisionKind::Credential { name }, Some(answer)) if answer.approved && !own.contains(name) => {
                 std::env::var(name).ok().map(|value| Secret { name: name.clone(), value })
             }
             _ => None,

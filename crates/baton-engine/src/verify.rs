@@ -99,7 +99,8 @@ impl Engine {
         };
         // The environment the candidate declares: the agent may have changed it, and the review
         // is told. One built for the agent's declaration gets no kept cache it could poison.
-        let resolved = match Resolved::read(worktree, &candidate, spec.environment.as_deref()) {
+        let own = &self.config.own_credentials;
+        let resolved = match Resolved::read(worktree, &candidate, spec.environment.as_deref(), own) {
             Ok(resolved) => resolved,
             Err(EngineError::Environment(error)) => {
                 return self.not_checked(journal, format!("The checks did not run: your commit's {error}")).await;

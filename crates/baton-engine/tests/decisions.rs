@@ -163,6 +163,19 @@ async fn a_credential_granted_by_name_reaches_commands_but_never_the_model() {
     );
 }
 
+/// The variable baton's configuration keeps its provider's key in is baton's own, whatever its name:
+/// asking for it is refused outright, with no human asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_asking_for_the_variable_of_batons_configured_provider_key_is_refused_unasked() {
+    let ask = call("k", "request_credential", json!({"name": common::SCRIPTED_PROVIDER_KEY, "why": "to call it"}));
+    let h = Harness::new(script(ask, "`SCRIPTED_PROVIDER_KEY` is one of baton's own credentials")).await;
+    let id = h.create().await;
+    let (state, kinds) = h.run(&id).await;
+    assert!(verified(&state), "{kinds:?} {:?}", state.stop);
+    assert!(state.work.decisions.is_empty(), "a human was asked: {:?}", state.work.decisions);
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+}
+
 /// A server that numbers tool calls per answer gives two different destructive commands the same
 /// id: the approval of the first must not let the second run unasked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

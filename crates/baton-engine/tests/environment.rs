@@ -152,8 +152,9 @@ async fn a_declaration_baton_cannot_honour_pauses_the_task_with_its_name() {
     assert!(h.server.requests().is_empty(), "no model call was made");
 }
 
-/// `baton.toml` is the repository's, so it may be hostile: a symlink (to `/proc/self/environ`, say)
-/// or a huge file is refused by name, read from the commit and never from a path on the host.
+/// `baton.toml` is the repository's, so it may be hostile: a symlink (to `/proc/self/environ`, say),
+/// a huge file or a declaration asking for the variable baton's configuration keeps a provider's key
+/// in is refused by name, read from the commit and never from a path on the host.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_environment_file_is_refused_without_being_followed_or_read_whole() {
     let huge = format!("# {}\n", "x".repeat(100 * 1024));
@@ -168,6 +169,10 @@ async fn a_hostile_environment_file_is_refused_without_being_followed_or_read_wh
             "is not a regular file (mode 120000)",
         ),
         (generated_settings(Some(huge.as_str())), "more than the 65536 baton reads"),
+        (
+            generated_settings(Some("[environment]\nsecrets = [\"SCRIPTED_PROVIDER_KEY\"]\n")),
+            "SCRIPTED_PROVIDER_KEY is one of baton's own credentials",
+        ),
     ] {
         let (h, state, kinds) = run(repo, vec![]).await;
         assert_eq!(state.stop.as_ref().map(|s| s.reason), Some(StopReason::EnvironmentError), "{kinds:?}");

@@ -113,6 +113,11 @@ pub struct Commenter {
 }
 
 impl Forges {
+    /// The variables declared forges' tokens are in, besides the usual ones.
+    pub fn token_variables(&self) -> impl Iterator<Item = &str> {
+        self.declared.iter().filter_map(|declared| declared.token_env.as_deref())
+    }
+
     /// The `[forges.NAME]` and `[pull_requests]` sections of a configuration file's text.
     pub fn read(config: &str) -> Result<Forges, ForgeError> {
         let sections: Sections = toml::from_str(config).map_err(|error| ForgeError::Toml(error.to_string()))?;

@@ -137,6 +137,11 @@ fn defaults(kind: ProviderKind) -> Defaults {
 }
 
 impl Providers {
+    /// The variables providers' keys are in, where the configuration names them (`api_key_env`).
+    pub fn key_variables(&self) -> impl Iterator<Item = &str> {
+        [&self.openai, &self.openai_compatible, &self.anthropic].into_iter().filter_map(|p| p.api_key_env.as_deref())
+    }
+
     /// Providers as the `[providers.<name>]` tables of a configuration file set them.
     pub fn from_config(toml_text: &str) -> Result<Providers, ConfigError> {
         let file: ConfigFile = toml::from_str(toml_text).map_err(|e| ConfigError(e.to_string()))?;

@@ -66,6 +66,9 @@ pub struct Harness {
     pub provider: &'static str,
 }
 
+/// The variable the harness's configuration names for its provider's key (`api_key_env`).
+pub const SCRIPTED_PROVIDER_KEY: &str = "SCRIPTED_PROVIDER_KEY";
+
 impl Harness {
     pub async fn new(script: Script) -> Harness {
         Harness::with_repo(script, python_fixture()).await
@@ -159,6 +162,8 @@ impl Harness {
             max_verifications: 2,
             sandbox: SandboxConfig { network: self.network.clone(), ..SandboxConfig::new(init, self.home.path()) },
             forges: Default::default(),
+            // As a configuration whose provider's key is in a variable of its own choosing.
+            own_credentials: baton_core::OwnCredentials::with([SCRIPTED_PROVIDER_KEY.to_owned()]),
         };
         Engine::new(self.store.clone(), Arc::new(client), config)
     }
