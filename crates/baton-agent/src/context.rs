@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use baton_core::{Handoff, Message, OwnCredentials, Part, Role, TaskSpec, ToolSpec};
+use baton_core::{Handoff, HandoffDue, Message, OwnCredentials, Part, Role, TaskSpec, ToolSpec, Urgency};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -64,18 +64,23 @@ impl ContextBudget {
         }
     }
 
-    /// Whether the leg must hand off before sending a prompt of `tokens`: why, and whether it is an
-    /// emergency (the prompt may not fit any more).
-    pub fn handoff_due(&self, tokens: u64, plan_step_completed: bool) -> Option<(String, bool)> {
+    /// Whether the leg must hand off before sending a prompt of `tokens`: why, and how urgently
+    /// (an emergency when the prompt may not fit any more).
+    pub fn handoff_due(&self, tokens: u64, plan_step_completed: bool) -> Option<HandoffDue> {
         let percent = tokens * 100 / self.input_limit().max(1);
-        match self.pressure(tokens) {
-            Pressure::Hard => Some((format!("the prompt reached {percent}% of the context (hard threshold)"), true)),
-            Pressure::Soft => Some((format!("the prompt reached {percent}% of the context (soft threshold)"), false)),
-            Pressure::Boundary if plan_step_completed => {
-                Some((format!("a plan step is done and the prompt is at {percent}% of the context"), false))
+        let (reason, urgency) = match self.pressure(tokens) {
+            Pressure::Hard => {
+                (format!("the prompt reached {percent}% of the context (hard threshold)"), Urgency::Emergency)
             }
-            Pressure::Boundary | Pressure::Low => None,
-        }
+            Pressure::Soft => {
+                (format!("the prompt reached {percent}% of the context (soft threshold)"), Urgency::Planned)
+            }
+            Pressure::Boundary if plan_step_completed => {
+                (format!("a plan step is done and the prompt is at {percent}% of the context"), Urgency::Planned)
+            }
+            Pressure::Boundary | Pressure::Low => return None,
+        };
+        Some(HandoffDue { reason, urgency })
     }
 
     /// The most bytes one tool result may keep: a quarter of the input room, at a conservative
@@ -502,16 +507,19 @@ mod tests {
         assert_eq!(budget.pressure(20_071), Pressure::Soft);
         assert_eq!(budget.pressure(25_805), Pressure::Hard);
         assert_eq!(budget.handoff_due(14_336, false), None);
-        let (reason, emergency) = budget.handoff_due(14_336, true).unwrap();
+        let due = |reason: &str, urgency| Some(HandoffDue { reason: reason.into(), urgency });
         assert_eq!(
-            (reason.as_str(), emergency),
-            ("a plan step is done and the prompt is at 50% of the context", false)
+            budget.handoff_due(14_336, true),
+            due("a plan step is done and the prompt is at 50% of the context", Urgency::Planned)
         );
         assert_eq!(
-            budget.handoff_due(20_071, false).unwrap().0,
-            "the prompt reached 70% of the context (soft threshold)"
+            budget.handoff_due(20_071, false),
+            due("the prompt reached 70% of the context (soft threshold)", Urgency::Planned)
         );
-        assert!(budget.handoff_due(25_805, false).unwrap().1);
+        assert_eq!(
+            budget.handoff_due(25_805, false),
+            due("the prompt reached 90% of the context (hard threshold)", Urgency::Emergency)
+        );
         // A huge output limit cannot eat the window.
         assert_eq!(ContextBudget::new(1000, 900).max_output(), 250);
     }

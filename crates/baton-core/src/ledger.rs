@@ -151,6 +151,22 @@ pub fn fence_for(content: &str) -> String {
     "`".repeat(longest.max(2) + 1)
 }
 
+/// Why a leg must hand off now, and how urgently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandoffDue {
+    pub reason: String,
+    pub urgency: Urgency,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Urgency {
+    /// At a threshold: the prompt still fits, and the summary is asked over the whole leg.
+    Planned,
+    /// The prompt may no longer fit: the summary is asked over a shortened transcript.
+    Emergency,
+}
+
 /// The record a leg leaves for the next: its own narrative, and the ledger baton adds verbatim.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Handoff {

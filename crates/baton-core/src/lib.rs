@@ -39,7 +39,7 @@ pub use environment::{
 pub use event::{EVENT_SCHEMA_VERSION, Event, PromptSize, PullRequestRef, Recorded};
 pub use hook::{Delivery, DeliveryOutcome, Hook, HookKind, HookRule};
 pub use id::{InvalidTaskId, TaskId};
-pub use ledger::{Effect, FileChange, Handoff, Ledger, PlanStep, StepStatus, fence_for};
+pub use ledger::{Effect, FileChange, Handoff, HandoffDue, Ledger, PlanStep, StepStatus, Urgency, fence_for};
 pub use money::{Credits, InvalidCredits};
 pub use notice::{Format, Notice, NoticeKind, Notification, NotificationState, Subscription};
 pub use review::{

@@ -182,8 +182,8 @@ pub struct Work {
     pub idle_legs: u32,
     /// Handoffs written over the whole task.
     pub handoffs: u32,
-    /// A handoff was started and not written: `(reason, emergency)`.
-    pub handoff_in_flight: Option<(String, bool)>,
+    /// A handoff was started and not written.
+    pub handoff_in_flight: Option<crate::HandoffDue>,
     /// The latest handoff, the one the current leg started from.
     pub last_handoff: Option<Box<Handoff>>,
     /// The context window learned from a provider's refusal, smaller than the configured one.
@@ -471,7 +471,8 @@ impl Work {
             // Resuming, a human decides the task may try again: earlier idle legs no longer count.
             Event::Resumed { .. } => self.idle_legs = 0,
             Event::HandoffStarted { reason, emergency, window } => {
-                self.handoff_in_flight = Some((reason.clone(), *emergency));
+                let urgency = if *emergency { crate::Urgency::Emergency } else { crate::Urgency::Planned };
+                self.handoff_in_flight = Some(crate::HandoffDue { reason: reason.clone(), urgency });
                 if let Some(window) = window {
                     self.learned_window = Some(self.learned_window.map_or(*window, |w| w.min(*window)));
                 }

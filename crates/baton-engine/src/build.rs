@@ -1,7 +1,7 @@
 //! The build leg's loop: limits (steps, time window, credits), handoffs when the context fills,
 //! model calls, tool calls, periodic checkpoints, and stuck detection.
 
-use baton_core::{Credits, Decision, DecisionKind, Event, FinishReason, Refusal, StopReason};
+use baton_core::{Credits, Decision, DecisionKind, Event, FinishReason, HandoffDue, Refusal, StopReason, Urgency};
 use baton_model::ModelError;
 
 use crate::calls::calls_of;
@@ -86,8 +86,8 @@ impl Engine {
                 budget,
             );
             let estimate = self.estimate(&request, work.role);
-            if let Some((reason, emergency)) = budget.handoff_due(estimate, work.plan_step_completed) {
-                if !self.hand_off(journal, machine, tools, reason, emergency, None).await? {
+            if let Some(due) = budget.handoff_due(estimate, work.plan_step_completed) {
+                if !self.hand_off(journal, machine, tools, due, None).await? {
                     return Ok(());
                 }
                 continue;
@@ -122,7 +122,8 @@ impl Engine {
                         let reason = format!(
                             "the provider refused a prompt baton estimated at {estimate} tokens as too long for the model's context ({window} tokens)"
                         );
-                        if !self.hand_off(journal, machine, tools, reason, true, Some(window)).await? {
+                        let due = HandoffDue { reason, urgency: Urgency::Emergency };
+                        if !self.hand_off(journal, machine, tools, due, Some(window)).await? {
                             return Ok(());
                         }
                         continue;

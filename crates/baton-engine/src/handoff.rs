@@ -3,7 +3,8 @@
 
 use baton_agent::ContextBudget;
 use baton_core::{
-    Event, FileChange, Handoff, Ledger, Message, ModelRequest, Part, Role, StopReason, TaskState, ToolSpec, Usage,
+    Event, FileChange, Handoff, HandoffDue, Ledger, Message, ModelRequest, Part, Role, StopReason, TaskState, ToolSpec,
+    Urgency, Usage,
 };
 use baton_git::Worktree;
 use baton_model::{Billed, ModelError, StreamEvent};
@@ -21,6 +22,24 @@ pub(crate) struct Summary {
     billed: Vec<Billed>,
 }
 
+/// The leg's transcript a summarisation request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transcript {
+    /// As the leg's own prompts send it, old outputs elided.
+    Elided,
+    /// Cut to half the input room, for a prompt that may no longer fit.
+    Shortened,
+}
+
+impl Transcript {
+    fn for_urgency(urgency: Urgency) -> Transcript {
+        match urgency {
+            Urgency::Planned => Transcript::Elided,
+            Urgency::Emergency => Transcript::Shortened,
+        }
+    }
+}
+
 impl Engine {
     /// Ends the leg with a handoff and starts the next leg from it. Returns false when a guard
     /// paused the task instead: too many handoffs, or legs that hand off without progress.
@@ -29,8 +48,7 @@ impl Engine {
         journal: &mut Journal<'_>,
         machine: Machine<'_>,
         tools: &[ToolSpec],
-        reason: String,
-        emergency: bool,
+        due: HandoffDue,
         window: Option<u64>,
     ) -> Result<bool, EngineError> {
         let worktree = machine.worktree;
@@ -39,7 +57,7 @@ impl Engine {
         self.checkpoint(journal, worktree, format!("work in progress at the end of leg {leg}")).await?;
         let work = &journal.state().work;
         if work.handoffs >= self.config.max_handoffs {
-            let detail = format!("the limit of {} handoffs is reached ({reason})", self.config.max_handoffs);
+            let detail = format!("the limit of {} handoffs is reached ({})", self.config.max_handoffs, due.reason);
             self.pause(journal, worktree, StopReason::BudgetExhausted, detail).await?;
             return Ok(false);
         }
@@ -56,12 +74,13 @@ impl Engine {
             return Ok(false);
         }
         let mut intent = Vec::new();
+        let emergency = due.urgency == Urgency::Emergency;
         if work.handoff_in_flight.is_none() {
-            intent.push(Event::HandoffStarted { reason: reason.clone(), emergency, window });
+            intent.push(Event::HandoffStarted { reason: due.reason.clone(), emergency, window });
         }
         // Held for the first attempt, the larger: a prompt refused as too long is not billed.
         let budget = self.budget(work);
-        let first = self.summary_request(work, tools, &reason, emergency, budget);
+        let first = self.summary_request(work, tools, &due.reason, Transcript::for_urgency(due.urgency), budget);
         let hold = self.call_hold(work.role, baton_model::input_bound(&first), budget);
         let key = format!("step {} handoff #{}", work.steps, journal.state().next_seq);
         if let Admission::Refused(refusal) = self.start_charged(journal, intent, &key, hold.clone()).await? {
@@ -69,12 +88,12 @@ impl Engine {
             return Ok(false);
         }
         let Summary { narrative, error: narrative_error, usage, billed } =
-            self.summarise(journal.state(), tools, &reason, emergency).await;
+            self.summarise(journal.state(), tools, &due).await;
         let state = journal.state();
         let handoff = Handoff {
             from_leg: leg,
             step: state.work.steps,
-            reason,
+            reason: due.reason,
             emergency,
             narrative,
             narrative_error,
@@ -105,21 +124,15 @@ impl Engine {
 
     /// The leaving leg's narrative from a summarisation call, or why there is none. A prompt the
     /// provider refuses as too long is shortened and asked once more.
-    pub(crate) async fn summarise(
-        &self,
-        state: &TaskState,
-        tools: &[ToolSpec],
-        reason: &str,
-        emergency: bool,
-    ) -> Summary {
+    pub(crate) async fn summarise(&self, state: &TaskState, tools: &[ToolSpec], due: &HandoffDue) -> Summary {
         let work = &state.work;
         let budget = self.budget(work);
         let mut used: Option<Usage> = None;
         let mut failure = String::new();
         // What failed attempts may have cost, for the caller to charge.
         let mut billed = Vec::new();
-        for shortened in [emergency, true] {
-            let request = self.summary_request(work, tools, reason, shortened, budget);
+        for transcript in [Transcript::for_urgency(due.urgency), Transcript::Shortened] {
+            let request = self.summary_request(work, tools, &due.reason, transcript, budget);
             let mut sink = |event| {
                 if let StreamEvent::AttemptFailed { billed: attempt, .. } = event {
                     billed.push(attempt);
@@ -135,7 +148,9 @@ impl Engine {
                     failure = "the summary came back empty".to_owned();
                     break;
                 }
-                Err(error @ ModelError::ContextOverflow { .. }) if !shortened => failure = error.to_string(),
+                Err(error @ ModelError::ContextOverflow { .. }) if transcript == Transcript::Elided => {
+                    failure = error.to_string()
+                }
                 Err(error) => {
                     failure = error.to_string();
                     break;
@@ -150,25 +165,26 @@ impl Engine {
         }
     }
 
-    /// The summarisation request: the leg's prompt (shortened to half the room for an emergency)
-    /// with the handoff request appended.
-    pub(crate) fn summary_request(
+    /// The summarisation request: the leg's prompt, its `transcript` elided or shortened, with the
+    /// handoff request appended.
+    fn summary_request(
         &self,
         work: &baton_core::Work,
         tools: &[ToolSpec],
         reason: &str,
-        shortened: bool,
+        transcript: Transcript,
         budget: ContextBudget,
     ) -> ModelRequest {
-        let (role, system, transcript) = (work.role, work.system.as_str(), &work.transcript);
-        let messages = if shortened {
-            let target = budget.emergency_target();
-            baton_agent::shorten(transcript, |messages| {
-                let request = self.request(role, system.to_owned(), messages.to_vec(), tools, budget);
-                self.estimate(&request, role) <= target
-            })
-        } else {
-            baton_agent::elide(transcript, budget)
+        let (role, system) = (work.role, work.system.as_str());
+        let messages = match transcript {
+            Transcript::Shortened => {
+                let target = budget.emergency_target();
+                baton_agent::shorten(&work.transcript, |messages| {
+                    let request = self.request(role, system.to_owned(), messages.to_vec(), tools, budget);
+                    self.estimate(&request, role) <= target
+                })
+            }
+            Transcript::Elided => baton_agent::elide(&work.transcript, budget),
         };
         let mut request = self.request(role, system.to_owned(), messages, tools, budget);
         let ask = Part::Text { text: baton_agent::handoff_request(reason) };

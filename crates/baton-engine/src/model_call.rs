@@ -2,7 +2,7 @@
 //! context budget and estimate, and the step of a leg that only reads (captain, reviewer).
 
 use baton_agent::ContextBudget;
-use baton_core::{Event, LegRole, Message, ModelRequest, ModelResponse, Part, PromptSize, ToolSpec};
+use baton_core::{Event, HandoffDue, LegRole, Message, ModelRequest, ModelResponse, Part, PromptSize, ToolSpec};
 use baton_model::{Billed, StreamEvent};
 use baton_tools::Toolbox;
 use tokio_util::sync::CancellationToken;
@@ -100,7 +100,7 @@ impl Engine {
         let estimate = self.estimate(&request, work.role);
         // A leg that only reads cannot hand off: near the end of its context it is told to give
         // its answer now, once per step it spends past the threshold reading more.
-        if let Some((reason, _)) = budget.handoff_due(estimate, false)
+        if let Some(HandoffDue { reason, .. }) = budget.handoff_due(estimate, false)
             && !work.transcript.last().is_some_and(|message| message.parts.iter().any(is_wrap_up))
         {
             let text =

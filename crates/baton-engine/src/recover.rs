@@ -69,8 +69,8 @@ impl Engine {
             }
         }
         // A handoff a crash interrupted is written again: its summarisation call has no effect.
-        if let Some((reason, emergency)) = state.work.handoff_in_flight.clone()
-            && !self.hand_off(journal, machine, &self.tools(toolbox, &state.work), reason, emergency, None).await?
+        if let Some(due) = state.work.handoff_in_flight.clone()
+            && !self.hand_off(journal, machine, &self.tools(toolbox, &state.work), due, None).await?
         {
             return Ok(());
         }

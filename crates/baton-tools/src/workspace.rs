@@ -28,6 +28,15 @@ pub struct Workspace {
 /// Distinguishes temporary files of concurrent writes.
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// What opening a file's parent does with a directory on the way that is not there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// Makes it: the file is being written.
+    Create,
+    /// Fails, naming it.
+    Refuse,
+}
+
 fn resolve_flags() -> ResolveFlags {
     ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS
 }
@@ -174,9 +183,9 @@ impl Workspace {
         Ok(())
     }
 
-    /// Opens the parent directory of `relative` (creating missing directories on the way if
-    /// `create`), and returns it with the file's name in it.
-    fn parent_dir(&self, relative: &Path, create: bool) -> Result<(OwnedFd, std::ffi::OsString), ToolError> {
+    /// Opens the parent directory of `relative`, doing with directories not there what `missing`
+    /// says, and returns it with the file's name in it.
+    fn parent_dir(&self, relative: &Path, missing: Missing) -> Result<(OwnedFd, std::ffi::OsString), ToolError> {
         let name = relative
             .file_name()
             .ok_or_else(|| ToolError::new("the path names the workspace itself, not a file".to_owned()))?
@@ -185,7 +194,7 @@ impl Workspace {
         let mut walked = PathBuf::new();
         for part in relative.parent().into_iter().flat_map(Path::components) {
             walked.push(part);
-            if create {
+            if missing == Missing::Create {
                 match rustix::fs::mkdirat(&dir, part.as_os_str(), Mode::from_raw_mode(0o755)) {
                     Ok(()) | Err(Errno::EXIST) => {}
                     Err(e) => return Err(Workspace::explain(&walked, e)),
@@ -208,7 +217,7 @@ impl Workspace {
     pub fn write(&self, relative: &Path, bytes: &[u8]) -> Result<(), ToolError> {
         Workspace::ensure_writable(relative)?;
         let shown = Workspace::display(relative);
-        let (dir, name) = self.parent_dir(relative, true)?;
+        let (dir, name) = self.parent_dir(relative, Missing::Create)?;
         let mode = match rustix::fs::statat(&dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW) {
             Ok(stat) if FileType::from_raw_mode(stat.st_mode) == FileType::Directory => {
                 return Err(ToolError::new(format!("`{shown}` is a directory")));
@@ -237,7 +246,7 @@ impl Workspace {
     /// Removes a file (not a directory).
     pub fn remove(&self, relative: &Path) -> Result<(), ToolError> {
         Workspace::ensure_writable(relative)?;
-        let (dir, name) = self.parent_dir(relative, false)?;
+        let (dir, name) = self.parent_dir(relative, Missing::Refuse)?;
         rustix::fs::unlinkat(&dir, name.as_os_str(), AtFlags::empty()).map_err(|e| Workspace::explain(relative, e))
     }
 }
