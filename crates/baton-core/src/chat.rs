@@ -122,7 +122,27 @@ pub struct ModelResponse {
     pub finish: FinishReason,
 }
 
+/// One tool call of an answer, as the engine runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    /// The model's JSON text, unparsed: each tool reads its own.
+    pub arguments: String,
+}
+
 impl ModelResponse {
+    /// The reply's tool calls, in order, to run.
+    pub fn owned_tool_calls(&self) -> Vec<ToolCall> {
+        self.tool_calls()
+            .map(|(id, name, arguments)| ToolCall {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                arguments: arguments.to_owned(),
+            })
+            .collect()
+    }
+
     /// The reply's text parts joined together.
     pub fn text(&self) -> String {
         self.parts

@@ -29,7 +29,7 @@ mod time;
 
 pub use access::{Scope, TOKEN_PREFIX, Token, TokenHash, check_token_name, token_secret};
 pub use account::{AutoReload, Charge, ChargeKind, Entry, EntryKind, Month, Policy, Position, Rates, Refusal, total};
-pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolSpec, Usage};
+pub use chat::{FinishReason, Message, ModelRequest, ModelResponse, Part, Replay, Role, ToolCall, ToolSpec, Usage};
 pub use coverage::{Coverage, Span, digest};
 pub use decision::{Answer, ApprovalPolicy, BadRule, DEFAULT_RULES, Decision, DecisionKind};
 pub use environment::{

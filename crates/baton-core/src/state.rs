@@ -116,10 +116,8 @@ pub struct Work {
     pub steps: u32,
     /// A model call was started and neither answered nor failed.
     pub model_call_in_flight: Option<u32>,
-    /// Tool calls started and not finished: `(call_id, name)`.
-    pub pending_tools: Vec<(String, String)>,
-    /// The arguments of the pending tool calls, in the same order.
-    pending_arguments: Vec<String>,
+    /// Tool calls started and not finished.
+    pub pending_tools: Vec<crate::ToolCall>,
     /// How many times the checks have run.
     pub verifications: u32,
     pub last_checks: Vec<CheckResult>,
@@ -270,9 +268,9 @@ impl Work {
         response
     }
 
-    /// The tool calls of the latest model answer that have no result yet, `(id, name, arguments)`:
-    /// after a crash between an answer and its tool calls, these still have to run.
-    pub fn unanswered_calls(&self) -> Vec<(String, String, String)> {
+    /// The tool calls of the latest model answer that have no result yet: after a crash between
+    /// an answer and its tool calls, these still have to run.
+    pub fn unanswered_calls(&self) -> Vec<crate::ToolCall> {
         let Some(at) = self.transcript.iter().rposition(|m| m.role == Role::Assistant) else { return Vec::new() };
         let answered: Vec<&str> = self.transcript[at + 1..]
             .iter()
@@ -287,7 +285,7 @@ impl Work {
             .iter()
             .filter_map(|part| match part {
                 Part::ToolCall { id, name, arguments } if !answered.contains(&id.as_str()) => {
-                    Some((id.clone(), name.clone(), arguments.clone()))
+                    Some(crate::ToolCall { id: id.clone(), name: name.clone(), arguments: arguments.clone() })
                 }
                 _ => None,
             })
@@ -344,8 +342,8 @@ impl Work {
             }
             Event::ModelCallFailed { .. } => self.model_call_in_flight = None,
             Event::ToolCallStarted { call_id, name, arguments, .. } => {
-                self.pending_tools.push((call_id.clone(), name.clone()));
-                self.pending_arguments.push(arguments.clone());
+                let call = crate::ToolCall { id: call_id.clone(), name: name.clone(), arguments: arguments.clone() };
+                self.pending_tools.push(call);
             }
             Event::ToolCallFinished { call_id, output, is_error, effect, digest } => {
                 let digest = digest.unwrap_or_else(|| crate::digest(output));
@@ -357,9 +355,8 @@ impl Work {
                     };
                     *(if new { &mut self.leg_new } else { &mut self.leg_seen }) += 1;
                 }
-                if let Some(at) = self.pending_tools.iter().position(|(id, _)| id == call_id) {
-                    let (_, name) = self.pending_tools.remove(at);
-                    let arguments = self.pending_arguments.remove(at);
+                if let Some(at) = self.pending_tools.iter().position(|call| call.id == *call_id) {
+                    let crate::ToolCall { name, arguments, .. } = self.pending_tools.remove(at);
                     // Compared as any identical run would print it: a re-run whose timings differ repeats.
                     let count = self.seen_calls.entry(call_hash(&name, &arguments, digest)).or_insert(0);
                     *count += 1;

@@ -4,7 +4,6 @@
 use baton_core::{Credits, Decision, DecisionKind, Event, FinishReason, HandoffDue, Refusal, StopReason, Urgency};
 use baton_model::ModelError;
 
-use crate::calls::calls_of;
 use crate::journal::{self, Journal};
 use crate::{Acted, Called, Engine, EngineError, Machine};
 
@@ -132,7 +131,7 @@ impl Engine {
                     return self.pause(journal, worktree, StopReason::ModelError, detail).await;
                 }
             };
-            let calls = calls_of(&response);
+            let calls = response.owned_tool_calls();
             let cut = response.finish == FinishReason::MaxTokens;
             // Written with the first tool call's intent (or whatever comes next): if it is lost, the
             // model is asked again, and the lost call is charged its hold.

@@ -3,16 +3,11 @@
 
 use std::time::Instant;
 
-use baton_core::{Answer, Effect, Event, LegRole, ModelResponse, Secret};
+use baton_core::{Answer, Effect, Event, LegRole, Secret, ToolCall};
 
 use crate::gate::Gate;
 use crate::journal::Journal;
 use crate::{Acted, Admission, Engine, EngineError, Machine};
-
-/// The tool calls of an answer: `(id, name, arguments)`.
-pub(crate) fn calls_of(response: &ModelResponse) -> Vec<(String, String, String)> {
-    response.tool_calls().map(|(id, name, arguments)| (id.to_owned(), name.to_owned(), arguments.to_owned())).collect()
-}
 
 /// What a tool call produced, and the event it leads to, if any.
 pub(crate) struct Outcome {
@@ -41,11 +36,11 @@ impl Engine {
         journal: &mut Journal<'_>,
         machine: Machine<'_>,
         step: u32,
-        calls: Vec<(String, String, String)>,
+        calls: Vec<ToolCall>,
     ) -> Result<Acted, EngineError> {
         let worktree = machine.worktree;
         let mut finish = None;
-        for (call_id, name, arguments) in calls {
+        for ToolCall { id: call_id, name, arguments } in calls {
             let shell = baton_tools::shell_call(&name, &arguments);
             let answered = match self.decision_for(journal, &call_id, &name, &arguments, shell.as_ref()) {
                 Gate::Open => None,

@@ -7,7 +7,6 @@ use baton_model::{Billed, StreamEvent};
 use baton_tools::Toolbox;
 use tokio_util::sync::CancellationToken;
 
-use crate::calls::calls_of;
 use crate::journal::Journal;
 use crate::{Acted, Admission, Called, Chosen, Engine, EngineError, Machine};
 
@@ -113,7 +112,7 @@ impl Engine {
             Called::Refused(refusal) => return Ok(Called::Refused(refusal)),
             Called::Failed(error) => return Ok(Called::Failed(error)),
         };
-        let calls = calls_of(&response);
+        let calls = response.owned_tool_calls();
         journal.defer(Event::ModelCallFinished { step, response })?;
         if calls.is_empty() {
             journal.append(Event::Feedback { text: nudge.to_owned() }).await?;

@@ -37,7 +37,7 @@ impl Engine {
                 .await?;
         }
         // What a crash interrupted is told, never redone.
-        for (call_id, name) in state.work.pending_tools.clone() {
+        for baton_core::ToolCall { id: call_id, name, .. } in state.work.pending_tools.clone() {
             let output = format!(
                 "interrupted: baton stopped while this `{name}` call ran; it may or may not have taken effect. Check before repeating it."
             );
