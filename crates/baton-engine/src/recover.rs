@@ -79,9 +79,11 @@ impl Engine {
         {
             return Ok(());
         }
-        // A review a crash interrupted starts its round again.
-        if journal.state().status() == Status::Reviewing
-            && self.review(journal, machine, "verified (the review was interrupted by a restart)").await?
+        // A review a crash interrupted, or a pause stopped, starts its round again: the checks passed
+        // on the commit it reads, and a reviewer changes nothing.
+        let state = journal.state();
+        if (state.status() == Status::Reviewing || state.work.role == LegRole::Review)
+            && self.review(journal, machine, "verified (the review was interrupted and started again)").await?
         {
             return Ok(());
         }

@@ -16,7 +16,7 @@ const REVIEW_STEPS: u32 = 20;
 
 impl Engine {
     /// Reviews the verified change. Returns true when the task has ended (done, or paused by the
-    /// budget); false when a build leg now addresses the findings.
+    /// budget or a reviewer's model that failed); false when a build leg now addresses the findings.
     pub(crate) async fn review(
         &self,
         journal: &mut Journal<'_>,
@@ -74,10 +74,11 @@ impl Engine {
                     self.pause(journal, worktree, StopReason::BudgetExhausted, refusal.to_string()).await?;
                     return Ok(true);
                 }
+                // The task asked for a review: without one it is not done. `resume` reviews again.
                 Called::Failed(error) => {
-                    return self
-                        .done(journal, toolbox, &format!("{summary}\n\n(The review could not run: {error}.)"))
-                        .await;
+                    let detail = format!("the reviewer's model call failed: {error}");
+                    self.pause(journal, worktree, StopReason::ModelError, detail).await?;
+                    return Ok(true);
                 }
                 Called::Answered(Acted::Done | Acted::Finish(_) | Acted::Waiting | Acted::Planned) => {}
             }

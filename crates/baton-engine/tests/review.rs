@@ -211,3 +211,42 @@ async fn a_reviewer_near_the_end_of_its_context_is_told_to_report_now() {
     assert_eq!((state.work.review_rounds, h.server.remaining_turns()), (1, 0));
     assert!(!state.stop.unwrap().detail.contains("The review could not run"));
 }
+
+/// A task asked for a review is not done without one: a reviewer whose provider refuses pauses the
+/// task (`model_error`), and a resume reviews the verified commit again, without running the build.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reviewer_whose_provider_refuses_pauses_the_task_and_a_resume_reviews_again() {
+    let refused = baton_testkit::model::Fault::Status { status: 400, retry_after: None, message: Some("no".into()) };
+    let script = Script {
+        turns: vec![
+            turn(None, call("b1", "edit_file", json!({"path": "calc.py", "old": "a - b", "new": "a + b"}))),
+            turn(None, call("b2", "finish", json!({"summary": "add() adds."}))),
+            // Refused first; asked again after the resume, the reviewer reports.
+            Turn {
+                faults: vec![refused],
+                ..expecting("+    return a + b", call("r1", "report_findings", json!({"findings": []})))
+            },
+        ],
+        ..Script::default()
+    };
+    let h = Harness::new(script).await;
+    let id = h.create_with(|spec| spec.review = true).await;
+    let (state, kinds) = h.run(&id).await;
+    assert_eq!(
+        (state.status(), state.stop.as_ref().map(|s| s.reason)),
+        (Status::Paused, Some(StopReason::ModelError)),
+        "{kinds:?}"
+    );
+    let detail = &state.stop.as_ref().unwrap().detail;
+    assert!(detail.starts_with("the reviewer's model call failed: "), "{detail}");
+    let verified_commit = state.work.last_commit.clone();
+
+    let (state, kinds) = h.run_verified(&id).await;
+    assert!(!state.stop.as_ref().unwrap().detail.contains("could not run"), "{:?}", state.stop);
+    assert_eq!((state.work.review_rounds, h.server.remaining_turns()), (1, 0));
+    assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
+    assert_eq!(state.work.last_commit, verified_commit, "nothing was built again");
+    // The resumed run: no check ran again, one review round started over.
+    let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
+    assert_eq!((count("check_finished"), count("review_started")), (0, 1), "{kinds:?}");
+}
