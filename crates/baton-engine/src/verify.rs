@@ -79,7 +79,7 @@ impl Engine {
             return self.not_checked(journal, format!("The checks did not run: {refused}.")).await;
         }
         // Nothing the agent started may touch the work while it is checked.
-        toolbox.stop_machines();
+        toolbox.stop_sessions();
         let tampered = worktree.changed_since(&journal.state().base_commit, &spec.protect)?;
         if !tampered.is_empty() {
             worktree.restore(&journal.state().base_commit, &tampered)?;

@@ -42,9 +42,9 @@ fn kept_capabilities() -> CapabilitySet {
 }
 
 /// A stage of building the sandbox; the error says what failed, for the one line the host reads.
-pub(crate) type Step<T> = Result<T, String>;
+pub(crate) type InitResult<T> = Result<T, String>;
 
-pub(crate) fn step<T, E: std::fmt::Display>(what: impl FnOnce() -> String, result: Result<T, E>) -> Step<T> {
+pub(crate) fn step<T, E: std::fmt::Display>(what: impl FnOnce() -> String, result: Result<T, E>) -> InitResult<T> {
     result.map_err(|e| format!("{}: {e}", what()))
 }
 
@@ -57,7 +57,7 @@ pub(crate) fn unshare(flags: UnshareFlags) -> rustix::io::Result<()> {
     }
 }
 
-fn read_spec() -> Step<InitSpec> {
+fn read_spec() -> InitResult<InitSpec> {
     let text = std::env::var(SPEC_VARIABLE).map_err(|_| format!("{SPEC_VARIABLE} is not set"))?;
     serde_json::from_str(&text).map_err(|e| format!("{SPEC_VARIABLE} is not a valid spec: {e}"))
 }
@@ -74,7 +74,7 @@ pub fn main() -> i32 {
     }
 }
 
-fn setup(spec: &InitSpec) -> Step<i32> {
+fn setup(spec: &InitSpec) -> InitResult<i32> {
     let parent = rustix::process::getppid();
     step(|| "starting a session without a terminal".to_owned(), rustix::process::setsid())?;
     let pid = std::process::id().to_string();
@@ -145,7 +145,7 @@ fn setup(spec: &InitSpec) -> Step<i32> {
 
 /// Brings up the loopback interface of the new network namespace, so that servers a command starts
 /// on 127.0.0.1 are reachable, and so is the proxy relay.
-fn loopback_up() -> Step<()> {
+fn loopback_up() -> InitResult<()> {
     use std::os::fd::AsRawFd;
     let socket = step(|| "opening a socket for the loopback".to_owned(), std::net::UdpSocket::bind("0.0.0.0:0"))?;
     // SAFETY: `ifreq` is plain old data, for which all-zero bytes are a valid value; both ioctls get
@@ -171,7 +171,7 @@ fn loopback_up() -> Step<()> {
 }
 
 /// Relays connections to 127.0.0.1:3128 to the host's proxy through the mounted socket.
-fn start_proxy_relay() -> Step<()> {
+fn start_proxy_relay() -> InitResult<()> {
     let listener =
         step(|| format!("listening on {}", proxy::LISTEN_INSIDE), std::net::TcpListener::bind(proxy::LISTEN_INSIDE))?;
     std::thread::spawn(move || {
@@ -199,7 +199,7 @@ fn start_proxy_relay() -> Step<()> {
 /// Session mode: start the commands the host asks for on the control socket (this process's stdin),
 /// report when each ends, and reap every orphan. Ends when the host closes the socket, which ends
 /// the sandbox.
-fn serve_session() -> Step<i32> {
+fn serve_session() -> InitResult<i32> {
     use std::collections::HashMap;
     use std::os::fd::AsFd;
     use std::os::unix::process::{CommandExt, ExitStatusExt};
@@ -305,7 +305,7 @@ fn serve_session() -> Step<i32> {
     }
 }
 
-fn set_limits(limits: &Limits) -> Step<()> {
+fn set_limits(limits: &Limits) -> InitResult<()> {
     let set = |resource, value: Option<u64>| match value {
         Some(value) => step(
             || format!("setting {resource:?}"),
@@ -322,7 +322,7 @@ fn set_limits(limits: &Limits) -> Step<()> {
     set(Resource::Core, Some(0))
 }
 
-fn drop_privileges() -> Step<()> {
+fn drop_privileges() -> InitResult<()> {
     let keep = kept_capabilities();
     for capability in CapabilitySet::all().difference(keep).iter() {
         // Capabilities this kernel does not know cannot be held either.
@@ -333,7 +333,7 @@ fn drop_privileges() -> Step<()> {
     step(|| "forbidding new privileges".to_owned(), rustix::thread::set_no_new_privs(true))
 }
 
-fn pid_one(spec: &InitSpec) -> Step<i32> {
+fn pid_one(spec: &InitSpec) -> InitResult<i32> {
     // If setup dies (killed on timeout), so does the whole sandbox.
     step(
         || "arming the parent-death signal".to_owned(),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use rustix::mount::MountFlags;
 
-use crate::init::{Step, step};
+use crate::init::{InitResult, step};
 use crate::proxy;
 use crate::spec::InitSpec;
 use crate::userns::{Access, UserNamespace, attach_detached, restrict_mount};
@@ -71,7 +71,7 @@ fn inside(root: &Path, path: &Path) -> PathBuf {
     root.join(path.strip_prefix("/").unwrap_or(path))
 }
 
-fn mkdirs(path: &Path) -> Step<()> {
+fn mkdirs(path: &Path) -> InitResult<()> {
     step(|| format!("creating {}", path.display()), std::fs::create_dir_all(path))
 }
 
@@ -79,7 +79,7 @@ fn mkdirs(path: &Path) -> Step<()> {
 /// one, like a toolchain inside the task's home), as detached copies. In root mode they are made
 /// before entering the user namespace, with root's rights (root inside may not even walk to
 /// them); rootless, in the sandbox's own mount namespace, where the user may copy mounts.
-pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> Step<Vec<Bind>> {
+pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> InitResult<Vec<Bind>> {
     let mut wanted: Vec<(PathBuf, PathBuf, Access)> = Vec::new();
     let mut binds = Vec::new();
     for hidden in &spec.hidden {
@@ -142,7 +142,7 @@ pub fn binds(spec: &InitSpec, userns: &UserNamespace) -> Step<Vec<Bind>> {
 /// Mounts the overlay of `lower` and the task's `layer` at `target`. Made inside the sandbox's
 /// user namespace, so its changes are root's inside; `userxattr` keeps overlay's own records in
 /// attributes such a root may write.
-fn overlay(root: &Path, lower: &OwnedFd, layer: &OwnedFd, upper: &Path, work: &Path, target: &Path) -> Step<()> {
+fn overlay(root: &Path, lower: &OwnedFd, layer: &OwnedFd, upper: &Path, work: &Path, target: &Path) -> InitResult<()> {
     use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags, UnmountFlags};
     let stage = root.join(STAGE);
     let (lower_at, layer_at) = (stage.join("lower"), stage.join("layer"));
@@ -171,7 +171,7 @@ fn overlay(root: &Path, lower: &OwnedFd, layer: &OwnedFd, upper: &Path, work: &P
 
 /// A tmpfs of `mode`, at most `size` bytes where given (it is memory: without a cap, and without a
 /// memory cgroup, filling it would take the host's memory).
-fn tmpfs(target: &Path, mode: &str, size: Option<u64>) -> Step<()> {
+fn tmpfs(target: &Path, mode: &str, size: Option<u64>) -> InitResult<()> {
     let size = size.map(|bytes| format!(",size={bytes}")).unwrap_or_default();
     let options = CString::new(format!("mode={mode}{size}")).map_err(|e| e.to_string())?;
     let flags = MountFlags::NOSUID | MountFlags::NODEV;
@@ -182,7 +182,7 @@ fn tmpfs(target: &Path, mode: &str, size: Option<u64>) -> Step<()> {
 }
 
 /// Shows the host path `source` at `target`, recursively, restricted to `access`.
-fn bind_host(source: &Path, target: &Path, access: Access) -> Step<()> {
+fn bind_host(source: &Path, target: &Path, access: Access) -> InitResult<()> {
     step(
         || format!("binding {} to {}", source.display(), target.display()),
         rustix::mount::mount_bind_recursive(source, target),
@@ -193,7 +193,7 @@ fn bind_host(source: &Path, target: &Path, access: Access) -> Step<()> {
 /// Assembles the root at [`ASSEMBLY`], in the sandbox's mount namespace. The memory-backed
 /// directories the sandbox writes (`/tmp`, `/dev/shm`) hold at most half of `memory_bytes` each:
 /// filling one is "no space left", not the memory cgroup killing whatever allocates next.
-pub fn build(binds: &[Bind], memory_bytes: Option<u64>) -> Step<()> {
+pub fn build(binds: &[Bind], memory_bytes: Option<u64>) -> InitResult<()> {
     let memory_bytes = memory_bytes.map(|bytes| bytes / 2);
     let root = Path::new(ASSEMBLY);
     tmpfs(root, "0755", Some(1 << 20))?;
@@ -246,7 +246,7 @@ pub fn build(binds: &[Bind], memory_bytes: Option<u64>) -> Step<()> {
 pub const OLD_ROOT: &str = ".baton-old-root";
 
 /// A `/dev` with the harmless devices only: no terminal of the host's.
-fn build_dev(dev: &Path, memory_bytes: Option<u64>) -> Step<()> {
+fn build_dev(dev: &Path, memory_bytes: Option<u64>) -> InitResult<()> {
     mkdirs(dev)?;
     tmpfs(dev, "0755", Some(1 << 20))?;
     for node in ["null", "zero", "full", "random", "urandom"] {
@@ -270,7 +270,7 @@ fn build_dev(dev: &Path, memory_bytes: Option<u64>) -> Step<()> {
 
 /// Mounts the pid namespace's `/proc` under `root`, with what runc and Docker keep from a
 /// container read-only or masked. Called by pid 1, the first process of that namespace.
-pub fn mount_proc(root: &Path) -> Step<()> {
+pub fn mount_proc(root: &Path) -> InitResult<()> {
     let proc = root.join("proc");
     step(
         || "mounting /proc".to_owned(),

@@ -16,7 +16,7 @@ use rustix::mount::{MoveMountFlags, OpenTreeFlags};
 use rustix::process::Pid;
 use rustix::thread::{LinkNameSpaceType, UnshareFlags};
 
-use crate::init::{Step, step};
+use crate::init::{InitResult, step};
 
 /// The first host id of a root-mode sandbox: far above the ids Debian gives users and system
 /// services, and outside the ranges systemd hands containers (`0x80000..0x6fffffff`).
@@ -108,7 +108,7 @@ fn set_mount_attributes(fd: BorrowedFd<'_>, attributes: u64, userns: Option<Borr
 
 /// Makes the mount at `target` and everything below it read-only (or not), without setuid and
 /// device files.
-pub fn restrict_mount(target: &Path, access: Access) -> Step<()> {
+pub fn restrict_mount(target: &Path, access: Access) -> InitResult<()> {
     let fd = step(
         || format!("opening the mount {}", target.display()),
         rustix::fs::open(target, rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC, rustix::fs::Mode::empty()),
@@ -129,14 +129,14 @@ impl UserNamespace {
     /// map an ordinary user may write); as root, the namespace is made by a short-lived child, so
     /// that this process can still copy mounts with root's rights and idmap them to it before it
     /// enters (see [`UserNamespace::enter`]).
-    pub fn create(mode: Mode) -> Step<UserNamespace> {
+    pub fn create(mode: Mode) -> InitResult<UserNamespace> {
         match mode {
             Mode::Rootless { .. } => UserNamespace::create_here(mode),
             Mode::Root => UserNamespace::create_in_child(mode),
         }
     }
 
-    fn create_here(mode: Mode) -> Step<UserNamespace> {
+    fn create_here(mode: Mode) -> InitResult<UserNamespace> {
         step(|| "creating the user namespace".to_owned(), crate::init::unshare(UnshareFlags::NEWUSER))
             .map_err(|_| unavailable())?;
         UserNamespace::write_maps(Path::new("/proc/self"), mode)
@@ -144,7 +144,7 @@ impl UserNamespace {
 
     /// A process cannot map ids of a namespace it has entered unless they are its own, so root's
     /// namespace is made by a child and mapped from here.
-    fn create_in_child(mode: Mode) -> Step<UserNamespace> {
+    fn create_in_child(mode: Mode) -> InitResult<UserNamespace> {
         let (ready_read, ready_write) = step(|| "creating a pipe".to_owned(), rustix::pipe::pipe())?;
         let (done_read, done_write) = step(|| "creating a pipe".to_owned(), rustix::pipe::pipe())?;
         // SAFETY: this process is single-threaded (the init runs before any thread is started), so
@@ -179,7 +179,7 @@ impl UserNamespace {
         result
     }
 
-    fn map(child: Pid, mode: Mode, ready: &OwnedFd) -> Step<UserNamespace> {
+    fn map(child: Pid, mode: Mode, ready: &OwnedFd) -> InitResult<UserNamespace> {
         let mut byte = [0u8; 1];
         if rustix::io::read(ready, &mut byte).unwrap_or(0) != 1 {
             return Err(unavailable());
@@ -188,7 +188,7 @@ impl UserNamespace {
     }
 
     /// Writes the maps of the namespace of the process at `proc` and opens it.
-    fn write_maps(proc: &Path, mode: Mode) -> Step<UserNamespace> {
+    fn write_maps(proc: &Path, mode: Mode) -> InitResult<UserNamespace> {
         let (uid_map, gid_map) = mode.maps();
         let write = |file: &str, text: &str| {
             step(|| format!("writing the sandbox's {file}"), std::fs::write(proc.join(file), text))
@@ -218,7 +218,7 @@ impl UserNamespace {
     /// [`attach_detached`]. In root mode it is idmapped, so that its host owners are the same ids
     /// inside: root inside writes as the host owner, and reads what the agent made (files of the
     /// host's root, mode 0600 maybe) where the copy is read-only.
-    pub fn detach(&self, path: &Path, access: Access) -> Step<OwnedFd> {
+    pub fn detach(&self, path: &Path, access: Access) -> InitResult<OwnedFd> {
         let tree = step(
             || format!("copying the mount of {}", path.display()),
             rustix::mount::open_tree(
@@ -240,7 +240,7 @@ impl UserNamespace {
 
     /// Moves this process into the namespace (rootless, it is there already) as root, with no
     /// supplementary groups.
-    pub fn enter(&self) -> Step<()> {
+    pub fn enter(&self) -> InitResult<()> {
         if self.mode == Mode::Root {
             step(
                 || "entering the user namespace".to_owned(),
@@ -257,7 +257,7 @@ impl UserNamespace {
 }
 
 /// Attaches a tree made by [`UserNamespace::detach`] at `target`.
-pub fn attach_detached(tree: &OwnedFd, target: &Path) -> Step<()> {
+pub fn attach_detached(tree: &OwnedFd, target: &Path) -> InitResult<()> {
     step(
         || format!("mounting at {}", target.display()),
         rustix::mount::move_mount(tree.as_fd(), "", rustix::fs::CWD, target, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH),

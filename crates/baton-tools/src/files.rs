@@ -18,7 +18,7 @@ const MAX_LINE_CHARS: usize = 2000;
 /// Entries `list_dir` shows before it stops.
 const MAX_ENTRIES: usize = 1000;
 
-type Outcome = Result<(String, Effect), ToolError>;
+type FileToolResult = Result<(String, Effect), ToolError>;
 
 /// The file's text, or why it has none.
 fn text(workspace: &Workspace, relative: &Path) -> Result<String, ToolError> {
@@ -41,7 +41,7 @@ pub(crate) struct ReadArgs {
     end_line: Option<u64>,
 }
 
-pub(crate) fn read_file(workspace: &Workspace, args: ReadArgs) -> Outcome {
+pub(crate) fn read_file(workspace: &Workspace, args: ReadArgs) -> FileToolResult {
     let relative = workspace.relative(&args.path)?;
     let shown = Workspace::display(&relative);
     let text = text(workspace, &relative)?;
@@ -99,7 +99,7 @@ pub(crate) struct WriteArgs {
     content: String,
 }
 
-pub(crate) fn write_file(workspace: &Workspace, args: WriteArgs) -> Outcome {
+pub(crate) fn write_file(workspace: &Workspace, args: WriteArgs) -> FileToolResult {
     let relative = workspace.relative(&args.path)?;
     let shown = Workspace::display(&relative);
     workspace.write(&relative, args.content.as_bytes())?;
@@ -126,7 +126,7 @@ fn squash(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-pub(crate) fn edit_file(workspace: &Workspace, args: EditArgs) -> Outcome {
+pub(crate) fn edit_file(workspace: &Workspace, args: EditArgs) -> FileToolResult {
     let relative = workspace.relative(&args.path)?;
     let shown = Workspace::display(&relative);
     if args.old.is_empty() {
@@ -169,7 +169,7 @@ pub(crate) struct ListArgs {
     depth: Option<u32>,
 }
 
-pub(crate) fn list_dir(workspace: &Workspace, args: ListArgs) -> Outcome {
+pub(crate) fn list_dir(workspace: &Workspace, args: ListArgs) -> FileToolResult {
     let relative = workspace.relative(&args.path)?;
     let depth = args.depth.unwrap_or(1);
     if !(1..=5).contains(&depth) {

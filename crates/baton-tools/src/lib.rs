@@ -65,9 +65,9 @@ fn arguments<T: DeserializeOwned>(tool: &str, text: &str) -> Result<T, ToolError
 #[derive(Debug)]
 pub struct Toolbox {
     workspace: Workspace,
-    writer: Machine,
+    writer: CommandSandbox,
     /// Where the commands of roles that only read run: the worktree mounted read-only.
-    reader: Machine,
+    reader: CommandSandbox,
     background: shell::BackgroundProcesses,
     /// The MCP servers the repository declares.
     declared: served::Declared,
@@ -82,15 +82,15 @@ pub type SharedSecrets = std::sync::Arc<std::sync::RwLock<Vec<Secret>>>;
 /// A sandbox and the session its commands share, started by the first `shell` call and kept for
 /// the toolbox's life.
 #[derive(Debug, Default)]
-struct Machine {
+struct CommandSandbox {
     sandbox: Option<Box<dyn Sandbox>>,
     session: std::sync::Mutex<Option<Box<dyn SandboxSession>>>,
     /// The MCP servers running in the session.
     served: std::sync::Mutex<served::Running>,
 }
 
-impl Machine {
-    /// Runs `work` in the machine's session, started first if it is not running.
+impl CommandSandbox {
+    /// Runs `work` in the sandbox's session, started first if it is not running.
     fn with_session<T>(&self, work: impl FnOnce(&dyn SandboxSession) -> Result<T, ToolError>) -> Result<T, ToolError> {
         let Some(sandbox) = &self.sandbox else { return Err(ToolError::new("this task has no sandbox".to_owned())) };
         let mut session = self.session.lock().unwrap_or_else(|e| e.into_inner());
@@ -127,8 +127,8 @@ impl Toolbox {
     pub fn new(workspace: Workspace) -> Toolbox {
         Toolbox {
             workspace,
-            writer: Machine::default(),
-            reader: Machine::default(),
+            writer: CommandSandbox::default(),
+            reader: CommandSandbox::default(),
             background: Default::default(),
             declared: Default::default(),
             secrets: Default::default(),
@@ -137,13 +137,13 @@ impl Toolbox {
 
     /// Adds `shell`, running in `sandbox` with `secrets` in its environment.
     pub fn with_sandbox(self, sandbox: Box<dyn Sandbox>, secrets: Vec<Secret>) -> Toolbox {
-        let writer = Machine { sandbox: Some(sandbox), ..Machine::default() };
+        let writer = CommandSandbox { sandbox: Some(sandbox), ..CommandSandbox::default() };
         Toolbox { writer, secrets: std::sync::Arc::new(std::sync::RwLock::new(secrets)), ..self }
     }
 
     /// Adds the sandbox (its worktree read-only) where `call_reading` runs `shell`.
     pub fn with_reader(self, sandbox: Box<dyn Sandbox>) -> Toolbox {
-        Toolbox { reader: Machine { sandbox: Some(sandbox), ..Machine::default() }, ..self }
+        Toolbox { reader: CommandSandbox { sandbox: Some(sandbox), ..CommandSandbox::default() }, ..self }
     }
 
     /// Adds the tools of the MCP servers `servers` (the repository's `[mcp.NAME]`), run in the
@@ -159,24 +159,24 @@ impl Toolbox {
         Toolbox { declared: served::Declared { servers, env }, ..self }
     }
 
-    /// The tools of the declared MCP servers as the writer's machine runs them, each with how far
+    /// The tools of the declared MCP servers as the writer's sandbox runs them, each with how far
     /// it reaches, and why a server offers none (it would not start).
     pub fn served_specs(&self) -> (Vec<(ToolSpec, ToolReach)>, Vec<String>) {
         self.served_specs_on(&self.writer)
     }
 
-    /// [`Toolbox::served_specs`] on the machine of roles that only read.
+    /// [`Toolbox::served_specs`] in the sandbox of roles that only read.
     pub fn served_specs_reading(&self) -> (Vec<(ToolSpec, ToolReach)>, Vec<String>) {
         self.served_specs_on(&self.reader)
     }
 
-    fn served_specs_on(&self, machine: &Machine) -> (Vec<(ToolSpec, ToolReach)>, Vec<String>) {
+    fn served_specs_on(&self, commands: &CommandSandbox) -> (Vec<(ToolSpec, ToolReach)>, Vec<String>) {
         if self.declared.servers.is_empty() {
             return (Vec::new(), Vec::new());
         }
-        let egress = machine.sandbox.as_ref().and_then(|sandbox| sandbox.egress_socket());
-        let listed = machine.with_session(|session| {
-            let mut running = machine.served.lock().unwrap_or_else(|e| e.into_inner());
+        let egress = commands.sandbox.as_ref().and_then(|sandbox| sandbox.egress_socket());
+        let listed = commands.with_session(|session| {
+            let mut running = commands.served.lock().unwrap_or_else(|e| e.into_inner());
             Ok(running.specs(&self.declared, served::Place { session, egress: egress.as_deref() }))
         });
         listed.unwrap_or_else(|error| (Vec::new(), vec![error.0]))
@@ -191,18 +191,18 @@ impl Toolbox {
     pub fn take_refused_connections(&self) -> Vec<baton_sandbox::Refusal> {
         [&self.writer, &self.reader]
             .iter()
-            .filter_map(|machine| machine.sandbox.as_ref())
+            .filter_map(|commands| commands.sandbox.as_ref())
             .flat_map(|sandbox| sandbox.take_refused_connections())
             .collect()
     }
 
-    /// Ends the agent's machines: its background processes, then its sessions (the next `shell`
-    /// call starts a fresh one).
-    pub fn stop_machines(&self) {
+    /// Ends what the agent left running: its background processes, then its sessions (the next
+    /// `shell` call starts a fresh one).
+    pub fn stop_sessions(&self) {
         self.background.stop_all();
-        for machine in [&self.writer, &self.reader] {
-            *machine.served.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
-            *machine.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        for commands in [&self.writer, &self.reader] {
+            *commands.served.lock().unwrap_or_else(|e| e.into_inner()) = Default::default();
+            *commands.session.lock().unwrap_or_else(|e| e.into_inner()) = None;
         }
     }
 
@@ -325,8 +325,8 @@ impl Toolbox {
         self.call_on(&self.reader, name, arguments_json)
     }
 
-    fn call_on(&self, machine: &Machine, name: &str, arguments_json: &str) -> ToolResult {
-        let mut result = match self.dispatch(machine, name, arguments_json) {
+    fn call_on(&self, commands: &CommandSandbox, name: &str, arguments_json: &str) -> ToolResult {
+        let mut result = match self.dispatch(commands, name, arguments_json) {
             Ok((output, effect)) => ToolResult::ok(output, effect),
             Err(error) => ToolResult::error(error),
         };
@@ -337,15 +337,20 @@ impl Toolbox {
         result
     }
 
-    fn dispatch(&self, machine: &Machine, name: &str, arguments_json: &str) -> Result<(String, Effect), ToolError> {
-        if let ("shell", Some(_)) = (name, &machine.sandbox) {
+    fn dispatch(
+        &self,
+        commands: &CommandSandbox,
+        name: &str,
+        arguments_json: &str,
+    ) -> Result<(String, Effect), ToolError> {
+        if let ("shell", Some(_)) = (name, &commands.sandbox) {
             let args = arguments(name, arguments_json)?;
-            return machine.with_session(|session| shell::shell(session, &self.background, &self.secrets(), args));
+            return commands.with_session(|session| shell::shell(session, &self.background, &self.secrets(), args));
         }
         if let Some((server, tool)) = self.declared.split(name) {
-            let egress = machine.sandbox.as_ref().and_then(|sandbox| sandbox.egress_socket());
-            return machine.with_session(|session| {
-                let mut running = machine.served.lock().unwrap_or_else(|e| e.into_inner());
+            let egress = commands.sandbox.as_ref().and_then(|sandbox| sandbox.egress_socket());
+            return commands.with_session(|session| {
+                let mut running = commands.served.lock().unwrap_or_else(|e| e.into_inner());
                 let place = served::Place { session, egress: egress.as_deref() };
                 running.call(&self.declared, place, server, tool, arguments_json)
             });
