@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use baton_core::Service;
 use baton_sandbox::{
-    Attached, BackgroundProcess, Refusal, RunOutcome, RunRequest, Sandbox, SandboxError, SandboxSession,
+    Attached, BackgroundProcess, RefusedConnection, RunOutcome, RunRequest, Sandbox, SandboxError, SandboxSession,
 };
 
 use crate::snapshot::{STEP_OUTPUT, tail};
@@ -98,7 +98,7 @@ impl<S: Sandbox> Sandbox for WithServices<S> {
         Ok(Box::new(Serviced { session, running: Mutex::new(running) }))
     }
 
-    fn take_refused_connections(&self) -> Vec<Refusal> {
+    fn take_refused_connections(&self) -> Vec<RefusedConnection> {
         self.inner.take_refused_connections()
     }
 

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 pub use disk::TaskDisk;
 pub use init::{SETUP_FAILED, main as init_main};
 pub use output::Captured;
-pub use proxy::{EgressPolicy, EgressProxy, LISTEN_INSIDE, Refusal, SOCKET_INSIDE};
+pub use proxy::{EgressPolicy, EgressProxy, LISTEN_INSIDE, RefusedConnection, SOCKET_INSIDE};
 pub use session::{BackgroundOutput, LocalBackground, LocalSession};
 pub use spec::{InitSpec, Limits, Mount, SPEC_VARIABLE};
 
@@ -63,7 +63,7 @@ pub trait Sandbox: Send + Sync + std::fmt::Debug {
     /// A machine that runs many commands, for one leg.
     fn session(&self) -> Result<Box<dyn SandboxSession>, SandboxError>;
     /// Connections the egress proxy refused since the last call, for the journal.
-    fn take_refused_connections(&self) -> Vec<Refusal>;
+    fn take_refused_connections(&self) -> Vec<RefusedConnection>;
     /// Where the egress proxy listens (HTTP, one request per connection), for what baton reaches
     /// on the task's behalf under the task's policy; `None` for a task without network.
     fn egress_socket(&self) -> Option<PathBuf>;
@@ -455,7 +455,7 @@ impl LocalSandbox {
 }
 
 impl Sandbox for LocalSandbox {
-    fn take_refused_connections(&self) -> Vec<Refusal> {
+    fn take_refused_connections(&self) -> Vec<RefusedConnection> {
         self.proxy.as_ref().map(EgressProxy::take_refused).unwrap_or_default()
     }
 

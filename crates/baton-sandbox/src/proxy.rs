@@ -97,7 +97,7 @@ fn is_public(ip: IpAddr) -> bool {
 
 /// A connection the proxy refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub struct RefusedConnection {
     pub host: String,
     pub port: u16,
     pub at: SystemTime,
@@ -107,7 +107,7 @@ pub struct Refusal {
 #[derive(Debug)]
 pub struct EgressProxy {
     socket: PathBuf,
-    refused: Arc<Mutex<Vec<Refusal>>>,
+    refused: Arc<Mutex<Vec<RefusedConnection>>>,
     stopping: Arc<AtomicBool>,
 }
 
@@ -154,7 +154,7 @@ impl EgressProxy {
     }
 
     /// The connections refused since the last call.
-    pub fn take_refused(&self) -> Vec<Refusal> {
+    pub fn take_refused(&self) -> Vec<RefusedConnection> {
         self.refused.lock().map(|mut r| std::mem::take(&mut *r)).unwrap_or_default()
     }
 }
@@ -190,7 +190,7 @@ fn reply(stream: &mut UnixStream, status: &str, body: &str) -> io::Result<()> {
     )
 }
 
-fn serve(client: UnixStream, policy: &EgressPolicy, refused: &Mutex<Vec<Refusal>>) -> io::Result<()> {
+fn serve(client: UnixStream, policy: &EgressPolicy, refused: &Mutex<Vec<RefusedConnection>>) -> io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut writer = client;
     let mut head = Vec::new();
@@ -241,7 +241,7 @@ fn serve(client: UnixStream, policy: &EgressPolicy, refused: &Mutex<Vec<Refusal>
 
     if !policy.allows(&host, port) {
         if let Ok(mut log) = refused.lock() {
-            log.push(Refusal { host: host.clone(), port, at: SystemTime::now() });
+            log.push(RefusedConnection { host: host.clone(), port, at: SystemTime::now() });
         }
         return reply(
             &mut writer,

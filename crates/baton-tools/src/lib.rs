@@ -188,7 +188,7 @@ impl Toolbox {
     }
 
     /// Connections the network policy refused the agent's commands since the last call.
-    pub fn take_refused_connections(&self) -> Vec<baton_sandbox::Refusal> {
+    pub fn take_refused_connections(&self) -> Vec<baton_sandbox::RefusedConnection> {
         [&self.writer, &self.reader]
             .iter()
             .filter_map(|commands| commands.sandbox.as_ref())
