@@ -6,7 +6,7 @@ use crate::decision::{Answer, Decision};
 use crate::environment::Phase;
 use crate::ledger::{Effect, Handoff};
 use crate::money::Credits;
-use crate::review::{Finding, FindingStatus, Role as LegRole, Subtask, SubtaskOutcome};
+use crate::review::{Finding, FindingStatus, LegRole, Subtask, SubtaskOutcome};
 use crate::spec::{Budget, TaskSpec};
 use crate::status::StopReason;
 use crate::time::Timestamp;

@@ -43,7 +43,7 @@ pub use ledger::{Effect, FileChange, Handoff, HandoffDue, Ledger, PlanStep, Step
 pub use money::{Credits, InvalidCredits};
 pub use notice::{Format, Notice, NoticeKind, Notification, NotificationState, Subscription};
 pub use review::{
-    CheckMark, DiffStat, Finding, FindingStatus, Role as LegRole, Severity, Subtask, SubtaskOutcome, SubtaskState,
+    CheckMark, DiffStat, Finding, FindingStatus, LegRole, Severity, Subtask, SubtaskOutcome, SubtaskState,
 };
 pub use schedule::{CatchUp, DEFAULT_MAX_FAILURES, Firing, FiringOutcome, Schedule, ScheduleMode};
 pub use secret::{Secret, redact};

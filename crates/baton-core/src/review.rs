@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// Who works a leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub enum LegRole {
     /// Plans and delegates; never edits.
     Captain,
     /// Implements.
@@ -18,17 +18,17 @@ pub enum Role {
     Review,
 }
 
-impl Role {
+impl LegRole {
     pub fn as_str(self) -> &'static str {
         match self {
-            Role::Captain => "captain",
-            Role::Build => "build",
-            Role::Review => "review",
+            LegRole::Captain => "captain",
+            LegRole::Build => "build",
+            LegRole::Review => "review",
         }
     }
 }
 
-impl fmt::Display for Role {
+impl fmt::Display for LegRole {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

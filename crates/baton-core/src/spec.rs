@@ -47,7 +47,7 @@ pub struct TaskSpec {
     pub approve_plan: bool,
     /// `provider/model` for roles that do not use `model`.
     #[serde(default)]
-    pub role_models: std::collections::BTreeMap<crate::review::Role, String>,
+    pub role_models: std::collections::BTreeMap<crate::review::LegRole, String>,
     /// The task this one is a subtask of.
     #[serde(default)]
     pub parent: Option<String>,

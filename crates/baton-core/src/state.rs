@@ -8,7 +8,7 @@ use crate::event::{Event, Recorded};
 use crate::id::TaskId;
 use crate::ledger::{Effect, Handoff, PlanStep, StepStatus};
 use crate::money::Credits;
-use crate::review::{Finding, FindingStatus, Role as LegRole, SubtaskState};
+use crate::review::{Finding, FindingStatus, LegRole, SubtaskState};
 use crate::spec::TaskSpec;
 use crate::status::{Lifecycle, Status, StopReason, TransitionError};
 use crate::time::Timestamp;

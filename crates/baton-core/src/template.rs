@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::review::Role;
+use crate::review::LegRole;
 use crate::source::{RemoteUrl, RepoSource};
 use crate::spec::{Budget, CheckSpec, Pick, SpecError, TaskSpec};
 
@@ -44,7 +44,7 @@ pub struct Template {
     #[serde(default)]
     pub approve_plan: bool,
     #[serde(default)]
-    pub role_models: BTreeMap<Role, String>,
+    pub role_models: BTreeMap<LegRole, String>,
     #[serde(default = "one")]
     pub attempts: u32,
     #[serde(default)]
