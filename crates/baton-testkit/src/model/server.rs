@@ -28,6 +28,9 @@ pub struct RecordedRequest {
     pub turn: Option<usize>,
     /// `reply`, or the fault or refusal it got instead.
     pub served: String,
+    /// When it arrived, in microseconds since the server started: what a benchmark measures an
+    /// agent's steps by, the same way for every agent.
+    pub received_us: u64,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +46,7 @@ struct Shared {
     answered: Mutex<std::collections::HashMap<String, usize>>,
     requests: Mutex<Vec<RecordedRequest>>,
     failures: Mutex<Vec<String>>,
+    started: std::time::Instant,
 }
 
 /// Locks a mutex even if a panicking handler poisoned it: the data (a log, a cursor) stays usable.
@@ -83,6 +87,7 @@ impl ScriptedServer {
             answered: Mutex::default(),
             requests: Mutex::default(),
             failures: Mutex::default(),
+            started: std::time::Instant::now(),
         });
         let router = Router::new()
             .route("/v1/responses", post(responses))
@@ -258,6 +263,7 @@ async fn serve(shared: &Shared, wire: &dyn Wire, path: &str, headers: &HeaderMap
         body: Value::Null,
         turn: None,
         served: String::new(),
+        received_us: u64::try_from(shared.started.elapsed().as_micros()).unwrap_or(u64::MAX),
     };
     let body: Value = match serde_json::from_str(&raw_text) {
         Ok(body) => body,
