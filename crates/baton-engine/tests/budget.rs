@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use baton_store::{SqlStore, Store};
 use baton_testkit::model::{Reply, Script, Usage as ScriptUsage};
-use common::{Harness, call, turn};
+use common::{Harness, call, stopped, turn};
 use serde_json::json;
 
 fn credits(text: &str) -> Credits {
@@ -50,10 +50,6 @@ async fn priced(script: Script) -> Harness {
     let mut h = Harness::new(script).await;
     h.price = Some(price());
     h
-}
-
-fn stopped(state: &TaskState) -> (Status, Option<StopReason>) {
-    (state.status(), state.stop.as_ref().map(|s| s.reason))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

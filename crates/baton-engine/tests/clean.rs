@@ -9,7 +9,7 @@ mod common;
 
 use baton_core::{Status, StopReason};
 use baton_testkit::model::{Expect, Reply, Script, Turn};
-use common::{Harness, call, turn};
+use common::{Harness, call, stopped, turn};
 use serde_json::json;
 
 /// The agent's `trick`, then `finish` twice (the second after the checks' feedback).
@@ -28,11 +28,7 @@ async fn tricked(trick: Vec<Reply>) -> (Harness, baton_core::TaskState, Vec<Stri
 }
 
 fn assert_not_verified(h: &Harness, state: &baton_core::TaskState, kinds: &[String]) {
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Failed, Some(StopReason::ChecksFailed)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(state), (Status::Failed, Some(StopReason::ChecksFailed)), "{kinds:?}");
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
     assert!(state.work.last_commit.is_none(), "nothing was marked verified");
     let output = &state.work.last_checks[0].output;

@@ -10,7 +10,7 @@ mod common;
 use baton_core::{Status, StopReason, TaskState};
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::{Expect, Reply, Script, Turn};
-use common::{Harness, call, turn};
+use common::{Harness, call, stopped, turn};
 use serde_json::json;
 
 /// Tests that import `settings.py`, which only `gen.py` makes (and git ignores).
@@ -142,11 +142,7 @@ async fn a_setup_step_that_fails_is_reported_and_no_check_runs() {
 async fn a_declaration_baton_cannot_honour_pauses_the_task_with_its_name() {
     let unsupported = "[environment]\npackages = [\"python3-numpy\"]\n";
     let (h, state, kinds) = run(generated_settings(Some(unsupported)), vec![]).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Paused, Some(StopReason::EnvironmentError)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(&state), (Status::Paused, Some(StopReason::EnvironmentError)), "{kinds:?}");
     let detail = &state.stop.as_ref().unwrap().detail;
     assert!(detail.contains("baton.toml: [environment] `packages` is not supported: Debian packages need"), "{detail}");
     assert!(h.server.requests().is_empty(), "no model call was made");

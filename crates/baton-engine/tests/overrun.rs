@@ -12,7 +12,7 @@ use baton_core::{Budget, Credits, EntryKind, Event, Policy, Status, StopReason, 
 use baton_model::Price;
 use baton_store::Store;
 use baton_testkit::model::{Fault, Reply, Script, Usage as ScriptUsage, count_tokens};
-use common::{Harness, call, turn};
+use common::{Harness, call, stopped, turn};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -49,10 +49,6 @@ async fn priced(script: Script) -> Harness {
     let mut h = Harness::new(script).await;
     h.price = Some(price());
     h
-}
-
-fn stopped(state: &TaskState) -> (Status, Option<StopReason>) {
-    (state.status(), state.stop.as_ref().map(|s| s.reason))
 }
 
 /// What the scripted provider reported for every reply it served, priced (Chat Completions reports

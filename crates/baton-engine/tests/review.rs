@@ -13,7 +13,7 @@ use baton_core::{Event, FindingStatus, LegRole, Severity, Status, StopReason};
 use baton_engine::RoleModel;
 use baton_model::{ModelName, ProviderConfig, Providers};
 use baton_testkit::model::{Expect, Script, ScriptedServer, Turn, text_of};
-use common::{Harness, call, turn};
+use common::{Harness, call, stopped, turn};
 use serde_json::json;
 
 fn expecting(body_contains: &str, reply: baton_testkit::model::Reply) -> Turn {
@@ -59,11 +59,7 @@ async fn a_p1_finding_is_fixed_rereviewed_as_a_delta_and_resolved_with_its_commi
     let h = Harness::new(script).await;
     let id = h.create_with(|spec| spec.review = true).await;
     let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Done, Some(StopReason::Verified)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(&state), (Status::Done, Some(StopReason::Verified)), "{kinds:?}");
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
     assert_eq!(h.server.remaining_turns(), 0);
 
@@ -232,11 +228,7 @@ async fn a_reviewer_whose_provider_refuses_pauses_the_task_and_a_resume_reviews_
     let h = Harness::new(script).await;
     let id = h.create_with(|spec| spec.review = true).await;
     let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Paused, Some(StopReason::ModelError)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(&state), (Status::Paused, Some(StopReason::ModelError)), "{kinds:?}");
     let detail = &state.stop.as_ref().unwrap().detail;
     assert!(detail.starts_with("the reviewer's model call failed: "), "{detail}");
     let verified_commit = state.work.last_commit.clone();

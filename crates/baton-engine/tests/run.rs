@@ -9,7 +9,7 @@ use baton_core::{Budget, CheckSpec, Event, Status, StopReason, Timestamp};
 use baton_store::Store;
 use baton_testkit::FixtureRepo;
 use baton_testkit::model::{Expect, Reply, Script, Turn};
-use common::{Harness, call, turn};
+use common::{Harness, call, stopped, turn};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -29,11 +29,7 @@ async fn oracle_reads_edits_tests_and_finishes_verified() {
     let h = Harness::new(script).await;
     let id = h.create().await;
     let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Done, Some(StopReason::Verified)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(&state), (Status::Done, Some(StopReason::Verified)), "{kinds:?}");
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
     assert_eq!(state.work.steps, 4);
     assert!(state.work.last_checks.iter().all(|c| c.passed && c.output.contains("all tests passed")));
@@ -60,11 +56,7 @@ async fn nop_finishes_at_once_gets_feedback_and_is_not_verified() {
     let h = Harness::new(Script { turns: vec![turn(None, finish()), second], ..Script::default() }).await;
     let id = h.create().await;
     let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Failed, Some(StopReason::ChecksFailed)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(&state), (Status::Failed, Some(StopReason::ChecksFailed)), "{kinds:?}");
     assert_eq!(state.work.verifications, 2);
     assert!(h.server.failures().is_empty(), "the feedback did not reach the model: {:?}", h.server.failures());
     assert_eq!(kinds.iter().filter(|k| *k == "feedback").count(), 1);
@@ -78,11 +70,7 @@ async fn nudged_then_stuck(looping: impl Fn(usize) -> baton_testkit::model::Repl
     let h = Harness::new(Script { turns: looping, ..Script::default() }).await;
     let id = h.create().await;
     let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Paused, Some(StopReason::Stuck)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(&state), (Status::Paused, Some(StopReason::Stuck)), "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| *k == "nudged").count(), 1, "{kinds:?}");
     // The nudge reached the model, and no model call was made after the pause: the cost stops there.
     let requests = h.server.requests();
@@ -205,11 +193,7 @@ async fn tamper_with_the_protected_test_is_caught_and_not_verified() {
         Harness::new(Script { turns: vec![turn(None, weaken), turn(None, finish()), told], ..Script::default() }).await;
     let id = h.create_with(|spec| spec.protect = vec!["test_*.py".into()]).await;
     let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Failed, Some(StopReason::ChecksFailed)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(&state), (Status::Failed, Some(StopReason::ChecksFailed)), "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| *k == "protected_restored").count(), 1, "{kinds:?}");
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
     // The weakened test never judged the work, and it is not left behind in the worktree.
@@ -232,11 +216,7 @@ async fn partial_fixes_half_and_fails_its_checks() {
     let mul = CheckSpec { name: "mul".into(), command: "python3 test_mul.py".into(), timeout_secs: 60 };
     let id = h.create_with(|spec| spec.checks.push(mul)).await;
     let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Failed, Some(StopReason::ChecksFailed)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(&state), (Status::Failed, Some(StopReason::ChecksFailed)), "{kinds:?}");
     let verdicts: Vec<(&str, bool)> = state.work.last_checks.iter().map(|c| (c.name.as_str(), c.passed)).collect();
     assert_eq!(verdicts, [("tests", true), ("mul", false)]);
 }
@@ -274,12 +254,7 @@ async fn oracle_on_a_rust_crate_ends_verified() {
         })
         .await;
     let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Done, Some(StopReason::Verified)),
-        "{kinds:?} {:?}",
-        state.work.last_checks
-    );
+    assert_eq!(stopped(&state), (Status::Done, Some(StopReason::Verified)), "{kinds:?} {:?}", state.work.last_checks);
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
     let commit = state.work.last_commit.unwrap();
     assert!(h.repo.git(&["show", &format!("{commit}:src/lib.rs")]).contains("a + b"));
@@ -302,11 +277,7 @@ async fn a_spent_time_window_commits_the_work_in_progress_pauses_and_resumes_onc
     let h = Harness::new(Script { turns, ..Script::default() }).await;
     let id = h.create_with(|spec| spec.budget.wall_clock_secs = Some(2)).await;
     let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Paused, Some(StopReason::TimeWindowExhausted)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(&state), (Status::Paused, Some(StopReason::TimeWindowExhausted)), "{kinds:?}");
     // The work in progress is on the branch, not only in the worktree.
     let commit = state.work.last_commit.clone().expect("no checkpoint before the pause");
     assert_eq!(h.repo.git(&["rev-parse", &state.branch]), commit);
@@ -370,11 +341,7 @@ async fn a_commit_git_refuses_mid_run_pauses_the_task_and_resume_verifies_it_onc
     h.store.append(&id, state.next_seq, Timestamp(1), &[answer]).await.unwrap();
 
     let (state, kinds) = h.run(&id).await;
-    assert_eq!(
-        (state.status(), state.stop.as_ref().map(|s| s.reason)),
-        (Status::Paused, Some(StopReason::EnvironmentError)),
-        "{kinds:?}"
-    );
+    assert_eq!(stopped(&state), (Status::Paused, Some(StopReason::EnvironmentError)), "{kinds:?}");
     let detail = &state.stop.as_ref().unwrap().detail;
     assert!(detail.starts_with("baton could not go on: ") && detail.contains("index.lock"), "{detail}");
 

@@ -39,6 +39,11 @@ pub fn call(id: &str, name: &str, arguments: serde_json::Value) -> Reply {
     }
 }
 
+/// How a run left the task: its status, and why it stopped.
+pub fn stopped(state: &TaskState) -> (baton_core::Status, Option<baton_core::StopReason>) {
+    (state.status(), state.stop.as_ref().map(|s| s.reason))
+}
+
 pub fn turn(expect_in_last_result: Option<&str>, reply: Reply) -> Turn {
     Turn {
         expect: Expect { last_tool_result_contains: expect_in_last_result.map(str::to_owned), ..Expect::default() },
@@ -172,7 +177,7 @@ impl Harness {
     pub async fn run_verified(&self, id: &TaskId) -> (TaskState, Vec<String>) {
         let (state, kinds) = self.run(id).await;
         assert_eq!(
-            (state.status(), state.stop.as_ref().map(|s| s.reason)),
+            stopped(&state),
             (baton_core::Status::Done, Some(baton_core::StopReason::Verified)),
             "{:?} {kinds:?} {:?}",
             state.stop,
