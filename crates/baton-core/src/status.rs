@@ -96,8 +96,7 @@ impl Lifecycle {
             (Event::WaitingForHuman { .. } | Event::DecisionRequested { .. }, Running) => to(Waiting),
             (Event::DecisionMade { .. }, Waiting) => to(Running),
             (Event::VerificationStarted, Running) => to(Verifying),
-            // From running: a review that a pause stopped, started again on resume.
-            (Event::ReviewStarted, Verifying | Running) => to(Reviewing),
+            (Event::ReviewStarted, Verifying) => to(Reviewing),
             (Event::Paused { reason, .. }, Running | Waiting | Verifying | Reviewing) => match reason {
                 StopReason::Verified | StopReason::Cancelled => Err(mismatch(*reason)),
                 _ => stopped(Paused, *reason),

@@ -79,11 +79,16 @@ impl Engine {
         {
             return Ok(());
         }
-        // A review a crash interrupted, or a pause stopped, starts its round again: the checks passed
-        // on the commit it reads, and a reviewer changes nothing.
-        let state = journal.state();
-        if (state.status() == Status::Reviewing || state.work.role == LegRole::Review)
-            && self.review(journal, machine, "verified (the review was interrupted and started again)").await?
+        // A review a crash interrupted starts its round again.
+        if journal.state().status() == Status::Reviewing
+            && self.review(journal, machine, "verified (the review was interrupted by a restart)").await?
+        {
+            return Ok(());
+        }
+        // One a pause stopped (the budget refused it, the reviewer's model failed) is resumed as
+        // running: only a verification leads to a review, so the checks run again first.
+        if journal.state().work.role == LegRole::Review
+            && self.verify(journal, machine, "verified (the review was paused and started again)").await?
         {
             return Ok(());
         }

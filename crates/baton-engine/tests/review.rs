@@ -209,7 +209,8 @@ async fn a_reviewer_near_the_end_of_its_context_is_told_to_report_now() {
 }
 
 /// A task asked for a review is not done without one: a reviewer whose provider refuses pauses the
-/// task (`model_error`), and a resume reviews the verified commit again, without running the build.
+/// task (`model_error`), and a resume checks and reviews the verified commit again, without running
+/// the build.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reviewer_whose_provider_refuses_pauses_the_task_and_a_resume_reviews_again() {
     let refused = baton_testkit::model::Fault::Status { status: 400, retry_after: None, message: Some("no".into()) };
@@ -238,7 +239,12 @@ async fn a_reviewer_whose_provider_refuses_pauses_the_task_and_a_resume_reviews_
     assert_eq!((state.work.review_rounds, h.server.remaining_turns()), (1, 0));
     assert!(h.server.failures().is_empty(), "{:?}", h.server.failures());
     assert_eq!(state.work.last_commit, verified_commit, "nothing was built again");
-    // The resumed run: no check ran again, one review round started over.
+    // The resumed run: no model call of a build leg, the checks once (only a verification leads to
+    // a review), one review round.
     let count = |kind: &str| kinds.iter().filter(|k| *k == kind).count();
-    assert_eq!((count("check_finished"), count("review_started")), (0, 1), "{kinds:?}");
+    assert_eq!(
+        (count("verification_started"), count("review_started"), count("model_call_started")),
+        (1, 1, 1),
+        "{kinds:?}"
+    );
 }

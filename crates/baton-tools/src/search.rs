@@ -29,6 +29,8 @@ const MAX_LINE_CHARS: usize = 300;
 /// cost it unbounded memory and time. Real ones are a few kilobytes.
 const MAX_RULES_BYTES: u64 = 64 << 10;
 const MAX_RULES_BYTES_IN_ALL: u64 = 1 << 20;
+/// Rule files not honoured that the output names one by one.
+const NAMED_RULE_FILES: usize = 20;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -102,7 +104,12 @@ pub(crate) fn search(workspace: &Workspace, args: SearchArgs) -> Result<(String,
     }
     let too_large = std::mem::take(&mut ignores.lock().unwrap_or_else(|e| e.into_inner()).too_large);
     if !too_large.is_empty() {
-        let shown: Vec<String> = too_large.iter().map(|dir| dir.join(".gitignore").display().to_string()).collect();
+        // Named up to a few: the directories are the agent's, and so is how many there are.
+        let mut shown: Vec<String> =
+            too_large.iter().take(NAMED_RULE_FILES).map(|dir| dir.join(".gitignore").display().to_string()).collect();
+        if too_large.len() > NAMED_RULE_FILES {
+            shown.push(format!("and {} more", too_large.len() - NAMED_RULE_FILES));
+        }
         let _ = write!(
             output,
             "\n(not honoured, over the {MAX_RULES_BYTES}-byte limit for one rule file or {MAX_RULES_BYTES_IN_ALL} in all: {})",
