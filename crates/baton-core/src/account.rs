@@ -242,10 +242,8 @@ pub enum Refusal {
         "the task's budget of {limit} credits would be crossed: {spent} spent, {reserved} held, this needs {needed}"
     )]
     TaskBudget { limit: Credits, spent: Credits, reserved: Credits, needed: Credits },
-    #[error(
-        "`{key}` cost more than baton held for it: {held} held, {charged} charged; the task pauses so its limits are checked again ({spent} spent in all)"
-    )]
-    Overrun { key: String, held: Credits, charged: Credits, spent: Credits },
+    #[error("{overrun}; the task pauses so its limits are checked again ({spent} spent in all)")]
+    Overrun { overrun: crate::Overrun, spent: Credits },
 }
 
 pub(crate) fn add(a: Credits, b: Credits) -> Credits {

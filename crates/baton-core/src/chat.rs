@@ -131,16 +131,22 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+impl ToolCall {
+    /// The call a message part is, if it is one.
+    pub fn of_part(part: &Part) -> Option<ToolCall> {
+        match part {
+            Part::ToolCall { id, name, arguments } => {
+                Some(ToolCall { id: id.clone(), name: name.clone(), arguments: arguments.clone() })
+            }
+            _ => None,
+        }
+    }
+}
+
 impl ModelResponse {
     /// The reply's tool calls, in order, to run.
     pub fn owned_tool_calls(&self) -> Vec<ToolCall> {
-        self.tool_calls()
-            .map(|(id, name, arguments)| ToolCall {
-                id: id.to_owned(),
-                name: name.to_owned(),
-                arguments: arguments.to_owned(),
-            })
-            .collect()
+        self.parts.iter().filter_map(ToolCall::of_part).collect()
     }
 
     /// The reply's text parts joined together.

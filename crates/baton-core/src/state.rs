@@ -283,12 +283,8 @@ impl Work {
         self.transcript[at]
             .parts
             .iter()
-            .filter_map(|part| match part {
-                Part::ToolCall { id, name, arguments } if !answered.contains(&id.as_str()) => {
-                    Some(crate::ToolCall { id: id.clone(), name: name.clone(), arguments: arguments.clone() })
-                }
-                _ => None,
-            })
+            .filter_map(crate::ToolCall::of_part)
+            .filter(|call| !answered.contains(&call.id.as_str()))
             .collect()
     }
 

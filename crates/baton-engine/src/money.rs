@@ -23,8 +23,8 @@ impl Engine {
     ) -> Result<Admission, EngineError> {
         let state = journal.state();
         if let Some(overrun) = &state.money.overrun {
-            let (key, held, charged) = (overrun.key.clone(), overrun.held, overrun.charged);
-            return Ok(Admission::Refused(Refusal::Overrun { key, held, charged, spent: state.money.spent_in_all() }));
+            let spent = state.money.spent_in_all();
+            return Ok(Admission::Refused(Refusal::Overrun { overrun: overrun.clone(), spent }));
         }
         if !hold.is_empty() {
             if let Some(limit) = state.spec.budget.credits {
